@@ -1,0 +1,137 @@
+//! The receiving side: a long-poll loop for one room.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use tracing::{debug, error, info, warn};
+
+use super::Shared;
+use super::wire::{FishMessage, PollAnswer, content_of};
+use crate::adapters::retry::describe;
+use crate::adapters::{AccountState, AdapterContext};
+use crate::model::{Event, EventKind, Message, RoomId, User};
+
+/// How one poll ended.
+enum Polled {
+    Messages(Vec<serde_json::Value>),
+    /// The body was not the expected JSON.
+    Malformed(String),
+    Transient(String),
+    RoomBroken(String),
+    Fatal(String),
+}
+
+pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId) {
+    let mut backoff = ctx.backoff.clone();
+    let mut connected = false;
+    ctx.set_state(AccountState::Connecting).await;
+    loop {
+        let polled = tokio::select! {
+            _ = ctx.stop_receiving.cancelled() => return,
+            _ = shared.fatal.cancelled() => return,
+            // A long-poll answers only when a message comes or 10 s pass: the status route tells at
+            // once that the server is up; the first poll then checks the token.
+            probed = probe(&shared), if !connected => match probed {
+                Ok(()) => {
+                    connected = true;
+                    backoff.connected();
+                    info!(account = %ctx.account, room = %room, "Connected.");
+                    ctx.set_state(AccountState::Connected).await;
+                    continue;
+                }
+                Err(reason) => Polled::Transient(reason),
+            },
+            polled = poll_once(&shared, &room), if connected => polled,
+        };
+        match polled {
+            Polled::Messages(items) => {
+                for item in items {
+                    if !relay(&shared, &ctx, &room, item).await {
+                        return;
+                    }
+                }
+            }
+            Polled::Malformed(reason) => {
+                ctx.stats.malformed.inc();
+                warn!(account = %ctx.account, room = %room, reason = %reason, "Malformed poll answer skipped.");
+            }
+            Polled::Transient(reason) => {
+                connected = false;
+                let delay = backoff.next_delay();
+                warn!(account = %ctx.account, room = %room, reason = %reason, "Poll failed; reconnecting in {delay:.1?}.");
+                ctx.set_state(AccountState::BackingOff { delay }).await;
+                tokio::select! {
+                    _ = ctx.stop_receiving.cancelled() => return,
+                    _ = shared.fatal.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Polled::RoomBroken(reason) => {
+                error!(account = %ctx.account, room = %room, reason = %reason, "Cannot receive from this room; fix the configuration. The other rooms go on.");
+                return;
+            }
+            Polled::Fatal(reason) => {
+                shared.stop_account(&ctx, reason).await;
+                return;
+            }
+        }
+    }
+}
+
+/// `GET /api/status`: Fishroom answers 418 "I'm a TUNA" when it is up.
+async fn probe(shared: &Shared) -> Result<(), String> {
+    let response = shared.http.get(shared.api("status")).send().await.map_err(describe)?;
+    match response.status() {
+        s if s == StatusCode::IM_A_TEAPOT || s.is_success() => Ok(()),
+        other => Err(format!("the status route answered {other}")),
+    }
+}
+
+async fn poll_once(shared: &Shared, room: &RoomId) -> Polled {
+    let request =
+        shared.http.get(shared.api("messages")).headers(shared.auth.clone()).query(&[("room", room.as_str())]);
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return Polled::Transient(describe(e)),
+    };
+    let status = response.status();
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(e) => return Polled::Transient(describe(e)),
+    };
+    match status {
+        StatusCode::OK => match serde_json::from_slice::<PollAnswer>(&body) {
+            Ok(answer) => Polled::Messages(answer.messages),
+            Err(e) => Polled::Malformed(e.to_string()),
+        },
+        StatusCode::FORBIDDEN => Polled::Fatal("the server refused the token (403 Invalid Token)".to_owned()),
+        StatusCode::NOT_FOUND => Polled::RoomBroken(format!("the server has no public room `{room}` (404)")),
+        other => Polled::Transient(format!("the server answered {other}")),
+    }
+}
+
+/// Turns one feed item into an event for the router; false when the router is gone.
+async fn relay(shared: &Shared, ctx: &AdapterContext, room: &RoomId, item: serde_json::Value) -> bool {
+    let message: FishMessage = match serde_json::from_value(item) {
+        Ok(message) => message,
+        Err(e) => {
+            ctx.stats.malformed.inc();
+            warn!(account = %ctx.account, room = %room, error = %e, "Malformed message skipped.");
+            return true;
+        }
+    };
+    if message.room.as_deref().is_some_and(|r| r != room.as_str()) {
+        debug!(account = %ctx.account, room = %room, "Message of another room skipped.");
+        return true;
+    }
+    let text = message.content.clone().unwrap_or_default();
+    let own = shared.is_own_echo(message.channel.as_deref(), message.sender.as_deref(), &text);
+    let name = message.sender.clone().unwrap_or_default();
+    let mut sender = User::new(name.as_str(), name.as_str());
+    sender.is_self = own;
+    let kind = match message.mtype.as_deref() {
+        Some("event") => EventKind::Notice { text },
+        _ => EventKind::Message(Message { content: content_of(&message), ..Message::default() }),
+    };
+    ctx.emit(Event::new(ctx.room_addr(room), None, Some(sender), kind)).await
+}

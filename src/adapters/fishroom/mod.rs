@@ -1,0 +1,154 @@
+//! Fishroom over its HTTP API (`shared/protocols.md` §5): one long-poll loop per receiving room, one
+//! POST per message. Fishroom has no message ids, no edits and a separate sender field.
+
+mod client;
+mod gateway;
+mod wire;
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{AccountState, Adapter, AdapterContext, SendFailure, SendRequest};
+use crate::config::FishroomAccount;
+use crate::model::{Capabilities, RoomId};
+
+/// Posts remembered for recognising their echoes in the feed.
+const ECHO_MEMORY: usize = 256;
+
+pub struct FishroomAdapter {
+    config: FishroomAccount,
+}
+
+impl FishroomAdapter {
+    pub fn new(config: FishroomAccount) -> Self {
+        Self { config }
+    }
+}
+
+/// What the poll loops and the senders of one account share.
+struct Shared {
+    config: FishroomAccount,
+    http: reqwest::Client,
+    auth: HeaderMap,
+    /// What we posted (sender, content): the feed sends it back to us with channel `api-<token name>`.
+    posted: Mutex<VecDeque<(Option<String>, String)>>,
+    /// Rooms whose 500 answers have been explained once in the log.
+    warned_500: Mutex<HashSet<RoomId>>,
+    /// Cancelled when the account cannot go on (the token was refused).
+    fatal: CancellationToken,
+}
+
+impl Shared {
+    fn new(config: FishroomAccount) -> Self {
+        let mut auth = HeaderMap::new();
+        let mut id = HeaderValue::from_str(&config.token_id).unwrap_or_else(|_| HeaderValue::from_static(""));
+        let mut key = HeaderValue::from_str(config.token_key.expose()).unwrap_or_else(|_| HeaderValue::from_static(""));
+        id.set_sensitive(true);
+        key.set_sensitive(true);
+        auth.insert("X-TOKEN-ID", id);
+        auth.insert("X-TOKEN-KEY", key);
+        auth.insert(reqwest::header::ACCEPT, HeaderValue::from_static("application/json"));
+        let http = super::http_client(config.request_timeout);
+        Self {
+            config,
+            http,
+            auth,
+            posted: Mutex::new(VecDeque::new()),
+            warned_500: Mutex::new(HashSet::new()),
+            fatal: CancellationToken::new(),
+        }
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("{}/{path}", self.config.api_url.as_str().trim_end_matches('/'))
+    }
+
+    fn remember_post(&self, sender: Option<&str>, content: &str) {
+        let mut posted = self.posted.lock().expect("echo memory lock is never poisoned");
+        if posted.len() == ECHO_MEMORY {
+            posted.pop_front();
+        }
+        posted.push_back((sender.map(str::to_owned), content.to_owned()));
+    }
+
+    /// Whether a feed message is the echo of one of our posts (and forgets that post).
+    fn is_own_echo(&self, channel: Option<&str>, sender: Option<&str>, content: &str) -> bool {
+        let Some(channel) = channel else { return false };
+        if let Some(name) = &self.config.token_name
+            && channel.strip_prefix("api-") == Some(name.as_str())
+        {
+            return true;
+        }
+        if !channel.starts_with("api-") {
+            return false;
+        }
+        let mut posted = self.posted.lock().expect("echo memory lock is never poisoned");
+        // The server fills in the token name when we post without a sender.
+        let found = posted.iter().position(|(s, c)| c == content && (s.as_deref() == sender || s.is_none()));
+        found.map(|i| posted.remove(i)).is_some()
+    }
+
+    async fn stop_account(&self, ctx: &AdapterContext, reason: String) {
+        if !self.fatal.is_cancelled() {
+            self.fatal.cancel();
+            ctx.set_state(AccountState::Stopped { reason }).await;
+        }
+    }
+}
+
+impl Adapter for FishroomAdapter {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { separate_sender: true, ..Capabilities::default() }
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: AdapterContext,
+        mut sends: mpsc::UnboundedReceiver<SendRequest>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let shared = Arc::new(Shared::new(self.config));
+            let mut tasks = JoinSet::new();
+            let receiving: Vec<RoomId> = ctx.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect();
+            if receiving.is_empty() {
+                // A send-only account has no connection to wait for.
+                ctx.set_state(AccountState::Connected).await;
+            }
+            for room in receiving {
+                tasks.spawn(gateway::poll_room(Arc::clone(&shared), ctx.clone(), room));
+            }
+            loop {
+                tokio::select! {
+                    _ = ctx.closed.cancelled() => {
+                        tasks.abort_all();
+                        return;
+                    }
+                    _ = shared.fatal.cancelled() => break,
+                    request = sends.recv() => match request {
+                        Some(request) => {
+                            tasks.spawn(client::send(Arc::clone(&shared), ctx.clone(), request));
+                        }
+                        None => return,
+                    },
+                }
+            }
+            // The account stopped: answer what is still asked of it, let sends in flight finish.
+            sends.close();
+            while let Some(request) = sends.recv().await {
+                let reason = "the account has stopped".to_owned();
+                ctx.ack(&request.room, Err(SendFailure::Fatal { reason })).await;
+            }
+            tokio::select! {
+                _ = ctx.closed.cancelled() => tasks.abort_all(),
+                _ = async { while tasks.join_next().await.is_some() {} } => {}
+            }
+        })
+    }
+}

@@ -1,0 +1,109 @@
+//! Fishroom's JSON as it travels (`shared/protocols.md` §5); nothing here leaves the adapter.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Content, Segment};
+
+/// The answer of `GET /api/messages?room=`.
+#[derive(Debug, Deserialize)]
+pub struct PollAnswer {
+    /// Kept as raw values so one bad item does not cost the others.
+    pub messages: Vec<serde_json::Value>,
+}
+
+/// One message of the feed (all fields may be `null`; unknown fields are ignored).
+#[derive(Debug, Default, Deserialize, Serialize, Clone, PartialEq, Eq)]
+#[serde(default)]
+pub struct FishMessage {
+    pub channel: Option<String>,
+    pub sender: Option<String>,
+    pub receiver: Option<String>,
+    pub room: Option<String>,
+    pub mtype: Option<String>,
+    pub content: Option<String>,
+    pub media_url: Option<String>,
+    pub date: Option<String>,
+    pub time: Option<String>,
+    pub botmsg: Option<bool>,
+}
+
+/// The body of `POST /api/messages/<room>/`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PostBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<&'a str>,
+    pub content: &'a str,
+}
+
+/// The JSON error and success bodies: `{"message": "..."}`.
+#[derive(Debug, Deserialize)]
+pub struct StatusBody {
+    pub message: String,
+}
+
+/// What a feed message says, as segments: the text, then the media it carries.
+pub fn content_of(message: &FishMessage) -> Content {
+    let mut segments = Vec::new();
+    if let Some(text) = message.content.as_deref().filter(|t| !t.is_empty()) {
+        segments.push(Segment::Text(text.to_owned()));
+    }
+    if let Some(url) = message.media_url.as_deref().filter(|u| !u.is_empty()) {
+        let url = url.to_owned();
+        let media = match message.mtype.as_deref() {
+            Some("photo" | "animation") => Segment::Image { url },
+            Some("sticker") => Segment::Sticker { url, id: None },
+            Some("audio") => Segment::Audio { url, seconds: None },
+            Some("video") => Segment::Video { url },
+            Some("file") => Segment::File { url, name: None, size: None },
+            _ => Segment::Link { url, text: None },
+        };
+        if !segments.is_empty() {
+            segments.push(Segment::Text(" ".to_owned()));
+        }
+        segments.push(media);
+    }
+    Content(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_message_object() {
+        let body = r#"{"messages":[{"channel":"telegram","sender":"alice","receiver":"-100123","room":"tuna",
+            "mtype":"photo","content":"cat","media_url":"https://img/cat.jpg","rich_text":null,"date":"2026-11-25",
+            "time":"19:00:00","botmsg":false,"opt":{},"route":null}]}"#;
+        let answer: PollAnswer = serde_json::from_str(body).unwrap();
+        let message: FishMessage = serde_json::from_value(answer.messages[0].clone()).unwrap();
+        assert_eq!(message.sender.as_deref(), Some("alice"));
+        assert_eq!(
+            content_of(&message).0,
+            vec![
+                Segment::Text("cat".into()),
+                Segment::Text(" ".into()),
+                Segment::Image { url: "https://img/cat.jpg".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn media_types_map_to_segments() {
+        let of = |mtype: &str| {
+            let m = FishMessage { mtype: Some(mtype.into()), media_url: Some("u".into()), ..Default::default() };
+            content_of(&m).0.pop().unwrap()
+        };
+        assert!(matches!(of("sticker"), Segment::Sticker { .. }));
+        assert!(matches!(of("file"), Segment::File { .. }));
+        assert!(matches!(of("audio"), Segment::Audio { .. }));
+        assert!(matches!(of("video"), Segment::Video { .. }));
+        assert!(matches!(of("location"), Segment::Link { .. }));
+    }
+
+    #[test]
+    fn nulls_and_missing_fields_are_accepted() {
+        let m: FishMessage = serde_json::from_str(r#"{"sender":null,"content":"x","extra":1}"#).unwrap();
+        assert_eq!(m.sender, None);
+        assert_eq!(content_of(&m), Content::text("x"));
+    }
+}

@@ -1,0 +1,171 @@
+//! The adapter runtime: one task per configured account, talking to the router only through channels.
+//! An adapter receives from its platform (the gateway side) and sends what the router hands it (the
+//! client side), acknowledging each send only after the platform confirmed it.
+
+pub mod backoff;
+pub mod fishroom;
+pub mod retry;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::Backoff;
+pub use retry::SendFailure;
+
+use crate::config::AccountConfig;
+use crate::model::{AccountId, Capabilities, Content, Event, RemoteId, RoomAddr, RoomId};
+use crate::stats::Stats;
+
+/// What the router hears from the adapters.
+#[derive(Debug)]
+pub enum RouterInput {
+    /// Something happened in a room.
+    Event(Event),
+    /// The outcome of the send the router handed out for `room` (one in flight per room).
+    Ack { room: RoomAddr, result: Result<Vec<RemoteId>, SendFailure> },
+    /// An account's connection state changed.
+    State { account: AccountId, state: AccountState },
+}
+
+/// An account's connection state, as `/health` will show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountState {
+    Connecting,
+    Connected,
+    BackingOff { delay: Duration },
+    Stopped { reason: String },
+}
+
+/// One message for one room, rendered for its platform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutMessage {
+    /// The rendered `nick_format`, for platforms with a separate sender field.
+    pub sender: Option<String>,
+    /// The parts to send in order (more than one when the text is longer than the platform allows).
+    pub parts: Vec<Content>,
+    /// The copy being replied to, when the platform shows replies natively.
+    pub reply_to: Option<RemoteId>,
+}
+
+/// What the adapter is asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendAction {
+    Message(OutMessage),
+    Edit { target: RemoteId, message: OutMessage },
+    Recall { targets: Vec<RemoteId> },
+}
+
+/// A send handed to an adapter; answered with [`RouterInput::Ack`] for the same room.
+#[derive(Clone, Debug)]
+pub struct SendRequest {
+    pub room: RoomId,
+    pub action: SendAction,
+    /// The id to send the message under, already registered as ours, where the platform lets us choose.
+    pub client_id: Option<RemoteId>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+}
+
+/// A room of an account, with the directions it is used in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterRoom {
+    pub room: RoomId,
+    /// Feeds at least one bridge: the adapter listens to it.
+    pub receive: bool,
+    /// Receives from at least one bridge.
+    pub send: bool,
+}
+
+/// Everything an adapter task is given besides its send requests.
+#[derive(Clone)]
+pub struct AdapterContext {
+    pub account: AccountId,
+    pub rooms: Vec<AdapterRoom>,
+    pub router: mpsc::Sender<RouterInput>,
+    /// Cancelled on shutdown: stop receiving, keep sending.
+    pub stop_receiving: CancellationToken,
+    /// Cancelled when the queues have drained (or the drain deadline passed): close everything.
+    pub closed: CancellationToken,
+    pub stats: Arc<Stats>,
+    pub backoff: Backoff,
+}
+
+impl AdapterContext {
+    /// Hands an event to the router; false when the router is gone.
+    pub async fn emit(&self, event: Event) -> bool {
+        self.stats.received.inc();
+        self.router.send(RouterInput::Event(event)).await.is_ok()
+    }
+
+    pub async fn set_state(&self, state: AccountState) {
+        let account = self.account.clone();
+        let _ = self.router.send(RouterInput::State { account, state }).await;
+    }
+
+    pub async fn ack(&self, room: &RoomId, result: Result<Vec<RemoteId>, SendFailure>) {
+        let room = RoomAddr::new(self.account.clone(), room.clone());
+        let _ = self.router.send(RouterInput::Ack { room, result }).await;
+    }
+
+    pub fn room_addr(&self, room: &RoomId) -> RoomAddr {
+        RoomAddr::new(self.account.clone(), room.clone())
+    }
+}
+
+/// A platform adapter.
+pub trait Adapter: Send + 'static {
+    fn capabilities(&self) -> Capabilities;
+    /// Runs until `ctx.closed` is cancelled or the account stops; answers every request of `sends`
+    /// with an acknowledgement.
+    fn run(
+        self: Box<Self>,
+        ctx: AdapterContext,
+        sends: mpsc::UnboundedReceiver<SendRequest>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The adapter for one configured account.
+pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
+    match account {
+        AccountConfig::Fishroom(config) => Box::new(fishroom::FishroomAdapter::new(config.clone())),
+    }
+}
+
+/// Builds an HTTP client that never uses a system proxy (so loopback traffic stays on loopback) and
+/// gives every request a timeout.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("chatbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the TLS provider is installed and the client settings are static")
+}
+
+/// Installs the one rustls crypto provider this build carries (ring); idempotent.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tls_client_builds() {
+        // Two crypto providers in the tree, or none installed, make this panic at run time.
+        let client = http_client(Duration::from_secs(1));
+        drop(client);
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+}

@@ -1,0 +1,73 @@
+//! How a failed send is classified, and how transport errors are described without leaking credentials.
+
+use std::time::Duration;
+
+/// Why a send did not succeed, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendFailure {
+    /// Try again later (after `after`, when the platform said so).
+    #[error("transient failure: {reason}")]
+    Transient { after: Option<Duration>, reason: String },
+    /// The platform refused this message (content filter, bad request): drop it.
+    #[error("rejected: {reason}")]
+    Rejected { reason: String },
+    /// The destination room is misconfigured (it does not exist): nothing can be sent to it.
+    #[error("room unusable: {reason}")]
+    RoomBroken { reason: String },
+    /// The account cannot go on (bad token, banned): it stops.
+    #[error("fatal: {reason}")]
+    Fatal { reason: String },
+}
+
+/// The delay before retry number `attempt` (1 = the first retry): `base` doubled each time, capped.
+pub fn retry_delay(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(cap)
+}
+
+/// A transport error as text, without the request URL (which may carry credentials).
+pub fn describe(error: reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_decode() {
+        "bad response body"
+    } else {
+        "request failed"
+    };
+    let error = error.without_url();
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_and_cap() {
+        let s = Duration::from_secs(1);
+        let delays: Vec<_> = (1..=8).map(|n| retry_delay(s, 60 * s, n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(retry_delay(s, 60 * s, u32::MAX), 60 * s);
+    }
+
+    #[tokio::test]
+    async fn descriptions_leave_out_the_url() {
+        let client = crate::adapters::http_client(Duration::from_secs(2));
+        // A loopback port that was just free: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/api?key=supersecret");
+        let err = client.get(url).send().await.unwrap_err();
+        let text = describe(err);
+        assert!(!text.contains("supersecret"), "{text}");
+        assert!(text.starts_with("connection failed"), "{text}");
+    }
+}

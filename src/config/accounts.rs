@@ -1,0 +1,117 @@
+//! `[accounts.<platform>.<name>]`: one schema per platform, and the room address forms each accepts.
+
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::secret::Secret;
+use super::validate::{Fields, Report, Span};
+use crate::model::{Platform, RoomId};
+
+/// The settings of one account.
+#[derive(Clone, Debug)]
+pub enum AccountConfig {
+    Fishroom(FishroomAccount),
+}
+
+impl AccountConfig {
+    pub fn platform(&self) -> Platform {
+        match self {
+            AccountConfig::Fishroom(_) => Platform::Fishroom,
+        }
+    }
+}
+
+/// `[accounts.fishroom.<name>]`: a token of a Fishroom server's HTTP API.
+#[derive(Clone, Debug)]
+pub struct FishroomAccount {
+    /// The API root, e.g. `https://fishroom.tuna.moe/api`.
+    pub api_url: Url,
+    pub token_id: String,
+    pub token_key: Secret,
+    /// The token's display name on the server; its own posts come back with channel `api-<name>`.
+    pub token_name: Option<String>,
+    /// How long one HTTP request (a long-poll included) may take.
+    pub request_timeout: Duration,
+}
+
+pub const FISHROOM_DEFAULT_API: &str = "https://fishroom.tuna.moe/api";
+
+/// Parses one account table. `None` when it has problems (all of them reported).
+pub(crate) fn parse_account(
+    platform: Platform,
+    mut fields: Fields<'_, '_>,
+    report: &mut Report<'_>,
+) -> Option<AccountConfig> {
+    let what = "this account";
+    let account = match platform {
+        Platform::Fishroom => {
+            let api_url = url(&mut fields, "api_url", FISHROOM_DEFAULT_API, report);
+            let token_id = fields.required_str("token_id", what, report).map(|(s, _)| s.to_owned());
+            let token_key = secret(&mut fields, "token_key", what, report);
+            let token_name = fields.str("token_name", report).map(|(s, _)| s.to_owned());
+            let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(30));
+            fields.deny_unknown("[accounts.fishroom.*]", report);
+            AccountConfig::Fishroom(FishroomAccount {
+                api_url: api_url?,
+                token_id: token_id?,
+                token_key: token_key?,
+                token_name,
+                request_timeout,
+            })
+        }
+        other => {
+            report.error(&fields.span, format!("platform `{other}` has no adapter in this build yet"));
+            return None;
+        }
+    };
+    Some(account)
+}
+
+fn url(fields: &mut Fields<'_, '_>, key: &'static str, default: &str, report: &mut Report<'_>) -> Option<Url> {
+    let Some((text, span)) = fields.str(key, report) else {
+        return Some(Url::parse(default).expect("default URLs are valid"));
+    };
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https" | "ws" | "wss") => Some(url),
+        Ok(url) => {
+            report.error(&span, format!("`{key}` has scheme `{}`; expected http, https, ws or wss", url.scheme()));
+            None
+        }
+        Err(e) => {
+            report.error(&span, format!("`{key}` is not a URL: {e}"));
+            None
+        }
+    }
+}
+
+fn secret(fields: &mut Fields<'_, '_>, key: &'static str, what: &str, report: &mut Report<'_>) -> Option<Secret> {
+    let (spec, span) = fields.required_str(key, what, report)?;
+    match Secret::resolve(spec) {
+        Ok(secret) => Some(secret),
+        Err(e) => {
+            report.error(&span, format!("secret `{key}` cannot be read: {e}"));
+            None
+        }
+    }
+}
+
+/// Checks the room part of an address against the platform's form.
+pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &mut Report<'_>) -> Option<RoomId> {
+    let ok = match platform {
+        // Fishroom's route accepts `[a-zA-Z0-9_-]+`.
+        Platform::Fishroom => {
+            !room.is_empty() && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        }
+        _ => !room.is_empty(),
+    };
+    if !ok {
+        let form = match platform {
+            Platform::Fishroom => "a Fishroom room name of letters, digits, `_` and `-`",
+            _ => "a room",
+        };
+        report.error(span, format!("room `{room}` is not {form}"));
+        return None;
+    }
+    Some(RoomId::new(room))
+}

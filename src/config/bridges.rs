@@ -1,0 +1,243 @@
+//! `[[bridge]]`: the short form (`rooms = [...]`) and the long form (`[[bridge.room]]`), with the checks
+//! that need the whole file (undefined accounts, room forms, Fishroom's one receiving room per token).
+
+use std::collections::{BTreeMap, HashMap};
+
+use regex::Regex;
+use toml::de::DeValue;
+
+use super::validate::{Fields, Report, Span, Value};
+use super::{AccountConfig, Bridge, BridgeRoom, DEFAULT_FORMAT, DEFAULT_NICK_FORMAT, Direction, accounts};
+use crate::model::{AccountId, EventFilter, EventSet, Platform, RoomAddr};
+use crate::router::format::Template;
+
+/// Options a bridge gives its rooms as defaults, and a room may override.
+#[derive(Clone)]
+struct RoomOptions {
+    format: Template,
+    nick_format: Template,
+    events: EventSet,
+    ignore_senders: Vec<Regex>,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            format: Template::parse(DEFAULT_FORMAT).expect("the default format is valid"),
+            nick_format: Template::parse(DEFAULT_NICK_FORMAT).expect("the default nick format is valid"),
+            events: EventSet::default(),
+            ignore_senders: Vec::new(),
+        }
+    }
+}
+
+struct Known<'a> {
+    accounts: &'a BTreeMap<AccountId, AccountConfig>,
+    declared: &'a [AccountId],
+}
+
+pub(super) fn parse(
+    value: Option<&Value<'_>>,
+    accounts: &BTreeMap<AccountId, AccountConfig>,
+    declared: &[AccountId],
+    report: &mut Report<'_>,
+) -> Vec<Bridge> {
+    let Some(value) = value else { return Vec::new() };
+    let DeValue::Array(items) = value.get_ref() else {
+        report.error(&value.span(), "`bridge` must be an array of tables: write each as [[bridge]]");
+        return Vec::new();
+    };
+    let known = Known { accounts, declared };
+    let mut bridges = Vec::new();
+    let mut names: HashMap<String, ()> = HashMap::new();
+    let mut receiving: BTreeMap<AccountId, Vec<(RoomAddr, Span)>> = BTreeMap::new();
+    for item in items.iter() {
+        let Some(fields) = Fields::of(item, "[[bridge]]", report) else { continue };
+        let Some((bridge, spans)) = parse_bridge(fields, &known, report) else { continue };
+        if names.insert(bridge.name.clone(), ()).is_some() {
+            report.error(
+                &item.span(),
+                format!("a second bridge is named `{}`; bridge names must be unique", bridge.name),
+            );
+        }
+        for (room, span) in bridge.rooms.iter().zip(spans) {
+            if room.direction.feeds() && room.addr.platform() == Platform::Fishroom {
+                let rooms = receiving.entry(room.addr.account.clone()).or_default();
+                if !rooms.iter().any(|(r, _)| r == &room.addr) {
+                    rooms.push((room.addr.clone(), span));
+                }
+            }
+        }
+        bridges.push(bridge);
+    }
+    for (account, rooms) in receiving {
+        if let [(first, _), (second, span), ..] = rooms.as_slice() {
+            report.error(
+                span,
+                format!(
+                    "account `{account}` would receive from two rooms, `{}` and `{}`: a Fishroom server keeps one \
+                     queue per token and throws away other rooms' messages when a token polls for one room, so \
+                     each receiving room needs its own token (its own account); a send-only room \
+                     (direction = \"out\") may share it",
+                    first.room, second.room
+                ),
+            );
+        }
+    }
+    bridges
+}
+
+fn parse_bridge(mut fields: Fields<'_, '_>, known: &Known<'_>, report: &mut Report<'_>) -> Option<(Bridge, Vec<Span>)> {
+    let bridge_span = fields.span.clone();
+    let name = fields.required_str("name", "a bridge", report).map(|(s, _)| s.to_owned());
+    let defaults = parse_options(&mut fields, &RoomOptions::default(), report);
+    let mut rooms: Vec<(BridgeRoom, Span)> = Vec::new();
+    let mut all_parsed = true;
+    if let Some(list) = fields.str_list("rooms", report) {
+        for (text, span) in list {
+            match parse_address(text, &span, known, report) {
+                Some(addr) => rooms.push((room_with(addr, Direction::InOut, defaults.clone()), span)),
+                None => all_parsed = false,
+            }
+        }
+    }
+    if let Some(value) = fields.get("room") {
+        match value.get_ref() {
+            DeValue::Array(items) => {
+                for item in items.iter() {
+                    match Fields::of(item, "[[bridge.room]]", report)
+                        .and_then(|f| parse_room(f, &defaults, known, report))
+                    {
+                        Some(room) => rooms.push(room),
+                        None => all_parsed = false,
+                    }
+                }
+            }
+            _ => report.error(&value.span(), "`room` must be an array of tables: write each as [[bridge.room]]"),
+        }
+    }
+    fields.deny_unknown("[[bridge]]", report);
+    let name = name?;
+    for (i, (room, span)) in rooms.iter().enumerate() {
+        if rooms[..i].iter().any(|(r, _)| r.addr == room.addr) {
+            report.error(span, format!("room `{}` is in bridge `{name}` twice", room.addr));
+        }
+    }
+    if !all_parsed {
+        return None;
+    }
+    if rooms.len() < 2 {
+        let n = rooms.len();
+        report.error(&bridge_span, format!("bridge `{name}` has {n} room(s); a bridge joins at least two rooms"));
+        return None;
+    }
+    if !rooms.iter().any(|(r, _)| r.direction.feeds()) || !rooms.iter().any(|(r, _)| r.direction.receives()) {
+        report.error(&bridge_span, format!("bridge `{name}` relays nothing: it needs a room that feeds it (in/inout) and one that receives (out/inout)"));
+        return None;
+    }
+    let (rooms, spans) = rooms.into_iter().unzip();
+    Some((Bridge { name, rooms }, spans))
+}
+
+fn parse_room(
+    mut fields: Fields<'_, '_>,
+    defaults: &RoomOptions,
+    known: &Known<'_>,
+    report: &mut Report<'_>,
+) -> Option<(BridgeRoom, Span)> {
+    let address = fields.required_str("room", "a [[bridge.room]]", report);
+    let direction = match fields.str("direction", report) {
+        None => Some(Direction::InOut),
+        Some(("in", _)) => Some(Direction::In),
+        Some(("out", _)) => Some(Direction::Out),
+        Some(("inout", _)) => Some(Direction::InOut),
+        Some((other, span)) => {
+            report.error(&span, format!("`direction` is `{other}`; expected in, out or inout"));
+            None
+        }
+    };
+    let options = parse_options(&mut fields, defaults, report);
+    fields.deny_unknown("[[bridge.room]]", report);
+    let (text, span) = address?;
+    let addr = parse_address(text, &span, known, report)?;
+    Some((room_with(addr, direction?, options), span))
+}
+
+fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptions) -> BridgeRoom {
+    let RoomOptions { format, nick_format, events, ignore_senders } = options;
+    BridgeRoom { addr, direction, format, nick_format, events, ignore_senders }
+}
+
+/// `format`, `nick_format`, `events`, `ignore_senders`: taken over from `defaults` where not given.
+fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &mut Report<'_>) -> RoomOptions {
+    let mut options = defaults.clone();
+    for (key, slot) in [("format", &mut options.format), ("nick_format", &mut options.nick_format)] {
+        if let Some((text, span)) = fields.str(key, report) {
+            match Template::parse(text) {
+                Ok(template) => *slot = template,
+                Err(e) => report.error(&span, format!("`{key}`: {e}")),
+            }
+        }
+    }
+    if let Some(list) = fields.str_list("events", report) {
+        let mut kinds = Vec::new();
+        for (text, span) in list {
+            match text.parse::<EventFilter>() {
+                Ok(kind) => kinds.push(kind),
+                Err(()) => {
+                    let known: Vec<_> = EventFilter::ALL.iter().map(|k| k.as_str()).collect();
+                    report.error(&span, format!("unknown event kind `{text}`; known kinds: {}", known.join(", ")));
+                }
+            }
+        }
+        options.events = EventSet::of(kinds);
+    }
+    if let Some(list) = fields.str_list("ignore_senders", report) {
+        options.ignore_senders.clear();
+        for (text, span) in list {
+            match Regex::new(text) {
+                Ok(re) => options.ignore_senders.push(re),
+                Err(e) => report.error(&span, format!("`ignore_senders` entry is not a regular expression: {e}")),
+            }
+        }
+    }
+    options
+}
+
+/// `<platform>.<account>:<room>`, naming a defined account.
+fn parse_address(text: &str, span: &Span, known: &Known<'_>, report: &mut Report<'_>) -> Option<RoomAddr> {
+    let parsed = text.split_once(':').and_then(|(account, room)| {
+        let (platform, name) = account.split_once('.')?;
+        (!platform.is_empty() && !name.is_empty()).then_some((platform, name, room))
+    });
+    let Some((platform, name, room)) = parsed else {
+        report.error(
+            span,
+            format!(
+                "malformed room address `{text}`: expected `<platform>.<account>:<room>`, e.g. `fishroom.tuna:general`"
+            ),
+        );
+        return None;
+    };
+    let Ok(platform) = platform.parse::<Platform>() else {
+        report.error(
+            span,
+            format!(
+                "room address `{text}` names unknown platform `{platform}`; known platforms: {}",
+                Platform::known_list()
+            ),
+        );
+        return None;
+    };
+    let account = AccountId::new(platform, name);
+    if !known.declared.contains(&account) {
+        report.error(
+            span,
+            format!("room address `{text}` names account `{account}`, which is not defined: add [accounts.{account}]"),
+        );
+        return None;
+    }
+    let room = accounts::parse_room(platform, room, span, report)?;
+    // A declared account with problems of its own has been reported already.
+    known.accounts.contains_key(&account).then(|| RoomAddr::new(account, room))
+}

@@ -1,0 +1,261 @@
+//! The configuration file: one TOML document with `[general]`, `[accounts.<platform>.<name>]` and
+//! `[[bridge]]`. Parsing walks the spanned tree and reports every problem at once (see `validate`).
+
+mod accounts;
+mod bridges;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use toml::de::DeTable;
+
+pub use accounts::{AccountConfig, FishroomAccount};
+pub use secret::Secret;
+pub use validate::{Problem, Problems};
+
+use crate::model::{AccountId, EventSet, Platform, RoomAddr};
+use crate::router::format::Template;
+use validate::{Fields, Report};
+
+/// A whole, valid configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub general: General,
+    pub accounts: BTreeMap<AccountId, AccountConfig>,
+    pub bridges: Vec<Bridge>,
+}
+
+/// `[general]`.
+#[derive(Clone, Debug)]
+pub struct General {
+    pub state_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// On SIGTERM, how long the destination queues may drain.
+    pub shutdown_timeout: Duration,
+    /// Messages waiting per destination room before the oldest is dropped.
+    pub queue_capacity: usize,
+    /// Send attempts of one message before it is given up.
+    pub max_attempts: u32,
+    /// First delay between attempts; it doubles each time, up to `backoff_max`.
+    pub retry_delay: Duration,
+    /// Reconnect backoff: first delay and cap.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Messages remembered for edits, recalls, replies and loop prevention.
+    pub id_map_capacity: usize,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        let state_dir = std::env::var_os("STATE_DIRECTORY").map_or_else(|| PathBuf::from("state"), PathBuf::from);
+        Self {
+            state_dir,
+            log_format: LogFormat::Auto,
+            shutdown_timeout: Duration::from_secs(10),
+            queue_capacity: 1000,
+            max_attempts: 5,
+            retry_delay: Duration::from_secs(1),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            id_map_capacity: 100_000,
+        }
+    }
+}
+
+/// `log_format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// JSON when standard error is not a terminal, else pretty.
+    Auto,
+    Pretty,
+    Json,
+}
+
+/// Whether a room feeds its bridge, receives from it, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+    InOut,
+}
+
+impl Direction {
+    /// What is said in the room goes to the bridge.
+    pub fn feeds(self) -> bool {
+        matches!(self, Direction::In | Direction::InOut)
+    }
+
+    /// What is said elsewhere in the bridge arrives in the room.
+    pub fn receives(self) -> bool {
+        matches!(self, Direction::Out | Direction::InOut)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+            Direction::InOut => "inout",
+        }
+    }
+}
+
+/// One `[[bridge]]`.
+#[derive(Clone, Debug)]
+pub struct Bridge {
+    pub name: String,
+    pub rooms: Vec<BridgeRoom>,
+}
+
+/// One room of a bridge, with the options of its own side.
+#[derive(Clone, Debug)]
+pub struct BridgeRoom {
+    pub addr: RoomAddr,
+    pub direction: Direction,
+    /// How messages look when they arrive in this room.
+    pub format: Template,
+    /// The sender field of messages arriving in this room, where its platform has one.
+    pub nick_format: Template,
+    /// The event kinds this room receives.
+    pub events: EventSet,
+    /// Senders whose messages from this room are not relayed.
+    pub ignore_senders: Vec<Regex>,
+}
+
+pub const DEFAULT_FORMAT: &str = "[{platform}] {nick}: {text}";
+pub const DEFAULT_NICK_FORMAT: &str = "[{platform}] {nick}";
+
+/// Why a file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(Problems),
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let source =
+            std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        Self::parse(&source, &path.display().to_string()).map_err(LoadError::Invalid)
+    }
+
+    /// Checks a configuration given as text; `file` names it in problems.
+    pub fn parse(source: &str, file: &str) -> Result<Self, Problems> {
+        let mut report = Report::new(source, file);
+        let root = match DeTable::parse(source) {
+            Ok(root) => root,
+            Err(e) => {
+                report.error(&e.span().unwrap_or(0..0), e.message().trim().to_owned());
+                return Err(report.finish().expect_err("a problem was just reported"));
+            }
+        };
+        let mut top = Fields::new(root.get_ref(), root.span());
+        let general = match top.get("general") {
+            Some(value) => Fields::of(value, "[general]", &mut report).map(|f| parse_general(f, &mut report)),
+            None => Some(General::default()),
+        };
+        let (accounts, declared) = match top.get("accounts") {
+            Some(value) => parse_accounts(value, &mut report),
+            None => Default::default(),
+        };
+        let bridges = bridges::parse(top.get("bridge"), &accounts, &declared, &mut report);
+        top.deny_unknown("the top level", &mut report);
+        report.finish()?;
+        Ok(Config { general: general.unwrap_or_default(), accounts, bridges })
+    }
+
+    /// One line per bridge, for `chatbridge check`.
+    pub fn summary(&self) -> Vec<String> {
+        self.bridges
+            .iter()
+            .map(|bridge| {
+                let rooms: Vec<String> =
+                    bridge.rooms.iter().map(|r| format!("{} ({})", r.addr, r.direction.as_str())).collect();
+                format!("bridge {}: {} rooms: {}", bridge.name, rooms.len(), rooms.join(", "))
+            })
+            .collect()
+    }
+}
+
+fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General {
+    let mut general = General::default();
+    if let Some((dir, _)) = fields.str("state_dir", report) {
+        general.state_dir = PathBuf::from(dir);
+    }
+    if let Some((text, span)) = fields.str("log_format", report) {
+        match text {
+            "auto" => general.log_format = LogFormat::Auto,
+            "pretty" => general.log_format = LogFormat::Pretty,
+            "json" => general.log_format = LogFormat::Json,
+            other => report.error(&span, format!("`log_format` is `{other}`; expected auto, pretty or json")),
+        }
+    }
+    let durations: [(&'static str, &mut Duration); 4] = [
+        ("shutdown_timeout", &mut general.shutdown_timeout),
+        ("retry_delay", &mut general.retry_delay),
+        ("backoff_min", &mut general.backoff_min),
+        ("backoff_max", &mut general.backoff_max),
+    ];
+    for (key, slot) in durations {
+        if let Some(d) = fields.duration(key, report) {
+            *slot = d;
+        }
+    }
+    if let Some(n) = fields.positive_int("queue_capacity", report) {
+        general.queue_capacity = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = fields.positive_int("max_attempts", report) {
+        general.max_attempts = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = fields.positive_int("id_map_capacity", report) {
+        general.id_map_capacity = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    fields.deny_unknown("[general]", report);
+    general
+}
+
+/// Returns the valid accounts and every declared account id (valid or not), so that a room naming a
+/// broken account is not reported a second time as naming an undefined one.
+fn parse_accounts(
+    value: &validate::Value<'_>,
+    report: &mut Report<'_>,
+) -> (BTreeMap<AccountId, AccountConfig>, Vec<AccountId>) {
+    let mut accounts = BTreeMap::new();
+    let mut declared = Vec::new();
+    let Some(platforms) = validate::table(value, "[accounts]", report) else {
+        return (accounts, declared);
+    };
+    for (platform_key, platform_value) in platforms.iter() {
+        let name = platform_key.get_ref().as_ref();
+        let Ok(platform) = name.parse::<Platform>() else {
+            let known = Platform::known_list();
+            report.error(&platform_key.span(), format!("unknown platform `{name}`; known platforms: {known}"));
+            continue;
+        };
+        let Some(names) = validate::table(platform_value, &format!("[accounts.{platform}]"), report) else {
+            continue;
+        };
+        for (account_key, account_value) in names.iter() {
+            let id = AccountId::new(platform, account_key.get_ref().as_ref());
+            declared.push(id.clone());
+            let Some(fields) = Fields::of(account_value, &format!("[accounts.{id}]"), report) else { continue };
+            if let Some(account) = accounts::parse_account(platform, fields, report) {
+                accounts.insert(id, account);
+            }
+        }
+    }
+    (accounts, declared)
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,84 @@
+//! Secrets: a literal, `env:NAME` or `file:PATH`, read once at start; `Debug` and `Display` print `***`.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A credential. The only way to see its value is [`Secret::expose`], used where it goes on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Resolves a secret specification: `env:NAME`, `file:PATH`, or the literal value.
+    pub fn resolve(spec: &str) -> Result<Self, String> {
+        let value = if let Some(name) = spec.strip_prefix("env:") {
+            std::env::var(name).map_err(|e| match e {
+                std::env::VarError::NotPresent => format!("environment variable `{name}` is not set"),
+                std::env::VarError::NotUnicode(_) => format!("environment variable `{name}` is not UTF-8"),
+            })?
+        } else if let Some(path) = spec.strip_prefix("file:") {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read secret file `{path}`: {e}"))?;
+            text.trim_end_matches(['\r', '\n']).to_owned()
+        } else {
+            spec.to_owned()
+        };
+        if value.is_empty() {
+            return Err("the secret is empty".to_owned());
+        }
+        Ok(Self(value.into()))
+    }
+
+    /// The secret's value, for the wire only: never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_env_and_file_secrets_resolve() {
+        assert_eq!(Secret::resolve("abc").unwrap().expose(), "abc");
+        // PATH is set in every test environment.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(Secret::resolve("env:PATH").unwrap().expose(), path);
+        let file = std::env::temp_dir().join(format!("chatbridge-secret-{}", std::process::id()));
+        std::fs::write(&file, "s3cret\n").unwrap();
+        assert_eq!(Secret::resolve(&format!("file:{}", file.display())).unwrap().expose(), "s3cret");
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn unreadable_secrets_say_why() {
+        let err = Secret::resolve("env:CHATBRIDGE_SURELY_UNSET_VARIABLE").unwrap_err();
+        assert!(err.contains("CHATBRIDGE_SURELY_UNSET_VARIABLE"), "{err}");
+        let err = Secret::resolve("file:/nonexistent/chatbridge/secret").unwrap_err();
+        assert!(err.contains("/nonexistent/chatbridge/secret"), "{err}");
+        assert!(Secret::resolve("").is_err());
+    }
+
+    #[test]
+    fn debug_and_display_mask_the_value() {
+        let secret = Secret::resolve("hunter2").unwrap();
+        assert_eq!(format!("{secret:?} {secret}"), "*** ***");
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Holder {
+            key: Secret,
+        }
+        assert!(!format!("{:?}", Holder { key: secret }).contains("hunter2"));
+    }
+}

@@ -1,0 +1,203 @@
+//! Walking the spanned TOML tree: every problem is collected with its file, line and column, so
+//! `chatbridge check` reports them all at once instead of stopping at the first.
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// One thing wrong with a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+/// All problems of one file, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for problem in &self.0 {
+            writeln!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Collects problems while the tree is walked.
+pub(crate) struct Report<'s> {
+    source: &'s str,
+    file: &'s str,
+    problems: Vec<(usize, Problem)>,
+}
+
+pub(crate) type Span = Range<usize>;
+pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
+
+impl<'s> Report<'s> {
+    pub fn new(source: &'s str, file: &'s str) -> Self {
+        Self { source, file, problems: Vec::new() }
+    }
+
+    pub fn error(&mut self, span: &Span, message: impl Into<String>) {
+        let offset = span.start.min(self.source.len());
+        let before = &self.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let problem = Problem { file: self.file.to_owned(), line, column, message: message.into() };
+        self.problems.push((offset, problem));
+    }
+
+    pub fn finish(mut self) -> Result<(), Problems> {
+        if self.problems.is_empty() {
+            return Ok(());
+        }
+        self.problems.sort_by_key(|(offset, _)| *offset);
+        Err(Problems(self.problems.into_iter().map(|(_, p)| p).collect()))
+    }
+}
+
+/// The value as a table, or a reported type error.
+pub(crate) fn table<'t, 'i>(value: &'t Value<'i>, what: &str, report: &mut Report<'_>) -> Option<&'t DeTable<'i>> {
+    match value.get_ref() {
+        DeValue::Table(table) => Some(table),
+        other => {
+            report.error(&value.span(), format!("{what} must be a table, not {}", other.type_str()));
+            None
+        }
+    }
+}
+
+/// The keys of one table, taken one by one; what is left over is reported as unknown.
+pub(crate) struct Fields<'t, 'i> {
+    table: &'t DeTable<'i>,
+    taken: Vec<&'static str>,
+    pub span: Span,
+}
+
+impl<'t, 'i> Fields<'t, 'i> {
+    pub fn new(table: &'t DeTable<'i>, span: Span) -> Self {
+        Self { table, taken: Vec::new(), span }
+    }
+
+    /// Takes a value as a table, reporting a type error.
+    pub fn of(value: &'t Value<'i>, what: &str, report: &mut Report<'_>) -> Option<Self> {
+        table(value, what, report).map(|t| Self::new(t, value.span()))
+    }
+
+    pub fn get(&mut self, key: &'static str) -> Option<&'t Value<'i>> {
+        self.taken.push(key);
+        self.table.get(key)
+    }
+
+    /// Reports every key that was not taken; `known` lists what the table accepts.
+    pub fn deny_unknown(self, what: &str, report: &mut Report<'_>) {
+        for (key, _) in self.table.iter() {
+            if !self.taken.contains(&key.get_ref().as_ref()) {
+                let known = self.taken.join(", ");
+                report.error(&key.span(), format!("unknown key `{}` in {what}; known keys: {known}", key.get_ref()));
+            }
+        }
+    }
+
+    pub fn str(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<(&'t str, Span)> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::String(s) => Some((s.as_ref(), value.span())),
+            other => {
+                report.error(&value.span(), format!("`{key}` must be a string, not {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    pub fn required_str(&mut self, key: &'static str, what: &str, report: &mut Report<'_>) -> Option<(&'t str, Span)> {
+        if self.table.get(key).is_none() {
+            self.taken.push(key);
+            report.error(&self.span, format!("{what} needs `{key}`"));
+            return None;
+        }
+        self.str(key, report)
+    }
+
+    pub fn duration(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<Duration> {
+        let (text, span) = self.str(key, report)?;
+        match humantime::parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                report.error(&span, format!("`{key}` is not a duration like \"10s\" or \"500ms\": {e}"));
+                None
+            }
+        }
+    }
+
+    pub fn positive_int(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<u64> {
+        let value = self.get(key)?;
+        let parsed = match value.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if n > 0 => Some(n as u64),
+            _ => {
+                report.error(&value.span(), format!("`{key}` must be a positive integer"));
+                None
+            }
+        }
+    }
+
+    /// A list of strings; a lone string is taken as a list of one.
+    pub fn str_list(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<Vec<(&'t str, Span)>> {
+        let value = self.get(key)?;
+        let type_error = |report: &mut Report<'_>, span: &Span| {
+            report.error(span, format!("`{key}` must be a list of strings"));
+        };
+        match value.get_ref() {
+            DeValue::String(s) => Some(vec![(s.as_ref(), value.span())]),
+            DeValue::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::String(s) => out.push((s.as_ref(), item.span())),
+                        _ => type_error(report, &item.span()),
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                type_error(report, &value.span());
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_lines_and_character_columns() {
+        let source = "a = 1\n名前 = 2\n";
+        let mut report = Report::new(source, "x.toml");
+        let offset = source.find('2').unwrap();
+        report.error(&(offset..offset + 1), "two");
+        report.error(&(0..1), "one");
+        let problems = report.finish().unwrap_err();
+        assert_eq!(problems.to_string(), "x.toml:1:1: one\nx.toml:2:6: two\n");
+    }
+}

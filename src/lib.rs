@@ -1,0 +1,154 @@
+//! chatbridge keeps chat rooms on Missevan, Heihei, IIROSE, Fishroom and Yunhu talking as one: each
+//! platform's wire format becomes one shared event model, and a router forwards messages between rooms
+//! according to the bridges of one TOML file.
+//!
+//! # Layout
+//!
+//! - [`model`]: the shared event model (events, content segments, typed ids, capabilities). No I/O.
+//! - [`config`]: the TOML file: parsing, every problem reported at once with its position, secrets.
+//! - [`router`]: the router task: rules, formats, the loop guard, the id map and the destination queues.
+//! - [`adapters`]: the adapter runtime (context, backoff, failure classes) and one module per platform,
+//!   each split into `wire` (the platform's format), `gateway` (receiving) and `client` (sending).
+//! - [`sim`]: in-process simulators of the platforms, for the demo, the tests and the benchmarks.
+//! - [`stats`]: counters; [`telemetry`]: logging; [`shutdown`]: signals; [`cli`] and [`demo`]: the commands.
+//!
+//! [`Daemon::start`] wires it together: one task per account, one router task, and a shutdown that
+//! stops receiving, drains the queues within `general.shutdown_timeout`, then closes everything.
+
+pub mod adapters;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod model;
+pub mod router;
+pub mod shutdown;
+pub mod sim;
+pub mod stats;
+pub mod telemetry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use adapters::{AccountState, AdapterContext, AdapterRoom, Backoff};
+use config::Config;
+use model::AccountId;
+use router::{AccountLink, Router, RouterSettings};
+use stats::Stats;
+
+/// How long adapters get to close politely after the queues drained.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A running bridge.
+pub struct Daemon {
+    stats: Arc<Stats>,
+    states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
+    task: tokio::task::JoinHandle<Summary>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages still queued when the daemon stopped.
+    pub undelivered: usize,
+    /// Whether it stopped because it was asked to (rather than because every account failed).
+    pub requested: bool,
+}
+
+impl Daemon {
+    /// Starts every account that is in a bridge, and the router. Cancelling `stop` begins the shutdown.
+    pub fn start(config: Config, stop: CancellationToken) -> Self {
+        adapters::install_crypto_provider();
+        let stats = Arc::new(Stats::default());
+        let general = config.general.clone();
+        let rooms = account_rooms(&config);
+        let (router_tx, router_rx) = mpsc::channel(1024);
+        let closed = CancellationToken::new();
+        let mut links = HashMap::new();
+        let mut tasks = JoinSet::new();
+        for (id, account) in &config.accounts {
+            let Some(rooms) = rooms.get(id) else {
+                info!(account = %id, "Account is in no bridge; not started.");
+                continue;
+            };
+            let adapter = adapters::build(account);
+            let (sends_tx, sends_rx) = mpsc::unbounded_channel();
+            links.insert(id.clone(), AccountLink { caps: adapter.capabilities(), sends: sends_tx });
+            let ctx = AdapterContext {
+                account: id.clone(),
+                rooms: rooms.clone(),
+                router: router_tx.clone(),
+                stop_receiving: stop.child_token(),
+                closed: closed.clone(),
+                stats: Arc::clone(&stats),
+                backoff: Backoff::new(general.backoff_min, general.backoff_max),
+            };
+            let span = info_span!("adapter", account = %id);
+            tasks.spawn(adapter.run(ctx, sends_rx).instrument(span));
+        }
+        drop(router_tx);
+        let settings = RouterSettings {
+            max_attempts: general.max_attempts,
+            retry_delay: general.retry_delay,
+            retry_max: general.backoff_max,
+            shutdown_timeout: general.shutdown_timeout,
+        };
+        for bridge in &config.bridges {
+            info!(bridge = %bridge.name, rooms = bridge.rooms.len(), "Bridge started.");
+        }
+        let rules = router::rules::Rules::new(config.bridges);
+        let outbox = Box::new(router::queue::MemoryOutbox::new(general.queue_capacity));
+        let ids = Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity));
+        let router = Router::new(rules, links, outbox, ids, settings, Arc::clone(&stats));
+        let states = router.states();
+        let task = tokio::spawn(async move {
+            let undelivered = router.run(router_rx, stop.clone()).await;
+            closed.cancel();
+            let drained = tokio::time::timeout(CLOSE_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+            if drained.is_err() {
+                warn!("Adapters did not close in time; stopping them.");
+                tasks.abort_all();
+            }
+            info!(undelivered, "Stopped.");
+            Summary { undelivered, requested: stop.is_cancelled() }
+        });
+        Self { stats, states, task }
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Every account's connection state.
+    pub fn states(&self) -> watch::Receiver<BTreeMap<AccountId, AccountState>> {
+        self.states.clone()
+    }
+
+    /// Waits for the daemon to stop.
+    pub async fn wait(self) -> Summary {
+        self.task.await.unwrap_or(Summary { undelivered: 0, requested: false })
+    }
+}
+
+/// Each account's rooms, with whether it listens to them and sends to them.
+fn account_rooms(config: &Config) -> HashMap<AccountId, Vec<AdapterRoom>> {
+    let mut out: HashMap<AccountId, Vec<AdapterRoom>> = HashMap::new();
+    for room in config.bridges.iter().flat_map(|b| &b.rooms) {
+        let rooms = out.entry(room.addr.account.clone()).or_default();
+        let entry = match rooms.iter_mut().find(|r| r.room == room.addr.room) {
+            Some(entry) => entry,
+            None => {
+                rooms.push(AdapterRoom { room: room.addr.room.clone(), receive: false, send: false });
+                rooms.last_mut().expect("just pushed")
+            }
+        };
+        entry.receive |= room.direction.feeds();
+        entry.send |= room.direction.receives();
+    }
+    out
+}

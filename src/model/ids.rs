@@ -1,0 +1,151 @@
+//! Typed identifiers: no bare `String` crosses a module boundary.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::Platform;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            pub fn new(value: impl Into<Arc<str>>) -> Self {
+                Self(value.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The room part of a room address, in the platform's own form (`general`, `group/big`, `host/42`).
+    RoomId
+);
+string_id!(
+    /// A user's id on one platform.
+    UserId
+);
+string_id!(
+    /// A message id as the platform knows it (server-assigned or chosen by us before the send).
+    RemoteId
+);
+
+impl RoomId {
+    /// A private conversation with one user (`user/…`, `im/…`) rather than a room.
+    pub fn is_conversation(&self) -> bool {
+        self.0.starts_with("user/") || self.0.starts_with("im/")
+    }
+}
+
+/// An account: `<platform>.<name>`, the key of `[accounts.<platform>.<name>]`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId {
+    platform: Platform,
+    name: Arc<str>,
+}
+
+impl AccountId {
+    pub fn new(platform: Platform, name: impl Into<Arc<str>>) -> Self {
+        Self { platform, name: name.into() }
+    }
+
+    pub fn platform(&self) -> Platform {
+        self.platform
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.platform, self.name)
+    }
+}
+
+impl fmt::Debug for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccountId({self})")
+    }
+}
+
+/// A room address, `<account id>:<room>`: one conversation on one account.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomAddr {
+    pub account: AccountId,
+    pub room: RoomId,
+}
+
+impl RoomAddr {
+    pub fn new(account: AccountId, room: RoomId) -> Self {
+        Self { account, room }
+    }
+
+    pub fn platform(&self) -> Platform {
+        self.account.platform()
+    }
+}
+
+impl fmt::Display for RoomAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.account, self.room)
+    }
+}
+
+impl fmt::Debug for RoomAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RoomAddr({self})")
+    }
+}
+
+/// The id of one event inside chatbridge (uuid v7: sortable by creation time).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct EventId(pub uuid::Uuid);
+
+impl EventId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct Time(pub i64);
+
+impl Time {
+    pub fn now() -> Self {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Self(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+}

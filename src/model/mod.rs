@@ -1,0 +1,317 @@
+//! The shared event model: what every adapter turns its wire format into, and what the router and the
+//! destination queues work on. No I/O and no async here.
+
+mod content;
+mod ids;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use content::{Content, Segment, push_plain};
+pub use ids::{AccountId, EventId, RemoteId, RoomAddr, RoomId, Time, UserId};
+
+/// The platforms chatbridge knows.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Platform {
+    Missevan,
+    Heihei,
+    Iirose,
+    Fishroom,
+    Yunhu,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 5] =
+        [Platform::Missevan, Platform::Heihei, Platform::Iirose, Platform::Fishroom, Platform::Yunhu];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Missevan => "missevan",
+            Platform::Heihei => "heihei",
+            Platform::Iirose => "iirose",
+            Platform::Fishroom => "fishroom",
+            Platform::Yunhu => "yunhu",
+        }
+    }
+
+    /// The known platform names, comma-separated, for error messages.
+    pub fn known_list() -> String {
+        Self::ALL.map(Platform::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or(())
+    }
+}
+
+/// Who said something.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub avatar: Option<String>,
+    /// The bridge's own account (its echoes are never relayed).
+    pub is_self: bool,
+}
+
+impl User {
+    pub fn new(id: impl Into<std::sync::Arc<str>>, name: impl Into<String>) -> Self {
+        Self { id: UserId::new(id), name: name.into(), avatar: None, is_self: false }
+    }
+}
+
+/// Where an event was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub room: RoomAddr,
+    /// The platform's id of the message, where it has one.
+    pub remote_id: Option<RemoteId>,
+}
+
+/// A reply: IIROSE quotes carry a name, a time and the quoted text but no id; Yunhu replies carry an id and text.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Reply {
+    /// The quoted message's id in the origin room, resolved through the id map by the destination.
+    pub target: Option<RemoteId>,
+    pub quoted_sender: Option<String>,
+    pub quoted_text: Option<String>,
+    pub quoted_time: Option<Time>,
+}
+
+/// A chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Message {
+    pub content: Content,
+    pub reply: Option<Reply>,
+    /// A private conversation: relayed only through a room address naming that conversation.
+    pub private: bool,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A new message.
+    Message(Message),
+    /// A message was edited; `target` is its id in the origin room.
+    Edited { target: RemoteId, content: Content },
+    /// A message was recalled (deleted).
+    Recalled { target: RemoteId },
+    /// Someone entered the room.
+    Joined,
+    /// Someone left the room.
+    Left,
+    /// A gift was sent (live rooms).
+    Gift { name: String, count: u32, value: Option<u64> },
+    /// A system line, horn or toast.
+    Notice { text: String },
+    /// An event the adapter does not map: data, logged at debug, never an error.
+    Unsupported { kind: String, raw: String },
+}
+
+impl EventKind {
+    /// The kind as the `events` filter of a bridge names it; `None` for kinds never relayed.
+    pub fn filter_kind(&self) -> Option<EventFilter> {
+        Some(match self {
+            EventKind::Message(_) => EventFilter::Message,
+            EventKind::Edited { .. } => EventFilter::Edit,
+            EventKind::Recalled { .. } => EventFilter::Recall,
+            EventKind::Joined => EventFilter::Join,
+            EventKind::Left => EventFilter::Leave,
+            EventKind::Gift { .. } => EventFilter::Gift,
+            EventKind::Notice { .. } => EventFilter::Notice,
+            EventKind::Unsupported { .. } => return None,
+        })
+    }
+}
+
+/// One thing that happened in one room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub id: EventId,
+    pub origin: Origin,
+    pub time: Time,
+    pub sender: Option<User>,
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn new(room: RoomAddr, remote_id: Option<RemoteId>, sender: Option<User>, kind: EventKind) -> Self {
+        Self { id: EventId::new(), origin: Origin { room, remote_id }, time: Time::now(), sender, kind }
+    }
+}
+
+/// The event kinds a bridge room may receive (its `events` list).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum EventFilter {
+    Message,
+    Edit,
+    Recall,
+    Join,
+    Leave,
+    Gift,
+    Notice,
+}
+
+impl EventFilter {
+    pub const ALL: [EventFilter; 7] = [
+        EventFilter::Message,
+        EventFilter::Edit,
+        EventFilter::Recall,
+        EventFilter::Join,
+        EventFilter::Leave,
+        EventFilter::Gift,
+        EventFilter::Notice,
+    ];
+    /// What a room receives when its bridge does not say.
+    pub const DEFAULT: [EventFilter; 3] = [EventFilter::Message, EventFilter::Edit, EventFilter::Recall];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventFilter::Message => "message",
+            EventFilter::Edit => "edit",
+            EventFilter::Recall => "recall",
+            EventFilter::Join => "join",
+            EventFilter::Leave => "leave",
+            EventFilter::Gift => "gift",
+            EventFilter::Notice => "notice",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+impl FromStr for EventFilter {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
+    }
+}
+
+/// A set of event kinds, as a bit set.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct EventSet(u8);
+
+impl EventSet {
+    pub fn of(kinds: impl IntoIterator<Item = EventFilter>) -> Self {
+        Self(kinds.into_iter().fold(0, |acc, k| acc | k.bit()))
+    }
+
+    pub fn contains(self, kind: EventFilter) -> bool {
+        self.0 & kind.bit() != 0
+    }
+}
+
+impl Default for EventSet {
+    fn default() -> Self {
+        Self::of(EventFilter::DEFAULT)
+    }
+}
+
+/// Media kinds a destination can show natively.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct MediaKinds {
+    pub image: bool,
+    pub audio: bool,
+    pub video: bool,
+    pub file: bool,
+    pub sticker: bool,
+}
+
+/// What an adapter can do natively; everything else is rendered as text by the destination queue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Capabilities {
+    pub edit: bool,
+    pub recall: bool,
+    pub reply: bool,
+    pub mention: bool,
+    pub media: MediaKinds,
+    /// Longer texts are split into parts of at most this many characters.
+    pub max_text_len: Option<usize>,
+    /// The platform has a sender field apart from the text (Fishroom, the API): `nick_format` fills it.
+    pub separate_sender: bool,
+    /// How the platform's client-chosen message ids look, where it lets the sender choose one.
+    pub client_ids: ClientIdForm,
+}
+
+/// Message ids the sender chooses: they are registered as ours before the send, so an echo that arrives
+/// before the platform's answer is recognised.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ClientIdForm {
+    /// The platform assigns ids itself, or has none.
+    #[default]
+    None,
+    /// A hyphenated uuid (Missevan `msg_id`).
+    Uuid,
+    /// A uuid as 32 hex digits (Yunhu `msg_id`).
+    UuidHex,
+    /// A number of this many decimal digits (IIROSE `i`).
+    Digits(u8),
+}
+
+impl ClientIdForm {
+    pub fn generate(self) -> Option<RemoteId> {
+        let uuid = uuid::Uuid::new_v4();
+        match self {
+            ClientIdForm::None => None,
+            ClientIdForm::Uuid => Some(RemoteId::new(uuid.hyphenated().to_string())),
+            ClientIdForm::UuidHex => Some(RemoteId::new(uuid.simple().to_string())),
+            ClientIdForm::Digits(n) => {
+                let digits: String = (0..n).map(|_| char::from(b'0' + fastrand::u8(0..10))).collect();
+                Some(RemoteId::new(digits))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_names_round_trip() {
+        for p in Platform::ALL {
+            assert_eq!(p.as_str().parse::<Platform>(), Ok(p));
+        }
+        assert!("irc".parse::<Platform>().is_err());
+        assert_eq!(Platform::known_list(), "missevan, heihei, iirose, fishroom, yunhu");
+    }
+
+    #[test]
+    fn default_event_set_is_message_edit_recall() {
+        let set = EventSet::default();
+        for kind in EventFilter::ALL {
+            let expected = matches!(kind, EventFilter::Message | EventFilter::Edit | EventFilter::Recall);
+            assert_eq!(set.contains(kind), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn client_ids_take_the_platform_form() {
+        assert!(ClientIdForm::None.generate().is_none());
+        assert_eq!(ClientIdForm::Uuid.generate().unwrap().as_str().len(), 36);
+        let hex = ClientIdForm::UuidHex.generate().unwrap();
+        assert!(hex.as_str().len() == 32 && hex.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        let digits = ClientIdForm::Digits(12).generate().unwrap();
+        assert!(digits.as_str().len() == 12 && digits.as_str().bytes().all(|b| b.is_ascii_digit()));
+        assert_ne!(ClientIdForm::Uuid.generate(), ClientIdForm::Uuid.generate());
+    }
+
+    #[test]
+    fn account_and_room_addresses_display() {
+        let room = RoomAddr::new(AccountId::new(Platform::Fishroom, "tuna"), RoomId::new("general"));
+        assert_eq!(room.to_string(), "fishroom.tuna:general");
+    }
+}

@@ -1,0 +1,178 @@
+//! The id map: every copy of one message, grouped. A lookup by any member finds the whole group, so an
+//! edit, recall or reply of a copy finds the original and every other copy. In memory and bounded (an LRU
+//! of groups) until the store replaces it; [`IdStore`] is the interface the store implements.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
+use crate::model::{RemoteId, RoomAddr, Time};
+
+/// One message and its copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(pub u64);
+
+/// What a reply needs when its quoted message cannot be referenced natively.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Snippet {
+    pub sender: Option<String>,
+    pub text: String,
+    pub time: Time,
+}
+
+/// The operations the router and the destination queues need from the id map.
+pub trait IdStore: Send {
+    /// A new group for a message seen in `origin` (with its id, when the platform gives one).
+    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId;
+    /// Records the ids of our copy in `room` (the parts of a split message, in order). Registering a
+    /// client-chosen id before the send is the same call: the id is ours from then on.
+    fn add_copy(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]);
+    /// The group a message id belongs to.
+    fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId>;
+    /// Whether an id is one we sent or are sending (the loop guard).
+    fn is_ours(&mut self, room: &RoomAddr, id: &RemoteId) -> bool;
+    /// The ids of a group's member in `room`: our copy's parts, or the original.
+    fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>>;
+    fn snippet(&mut self, group: GroupId) -> Option<Snippet>;
+}
+
+#[derive(Debug)]
+struct Member {
+    room: RoomAddr,
+    ids: Vec<RemoteId>,
+    ours: bool,
+}
+
+#[derive(Debug)]
+struct Group {
+    members: Vec<Member>,
+    snippet: Snippet,
+}
+
+/// The in-memory id map: an LRU of groups plus an index from `(room, id)` to group.
+pub struct MemoryIdMap {
+    groups: LruCache<GroupId, Group>,
+    index: HashMap<(RoomAddr, RemoteId), GroupId>,
+    next: u64,
+}
+
+impl MemoryIdMap {
+    pub fn new(capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(capacity.max(1)).expect("capacity is at least 1");
+        Self { groups: LruCache::new(capacity), index: HashMap::new(), next: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    fn member(&mut self, group: GroupId, room: &RoomAddr) -> Option<&Member> {
+        self.groups.get(&group)?.members.iter().find(|m| &m.room == room)
+    }
+}
+
+impl IdStore for MemoryIdMap {
+    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
+        let id = GroupId(self.next);
+        self.next += 1;
+        let mut members = Vec::new();
+        if let Some((room, remote)) = origin {
+            members.push(Member { room: room.clone(), ids: vec![remote.clone()], ours: false });
+            self.index.insert((room.clone(), remote.clone()), id);
+        }
+        if let Some((old, evicted)) = self.groups.push(id, Group { members, snippet }) {
+            for member in evicted.members {
+                for remote in member.ids {
+                    let key = (member.room.clone(), remote);
+                    if self.index.get(&key) == Some(&old) {
+                        self.index.remove(&key);
+                    }
+                }
+            }
+        }
+        id
+    }
+
+    fn add_copy(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]) {
+        let Some(entry) = self.groups.get_mut(&group) else { return };
+        match entry.members.iter_mut().find(|m| &m.room == room && m.ours) {
+            Some(member) => {
+                for id in ids {
+                    if !member.ids.contains(id) {
+                        member.ids.push(id.clone());
+                    }
+                }
+            }
+            None => entry.members.push(Member { room: room.clone(), ids: ids.to_vec(), ours: true }),
+        }
+        for id in ids {
+            self.index.insert((room.clone(), id.clone()), group);
+        }
+    }
+
+    fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId> {
+        let group = *self.index.get(&(room.clone(), id.clone()))?;
+        self.groups.get(&group).map(|_| group)
+    }
+
+    fn is_ours(&mut self, room: &RoomAddr, id: &RemoteId) -> bool {
+        let Some(group) = self.group_of(room, id) else { return false };
+        self.member(group, room).is_some_and(|m| m.ours && m.ids.contains(id))
+    }
+
+    fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>> {
+        self.member(group, room).map(|m| m.ids.clone())
+    }
+
+    fn snippet(&mut self, group: GroupId) -> Option<Snippet> {
+        self.groups.get(&group).map(|g| g.snippet.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AccountId, Platform, RoomId};
+
+    fn room(name: &str) -> RoomAddr {
+        RoomAddr::new(AccountId::new(Platform::Fishroom, "t"), RoomId::new(name))
+    }
+
+    fn id(s: &str) -> RemoteId {
+        RemoteId::new(s)
+    }
+
+    #[test]
+    fn any_member_finds_the_whole_group_parts_included() {
+        let mut map = MemoryIdMap::new(10);
+        let g = map.new_group(Some((&room("a"), &id("m1"))), Snippet::default());
+        map.add_copy(g, &room("b"), &[id("p1"), id("p2"), id("p3")]);
+        map.add_copy(g, &room("c"), &[id("c1")]);
+        for (r, i) in [("a", "m1"), ("b", "p2"), ("c", "c1")] {
+            assert_eq!(map.group_of(&room(r), &id(i)), Some(g));
+        }
+        assert_eq!(map.ids_in(g, &room("b")), Some(vec![id("p1"), id("p2"), id("p3")]));
+        assert_eq!(map.ids_in(g, &room("a")), Some(vec![id("m1")]));
+        assert!(map.is_ours(&room("b"), &id("p3")));
+        assert!(!map.is_ours(&room("a"), &id("m1")), "the original is not ours");
+        assert!(!map.is_ours(&room("b"), &id("m1")), "ids are per room");
+    }
+
+    #[test]
+    fn oldest_groups_are_evicted_with_their_index() {
+        let mut map = MemoryIdMap::new(2);
+        let first = map.new_group(Some((&room("a"), &id("1"))), Snippet::default());
+        map.new_group(Some((&room("a"), &id("2"))), Snippet::default());
+        map.new_group(Some((&room("a"), &id("3"))), Snippet::default());
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.group_of(&room("a"), &id("1")), None);
+        assert!(map.snippet(first).is_none());
+        assert!(map.group_of(&room("a"), &id("3")).is_some());
+        assert_eq!(map.index.len(), 2, "evicted ids leave the index");
+    }
+}

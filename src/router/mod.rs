@@ -1,0 +1,327 @@
+//! The router task: owns the compiled rules, the id map, the destination queues and the directory of
+//! senders. It decides for each inbound event which rooms receive what, hands one send per room at a
+//! time to the destination's adapter, and never awaits a platform call.
+
+pub mod directory;
+pub mod format;
+pub mod idmap;
+pub mod queue;
+pub mod render;
+pub mod rules;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
+use tracing::{debug, error, info, trace, warn};
+
+use crate::adapters::{AccountState, RouterInput, SendFailure, SendRequest, retry::retry_delay};
+use crate::model::{AccountId, Capabilities, Event, EventKind, RemoteId, RoomAddr};
+use crate::stats::Stats;
+use directory::Directory;
+use idmap::{IdStore, Snippet};
+use queue::{Outbox, Queued};
+use render::{Rendered, Target, render};
+use rules::{Destination, Rules, Skip};
+
+/// The longest text kept in the id map for replies rendered as text.
+const SNIPPET_CHARS: usize = 200;
+
+/// Retry and shutdown settings of the router.
+#[derive(Clone, Debug)]
+pub struct RouterSettings {
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+    pub retry_max: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// A destination account, as the router sees it.
+pub struct AccountLink {
+    pub caps: Capabilities,
+    pub sends: mpsc::UnboundedSender<SendRequest>,
+}
+
+/// Per destination room: whether a send is out, or a retry is scheduled.
+#[derive(Default)]
+struct RoomState {
+    in_flight: bool,
+    retry_at: Option<tokio_util::time::delay_queue::Key>,
+    /// The platform said the room does not exist: everything for it is dropped.
+    broken: bool,
+}
+
+pub struct Router {
+    rules: Rules,
+    accounts: HashMap<AccountId, AccountLink>,
+    outbox: Box<dyn Outbox>,
+    ids: Box<dyn IdStore>,
+    directory: Directory,
+    rooms: HashMap<RoomAddr, RoomState>,
+    retries: DelayQueue<RoomAddr>,
+    states: watch::Sender<BTreeMap<AccountId, AccountState>>,
+    settings: RouterSettings,
+    stats: Arc<Stats>,
+    scratch: Vec<Destination>,
+}
+
+impl Router {
+    pub fn new(
+        rules: Rules,
+        accounts: HashMap<AccountId, AccountLink>,
+        outbox: Box<dyn Outbox>,
+        ids: Box<dyn IdStore>,
+        settings: RouterSettings,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let initial = accounts.keys().map(|a| (a.clone(), AccountState::Connecting)).collect();
+        let (states, _) = watch::channel(initial);
+        Self {
+            rules,
+            accounts,
+            outbox,
+            ids,
+            directory: Directory::default(),
+            rooms: HashMap::new(),
+            retries: DelayQueue::new(),
+            states,
+            settings,
+            stats,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Every account's state, updated as adapters report.
+    pub fn states(&self) -> watch::Receiver<BTreeMap<AccountId, AccountState>> {
+        self.states.subscribe()
+    }
+
+    /// Runs until every adapter is gone, or — once `stop` is cancelled — until the queues have drained
+    /// or the shutdown timeout has passed. Returns the number of messages left undelivered.
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<RouterInput>, stop: CancellationToken) -> usize {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if deadline.is_some() && self.is_idle() {
+                break;
+            }
+            tokio::select! {
+                input = inbox.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+                Some(expired) = std::future::poll_fn(|cx| self.retries.poll_expired(cx)), if !self.retries.is_empty() => {
+                    let room = expired.into_inner();
+                    if let Some(state) = self.rooms.get_mut(&room) {
+                        state.retry_at = None;
+                    }
+                    self.pump(&room);
+                }
+                _ = stop.cancelled(), if deadline.is_none() => {
+                    info!(waiting = self.outbox.total(), "Shutting down: delivering what is queued.");
+                    deadline = Some(Instant::now() + self.settings.shutdown_timeout);
+                }
+                _ = sleep_until(deadline) => break,
+            }
+        }
+        let left = self.outbox.total();
+        if left > 0 {
+            error!(undelivered = left, "Stopped with messages still queued: they are lost.");
+        }
+        left
+    }
+
+    fn is_idle(&self) -> bool {
+        self.outbox.total() == 0 && self.rooms.values().all(|r| !r.in_flight)
+    }
+
+    /// Handles one input (public for the benchmark and tests, which drive the router without a task).
+    pub fn handle(&mut self, input: RouterInput) {
+        match input {
+            RouterInput::Event(event) => self.route(event),
+            RouterInput::Ack { room, result } => self.acknowledge(&room, result),
+            RouterInput::State { account, state } => {
+                if let AccountState::Stopped { reason } = &state {
+                    error!(account = %account, reason = %reason, "Account stopped; the other accounts go on.");
+                }
+                self.states.send_modify(|states| {
+                    states.insert(account, state);
+                });
+            }
+        }
+    }
+
+    fn route(&mut self, event: Event) {
+        let origin = &event.origin.room;
+        let is_echo = event.sender.as_ref().is_some_and(|s| s.is_self)
+            || event.origin.remote_id.as_ref().is_some_and(|id| self.ids.is_ours(origin, id));
+        if is_echo {
+            self.stats.echoes.inc();
+            trace!(room = %origin, "Our own message: not relayed.");
+            return;
+        }
+        if let Some(sender) = &event.sender {
+            self.directory.saw(origin, sender);
+        }
+        let mut destinations = std::mem::take(&mut self.scratch);
+        match self.rules.destinations(&event, &mut destinations) {
+            Ok(()) => self.enqueue(event, &destinations),
+            Err(skip) => {
+                self.stats.filtered.inc();
+                match (skip, &event.kind) {
+                    (Skip::Unsupported, EventKind::Unsupported { kind, .. }) => {
+                        debug!(room = %origin, kind = %kind, "Unsupported event: not relayed.");
+                    }
+                    _ => debug!(room = %origin, reason = ?skip, "Event not relayed."),
+                }
+            }
+        }
+        self.scratch = destinations;
+    }
+
+    fn enqueue(&mut self, event: Event, destinations: &[Destination]) {
+        let group = match &event.kind {
+            EventKind::Message(message) => {
+                let origin = event.origin.remote_id.as_ref().map(|id| (&event.origin.room, id));
+                let text: String = message.content.to_plain_text().chars().take(SNIPPET_CHARS).collect();
+                let sender = event.sender.as_ref().map(|s| s.name.clone());
+                Some(self.ids.new_group(origin, Snippet { sender, text, time: event.time }))
+            }
+            _ => None,
+        };
+        let event = Arc::new(event);
+        for &to in destinations {
+            let room = self.rules.room(to).addr.clone();
+            let item = Queued { event: Arc::clone(&event), to, group, attempts: 0, client_id: None };
+            if let Some(dropped) = self.outbox.push(&room, item) {
+                self.stats.dropped.inc();
+                error!(route = %route(&dropped.event, &room), "Destination queue full: dropped its oldest message.");
+            }
+            self.pump(&room);
+        }
+    }
+
+    /// Hands the room's next message to its adapter, unless one is out or a retry is scheduled.
+    fn pump(&mut self, room: &RoomAddr) {
+        let state = self.rooms.entry(room.clone()).or_default();
+        if state.in_flight || state.retry_at.is_some() {
+            return;
+        }
+        let broken = state.broken;
+        while let Some(item) = self.outbox.front_mut(room) {
+            if broken {
+                self.stats.dropped.inc();
+                debug!(route = %route(&item.event, room), "Room unusable: message dropped.");
+                self.outbox.pop_front(room);
+                continue;
+            }
+            let Some(link) = self.accounts.get(&room.account) else {
+                unreachable!("every room's account has a link");
+            };
+            let to = item.to;
+            let target = Target { room: self.rules.room(to), bridge: self.rules.bridge_name(to), caps: link.caps };
+            let action = match render(&item.event, &target, self.ids.as_mut(), &self.directory) {
+                Rendered::Send(action) => action,
+                Rendered::Skip(reason) => {
+                    debug!(route = %route(&item.event, room), reason, "Not sent.");
+                    self.outbox.pop_front(room);
+                    continue;
+                }
+            };
+            if item.client_id.is_none() {
+                item.client_id = link.caps.client_ids.generate();
+                // Registered before the send: the platform's echo may beat its answer.
+                if let (Some(id), Some(group)) = (&item.client_id, item.group) {
+                    self.ids.add_copy(group, room, std::slice::from_ref(id));
+                }
+            }
+            item.attempts += 1;
+            let request = SendRequest {
+                room: room.room.clone(),
+                action,
+                client_id: item.client_id.clone(),
+                attempt: item.attempts,
+            };
+            if link.sends.send(request).is_err() {
+                self.stats.dropped.inc();
+                error!(route = %route(&item.event, room), "Account stopped: message dropped.");
+                self.outbox.pop_front(room);
+                continue;
+            }
+            self.rooms.entry(room.clone()).or_default().in_flight = true;
+            return;
+        }
+    }
+
+    fn acknowledge(&mut self, room: &RoomAddr, result: Result<Vec<RemoteId>, SendFailure>) {
+        let Some(state) = self.rooms.get_mut(room) else { return };
+        if !state.in_flight {
+            warn!(room = %room, "Acknowledgement without a send in flight: ignored.");
+            return;
+        }
+        state.in_flight = false;
+        let Some(item) = self.outbox.front_mut(room) else { return };
+        let route = route(&item.event, room);
+        match result {
+            Ok(remote_ids) => {
+                if let Some(group) = item.group
+                    && !remote_ids.is_empty()
+                {
+                    self.ids.add_copy(group, room, &remote_ids);
+                }
+                self.stats.relayed.inc();
+                trace!(route = %route, "Delivered.");
+                self.outbox.pop_front(room);
+            }
+            Err(SendFailure::Transient { after, reason }) if item.attempts < self.settings.max_attempts => {
+                let delay = after
+                    .unwrap_or_else(|| retry_delay(self.settings.retry_delay, self.settings.retry_max, item.attempts));
+                debug!(route = %route, attempt = item.attempts, reason = %reason, "Send failed; retrying in {delay:?}.");
+                let key = self.retries.insert(room.clone(), delay);
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.retry_at = Some(key);
+                }
+                return;
+            }
+            Err(SendFailure::Transient { reason, .. }) => {
+                self.stats.dropped.inc();
+                error!(route = %route, attempts = item.attempts, reason = %reason, "Giving up on a message after its last attempt.");
+                self.outbox.pop_front(room);
+            }
+            Err(SendFailure::Rejected { reason }) => {
+                self.stats.rejected.inc();
+                warn!(route = %route, reason = %reason, "The platform rejected a message.");
+                self.outbox.pop_front(room);
+            }
+            Err(SendFailure::RoomBroken { reason }) => {
+                self.stats.rejected.inc();
+                error!(route = %route, reason = %reason, "Destination room is unusable; fix the configuration. Its messages are dropped.");
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.broken = true;
+                }
+                self.outbox.pop_front(room);
+            }
+            Err(SendFailure::Fatal { reason }) => {
+                self.stats.dropped.inc();
+                error!(route = %route, reason = %reason, "Account failed: message dropped.");
+                self.outbox.pop_front(room);
+            }
+        }
+        self.pump(room);
+    }
+}
+
+/// `source room → destination room`, for log lines about one message.
+fn route(event: &Event, to: &RoomAddr) -> String {
+    format!("{} → {to}", event.origin.room)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,123 @@
+//! Destination queues: one ordered, bounded queue per destination room. In memory until the store
+//! replaces it; [`Outbox`] is the interface the store implements.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::model::{Event, RemoteId, RoomAddr};
+use crate::router::idmap::GroupId;
+use crate::router::rules::Destination;
+
+/// One event waiting to be sent to one room.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    pub event: Arc<Event>,
+    /// The bridge room it goes to (its options render it).
+    pub to: Destination,
+    /// The group of the message, for recording the copy's ids.
+    pub group: Option<GroupId>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The client-chosen id, kept across attempts so a retry is recognisable.
+    pub client_id: Option<RemoteId>,
+}
+
+/// The queues of all destination rooms.
+pub trait Outbox: Send {
+    /// Appends to a room's queue; returns the item that had to make room, if the queue was full.
+    fn push(&mut self, room: &RoomAddr, item: Queued) -> Option<Queued>;
+    fn front_mut(&mut self, room: &RoomAddr) -> Option<&mut Queued>;
+    fn pop_front(&mut self, room: &RoomAddr) -> Option<Queued>;
+    fn len(&self, room: &RoomAddr) -> usize;
+    /// Messages waiting in all rooms.
+    fn total(&self) -> usize;
+}
+
+/// In-memory queues: a full queue drops its oldest message (the router logs it with its route).
+pub struct MemoryOutbox {
+    capacity: usize,
+    rooms: HashMap<RoomAddr, VecDeque<Queued>>,
+    total: usize,
+}
+
+impl MemoryOutbox {
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), rooms: HashMap::new(), total: 0 }
+    }
+}
+
+impl Outbox for MemoryOutbox {
+    fn push(&mut self, room: &RoomAddr, item: Queued) -> Option<Queued> {
+        let queue = self.rooms.entry(room.clone()).or_default();
+        queue.push_back(item);
+        self.total += 1;
+        if queue.len() > self.capacity {
+            // The front may be in flight; the oldest waiting message is the one after it.
+            let oldest = if queue.front().is_some_and(|q| q.attempts > 0) { 1 } else { 0 };
+            self.total -= 1;
+            return queue.remove(oldest);
+        }
+        None
+    }
+
+    fn front_mut(&mut self, room: &RoomAddr) -> Option<&mut Queued> {
+        self.rooms.get_mut(room)?.front_mut()
+    }
+
+    fn pop_front(&mut self, room: &RoomAddr) -> Option<Queued> {
+        let item = self.rooms.get_mut(room)?.pop_front()?;
+        self.total -= 1;
+        Some(item)
+    }
+
+    fn len(&self, room: &RoomAddr) -> usize {
+        self.rooms.get(room).map_or(0, VecDeque::len)
+    }
+
+    fn total(&self) -> usize {
+        self.total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AccountId, EventKind, Platform, RoomId};
+
+    fn room() -> RoomAddr {
+        RoomAddr::new(AccountId::new(Platform::Fishroom, "t"), RoomId::new("r"))
+    }
+
+    fn item(n: u32) -> Queued {
+        let event = Event::new(room(), None, None, EventKind::Notice { text: n.to_string() });
+        Queued {
+            event: Arc::new(event),
+            to: Destination { bridge: 0, room: 0 },
+            group: None,
+            attempts: 0,
+            client_id: None,
+        }
+    }
+
+    fn text(q: &Queued) -> String {
+        match &q.event.kind {
+            EventKind::Notice { text } => text.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_the_oldest_waiting_message() {
+        let mut outbox = MemoryOutbox::new(2);
+        assert!(outbox.push(&room(), item(1)).is_none());
+        assert!(outbox.push(&room(), item(2)).is_none());
+        assert_eq!(text(&outbox.push(&room(), item(3)).unwrap()), "1");
+        // Once the front is being sent, it stays; the next oldest goes.
+        outbox.front_mut(&room()).unwrap().attempts = 1;
+        assert_eq!(text(&outbox.push(&room(), item(4)).unwrap()), "3");
+        assert_eq!(outbox.total(), 2);
+        let order: Vec<_> = std::iter::from_fn(|| outbox.pop_front(&room())).map(|q| text(&q)).collect();
+        assert_eq!(order, ["2", "4"]);
+        assert_eq!(outbox.total(), 0);
+    }
+}

@@ -1,0 +1,213 @@
+//! Rendering one event for one destination room, at send time: formats applied, replies, edits and
+//! recalls resolved through the id map, and whatever the destination cannot show natively written as text.
+
+use crate::adapters::{OutMessage, SendAction};
+use crate::config::BridgeRoom;
+use crate::model::{Capabilities, Content, Event, EventKind, Message, Segment, push_plain};
+use crate::router::directory::Directory;
+use crate::router::format::Vars;
+use crate::router::idmap::IdStore;
+
+/// The longest quoted text a reply carries when it is rendered as text.
+const QUOTE_CHARS: usize = 80;
+
+/// What to do for one queued event in one room.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rendered {
+    Send(SendAction),
+    /// Nothing to send (a recall the destination cannot show); the reason is logged at debug.
+    Skip(&'static str),
+}
+
+/// Everything rendering needs besides the event.
+pub struct Target<'a> {
+    pub room: &'a BridgeRoom,
+    pub bridge: &'a str,
+    pub caps: Capabilities,
+}
+
+pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directory: &Directory) -> Rendered {
+    let origin = &event.origin.room;
+    let sender = event.sender.as_ref().map_or("", |s| s.name.as_str());
+    let vars = Vars {
+        platform: origin.platform().as_str(),
+        account: origin.account.name(),
+        room: origin.room.as_str(),
+        bridge: target.bridge,
+        nick: sender,
+        text: "",
+    };
+    let copy_of = |ids: &mut dyn IdStore, target_id| {
+        let group = ids.group_of(origin, target_id)?;
+        ids.ids_in(group, &target.room.addr)
+    };
+    let action = match &event.kind {
+        EventKind::Message(message) => {
+            SendAction::Message(render_message(message, &vars, target, ids, directory, event))
+        }
+        EventKind::Edited { target: edited, content } => {
+            let copy = copy_of(ids, edited).and_then(|ids| ids.into_iter().next());
+            match copy.filter(|_| target.caps.edit) {
+                Some(copy) => {
+                    let message = Message { content: content.clone(), ..Message::default() };
+                    let out = render_message(&message, &vars, target, ids, directory, event);
+                    SendAction::Edit { target: copy, message: out }
+                }
+                None => {
+                    let mut content = content.clone();
+                    content.0.push(Segment::Text(" (edited)".to_owned()));
+                    let message = Message { content, ..Message::default() };
+                    SendAction::Message(render_message(&message, &vars, target, ids, directory, event))
+                }
+            }
+        }
+        EventKind::Recalled { target: recalled } => {
+            if !target.caps.recall {
+                return Rendered::Skip("the destination cannot recall messages");
+            }
+            match copy_of(ids, recalled) {
+                Some(copies) => SendAction::Recall { targets: copies },
+                None => return Rendered::Skip("the recalled message has no known copy here"),
+            }
+        }
+        EventKind::Joined => event_line(format!("{sender} joined"), &vars, target),
+        EventKind::Left => event_line(format!("{sender} left"), &vars, target),
+        EventKind::Gift { name, count, .. } => event_line(format!("{sender} sent {count} × {name}"), &vars, target),
+        EventKind::Notice { text } => event_line(text.clone(), &vars, target),
+        EventKind::Unsupported { .. } => return Rendered::Skip("unsupported events are not relayed"),
+    };
+    Rendered::Send(action)
+}
+
+/// Joins, leaves, gifts and notices: one line, with the sender field filled where the platform has one,
+/// else prefixed with the platform's name.
+fn event_line(line: String, vars: &Vars<'_>, target: &Target<'_>) -> SendAction {
+    let (sender, text) = if target.caps.separate_sender {
+        (Some(target.room.nick_format.render(vars)), line)
+    } else {
+        (None, format!("[{}] {line}", vars.platform))
+    };
+    let parts = split(Content::text(text), target.caps.max_text_len);
+    SendAction::Message(OutMessage { sender, parts, reply_to: None })
+}
+
+fn render_message(
+    message: &Message,
+    vars: &Vars<'_>,
+    target: &Target<'_>,
+    ids: &mut dyn IdStore,
+    directory: &Directory,
+    event: &Event,
+) -> OutMessage {
+    let caps = target.caps;
+    let mut body: Vec<Segment> = Vec::with_capacity(message.content.0.len() + 2);
+    let mut reply_to = None;
+    if let Some(reply) = &message.reply {
+        let group = reply.target.as_ref().and_then(|t| ids.group_of(&event.origin.room, t));
+        let copy = group.and_then(|g| ids.ids_in(g, &target.room.addr)).and_then(|c| c.into_iter().next());
+        if caps.reply && copy.is_some() {
+            reply_to = copy;
+        } else {
+            let snippet = group.and_then(|g| ids.snippet(g));
+            let quoted_sender = reply.quoted_sender.clone().or_else(|| snippet.as_ref().and_then(|s| s.sender.clone()));
+            let quoted_text = reply.quoted_text.clone().or_else(|| snippet.map(|s| s.text));
+            if let Some(text) = quoted_text {
+                body.push(Segment::Text(quote_line(quoted_sender.as_deref(), &text)));
+            }
+        }
+    }
+    for segment in &message.content.0 {
+        body.push(native_or_text(segment, caps, directory, target));
+    }
+    let (sender, content) = if caps.separate_sender {
+        (Some(target.room.nick_format.render(vars)), body)
+    } else {
+        match target.room.format.render_around_text(vars) {
+            Some((before, after)) => {
+                let mut wrapped = Vec::with_capacity(body.len() + 2);
+                wrapped.push(Segment::Text(before));
+                wrapped.extend(body);
+                wrapped.push(Segment::Text(after));
+                (None, wrapped)
+            }
+            None => (None, vec![Segment::Text(target.room.format.render(vars))]),
+        }
+    };
+    OutMessage { sender, parts: split(merge_text(content), caps.max_text_len), reply_to }
+}
+
+fn quote_line(sender: Option<&str>, text: &str) -> String {
+    let first = text.lines().next().unwrap_or("");
+    let mut quoted: String = first.chars().take(QUOTE_CHARS).collect();
+    if quoted.len() < text.len() {
+        quoted.push('…');
+    }
+    match sender {
+        Some(sender) => format!("> {sender}: {quoted}\n"),
+        None => format!("> {quoted}\n"),
+    }
+}
+
+/// Keeps a segment the destination shows natively; writes the others as text.
+fn native_or_text(segment: &Segment, caps: Capabilities, directory: &Directory, target: &Target<'_>) -> Segment {
+    let native = match segment {
+        Segment::Text(_) => true,
+        Segment::Mention { name, .. } if caps.mention => {
+            if let Some(user) = directory.lookup(&target.room.addr, name) {
+                return Segment::Mention { user: Some(user), name: name.clone() };
+            }
+            false
+        }
+        Segment::Image { .. } => caps.media.image,
+        Segment::Audio { .. } => caps.media.audio,
+        Segment::Video { .. } => caps.media.video,
+        Segment::File { .. } => caps.media.file,
+        Segment::Sticker { .. } => caps.media.sticker,
+        Segment::Mention { .. } | Segment::RoomLink { .. } | Segment::Link { .. } => false,
+    };
+    if native {
+        return segment.clone();
+    }
+    let mut text = String::new();
+    push_plain(&mut text, segment);
+    Segment::Text(text)
+}
+
+/// Joins neighbouring text segments and drops empty ones.
+fn merge_text(segments: Vec<Segment>) -> Content {
+    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
+    for segment in segments {
+        match (out.last_mut(), segment) {
+            (_, Segment::Text(t)) if t.is_empty() => {}
+            (Some(Segment::Text(last)), Segment::Text(t)) => last.push_str(&t),
+            (_, segment) => out.push(segment),
+        }
+    }
+    Content(out)
+}
+
+/// Splits content longer than `max` characters into text parts, breaking at a newline or space near
+/// the end of each part where there is one.
+pub fn split(content: Content, max: Option<usize>) -> Vec<Content> {
+    let Some(max) = max.filter(|m| *m > 0) else { return vec![content] };
+    let text = content.to_plain_text();
+    if text.chars().count() <= max {
+        return vec![content];
+    }
+    let mut parts = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let hard_end = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let end = if hard_end == rest.len() {
+            hard_end
+        } else {
+            match rest[..hard_end].rfind(['\n', ' ']) {
+                Some(i) if i > hard_end / 2 => i + 1,
+                _ => hard_end,
+            }
+        };
+        parts.push(Content::text(rest[..end].trim_end()));
+        rest = &rest[end..];
+    }
+    parts
+}

@@ -6,7 +6,7 @@ use reqwest::Url;
 
 use super::secret::Secret;
 use super::validate::{Fields, Report, Span};
-use crate::model::{Platform, RoomId};
+use crate::model::{AccountId, Platform, RoomId};
 
 /// The settings of one account.
 #[derive(Clone, Debug)]
@@ -39,19 +39,19 @@ pub const FISHROOM_DEFAULT_API: &str = "https://fishroom.tuna.moe/api";
 
 /// Parses one account table. `None` when it has problems (all of them reported).
 pub(crate) fn parse_account(
-    platform: Platform,
+    id: &AccountId,
     mut fields: Fields<'_, '_>,
     report: &mut Report<'_>,
 ) -> Option<AccountConfig> {
-    let what = "this account";
-    let account = match platform {
+    let what = &format!("[accounts.{id}]");
+    let account = match id.platform() {
         Platform::Fishroom => {
             let api_url = url(&mut fields, "api_url", FISHROOM_DEFAULT_API, report);
             let token_id = fields.required_str("token_id", what, report).map(|(s, _)| s.to_owned());
             let token_key = secret(&mut fields, "token_key", what, report);
             let token_name = fields.str("token_name", report).map(|(s, _)| s.to_owned());
             let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(30));
-            fields.deny_unknown("[accounts.fishroom.*]", report);
+            fields.deny_unknown(what, report);
             AccountConfig::Fishroom(FishroomAccount {
                 api_url: api_url?,
                 token_id: token_id?,

@@ -1,7 +1,7 @@
 //! `[[bridge]]`: the short form (`rooms = [...]`) and the long form (`[[bridge.room]]`), with the checks
 //! that need the whole file (undefined accounts, room forms, Fishroom's one receiving room per token).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use regex::Regex;
 use toml::de::DeValue;
@@ -49,17 +49,16 @@ pub(super) fn parse(
     };
     let known = Known { accounts, declared };
     let mut bridges = Vec::new();
-    let mut names: HashMap<String, ()> = HashMap::new();
+    let mut names: HashSet<String> = HashSet::new();
     let mut receiving: BTreeMap<AccountId, Vec<(RoomAddr, Span)>> = BTreeMap::new();
     for item in items.iter() {
         let Some(fields) = Fields::of(item, "[[bridge]]", report) else { continue };
-        let Some((bridge, spans)) = parse_bridge(fields, &known, report) else { continue };
-        if names.insert(bridge.name.clone(), ()).is_some() {
-            report.error(
-                &item.span(),
-                format!("a second bridge is named `{}`; bridge names must be unique", bridge.name),
-            );
+        if let Some(DeValue::String(name)) = fields.peek("name")
+            && !names.insert(name.to_string())
+        {
+            report.error(&item.span(), format!("a second bridge is named `{name}`; bridge names must be unique"));
         }
+        let Some((bridge, spans)) = parse_bridge(fields, &known, report) else { continue };
         for (room, span) in bridge.rooms.iter().zip(spans) {
             if room.direction.feeds() && room.addr.platform() == Platform::Fishroom {
                 let rooms = receiving.entry(room.addr.account.clone()).or_default();
@@ -197,7 +196,13 @@ fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &m
         for (text, span) in list {
             match Regex::new(text) {
                 Ok(re) => options.ignore_senders.push(re),
-                Err(e) => report.error(&span, format!("`ignore_senders` entry is not a regular expression: {e}")),
+                Err(e) => {
+                    // The parser's message spans lines (pattern, caret, reason): keep the reason.
+                    let message = e.to_string();
+                    let reason = message.lines().last().unwrap_or_default().trim_start_matches("error: ");
+                    report
+                        .error(&span, format!("`ignore_senders` entry `{text}` is not a regular expression: {reason}"));
+                }
             }
         }
     }

@@ -246,7 +246,7 @@ fn parse_accounts(
             let id = AccountId::new(platform, account_key.get_ref().as_ref());
             declared.push(id.clone());
             let Some(fields) = Fields::of(account_value, &format!("[accounts.{id}]"), report) else { continue };
-            if let Some(account) = accounts::parse_account(platform, fields, report) {
+            if let Some(account) = accounts::parse_account(&id, fields, report) {
                 accounts.insert(id, account);
             }
         }

@@ -99,6 +99,11 @@ impl<'t, 'i> Fields<'t, 'i> {
         table(value, what, report).map(|t| Self::new(t, value.span()))
     }
 
+    /// Looks at a value without taking its key.
+    pub fn peek(&self, key: &str) -> Option<&'t DeValue<'i>> {
+        self.table.get(key).map(|v| v.get_ref())
+    }
+
     pub fn get(&mut self, key: &'static str) -> Option<&'t Value<'i>> {
         self.taken.push(key);
         self.table.get(key)

@@ -1,0 +1,158 @@
+//! The built binary: the demo, SIGTERM during traffic, and no secret in the output at trace level.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{account, fishroom, next_post};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits for the child to exit, at most `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waitable") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the daemon did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_all(pipe: Option<impl Read>) -> String {
+    let mut text = String::new();
+    if let Some(mut pipe) = pipe {
+        pipe.read_to_string(&mut text).expect("readable output");
+    }
+    text
+}
+
+#[test]
+fn the_demo_relays_and_exits_zero() {
+    let out = bin().arg("demo").env_remove("RUST_LOG").output().expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let relayed: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with('→')).collect();
+    assert_eq!(relayed.len(), 4, "{stdout}");
+    assert!(relayed[0].contains("fishroom.lug:chat") && relayed[0].contains("[fishroom/tuna] alice: Hello from IRC"));
+    assert!(relayed[1].contains("fishroom.tuna:general") && relayed[1].contains("[fishroom/lug] bob: Hi alice"));
+    assert!(stdout.contains("4 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
+}
+
+fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("chatbridge.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("chatbridge-it-{name}-{}", std::process::id()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_traffic_exits_zero_within_the_deadline() {
+    let tuna = fishroom(&["general"], &[("11", "key-tuna", "bridge")]).await;
+    let lug = fishroom(&["chat"], &[("22", "key-lug", "bridge")]).await;
+    let dir = temp_dir("sigterm");
+    let config = write_config(
+        &dir,
+        &format!(
+            "[general]\nshutdown_timeout = \"2s\"\nretry_delay = \"50ms\"\n{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\"]\n",
+            account("tuna", &tuna, "11", "key-tuna"),
+            account("lug", &lug, "22", "key-lug"),
+        ),
+    );
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the daemon starts");
+    let mut at_lug = lug.subscribe();
+    // Traffic until the bridge is seen relaying, then more while the signal lands.
+    let mut relayed = false;
+    for i in 0..200 {
+        tuna.say("general", "irc", "alice", &format!("message {i}"));
+        if tokio::time::timeout(Duration::from_millis(50), at_lug.recv()).await.is_ok() {
+            relayed = true;
+            break;
+        }
+    }
+    assert!(relayed, "the daemon relayed before the signal");
+    for i in 0..20 {
+        tuna.say("general", "irc", "alice", &format!("burst {i}"));
+    }
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(2 + 3))).await.unwrap();
+    assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_output_even_at_trace_level() {
+    let tuna = fishroom(&["general"], &[("11", "tuna-secret-key-1", "bridge")]).await;
+    let lug = fishroom(&["chat"], &[("22", "lug-secret-key-2", "bridge")]).await;
+    let dir = temp_dir("secrets");
+    let key_file = dir.join("lug.key");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&key_file, "lug-secret-key-2\n").unwrap();
+    let config = write_config(
+        &dir,
+        &format!(
+            "[general]\nshutdown_timeout = \"1s\"\nbackoff_min = \"50ms\"\nbackoff_max = \"100ms\"\nretry_delay = \"20ms\"\nmax_attempts = 2\n\
+             {}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\", \"fishroom.bad:nowhere\"]\n",
+            account("tuna", &tuna, "11", "env:CHATBRIDGE_IT_TUNA_KEY"),
+            account("lug", &lug, "22", &format!("file:{}", key_file.display())),
+            // A key the server refuses (403, the account stops) for a room it does not have.
+            account("bad", &lug, "22", "wrong-secret-key-3"),
+        ),
+    );
+    let mut child = bin()
+        .args(["run", "--log-format", "json", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "trace")
+        .env("CHATBRIDGE_IT_TUNA_KEY", "tuna-secret-key-1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the daemon starts");
+    let mut at_lug = lug.subscribe();
+    tuna.say("general", "irc", "alice", "one");
+    let _ = next_post(&mut at_lug).await;
+    // Failures: posts answered 500 until given up, and the server going away.
+    lug.fail_posts(true);
+    tuna.say("general", "irc", "alice", "two");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lug.drop_connections();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(&child);
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
+    assert!(status.success(), "exit status {status}\n{stderr}");
+    let output = format!("{stdout}{stderr}");
+    assert!(output.contains("Account stopped"), "the 403 path was exercised");
+    assert!(output.contains("TRACE"), "trace level was on");
+    for secret in ["tuna-secret-key-1", "lug-secret-key-2", "wrong-secret-key-3"] {
+        assert!(!output.contains(secret), "secret {secret} leaked:\n{}", leak_context(&output, secret));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn leak_context(output: &str, secret: &str) -> String {
+    output.lines().filter(|l| l.contains(secret)).take(3).collect::<Vec<_>>().join("\n")
+}

@@ -1,0 +1,102 @@
+//! Builders and waits shared by the scenarios.
+
+use std::time::Duration;
+
+use chatbridge::Daemon;
+use chatbridge::adapters::AccountState;
+use chatbridge::config::Config;
+use chatbridge::sim::fishroom::{FishroomSim, FishroomSimConfig, Posted};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// How long any single expected thing may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// `[general]` with short delays, so failures and retries happen within a test.
+pub const FAST: &str = r#"
+[general]
+shutdown_timeout = "2s"
+retry_delay = "20ms"
+backoff_min = "50ms"
+backoff_max = "200ms"
+max_attempts = 3
+"#;
+
+/// A simulated Fishroom server with these rooms and tokens `(id, key, name)`, polls held 300 ms.
+pub async fn fishroom(rooms: &[&str], tokens: &[(&str, &str, &str)]) -> FishroomSim {
+    let config = FishroomSimConfig {
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        tokens: tokens.iter().map(|(i, k, n)| (i.to_string(), k.to_string(), n.to_string())).collect(),
+        poll_timeout: Duration::from_millis(300),
+        ..FishroomSimConfig::default()
+    };
+    FishroomSim::start(config).await.expect("the simulator starts")
+}
+
+/// An `[accounts.fishroom.<name>]` table for `sim`.
+pub fn account(name: &str, sim: &FishroomSim, token_id: &str, token_key: &str) -> String {
+    format!(
+        "\n[accounts.fishroom.{name}]\napi_url = \"{}\"\ntoken_id = \"{token_id}\"\ntoken_key = \"{token_key}\"\nrequest_timeout = \"3s\"\n",
+        sim.api_url()
+    )
+}
+
+pub fn parse(source: &str) -> Config {
+    Config::parse(source, "test.toml").unwrap_or_else(|p| panic!("test config is valid:\n{p}"))
+}
+
+pub struct Running {
+    pub daemon: Option<Daemon>,
+    pub stop: CancellationToken,
+}
+
+impl Running {
+    pub fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("still running")
+    }
+
+    pub async fn shutdown(mut self) -> chatbridge::Summary {
+        self.stop.cancel();
+        let daemon = self.daemon.take().expect("still running");
+        tokio::time::timeout(DEADLINE, daemon.wait()).await.expect("the daemon stops")
+    }
+}
+
+/// Starts the daemon and waits until the named accounts are connected.
+pub async fn start(source: &str, connected: &[&str]) -> Running {
+    let stop = CancellationToken::new();
+    let daemon = Daemon::start(parse(source), stop.clone());
+    let running = Running { daemon: Some(daemon), stop };
+    wait_state(&running, connected, |s| *s == AccountState::Connected).await;
+    running
+}
+
+/// Waits until each named account's state satisfies `ok`.
+pub async fn wait_state(running: &Running, accounts: &[&str], ok: impl Fn(&AccountState) -> bool) {
+    let mut states = running.daemon().states();
+    let reached =
+        states.wait_for(|states| accounts.iter().all(|a| states.iter().any(|(id, s)| id.to_string() == *a && ok(s))));
+    match tokio::time::timeout(DEADLINE, reached).await {
+        Ok(Ok(_)) => {}
+        _ => panic!("accounts {accounts:?} did not reach the state: {:?}", *running.daemon().states().borrow()),
+    }
+}
+
+/// The next message the bridge posts on `posted`'s server.
+pub async fn next_post(posted: &mut broadcast::Receiver<Posted>) -> Posted {
+    tokio::time::timeout(DEADLINE, posted.recv()).await.expect("a post arrives in time").expect("the simulator runs")
+}
+
+/// Waits until `check` holds, polling.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Lets a few poll cycles pass, so that anything wrongly echoed would have arrived.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(800)).await;
+}

@@ -65,8 +65,9 @@ pub enum SendAction {
 pub struct SendRequest {
     pub room: RoomId,
     pub action: SendAction,
-    /// The id to send the message under, already registered as ours, where the platform lets us choose.
-    pub client_id: Option<RemoteId>,
+    /// The ids to send the message's parts under, one per part, already registered as ours; empty
+    /// where the platform assigns ids itself. A retry carries the same ids.
+    pub client_ids: Vec<RemoteId>,
     /// 1 for the first attempt.
     pub attempt: u32,
 }

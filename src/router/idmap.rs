@@ -25,14 +25,16 @@ pub struct Snippet {
 pub trait IdStore: Send {
     /// A new group for a message seen in `origin` (with its id, when the platform gives one).
     fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId;
-    /// Records the ids of our copy in `room` (the parts of a split message, in order). Registering a
-    /// client-chosen id before the send is the same call: the id is ours from then on.
+    /// Registers the client-chosen ids of a copy about to be sent: from now on they are ours (the loop
+    /// guard), though edits, recalls and replies wait for the confirmed ids.
+    fn add_pending(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]);
+    /// Records the confirmed ids of our copy in `room` (the parts of a split message, in order).
     fn add_copy(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]);
     /// The group a message id belongs to.
     fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId>;
     /// Whether an id is one we sent or are sending (the loop guard).
     fn is_ours(&mut self, room: &RoomAddr, id: &RemoteId) -> bool;
-    /// The ids of a group's member in `room`: our copy's parts, or the original.
+    /// The confirmed ids of a group's member in `room`: our copy's parts, or the original.
     fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>>;
     fn snippet(&mut self, group: GroupId) -> Option<Snippet>;
 }
@@ -40,7 +42,10 @@ pub trait IdStore: Send {
 #[derive(Debug)]
 struct Member {
     room: RoomAddr,
+    /// Confirmed ids (the parts, in order).
     ids: Vec<RemoteId>,
+    /// Client-chosen ids registered before the send.
+    pending: Vec<RemoteId>,
     ours: bool,
 }
 
@@ -71,6 +76,25 @@ impl MemoryIdMap {
         self.groups.is_empty()
     }
 
+    fn record(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId], pending: bool) {
+        let Some(entry) = self.groups.get_mut(&group) else { return };
+        let member = match entry.members.iter().position(|m| &m.room == room && m.ours) {
+            Some(i) => &mut entry.members[i],
+            None => {
+                let member = Member { room: room.clone(), ids: Vec::new(), pending: Vec::new(), ours: true };
+                entry.members.push(member);
+                entry.members.last_mut().expect("just pushed")
+            }
+        };
+        let list = if pending { &mut member.pending } else { &mut member.ids };
+        for id in ids {
+            if !list.contains(id) {
+                list.push(id.clone());
+            }
+            self.index.insert((room.clone(), id.clone()), group);
+        }
+    }
+
     fn member(&mut self, group: GroupId, room: &RoomAddr) -> Option<&Member> {
         self.groups.get(&group)?.members.iter().find(|m| &m.room == room)
     }
@@ -82,12 +106,12 @@ impl IdStore for MemoryIdMap {
         self.next += 1;
         let mut members = Vec::new();
         if let Some((room, remote)) = origin {
-            members.push(Member { room: room.clone(), ids: vec![remote.clone()], ours: false });
+            members.push(Member { room: room.clone(), ids: vec![remote.clone()], pending: Vec::new(), ours: false });
             self.index.insert((room.clone(), remote.clone()), id);
         }
         if let Some((old, evicted)) = self.groups.push(id, Group { members, snippet }) {
             for member in evicted.members {
-                for remote in member.ids {
+                for remote in member.ids.into_iter().chain(member.pending) {
                     let key = (member.room.clone(), remote);
                     if self.index.get(&key) == Some(&old) {
                         self.index.remove(&key);
@@ -98,21 +122,12 @@ impl IdStore for MemoryIdMap {
         id
     }
 
+    fn add_pending(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]) {
+        self.record(group, room, ids, true);
+    }
+
     fn add_copy(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]) {
-        let Some(entry) = self.groups.get_mut(&group) else { return };
-        match entry.members.iter_mut().find(|m| &m.room == room && m.ours) {
-            Some(member) => {
-                for id in ids {
-                    if !member.ids.contains(id) {
-                        member.ids.push(id.clone());
-                    }
-                }
-            }
-            None => entry.members.push(Member { room: room.clone(), ids: ids.to_vec(), ours: true }),
-        }
-        for id in ids {
-            self.index.insert((room.clone(), id.clone()), group);
-        }
+        self.record(group, room, ids, false);
     }
 
     fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId> {
@@ -122,7 +137,7 @@ impl IdStore for MemoryIdMap {
 
     fn is_ours(&mut self, room: &RoomAddr, id: &RemoteId) -> bool {
         let Some(group) = self.group_of(room, id) else { return false };
-        self.member(group, room).is_some_and(|m| m.ours && m.ids.contains(id))
+        self.member(group, room).is_some_and(|m| m.ours && (m.ids.contains(id) || m.pending.contains(id)))
     }
 
     fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>> {
@@ -161,6 +176,18 @@ mod tests {
         assert!(map.is_ours(&room("b"), &id("p3")));
         assert!(!map.is_ours(&room("a"), &id("m1")), "the original is not ours");
         assert!(!map.is_ours(&room("b"), &id("m1")), "ids are per room");
+    }
+
+    #[test]
+    fn pending_ids_are_ours_but_only_confirmed_ids_are_copies() {
+        let mut map = MemoryIdMap::new(10);
+        let g = map.new_group(Some((&room("a"), &id("m1"))), Snippet::default());
+        map.add_pending(g, &room("b"), &[id("c1")]);
+        assert!(map.is_ours(&room("b"), &id("c1")));
+        assert_eq!(map.ids_in(g, &room("b")), Some(vec![]));
+        map.add_copy(g, &room("b"), &[id("s1")]);
+        assert_eq!(map.ids_in(g, &room("b")), Some(vec![id("s1")]));
+        assert!(map.is_ours(&room("b"), &id("c1")) && map.is_ours(&room("b"), &id("s1")));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 use tracing::{debug, error, info, trace, warn};
 
-use crate::adapters::{AccountState, RouterInput, SendFailure, SendRequest, retry::retry_delay};
+use crate::adapters::{AccountState, RouterInput, SendAction, SendFailure, SendRequest, retry::retry_delay};
 use crate::model::{AccountId, Capabilities, Event, EventKind, RemoteId, RoomAddr};
 use crate::stats::Stats;
 use directory::Directory;
@@ -195,7 +195,7 @@ impl Router {
         let event = Arc::new(event);
         for &to in destinations {
             let room = self.rules.room(to).addr.clone();
-            let item = Queued { event: Arc::clone(&event), to, group, attempts: 0, client_id: None };
+            let item = Queued { event: Arc::clone(&event), to, group, attempts: 0, client_ids: Vec::new() };
             if let Some(dropped) = self.outbox.push(&room, item) {
                 self.stats.dropped.inc();
                 error!(route = %route(&dropped.event, &room), "Destination queue full: dropped its oldest message.");
@@ -231,18 +231,20 @@ impl Router {
                     continue;
                 }
             };
-            if item.client_id.is_none() {
-                item.client_id = link.caps.client_ids.generate();
+            if let SendAction::Message(out) = &action
+                && item.attempts == 0
+            {
+                item.client_ids = out.parts.iter().map_while(|_| link.caps.client_ids.generate()).collect();
                 // Registered before the send: the platform's echo may beat its answer.
-                if let (Some(id), Some(group)) = (&item.client_id, item.group) {
-                    self.ids.add_copy(group, room, std::slice::from_ref(id));
+                if let Some(group) = item.group {
+                    self.ids.add_pending(group, room, &item.client_ids);
                 }
             }
             item.attempts += 1;
             let request = SendRequest {
                 room: room.room.clone(),
                 action,
-                client_id: item.client_id.clone(),
+                client_ids: item.client_ids.clone(),
                 attempt: item.attempts,
             };
             if link.sends.send(request).is_err() {
@@ -325,3 +327,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,8 +18,8 @@ pub struct Queued {
     pub group: Option<GroupId>,
     /// Attempts made so far.
     pub attempts: u32,
-    /// The client-chosen id, kept across attempts so a retry is recognisable.
-    pub client_id: Option<RemoteId>,
+    /// The client-chosen ids (one per part), kept across attempts so a retry is recognisable.
+    pub client_ids: Vec<RemoteId>,
 }
 
 /// The queues of all destination rooms.
@@ -95,7 +95,7 @@ mod tests {
             to: Destination { bridge: 0, room: 0 },
             group: None,
             attempts: 0,
-            client_id: None,
+            client_ids: Vec::new(),
         }
     }
 

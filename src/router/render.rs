@@ -39,7 +39,7 @@ pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directo
     };
     let copy_of = |ids: &mut dyn IdStore, target_id| {
         let group = ids.group_of(origin, target_id)?;
-        ids.ids_in(group, &target.room.addr)
+        ids.ids_in(group, &target.room.addr).filter(|ids| !ids.is_empty())
     };
     let action = match &event.kind {
         EventKind::Message(message) => {

@@ -1,18 +1,18 @@
 //! Recently seen senders per room (name → that platform's user id), so a mention of a name that is a
 //! known user in the destination room becomes a native mention there.
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
 use crate::model::{RoomAddr, User, UserId};
+use crate::router::Map;
 
 const NAMES_PER_ROOM: usize = 512;
 
 #[derive(Default)]
 pub struct Directory {
-    rooms: HashMap<RoomAddr, LruCache<String, UserId>>,
+    rooms: Map<RoomAddr, LruCache<String, UserId>>,
 }
 
 impl Directory {

@@ -2,12 +2,12 @@
 //! edit, recall or reply of a copy finds the original and every other copy. In memory and bounded (an LRU
 //! of groups) until the store replaces it; [`IdStore`] is the interface the store implements.
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
 use crate::model::{RemoteId, RoomAddr, Time};
+use crate::router::Map;
 
 /// One message and its copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,17 +55,18 @@ struct Group {
     snippet: Snippet,
 }
 
-/// The in-memory id map: an LRU of groups plus an index from `(room, id)` to group.
+/// The in-memory id map: an LRU of groups plus an index from room and id to group (nested, so a
+/// lookup borrows its key instead of cloning it).
 pub struct MemoryIdMap {
     groups: LruCache<GroupId, Group>,
-    index: HashMap<(RoomAddr, RemoteId), GroupId>,
+    index: Map<RoomAddr, Map<RemoteId, GroupId>>,
     next: u64,
 }
 
 impl MemoryIdMap {
     pub fn new(capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("capacity is at least 1");
-        Self { groups: LruCache::new(capacity), index: HashMap::new(), next: 0 }
+        Self { groups: LruCache::new(capacity), index: Map::default(), next: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -91,7 +92,7 @@ impl MemoryIdMap {
             if !list.contains(id) {
                 list.push(id.clone());
             }
-            self.index.insert((room.clone(), id.clone()), group);
+            self.index.entry(room.clone()).or_default().insert(id.clone(), group);
         }
     }
 
@@ -107,14 +108,14 @@ impl IdStore for MemoryIdMap {
         let mut members = Vec::new();
         if let Some((room, remote)) = origin {
             members.push(Member { room: room.clone(), ids: vec![remote.clone()], pending: Vec::new(), ours: false });
-            self.index.insert((room.clone(), remote.clone()), id);
+            self.index.entry(room.clone()).or_default().insert(remote.clone(), id);
         }
         if let Some((old, evicted)) = self.groups.push(id, Group { members, snippet }) {
             for member in evicted.members {
                 for remote in member.ids.into_iter().chain(member.pending) {
-                    let key = (member.room.clone(), remote);
-                    if self.index.get(&key) == Some(&old) {
-                        self.index.remove(&key);
+                    let Some(ids) = self.index.get_mut(&member.room) else { continue };
+                    if ids.get(&remote) == Some(&old) {
+                        ids.remove(&remote);
                     }
                 }
             }
@@ -131,7 +132,7 @@ impl IdStore for MemoryIdMap {
     }
 
     fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId> {
-        let group = *self.index.get(&(room.clone(), id.clone()))?;
+        let group = *self.index.get(room)?.get(id)?;
         self.groups.get(&group).map(|_| group)
     }
 
@@ -200,6 +201,6 @@ mod tests {
         assert_eq!(map.group_of(&room("a"), &id("1")), None);
         assert!(map.snippet(first).is_none());
         assert!(map.group_of(&room("a"), &id("3")).is_some());
-        assert_eq!(map.index.len(), 2, "evicted ids leave the index");
+        assert_eq!(map.index.values().map(Map::len).sum::<usize>(), 2, "evicted ids leave the index");
     }
 }

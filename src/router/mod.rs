@@ -9,7 +9,8 @@ pub mod queue;
 pub mod render;
 pub mod rules;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ use idmap::{IdStore, Snippet};
 use queue::{Outbox, Queued};
 use render::{Rendered, Target, render};
 use rules::{Destination, Rules, Skip};
+
+/// The hash map of the router's hot path: foldhash, randomly seeded (keys include remote ids).
+pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The longest text kept in the id map for replies rendered as text.
 const SNIPPET_CHARS: usize = 200;
@@ -57,11 +61,11 @@ struct RoomState {
 
 pub struct Router {
     rules: Rules,
-    accounts: HashMap<AccountId, AccountLink>,
+    accounts: Map<AccountId, AccountLink>,
     outbox: Box<dyn Outbox>,
     ids: Box<dyn IdStore>,
     directory: Directory,
-    rooms: HashMap<RoomAddr, RoomState>,
+    rooms: Map<RoomAddr, RoomState>,
     retries: DelayQueue<RoomAddr>,
     states: watch::Sender<BTreeMap<AccountId, AccountState>>,
     settings: RouterSettings,
@@ -72,12 +76,13 @@ pub struct Router {
 impl Router {
     pub fn new(
         rules: Rules,
-        accounts: HashMap<AccountId, AccountLink>,
+        accounts: impl IntoIterator<Item = (AccountId, AccountLink)>,
         outbox: Box<dyn Outbox>,
         ids: Box<dyn IdStore>,
         settings: RouterSettings,
         stats: Arc<Stats>,
     ) -> Self {
+        let accounts: Map<AccountId, AccountLink> = accounts.into_iter().collect();
         let initial = accounts.keys().map(|a| (a.clone(), AccountState::Connecting)).collect();
         let (states, _) = watch::channel(initial);
         Self {
@@ -86,7 +91,7 @@ impl Router {
             outbox,
             ids,
             directory: Directory::default(),
-            rooms: HashMap::new(),
+            rooms: Map::default(),
             retries: DelayQueue::new(),
             states,
             settings,
@@ -266,7 +271,8 @@ impl Router {
         }
         state.in_flight = false;
         let Some(item) = self.outbox.front_mut(room) else { return };
-        let route = route(&item.event, room);
+        let origin = item.event.origin.room.clone();
+        let route = Route(&origin, room);
         match result {
             Ok(remote_ids) => {
                 if let Some(group) = item.group
@@ -316,9 +322,17 @@ impl Router {
     }
 }
 
-/// `source room → destination room`, for log lines about one message.
-fn route(event: &Event, to: &RoomAddr) -> String {
-    format!("{} → {to}", event.origin.room)
+/// `source room → destination room`, for log lines about one message; formatted only when logged.
+struct Route<'a>(&'a RoomAddr, &'a RoomAddr);
+
+impl std::fmt::Display for Route<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} → {}", self.0, self.1)
+    }
+}
+
+fn route<'a>(event: &'a Event, to: &'a RoomAddr) -> Route<'a> {
+    Route(&event.origin.room, to)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

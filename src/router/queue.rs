@@ -1,10 +1,11 @@
 //! Destination queues: one ordered, bounded queue per destination room. In memory until the store
 //! replaces it; [`Outbox`] is the interface the store implements.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::model::{Event, RemoteId, RoomAddr};
+use crate::router::Map;
 use crate::router::idmap::GroupId;
 use crate::router::rules::Destination;
 
@@ -36,13 +37,13 @@ pub trait Outbox: Send {
 /// In-memory queues: a full queue drops its oldest message (the router logs it with its route).
 pub struct MemoryOutbox {
     capacity: usize,
-    rooms: HashMap<RoomAddr, VecDeque<Queued>>,
+    rooms: Map<RoomAddr, VecDeque<Queued>>,
     total: usize,
 }
 
 impl MemoryOutbox {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), rooms: HashMap::new(), total: 0 }
+        Self { capacity: capacity.max(1), rooms: Map::default(), total: 0 }
     }
 }
 

@@ -1,9 +1,8 @@
 //! The compiled rules of the bridges: for an event in a room, which rooms receive it.
 
-use std::collections::HashMap;
-
 use crate::config::{Bridge, BridgeRoom};
 use crate::model::{Event, EventKind, RoomAddr};
+use crate::router::Map;
 
 /// A room of a bridge, by index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,12 +27,12 @@ pub enum Skip {
 pub struct Rules {
     bridges: Vec<Bridge>,
     /// Rooms that feed bridges → where they sit.
-    sources: HashMap<RoomAddr, Vec<Destination>>,
+    sources: Map<RoomAddr, Vec<Destination>>,
 }
 
 impl Rules {
     pub fn new(bridges: Vec<Bridge>) -> Self {
-        let mut sources: HashMap<RoomAddr, Vec<Destination>> = HashMap::new();
+        let mut sources: Map<RoomAddr, Vec<Destination>> = Map::default();
         for (b, bridge) in bridges.iter().enumerate() {
             for (r, room) in bridge.rooms.iter().enumerate() {
                 if room.direction.feeds() {

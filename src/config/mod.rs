@@ -259,3 +259,26 @@ impl fmt::Display for Direction {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(source in "\\PC{0,300}") {
+            let _ = Config::parse(&source, "fuzz.toml");
+        }
+
+        #[test]
+        fn mangled_valid_files_never_panic(cut in 0usize..600, junk in "[\\[\\]{}=\"':.a-z0-9 \n]{0,8}") {
+            let valid = include_str!("../../tests/fixtures/config/valid/long_form.toml");
+            let mut cut = cut.min(valid.len());
+            while !valid.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let source = format!("{}{junk}{}", &valid[..cut], &valid[cut..]);
+            let _ = Config::parse(&source, "fuzz.toml");
+        }
+    }
+}

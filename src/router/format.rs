@@ -170,6 +170,16 @@ mod tests {
         assert!(Template::parse("nick}").unwrap_err().contains("unmatched"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_templates_parse_or_refuse_without_panicking(source in "\\PC{0,64}") {
+            if let Ok(t) = Template::parse(&source) {
+                let _ = t.render(&vars());
+                let _ = t.render_around_text(&vars());
+            }
+        }
+    }
+
     #[test]
     fn splits_around_text() {
         let t = Template::parse("[{platform}] {nick}: {text} ({bridge})").unwrap();

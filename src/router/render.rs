@@ -211,3 +211,32 @@ pub fn split(content: Content, max: Option<usize>) -> Vec<Content> {
     }
     parts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_at_spaces_near_the_limit_and_keeps_every_character() {
+        let parts = split(Content::text("一二三四五 六七八九十 abc"), Some(6));
+        let texts: Vec<String> = parts.iter().map(Content::to_plain_text).collect();
+        assert_eq!(texts, ["一二三四五", "六七八九十", "abc"]);
+        assert_eq!(split(Content::text("short"), Some(6)).len(), 1);
+        assert_eq!(split(Content::text("no limit at all"), None).len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parts_respect_the_limit_and_lose_no_text(text in "\\PC{0,200}", max in 1usize..40) {
+            let parts = split(Content::text(text.clone()), Some(max));
+            let mut joined = String::new();
+            for part in &parts {
+                let part = part.to_plain_text();
+                proptest::prop_assert!(part.chars().count() <= max);
+                joined.push_str(&part);
+            }
+            let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+            proptest::prop_assert_eq!(squash(&joined), squash(&text));
+        }
+    }
+}

@@ -6,14 +6,14 @@ use reqwest::StatusCode;
 use tracing::{debug, error, info, warn};
 
 use super::Shared;
-use super::wire::{FishMessage, PollAnswer, content_of};
+use super::wire::{FishMessage, content_of, parse_poll};
 use crate::adapters::retry::describe;
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, EventKind, Message, RoomId, User};
 
 /// How one poll ended.
 enum Polled {
-    Messages(Vec<serde_json::Value>),
+    Messages(Vec<Result<FishMessage, String>>),
     /// The body was not the expected JSON.
     Malformed(String),
     Transient(String),
@@ -56,9 +56,12 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
                 warn!(account = %ctx.account, room = %room, reason = %reason, "Malformed poll answer skipped.");
             }
             Polled::Transient(reason) => {
+                if connected {
+                    warn!(account = %ctx.account, room = %room, reason = %reason, "Connection lost.");
+                }
                 connected = false;
                 let delay = backoff.next_delay();
-                warn!(account = %ctx.account, room = %room, reason = %reason, "Poll failed; reconnecting in {delay:.1?}.");
+                info!(account = %ctx.account, room = %room, reason = %reason, "Reconnecting in {delay:.1?}.");
                 ctx.set_state(AccountState::BackingOff { delay }).await;
                 tokio::select! {
                     _ = ctx.stop_receiving.cancelled() => return,
@@ -100,9 +103,9 @@ async fn poll_once(shared: &Shared, room: &RoomId) -> Polled {
         Err(e) => return Polled::Transient(describe(e)),
     };
     match status {
-        StatusCode::OK => match serde_json::from_slice::<PollAnswer>(&body) {
-            Ok(answer) => Polled::Messages(answer.messages),
-            Err(e) => Polled::Malformed(e.to_string()),
+        StatusCode::OK => match parse_poll(&body) {
+            Ok(messages) => Polled::Messages(messages),
+            Err(e) => Polled::Malformed(e),
         },
         StatusCode::FORBIDDEN => Polled::Fatal("the server refused the token (403 Invalid Token)".to_owned()),
         StatusCode::NOT_FOUND => Polled::RoomBroken(format!("the server has no public room `{room}` (404)")),
@@ -111,8 +114,8 @@ async fn poll_once(shared: &Shared, room: &RoomId) -> Polled {
 }
 
 /// Turns one feed item into an event for the router; false when the router is gone.
-async fn relay(shared: &Shared, ctx: &AdapterContext, room: &RoomId, item: serde_json::Value) -> bool {
-    let message: FishMessage = match serde_json::from_value(item) {
+async fn relay(shared: &Shared, ctx: &AdapterContext, room: &RoomId, item: Result<FishMessage, String>) -> bool {
+    let message = match item {
         Ok(message) => message,
         Err(e) => {
             ctx.stats.malformed.inc();

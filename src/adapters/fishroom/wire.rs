@@ -41,6 +41,13 @@ pub struct StatusBody {
     pub message: String,
 }
 
+/// Parses a poll answer: an error for a body that is not `{"messages": [...]}`, else one result per item,
+/// so that one bad item costs only itself.
+pub fn parse_poll(body: &[u8]) -> Result<Vec<Result<FishMessage, String>>, String> {
+    let answer: PollAnswer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(answer.messages.into_iter().map(|item| serde_json::from_value(item).map_err(|e| e.to_string())).collect())
+}
+
 /// What a feed message says, as segments: the text, then the media it carries.
 pub fn content_of(message: &FishMessage) -> Content {
     let mut segments = Vec::new();
@@ -98,6 +105,50 @@ mod tests {
         assert!(matches!(of("audio"), Segment::Audio { .. }));
         assert!(matches!(of("video"), Segment::Video { .. }));
         assert!(matches!(of("location"), Segment::Link { .. }));
+    }
+
+    const MIXED: &str = include_str!("../../../tests/fixtures/wire/fishroom/poll_mixed.json");
+
+    #[test]
+    fn captured_feed_maps_every_kind() {
+        let items: Vec<FishMessage> = parse_poll(MIXED.as_bytes()).unwrap().into_iter().map(Result::unwrap).collect();
+        assert_eq!(items.len(), 8);
+        // Text passes through untouched: no HTML unescaping on a plain-text platform.
+        assert_eq!(content_of(&items[0]), Content::text("有人在吗？ <b>not bold</b> &amp; co"));
+        assert_eq!(content_of(&items[1]).0, vec![Segment::Image { url: "https://ex.example/photo/abc.jpg".into() }]);
+        assert!(matches!(content_of(&items[2]).0[..], [Segment::Sticker { .. }]));
+        assert_eq!(content_of(&items[3]), Content::text("bold and red"));
+        assert_eq!(items[4].mtype.as_deref(), Some("event"));
+        assert_eq!(items[6].channel.as_deref(), Some("api-chatbridge"));
+        assert_eq!(items[7].sender, None);
+        assert!(matches!(content_of(&items[7]).0[..], [Segment::Text(_), Segment::Text(_), Segment::Video { .. }]));
+        assert!(
+            parse_poll(include_bytes!("../../../tests/fixtures/wire/fishroom/poll_empty.json")).unwrap().is_empty()
+        );
+        assert!(parse_poll(include_bytes!("../../../tests/fixtures/wire/fishroom/forbidden.txt")).is_err());
+    }
+
+    #[test]
+    fn one_bad_item_costs_only_itself() {
+        let items = parse_poll(br#"{"messages": [42, {"content": "ok"}, {"sender": 7}]}"#).unwrap();
+        assert_eq!(items.len(), 3);
+        assert!(items[0].is_err() && items[2].is_err());
+        assert_eq!(items[1].as_ref().unwrap().content.as_deref(), Some("ok"));
+        assert!(parse_poll(b"<html>502 Bad Gateway</html>").is_err());
+        assert!(parse_poll(br#"{"message": "no list"}"#).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_poll(&body);
+        }
+
+        #[test]
+        fn truncated_answers_never_panic(cut in 0usize..400) {
+            let body = r#"{"messages":[{"channel":"telegram","sender":"你好","room":"tuna","mtype":"photo","content":"<b>cat</b> &amp;","media_url":"https://img/cat.jpg","rich_text":[[{"color":""},"x"]],"date":"2026-11-25","time":"19:00:00","botmsg":false,"opt":{},"route":null}]}"#.as_bytes();
+            let _ = parse_poll(&body[..cut.min(body.len())]);
+        }
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl Daemon {
             retry_max: general.backoff_max,
             shutdown_timeout: general.shutdown_timeout,
         };
+        let bridge_names: Vec<String> = config.bridges.iter().map(|b| b.name.clone()).collect();
         for bridge in &config.bridges {
             info!(bridge = %bridge.name, rooms = bridge.rooms.len(), "Bridge started.");
         }
@@ -113,6 +114,9 @@ impl Daemon {
             if drained.is_err() {
                 warn!("Adapters did not close in time; stopping them.");
                 tasks.abort_all();
+            }
+            for bridge in &bridge_names {
+                info!(bridge = %bridge, "Bridge stopped.");
             }
             info!(undelivered, "Stopped.");
             Summary { undelivered, requested: stop.is_cancelled() }

@@ -67,6 +67,8 @@ struct Inner {
     queues: HashMap<String, TokenQueue>,
     posted: Vec<Posted>,
     fail_posts: bool,
+    /// Posts answered with 500.
+    failed: usize,
 }
 
 struct Shared {
@@ -89,7 +91,7 @@ impl FishroomSim {
         let shared = Arc::new(Shared {
             rooms: config.rooms.iter().cloned().collect(),
             config,
-            inner: Mutex::new(Inner { queues, posted: Vec::new(), fail_posts: false }),
+            inner: Mutex::new(Inner { queues, posted: Vec::new(), fail_posts: false, failed: 0 }),
             arrived: Notify::new(),
             posted_tx: broadcast::channel(1024).0,
         });
@@ -138,6 +140,11 @@ impl FishroomSim {
     /// Answer every valid post with the upstream 500 (true) or the intended 200 (false).
     pub fn fail_posts(&self, fail: bool) {
         self.shared.lock().fail_posts = fail;
+    }
+
+    /// How many posts were answered with 500.
+    pub fn fail_count(&self) -> usize {
+        self.shared.lock().failed
     }
 
     pub fn drop_connections(&self) {
@@ -280,7 +287,12 @@ async fn post_message(
     if content.is_empty() {
         return bad_request("Cannot send empty message");
     }
-    if shared.lock().fail_posts {
+    let failing = {
+        let mut inner = shared.lock();
+        inner.failed += usize::from(inner.fail_posts);
+        inner.fail_posts
+    };
+    if failing {
         return (StatusCode::INTERNAL_SERVER_ERROR, "<html><title>500: Internal Server Error</title></html>")
             .into_response();
     }

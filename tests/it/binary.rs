@@ -103,6 +103,47 @@ async fn sigterm_during_traffic_exits_zero_within_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let tuna = fishroom(&["general"], &[("11", "key-tuna", "bridge")]).await;
+    let lug = fishroom(&["chat"], &[("22", "key-lug", "bridge")]).await;
+    let dir = temp_dir("second-signal");
+    // Posts to lug fail and are retried slowly: the drain would take the whole minute.
+    let config = write_config(
+        &dir,
+        &format!(
+            "[general]\nshutdown_timeout = \"60s\"\nretry_delay = \"10s\"\n{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\"]\n",
+            account("tuna", &tuna, "11", "key-tuna"),
+            account("lug", &lug, "22", "key-lug"),
+        ),
+    );
+    lug.fail_posts(true);
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the daemon starts");
+    let stderr = child.stderr.take();
+    let log = tokio::task::spawn_blocking(move || read_all(stderr));
+    tuna.say("general", "irc", "alice", "stuck");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lug.fail_count() == 0 {
+        assert!(Instant::now() < deadline, "the post was never attempted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sigterm(&child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(child.try_wait().unwrap().is_none(), "the first signal waits for the queue");
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(3))).await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(log.await.unwrap().contains("Second signal"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_output_even_at_trace_level() {
     let tuna = fishroom(&["general"], &[("11", "tuna-secret-key-1", "bridge")]).await;
     let lug = fishroom(&["chat"], &[("22", "lug-secret-key-2", "bridge")]).await;

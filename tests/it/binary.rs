@@ -4,7 +4,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{account, fishroom, next_post};
+use crate::harness::{Pair, account, fishroom, next_post};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chatbridge"))
@@ -63,17 +63,10 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_traffic_exits_zero_within_the_deadline() {
-    let tuna = fishroom(&["general"], &[("11", "key-tuna", "bridge")]).await;
-    let lug = fishroom(&["chat"], &[("22", "key-lug", "bridge")]).await;
+    let pair = Pair::start().await;
+    let (tuna, lug) = (&pair.tuna, &pair.lug);
     let dir = temp_dir("sigterm");
-    let config = write_config(
-        &dir,
-        &format!(
-            "[general]\nshutdown_timeout = \"2s\"\nretry_delay = \"50ms\"\n{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\"]\n",
-            account("tuna", &tuna, "11", "key-tuna"),
-            account("lug", &lug, "22", "key-lug"),
-        ),
-    );
+    let config = write_config(&dir, &pair.config("[general]\nshutdown_timeout = \"2s\"\nretry_delay = \"50ms\"\n"));
     let mut child = bin()
         .args(["run", "-c"])
         .arg(&config)
@@ -104,18 +97,11 @@ async fn sigterm_during_traffic_exits_zero_within_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
-    let tuna = fishroom(&["general"], &[("11", "key-tuna", "bridge")]).await;
-    let lug = fishroom(&["chat"], &[("22", "key-lug", "bridge")]).await;
+    let pair = Pair::start().await;
+    let (tuna, lug) = (&pair.tuna, &pair.lug);
     let dir = temp_dir("second-signal");
     // Posts to lug fail and are retried slowly: the drain would take the whole minute.
-    let config = write_config(
-        &dir,
-        &format!(
-            "[general]\nshutdown_timeout = \"60s\"\nretry_delay = \"10s\"\n{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\"]\n",
-            account("tuna", &tuna, "11", "key-tuna"),
-            account("lug", &lug, "22", "key-lug"),
-        ),
-    );
+    let config = write_config(&dir, &pair.config("[general]\nshutdown_timeout = \"60s\"\nretry_delay = \"10s\"\n"));
     lug.fail_posts(true);
     let mut child = bin()
         .args(["run", "-c"])

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chatbridge::adapters::AccountState;
 use serde_json::json;
 
-use crate::harness::{FAST, account, eventually, fishroom, next_post, settle, start, wait_state};
+use crate::harness::{FAST, Pair, account, eventually, fishroom, next_post, settle, start, wait_state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_both_ways_with_formats_and_never_echoes() {
@@ -158,36 +158,25 @@ rooms = [\"fishroom.a:a\", \"fishroom.b:b\", \"fishroom.bad:c\"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_the_server_restarts() {
-    let mut tuna = fishroom(&["general"], &[("11", "key-tuna", "bridge")]).await;
-    let lug = fishroom(&["chat"], &[("22", "key-lug", "bridge")]).await;
-    let source = format!(
-        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\"]\n",
-        account("tuna", &tuna, "11", "key-tuna"),
-        account("lug", &lug, "22", "key-lug"),
-    );
-    let running = start(&source, &["fishroom.tuna", "fishroom.lug"]).await;
-    let mut at_lug = lug.subscribe();
-    tuna.say("general", "irc", "alice", "before");
+    let mut pair = Pair::start().await;
+    let running = pair.run().await;
+    let mut at_lug = pair.lug.subscribe();
+    pair.tuna.say("general", "irc", "alice", "before");
     assert_eq!(next_post(&mut at_lug).await.content, "before");
 
-    tuna.restart(Duration::from_millis(300)).await.expect("the simulator comes back on its port");
+    pair.tuna.restart(Duration::from_millis(300)).await.expect("the simulator comes back on its port");
     wait_state(&running, &["fishroom.tuna"], |s| matches!(s, AccountState::BackingOff { .. })).await;
     wait_state(&running, &["fishroom.tuna"], |s| *s == AccountState::Connected).await;
-    tuna.say("general", "irc", "alice", "after");
+    pair.tuna.say("general", "irc", "alice", "after");
     assert_eq!(next_post(&mut at_lug).await.content, "after");
     running.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_answers_are_counted_and_skipped() {
-    let tuna = fishroom(&["general"], &[("11", "key-tuna", "bridge")]).await;
-    let lug = fishroom(&["chat"], &[("22", "key-lug", "bridge")]).await;
-    let source = format!(
-        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\"]\n",
-        account("tuna", &tuna, "11", "key-tuna"),
-        account("lug", &lug, "22", "key-lug"),
-    );
-    let running = start(&source, &["fishroom.tuna", "fishroom.lug"]).await;
+    let pair = Pair::start().await;
+    let running = pair.run().await;
+    let Pair { tuna, lug } = &pair;
     let mut at_lug = lug.subscribe();
     tuna.inject_raw("11", "{\"messages\": [tru");
     let good = json!({"channel": "irc", "sender": "alice", "room": "general", "mtype": "text", "content": "kept"});
@@ -202,14 +191,9 @@ async fn malformed_answers_are_counted_and_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_on_post_does_not_stall_the_room() {
-    let tuna = fishroom(&["general"], &[("11", "key-tuna", "bridge")]).await;
-    let lug = fishroom(&["chat"], &[("22", "key-lug", "bridge")]).await;
-    let source = format!(
-        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\"]\n",
-        account("tuna", &tuna, "11", "key-tuna"),
-        account("lug", &lug, "22", "key-lug"),
-    );
-    let running = start(&source, &["fishroom.tuna", "fishroom.lug"]).await;
+    let pair = Pair::start().await;
+    let running = pair.run().await;
+    let Pair { tuna, lug } = &pair;
     let stats = running.daemon().stats();
     lug.fail_posts(true);
     tuna.say("general", "irc", "alice", "lost to the upstream bug");

@@ -100,3 +100,31 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(800)).await;
 }
+
+/// Two simulated servers, `tuna` (room `general`) and `lug` (room `chat`), one token each.
+pub struct Pair {
+    pub tuna: FishroomSim,
+    pub lug: FishroomSim,
+}
+
+impl Pair {
+    pub async fn start() -> Self {
+        let tuna = fishroom(&["general"], &[("11", "key-tuna", "bridge")]).await;
+        let lug = fishroom(&["chat"], &[("22", "key-lug", "bridge")]).await;
+        Self { tuna, lug }
+    }
+
+    /// `general` followed by both accounts and a bridge `b` joining the two rooms.
+    pub fn config(&self, general: &str) -> String {
+        format!(
+            "{general}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\"]\n",
+            account("tuna", &self.tuna, "11", "key-tuna"),
+            account("lug", &self.lug, "22", "key-lug"),
+        )
+    }
+
+    /// Starts the daemon on [`Pair::config`] with the fast settings and waits until both are connected.
+    pub async fn run(&self) -> Running {
+        start(&self.config(FAST), &["fishroom.tuna", "fishroom.lug"]).await
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod fishroom;
+pub mod missevan;
 pub mod retry;
 
 use std::future::Future;
@@ -118,6 +119,77 @@ impl AdapterContext {
     }
 }
 
+/// Cancelled when an account cannot go on (its login or token was refused); shared by its tasks.
+#[derive(Clone, Default)]
+pub struct AccountStop(CancellationToken);
+
+impl AccountStop {
+    /// Stops the account once, reporting why.
+    pub async fn stop(&self, ctx: &AdapterContext, reason: String) {
+        if !self.0.is_cancelled() {
+            self.0.cancel();
+            ctx.set_state(AccountState::Stopped { reason }).await;
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    pub async fn stopped(&self) {
+        self.0.cancelled().await
+    }
+}
+
+/// The task structure every adapter shares: `receive(room)` for each room the account listens to, and
+/// `send(request)` for each send, concurrently. Returns when the daemon closes; when the account stops,
+/// what is still asked of it is answered with `Fatal` and the sends in flight finish.
+pub async fn drive<R, RF, S, SF>(
+    ctx: AdapterContext,
+    mut sends: mpsc::UnboundedReceiver<SendRequest>,
+    stop: AccountStop,
+    receive: R,
+    send: S,
+) where
+    R: Fn(RoomId) -> RF,
+    RF: Future<Output = ()> + Send + 'static,
+    S: Fn(SendRequest) -> SF,
+    SF: Future<Output = ()> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    let receiving: Vec<RoomId> = ctx.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect();
+    if receiving.is_empty() {
+        // A send-only account has no connection to wait for.
+        ctx.set_state(AccountState::Connected).await;
+    }
+    for room in receiving {
+        tasks.spawn(receive(room));
+    }
+    loop {
+        tokio::select! {
+            _ = ctx.closed.cancelled() => {
+                tasks.abort_all();
+                return;
+            }
+            _ = stop.stopped() => break,
+            request = sends.recv() => match request {
+                Some(request) => {
+                    tasks.spawn(send(request));
+                }
+                None => return,
+            },
+        }
+    }
+    sends.close();
+    while let Some(request) = sends.recv().await {
+        ctx.ack(&request.room, Err(SendFailure::Fatal { reason: "the account has stopped".to_owned() })).await;
+    }
+    tokio::select! {
+        _ = ctx.closed.cancelled() => tasks.abort_all(),
+        _ = async { while tasks.join_next().await.is_some() {} } => {}
+    }
+}
+
 /// A platform adapter.
 pub trait Adapter: Send + 'static {
     fn capabilities(&self) -> Capabilities;
@@ -134,6 +206,7 @@ pub trait Adapter: Send + 'static {
 pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
     match account {
         AccountConfig::Fishroom(config) => Box::new(fishroom::FishroomAdapter::new(config.clone())),
+        AccountConfig::Missevan(config) => Box::new(missevan::MissevanAdapter::new(config.clone())),
     }
 }
 

@@ -12,15 +12,36 @@ use crate::model::{AccountId, Platform, RoomId};
 #[derive(Clone, Debug)]
 pub enum AccountConfig {
     Fishroom(FishroomAccount),
+    Missevan(MissevanAccount),
 }
 
 impl AccountConfig {
     pub fn platform(&self) -> Platform {
         match self {
             AccountConfig::Fishroom(_) => Platform::Fishroom,
+            AccountConfig::Missevan(_) => Platform::Missevan,
         }
     }
 }
+
+/// `[accounts.missevan.<name>]`: a Missevan (猫耳FM) user, by the cookies of a logged-in browser.
+#[derive(Clone, Debug)]
+pub struct MissevanAccount {
+    /// `FM_SESS=…; FM_SESS.sig=…; token=…` (the session cookies are fetched when missing).
+    pub cookie: Secret,
+    pub api_url: Url,
+    pub ws_url: Url,
+    /// Longer texts are split into parts of at most this many characters.
+    pub max_text_len: usize,
+    /// Keep-alive period of the chat socket (30 s on the site).
+    pub heartbeat: Duration,
+    /// No frame for this long: the socket is dead, reconnect (90 s).
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+pub const MISSEVAN_DEFAULT_API: &str = "https://fm.missevan.com";
+pub const MISSEVAN_DEFAULT_WS: &str = "wss://im.missevan.com/ws";
 
 /// `[accounts.fishroom.<name>]`: a token of a Fishroom server's HTTP API.
 #[derive(Clone, Debug)]
@@ -57,6 +78,25 @@ pub(crate) fn parse_account(
                 token_id: token_id?,
                 token_key: token_key?,
                 token_name,
+                request_timeout,
+            })
+        }
+        Platform::Missevan => {
+            let cookie = secret(&mut fields, "cookie", what, report);
+            let api_url = url(&mut fields, "api_url", MISSEVAN_DEFAULT_API, report);
+            let ws_url = url(&mut fields, "ws_url", MISSEVAN_DEFAULT_WS, report);
+            let max_text_len = fields.positive_int("max_text_len", report).unwrap_or(200);
+            let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
+            let idle_timeout = fields.duration("idle_timeout", report).unwrap_or(Duration::from_secs(90));
+            let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
+            fields.deny_unknown(what, report);
+            AccountConfig::Missevan(MissevanAccount {
+                cookie: cookie?,
+                api_url: api_url?,
+                ws_url: ws_url?,
+                max_text_len: usize::try_from(max_text_len).unwrap_or(usize::MAX),
+                heartbeat,
+                idle_timeout,
                 request_timeout,
             })
         }
@@ -103,11 +143,14 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
         Platform::Fishroom => {
             !room.is_empty() && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         }
+        // A live room id.
+        Platform::Missevan => !room.is_empty() && room.len() <= 19 && room.bytes().all(|b| b.is_ascii_digit()),
         _ => !room.is_empty(),
     };
     if !ok {
         let form = match platform {
             Platform::Fishroom => "a Fishroom room name of letters, digits, `_` and `-`",
+            Platform::Missevan => "a Missevan live room id (digits)",
             _ => "a room",
         };
         report.error(span, format!("room `{room}` is not {form}"));

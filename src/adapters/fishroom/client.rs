@@ -19,7 +19,7 @@ pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: Send
         }
     };
     if let Err(SendFailure::Fatal { reason }) = &result {
-        shared.stop_account(&ctx, reason.clone()).await;
+        shared.stop.stop(&ctx, reason.clone()).await;
     }
     ctx.ack(&request.room, result.map(|()| Vec::new())).await;
 }

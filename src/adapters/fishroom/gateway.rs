@@ -28,7 +28,7 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
     loop {
         let polled = tokio::select! {
             _ = ctx.stop_receiving.cancelled() => return,
-            _ = shared.fatal.cancelled() => return,
+            _ = shared.stop.stopped() => return,
             // A long-poll answers only when a message comes or 10 s pass: the status route tells at
             // once that the server is up; the first poll then checks the token.
             probed = probe(&shared), if !connected => match probed {
@@ -65,7 +65,7 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
                 ctx.set_state(AccountState::BackingOff { delay }).await;
                 tokio::select! {
                     _ = ctx.stop_receiving.cancelled() => return,
-                    _ = shared.fatal.cancelled() => return,
+                    _ = shared.stop.stopped() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
@@ -74,7 +74,7 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
                 return;
             }
             Polled::Fatal(reason) => {
-                shared.stop_account(&ctx, reason).await;
+                shared.stop.stop(&ctx, reason).await;
                 return;
             }
         }

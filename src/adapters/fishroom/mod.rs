@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
-use super::{AccountState, Adapter, AdapterContext, SendFailure, SendRequest};
+use super::{AccountStop, Adapter, AdapterContext, SendRequest};
 use crate::config::FishroomAccount;
 use crate::model::{Capabilities, RoomId};
 
@@ -41,8 +39,8 @@ struct Shared {
     posted: Mutex<VecDeque<(Option<String>, String)>>,
     /// Rooms whose 500 answers have been explained once in the log.
     warned_500: Mutex<HashSet<RoomId>>,
-    /// Cancelled when the account cannot go on (the token was refused).
-    fatal: CancellationToken,
+    /// Stops the account when the token is refused.
+    stop: AccountStop,
 }
 
 impl Shared {
@@ -62,7 +60,7 @@ impl Shared {
             auth,
             posted: Mutex::new(VecDeque::new()),
             warned_500: Mutex::new(HashSet::new()),
-            fatal: CancellationToken::new(),
+            stop: AccountStop::default(),
         }
     }
 
@@ -94,13 +92,6 @@ impl Shared {
         let found = posted.iter().position(|(s, c)| c == content && (s.as_deref() == sender || s.is_none()));
         found.map(|i| posted.remove(i)).is_some()
     }
-
-    async fn stop_account(&self, ctx: &AdapterContext, reason: String) {
-        if !self.fatal.is_cancelled() {
-            self.fatal.cancel();
-            ctx.set_state(AccountState::Stopped { reason }).await;
-        }
-    }
 }
 
 impl Adapter for FishroomAdapter {
@@ -111,44 +102,14 @@ impl Adapter for FishroomAdapter {
     fn run(
         self: Box<Self>,
         ctx: AdapterContext,
-        mut sends: mpsc::UnboundedReceiver<SendRequest>,
+        sends: mpsc::UnboundedReceiver<SendRequest>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            let shared = Arc::new(Shared::new(self.config));
-            let mut tasks = JoinSet::new();
-            let receiving: Vec<RoomId> = ctx.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect();
-            if receiving.is_empty() {
-                // A send-only account has no connection to wait for.
-                ctx.set_state(AccountState::Connected).await;
-            }
-            for room in receiving {
-                tasks.spawn(gateway::poll_room(Arc::clone(&shared), ctx.clone(), room));
-            }
-            loop {
-                tokio::select! {
-                    _ = ctx.closed.cancelled() => {
-                        tasks.abort_all();
-                        return;
-                    }
-                    _ = shared.fatal.cancelled() => break,
-                    request = sends.recv() => match request {
-                        Some(request) => {
-                            tasks.spawn(client::send(Arc::clone(&shared), ctx.clone(), request));
-                        }
-                        None => return,
-                    },
-                }
-            }
-            // The account stopped: answer what is still asked of it, let sends in flight finish.
-            sends.close();
-            while let Some(request) = sends.recv().await {
-                let reason = "the account has stopped".to_owned();
-                ctx.ack(&request.room, Err(SendFailure::Fatal { reason })).await;
-            }
-            tokio::select! {
-                _ = ctx.closed.cancelled() => tasks.abort_all(),
-                _ = async { while tasks.join_next().await.is_some() {} } => {}
-            }
-        })
+        let shared = Arc::new(Shared::new(self.config));
+        let stop = shared.stop.clone();
+        let (receive_ctx, send_ctx) = (ctx.clone(), ctx.clone());
+        let receiver = Arc::clone(&shared);
+        let receive = move |room| gateway::poll_room(Arc::clone(&receiver), receive_ctx.clone(), room);
+        let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
+        Box::pin(super::drive(ctx, sends, stop, receive, send))
     }
 }

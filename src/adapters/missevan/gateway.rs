@@ -1,0 +1,220 @@
+//! The receiving side: one chat socket per room — join, keep alive, decode, relay, reconnect.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, interval_at, sleep};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::{COOKIE, ORIGIN, USER_AGENT};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tracing::{debug, error, info, warn};
+
+use super::wire::{self, Frame, HEARTBEAT, Item, Join};
+use super::{ORIGIN as SITE, Shared};
+use crate::adapters::{AccountState, AdapterContext, SendFailure};
+use crate::model::{RoomAddr, RoomId};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How one connection ended.
+enum Ended {
+    /// Asked to stop receiving, or the account stopped.
+    Stopped,
+    /// Lost; try again after the backoff.
+    Lost(String),
+    /// The room refused the join: nothing to retry.
+    Refused(String),
+    /// The login is no longer accepted.
+    Fatal(String),
+}
+
+pub(super) async fn follow_room(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId) {
+    let Ok(room_id) = room.as_str().parse::<u64>() else {
+        error!(account = %ctx.account, room = %room, "Not a Missevan room id.");
+        return;
+    };
+    let mut backoff = ctx.backoff.clone();
+    let mut reconnect = false;
+    ctx.set_state(AccountState::Connecting).await;
+    loop {
+        let ended = match connect(&shared, room_id).await {
+            Ok(socket) => listen(&shared, &ctx, &room, room_id, socket, reconnect, &mut backoff).await,
+            Err(ended) => ended,
+        };
+        match ended {
+            Ended::Stopped => return,
+            Ended::Refused(reason) => {
+                error!(account = %ctx.account, room = %room, reason = %reason, "The room refused the join; fix the configuration. The other rooms go on.");
+                return;
+            }
+            Ended::Fatal(reason) => {
+                shared.stop.stop(&ctx, reason).await;
+                return;
+            }
+            Ended::Lost(reason) => {
+                let delay = backoff.next_delay();
+                info!(account = %ctx.account, room = %room, reason = %reason, "Reconnecting in {delay:.1?}.");
+                ctx.set_state(AccountState::BackingOff { delay }).await;
+                reconnect = true;
+                tokio::select! {
+                    _ = ctx.stop_receiving.cancelled() => return,
+                    _ = shared.stop.stopped() => return,
+                    _ = sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Opens the socket with the session cookie; a refused session is refreshed once.
+async fn connect(shared: &Shared, room_id: u64) -> Result<Socket, Ended> {
+    let mut url = shared.config.ws_url.clone();
+    url.query_pairs_mut().append_pair("room_id", &room_id.to_string());
+    for refreshed in [false, true] {
+        let cookies = shared.session.cookies().await.map_err(from_failure)?;
+        let mut request = url.as_str().into_client_request().map_err(|e| Ended::Lost(e.to_string()))?;
+        let headers = request.headers_mut();
+        headers.insert(COOKIE, cookies.header.clone());
+        headers.insert(ORIGIN, SITE.parse().expect("a valid header value"));
+        headers
+            .insert(USER_AGENT, concat!("Mozilla/5.0 chatbridge/", env!("CARGO_PKG_VERSION")).parse().expect("valid"));
+        let handshake = tokio::time::timeout(shared.config.request_timeout, connect_async(request)).await;
+        match handshake {
+            Err(_) => return Err(Ended::Lost("the handshake timed out".into())),
+            Ok(Ok((socket, _))) => return Ok(socket),
+            Ok(Err(tungstenite::Error::Http(response)))
+                if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) =>
+            {
+                if refreshed {
+                    return Err(Ended::Fatal(format!(
+                        "the chat socket refused a fresh session ({}): the login token is no longer accepted",
+                        response.status()
+                    )));
+                }
+                debug!(status = %response.status(), "Socket refused the session; refreshing it.");
+                shared.session.refresh(cookies.generation).await.map_err(from_failure)?;
+            }
+            Ok(Err(e)) => return Err(Ended::Lost(e.to_string())),
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+fn from_failure(failure: SendFailure) -> Ended {
+    match failure {
+        SendFailure::Fatal { reason } => Ended::Fatal(reason),
+        other => Ended::Lost(other.to_string()),
+    }
+}
+
+async fn listen(
+    shared: &Shared,
+    ctx: &AdapterContext,
+    room: &RoomId,
+    room_id: u64,
+    socket: Socket,
+    reconnect: bool,
+    backoff: &mut crate::adapters::Backoff,
+) -> Ended {
+    let (mut sink, mut stream) = socket.split();
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let join = Join { action: "join", uuid: &uuid, kind: "room", room_id, reconnect: reconnect.then_some(1) };
+    let join = serde_json::to_string(&join).expect("the join frame serialises");
+    if let Err(e) = sink.send(WsMessage::text(join)).await {
+        return Ended::Lost(e.to_string());
+    }
+    let config = &shared.config;
+    let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
+    let idle = sleep(config.idle_timeout);
+    // The join must be acknowledged within a request's time (the site gives IM requests 5 s).
+    let join_deadline = sleep(config.request_timeout);
+    tokio::pin!(idle, join_deadline);
+    let addr = ctx.room_addr(room);
+    let mut joined = false;
+    let mut foreign = 0u64;
+    loop {
+        let frame = tokio::select! {
+            _ = ctx.stop_receiving.cancelled() => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                return Ended::Stopped;
+            }
+            _ = shared.stop.stopped() => return Ended::Stopped,
+            _ = heartbeat.tick() => {
+                if let Err(e) = sink.send(WsMessage::text(HEARTBEAT)).await {
+                    return Ended::Lost(e.to_string());
+                }
+                continue;
+            }
+            _ = &mut idle => return Ended::Lost(format!("no frame for {:?}", config.idle_timeout)),
+            _ = &mut join_deadline, if !joined => return Ended::Lost("the join was not acknowledged".into()),
+            frame = stream.next() => frame,
+        };
+        idle.as_mut().reset(Instant::now() + config.idle_timeout);
+        let decoded = match frame {
+            None => return Ended::Lost("the server closed the socket".into()),
+            Some(Err(e)) => return Ended::Lost(e.to_string()),
+            Some(Ok(WsMessage::Text(text))) => wire::decode_text(&text),
+            Some(Ok(WsMessage::Binary(bytes))) => wire::decode_binary(&bytes),
+            Some(Ok(WsMessage::Close(frame))) => {
+                return Ended::Lost(format!("the server closed the socket: {frame:?}"));
+            }
+            Some(Ok(_)) => continue,
+        };
+        let items = match decoded {
+            Ok(Frame::Heartbeat) => continue,
+            Ok(Frame::Items(items)) => items,
+            Err(e) => {
+                ctx.stats.malformed.inc();
+                warn!(account = %ctx.account, room = %room, error = %e, "Malformed frame skipped.");
+                continue;
+            }
+        };
+        for raw in items {
+            let item: Item = match serde_json::from_value(raw.clone()) {
+                Ok(item) => item,
+                Err(e) => {
+                    ctx.stats.malformed.inc();
+                    warn!(account = %ctx.account, room = %room, error = %e, "Malformed item skipped.");
+                    continue;
+                }
+            };
+            if item.is_join_ack() && item.uuid.as_deref() == Some(uuid.as_str()) {
+                if item.code != Some(0) {
+                    return Ended::Refused(format!("{} (code {})", item.info_text(), item.code.unwrap_or_default()));
+                }
+                joined = true;
+                backoff.connected();
+                info!(account = %ctx.account, room = %room, "Joined.");
+                ctx.set_state(AccountState::Connected).await;
+                continue;
+            }
+            if item.room_id.is_some_and(|r| r != room_id) {
+                foreign += 1;
+                debug!(account = %ctx.account, room = %room, kind = %item.name(), foreign, "Item of another room skipped.");
+                continue;
+            }
+            if joined && !relay(shared, ctx, &addr, &item, &raw).await {
+                return Ended::Stopped;
+            }
+        }
+    }
+}
+
+/// Hands an item's events to the router, marking our own; false when the router is gone.
+async fn relay(shared: &Shared, ctx: &AdapterContext, addr: &RoomAddr, item: &Item, raw: &serde_json::Value) -> bool {
+    let own_user = shared.session.user_id().await;
+    let own_message = item.msg_id.as_deref().is_some_and(|id| shared.was_delivered(id));
+    for mut event in wire::to_events(item, addr, raw) {
+        if let Some(sender) = &mut event.sender {
+            let by_us = own_user.is_some_and(|id| sender.id.as_str() == id.to_string());
+            sender.is_self = by_us || own_message;
+        }
+        if !ctx.emit(event).await {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,89 @@
+//! Missevan (猫耳FM) live-room chat (`shared/protocols.md` §3): one websocket per room for receiving,
+//! `POST /api/chatroom/message/send` for sending, with message ids we choose (uuid `msg_id`).
+
+mod client;
+mod gateway;
+mod session;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::{AccountStop, Adapter, AdapterContext, SendRequest};
+use crate::config::MissevanAccount;
+use crate::model::{Capabilities, ClientIdForm};
+use session::Session;
+
+/// The site's origin, sent on the socket handshake as a browser would.
+const ORIGIN: &str = "https://fm.missevan.com";
+/// Message ids remembered as delivered, so a retried multi-part message does not send a part twice.
+const DELIVERED_MEMORY: usize = 1024;
+
+pub struct MissevanAdapter {
+    config: MissevanAccount,
+}
+
+impl MissevanAdapter {
+    pub fn new(config: MissevanAccount) -> Self {
+        Self { config }
+    }
+}
+
+/// What the room sockets and the senders of one account share.
+struct Shared {
+    config: MissevanAccount,
+    http: reqwest::Client,
+    session: Session,
+    delivered: Mutex<VecDeque<String>>,
+    /// Stops the account when the login is refused.
+    stop: AccountStop,
+}
+
+impl Shared {
+    fn was_delivered(&self, msg_id: &str) -> bool {
+        self.delivered.lock().expect("never poisoned").iter().any(|id| id == msg_id)
+    }
+
+    fn mark_delivered(&self, msg_id: &str) {
+        let mut delivered = self.delivered.lock().expect("never poisoned");
+        if delivered.len() == DELIVERED_MEMORY {
+            delivered.pop_front();
+        }
+        delivered.push_back(msg_id.to_owned());
+    }
+}
+
+impl Adapter for MissevanAdapter {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            mention: true,
+            max_text_len: Some(self.config.max_text_len),
+            client_ids: ClientIdForm::Uuid,
+            ..Capabilities::default()
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: AdapterContext,
+        sends: mpsc::UnboundedReceiver<SendRequest>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let http = super::http_client(self.config.request_timeout);
+        let session = Session::new(&self.config, http.clone());
+        let stop = AccountStop::default();
+        let shared =
+            Arc::new(Shared { config: self.config, http, session, delivered: Mutex::default(), stop: stop.clone() });
+        let (receive_ctx, send_ctx) = (ctx.clone(), ctx.clone());
+        let receiver = Arc::clone(&shared);
+        let receive = move |room| gateway::follow_room(Arc::clone(&receiver), receive_ctx.clone(), room);
+        let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
+        Box::pin(super::drive(ctx, sends, stop, receive, send))
+    }
+}

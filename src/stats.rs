@@ -33,4 +33,6 @@ pub struct Stats {
     pub dropped: Counter,
     /// Frames or bodies from a platform that could not be parsed (logged and skipped).
     pub malformed: Counter,
+    /// Rooms the platform refused (unknown room, join refused): nothing is received from them.
+    pub rooms_unusable: Counter,
 }

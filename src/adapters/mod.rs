@@ -158,10 +158,9 @@ pub async fn drive<R, RF, S, SF>(
 {
     let mut tasks = tokio::task::JoinSet::new();
     let receiving: Vec<RoomId> = ctx.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect();
-    if receiving.is_empty() {
-        // A send-only account has no connection to wait for.
-        ctx.set_state(AccountState::Connected).await;
-    }
+    // One state for the account, whatever its number of rooms: connecting until a room is up.
+    let first = if receiving.is_empty() { AccountState::Connected } else { AccountState::Connecting };
+    ctx.set_state(first).await;
     for room in receiving {
         tasks.spawn(receive(room));
     }

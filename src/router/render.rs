@@ -198,7 +198,7 @@ pub fn split(content: Content, max: Option<usize>) -> Vec<Content> {
     let mut rest = text.as_str();
     while !rest.is_empty() {
         let hard_end = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
-        let end = if hard_end == rest.len() {
+        let end = if hard_end == rest.len() || rest[hard_end..].starts_with(char::is_whitespace) {
             hard_end
         } else {
             match rest[..hard_end].rfind(['\n', ' ']) {
@@ -207,7 +207,7 @@ pub fn split(content: Content, max: Option<usize>) -> Vec<Content> {
             }
         };
         parts.push(Content::text(rest[..end].trim_end()));
-        rest = &rest[end..];
+        rest = rest[end..].trim_start_matches([' ', '\n']);
     }
     parts
 }

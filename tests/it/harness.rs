@@ -6,6 +6,7 @@ use chatbridge::Daemon;
 use chatbridge::adapters::AccountState;
 use chatbridge::config::Config;
 use chatbridge::sim::fishroom::{FishroomSim, FishroomSimConfig, Posted};
+use chatbridge::sim::missevan::{MissevanSim, MissevanSimConfig, SentMessage};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -62,8 +63,15 @@ impl Running {
     }
 }
 
-/// Starts the daemon and waits until the named accounts are connected.
+/// Starts the daemon and waits until the named accounts are connected. With `RUST_LOG` set, the
+/// daemon's logs appear in the test's output.
 pub async fn start(source: &str, connected: &[&str]) -> Running {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let stop = CancellationToken::new();
     let daemon = Daemon::start(parse(source), stop.clone());
     let running = Running { daemon: Some(daemon), stop };
@@ -127,4 +135,34 @@ impl Pair {
     pub async fn run(&self) -> Running {
         start(&self.config(FAST), &["fishroom.tuna", "fishroom.lug"]).await
     }
+}
+
+/// The bridge's Missevan login in the simulators.
+pub const MISSEVAN_TOKEN: &str = "6402a37343c4d6ac29ff1ea1|afa35b312f0ddb95|1677894515|cd4e90e7a0221278";
+pub const MISSEVAN_BOT_ID: u64 = 3414815;
+
+/// A simulated Missevan site with these rooms, knowing the bridge's login.
+pub async fn missevan(rooms: &[u64], forbidden_word: Option<&str>) -> MissevanSim {
+    let config = MissevanSimConfig {
+        rooms: rooms.to_vec(),
+        users: vec![(MISSEVAN_TOKEN.to_owned(), MISSEVAN_BOT_ID, "bridgebot".to_owned())],
+        forbidden_word: forbidden_word.map(str::to_owned),
+        ..MissevanSimConfig::default()
+    };
+    MissevanSim::start(config).await.expect("the simulator starts")
+}
+
+/// An `[accounts.missevan.<name>]` table for `sim`, logged in by token only (the session is fetched).
+pub fn missevan_account(name: &str, sim: &MissevanSim, extra: &str) -> String {
+    format!(
+        "\n[accounts.missevan.{name}]\ncookie = \"token={MISSEVAN_TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\n\
+         heartbeat = \"200ms\"\nidle_timeout = \"2s\"\nrequest_timeout = \"3s\"\n{extra}",
+        sim.api_url(),
+        sim.ws_url()
+    )
+}
+
+/// The next message the bridge sends through the Missevan send API.
+pub async fn next_sent(sent: &mut broadcast::Receiver<SentMessage>) -> SentMessage {
+    tokio::time::timeout(DEADLINE, sent.recv()).await.expect("a message is sent in time").expect("the simulator runs")
 }

@@ -4,3 +4,4 @@ mod binary;
 mod config;
 mod fishroom;
 mod harness;
+mod missevan;

@@ -24,7 +24,6 @@ enum Polled {
 pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId) {
     let mut backoff = ctx.backoff.clone();
     let mut connected = false;
-    ctx.set_state(AccountState::Connecting).await;
     loop {
         let polled = tokio::select! {
             _ = ctx.stop_receiving.cancelled() => return,
@@ -70,6 +69,7 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
                 }
             }
             Polled::RoomBroken(reason) => {
+                ctx.stats.rooms_unusable.inc();
                 error!(account = %ctx.account, room = %room, reason = %reason, "Cannot receive from this room; fix the configuration. The other rooms go on.");
                 return;
             }

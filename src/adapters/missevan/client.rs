@@ -12,6 +12,9 @@ use crate::adapters::retry::describe;
 use crate::adapters::{AdapterContext, OutMessage, SendAction, SendFailure, SendRequest};
 use crate::model::{Content, RemoteId, Segment, push_plain};
 
+/// "无法找到该聊天室": the room does not exist.
+const ROOM_NOT_FOUND: i64 = 500030004;
+
 pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: SendRequest) {
     let result = match &request.action {
         SendAction::Message(message) => post_parts(&shared, &request, message).await,
@@ -107,6 +110,9 @@ async fn post(shared: &Shared, room_id: u64, message: String, msg_id: &str) -> R
         })?;
         return match answer.code {
             0 => Ok(()),
+            ROOM_NOT_FOUND => Err(SendFailure::RoomBroken {
+                reason: format!("no such live room {room_id}: {}", info_text(Some(&answer.info))),
+            }),
             code => Err(SendFailure::Rejected { reason: format!("code {code}: {}", info_text(Some(&answer.info))) }),
         };
     }

@@ -38,7 +38,6 @@ pub(super) async fn follow_room(shared: Arc<Shared>, ctx: AdapterContext, room: 
     };
     let mut backoff = ctx.backoff.clone();
     let mut reconnect = false;
-    ctx.set_state(AccountState::Connecting).await;
     loop {
         let ended = match connect(&shared, room_id).await {
             Ok(socket) => listen(&shared, &ctx, &room, room_id, socket, reconnect, &mut backoff).await,
@@ -47,6 +46,7 @@ pub(super) async fn follow_room(shared: Arc<Shared>, ctx: AdapterContext, room: 
         match ended {
             Ended::Stopped => return,
             Ended::Refused(reason) => {
+                ctx.stats.rooms_unusable.inc();
                 error!(account = %ctx.account, room = %room, reason = %reason, "The room refused the join; fix the configuration. The other rooms go on.");
                 return;
             }

@@ -1,0 +1,207 @@
+//! Missevan live rooms bridged with Fishroom, through both simulators.
+
+use std::time::Duration;
+
+use chatbridge::adapters::AccountState;
+use chatbridge::sim::missevan::RawFrame;
+use serde_json::json;
+
+use crate::harness::{
+    FAST, MISSEVAN_BOT_ID, Running, account, eventually, fishroom, missevan, missevan_account, next_post, next_sent,
+    settle, start, wait_state,
+};
+
+const ROOM: u64 = 868858631;
+
+/// Missevan room 868858631 and Fishroom `general` in bridge `live`.
+async fn bridged(
+    forbidden: Option<&str>,
+    extra: &str,
+    bridge_extra: &str,
+) -> (chatbridge::sim::missevan::MissevanSim, chatbridge::sim::fishroom::FishroomSim, Running) {
+    let fm = missevan(&[ROOM], forbidden).await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"fishroom.tuna:general\"]\n{bridge_extra}",
+        missevan_account("fm", &fm, extra),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
+    (fm, fish, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_both_ways_with_formats_and_no_echo_loop() {
+    let (fm, fish, running) = bridged(None, "", "format = \"{nick}@{platform}: {text}\"\n").await;
+    let (mut at_fish, mut at_fm) = (fish.subscribe(), fm.subscribe());
+
+    // Text frame, then a Brotli binary frame: the simulator alternates.
+    fm.say(ROOM, 42, "小明", "@主播 晚上好\u{200B}");
+    let post = next_post(&mut at_fish).await;
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[missevan] 小明", "@主播 晚上好"));
+    fm.say(ROOM, 43, "阿花", "second, in a binary frame");
+    assert_eq!(next_post(&mut at_fish).await.content, "second, in a binary frame");
+
+    fish.say("general", "irc", "alice", "hi from irc");
+    let sent = next_sent(&mut at_fm).await;
+    assert_eq!(sent.message, "alice@fishroom: hi from irc");
+    assert_eq!(sent.user_id, MISSEVAN_BOT_ID);
+    assert_eq!(uuid::Uuid::parse_str(&sent.msg_id).map(|u| u.get_version_num()), Ok(4));
+
+    // The site echoes our message on the socket with its msg_id: it must not come back to Fishroom.
+    settle().await;
+    assert_eq!(fish.posted().len(), 2, "{:?}", fish.posted());
+    assert_eq!(fm.sent().len(), 1);
+    assert!(running.daemon().stats().echoes.get() >= 2);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_foreign_horns_and_malformed_frames() {
+    let (fm, fish, running) = bridged(None, "", "events = [\"message\", \"notice\", \"gift\", \"join\"]\n").await;
+    let mut at_fish = fish.subscribe();
+    fm.horn(115351164, "<font color=\"#842D11\">elsewhere</font>");
+    fm.push_raw(ROOM, RawFrame::Binary(vec![1, 200, 0, 0, 0xde, 0xad]));
+    fm.push_raw(ROOM, RawFrame::Text("{\"type\":".into()));
+    fm.push(
+        ROOM,
+        vec![
+            json!({"type": "gift", "event": "send", "room_id": ROOM, "user": {"user_id": 7, "username": "giver"},
+                "gift": {"name": "小鱼干", "price": 10, "num": 3}}),
+            json!({"type": "member", "event": "join_queue", "room_id": ROOM,
+                "queue": [{"user_id": 8, "username": "newcomer"}]}),
+            json!({"type": "notify", "event": "horn", "room_id": ROOM,
+                "message": "<font color=\"#FFF\">本房间</font>&amp;公告"}),
+            json!({"type": "room", "event": "statistics", "room_id": ROOM, "statistics": {"online": 3}}),
+        ],
+    );
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let post = next_post(&mut at_fish).await;
+        got.push(format!("{} | {}", post.sender, post.content));
+    }
+    assert_eq!(
+        got,
+        [
+            "[missevan] giver | giver sent 3 × 小鱼干",
+            "[missevan] newcomer | newcomer joined",
+            "[missevan]  | 本房间&公告"
+        ]
+    );
+    settle().await;
+    assert_eq!(fish.posted().len(), 3, "the foreign horn and the statistics stay out");
+    assert_eq!(running.daemon().stats().malformed.get(), 2);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_join_is_reported_and_other_rooms_go_on() {
+    let fm = missevan(&[ROOM], None).await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"missevan.fm:404404\", \"fishroom.tuna:general\"]\n",
+        missevan_account("fm", &fm, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
+    let stats = running.daemon().stats();
+    eventually("the unknown room is reported", || stats.rooms_unusable.get() == 1).await;
+    let mut at_fish = fish.subscribe();
+    fm.say(ROOM, 42, "小明", "still here");
+    assert_eq!(next_post(&mut at_fish).await.content, "still here");
+    assert_eq!(fm.joins(), [(ROOM, false)]);
+    // Sending to it is refused as well: the room is marked unusable, not retried.
+    let mut at_fm = fm.subscribe();
+    fish.say("general", "irc", "alice", "to both rooms");
+    assert_eq!(next_sent(&mut at_fm).await.room_id, ROOM);
+    eventually("the copy for the unknown room is refused", || stats.rejected.get() == 1).await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_reconnects_and_rejoins() {
+    let (fm, fish, running) = bridged(None, "", "").await;
+    let mut at_fish = fish.subscribe();
+    fm.drop_connections();
+    wait_state(&running, &["missevan.fm"], |s| matches!(s, AccountState::BackingOff { .. })).await;
+    wait_state(&running, &["missevan.fm"], |s| *s == AccountState::Connected).await;
+    assert_eq!(fm.joins(), [(ROOM, false), (ROOM, true)], "the second join says it is a reconnect");
+    fm.say(ROOM, 42, "小明", "after the drop");
+    assert_eq!(next_post(&mut at_fish).await.content, "after the drop");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_socket_is_replaced() {
+    let (fm, fish, running) = bridged(None, "", "").await;
+    // No frame at all (not even the heartbeat's echo) for idle_timeout: the socket is dead.
+    fm.mute_connections();
+    wait_state(&running, &["missevan.fm"], |s| matches!(s, AccountState::BackingOff { .. })).await;
+    wait_state(&running, &["missevan.fm"], |s| *s == AccountState::Connected).await;
+    let mut at_fish = fish.subscribe();
+    fm.say(ROOM, 42, "小明", "on the new socket");
+    assert_eq!(next_post(&mut at_fish).await.content, "on the new socket");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_is_refreshed_without_stopping() {
+    let (fm, fish, running) = bridged(None, "", "").await;
+    let mut at_fm = fm.subscribe();
+    fm.expire_sessions();
+    fish.say("general", "irc", "alice", "after expiry");
+    assert_eq!(next_sent(&mut at_fm).await.message, "[fishroom] alice: after expiry");
+    // The socket's next handshake uses the fresh session too.
+    fm.drop_connections();
+    wait_state(&running, &["missevan.fm"], |s| matches!(s, AccountState::BackingOff { .. })).await;
+    wait_state(&running, &["missevan.fm"], |s| *s == AccountState::Connected).await;
+    assert_eq!(running.daemon().stats().dropped.get(), 0);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_login_stops_only_this_account() {
+    let (fm, fish, running) = bridged(None, "", "").await;
+    fm.revoke(crate::harness::MISSEVAN_TOKEN);
+    fm.expire_sessions();
+    fish.say("general", "irc", "alice", "nobody will see this");
+    wait_state(
+        &running,
+        &["missevan.fm"],
+        |s| matches!(s, AccountState::Stopped { reason } if reason.contains("no longer accepted")),
+    )
+    .await;
+    assert!(fm.sent().is_empty());
+    wait_state(&running, &["fishroom.tuna"], |s| *s == AccountState::Connected).await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_word_is_rejected_and_the_room_goes_on() {
+    let (fm, fish, running) = bridged(Some("违禁"), "", "").await;
+    let mut at_fm = fm.subscribe();
+    fish.say("general", "irc", "alice", "这是违禁词");
+    fish.say("general", "irc", "alice", "this one is fine");
+    assert_eq!(next_sent(&mut at_fm).await.message, "[fishroom] alice: this one is fine");
+    assert_eq!(running.daemon().stats().rejected.get(), 1);
+    assert_eq!(fm.sent().len(), 1);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_texts_go_out_in_ordered_parts() {
+    let (fm, fish, running) = bridged(None, "max_text_len = 20\n", "format = \"{nick}: {text}\"\n").await;
+    let mut at_fm = fm.subscribe();
+    fish.say("general", "irc", "alice", "one two three four five six seven eight");
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        parts.push(next_sent(&mut at_fm).await);
+    }
+    let texts: Vec<&str> = parts.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(texts, ["alice: one two three", "four five six seven", "eight"]);
+    let ids: std::collections::HashSet<&str> = parts.iter().map(|p| p.msg_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "each part has its own msg_id");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fm.sent().len(), 3);
+    running.shutdown().await;
+}

@@ -1,5 +1,6 @@
-//! `chatbridge demo`: two simulated Fishroom servers on loopback, a bridge between a room on each, and
-//! a short scripted conversation; every relayed message is printed as the destination receives it.
+//! `chatbridge demo`: simulated platforms on loopback — two Fishroom servers and a Missevan live room —
+//! one bridge joining a room on each, and a short scripted conversation. Every relayed message is printed
+//! as the destination receives it.
 
 use std::time::Duration;
 
@@ -11,24 +12,46 @@ use crate::Daemon;
 use crate::adapters::AccountState;
 use crate::config::Config;
 use crate::sim::fishroom::{FishroomSim, FishroomSimConfig};
+use crate::sim::missevan::{MissevanSim, MissevanSimConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
+const LIVE_ROOM: u64 = 868858631;
+const MISSEVAN_TOKEN: &str = "demo-login-token";
+/// The rooms, as the bridge names them.
+const ROOMS: [&str; 3] = ["fishroom.tuna:general", "fishroom.lug:chat", "missevan.fm:868858631"];
 
-/// Who says what, where: (server index, channel, sender, text).
-const SCRIPT: [(usize, &str, &str, &str); 4] = [
-    (0, "irc", "alice", "Hello from IRC on the tuna server!"),
-    (1, "telegram", "bob", "Hi alice, this is Telegram on the lug server."),
-    (0, "irc", "alice", "Each message crosses once, with the bridge's format, and never comes back."),
-    (1, "xmpp", "carol", "/me waves"),
+/// Who says what, where: (room index, sender, text).
+const SCRIPT: [(usize, &str, &str); 5] = [
+    (0, "alice", "Hello from IRC on the tuna server!"),
+    (2, "小明", "晚上好！Greetings from the Missevan live room."),
+    (1, "bob", "Hi both, this is Telegram on the lug server."),
+    (0, "alice", "Each message reaches every other room once, formatted, and never comes back."),
+    (2, "小明", "@alice 👋"),
 ];
 
-pub async fn run(duration: Option<Duration>) -> anyhow::Result<()> {
-    let servers = [
-        start_server("general", ("10000001", "demo-key-tuna")).await?,
-        start_server("chat", ("20000002", "demo-key-lug")).await?,
-    ];
-    let source = format!(
-        r#"
+struct Platforms {
+    fishroom: [FishroomSim; 2],
+    missevan: MissevanSim,
+}
+
+impl Platforms {
+    async fn start() -> anyhow::Result<Self> {
+        let fishroom = [
+            fishroom_server("general", ("10000001", "demo-key-tuna")).await?,
+            fishroom_server("chat", ("20000002", "demo-key-lug")).await?,
+        ];
+        let config = MissevanSimConfig {
+            rooms: vec![LIVE_ROOM],
+            users: vec![(MISSEVAN_TOKEN.to_owned(), 3414815, "bridgebot".to_owned())],
+            ..MissevanSimConfig::default()
+        };
+        let missevan = MissevanSim::start(config).await.context("starting a simulated Missevan site")?;
+        Ok(Self { fishroom, missevan })
+    }
+
+    fn config(&self) -> String {
+        format!(
+            r#"
 [general]
 shutdown_timeout = "3s"
 retry_delay = "200ms"
@@ -43,43 +66,87 @@ api_url = "{lug}"
 token_id = "20000002"
 token_key = "demo-key-lug"
 
+[accounts.missevan.fm]
+cookie = "token={MISSEVAN_TOKEN}"
+api_url = "{fm_api}"
+ws_url = "{fm_ws}"
+
 [[bridge]]
 name = "demo"
-rooms = ["fishroom.tuna:general", "fishroom.lug:chat"]
+rooms = ["{}", "{}", "{}"]
 nick_format = "[{{platform}}/{{account}}] {{nick}}"
 "#,
-        tuna = servers[0].api_url(),
-        lug = servers[1].api_url(),
-    );
-    let config = Config::parse(&source, "demo.toml").map_err(|p| anyhow::anyhow!("the demo configuration: {p}"))?;
+            ROOMS[0],
+            ROOMS[1],
+            ROOMS[2],
+            tuna = self.fishroom[0].api_url(),
+            lug = self.fishroom[1].api_url(),
+            fm_api = self.missevan.api_url(),
+            fm_ws = self.missevan.ws_url(),
+        )
+    }
+
+    /// Someone says `text` in room `index`.
+    fn say(&self, index: usize, sender: &str, text: &str) {
+        match index {
+            0 => self.fishroom[0].say("general", "irc", sender, text),
+            1 => self.fishroom[1].say("chat", "telegram", sender, text),
+            _ => {
+                self.missevan.say(LIVE_ROOM, 42, sender, text);
+            }
+        }
+    }
+
+    /// Prints what each room receives; each arrival is reported on `relayed`.
+    fn print_arrivals(&self, relayed: &mpsc::UnboundedSender<()>) {
+        for (server, name) in self.fishroom.iter().zip(ROOMS) {
+            let mut posted = server.subscribe();
+            let relayed = relayed.clone();
+            tokio::spawn(async move {
+                while let Ok(post) = posted.recv().await {
+                    println!("    → {name:<24} {}: {}", post.sender, post.content);
+                    let _ = relayed.send(());
+                }
+            });
+        }
+        let mut sent = self.missevan.subscribe();
+        let relayed = relayed.clone();
+        tokio::spawn(async move {
+            while let Ok(message) = sent.recv().await {
+                println!("    → {:<24} {}", ROOMS[2], message.message);
+                let _ = relayed.send(());
+            }
+        });
+    }
+
+    fn arrivals(&self) -> usize {
+        self.fishroom.iter().map(|s| s.posted().len()).sum::<usize>() + self.missevan.sent().len()
+    }
+}
+
+pub async fn run(duration: Option<Duration>) -> anyhow::Result<()> {
+    let platforms = Platforms::start().await?;
+    let config =
+        Config::parse(&platforms.config(), "demo.toml").map_err(|p| anyhow::anyhow!("the demo configuration: {p}"))?;
     let stop = CancellationToken::new();
     let daemon = Daemon::start(config, stop.clone());
     wait_connected(&daemon).await?;
 
-    println!("chatbridge demo: bridge `demo` joins fishroom.tuna:general and fishroom.lug:chat (simulated).\n");
+    println!("chatbridge demo: bridge `demo` joins {} (all simulated).\n", ROOMS.join(", "));
     let (relayed_tx, mut relayed) = mpsc::unbounded_channel();
-    let names = ["fishroom.tuna:general", "fishroom.lug:chat"];
-    for (server, name) in servers.iter().zip(names) {
-        let mut posted = server.subscribe();
-        let relayed_tx = relayed_tx.clone();
-        tokio::spawn(async move {
-            while let Ok(post) = posted.recv().await {
-                println!("    → {name:<22} {}: {}", post.sender, post.content);
-                let _ = relayed_tx.send(());
-            }
-        });
-    }
-    for (server, channel, sender, text) in SCRIPT {
-        let room = if server == 0 { "general" } else { "chat" };
-        println!("  {:<24} <{sender}@{channel}> {text}", names[server]);
-        servers[server].say(room, channel, sender, text);
-        tokio::time::timeout(WAIT, relayed.recv()).await.context("a message was not relayed in time")?;
+    platforms.print_arrivals(&relayed_tx);
+    for (index, sender, text) in SCRIPT {
+        println!("  {:<26} <{sender}> {text}", ROOMS[index]);
+        platforms.say(index, sender, text);
+        for _ in 1..ROOMS.len() {
+            tokio::time::timeout(WAIT, relayed.recv()).await.context("a message was not relayed in time")?;
+        }
     }
     // Anything echoed back would arrive now.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let posts: usize = servers.iter().map(|s| s.posted().len()).sum();
-    if posts != SCRIPT.len() {
-        bail!("expected {} relayed messages, saw {posts}", SCRIPT.len());
+    let expected = SCRIPT.len() * (ROOMS.len() - 1);
+    if platforms.arrivals() != expected {
+        bail!("expected {expected} relayed messages, saw {}", platforms.arrivals());
     }
     if let Some(duration) = duration {
         println!("\nRunning for {}; interrupt with Ctrl-C.", humantime::format_duration(duration));
@@ -91,11 +158,11 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
     }
     stop.cancel();
     let summary = daemon.wait().await;
-    println!("\n{} messages relayed, none echoed back, {} left undelivered.", SCRIPT.len(), summary.undelivered);
+    println!("\n{expected} messages relayed, none echoed back, {} left undelivered.", summary.undelivered);
     Ok(())
 }
 
-async fn start_server(room: &str, (id, key): (&str, &str)) -> anyhow::Result<FishroomSim> {
+async fn fishroom_server(room: &str, (id, key): (&str, &str)) -> anyhow::Result<FishroomSim> {
     let config = FishroomSimConfig {
         rooms: vec![room.to_owned()],
         tokens: vec![(id.to_owned(), key.to_owned(), "bridge".to_owned())],

@@ -6,9 +6,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Log targets that print credentials at their most verbose level, and the level they are capped at
+/// whatever `RUST_LOG` says: tungstenite traces the whole handshake request, cookies and URL query included.
+const CAPPED: [&str; 1] = ["tungstenite::handshake::client=debug"];
+
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is not set.
 pub fn init(format: LogFormat, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        CAPPED.iter().fold(filter, |filter, cap| filter.add_directive(cap.parse().expect("a valid directive")));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Pair, account, fishroom, next_post};
+use crate::harness::{MISSEVAN_TOKEN, Pair, account, fishroom, missevan, missevan_account, next_post, next_sent};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chatbridge"))
@@ -44,10 +44,12 @@ fn the_demo_relays_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let relayed: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with('→')).collect();
-    assert_eq!(relayed.len(), 4, "{stdout}");
-    assert!(relayed[0].contains("fishroom.lug:chat") && relayed[0].contains("[fishroom/tuna] alice: Hello from IRC"));
-    assert!(relayed[1].contains("fishroom.tuna:general") && relayed[1].contains("[fishroom/lug] bob: Hi alice"));
-    assert!(stdout.contains("4 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
+    assert_eq!(relayed.len(), 10, "{stdout}");
+    let arrived = |room: &str, text: &str| relayed.iter().any(|l| l.contains(room) && l.contains(text));
+    assert!(arrived("fishroom.lug:chat", "[fishroom/tuna] alice: Hello from IRC"), "{stdout}");
+    assert!(arrived("missevan.fm:868858631", "[fishroom] alice: Hello from IRC"), "{stdout}");
+    assert!(arrived("fishroom.tuna:general", "[missevan/fm] 小明: 晚上好"), "{stdout}");
+    assert!(stdout.contains("10 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
 }
 
 fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
@@ -133,6 +135,7 @@ async fn a_second_signal_exits_at_once() {
 async fn no_secret_reaches_the_output_even_at_trace_level() {
     let tuna = fishroom(&["general"], &[("11", "tuna-secret-key-1", "bridge")]).await;
     let lug = fishroom(&["chat"], &[("22", "lug-secret-key-2", "bridge")]).await;
+    let fm = missevan(&[868858631], None).await;
     let dir = temp_dir("secrets");
     let key_file = dir.join("lug.key");
     std::fs::create_dir_all(&dir).unwrap();
@@ -141,7 +144,12 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
         &dir,
         &format!(
             "[general]\nshutdown_timeout = \"1s\"\nbackoff_min = \"50ms\"\nbackoff_max = \"100ms\"\nretry_delay = \"20ms\"\nmax_attempts = 2\n\
-             {}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\", \"fishroom.bad:nowhere\"]\n",
+             {}{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\", \"fishroom.bad:nowhere\", \"missevan.fm:868858631\"]\n",
+            // A stale session cookie: the socket refuses it and the adapter fetches a fresh one.
+            missevan_account("fm", &fm, "").replace(
+                &format!("cookie = \"token={MISSEVAN_TOKEN}\""),
+                &format!("cookie = \"FM_SESS=stale-session-secret-4; token={MISSEVAN_TOKEN}\""),
+            ),
             account("tuna", &tuna, "11", "env:CHATBRIDGE_IT_TUNA_KEY"),
             account("lug", &lug, "22", &format!("file:{}", key_file.display())),
             // A key the server refuses (403, the account stops) for a room it does not have.
@@ -157,8 +165,20 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the daemon starts");
-    let mut at_lug = lug.subscribe();
+    // Read as it comes: trace output fills a pipe's buffer within moments, and a full pipe blocks the daemon.
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let stdout = std::thread::spawn(move || read_all(stdout));
+    let stderr = std::thread::spawn(move || read_all(stderr));
+    let (mut at_lug, mut at_fm) = (lug.subscribe(), fm.subscribe());
     tuna.say("general", "irc", "alice", "one");
+    let _ = next_post(&mut at_lug).await;
+    let _ = next_sent(&mut at_fm).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fm.joins().is_empty() {
+        assert!(Instant::now() < deadline, "the live room was never joined");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fm.say(868858631, 42, "小明", "from the live room");
     let _ = next_post(&mut at_lug).await;
     // Failures: posts answered 500 until given up, and the server going away.
     lug.fail_posts(true);
@@ -167,14 +187,15 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     lug.drop_connections();
     tokio::time::sleep(Duration::from_millis(300)).await;
     sigterm(&child);
-    let stdout = read_all(child.stdout.take());
-    let stderr = read_all(child.stderr.take());
     let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     assert!(status.success(), "exit status {status}\n{stderr}");
     let output = format!("{stdout}{stderr}");
     assert!(output.contains("Account stopped"), "the 403 path was exercised");
     assert!(output.contains("TRACE"), "trace level was on");
-    for secret in ["tuna-secret-key-1", "lug-secret-key-2", "wrong-secret-key-3"] {
+    for secret in
+        ["tuna-secret-key-1", "lug-secret-key-2", "wrong-secret-key-3", "stale-session-secret-4", MISSEVAN_TOKEN]
+    {
         assert!(!output.contains(secret), "secret {secret} leaked:\n{}", leak_context(&output, secret));
     }
     let _ = std::fs::remove_dir_all(dir);

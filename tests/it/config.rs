@@ -64,12 +64,15 @@ fn check(file: &Path, env: &[(&str, &str)]) -> std::process::Output {
 #[test]
 fn the_example_file_is_valid_and_check_summarises_it() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    let out = check(&example, &[("FISHROOM_KEY", "k1"), ("FISHROOM_LUG_KEY", "k2")]);
+    let out = check(&example, &[("FISHROOM_KEY", "k1"), ("FISHROOM_LUG_KEY", "k2"), ("MISSEVAN_COOKIE", "token=t")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "ok");
-    assert_eq!(lines[1], "bridge fans: 2 rooms: fishroom.tuna:general (inout), fishroom.lug:chat (inout)");
+    assert_eq!(
+        lines[1],
+        "bridge fans: 3 rooms: fishroom.tuna:general (inout), fishroom.lug:chat (inout), missevan.fm:868858631 (inout)"
+    );
     assert_eq!(lines[2], "bridge announcements: 2 rooms: fishroom.tuna:general (in), fishroom.lug:announce (out)");
     assert_eq!(lines.len(), 3);
 }
@@ -77,13 +80,14 @@ fn the_example_file_is_valid_and_check_summarises_it() {
 #[test]
 fn check_lists_every_problem_and_fails() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    // Without the environment variables both secrets are unreadable: two problems, one run.
+    // Without the environment variables all three secrets are unreadable: three problems, one run.
     let out = check(&example, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`FISHROOM_KEY` is not set"), "{stderr}");
     assert!(stderr.contains("`FISHROOM_LUG_KEY` is not set"), "{stderr}");
-    assert!(stderr.contains("2 problem(s) found."), "{stderr}");
+    assert!(stderr.contains("`MISSEVAN_COOKIE` is not set"), "{stderr}");
+    assert!(stderr.contains("3 problem(s) found."), "{stderr}");
     assert!(out.stdout.is_empty());
 }
 

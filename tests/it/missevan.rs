@@ -205,3 +205,12 @@ async fn long_texts_go_out_in_ordered_parts() {
     assert_eq!(fm.sent().len(), 3);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_quiet_room_connected() {
+    // idle_timeout is 2 s in these tests: without the heartbeat's echo a quiet socket would be replaced.
+    let (fm, _fish, running) = bridged(None, "", "").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(fm.joins(), [(ROOM, false)], "one join, no reconnect");
+    running.shutdown().await;
+}

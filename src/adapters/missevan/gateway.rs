@@ -173,7 +173,7 @@ async fn listen(
             }
         };
         for raw in items {
-            let item: Item = match serde_json::from_value(raw.clone()) {
+            let item: Item = match serde_json::from_str(raw.get()) {
                 Ok(item) => item,
                 Err(e) => {
                     ctx.stats.malformed.inc();
@@ -196,7 +196,7 @@ async fn listen(
                 debug!(account = %ctx.account, room = %room, kind = %item.name(), foreign, "Item of another room skipped.");
                 continue;
             }
-            if joined && !relay(shared, ctx, &addr, &item, &raw).await {
+            if joined && !relay(shared, ctx, &addr, &item, raw.get()).await {
                 return Ended::Stopped;
             }
         }
@@ -204,7 +204,7 @@ async fn listen(
 }
 
 /// Hands an item's events to the router, marking our own; false when the router is gone.
-async fn relay(shared: &Shared, ctx: &AdapterContext, addr: &RoomAddr, item: &Item, raw: &serde_json::Value) -> bool {
+async fn relay(shared: &Shared, ctx: &AdapterContext, addr: &RoomAddr, item: &Item, raw: &str) -> bool {
     let own_user = shared.session.user_id().await;
     let own_message = item.msg_id.as_deref().is_some_and(|id| shared.was_delivered(id));
     for mut event in wire::to_events(item, addr, raw) {

@@ -1,6 +1,6 @@
 //! The wire parsers on the seed's own samples and on captured-style frames of every kind.
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::wire::*;
 use crate::model::{AccountId, Content, EventKind, Platform, RoomAddr, RoomId, Segment};
@@ -12,10 +12,10 @@ fn room(id: &str) -> RoomAddr {
     RoomAddr::new(AccountId::new(Platform::Missevan, "fm"), RoomId::new(id))
 }
 
-fn parse(line: &str) -> (Item, Value) {
+fn parse(line: &str) -> (Item, Box<RawValue>) {
     let Frame::Items(mut items) = decode_text(line).unwrap() else { panic!("not items") };
     let raw = items.remove(0);
-    (serde_json::from_value(raw.clone()).unwrap(), raw)
+    (serde_json::from_str(raw.get()).unwrap(), raw)
 }
 
 #[test]
@@ -25,7 +25,7 @@ fn every_seed_frame_parses_and_mojibake_passes_through() {
         let (item, raw) = parse(line);
         kinds.push(item.name());
         if item.name() == "message/new" {
-            let events = to_events(&item, &room("868904499"), &raw);
+            let events = to_events(&item, &room("868904499"), raw.get());
             let EventKind::Message(message) = &events[0].kind else { panic!() };
             // Byte for byte: the plain text is the original minus the `@name` token's `@`.
             let original = item.message.as_deref().unwrap();
@@ -51,7 +51,7 @@ fn every_seed_frame_parses_and_mojibake_passes_through() {
 fn seed_horn_html_becomes_plain_text() {
     let horn = SEED.lines().find(|l| l.contains("\"horn\"")).unwrap();
     let (item, raw) = parse(horn);
-    let events = to_events(&item, &room("115351164"), &raw);
+    let events = to_events(&item, &room("115351164"), raw.get());
     let EventKind::Notice { text } = &events[0].kind else { panic!("{:?}", events[0].kind) };
     assert!(!text.contains('<') && !text.contains("font"), "{text}");
     assert!(text.starts_with("ä¹”çˆ±é…¥æµæµª"), "{text}");
@@ -82,7 +82,7 @@ fn every_event_kind_maps() {
             mapped.push(format!("ack {:?} {}", item.code, item.info_text()));
             continue;
         }
-        for event in to_events(&item, &here, &raw) {
+        for event in to_events(&item, &here, raw.get()) {
             let who = event.sender.as_ref().map_or(String::new(), |s| format!("{}#{}", s.name, s.id));
             mapped.push(match event.kind {
                 EventKind::Message(m) => {
@@ -121,7 +121,7 @@ fn every_event_kind_maps() {
 fn message_time_comes_from_the_frame() {
     let line = EVENTS.lines().find(|l| l.contains("create_time")).unwrap();
     let (item, raw) = parse(line);
-    assert_eq!(to_events(&item, &room("868858631"), &raw)[0].time.0, 1_764_097_200_000);
+    assert_eq!(to_events(&item, &room("868858631"), raw.get())[0].time.0, 1_764_097_200_000);
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn brotli_frames_round_trip_and_arrays_are_split() {
     assert_eq!(frame[0], 1);
     let Frame::Items(items) = decode_binary(&frame).unwrap() else { panic!() };
     assert_eq!(items.len(), 3);
-    assert_eq!(decode_text("❤️").unwrap(), Frame::Heartbeat);
+    assert!(matches!(decode_text("❤️"), Ok(Frame::Heartbeat)));
 }
 
 #[test]
@@ -143,16 +143,16 @@ fn brotli_frames_with_wrong_lengths_are_refused() {
     let mut frame = encode_binary(payload);
     frame[1] = frame[1].wrapping_sub(1);
     assert!(matches!(decode_binary(&frame), Err(FrameError::Length { .. })));
-    assert_eq!(decode_binary(&[1, 0]), Err(FrameError::Short));
-    assert_eq!(decode_binary(&[2, 0, 0, 0]), Err(FrameError::Flag(2)));
-    assert_eq!(decode_binary(&[1, 5, 0, 0, 0xff, 0xff, 0xff]), Err(FrameError::Brotli));
+    assert_eq!(decode_binary(&[1, 0]).unwrap_err(), FrameError::Short);
+    assert_eq!(decode_binary(&[2, 0, 0, 0]).unwrap_err(), FrameError::Flag(2));
+    assert_eq!(decode_binary(&[1, 5, 0, 0, 0xff, 0xff, 0xff]).unwrap_err(), FrameError::Brotli);
 }
 
 #[test]
 fn unknown_and_odd_json_is_data_or_a_clear_error() {
     let (item, raw) = parse(r#"{"type":"noble","event":"renewal","room_id":"868858631","extra":[1,2]}"#);
     assert_eq!(item.room_id, Some(868858631), "a room id given as a string");
-    let events = to_events(&item, &room("868858631"), &raw);
+    let events = to_events(&item, &room("868858631"), raw.get());
     assert!(
         matches!(&events[0].kind, EventKind::Unsupported { kind, raw } if kind == "noble/renewal" && raw.contains("extra"))
     );
@@ -174,8 +174,8 @@ proptest::proptest! {
     fn arbitrary_items_never_panic(line in "\\PC{0,200}") {
         if let Ok(Frame::Items(items)) = decode_text(&line) {
             for raw in items {
-                if let Ok(item) = serde_json::from_value::<Item>(raw.clone()) {
-                    let _ = to_events(&item, &room("1"), &raw);
+                if let Ok(item) = serde_json::from_str::<Item>(raw.get()) {
+                    let _ = to_events(&item, &room("1"), raw.get());
                 }
             }
         }

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::model::{Content, Event, EventKind, Message, RemoteId, RoomAddr, Segment, Time, User};
 
@@ -35,11 +36,11 @@ pub enum FrameError {
 }
 
 /// One server frame, decoded.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Frame {
     Heartbeat,
     /// The JSON items it carried, each still raw (parsed one by one, so a bad item costs only itself).
-    Items(Vec<Value>),
+    Items(Vec<Box<RawValue>>),
 }
 
 pub fn decode_text(text: &str) -> Result<Frame, FrameError> {
@@ -76,10 +77,13 @@ pub fn encode_binary(payload: &[u8]) -> Vec<u8> {
 }
 
 fn items(payload: &[u8]) -> Result<Frame, FrameError> {
-    match serde_json::from_slice(payload).map_err(|e| FrameError::Json(e.to_string()))? {
-        Value::Array(items) => Ok(Frame::Items(items)),
-        item @ Value::Object(_) => Ok(Frame::Items(vec![item])),
-        other => Err(FrameError::Json(format!("expected an object or an array, got {other}"))),
+    let json = |e: serde_json::Error| FrameError::Json(e.to_string());
+    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice::<Vec<Box<RawValue>>>(payload).map(Frame::Items).map_err(json),
+        Some(b'{') => {
+            serde_json::from_slice::<Box<RawValue>>(payload).map(|item| Frame::Items(vec![item])).map_err(json)
+        }
+        _ => Err(FrameError::Json("expected an object or an array".to_owned())),
     }
 }
 
@@ -244,7 +248,7 @@ pub fn html_to_text(html: &str) -> String {
 }
 
 /// Maps one item of this room to events. `raw` is the item as received, for `Unsupported`.
-pub fn to_events(item: &Item, room: &RoomAddr, raw: &Value) -> Vec<Event> {
+pub fn to_events(item: &Item, room: &RoomAddr, raw: &str) -> Vec<Event> {
     let time = item.time.or(item.create_time).map(Time);
     let sender = item.user.as_ref().map(user);
     let msg_id = item.msg_id.as_deref().filter(|id| !id.is_empty()).map(RemoteId::new);

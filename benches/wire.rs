@@ -1,0 +1,49 @@
+//! The wire parsers' budget (design §9): at least 200 MB/s of captured frames, decoded and mapped to events.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use chatbridge::adapters::missevan::wire::{Frame, Item, decode_binary, decode_text, encode_binary, to_events};
+use chatbridge::model::{AccountId, Platform, RoomAddr, RoomId};
+
+const SEED: &str = include_str!("../tests/fixtures/wire/missevan/seed_frames.jsonl");
+const EVENTS: &str = include_str!("../tests/fixtures/wire/missevan/events.jsonl");
+
+fn frames() -> (Vec<String>, Vec<Vec<u8>>) {
+    let lines: Vec<&str> = SEED.lines().chain(EVENTS.lines()).collect();
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    // The server batches: arrays of a few items, Brotli-compressed.
+    let binary = lines.chunks(3).map(|chunk| encode_binary(format!("[{}]", chunk.join(",")).as_bytes())).collect();
+    (text, binary)
+}
+
+fn map(frame: Frame, room: &RoomAddr) -> usize {
+    let Frame::Items(items) = frame else { return 0 };
+    items
+        .into_iter()
+        .filter_map(|raw| {
+            serde_json::from_str::<Item>(raw.get()).ok().map(|item| to_events(&item, room, raw.get()).len())
+        })
+        .sum()
+}
+
+fn missevan(c: &mut Criterion) {
+    let room = RoomAddr::new(AccountId::new(Platform::Missevan, "fm"), RoomId::new("868904499"));
+    let (text, binary) = frames();
+    let mut group = c.benchmark_group("missevan");
+    let text_bytes: usize = text.iter().map(String::len).sum();
+    group.throughput(Throughput::Bytes(text_bytes as u64));
+    group.bench_function("text_frames", |b| {
+        b.iter(|| text.iter().map(|t| decode_text(t).map_or(0, |f| map(f, &room))).sum::<usize>())
+    });
+    // Throughput counted in captured (compressed) bytes, as the budget is stated.
+    let binary_bytes: usize = binary.iter().map(Vec::len).sum();
+    println!("brotli frames: {binary_bytes} bytes captured for {text_bytes} bytes of JSON");
+    group.throughput(Throughput::Bytes(binary_bytes as u64));
+    group.bench_function("brotli_frames", |b| {
+        b.iter(|| binary.iter().map(|f| decode_binary(f).map_or(0, |f| map(f, &room))).sum::<usize>())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, missevan);
+criterion_main!(benches);

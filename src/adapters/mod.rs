@@ -49,8 +49,19 @@ pub struct OutMessage {
     pub sender: Option<String>,
     /// The parts to send in order (more than one when the text is longer than the platform allows).
     pub parts: Vec<Content>,
-    /// The copy being replied to, when the platform shows replies natively.
+    /// The copy being replied to, when the platform shows replies natively and the copy is known.
     pub reply_to: Option<RemoteId>,
+    /// What is being replied to, for platforms that show quotes natively (IIROSE's quote syntax,
+    /// Yunhu's quoted text); elsewhere the quote is already in the text as `> sender: text`.
+    pub quote: Option<Quote>,
+}
+
+/// A quoted message, as a reply carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quote {
+    pub sender: Option<String>,
+    pub text: String,
+    pub time: Option<crate::model::Time>,
 }
 
 /// What the adapter is asked to do.

@@ -1,7 +1,7 @@
 //! Rendering one event for one destination room, at send time: formats applied, replies, edits and
 //! recalls resolved through the id map, and whatever the destination cannot show natively written as text.
 
-use crate::adapters::{OutMessage, SendAction};
+use crate::adapters::{OutMessage, Quote, SendAction};
 use crate::config::BridgeRoom;
 use crate::model::{Capabilities, Content, Event, EventKind, Message, Segment, push_plain};
 use crate::router::directory::Directory;
@@ -88,7 +88,7 @@ fn event_line(line: String, vars: &Vars<'_>, target: &Target<'_>) -> SendAction 
         (None, format!("[{}] {line}", vars.platform))
     };
     let parts = split(Content::text(text), target.caps.max_text_len);
-    SendAction::Message(OutMessage { sender, parts, reply_to: None })
+    SendAction::Message(OutMessage { sender, parts, reply_to: None, quote: None })
 }
 
 fn render_message(
@@ -102,18 +102,20 @@ fn render_message(
     let caps = target.caps;
     let mut body: Vec<Segment> = Vec::with_capacity(message.content.0.len() + 2);
     let mut reply_to = None;
+    let mut quote = None;
     if let Some(reply) = &message.reply {
         let group = reply.target.as_ref().and_then(|t| ids.group_of(&event.origin.room, t));
         let copy = group.and_then(|g| ids.ids_in(g, &target.room.addr)).and_then(|c| c.into_iter().next());
-        if caps.reply && copy.is_some() {
+        let snippet = group.and_then(|g| ids.snippet(g));
+        let sender = reply.quoted_sender.clone().or_else(|| snippet.as_ref().and_then(|s| s.sender.clone()));
+        let time = reply.quoted_time.or(snippet.as_ref().map(|s| s.time));
+        let text = reply.quoted_text.clone().or_else(|| snippet.map(|s| s.text));
+        if caps.reply {
+            // The platform shows quotes itself: the copy's id where there is one, and what was quoted.
             reply_to = copy;
-        } else {
-            let snippet = group.and_then(|g| ids.snippet(g));
-            let quoted_sender = reply.quoted_sender.clone().or_else(|| snippet.as_ref().and_then(|s| s.sender.clone()));
-            let quoted_text = reply.quoted_text.clone().or_else(|| snippet.map(|s| s.text));
-            if let Some(text) = quoted_text {
-                body.push(Segment::Text(quote_line(quoted_sender.as_deref(), &text)));
-            }
+            quote = text.map(|text| Quote { sender, text, time });
+        } else if let Some(text) = text {
+            body.push(Segment::Text(quote_line(sender.as_deref(), &text)));
         }
     }
     for segment in &message.content.0 {
@@ -133,7 +135,7 @@ fn render_message(
             None => (None, vec![Segment::Text(target.room.format.render(vars))]),
         }
     };
-    OutMessage { sender, parts: split(merge_text(content), caps.max_text_len), reply_to }
+    OutMessage { sender, parts: split(merge_text(content), caps.max_text_len), reply_to, quote }
 }
 
 fn quote_line(sender: Option<&str>, text: &str) -> String {

@@ -292,6 +292,8 @@ async fn replies_are_native_where_possible_and_quoted_elsewhere() {
     let at_b = sent_message(h.next("b").unwrap());
     assert_eq!(at_b.reply_to.as_ref().map(RemoteId::as_str), Some("b-1"));
     assert_eq!(text_of(&at_b), "[fishroom] alice: yes, at 8");
+    let quote = at_b.quote.as_ref().expect("the quoted message's snippet comes along");
+    assert_eq!((quote.sender.as_deref(), quote.text.as_str()), (Some("bob"), "is the stream on tonight?"));
     let at_c = sent_message(h.next("c").unwrap());
     assert_eq!(at_c.reply_to, None);
     assert_eq!(text_of(&at_c), "[fishroom] alice: > bob: is the stream on tonight?\nyes, at 8");
@@ -301,7 +303,13 @@ async fn replies_are_native_where_possible_and_quoted_elsewhere() {
     let quote = Reply { quoted_sender: Some("eve".into()), quoted_text: Some("old news".into()), ..Reply::default() };
     let content = Content::text("indeed");
     h.input(event("a", None, "alice", EventKind::Message(Message { content, reply: Some(quote), private: false })));
-    assert_eq!(text_of(&sent_message(h.next("b").unwrap())), "[fishroom] alice: > eve: old news\nindeed");
+    let at_b = sent_message(h.next("b").unwrap());
+    assert_eq!(text_of(&at_b), "[fishroom] alice: indeed", "b shows quotes itself");
+    let quote = at_b.quote.expect("the quote travels with the message");
+    assert_eq!((quote.sender.as_deref(), quote.text.as_str()), (Some("eve"), "old news"));
+    assert_eq!(at_b.reply_to, None, "never bridged: no copy to point at");
+    h.delivered("c", &[]);
+    assert_eq!(text_of(&sent_message(h.next("c").unwrap())), "[fishroom] alice: > eve: old news\nindeed");
 }
 
 #[tokio::test]

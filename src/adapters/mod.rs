@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod fishroom;
+pub mod iirose;
 pub mod missevan;
 pub mod retry;
 
@@ -125,6 +126,11 @@ impl AdapterContext {
         let _ = self.router.send(RouterInput::Ack { room, result }).await;
     }
 
+    /// The rooms the account listens to.
+    pub fn receiving_rooms(&self) -> Vec<RoomId> {
+        self.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect()
+    }
+
     pub fn room_addr(&self, room: &RoomId) -> RoomAddr {
         RoomAddr::new(self.account.clone(), room.clone())
     }
@@ -152,28 +158,26 @@ impl AccountStop {
     }
 }
 
-/// The task structure every adapter shares: `receive(room)` for each room the account listens to, and
-/// `send(request)` for each send, concurrently. Returns when the daemon closes; when the account stops,
-/// what is still asked of it is answered with `Fatal` and the sends in flight finish.
-pub async fn drive<R, RF, S, SF>(
+/// The task structure every adapter shares: the `receivers` (a connection per room, or one for the
+/// account) and `send(request)` for each send, concurrently. Returns when the daemon closes; when the
+/// account stops, what is still asked of it is answered with `Fatal` and the sends in flight finish.
+pub async fn drive<R, S, SF>(
     ctx: AdapterContext,
     mut sends: mpsc::UnboundedReceiver<SendRequest>,
     stop: AccountStop,
-    receive: R,
+    receivers: Vec<R>,
     send: S,
 ) where
-    R: Fn(RoomId) -> RF,
-    RF: Future<Output = ()> + Send + 'static,
+    R: Future<Output = ()> + Send + 'static,
     S: Fn(SendRequest) -> SF,
     SF: Future<Output = ()> + Send + 'static,
 {
     let mut tasks = tokio::task::JoinSet::new();
-    let receiving: Vec<RoomId> = ctx.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect();
     // One state for the account, whatever its number of rooms: connecting until a room is up.
-    let first = if receiving.is_empty() { AccountState::Connected } else { AccountState::Connecting };
+    let first = if receivers.is_empty() { AccountState::Connected } else { AccountState::Connecting };
     ctx.set_state(first).await;
-    for room in receiving {
-        tasks.spawn(receive(room));
+    for receiver in receivers {
+        tasks.spawn(receiver);
     }
     loop {
         tokio::select! {
@@ -217,6 +221,7 @@ pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
     match account {
         AccountConfig::Fishroom(config) => Box::new(fishroom::FishroomAdapter::new(config.clone())),
         AccountConfig::Missevan(config) => Box::new(missevan::MissevanAdapter::new(config.clone())),
+        AccountConfig::Iirose(config) => Box::new(iirose::IiroseAdapter::new(config.clone())),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::model::{AccountId, Platform, RoomId};
 pub enum AccountConfig {
     Fishroom(FishroomAccount),
     Missevan(MissevanAccount),
+    Iirose(IiroseAccount),
 }
 
 impl AccountConfig {
@@ -20,6 +21,7 @@ impl AccountConfig {
         match self {
             AccountConfig::Fishroom(_) => Platform::Fishroom,
             AccountConfig::Missevan(_) => Platform::Missevan,
+            AccountConfig::Iirose(_) => Platform::Iirose,
         }
     }
 }
@@ -39,6 +41,25 @@ pub struct MissevanAccount {
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
 }
+
+/// `[accounts.iirose.<name>]`: an IIROSE (蔷薇花园) member, in one room.
+#[derive(Clone, Debug)]
+pub struct IiroseAccount {
+    pub username: String,
+    /// Sent as lowercase hex MD5 (used as is when it already is 32 hex digits).
+    pub password: Secret,
+    /// Tried in order.
+    pub ws_urls: Vec<Url>,
+    /// The message colour, 6 hex digits.
+    pub color: String,
+    pub max_text_len: Option<usize>,
+    pub heartbeat: Duration,
+    /// How long a sent message may wait for its echo (the delivery confirmation).
+    pub echo_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+pub const IIROSE_DEFAULT_WS: &str = "wss://m2.iirose.com:8778";
 
 pub const MISSEVAN_DEFAULT_API: &str = "https://fm.missevan.com";
 pub const MISSEVAN_DEFAULT_WS: &str = "wss://im.missevan.com/ws";
@@ -100,6 +121,37 @@ pub(crate) fn parse_account(
                 request_timeout,
             })
         }
+        Platform::Iirose => {
+            let username = fields.required_str("username", what, report).map(|(s, _)| s.to_owned());
+            let password = secret(&mut fields, "password", what, report);
+            let ws_urls = url_list(&mut fields, "ws_url", IIROSE_DEFAULT_WS, report);
+            let color = match fields.str("color", report) {
+                None => Some("66ccff".to_owned()),
+                Some((c, _)) if c.len() == 6 && c.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    Some(c.to_ascii_lowercase())
+                }
+                Some((c, span)) => {
+                    report.error(&span, format!("`color` is `{c}`; expected 6 hex digits like \"66ccff\""));
+                    None
+                }
+            };
+            let max_text_len =
+                fields.positive_int("max_text_len", report).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
+            let echo_timeout = fields.duration("echo_timeout", report).unwrap_or(Duration::from_secs(10));
+            let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
+            fields.deny_unknown(what, report);
+            AccountConfig::Iirose(IiroseAccount {
+                username: username?,
+                password: password?,
+                ws_urls: ws_urls?,
+                color: color?,
+                max_text_len,
+                heartbeat,
+                echo_timeout,
+                request_timeout,
+            })
+        }
         other => {
             report.error(&fields.span, format!("platform `{other}` has no adapter in this build yet"));
             return None;
@@ -125,6 +177,31 @@ fn url(fields: &mut Fields<'_, '_>, key: &'static str, default: &str, report: &m
     }
 }
 
+/// A URL or a list of them, tried in order.
+fn url_list(
+    fields: &mut Fields<'_, '_>,
+    key: &'static str,
+    default: &str,
+    report: &mut Report<'_>,
+) -> Option<Vec<Url>> {
+    let Some(list) = fields.str_list(key, report) else {
+        return Some(vec![Url::parse(default).expect("default URLs are valid")]);
+    };
+    if list.is_empty() {
+        report.error(&fields.span, format!("`{key}` is an empty list"));
+        return None;
+    }
+    let mut urls = Vec::with_capacity(list.len());
+    for (text, span) in list {
+        match Url::parse(text) {
+            Ok(url) if matches!(url.scheme(), "ws" | "wss") => urls.push(url),
+            Ok(url) => report.error(&span, format!("`{key}` has scheme `{}`; expected ws or wss", url.scheme())),
+            Err(e) => report.error(&span, format!("`{key}` is not a URL: {e}")),
+        }
+    }
+    Some(urls)
+}
+
 fn secret(fields: &mut Fields<'_, '_>, key: &'static str, what: &str, report: &mut Report<'_>) -> Option<Secret> {
     let (spec, span) = fields.required_str(key, what, report)?;
     match Secret::resolve(spec) {
@@ -143,6 +220,11 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
         Platform::Fishroom => {
             !room.is_empty() && room.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         }
+        // A room id (hex, like `5ce6a4b520a90`) or `user/<uid>` for private chat.
+        Platform::Iirose => {
+            let id = room.strip_prefix("user/").unwrap_or(room);
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())
+        }
         // A live room id.
         Platform::Missevan => !room.is_empty() && room.len() <= 19 && room.bytes().all(|b| b.is_ascii_digit()),
         _ => !room.is_empty(),
@@ -151,6 +233,7 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
         let form = match platform {
             Platform::Fishroom => "a Fishroom room name of letters, digits, `_` and `-`",
             Platform::Missevan => "a Missevan live room id (digits)",
+            Platform::Iirose => "an IIROSE room id (letters and digits) or `user/<uid>`",
             _ => "a room",
         };
         report.error(span, format!("room `{room}` is not {form}"));

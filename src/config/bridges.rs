@@ -50,7 +50,8 @@ pub(super) fn parse(
     let known = Known { accounts, declared };
     let mut bridges = Vec::new();
     let mut names: HashSet<String> = HashSet::new();
-    let mut receiving: BTreeMap<AccountId, Vec<(RoomAddr, Span)>> = BTreeMap::new();
+    let mut limited: BTreeMap<AccountId, Vec<(RoomAddr, Span)>> = BTreeMap::new();
+    let mut all_rooms: Vec<(RoomAddr, Span)> = Vec::new();
     for item in items.iter() {
         let Some(fields) = Fields::of(item, "[[bridge]]", report) else { continue };
         if let Some(DeValue::String(name)) = fields.peek("name")
@@ -60,8 +61,9 @@ pub(super) fn parse(
         }
         let Some((bridge, spans)) = parse_bridge(fields, &known, report) else { continue };
         for (room, span) in bridge.rooms.iter().zip(spans) {
-            if room.direction.feeds() && room.addr.platform() == Platform::Fishroom {
-                let rooms = receiving.entry(room.addr.account.clone()).or_default();
+            all_rooms.push((room.addr.clone(), span.clone()));
+            if one_room_rule(room) {
+                let rooms = limited.entry(room.addr.account.clone()).or_default();
                 if !rooms.iter().any(|(r, _)| r == &room.addr) {
                     rooms.push((room.addr.clone(), span));
                 }
@@ -69,21 +71,48 @@ pub(super) fn parse(
         }
         bridges.push(bridge);
     }
-    for (account, rooms) in receiving {
+    // An IIROSE session logs into a room: private conversations alone give it none.
+    let mut iirose_rooms: BTreeMap<AccountId, (bool, Span)> = BTreeMap::new();
+    for (room, span) in &all_rooms {
+        if room.platform() == Platform::Iirose {
+            let entry = iirose_rooms.entry(room.account.clone()).or_insert((false, span.clone()));
+            entry.0 |= !room.room.is_conversation();
+        }
+    }
+    for (account, (has_room, span)) in iirose_rooms {
+        if !has_room {
+            report.error(&span, format!("account `{account}` has only private conversations: an IIROSE session logs into a room, so give it one room address too"));
+        }
+    }
+    for (account, rooms) in limited {
         if let [(first, _), (second, span), ..] = rooms.as_slice() {
-            report.error(
-                span,
-                format!(
-                    "account `{account}` would receive from two rooms, `{}` and `{}`: a Fishroom server keeps one \
+            let (a, b) = (&first.room, &second.room);
+            let message = match account.platform() {
+                Platform::Fishroom => format!(
+                    "account `{account}` would receive from two rooms, `{a}` and `{b}`: a Fishroom server keeps one \
                      queue per token and throws away other rooms' messages when a token polls for one room, so \
                      each receiving room needs its own token (its own account); a send-only room \
-                     (direction = \"out\") may share it",
-                    first.room, second.room
+                     (direction = \"out\") may share it"
                 ),
-            );
+                _ => format!(
+                    "account `{account}` would be in two rooms, `{a}` and `{b}`: an IIROSE session is in one room \
+                     at a time, so use one account per room (private conversations `user/…` may be added freely)"
+                ),
+            };
+            report.error(span, message);
         }
     }
     bridges
+}
+
+/// Rooms of which an account may have only one: Fishroom rooms it receives from, IIROSE rooms (private
+/// conversations `user/…` aside).
+fn one_room_rule(room: &BridgeRoom) -> bool {
+    match room.addr.platform() {
+        Platform::Fishroom => room.direction.feeds(),
+        Platform::Iirose => !room.addr.room.is_conversation(),
+        _ => false,
+    }
 }
 
 fn parse_bridge(mut fields: Fields<'_, '_>, known: &Known<'_>, report: &mut Report<'_>) -> Option<(Bridge, Vec<Span>)> {

@@ -161,7 +161,14 @@ impl Router {
 
     fn route(&mut self, event: Event) {
         let origin = &event.origin.room;
-        let is_echo = event.sender.as_ref().is_some_and(|s| s.is_self)
+        // Ours: sent by our account, carrying an id we sent, or editing or recalling one of our copies
+        // (the echo of our own edit or recall; a copy is never the way back to its original).
+        let acts_on_ours = match &event.kind {
+            EventKind::Edited { target, .. } | EventKind::Recalled { target } => self.ids.is_ours(origin, target),
+            _ => false,
+        };
+        let is_echo = acts_on_ours
+            || event.sender.as_ref().is_some_and(|s| s.is_self)
             || event.origin.remote_id.as_ref().is_some_and(|id| self.ids.is_ours(origin, id));
         if is_echo {
             self.stats.echoes.inc();

@@ -271,6 +271,11 @@ async fn recalls_reach_every_part_or_are_skipped() {
         other => panic!("expected a recall, got {other:?}"),
     }
     assert!(h.next("c").is_none(), "c cannot recall: nothing is sent");
+
+    // The platform's echo of that recall, in b, goes nowhere: a copy is never the way back.
+    h.input(event("b", None, "bridgebot", EventKind::Recalled { target: RemoteId::new("p1") }));
+    assert!(h.next("a").is_none() && h.next("c").is_none());
+    assert_eq!(h.stats.echoes.get(), 1);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! fail on purpose). They serve `chatbridge demo`, the integration tests and the benchmarks.
 
 pub mod fishroom;
+pub mod iirose;
 pub mod missevan;
 
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@ use chatbridge::Daemon;
 use chatbridge::adapters::AccountState;
 use chatbridge::config::Config;
 use chatbridge::sim::fishroom::{FishroomSim, FishroomSimConfig, Posted};
+use chatbridge::sim::iirose::{IiroseSim, IiroseSimConfig, Said, SimUser};
 use chatbridge::sim::missevan::{MissevanSim, MissevanSimConfig, SentMessage};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -165,4 +166,38 @@ pub fn missevan_account(name: &str, sim: &MissevanSim, extra: &str) -> String {
 /// The next message the bridge sends through the Missevan send API.
 pub async fn next_sent(sent: &mut broadcast::Receiver<SentMessage>) -> SentMessage {
     tokio::time::timeout(DEADLINE, sent.recv()).await.expect("a message is sent in time").expect("the simulator runs")
+}
+
+pub const ROSE_ROOM: &str = "5ce6a4b520a90";
+pub const LILY_ROOM: &str = "5fdcb9b634621";
+
+/// A simulated IIROSE server with two rooms and two bridge members, `rosebot` and `lilybot`.
+pub async fn iirose() -> IiroseSim {
+    let user = |uid: &str, name: &str, password: &str| SimUser {
+        uid: uid.into(),
+        name: name.into(),
+        password: password.into(),
+    };
+    let config = IiroseSimConfig {
+        rooms: vec![ROSE_ROOM.to_owned(), LILY_ROOM.to_owned()],
+        users: vec![
+            user("5b0fe8a3b1ff2", "rosebot", "rose-password"),
+            user("5b0fe8a3b1ff3", "lilybot", "lily-password"),
+        ],
+    };
+    IiroseSim::start(config).await.expect("the simulator starts")
+}
+
+/// An `[accounts.iirose.<name>]` table for `sim`, as `rosebot` or `lilybot`.
+pub fn iirose_account(name: &str, sim: &IiroseSim, extra: &str) -> String {
+    format!(
+        "\n[accounts.iirose.{name}]\nusername = \"{name}bot\"\npassword = \"{name}-password\"\nws_url = \"{}\"\n\
+         heartbeat = \"1s\"\necho_timeout = \"2s\"\nrequest_timeout = \"3s\"\n{extra}",
+        sim.ws_url()
+    )
+}
+
+/// The next message a bridge member sends on the IIROSE simulator.
+pub async fn next_said(said: &mut broadcast::Receiver<Said>) -> Said {
+    tokio::time::timeout(DEADLINE, said.recv()).await.expect("a message is said in time").expect("the simulator runs")
 }

@@ -4,4 +4,5 @@ mod binary;
 mod config;
 mod fishroom;
 mod harness;
+mod iirose;
 mod missevan;

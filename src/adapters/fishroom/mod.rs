@@ -106,10 +106,13 @@ impl Adapter for FishroomAdapter {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let shared = Arc::new(Shared::new(self.config));
         let stop = shared.stop.clone();
-        let (receive_ctx, send_ctx) = (ctx.clone(), ctx.clone());
-        let receiver = Arc::clone(&shared);
-        let receive = move |room| gateway::poll_room(Arc::clone(&receiver), receive_ctx.clone(), room);
+        let receivers = ctx
+            .receiving_rooms()
+            .into_iter()
+            .map(|room| gateway::poll_room(Arc::clone(&shared), ctx.clone(), room))
+            .collect();
+        let send_ctx = ctx.clone();
         let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
-        Box::pin(super::drive(ctx, sends, stop, receive, send))
+        Box::pin(super::drive(ctx, sends, stop, receivers, send))
     }
 }

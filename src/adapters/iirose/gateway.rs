@@ -1,0 +1,306 @@
+//! The session: connect (each `ws_url` in turn), log in, keep alive, write what the senders queue, and
+//! turn packets into events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, interval_at, sleep};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tracing::{debug, error, info, warn};
+
+use super::wire::{self, Login, Packet, PrivateMessage, PublicMessage, Record};
+use super::{ANONYMOUS, Outgoing, Seen, Shared};
+use crate::adapters::{AccountState, AdapterContext};
+use crate::model::{Event, EventKind, Message, RemoteId, RoomAddr, RoomId, Time, User};
+
+/// How a session ended.
+enum Ended {
+    /// The daemon is closing.
+    Closed,
+    Lost(String),
+    /// The login was refused for good.
+    Fatal(String),
+    /// Login attempts are used up for today.
+    DailyLimit(String),
+}
+
+pub(super) async fn session(shared: Arc<Shared>, ctx: AdapterContext, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
+    let mut backoff = ctx.backoff.clone();
+    let urls = shared.config.ws_urls.clone();
+    let mut attempt = 0usize;
+    loop {
+        let url = &urls[attempt % urls.len()];
+        let ended = match tokio::time::timeout(shared.config.request_timeout, connect_async(url.as_str())).await {
+            Ok(Ok((socket, _))) => run(&shared, &ctx, socket, &mut queue, &mut backoff).await,
+            Ok(Err(e)) => Ended::Lost(format!("{url}: {e}")),
+            Err(_) => Ended::Lost(format!("{url}: the handshake timed out")),
+        };
+        let delay = match ended {
+            Ended::Closed => return,
+            Ended::Fatal(reason) => {
+                shared.stop.stop(&ctx, reason).await;
+                return;
+            }
+            Ended::DailyLimit(reason) => {
+                // Retrying now would only use up tomorrow's attempts too: wait for the next day.
+                let wait = until_next_day();
+                error!(account = %ctx.account, reason = %reason, "Not logging in again for {:.0?}.", wait);
+                ctx.set_state(AccountState::Stopped { reason: format!("{reason}; trying again in {wait:.0?}") }).await;
+                wait
+            }
+            Ended::Lost(reason) => {
+                attempt += 1;
+                let delay = backoff.next_delay();
+                info!(account = %ctx.account, reason = %reason, "Reconnecting in {delay:.1?}.");
+                ctx.set_state(AccountState::BackingOff { delay }).await;
+                delay
+            }
+        };
+        tokio::select! {
+            _ = ctx.closed.cancelled() => return,
+            _ = sleep(delay) => {}
+        }
+    }
+}
+
+/// The next midnight in China (UTC+8), where the platform counts its days.
+fn until_next_day() -> Duration {
+    let now = Time::now().0 / 1000 + 8 * 3600;
+    Duration::from_secs((86_400 - now.rem_euclid(86_400)) as u64 + 60)
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn run(
+    shared: &Shared,
+    ctx: &AdapterContext,
+    socket: Socket,
+    queue: &mut mpsc::UnboundedReceiver<Outgoing>,
+    backoff: &mut crate::adapters::Backoff,
+) -> Ended {
+    let config = &shared.config;
+    let (mut sink, mut stream) = socket.split();
+    let password =
+        if config.password.expose().len() == 32 && config.password.expose().bytes().all(|b| b.is_ascii_hexdigit()) {
+            config.password.expose().to_ascii_lowercase()
+        } else {
+            wire::md5_hex(config.password.expose())
+        };
+    let login = Login {
+        r: shared.room.as_str(),
+        n: &config.username,
+        p: &password,
+        st: "n",
+        mo: "",
+        mb: "",
+        mu: "01",
+        fp: format!("@{}", wire::md5_hex(&config.username)),
+    };
+    let login = format!("*{}", serde_json::to_string(&login).expect("the login serialises"));
+    if let Err(e) = sink.send(WsMessage::binary(wire::encode_frame(&login))).await {
+        return Ended::Lost(e.to_string());
+    }
+    let mut logged_in = false;
+    let login_deadline = sleep(config.request_timeout);
+    tokio::pin!(login_deadline);
+    let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
+    let addr = ctx.room_addr(&shared.room);
+    loop {
+        let frame = tokio::select! {
+            _ = ctx.closed.cancelled() => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                return Ended::Closed;
+            }
+            _ = &mut login_deadline, if !logged_in => return Ended::Lost("no answer to the login".into()),
+            _ = heartbeat.tick() => {
+                if let Err(e) = sink.send(WsMessage::binary(Vec::new())).await {
+                    return Ended::Lost(e.to_string());
+                }
+                continue;
+            }
+            outgoing = queue.recv(), if logged_in => {
+                let Some(outgoing) = outgoing else { return Ended::Closed };
+                if outgoing.deadline < Instant::now() {
+                    debug!(account = %ctx.account, "A queued packet outlived its wait; dropped (its sender was told).");
+                    continue;
+                }
+                if let Err(e) = sink.send(WsMessage::binary(wire::encode_frame(&outgoing.packet))).await {
+                    return Ended::Lost(e.to_string());
+                }
+                continue;
+            }
+            frame = stream.next() => frame,
+        };
+        let text = match frame {
+            None => return Ended::Lost("the server closed the socket".into()),
+            Some(Err(e)) => return Ended::Lost(e.to_string()),
+            Some(Ok(WsMessage::Binary(bytes))) => wire::decode_frame(&bytes),
+            Some(Ok(WsMessage::Text(text))) => Ok(text.as_str().to_owned()),
+            Some(Ok(WsMessage::Close(frame))) => {
+                return Ended::Lost(format!("the server closed the socket: {frame:?}"));
+            }
+            Some(Ok(_)) => continue,
+        };
+        let text = match text {
+            Ok(text) => text,
+            Err(e) => {
+                ctx.stats.malformed.inc();
+                warn!(account = %ctx.account, error = %e, "Malformed frame skipped.");
+                continue;
+            }
+        };
+        for packet in wire::parse_packet(&text) {
+            match packet {
+                Packet::LoggedIn { history } => {
+                    // The dump replays recent history: remembered for quotes, never relayed as new.
+                    for record in history {
+                        if let Record::Message(m) = record {
+                            shared.remember(seen(&m));
+                        }
+                    }
+                    if !logged_in {
+                        logged_in = true;
+                        backoff.connected();
+                        info!(account = %ctx.account, room = %shared.room, "Logged in.");
+                        ctx.set_state(AccountState::Connected).await;
+                    }
+                }
+                Packet::LoginRefused(code) => {
+                    let reason = wire::login_error(&code);
+                    return if code == "4" { Ended::DailyLimit(reason) } else { Ended::Fatal(reason) };
+                }
+                Packet::Kicked => {
+                    warn!(account = %ctx.account, room = %shared.room, "Kicked from the room; logging in again.");
+                    return Ended::Lost("kicked".into());
+                }
+                Packet::Moved(room) => {
+                    warn!(account = %ctx.account, to = %room, "Another session of this account moved rooms; logging in to the configured room again.");
+                    return Ended::Lost("moved by another session".into());
+                }
+                Packet::KeepAlive => {}
+                packet if logged_in => {
+                    for event in events(shared, &addr, packet) {
+                        if ctx.stop_receiving.is_cancelled() && !event.sender.as_ref().is_some_and(|s| s.is_self) {
+                            continue;
+                        }
+                        if !ctx.emit(event).await {
+                            return Ended::Closed;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn seen(m: &PublicMessage) -> Seen {
+    Seen { msg_id: m.msg_id.clone(), name: m.name.clone(), time: Time(m.time * 1000), text: m.text.clone() }
+}
+
+fn user(uid: &str, name: &str, avatar: &str) -> User {
+    let mut user = User::new(uid, name);
+    user.avatar = Some(avatar.to_owned()).filter(|a| !a.is_empty());
+    user
+}
+
+/// A packet's events. Our own messages come back too: they confirm a send and are marked ours.
+fn events(shared: &Shared, room: &RoomAddr, packet: Packet) -> Vec<Event> {
+    let own = shared.config.username.as_str();
+    let mut out = Vec::new();
+    match packet {
+        Packet::Chat { public, private } => {
+            for record in public {
+                match record {
+                    Record::Message(m) => {
+                        let confirmed = shared.confirm(&m.msg_id);
+                        shared.remember(seen(&m));
+                        let (content, mut reply) = wire::parse_text(&m.text);
+                        if let Some(reply) = &mut reply
+                            && let (Some(name), Some(time)) = (&reply.quoted_sender, reply.quoted_time)
+                        {
+                            reply.target = shared.quoted(name, time).map(|s| RemoteId::new(s.msg_id));
+                        }
+                        let mut sender = user(&m.uid, &m.name, &m.avatar);
+                        sender.is_self = confirmed || m.name == own;
+                        if sender.is_self {
+                            *shared.own_uid.lock().expect("never poisoned") = Some(m.uid.clone());
+                        }
+                        let kind = EventKind::Message(Message { content, reply, private: false });
+                        let mut event = Event::new(room.clone(), Some(RemoteId::new(m.msg_id)), Some(sender), kind);
+                        event.time = Time(m.time * 1000);
+                        out.push(event);
+                    }
+                    Record::System { presence, time, name, uid } => {
+                        let kind = match presence {
+                            wire::Presence::Joined => EventKind::Joined,
+                            wire::Presence::Moved | wire::Presence::Left => EventKind::Left,
+                        };
+                        let mut sender = user(&uid, &name, "");
+                        sender.is_self = name == own;
+                        let mut event = Event::new(room.clone(), None, Some(sender), kind);
+                        event.time = Time(time * 1000);
+                        out.push(event);
+                    }
+                    Record::Other(raw) => {
+                        out.push(Event::new(
+                            room.clone(),
+                            None,
+                            None,
+                            EventKind::Unsupported { kind: "record".into(), raw },
+                        ));
+                    }
+                }
+            }
+            out.extend(private.into_iter().map(|m| private_event(shared, room, m)));
+        }
+        Packet::Recalled { uid, msg_id } => {
+            let mut by = User::new(uid.as_str(), "");
+            by.is_self = shared.own_uid.lock().expect("never poisoned").as_deref() == Some(uid.as_str());
+            out.push(Event::new(room.clone(), None, Some(by), EventKind::Recalled { target: RemoteId::new(msg_id) }));
+        }
+        Packet::PrivateRecalled { receiver, sender, msg_id } => {
+            // Our own recalls come back too; the conversation is with whoever is not us.
+            let us = shared.own_uid.lock().expect("never poisoned").clone();
+            let peer = if us.as_deref() == Some(receiver.as_str()) { sender } else { receiver };
+            let addr = RoomAddr::new(room.account.clone(), RoomId::new(format!("user/{peer}")));
+            out.push(Event::new(addr, None, None, EventKind::Recalled { target: RemoteId::new(msg_id) }));
+        }
+        Packet::Broadcast { name, text, uid } => {
+            let sender = user(&uid, &name, "");
+            out.push(Event::new(
+                room.clone(),
+                None,
+                Some(sender),
+                EventKind::Notice { text: format!("{name}: {text}") },
+            ));
+        }
+        Packet::Other { kind, raw } => {
+            out.push(Event::new(room.clone(), None, None, EventKind::Unsupported { kind, raw }));
+        }
+        Packet::LoggedIn { .. } | Packet::LoginRefused(_) | Packet::Kicked | Packet::Moved(_) | Packet::KeepAlive => {}
+    }
+    out
+}
+
+/// A private message, in the conversation's room (`user/<uid>`), or in `user/anonymous` without its
+/// sender when it was sent anonymously.
+fn private_event(shared: &Shared, room: &RoomAddr, m: PrivateMessage) -> Event {
+    let confirmed = shared.confirm(&m.msg_id);
+    let (conversation, mut sender) = if m.anonymous {
+        (ANONYMOUS.to_owned(), User::new("anonymous", "anonymous"))
+    } else {
+        let peer = m.receiver.clone().unwrap_or_else(|| m.uid.clone());
+        (format!("user/{peer}"), user(&m.uid, &m.name, &m.avatar))
+    };
+    sender.is_self = confirmed || m.receiver.is_some();
+    let (content, reply) = wire::parse_text(&m.text);
+    let addr = RoomAddr::new(room.account.clone(), RoomId::new(conversation));
+    let kind = EventKind::Message(Message { content, reply, private: true });
+    let mut event = Event::new(addr, Some(RemoteId::new(m.msg_id)), Some(sender), kind);
+    event.time = Time(m.time * 1000);
+    event
+}

@@ -1,0 +1,410 @@
+//! IIROSE's packets (`shared/protocols.md` §1); nothing here leaves the adapter.
+//!
+//! A frame is one packet of text: raw UTF-8 up to 256 bytes, else `0x01` + gzip (zlib accepted on
+//! receive). The first character routes the packet; records are joined by `<` (newest first), fields by
+//! `>`, and user text in fields is HTML-entity escaped — so split first, then unescape each field.
+
+use std::io::{Read, Write};
+use std::sync::LazyLock;
+
+use md5::{Digest, Md5};
+use regex::Regex;
+use serde::Serialize;
+
+use crate::model::{Content, Reply, Segment, Time};
+
+/// Payloads longer than this travel gzip-compressed behind a `0x01` byte.
+pub const COMPRESS_OVER: usize = 256;
+/// Decompressed packets larger than this are refused.
+const MAX_PACKET: u64 = 16 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("compressed frame is neither gzip nor zlib")]
+    Compression,
+    #[error("packet is not UTF-8")]
+    Utf8,
+}
+
+/// The text of one frame.
+pub fn decode_frame(bytes: &[u8]) -> Result<String, FrameError> {
+    let Some((&1, compressed)) = bytes.split_first() else {
+        return String::from_utf8(bytes.to_vec()).map_err(|_| FrameError::Utf8);
+    };
+    let mut out = Vec::new();
+    let read = if compressed.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(compressed).take(MAX_PACKET).read_to_end(&mut out)
+    } else {
+        flate2::read::ZlibDecoder::new(compressed).take(MAX_PACKET).read_to_end(&mut out)
+    };
+    read.map_err(|_| FrameError::Compression)?;
+    String::from_utf8(out).map_err(|_| FrameError::Utf8)
+}
+
+/// One packet as a frame: compressed when longer than 256 bytes.
+pub fn encode_frame(text: &str) -> Vec<u8> {
+    if text.len() <= COMPRESS_OVER {
+        return text.as_bytes().to_vec();
+    }
+    let mut encoder = flate2::write::GzEncoder::new(vec![1u8], flate2::Compression::fast());
+    encoder.write_all(text.as_bytes()).expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// The platform's escaping of text inside fields.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#039;"),
+            '\\' => out.push_str("&#092;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One level of escaping undone. (Decoding until nothing changes, as one client does, would turn a
+/// literal `&lt;` someone typed into `<`.)
+pub fn unescape(field: &str) -> String {
+    html_escape::decode_html_entities(field).into_owned()
+}
+
+/// Lowercase hex MD5.
+pub fn md5_hex(text: &str) -> String {
+    Md5::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A public chat message (11 fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicMessage {
+    pub time: i64,
+    pub avatar: String,
+    pub name: String,
+    pub text: String,
+    pub uid: String,
+    pub msg_id: String,
+}
+
+/// Someone came, went elsewhere or left (`'1`, `'2`, `'3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Joined,
+    Moved,
+    Left,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Message(PublicMessage),
+    System {
+        presence: Presence,
+        time: i64,
+        name: String,
+        uid: String,
+    },
+    /// A record of another shape (status changes, media cards…), kept raw.
+    Other(String),
+}
+
+/// A private message (11 fields; 17 on the echo of one we sent, which names the receiver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateMessage {
+    pub time: i64,
+    pub uid: String,
+    pub name: String,
+    pub avatar: String,
+    pub text: String,
+    pub anonymous: bool,
+    pub msg_id: String,
+    /// Present on the echo of a message we sent: whom it went to.
+    pub receiver: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet {
+    /// `"public"private`: both lists in time order (the wire sends batches newest first).
+    Chat {
+        public: Vec<Record>,
+        private: Vec<PrivateMessage>,
+    },
+    /// `%…`: logged in; the dump's recent public history (never relayed as new).
+    LoggedIn {
+        history: Vec<Record>,
+    },
+    /// `%*"<code>`.
+    LoginRefused(String),
+    /// `v0#<uid>_<msgid>`.
+    Recalled {
+        uid: String,
+        msg_id: String,
+    },
+    /// `v0*<receiver>"<sender>_<msgid>`.
+    PrivateRecalled {
+        receiver: String,
+        sender: String,
+        msg_id: String,
+    },
+    /// `=`: a site-wide broadcast.
+    Broadcast {
+        name: String,
+        text: String,
+        uid: String,
+    },
+    /// `-k`.
+    Kicked,
+    /// `-*<room>`: another session of this account moved.
+    Moved(String),
+    /// The empty keep-alive.
+    KeepAlive,
+    Other {
+        kind: String,
+        raw: String,
+    },
+}
+
+/// Parses one packet; a `z` multi-forward yields the packets it carries.
+pub fn parse_packet(text: &str) -> Vec<Packet> {
+    if let Some(rest) = text.strip_prefix('z') {
+        return rest.split('"').filter(|p| !p.is_empty()).flat_map(|piece| parse_packet(&unescape(piece))).collect();
+    }
+    vec![parse_one(text)]
+}
+
+fn parse_one(text: &str) -> Packet {
+    if text.is_empty() {
+        return Packet::KeepAlive;
+    }
+    if let Some(code) = text.strip_prefix("%*\"") {
+        return Packet::LoginRefused(code.trim().to_owned());
+    }
+    if let Some(dump) = text.strip_prefix('%') {
+        let mut history: Vec<Record> =
+            dump.split('<').map(fields).filter(|f| f.len() == 11).map(|f| public_record(&f)).collect();
+        sort_records(&mut history);
+        return Packet::LoggedIn { history };
+    }
+    if let Some(rest) = text.strip_prefix("v0#") {
+        let rest = rest.trim_end_matches('"');
+        if let Some((uid, msg_id)) = rest.rsplit_once('_') {
+            return Packet::Recalled { uid: uid.to_owned(), msg_id: msg_id.to_owned() };
+        }
+    }
+    if let Some(rest) = text.strip_prefix("v0*")
+        && let Some((receiver, sent)) = rest.split_once('"')
+        && let Some((sender, msg_id)) = sent.trim_end_matches('"').rsplit_once('_')
+    {
+        return Packet::PrivateRecalled { receiver: receiver.into(), sender: sender.into(), msg_id: msg_id.into() };
+    }
+    if let Some(chat) = text.strip_prefix('"') {
+        let (public, private) = chat.split_once('"').unwrap_or((chat, ""));
+        let mut public: Vec<Record> = records(public).map(|f| public_record(&f)).collect();
+        let mut private: Vec<PrivateMessage> = records(private).filter_map(|f| private_record(&f)).collect();
+        sort_records(&mut public);
+        private.sort_by_key(|m| m.time);
+        return Packet::Chat { public, private };
+    }
+    if let Some(rest) = text.strip_prefix('=') {
+        let f = fields(rest);
+        let get = |i: usize| f.get(i).cloned().unwrap_or_default();
+        return Packet::Broadcast { name: get(0), text: get(1), uid: get(7) };
+    }
+    if text == "-k" {
+        return Packet::Kicked;
+    }
+    if let Some(room) = text.strip_prefix("-*") {
+        return Packet::Moved(room.to_owned());
+    }
+    let kind: String = text.chars().take(2).collect();
+    Packet::Other { kind, raw: text.to_owned() }
+}
+
+fn records(part: &str) -> impl Iterator<Item = Vec<String>> + '_ {
+    part.split('<').filter(|r| !r.is_empty()).map(fields)
+}
+
+/// Split on `>`, then unescape each field.
+fn fields(record: &str) -> Vec<String> {
+    record.split('>').map(unescape).collect()
+}
+
+fn time_of(record: &Record) -> i64 {
+    match record {
+        Record::Message(m) => m.time,
+        Record::System { time, .. } => *time,
+        Record::Other(_) => i64::MAX,
+    }
+}
+
+/// Oldest first; records without a time keep their place at the end.
+fn sort_records(records: &mut [Record]) {
+    records.sort_by_key(time_of);
+}
+
+fn public_record(f: &[String]) -> Record {
+    let time = f.first().and_then(|t| t.parse().ok());
+    let presence = f.get(3).and_then(|t| match t.as_bytes() {
+        [b'\'', b'1', ..] => Some(Presence::Joined),
+        [b'\'', b'2', ..] => Some(Presence::Moved),
+        [b'\'', b'3', ..] => Some(Presence::Left),
+        _ => None,
+    });
+    match (time, presence) {
+        (Some(time), Some(presence)) if f.len() >= 11 => {
+            Record::System { presence, time, name: f[2].clone(), uid: f[8].clone() }
+        }
+        (Some(time), None) if f.len() == 11 => Record::Message(PublicMessage {
+            time,
+            avatar: f[1].clone(),
+            name: f[2].clone(),
+            text: f[3].clone(),
+            uid: f[8].clone(),
+            msg_id: f[10].clone(),
+        }),
+        _ => Record::Other(f.join(">")),
+    }
+}
+
+fn private_record(f: &[String]) -> Option<PrivateMessage> {
+    if f.len() < 11 {
+        return None;
+    }
+    Some(PrivateMessage {
+        time: f[0].parse().ok()?,
+        uid: f[1].clone(),
+        name: f[2].clone(),
+        avatar: f[3].clone(),
+        text: f[4].clone(),
+        anonymous: f[6] == "@",
+        msg_id: f[10].clone(),
+        receiver: f.get(11).filter(|r| !r.is_empty()).cloned(),
+    })
+}
+
+const QUOTE_END: &str = " (hr_) ";
+const QUOTE_MARK: &str = " (_hr) ";
+
+static MARKUP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|\s)\[\*(?P<mention>[^\]]+?)\*\](?:\s|$)|(?:^|\s)\[_(?P<room>[0-9A-Za-z]+)_\](?:\s|$)|\[(?P<image>https?://[^\]\s]+)\]")
+        .expect("valid pattern")
+});
+
+/// Message text as segments, with the quote chain (if any) as the reply: `quoted (_hr) name_time (hr_) new`.
+pub fn parse_text(text: &str) -> (Content, Option<Reply>) {
+    let (reply, new) = match text.rsplit_once(QUOTE_END) {
+        Some((chain, new)) => {
+            // The innermost quote is the last `quoted (_hr) name_time` of the chain.
+            let last = chain.rsplit(QUOTE_END).next().unwrap_or(chain);
+            let reply = last.rsplit_once(QUOTE_MARK).map(|(quoted, marker)| {
+                let (name, time) = marker.rsplit_once('_').unwrap_or((marker, ""));
+                let quoted = quoted.rsplit(QUOTE_END).next().unwrap_or(quoted);
+                Reply {
+                    target: None,
+                    quoted_sender: Some(name.to_owned()),
+                    quoted_text: Some(quoted.to_owned()),
+                    quoted_time: time.parse::<i64>().ok().map(|s| Time(s * 1000)),
+                }
+            });
+            (reply, new)
+        }
+        None => (None, text),
+    };
+    (segments(new), reply)
+}
+
+fn segments(text: &str) -> Content {
+    let mut out = Vec::new();
+    let mut last = 0;
+    for caps in MARKUP.captures_iter(text) {
+        let whole = caps.get(0).expect("group 0 always matches");
+        if whole.start() > last {
+            out.push(Segment::Text(text[last..whole.start()].to_owned()));
+        }
+        if let Some(name) = caps.name("mention") {
+            out.push(Segment::Mention { user: None, name: name.as_str().to_owned() });
+        } else if let Some(room) = caps.name("room") {
+            out.push(Segment::RoomLink { room: room.as_str().to_owned() });
+        } else if let Some(url) = caps.name("image") {
+            out.push(Segment::Image { url: url.as_str().trim_end_matches("#e").to_owned() });
+        }
+        last = whole.end();
+    }
+    if last < text.len() {
+        out.push(Segment::Text(text[last..].to_owned()));
+    }
+    Content(out)
+}
+
+/// Segments as IIROSE text: ` [*name*] ` mentions, ` [_id_] ` room links, `[url]` images.
+pub fn render(content: &Content) -> String {
+    let mut out = String::new();
+    for segment in &content.0 {
+        match segment {
+            Segment::Mention { name, .. } => {
+                out.push_str(" [*");
+                out.push_str(name);
+                out.push_str("*] ");
+            }
+            Segment::RoomLink { room } if room.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                out.push_str(" [_");
+                out.push_str(room);
+                out.push_str("_] ");
+            }
+            Segment::Image { url } => {
+                out.push('[');
+                out.push_str(url);
+                out.push(']');
+            }
+            other => crate::model::push_plain(&mut out, other),
+        }
+    }
+    out
+}
+
+/// `quoted (_hr) name_time (hr_) text`.
+pub fn with_quote(quoted: &str, name: &str, time: Time, text: &str) -> String {
+    let quoted = quoted.lines().next().unwrap_or_default();
+    format!("{quoted}{QUOTE_MARK}{name}_{}{QUOTE_END}{text}", time.0 / 1000)
+}
+
+/// The login packet: `*` + JSON.
+#[derive(Debug, Serialize)]
+pub struct Login<'a> {
+    pub r: &'a str,
+    pub n: &'a str,
+    pub p: &'a str,
+    pub st: &'static str,
+    pub mo: &'static str,
+    pub mb: &'static str,
+    pub mu: &'static str,
+    pub fp: String,
+}
+
+/// A public (`g` absent) or private message.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Say {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub g: Option<String>,
+    pub m: String,
+    pub mc: String,
+    pub i: String,
+}
+
+/// What a `%*"` code means.
+pub fn login_error(code: &str) -> String {
+    let cause = match code {
+        "0" => "the name is taken (another session uses it)",
+        "1" => "no such user",
+        "2" => "wrong password",
+        "4" => "the daily login attempts are used up",
+        "5" => "wrong room password",
+        "n0" => "the room cannot be entered",
+        c if c.starts_with('x') => "the account is banned",
+        _ => "unknown login error",
+    };
+    format!("IIROSE refused the login: {cause} (code {code})")
+}

@@ -1,0 +1,359 @@
+//! An IIROSE server as `shared/protocols.md` §1 describes it: the `*` login checked against known users
+//! (MD5 password) with the `%*"<code>` refusals, a `%` dump carrying recent history, several clients per
+//! room, packets over 256 bytes gzipped behind `0x01`, batches newest first, fields escaped as the platform
+//! does, a sender's own messages echoed with its `i`, joins and leaves, recalls, broadcasts, kicks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::SimServer;
+use crate::adapters::iirose::wire::{decode_frame, encode_frame, escape, md5_hex};
+
+/// A known member: uid, name, password.
+#[derive(Clone, Debug)]
+pub struct SimUser {
+    pub uid: String,
+    pub name: String,
+    pub password: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct IiroseSimConfig {
+    pub rooms: Vec<String>,
+    pub users: Vec<SimUser>,
+}
+
+/// A message a client sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Said {
+    pub room: String,
+    pub name: String,
+    pub text: String,
+    pub id: String,
+    /// The receiver's uid, for a private message.
+    pub to: Option<String>,
+}
+
+struct Client {
+    uid: String,
+    name: String,
+    room: String,
+    tx: mpsc::UnboundedSender<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    clients: HashMap<u64, Client>,
+    /// Public records per room, oldest first (escaped, as on the wire).
+    history: HashMap<String, Vec<(String, String)>>,
+    said: Vec<Said>,
+    recalls: Vec<(String, String, String)>,
+    logins: Vec<(String, String)>,
+    refuse: Option<String>,
+}
+
+struct Shared {
+    config: IiroseSimConfig,
+    inner: Mutex<Inner>,
+    said_tx: broadcast::Sender<Said>,
+    next: AtomicU64,
+    connections: Mutex<CancellationToken>,
+}
+
+pub struct IiroseSim {
+    server: SimServer,
+    shared: Arc<Shared>,
+}
+
+fn now() -> i64 {
+    crate::model::Time::now().0 / 1000
+}
+
+fn public_record(time: i64, name: &str, text: &str, uid: &str, id: &str) -> String {
+    let (name, text) = (escape(name), escape(text));
+    format!("{time}>cartoon/600215>{name}>{text}>66ccff>66ccff>2>>{uid}>''1'1'2,100,0.5>{id}")
+}
+
+impl IiroseSim {
+    pub async fn start(config: IiroseSimConfig) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            config,
+            inner: Mutex::default(),
+            said_tx: broadcast::channel(1024).0,
+            next: AtomicU64::new(1),
+            connections: Mutex::new(CancellationToken::new()),
+        });
+        let app = Router::new().route("/", get(socket)).with_state(Arc::clone(&shared));
+        Ok(Self { server: SimServer::start(app).await?, shared })
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.server.addr())
+    }
+
+    /// Someone (not a connected client) says `text` in `room`; returns the message id.
+    pub fn say(&self, room: &str, uid: &str, name: &str, text: &str) -> String {
+        let id = self.shared.new_id();
+        self.shared.publish(room, uid, name, text, &id, now());
+        id
+    }
+
+    /// Several messages in one packet, newest first as the platform batches them (times ascending in
+    /// `messages`).
+    pub fn say_batch(&self, room: &str, messages: &[(&str, &str, &str)]) -> Vec<String> {
+        let start = now();
+        let mut records = Vec::new();
+        let mut ids = Vec::new();
+        for (offset, (uid, name, text)) in messages.iter().enumerate() {
+            let id = self.shared.new_id();
+            records.push(public_record(start + offset as i64, name, text, uid, &id));
+            ids.push(id);
+        }
+        records.reverse();
+        self.shared.to_room(room, &format!("\"{}", records.join("<")));
+        ids
+    }
+
+    /// A private message to the client named `to`.
+    pub fn say_private(&self, to: &str, from_uid: &str, from_name: &str, text: &str, anonymous: bool) -> String {
+        let id = self.shared.new_id();
+        let kind = if anonymous { "@" } else { "" };
+        let record = format!(
+            "\"\"{}>{from_uid}>{}>cartoon/1>{}>ffffff>{kind}>ffffff>2>>{id}",
+            now(),
+            escape(from_name),
+            escape(text)
+        );
+        let inner = self.shared.lock();
+        for client in inner.clients.values().filter(|c| c.name == to) {
+            let _ = client.tx.send(record.clone());
+        }
+        id
+    }
+
+    /// Someone enters (`'1`) or leaves (`'3`) the room.
+    pub fn presence(&self, room: &str, uid: &str, name: &str, joined: bool) {
+        let code = if joined { "'1" } else { "'3" };
+        let line = format!("\"{}>cartoon/1>{}>{code}>66ccff>66ccff>2>>{uid}>''1>{room}>n", now(), escape(name));
+        self.shared.to_room(room, &line);
+    }
+
+    /// `uid` recalls message `id` in `room`.
+    pub fn recall(&self, room: &str, uid: &str, id: &str) {
+        self.shared.to_room(room, &format!("v0#{uid}_{id}\""));
+    }
+
+    /// A site-wide broadcast, to every client.
+    pub fn broadcast(&self, name: &str, text: &str) {
+        let packet = format!(
+            "={}>{}>614530>614530>2>cartoon/1>{}>uidb>>1866>57>2,100,0.5>f160",
+            escape(name),
+            escape(text),
+            now()
+        );
+        for client in self.shared.lock().clients.values() {
+            let _ = client.tx.send(packet.clone());
+        }
+    }
+
+    /// Sends a raw packet to every client in `room` (malformed and unknown packets).
+    pub fn raw(&self, room: &str, packet: &str) {
+        self.shared.to_room(room, packet);
+    }
+
+    /// Kicks the client named `name` (`-k`).
+    pub fn kick(&self, name: &str) {
+        for client in self.shared.lock().clients.values().filter(|c| c.name == name) {
+            let _ = client.tx.send("-k".to_owned());
+        }
+    }
+
+    /// Every later login is refused with this code (`None`: logins work again).
+    pub fn refuse_logins(&self, code: Option<&str>) {
+        self.shared.lock().refuse = code.map(str::to_owned);
+    }
+
+    /// Messages sent by clients, in order.
+    pub fn said(&self) -> Vec<Said> {
+        self.shared.lock().said.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Said> {
+        self.shared.said_tx.subscribe()
+    }
+
+    /// Recalls sent by clients: (room, client name, message id).
+    pub fn recalls(&self) -> Vec<(String, String, String)> {
+        self.shared.lock().recalls.clone()
+    }
+
+    /// Successful logins: (name, room).
+    pub fn logins(&self) -> Vec<(String, String)> {
+        self.shared.lock().logins.clone()
+    }
+
+    pub fn drop_connections(&self) {
+        let mut token = self.shared.connections.lock().expect("never poisoned");
+        token.cancel();
+        *token = CancellationToken::new();
+        drop(token);
+        self.server.drop_connections();
+    }
+}
+
+impl Drop for IiroseSim {
+    fn drop(&mut self) {
+        self.shared.connections.lock().expect("never poisoned").cancel();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("simulator lock is never poisoned")
+    }
+
+    fn new_id(&self) -> String {
+        format!("{:012}", 100_000_000_000 + self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn to_room(&self, room: &str, packet: &str) {
+        for client in self.lock().clients.values().filter(|c| c.room == room) {
+            let _ = client.tx.send(packet.to_owned());
+        }
+    }
+
+    fn publish(&self, room: &str, uid: &str, name: &str, text: &str, id: &str, time: i64) {
+        let record = public_record(time, name, text, uid, id);
+        self.lock().history.entry(room.to_owned()).or_default().push((id.to_owned(), record.clone()));
+        self.to_room(room, &format!("\"{record}"));
+    }
+
+    /// Handles a login; the client's registration or the refusal to send.
+    fn login(&self, json: &str, conn: u64, tx: &mpsc::UnboundedSender<String>) -> Result<(), String> {
+        let login: Value = serde_json::from_str(json).map_err(|_| "%*\"1".to_owned())?;
+        let (name, password, room) =
+            (login["n"].as_str().unwrap_or(""), login["p"].as_str().unwrap_or(""), login["r"].as_str().unwrap_or(""));
+        let mut inner = self.lock();
+        if let Some(code) = &inner.refuse {
+            return Err(format!("%*\"{code}"));
+        }
+        let user = self.config.users.iter().find(|u| u.name == name).ok_or("%*\"1")?;
+        if md5_hex(&user.password) != password {
+            return Err("%*\"2".into());
+        }
+        if !self.config.rooms.iter().any(|r| r == room) {
+            return Err("%*\"n0".into());
+        }
+        if inner.clients.values().any(|c| c.name == name) {
+            return Err("%*\"0".into());
+        }
+        inner.clients.insert(
+            conn,
+            Client { uid: user.uid.clone(), name: name.to_owned(), room: room.to_owned(), tx: tx.clone() },
+        );
+        inner.logins.push((name.to_owned(), room.to_owned()));
+        // The dump: some room data, then the recent history, newest first.
+        let history: Vec<String> =
+            inner.history.get(room).into_iter().flatten().rev().take(20).map(|(_, r)| r.clone()).collect();
+        let mut dump = format!("%u>{}>{room}", escape(name));
+        for record in history {
+            dump.push('<');
+            dump.push_str(&record);
+        }
+        let _ = tx.send(dump);
+        Ok(())
+    }
+
+    fn handle(&self, conn: u64, text: &str) {
+        let Some((uid, name, room)) =
+            self.lock().clients.get(&conn).map(|c| (c.uid.clone(), c.name.clone(), c.room.clone()))
+        else {
+            return;
+        };
+        if let Some(rest) = text.strip_prefix("v0*") {
+            let Some((peer, id)) = rest.split_once('#') else { return };
+            let packet = format!("v0*{peer}\"{uid}_{id}");
+            let mut inner = self.lock();
+            inner.recalls.push((format!("user/{peer}"), name, id.to_owned()));
+            for client in inner.clients.values().filter(|c| c.uid == peer || c.uid == uid) {
+                let _ = client.tx.send(packet.clone());
+            }
+            return;
+        }
+        if let Some(id) = text.strip_prefix("v0#") {
+            self.lock().recalls.push((room.clone(), name, id.to_owned()));
+            self.to_room(&room, &format!("v0#{uid}_{id}\""));
+            return;
+        }
+        let Ok(message) = serde_json::from_str::<Value>(text) else { return };
+        let (Some(m), Some(i)) = (message["m"].as_str(), message["i"].as_str()) else { return };
+        let to = message["g"].as_str().map(str::to_owned);
+        let said =
+            Said { room: room.clone(), name: name.clone(), text: m.to_owned(), id: i.to_owned(), to: to.clone() };
+        self.lock().said.push(said.clone());
+        let _ = self.said_tx.send(said);
+        match to {
+            None => self.publish(&room, &uid, &name, m, i, now()),
+            Some(peer) => {
+                let base =
+                    format!("\"\"{}>{uid}>{}>cartoon/1>{}>66ccff>>66ccff>2>>{i}", now(), escape(&name), escape(m));
+                let inner = self.lock();
+                for client in inner.clients.values() {
+                    if client.uid == peer {
+                        let _ = client.tx.send(base.clone());
+                    } else if client.uid == uid {
+                        let _ = client.tx.send(format!("{base}>{peer}>peer>2>66ccff>cartoon/1>"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn socket(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
+    let dropped = shared.connections.lock().expect("never poisoned").clone();
+    upgrade.on_upgrade(move |ws| session(ws, shared, dropped))
+}
+
+async fn session(mut ws: WebSocket, shared: Arc<Shared>, dropped: CancellationToken) {
+    let conn = shared.next.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    loop {
+        tokio::select! {
+            _ = dropped.cancelled() => break,
+            packet = rx.recv() => {
+                let Some(packet) = packet else { break };
+                if ws.send(Message::binary(encode_frame(&packet))).await.is_err() {
+                    break;
+                }
+            }
+            frame = ws.recv() => {
+                let bytes = match frame {
+                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                    Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
+                    Some(Ok(_)) => continue,
+                    _ => break,
+                };
+                let Ok(text) = decode_frame(&bytes) else { continue };
+                if let Some(login) = text.strip_prefix('*') {
+                    if let Err(refusal) = shared.login(login, conn, &tx) {
+                        let _ = ws.send(Message::binary(encode_frame(&refusal))).await;
+                    }
+                } else if !text.is_empty() {
+                    shared.handle(conn, &text);
+                }
+            }
+        }
+    }
+    shared.lock().clients.remove(&conn);
+}

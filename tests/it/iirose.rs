@@ -1,0 +1,215 @@
+//! IIROSE rooms bridged with Fishroom and with each other, through the simulators.
+
+use std::time::Duration;
+
+use chatbridge::adapters::AccountState;
+
+use crate::harness::{
+    FAST, LILY_ROOM, ROSE_ROOM, Running, account, eventually, fishroom, iirose, iirose_account, next_post, next_said,
+    settle, start, wait_state,
+};
+
+use chatbridge::sim::fishroom::FishroomSim;
+use chatbridge::sim::iirose::IiroseSim;
+
+/// IIROSE room `ROSE_ROOM` (account rose) and Fishroom `general` in bridge `b`.
+async fn with_fishroom(bridge_extra: &str) -> (IiroseSim, FishroomSim, Running) {
+    let sim = iirose().await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    // Said before the bridge arrives: in the login dump's history, never relayed.
+    sim.say(ROSE_ROOM, "u0", "oldtimer", "from before the bridge");
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"iirose.rose:{ROSE_ROOM}\", \"fishroom.tuna:general\"]\n{bridge_extra}",
+        iirose_account("rose", &sim, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["iirose.rose", "fishroom.tuna"]).await;
+    (sim, fish, running)
+}
+
+/// Two IIROSE rooms bridged by two accounts (rose in ROSE_ROOM, lily in LILY_ROOM).
+async fn two_rooms() -> (IiroseSim, Running) {
+    let sim = iirose().await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"roses\"\nrooms = [\"iirose.rose:{ROSE_ROOM}\", \"iirose.lily:{LILY_ROOM}\"]\n",
+        iirose_account("rose", &sim, ""),
+        iirose_account("lily", &sim, ""),
+    );
+    let running = start(&source, &["iirose.rose", "iirose.lily"]).await;
+    (sim, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_with_fishroom_both_ways_without_echoes_or_history() {
+    let (sim, fish, running) = with_fishroom("").await;
+    let (mut at_fish, mut at_rose) = (fish.subscribe(), sim.subscribe());
+    sim.say(ROSE_ROOM, "u1", "小明", "你好 <b>&amp;</b> \"quoted\"");
+    let post = next_post(&mut at_fish).await;
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[iirose] 小明", "你好 <b>&amp;</b> \"quoted\""));
+
+    fish.say("general", "irc", "alice", "hi there");
+    let said = next_said(&mut at_rose).await;
+    assert_eq!(said.text, "[fishroom] alice: hi there");
+    assert!(said.id.len() == 12 && said.id.bytes().all(|b| b.is_ascii_digit()), "{}", said.id);
+    assert_eq!((said.room.as_str(), said.name.as_str(), said.to), (ROSE_ROOM, "rosebot", None));
+
+    settle().await;
+    assert_eq!(fish.posted().len(), 1, "no history, no echo: {:?}", fish.posted());
+    assert_eq!(sim.said().len(), 1);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_relayed_in_time_order() {
+    let (sim, fish, running) = with_fishroom("").await;
+    let mut at_fish = fish.subscribe();
+    // Long enough to travel gzipped.
+    let long = "长".repeat(120);
+    sim.say_batch(ROSE_ROOM, &[("u1", "a", "first"), ("u2", "b", &long), ("u3", "c", "third")]);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next_post(&mut at_fish).await.content);
+    }
+    assert_eq!(got, ["first".to_owned(), long, "third".to_owned()]);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_and_mentions_in_both_directions() {
+    let (sim, running) = two_rooms().await;
+    let mut said = sim.subscribe();
+    // bob has spoken in lily's room: the bridge knows him there.
+    sim.say(LILY_ROOM, "ub", "bob", "hello");
+    assert_eq!(next_said(&mut said).await.room, ROSE_ROOM);
+    let question = "is the stream on?";
+    sim.say(ROSE_ROOM, "ua", "alice", question);
+    let copy = next_said(&mut said).await;
+    assert_eq!((copy.room.as_str(), copy.text.as_str()), (LILY_ROOM, "[iirose] alice: is the stream on?"));
+
+    // carol quotes alice in rose's room and mentions bob.
+    let time = chatbridge::model::Time::now().0 / 1000;
+    sim.say(ROSE_ROOM, "uc", "carol", &format!("{question} (_hr) alice_{time} (hr_) yes!  [*bob*]  see?"));
+    let reply = next_said(&mut said).await;
+    assert_eq!(reply.room, LILY_ROOM);
+    // The quote points at lily's copy (its sender and text), and bob is a native mention there.
+    let (quoted, new) = reply.text.split_once(" (hr_) ").expect("quote syntax");
+    assert!(quoted.starts_with("[iirose] alice: is the stream on? (_hr) lilybot_"), "{}", reply.text);
+    assert_eq!(new, "[iirose] carol: yes!  [*bob*]  see?");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recall_in_one_room_recalls_the_copy_in_the_other() {
+    let (sim, running) = two_rooms().await;
+    let mut said = sim.subscribe();
+    let original = sim.say(ROSE_ROOM, "ua", "alice", "oops, wrong room");
+    let copy = next_said(&mut said).await;
+    assert_eq!(copy.room, LILY_ROOM);
+    sim.recall(ROSE_ROOM, "ua", &original);
+    eventually("lily recalls its copy", || !sim.recalls().is_empty()).await;
+    settle().await;
+    assert_eq!(sim.recalls(), [(LILY_ROOM.to_owned(), "lilybot".to_owned(), copy.id)]);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_and_anonymous_messages_never_reach_a_room_bridge() {
+    let sim = iirose().await;
+    let fish = fishroom(&["general", "dm"], &[("11", "key", "bridge"), ("12", "key2", "dm")]).await;
+    let source = format!(
+        "{FAST}{}{}{}\n[[bridge]]\nname = \"room\"\nrooms = [\"iirose.rose:{ROSE_ROOM}\", \"fishroom.tuna:general\"]\n\
+         [[bridge]]\nname = \"dm\"\nrooms = [\"iirose.rose:user/u9\", \"fishroom.dm:dm\"]\n",
+        iirose_account("rose", &sim, ""),
+        account("tuna", &fish, "11", "key"),
+        account("dm", &fish, "12", "key2"),
+    );
+    let running = start(&source, &["iirose.rose", "fishroom.tuna", "fishroom.dm"]).await;
+    let mut at_fish = fish.subscribe();
+    sim.say_private("rosebot", "u9", "dora", "just between us", false);
+    let post = next_post(&mut at_fish).await;
+    assert_eq!(
+        (post.room.as_str(), post.sender.as_str(), post.content.as_str()),
+        ("dm", "[iirose] dora", "just between us")
+    );
+    sim.say_private("rosebot", "u9", "dora", "guess who", true);
+    sim.say_private("rosebot", "u7", "eve", "to nobody's bridge", false);
+    settle().await;
+    let posted = fish.posted();
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert!(posted.iter().all(|p| p.room != "general"));
+
+    // Answering in the DM bridge goes back privately.
+    let mut said = sim.subscribe();
+    fish.say("dm", "irc", "frank", "hello dora");
+    let reply = next_said(&mut said).await;
+    assert_eq!((reply.to.as_deref(), reply.text.as_str()), (Some("u9"), "[fishroom] frank: hello dora"));
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_leaves_and_broadcasts_follow_the_events_filter() {
+    let (sim, fish, running) = with_fishroom("events = [\"message\", \"join\", \"leave\"]\n").await;
+    let mut at_fish = fish.subscribe();
+    sim.presence(ROSE_ROOM, "uc", "carol", true);
+    assert_eq!(next_post(&mut at_fish).await.content, "carol joined");
+    sim.broadcast("上学", "site-wide news");
+    sim.raw(ROSE_ROOM, "&1some media>now");
+    sim.presence(ROSE_ROOM, "uc", "carol", false);
+    assert_eq!(next_post(&mut at_fish).await.content, "carol left", "the broadcast is a notice: not asked for");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_a_drop_and_a_kick() {
+    let (sim, fish, running) = with_fishroom("").await;
+    let mut at_fish = fish.subscribe();
+    sim.drop_connections();
+    wait_state(&running, &["iirose.rose"], |s| matches!(s, AccountState::BackingOff { .. })).await;
+    wait_state(&running, &["iirose.rose"], |s| *s == AccountState::Connected).await;
+    sim.kick("rosebot");
+    eventually("logged in again after the kick", || sim.logins().len() == 3).await;
+    wait_state(&running, &["iirose.rose"], |s| *s == AccountState::Connected).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sim.say(ROSE_ROOM, "u1", "小明", "still bridged");
+    assert_eq!(next_post(&mut at_fish).await.content, "still bridged");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_errors_stop_the_account_with_their_cause() {
+    for (code, cause) in [
+        ("0", "name is taken"),
+        ("1", "no such user"),
+        ("2", "wrong password"),
+        ("5", "room password"),
+        ("x7", "banned"),
+        ("4", "daily login attempts"),
+    ] {
+        let sim = iirose().await;
+        sim.refuse_logins(Some(code));
+        let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+        let source = format!(
+            "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"iirose.rose:{ROSE_ROOM}\", \"fishroom.tuna:general\"]\n",
+            iirose_account("rose", &sim, ""),
+            account("tuna", &fish, "11", "key"),
+        );
+        let running = start(&source, &["fishroom.tuna"]).await;
+        wait_state(
+            &running,
+            &["iirose.rose"],
+            |s| matches!(s, AccountState::Stopped { reason } if reason.contains(cause)),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(sim.logins().is_empty());
+        let states = running.daemon().states();
+        let state = states.borrow().iter().find(|(a, _)| a.to_string() == "iirose.rose").map(|(_, s)| s.clone());
+        if code == "4" {
+            assert!(
+                matches!(&state, Some(AccountState::Stopped { reason }) if reason.contains("trying again in")),
+                "{state:?}"
+            );
+        }
+        running.shutdown().await;
+    }
+}

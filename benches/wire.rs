@@ -45,5 +45,40 @@ fn missevan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, missevan);
+/// A large captured-style batch: 200 public records, newest first, gzipped as the server sends it.
+fn iirose(c: &mut Criterion) {
+    use chatbridge::adapters::iirose::wire::{
+        Packet, Record, decode_frame, encode_frame, escape, parse_packet, parse_text,
+    };
+    let records: Vec<String> = (0..200)
+        .rev()
+        .map(|i| {
+            let text = escape(&format!("第{i}条消息 (_hr) 上学_1762414014 (hr_) 回复 [*小学*]  看 [https://r.iirose.com/i/{i}.jpg] & <ok>"));
+            format!("{}>http://r.iirose.com/i/4017-4V.jpg>上学{i}>{text}>614530>614530>2>>679a51f1d4893>''1866'57'2,100,0.5>{:012}", 1762612113 + i, i)
+        })
+        .collect();
+    let packet = format!("\"{}", records.join("<"));
+    let frame = encode_frame(&packet);
+    let mut group = c.benchmark_group("iirose");
+    group.throughput(Throughput::Bytes(packet.len() as u64));
+    group.bench_function("batch_packet", |b| {
+        b.iter(|| {
+            parse_packet(&packet)
+                .into_iter()
+                .map(|p| match p {
+                    Packet::Chat { public, .. } => public
+                        .iter()
+                        .map(|r| if let Record::Message(m) = r { parse_text(&m.text).0.0.len() } else { 0 })
+                        .sum(),
+                    _ => 0,
+                })
+                .sum::<usize>()
+        })
+    });
+    group.throughput(Throughput::Bytes(frame.len() as u64));
+    group.bench_function("batch_frame_gzip", |b| b.iter(|| parse_packet(&decode_frame(&frame).unwrap()).len()));
+    group.finish();
+}
+
+criterion_group!(benches, missevan, iirose);
 criterion_main!(benches);

@@ -1,5 +1,5 @@
-//! `chatbridge demo`: simulated platforms on loopback — two Fishroom servers and a Missevan live room —
-//! one bridge joining a room on each, and a short scripted conversation. Every relayed message is printed
+//! `chatbridge demo`: simulated platforms on loopback — two Fishroom servers, a Missevan live room and an
+//! IIROSE room — one bridge joining a room on each, and a short scripted conversation. Every relayed message is printed
 //! as the destination receives it.
 
 use std::time::Duration;
@@ -12,19 +12,23 @@ use crate::Daemon;
 use crate::adapters::AccountState;
 use crate::config::Config;
 use crate::sim::fishroom::{FishroomSim, FishroomSimConfig};
+use crate::sim::iirose::{IiroseSim, IiroseSimConfig, SimUser};
 use crate::sim::missevan::{MissevanSim, MissevanSimConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
 const LIVE_ROOM: u64 = 868858631;
 const MISSEVAN_TOKEN: &str = "demo-login-token";
+const ROSE_ROOM: &str = "5ce6a4b520a90";
 /// The rooms, as the bridge names them.
-const ROOMS: [&str; 3] = ["fishroom.tuna:general", "fishroom.lug:chat", "missevan.fm:868858631"];
+const ROOMS: [&str; 4] =
+    ["fishroom.tuna:general", "fishroom.lug:chat", "missevan.fm:868858631", "iirose.rose:5ce6a4b520a90"];
 
 /// Who says what, where: (room index, sender, text).
-const SCRIPT: [(usize, &str, &str); 5] = [
+const SCRIPT: [(usize, &str, &str); 6] = [
     (0, "alice", "Hello from IRC on the tuna server!"),
     (2, "小明", "晚上好！Greetings from the Missevan live room."),
-    (1, "bob", "Hi both, this is Telegram on the lug server."),
+    (3, "上学", "蔷薇花园 says hi <3 & welcome"),
+    (1, "bob", "Hi all, this is Telegram on the lug server."),
     (0, "alice", "Each message reaches every other room once, formatted, and never comes back."),
     (2, "小明", "@alice 👋"),
 ];
@@ -32,6 +36,7 @@ const SCRIPT: [(usize, &str, &str); 5] = [
 struct Platforms {
     fishroom: [FishroomSim; 2],
     missevan: MissevanSim,
+    iirose: IiroseSim,
 }
 
 impl Platforms {
@@ -46,7 +51,12 @@ impl Platforms {
             ..MissevanSimConfig::default()
         };
         let missevan = MissevanSim::start(config).await.context("starting a simulated Missevan site")?;
-        Ok(Self { fishroom, missevan })
+        let config = IiroseSimConfig {
+            rooms: vec![ROSE_ROOM.to_owned()],
+            users: vec![SimUser { uid: "5b0fe8a3b1ff2".into(), name: "rosebot".into(), password: "demo-rose".into() }],
+        };
+        let iirose = IiroseSim::start(config).await.context("starting a simulated IIROSE server")?;
+        Ok(Self { fishroom, missevan, iirose })
     }
 
     fn config(&self) -> String {
@@ -71,14 +81,21 @@ cookie = "token={MISSEVAN_TOKEN}"
 api_url = "{fm_api}"
 ws_url = "{fm_ws}"
 
+[accounts.iirose.rose]
+username = "rosebot"
+password = "demo-rose"
+ws_url = "{rose}"
+
 [[bridge]]
 name = "demo"
-rooms = ["{}", "{}", "{}"]
+rooms = ["{}", "{}", "{}", "{}"]
 nick_format = "[{{platform}}/{{account}}] {{nick}}"
 "#,
             ROOMS[0],
             ROOMS[1],
             ROOMS[2],
+            ROOMS[3],
+            rose = self.iirose.ws_url(),
             tuna = self.fishroom[0].api_url(),
             lug = self.fishroom[1].api_url(),
             fm_api = self.missevan.api_url(),
@@ -91,8 +108,11 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
         match index {
             0 => self.fishroom[0].say("general", "irc", sender, text),
             1 => self.fishroom[1].say("chat", "telegram", sender, text),
-            _ => {
+            2 => {
                 self.missevan.say(LIVE_ROOM, 42, sender, text);
+            }
+            _ => {
+                self.iirose.say(ROSE_ROOM, "679a51f1d4893", sender, text);
             }
         }
     }
@@ -104,23 +124,33 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
             let relayed = relayed.clone();
             tokio::spawn(async move {
                 while let Ok(post) = posted.recv().await {
-                    println!("    → {name:<24} {}: {}", post.sender, post.content);
+                    println!("    → {name:<26} {}: {}", post.sender, post.content);
                     let _ = relayed.send(());
                 }
             });
         }
         let mut sent = self.missevan.subscribe();
-        let relayed = relayed.clone();
+        let arrived = relayed.clone();
         tokio::spawn(async move {
             while let Ok(message) = sent.recv().await {
-                println!("    → {:<24} {}", ROOMS[2], message.message);
-                let _ = relayed.send(());
+                println!("    → {:<26} {}", ROOMS[2], message.message);
+                let _ = arrived.send(());
+            }
+        });
+        let mut said = self.iirose.subscribe();
+        let arrived = relayed.clone();
+        tokio::spawn(async move {
+            while let Ok(said) = said.recv().await {
+                println!("    → {:<26} {}", ROOMS[3], said.text);
+                let _ = arrived.send(());
             }
         });
     }
 
     fn arrivals(&self) -> usize {
-        self.fishroom.iter().map(|s| s.posted().len()).sum::<usize>() + self.missevan.sent().len()
+        self.fishroom.iter().map(|s| s.posted().len()).sum::<usize>()
+            + self.missevan.sent().len()
+            + self.iirose.said().len()
     }
 }
 

@@ -44,12 +44,14 @@ fn the_demo_relays_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let relayed: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with('→')).collect();
-    assert_eq!(relayed.len(), 10, "{stdout}");
+    assert_eq!(relayed.len(), 18, "{stdout}");
     let arrived = |room: &str, text: &str| relayed.iter().any(|l| l.contains(room) && l.contains(text));
     assert!(arrived("fishroom.lug:chat", "[fishroom/tuna] alice: Hello from IRC"), "{stdout}");
     assert!(arrived("missevan.fm:868858631", "[fishroom] alice: Hello from IRC"), "{stdout}");
     assert!(arrived("fishroom.tuna:general", "[missevan/fm] 小明: 晚上好"), "{stdout}");
-    assert!(stdout.contains("10 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
+    assert!(arrived("iirose.rose:5ce6a4b520a90", "[missevan] 小明: 晚上好"), "{stdout}");
+    assert!(arrived("missevan.fm:868858631", "[iirose] 上学: 蔷薇花园 says hi <3 & welcome"), "{stdout}");
+    assert!(stdout.contains("18 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
 }
 
 fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {

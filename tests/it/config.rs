@@ -64,14 +64,23 @@ fn check(file: &Path, env: &[(&str, &str)]) -> std::process::Output {
 #[test]
 fn the_example_file_is_valid_and_check_summarises_it() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    let out = check(&example, &[("FISHROOM_KEY", "k1"), ("FISHROOM_LUG_KEY", "k2"), ("MISSEVAN_COOKIE", "token=t")]);
+    let out = check(
+        &example,
+        &[
+            ("FISHROOM_KEY", "k1"),
+            ("FISHROOM_LUG_KEY", "k2"),
+            ("MISSEVAN_COOKIE", "token=t"),
+            ("IIROSE_PASSWORD", "pw"),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "ok");
     assert_eq!(
         lines[1],
-        "bridge fans: 3 rooms: fishroom.tuna:general (inout), fishroom.lug:chat (inout), missevan.fm:868858631 (inout)"
+        "bridge fans: 4 rooms: fishroom.tuna:general (inout), fishroom.lug:chat (inout), missevan.fm:868858631 (inout), \
+         iirose.rose:5ce6a4b520a90 (inout)"
     );
     assert_eq!(lines[2], "bridge announcements: 2 rooms: fishroom.tuna:general (in), fishroom.lug:announce (out)");
     assert_eq!(lines.len(), 3);
@@ -80,14 +89,15 @@ fn the_example_file_is_valid_and_check_summarises_it() {
 #[test]
 fn check_lists_every_problem_and_fails() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    // Without the environment variables all three secrets are unreadable: three problems, one run.
+    // Without the environment variables all four secrets are unreadable: four problems, one run.
     let out = check(&example, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`FISHROOM_KEY` is not set"), "{stderr}");
     assert!(stderr.contains("`FISHROOM_LUG_KEY` is not set"), "{stderr}");
     assert!(stderr.contains("`MISSEVAN_COOKIE` is not set"), "{stderr}");
-    assert!(stderr.contains("3 problem(s) found."), "{stderr}");
+    assert!(stderr.contains("`IIROSE_PASSWORD` is not set"), "{stderr}");
+    assert!(stderr.contains("4 problem(s) found."), "{stderr}");
     assert!(out.stdout.is_empty());
 }
 

@@ -71,7 +71,7 @@ pub fn escape(text: &str) -> String {
 /// One level of escaping undone. (Decoding until nothing changes, as one client does, would turn a
 /// literal `&lt;` someone typed into `<`.)
 pub fn unescape(field: &str) -> String {
-    html_escape::decode_html_entities(field).into_owned()
+    htmlize::unescape(field).into_owned()
 }
 
 /// Lowercase hex MD5.
@@ -210,7 +210,7 @@ fn parse_one(text: &str) -> Packet {
     }
     if let Some(rest) = text.strip_prefix('=') {
         let f = fields(rest);
-        let get = |i: usize| f.get(i).cloned().unwrap_or_default();
+        let get = |i: usize| f.get(i).map_or_else(String::new, |f| unescape(f));
         return Packet::Broadcast { name: get(0), text: get(1), uid: get(7) };
     }
     if text == "-k" {
@@ -223,13 +223,13 @@ fn parse_one(text: &str) -> Packet {
     Packet::Other { kind, raw: text.to_owned() }
 }
 
-fn records(part: &str) -> impl Iterator<Item = Vec<String>> + '_ {
+fn records(part: &str) -> impl Iterator<Item = Vec<&str>> + '_ {
     part.split('<').filter(|r| !r.is_empty()).map(fields)
 }
 
-/// Split on `>`, then unescape each field.
-fn fields(record: &str) -> Vec<String> {
-    record.split('>').map(unescape).collect()
+/// Split on `>`; each field is unescaped after, when it is used.
+fn fields(record: &str) -> Vec<&str> {
+    record.split('>').collect()
 }
 
 fn time_of(record: &Record) -> i64 {
@@ -245,9 +245,9 @@ fn sort_records(records: &mut [Record]) {
     records.sort_by_key(time_of);
 }
 
-fn public_record(f: &[String]) -> Record {
+fn public_record(f: &[&str]) -> Record {
     let time = f.first().and_then(|t| t.parse().ok());
-    let presence = f.get(3).and_then(|t| match t.as_bytes() {
+    let presence = f.get(3).and_then(|t| match unescape(t).as_bytes() {
         [b'\'', b'1', ..] => Some(Presence::Joined),
         [b'\'', b'2', ..] => Some(Presence::Moved),
         [b'\'', b'3', ..] => Some(Presence::Left),
@@ -255,33 +255,33 @@ fn public_record(f: &[String]) -> Record {
     });
     match (time, presence) {
         (Some(time), Some(presence)) if f.len() >= 11 => {
-            Record::System { presence, time, name: f[2].clone(), uid: f[8].clone() }
+            Record::System { presence, time, name: unescape(f[2]), uid: unescape(f[8]) }
         }
         (Some(time), None) if f.len() == 11 => Record::Message(PublicMessage {
             time,
-            avatar: f[1].clone(),
-            name: f[2].clone(),
-            text: f[3].clone(),
-            uid: f[8].clone(),
-            msg_id: f[10].clone(),
+            avatar: unescape(f[1]),
+            name: unescape(f[2]),
+            text: unescape(f[3]),
+            uid: unescape(f[8]),
+            msg_id: unescape(f[10]),
         }),
-        _ => Record::Other(f.join(">")),
+        _ => Record::Other(f.iter().map(|f| unescape(f)).collect::<Vec<_>>().join(">")),
     }
 }
 
-fn private_record(f: &[String]) -> Option<PrivateMessage> {
+fn private_record(f: &[&str]) -> Option<PrivateMessage> {
     if f.len() < 11 {
         return None;
     }
     Some(PrivateMessage {
         time: f[0].parse().ok()?,
-        uid: f[1].clone(),
-        name: f[2].clone(),
-        avatar: f[3].clone(),
-        text: f[4].clone(),
+        uid: unescape(f[1]),
+        name: unescape(f[2]),
+        avatar: unescape(f[3]),
+        text: unescape(f[4]),
         anonymous: f[6] == "@",
-        msg_id: f[10].clone(),
-        receiver: f.get(11).filter(|r| !r.is_empty()).cloned(),
+        msg_id: unescape(f[10]),
+        receiver: f.get(11).filter(|r| !r.is_empty()).map(|r| unescape(r)),
     })
 }
 
@@ -289,12 +289,15 @@ const QUOTE_END: &str = " (hr_) ";
 const QUOTE_MARK: &str = " (_hr) ";
 
 static MARKUP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|\s)\[\*(?P<mention>[^\]]+?)\*\](?:\s|$)|(?:^|\s)\[_(?P<room>[0-9A-Za-z]+)_\](?:\s|$)|\[(?P<image>https?://[^\]\s]+)\]")
+    Regex::new(r"(?:^|\s)\[\*(?P<mention>[^\]]+)\*\](?:\s|$)|(?:^|\s)\[_(?P<room>[0-9A-Za-z]+)_\](?:\s|$)|\[(?P<image>https?://[^\]\s]+)\]")
         .expect("valid pattern")
 });
 
 /// Message text as segments, with the quote chain (if any) as the reply: `quoted (_hr) name_time (hr_) new`.
 pub fn parse_text(text: &str) -> (Content, Option<Reply>) {
+    if text.is_empty() {
+        return (Content::default(), None);
+    }
     let (reply, new) = match text.rsplit_once(QUOTE_END) {
         Some((chain, new)) => {
             // The innermost quote is the last `quoted (_hr) name_time` of the chain.
@@ -317,6 +320,9 @@ pub fn parse_text(text: &str) -> (Content, Option<Reply>) {
 }
 
 fn segments(text: &str) -> Content {
+    if !text.contains('[') {
+        return Content::text(text);
+    }
     let mut out = Vec::new();
     let mut last = 0;
     for caps in MARKUP.captures_iter(text) {

@@ -244,7 +244,7 @@ static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<[^>]*>").expect("va
 /// Horn and notice HTML (`<font color=…>`) as plain text, entities decoded.
 pub fn html_to_text(html: &str) -> String {
     let stripped = TAG.replace_all(html, "");
-    html_escape::decode_html_entities(&stripped).into_owned()
+    htmlize::unescape(stripped.as_ref()).into_owned()
 }
 
 /// Maps one item of this room to events. `raw` is the item as received, for `Unsupported`.

@@ -60,6 +60,8 @@ struct Inner {
     recalls: Vec<(String, String, String)>,
     logins: Vec<(String, String)>,
     refuse: Option<String>,
+    /// Clients' messages are taken and dropped: no echo, no delivery.
+    swallow: bool,
 }
 
 struct Shared {
@@ -183,6 +185,11 @@ impl IiroseSim {
         self.shared.lock().refuse = code.map(str::to_owned);
     }
 
+    /// Clients' messages vanish (true) or are delivered and echoed again (false).
+    pub fn swallow_messages(&self, swallow: bool) {
+        self.shared.lock().swallow = swallow;
+    }
+
     /// Messages sent by clients, in order.
     pub fn said(&self) -> Vec<Said> {
         self.shared.lock().said.clone()
@@ -296,6 +303,9 @@ impl Shared {
             return;
         }
         let Ok(message) = serde_json::from_str::<Value>(text) else { return };
+        if self.lock().swallow {
+            return;
+        }
         let (Some(m), Some(i)) = (message["m"].as_str(), message["i"].as_str()) else { return };
         let to = message["g"].as_str().map(str::to_owned);
         let said =

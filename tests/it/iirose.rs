@@ -213,3 +213,19 @@ async fn login_errors_stop_the_account_with_their_cause() {
         running.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_its_echo_is_retried_then_given_up() {
+    let (sim, fish, running) = with_fishroom("").await;
+    let stats = running.daemon().stats();
+    sim.swallow_messages(true);
+    fish.say("general", "irc", "alice", "into the void");
+    // echo_timeout is 2 s here and max_attempts 3: given up after three silent attempts.
+    eventually("the message is given up", || stats.dropped.get() == 1).await;
+    sim.swallow_messages(false);
+    let mut said = sim.subscribe();
+    fish.say("general", "irc", "alice", "heard this time");
+    assert_eq!(next_said(&mut said).await.text, "[fishroom] alice: heard this time");
+    eventually("its echo confirms it", || stats.relayed.get() == 1).await;
+    running.shutdown().await;
+}

@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod fishroom;
+pub mod heihei;
 pub mod iirose;
 pub mod missevan;
 pub mod retry;
@@ -83,6 +84,8 @@ pub struct SendRequest {
     pub client_ids: Vec<RemoteId>,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// When the event happened (messages that cannot be delivered for too long are given up).
+    pub event_time: crate::model::Time,
 }
 
 /// A room of an account, with the directions it is used in.
@@ -222,6 +225,7 @@ pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
         AccountConfig::Fishroom(config) => Box::new(fishroom::FishroomAdapter::new(config.clone())),
         AccountConfig::Missevan(config) => Box::new(missevan::MissevanAdapter::new(config.clone())),
         AccountConfig::Iirose(config) => Box::new(iirose::IiroseAdapter::new(config.clone())),
+        AccountConfig::Heihei(config) => Box::new(heihei::HeiheiAdapter::new(config.clone())),
     }
 }
 

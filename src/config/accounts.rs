@@ -14,6 +14,7 @@ pub enum AccountConfig {
     Fishroom(FishroomAccount),
     Missevan(MissevanAccount),
     Iirose(IiroseAccount),
+    Heihei(HeiheiAccount),
 }
 
 impl AccountConfig {
@@ -22,6 +23,7 @@ impl AccountConfig {
             AccountConfig::Fishroom(_) => Platform::Fishroom,
             AccountConfig::Missevan(_) => Platform::Missevan,
             AccountConfig::Iirose(_) => Platform::Iirose,
+            AccountConfig::Heihei(_) => Platform::Heihei,
         }
     }
 }
@@ -58,6 +60,27 @@ pub struct IiroseAccount {
     pub echo_timeout: Duration,
     pub request_timeout: Duration,
 }
+
+/// `[accounts.heihei.<name>]`: a Heihei (黑黑) user, by its login token.
+#[derive(Clone, Debug)]
+pub struct HeiheiAccount {
+    pub token: Secret,
+    /// The endpoint map comes from here.
+    pub init_url: Url,
+    /// Overrides the `message.channel` websocket of the endpoint map.
+    pub channel_url: Option<Url>,
+    /// Overrides the API root (`…/api`) of the endpoint map.
+    pub api_url: Option<Url>,
+    /// Our own user id, for recognising our echoes (learned from them otherwise).
+    pub user_id: Option<u64>,
+    /// Websocket ping period; three unanswered pings mean a dead socket.
+    pub ping_interval: Duration,
+    /// How long a message for a host who is off air may wait for the next broadcast.
+    pub offair_max_age: Duration,
+    pub request_timeout: Duration,
+}
+
+pub const HEIHEI_DEFAULT_INIT: &str = "https://api.wmlives.cn/api/init";
 
 pub const IIROSE_DEFAULT_WS: &str = "wss://m2.iirose.com:8778";
 
@@ -152,6 +175,27 @@ pub(crate) fn parse_account(
                 request_timeout,
             })
         }
+        Platform::Heihei => {
+            let token = secret(&mut fields, "token", what, report);
+            let init_url = url(&mut fields, "init_url", HEIHEI_DEFAULT_INIT, report);
+            let channel_url = optional_url(&mut fields, "channel_url", report);
+            let api_url = optional_url(&mut fields, "api_url", report);
+            let user_id = fields.positive_int("user_id", report);
+            let ping_interval = fields.duration("ping_interval", report).unwrap_or(Duration::from_secs(5));
+            let offair_max_age = fields.duration("offair_max_age", report).unwrap_or(Duration::from_secs(600));
+            let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
+            fields.deny_unknown(what, report);
+            AccountConfig::Heihei(HeiheiAccount {
+                token: token?,
+                init_url: init_url?,
+                channel_url: channel_url?,
+                api_url: api_url?,
+                user_id,
+                ping_interval,
+                offair_max_age,
+                request_timeout,
+            })
+        }
         other => {
             report.error(&fields.span, format!("platform `{other}` has no adapter in this build yet"));
             return None;
@@ -161,11 +205,19 @@ pub(crate) fn parse_account(
 }
 
 fn url(fields: &mut Fields<'_, '_>, key: &'static str, default: &str, report: &mut Report<'_>) -> Option<Url> {
+    match optional_url(fields, key, report)? {
+        Some(url) => Some(url),
+        None => Some(Url::parse(default).expect("default URLs are valid")),
+    }
+}
+
+/// `Some(None)` when the key is absent, `None` when it is wrong (reported).
+fn optional_url(fields: &mut Fields<'_, '_>, key: &'static str, report: &mut Report<'_>) -> Option<Option<Url>> {
     let Some((text, span)) = fields.str(key, report) else {
-        return Some(Url::parse(default).expect("default URLs are valid"));
+        return Some(None);
     };
     match Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https" | "ws" | "wss") => Some(url),
+        Ok(url) if matches!(url.scheme(), "http" | "https" | "ws" | "wss") => Some(Some(url)),
         Ok(url) => {
             report.error(&span, format!("`{key}` has scheme `{}`; expected http, https, ws or wss", url.scheme()));
             None
@@ -225,6 +277,11 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
             let id = room.strip_prefix("user/").unwrap_or(room);
             !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())
         }
+        // `host/<userId>`, `live/<liveId>`, `im/<userId>`.
+        Platform::Heihei => ["host/", "live/", "im/"].iter().any(|p| {
+            room.strip_prefix(p)
+                .is_some_and(|id| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit()))
+        }),
         // A live room id.
         Platform::Missevan => !room.is_empty() && room.len() <= 19 && room.bytes().all(|b| b.is_ascii_digit()),
         _ => !room.is_empty(),
@@ -234,6 +291,7 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
             Platform::Fishroom => "a Fishroom room name of letters, digits, `_` and `-`",
             Platform::Missevan => "a Missevan live room id (digits)",
             Platform::Iirose => "an IIROSE room id (letters and digits) or `user/<uid>`",
+            Platform::Heihei => "a Heihei room: `host/<userId>`, `live/<liveId>` or `im/<userId>`",
             _ => "a room",
         };
         report.error(span, format!("room `{room}` is not {form}"));

@@ -71,6 +71,18 @@ pub(super) fn parse(
         }
         bridges.push(bridge);
     }
+    // Heihei IM is receive-only: the platform documents no client-side IM send.
+    for bridge in &bridges {
+        for room in &bridge.rooms {
+            if room.addr.platform() == Platform::Heihei
+                && room.addr.room.as_str().starts_with("im/")
+                && room.direction.receives()
+                && let Some((_, span)) = all_rooms.iter().find(|(r, _)| r == &room.addr)
+            {
+                report.error(span, format!("`{}` is a Heihei IM conversation, which can only be read (the platform documents no way to send IM): give it direction = \"in\"", room.addr));
+            }
+        }
+    }
     // An IIROSE session logs into a room: private conversations alone give it none.
     let mut iirose_rooms: BTreeMap<AccountId, (bool, Span)> = BTreeMap::new();
     for (room, span) in &all_rooms {

@@ -258,6 +258,7 @@ impl Router {
                 action,
                 client_ids: item.client_ids.clone(),
                 attempt: item.attempts,
+                event_time: item.event.time,
             };
             if link.sends.send(request).is_err() {
                 self.stats.dropped.inc();

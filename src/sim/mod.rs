@@ -3,6 +3,7 @@
 //! fail on purpose). They serve `chatbridge demo`, the integration tests and the benchmarks.
 
 pub mod fishroom;
+pub mod heihei;
 pub mod iirose;
 pub mod missevan;
 
@@ -31,7 +32,19 @@ pub struct SimServer {
 impl SimServer {
     /// Listens on `127.0.0.1:0`.
     pub async fn start(app: axum::Router) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at("127.0.0.1:0".parse().expect("a valid address"), app).await
+    }
+
+    /// Serves on a listener already bound (by a simulator that needed its address to build its routes).
+    pub fn from_listener(listener: TcpListener, app: axum::Router) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (control, task) = spawn(listener, app.clone());
+        Ok(Self { addr, app, control, task })
+    }
+
+    /// Listens on `addr`.
+    pub async fn start_at(addr: SocketAddr, app: axum::Router) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (control, task) = spawn(listener, app.clone());
         Ok(Self { addr, app, control, task })

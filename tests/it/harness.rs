@@ -6,6 +6,7 @@ use chatbridge::Daemon;
 use chatbridge::adapters::AccountState;
 use chatbridge::config::Config;
 use chatbridge::sim::fishroom::{FishroomSim, FishroomSimConfig, Posted};
+use chatbridge::sim::heihei::{HeiheiSim, HeiheiSimConfig, SentMsg as HeiheiSent};
 use chatbridge::sim::iirose::{IiroseSim, IiroseSimConfig, Said, SimUser};
 use chatbridge::sim::missevan::{MissevanSim, MissevanSimConfig, SentMessage};
 use tokio::sync::broadcast;
@@ -200,4 +201,27 @@ pub fn iirose_account(name: &str, sim: &IiroseSim, extra: &str) -> String {
 /// The next message a bridge member sends on the IIROSE simulator.
 pub async fn next_said(said: &mut broadcast::Receiver<Said>) -> Said {
     tokio::time::timeout(DEADLINE, said.recv()).await.expect("a message is said in time").expect("the simulator runs")
+}
+
+pub const HEIHEI_TOKEN: &str = "hh-token-3a7c9e01";
+pub const HEIHEI_HOST: u64 = 38298237;
+
+/// A simulated Heihei server with one host, off air until the test starts a broadcast.
+pub async fn heihei() -> HeiheiSim {
+    let config = HeiheiSimConfig { token: HEIHEI_TOKEN.to_owned(), user_id: 777, hosts: vec![HEIHEI_HOST] };
+    HeiheiSim::start(config).await.expect("the simulator starts")
+}
+
+/// An `[accounts.heihei.<name>]` table for `sim`.
+pub fn heihei_account(name: &str, sim: &HeiheiSim, extra: &str) -> String {
+    format!(
+        "\n[accounts.heihei.{name}]\ntoken = \"{HEIHEI_TOKEN}\"\ninit_url = \"{}\"\nping_interval = \"1s\"\n\
+         request_timeout = \"3s\"\n{extra}",
+        sim.init_url()
+    )
+}
+
+/// The next message the bridge sends through Heihei's `sendMsg`.
+pub async fn next_heihei(sent: &mut broadcast::Receiver<HeiheiSent>) -> HeiheiSent {
+    tokio::time::timeout(DEADLINE, sent.recv()).await.expect("a message is sent in time").expect("the simulator runs")
 }

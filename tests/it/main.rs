@@ -4,5 +4,6 @@ mod binary;
 mod config;
 mod fishroom;
 mod harness;
+mod heihei;
 mod iirose;
 mod missevan;

@@ -1,0 +1,205 @@
+//! Heihei (黑黑) live rooms and IM (`shared/protocols.md` §4): endpoint discovery through `init`, one
+//! channel websocket per account, and a follower per room that keeps track of the host's current broadcast
+//! (each broadcast has its own `liveId`, which sending needs).
+
+mod client;
+mod gateway;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use reqwest::Url;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use super::retry::describe;
+use super::{AccountStop, Adapter, AdapterContext, SendRequest};
+use crate::config::HeiheiAccount;
+use crate::model::{Capabilities, RoomId};
+
+/// Texts remembered as sent, for recognising their echoes (the platform documents none).
+const SENT_MEMORY: usize = 256;
+
+pub struct HeiheiAdapter {
+    config: HeiheiAccount,
+}
+
+impl HeiheiAdapter {
+    pub fn new(config: HeiheiAccount) -> Self {
+        Self { config }
+    }
+}
+
+/// A broadcast being followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Live {
+    pub live_id: u64,
+    pub room_id: u64,
+}
+
+/// The endpoints the bridge uses, from `init` (or the overrides).
+#[derive(Clone, Debug)]
+struct Endpoints {
+    channel: Url,
+    send_msg: String,
+    list_live_by_user: String,
+    join_live: String,
+    get_live: String,
+    quit_live: String,
+}
+
+struct Shared {
+    config: HeiheiAccount,
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    stop: AccountStop,
+    /// Each followed room's current broadcast (`None`: off air).
+    lives: HashMap<RoomId, watch::Sender<Option<Live>>>,
+    /// Texts we sent, per live room id, for their echoes.
+    sent: Mutex<VecDeque<(u64, String)>>,
+    own_id: Mutex<Option<u64>>,
+}
+
+impl Shared {
+    fn remember_sent(&self, room_id: u64, text: &str) {
+        let mut sent = self.sent.lock().expect("never poisoned");
+        if sent.len() == SENT_MEMORY {
+            sent.pop_front();
+        }
+        sent.push_back((room_id, text.to_owned()));
+    }
+
+    /// Whether a message is our own: our user id, or a text we just sent to that room (whose sender then
+    /// tells us our id).
+    fn is_own(&self, room_id: u64, from: Option<u64>, text: &str) -> bool {
+        let mut own = self.own_id.lock().expect("never poisoned");
+        if own.is_some() && *own == from {
+            return true;
+        }
+        let mut sent = self.sent.lock().expect("never poisoned");
+        let Some(i) = sent.iter().position(|(r, t)| *r == room_id && t == text) else { return false };
+        sent.remove(i);
+        if own.is_none() {
+            *own = from;
+        }
+        true
+    }
+
+    /// The configured room following broadcast `live`, by its live room id or live id.
+    fn room_of(&self, room_id: Option<u64>, live_id: Option<u64>) -> Option<(RoomId, Live)> {
+        self.lives.iter().find_map(|(room, current)| {
+            let live = (*current.borrow())?;
+            (Some(live.room_id) == room_id || Some(live.live_id) == live_id).then(|| (room.clone(), live))
+        })
+    }
+}
+
+impl Adapter for HeiheiAdapter {
+    fn capabilities(&self) -> Capabilities {
+        // Text only: no ids come back from sending, so nothing can be edited, recalled or replied to.
+        Capabilities::default()
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: AdapterContext,
+        sends: mpsc::UnboundedReceiver<SendRequest>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let http = super::http_client(self.config.request_timeout);
+            let stop = AccountStop::default();
+            let endpoints = match discover(&self.config, &http).await {
+                Ok(endpoints) => endpoints,
+                Err(reason) => {
+                    stop.stop(&ctx, reason).await;
+                    let none: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+                    return super::drive(ctx, sends, stop, none, |_| async {}).await;
+                }
+            };
+            let followed: Vec<RoomId> =
+                ctx.rooms.iter().map(|r| r.room.clone()).filter(|r| !r.as_str().starts_with("im/")).collect();
+            let lives = followed.iter().map(|r| (r.clone(), watch::channel(None).0)).collect();
+            let shared = Arc::new(Shared {
+                config: self.config,
+                http,
+                endpoints,
+                stop: stop.clone(),
+                lives,
+                sent: Mutex::default(),
+                own_id: Mutex::default(),
+            });
+            *shared.own_id.lock().expect("never poisoned") = shared.config.user_id;
+            let mut receivers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> =
+                vec![Box::pin(gateway::channel(Arc::clone(&shared), ctx.clone()))];
+            for room in followed {
+                receivers.push(Box::pin(gateway::follow(Arc::clone(&shared), ctx.clone(), room)));
+            }
+            let send_ctx = ctx.clone();
+            let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
+            super::drive(ctx, sends, stop, receivers, send).await;
+        })
+    }
+}
+
+/// Calls `init` with the parameters the seed marks required and takes the endpoints; overrides win.
+async fn discover(config: &HeiheiAccount, http: &reqwest::Client) -> Result<Endpoints, String> {
+    let device = uuid::Uuid::new_v4().to_string();
+    let query = [
+        ("ap", "heihei"),
+        ("version", "2.0.0"),
+        ("local", "zh_CN"),
+        ("uuid", device.as_str()),
+        ("apiVersion", "1.0"),
+        ("deveiceType", "android"),
+        ("token", config.token.expose()),
+    ];
+    let mut last = String::new();
+    for _ in 0..3 {
+        let answer = match http.get(config.init_url.clone()).query(&query).send().await {
+            Ok(response) => response.json::<wire::InitAnswer>().await.map_err(describe),
+            Err(e) => Err(describe(e)),
+        };
+        match answer {
+            Ok(answer) if answer.errorcode != 0 => {
+                return Err(format!("Heihei init refused: {} (errorcode {})", answer.errormsg, answer.errorcode));
+            }
+            Ok(answer) => return endpoints(config, &answer),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(config.request_timeout / 10).await;
+    }
+    Err(format!("Heihei init failed: {last}"))
+}
+
+fn endpoints(config: &HeiheiAccount, answer: &wire::InitAnswer) -> Result<Endpoints, String> {
+    let from = |map: &HashMap<String, serde_json::Value>, key: &str, path: &str| -> Result<String, String> {
+        if let Some(api) = &config.api_url {
+            return Ok(format!("{}/{path}", api.as_str().trim_end_matches('/')));
+        }
+        map.get(key).and_then(|v| v.as_str()).map(str::to_owned).ok_or_else(|| format!("init gave no `{key}` endpoint"))
+    };
+    let channel = match &config.channel_url {
+        Some(url) => url.clone(),
+        None => {
+            let text =
+                answer.message.get("channel").and_then(|v| v.as_str()).ok_or("init gave no `channel` endpoint")?;
+            Url::parse(text).map_err(|e| format!("init gave a bad channel URL: {e}"))?
+        }
+    };
+    let endpoints = Endpoints {
+        channel,
+        send_msg: from(&answer.message, "sendMsg", "msg/send-msg")?,
+        list_live_by_user: from(&answer.live, "listLiveByUser", "live/list-live-by-user")?,
+        join_live: from(&answer.live, "joinLive", "live/join-live")?,
+        get_live: from(&answer.live, "getLive", "live/get-live")?,
+        quit_live: from(&answer.live, "quitLive", "live/quit-live")?,
+    };
+    info!("Heihei endpoints discovered.");
+    Ok(endpoints)
+}

@@ -1,0 +1,156 @@
+//! Heihei live rooms and IM bridged with Fishroom, through the simulators.
+
+use std::time::Duration;
+
+use chatbridge::adapters::AccountState;
+use chatbridge::sim::fishroom::FishroomSim;
+use chatbridge::sim::heihei::HeiheiSim;
+use serde_json::json;
+
+use crate::harness::{
+    FAST, HEIHEI_HOST, Running, account, eventually, fishroom, heihei, heihei_account, next_heihei, next_post, settle,
+    start, wait_state,
+};
+
+/// The host's room and Fishroom `general` in bridge `live`; the host is on air.
+async fn bridged(extra: &str) -> (HeiheiSim, FishroomSim, Running) {
+    let hh = heihei().await;
+    hh.start_live(HEIHEI_HOST);
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"heihei.hh:host/{HEIHEI_HOST}\", \"fishroom.tuna:general\"]\n",
+        heihei_account("hh", &hh, extra),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["heihei.hh", "fishroom.tuna"]).await;
+    eventually("the broadcast is joined", || !hh.joins().is_empty()).await;
+    (hh, fish, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_both_ways_without_echoes() {
+    let (hh, fish, running) = bridged("").await;
+    let (mut at_fish, mut at_hh) = (fish.subscribe(), hh.subscribe());
+    // Two messages: the simulator alternates the two frame forms.
+    hh.say(HEIHEI_HOST, 5, "观众", "你好");
+    hh.say(HEIHEI_HOST, 6, "viewer", "second form");
+    let first = next_post(&mut at_fish).await;
+    assert_eq!((first.sender.as_str(), first.content.as_str()), ("[heihei] 观众", "你好"));
+    assert_eq!(next_post(&mut at_fish).await.content, "second form");
+
+    fish.say("general", "irc", "alice", "hi from irc");
+    let sent = next_heihei(&mut at_hh).await;
+    let live = hh.live_of(HEIHEI_HOST).unwrap();
+    assert_eq!(
+        (sent.room_id, sent.live_id, sent.text.as_str()),
+        (live.room_id, live.live_id, "[fishroom] alice: hi from irc")
+    );
+    settle().await;
+    assert_eq!(fish.posted().len(), 2, "the echo of our message stays: {:?}", fish.posted());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_codes_reject_stop_or_mark_the_room() {
+    let (hh, fish, running) = bridged("").await;
+    let stats = running.daemon().stats();
+    let mut at_hh = hh.subscribe();
+    hh.fail_next_send(700);
+    fish.say("general", "irc", "alice", "refused");
+    fish.say("general", "irc", "alice", "accepted");
+    assert_eq!(next_heihei(&mut at_hh).await.text, "[fishroom] alice: accepted");
+    assert_eq!(stats.rejected.get(), 1);
+
+    hh.fail_next_send(733);
+    fish.say("general", "irc", "alice", "room gone");
+    eventually("733 marks the room unusable", || stats.rejected.get() == 2).await;
+    fish.say("general", "irc", "alice", "not sent to a broken room");
+    eventually("later messages are dropped", || stats.dropped.get() == 1).await;
+    running.shutdown().await;
+
+    let (hh, fish, running) = bridged("").await;
+    hh.fail_next_send(720);
+    fish.say("general", "irc", "alice", "token gone");
+    wait_state(&running, &["heihei.hh"], |s| matches!(s, AccountState::Stopped { reason } if reason.contains("720")))
+        .await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_going_off_and_on_air_is_followed_into_the_new_broadcast() {
+    let (hh, fish, running) = bridged("").await;
+    let mut at_hh = hh.subscribe();
+    let first = hh.live_of(HEIHEI_HOST).unwrap();
+    hh.stop_live(HEIHEI_HOST);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fish.say("general", "irc", "alice", "said while off air");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(hh.sent().is_empty(), "nothing can be sent while the host is off air");
+
+    let second = hh.start_live(HEIHEI_HOST);
+    assert_ne!(first, second);
+    let sent = next_heihei(&mut at_hh).await;
+    assert_eq!((sent.live_id, sent.text.as_str()), (second.live_id, "[fishroom] alice: said while off air"));
+    let mut at_fish = fish.subscribe();
+    hh.say(HEIHEI_HOST, 5, "观众", "back on air");
+    assert_eq!(next_post(&mut at_fish).await.content, "back on air");
+    settle().await;
+    assert_eq!(hh.sent().len(), 1, "delivered once");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_an_absent_host_expire() {
+    let (hh, fish, running) = bridged("offair_max_age = \"500ms\"\n").await;
+    let stats = running.daemon().stats();
+    hh.stop_live(HEIHEI_HOST);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fish.say("general", "irc", "alice", "too late");
+    eventually("the message is given up with a WARN", || stats.rejected.get() == 1).await;
+    hh.start_live(HEIHEI_HOST);
+    settle().await;
+    assert!(hh.sent().is_empty());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn im_reaches_only_an_im_bridge() {
+    let hh = heihei().await;
+    hh.start_live(HEIHEI_HOST);
+    let fish = fishroom(&["general", "dm"], &[("11", "key", "bridge"), ("12", "key2", "dm")]).await;
+    let source = format!(
+        "{FAST}{}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"heihei.hh:host/{HEIHEI_HOST}\", \"fishroom.tuna:general\"]\n\
+         [[bridge]]\nname = \"dm\"\n[[bridge.room]]\nroom = \"heihei.hh:im/10045\"\ndirection = \"in\"\n[[bridge.room]]\nroom = \"fishroom.dm:dm\"\n",
+        heihei_account("hh", &hh, ""),
+        account("tuna", &fish, "11", "key"),
+        account("dm", &fish, "12", "key2"),
+    );
+    let running = start(&source, &["heihei.hh", "fishroom.tuna", "fishroom.dm"]).await;
+    eventually("the broadcast is joined", || !hh.joins().is_empty()).await;
+    let mut at_fish = fish.subscribe();
+    let im = |from: u64, text: &str| {
+        json!({"msgType": "IM", "msg": {"toUserId": 777, "fromUserId": from, "msgType": "text", "content": {"text": text},
+            "msgId": 1234567890123456u64, "createTime": 1348831860}, "users": {from.to_string(): {"displayName": "小红"}}})
+    };
+    hh.push(None, im(10045, "psst"));
+    hh.push(None, im(20000, "no bridge for me"));
+    let post = next_post(&mut at_fish).await;
+    assert_eq!((post.room.as_str(), post.sender.as_str(), post.content.as_str()), ("dm", "[heihei] 小红", "psst"));
+    settle().await;
+    assert_eq!(fish.posted().len(), 1, "IM never enters the room bridge: {:?}", fish.posted());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_items_are_counted_and_the_socket_goes_on() {
+    let (hh, fish, running) = bridged("").await;
+    let mut at_fish = fish.subscribe();
+    let room = hh.live_of(HEIHEI_HOST).unwrap().room_id;
+    let good =
+        json!({"msgType": "text", "fromUserId": 5, "fromUserName": "v", "text": "kept", "roomId": room}).to_string();
+    hh.push_raw(&json!([{"msg": "{broken"}, {"msg": good}]).to_string());
+    hh.push_raw("not json at all");
+    assert_eq!(next_post(&mut at_fish).await.content, "kept");
+    eventually("both are counted", || running.daemon().stats().malformed.get() == 2).await;
+    running.shutdown().await;
+}

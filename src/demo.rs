@@ -1,5 +1,5 @@
-//! `chatbridge demo`: simulated platforms on loopback — two Fishroom servers, a Missevan live room and an
-//! IIROSE room — one bridge joining a room on each, and a short scripted conversation. Every relayed message is printed
+//! `chatbridge demo`: simulated platforms on loopback — two Fishroom servers, a Missevan live room, an
+//! IIROSE room and a Heihei host's live room — one bridge joining a room on each, and a short scripted conversation. Every relayed message is printed
 //! as the destination receives it.
 
 use std::time::Duration;
@@ -12,6 +12,7 @@ use crate::Daemon;
 use crate::adapters::AccountState;
 use crate::config::Config;
 use crate::sim::fishroom::{FishroomSim, FishroomSimConfig};
+use crate::sim::heihei::{HeiheiSim, HeiheiSimConfig};
 use crate::sim::iirose::{IiroseSim, IiroseSimConfig, SimUser};
 use crate::sim::missevan::{MissevanSim, MissevanSimConfig};
 
@@ -19,24 +20,31 @@ const WAIT: Duration = Duration::from_secs(10);
 const LIVE_ROOM: u64 = 868858631;
 const MISSEVAN_TOKEN: &str = "demo-login-token";
 const ROSE_ROOM: &str = "5ce6a4b520a90";
+const HOST: u64 = 38298237;
 /// The rooms, as the bridge names them.
-const ROOMS: [&str; 4] =
-    ["fishroom.tuna:general", "fishroom.lug:chat", "missevan.fm:868858631", "iirose.rose:5ce6a4b520a90"];
+const ROOMS: [&str; 5] = [
+    "fishroom.tuna:general",
+    "fishroom.lug:chat",
+    "missevan.fm:868858631",
+    "iirose.rose:5ce6a4b520a90",
+    "heihei.hh:host/38298237",
+];
 
 /// Who says what, where: (room index, sender, text).
 const SCRIPT: [(usize, &str, &str); 6] = [
     (0, "alice", "Hello from IRC on the tuna server!"),
     (2, "小明", "晚上好！Greetings from the Missevan live room."),
     (3, "上学", "蔷薇花园 says hi <3 & welcome"),
+    (4, "观众", "黑黑直播间的观众也来了"),
     (1, "bob", "Hi all, this is Telegram on the lug server."),
     (0, "alice", "Each message reaches every other room once, formatted, and never comes back."),
-    (2, "小明", "@alice 👋"),
 ];
 
 struct Platforms {
     fishroom: [FishroomSim; 2],
     missevan: MissevanSim,
     iirose: IiroseSim,
+    heihei: HeiheiSim,
 }
 
 impl Platforms {
@@ -56,7 +64,10 @@ impl Platforms {
             users: vec![SimUser { uid: "5b0fe8a3b1ff2".into(), name: "rosebot".into(), password: "demo-rose".into() }],
         };
         let iirose = IiroseSim::start(config).await.context("starting a simulated IIROSE server")?;
-        Ok(Self { fishroom, missevan, iirose })
+        let config = HeiheiSimConfig { token: "demo-heihei-token".into(), user_id: 777, hosts: vec![HOST] };
+        let heihei = HeiheiSim::start(config).await.context("starting a simulated Heihei server")?;
+        heihei.start_live(HOST);
+        Ok(Self { fishroom, missevan, iirose, heihei })
     }
 
     fn config(&self) -> String {
@@ -86,15 +97,21 @@ username = "rosebot"
 password = "demo-rose"
 ws_url = "{rose}"
 
+[accounts.heihei.hh]
+token = "demo-heihei-token"
+init_url = "{hh}"
+
 [[bridge]]
 name = "demo"
-rooms = ["{}", "{}", "{}", "{}"]
+rooms = ["{}", "{}", "{}", "{}", "{}"]
 nick_format = "[{{platform}}/{{account}}] {{nick}}"
 "#,
             ROOMS[0],
             ROOMS[1],
             ROOMS[2],
             ROOMS[3],
+            ROOMS[4],
+            hh = self.heihei.init_url(),
             rose = self.iirose.ws_url(),
             tuna = self.fishroom[0].api_url(),
             lug = self.fishroom[1].api_url(),
@@ -111,9 +128,10 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
             2 => {
                 self.missevan.say(LIVE_ROOM, 42, sender, text);
             }
-            _ => {
+            3 => {
                 self.iirose.say(ROSE_ROOM, "679a51f1d4893", sender, text);
             }
+            _ => self.heihei.say(HOST, 5, sender, text),
         }
     }
 
@@ -145,12 +163,21 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
                 let _ = arrived.send(());
             }
         });
+        let mut sent = self.heihei.subscribe();
+        let arrived = relayed.clone();
+        tokio::spawn(async move {
+            while let Ok(sent) = sent.recv().await {
+                println!("    → {:<26} {}", ROOMS[4], sent.text);
+                let _ = arrived.send(());
+            }
+        });
     }
 
     fn arrivals(&self) -> usize {
         self.fishroom.iter().map(|s| s.posted().len()).sum::<usize>()
             + self.missevan.sent().len()
             + self.iirose.said().len()
+            + self.heihei.sent().len()
     }
 }
 
@@ -161,6 +188,13 @@ pub async fn run(duration: Option<Duration>) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let daemon = Daemon::start(config, stop.clone());
     wait_connected(&daemon).await?;
+    // The host's broadcast is found and joined just after the account connects.
+    let joined = async {
+        while platforms.heihei.joins().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, joined).await.context("the Heihei broadcast was not joined")?;
 
     println!("chatbridge demo: bridge `demo` joins {} (all simulated).\n", ROOMS.join(", "));
     let (relayed_tx, mut relayed) = mpsc::unbounded_channel();

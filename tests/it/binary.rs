@@ -4,7 +4,10 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{MISSEVAN_TOKEN, Pair, account, fishroom, missevan, missevan_account, next_post, next_sent};
+use crate::harness::{
+    HEIHEI_HOST, HEIHEI_TOKEN, MISSEVAN_TOKEN, Pair, account, fishroom, heihei, heihei_account, missevan,
+    missevan_account, next_post, next_sent,
+};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chatbridge"))
@@ -44,14 +47,16 @@ fn the_demo_relays_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let relayed: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with('→')).collect();
-    assert_eq!(relayed.len(), 18, "{stdout}");
+    assert_eq!(relayed.len(), 24, "{stdout}");
     let arrived = |room: &str, text: &str| relayed.iter().any(|l| l.contains(room) && l.contains(text));
     assert!(arrived("fishroom.lug:chat", "[fishroom/tuna] alice: Hello from IRC"), "{stdout}");
     assert!(arrived("missevan.fm:868858631", "[fishroom] alice: Hello from IRC"), "{stdout}");
     assert!(arrived("fishroom.tuna:general", "[missevan/fm] 小明: 晚上好"), "{stdout}");
     assert!(arrived("iirose.rose:5ce6a4b520a90", "[missevan] 小明: 晚上好"), "{stdout}");
     assert!(arrived("missevan.fm:868858631", "[iirose] 上学: 蔷薇花园 says hi <3 & welcome"), "{stdout}");
-    assert!(stdout.contains("18 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
+    assert!(arrived("heihei.hh:host/38298237", "[fishroom] alice: Hello from IRC"), "{stdout}");
+    assert!(arrived("fishroom.lug:chat", "[heihei/hh] 观众: 黑黑直播间的观众也来了"), "{stdout}");
+    assert!(stdout.contains("24 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
 }
 
 fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
@@ -138,6 +143,8 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     let tuna = fishroom(&["general"], &[("11", "tuna-secret-key-1", "bridge")]).await;
     let lug = fishroom(&["chat"], &[("22", "lug-secret-key-2", "bridge")]).await;
     let fm = missevan(&[868858631], None).await;
+    let hh = heihei().await;
+    hh.start_live(HEIHEI_HOST);
     let dir = temp_dir("secrets");
     let key_file = dir.join("lug.key");
     std::fs::create_dir_all(&dir).unwrap();
@@ -146,7 +153,9 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
         &dir,
         &format!(
             "[general]\nshutdown_timeout = \"1s\"\nbackoff_min = \"50ms\"\nbackoff_max = \"100ms\"\nretry_delay = \"20ms\"\nmax_attempts = 2\n\
-             {}{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\", \"fishroom.bad:nowhere\", \"missevan.fm:868858631\"]\n",
+             {}{}{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\", \"fishroom.bad:nowhere\", \"missevan.fm:868858631\", \"heihei.hh:host/{HEIHEI_HOST}\"]\n",
+            // The token travels in the channel socket's URL and init's query.
+            heihei_account("hh", &hh, ""),
             // A stale session cookie: the socket refuses it and the adapter fetches a fresh one.
             missevan_account("fm", &fm, "").replace(
                 &format!("cookie = \"token={MISSEVAN_TOKEN}\""),
@@ -182,6 +191,12 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     }
     fm.say(868858631, 42, "小明", "from the live room");
     let _ = next_post(&mut at_lug).await;
+    while hh.joins().is_empty() {
+        assert!(Instant::now() < deadline, "the broadcast was never joined");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The channel socket dropped: its reconnect carries the token again.
+    hh.drop_connections();
     // Failures: posts answered 500 until given up, and the server going away.
     lug.fail_posts(true);
     tuna.say("general", "irc", "alice", "two");
@@ -195,9 +210,15 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     let output = format!("{stdout}{stderr}");
     assert!(output.contains("Account stopped"), "the 403 path was exercised");
     assert!(output.contains("TRACE"), "trace level was on");
-    for secret in
-        ["tuna-secret-key-1", "lug-secret-key-2", "wrong-secret-key-3", "stale-session-secret-4", MISSEVAN_TOKEN]
-    {
+    let secrets = [
+        "tuna-secret-key-1",
+        "lug-secret-key-2",
+        "wrong-secret-key-3",
+        "stale-session-secret-4",
+        MISSEVAN_TOKEN,
+        HEIHEI_TOKEN,
+    ];
+    for secret in secrets {
         assert!(!output.contains(secret), "secret {secret} leaked:\n{}", leak_context(&output, secret));
     }
     let _ = std::fs::remove_dir_all(dir);

@@ -71,6 +71,7 @@ fn the_example_file_is_valid_and_check_summarises_it() {
             ("FISHROOM_LUG_KEY", "k2"),
             ("MISSEVAN_COOKIE", "token=t"),
             ("IIROSE_PASSWORD", "pw"),
+            ("HEIHEI_TOKEN", "t"),
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -82,14 +83,17 @@ fn the_example_file_is_valid_and_check_summarises_it() {
         "bridge fans: 4 rooms: fishroom.tuna:general (inout), fishroom.lug:chat (inout), missevan.fm:868858631 (inout), \
          iirose.rose:5ce6a4b520a90 (inout)"
     );
-    assert_eq!(lines[2], "bridge announcements: 2 rooms: fishroom.tuna:general (in), fishroom.lug:announce (out)");
+    assert_eq!(
+        lines[2],
+        "bridge announcements: 3 rooms: fishroom.tuna:general (in), heihei.hh:host/38298237 (in), fishroom.lug:announce (out)"
+    );
     assert_eq!(lines.len(), 3);
 }
 
 #[test]
 fn check_lists_every_problem_and_fails() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    // Without the environment variables all four secrets are unreadable: four problems, one run.
+    // Without the environment variables all five secrets are unreadable: five problems, one run.
     let out = check(&example, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -97,7 +101,8 @@ fn check_lists_every_problem_and_fails() {
     assert!(stderr.contains("`FISHROOM_LUG_KEY` is not set"), "{stderr}");
     assert!(stderr.contains("`MISSEVAN_COOKIE` is not set"), "{stderr}");
     assert!(stderr.contains("`IIROSE_PASSWORD` is not set"), "{stderr}");
-    assert!(stderr.contains("4 problem(s) found."), "{stderr}");
+    assert!(stderr.contains("`HEIHEI_TOKEN` is not set"), "{stderr}");
+    assert!(stderr.contains("5 problem(s) found."), "{stderr}");
     assert!(out.stdout.is_empty());
 }
 

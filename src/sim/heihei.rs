@@ -63,6 +63,8 @@ struct Shared {
     next: AtomicU64,
     form: AtomicUsize,
     connections: Mutex<CancellationToken>,
+    /// Cancelled to make the open sockets stop reading (so pings go unanswered) without closing them.
+    muted: Mutex<CancellationToken>,
 }
 
 pub struct HeiheiSim {
@@ -84,6 +86,7 @@ impl HeiheiSim {
             next: AtomicU64::new(1000),
             form: AtomicUsize::new(0),
             connections: Mutex::new(CancellationToken::new()),
+            muted: Mutex::new(CancellationToken::new()),
         });
         let app = Router::new()
             .route("/api/init", get(init))
@@ -163,6 +166,13 @@ impl HeiheiSim {
     /// The bridge's token stops being accepted (720).
     pub fn revoke_token(&self) {
         self.shared.lock().revoked = true;
+    }
+
+    /// The open sockets stop answering pings (and everything else), still open.
+    pub fn mute_connections(&self) {
+        let mut token = self.shared.muted.lock().expect("never poisoned");
+        token.cancel();
+        *token = CancellationToken::new();
     }
 
     pub fn drop_connections(&self) {
@@ -328,14 +338,25 @@ async fn channel(State(shared): State<Arc<Shared>>, Query(args): Query<Args>, up
         return (StatusCode::FORBIDDEN, "token invalid").into_response();
     }
     let dropped = shared.connections.lock().expect("never poisoned").clone();
+    let muted = shared.muted.lock().expect("never poisoned").clone();
     let frames = shared.frames.subscribe();
-    upgrade.on_upgrade(move |ws| socket(ws, frames, dropped))
+    upgrade.on_upgrade(move |ws| socket(ws, frames, dropped, muted))
 }
 
-async fn socket(mut ws: WebSocket, mut frames: broadcast::Receiver<String>, dropped: CancellationToken) {
+async fn socket(
+    mut ws: WebSocket,
+    mut frames: broadcast::Receiver<String>,
+    dropped: CancellationToken,
+    muted: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = dropped.cancelled() => return,
+            _ = muted.cancelled() => {
+                // Silent until cut: nothing is read, so no ping is answered.
+                dropped.cancelled().await;
+                return;
+            }
             frame = frames.recv() => {
                 let Ok(frame) = frame else { return };
                 if ws.send(Message::text(frame)).await.is_err() {

@@ -154,3 +154,62 @@ async fn malformed_items_are_counted_and_the_socket_goes_on() {
     eventually("both are counted", || running.daemon().stats().malformed.get() == 2).await;
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_pings_mean_a_dead_socket() {
+    let (hh, fish, running) = bridged("").await;
+    hh.mute_connections();
+    // ping_interval is 1 s here: after three unanswered pings the socket is replaced.
+    wait_state(&running, &["heihei.hh"], |s| matches!(s, AccountState::BackingOff { .. })).await;
+    wait_state(&running, &["heihei.hh"], |s| *s == AccountState::Connected).await;
+    let mut at_fish = fish.subscribe();
+    hh.say(HEIHEI_HOST, 5, "观众", "on the new socket");
+    assert_eq!(next_post(&mut at_fish).await.content, "on the new socket");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_init_stops_the_account_at_start() {
+    let hh = heihei().await;
+    hh.revoke_token();
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"heihei.hh:host/{HEIHEI_HOST}\", \"fishroom.tuna:general\"]\n",
+        heihei_account("hh", &hh, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["fishroom.tuna"]).await;
+    wait_state(
+        &running,
+        &["heihei.hh"],
+        |s| matches!(s, AccountState::Stopped { reason } if reason.contains("init refused") && reason.contains("720")),
+    )
+    .await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_broadcast_room_ends_with_its_broadcast() {
+    let hh = heihei().await;
+    let live = hh.start_live(HEIHEI_HOST);
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"once\"\nrooms = [\"heihei.hh:live/{}\", \"fishroom.tuna:general\"]\n",
+        heihei_account("hh", &hh, "offair_max_age = \"300ms\"\n"),
+        account("tuna", &fish, "11", "key"),
+        live.live_id,
+    );
+    let running = start(&source, &["heihei.hh", "fishroom.tuna"]).await;
+    eventually("the broadcast is joined", || hh.joins() == [live.live_id]).await;
+    let mut at_fish = fish.subscribe();
+    hh.say(HEIHEI_HOST, 5, "观众", "during");
+    assert_eq!(next_post(&mut at_fish).await.content, "during");
+    hh.stop_live(HEIHEI_HOST);
+    hh.start_live(HEIHEI_HOST);
+    settle().await;
+    hh.say(HEIHEI_HOST, 5, "观众", "another broadcast: not this room");
+    settle().await;
+    assert_eq!(hh.joins(), [live.live_id], "a live/ room does not move on to the next broadcast");
+    assert_eq!(fish.posted().len(), 1);
+    running.shutdown().await;
+}

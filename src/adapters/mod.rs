@@ -8,6 +8,7 @@ pub mod heihei;
 pub mod iirose;
 pub mod missevan;
 pub mod retry;
+pub mod yunhu;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -226,6 +227,7 @@ pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
         AccountConfig::Missevan(config) => Box::new(missevan::MissevanAdapter::new(config.clone())),
         AccountConfig::Iirose(config) => Box::new(iirose::IiroseAdapter::new(config.clone())),
         AccountConfig::Heihei(config) => Box::new(heihei::HeiheiAdapter::new(config.clone())),
+        AccountConfig::Yunhu(config) => Box::new(yunhu::YunhuAdapter::new(config.clone())),
     }
 }
 

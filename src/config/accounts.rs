@@ -15,6 +15,7 @@ pub enum AccountConfig {
     Missevan(MissevanAccount),
     Iirose(IiroseAccount),
     Heihei(HeiheiAccount),
+    Yunhu(YunhuAccount),
 }
 
 impl AccountConfig {
@@ -24,6 +25,7 @@ impl AccountConfig {
             AccountConfig::Missevan(_) => Platform::Missevan,
             AccountConfig::Iirose(_) => Platform::Iirose,
             AccountConfig::Heihei(_) => Platform::Heihei,
+            AccountConfig::Yunhu(_) => Platform::Yunhu,
         }
     }
 }
@@ -79,6 +81,29 @@ pub struct HeiheiAccount {
     pub offair_max_age: Duration,
     pub request_timeout: Duration,
 }
+
+/// `[accounts.yunhu.<name>]`: a Yunhu (云湖) user, by its token.
+#[derive(Clone, Debug)]
+pub struct YunhuAccount {
+    pub token: Secret,
+    pub api_url: Url,
+    pub ws_url: Url,
+    /// Our user id (learned from `/v1/user/info` otherwise).
+    pub user_id: Option<String>,
+    /// The login frame's `platform` (case-sensitive: windows, macos, android, linux, ios, fuchsia, Web).
+    pub platform: String,
+    pub device_id: String,
+    pub heartbeat: Duration,
+    /// No frame for this long: the socket is dead.
+    pub idle_timeout: Duration,
+    /// A streamed message is relayed when no part has come for this long.
+    pub stream_settle: Duration,
+    pub request_timeout: Duration,
+}
+
+pub const YUNHU_DEFAULT_API: &str = "https://chat-go.jwzhd.com";
+pub const YUNHU_DEFAULT_WS: &str = "wss://chat-ws-go.jwzhd.com/ws";
+const YUNHU_PLATFORMS: [&str; 7] = ["windows", "macos", "android", "linux", "ios", "fuchsia", "Web"];
 
 pub const HEIHEI_DEFAULT_INIT: &str = "https://api.wmlives.cn/api/init";
 
@@ -196,9 +221,40 @@ pub(crate) fn parse_account(
                 request_timeout,
             })
         }
-        other => {
-            report.error(&fields.span, format!("platform `{other}` has no adapter in this build yet"));
-            return None;
+        Platform::Yunhu => {
+            let token = secret(&mut fields, "token", what, report);
+            let api_url = url(&mut fields, "api_url", YUNHU_DEFAULT_API, report);
+            let ws_url = url(&mut fields, "ws_url", YUNHU_DEFAULT_WS, report);
+            let user_id = fields.str("user_id", report).map(|(s, _)| s.to_owned());
+            let platform = match fields.str("platform", report) {
+                None => Some("windows".to_owned()),
+                Some((p, _)) if YUNHU_PLATFORMS.contains(&p) => Some(p.to_owned()),
+                Some((p, span)) => {
+                    let known = YUNHU_PLATFORMS.join(", ");
+                    report.error(&span, format!("`platform` is `{p}`; expected one of {known} (case-sensitive)"));
+                    None
+                }
+            };
+            let device_id = fields
+                .str("device_id", report)
+                .map_or_else(|| format!("chatbridge-{}", id.name()), |(s, _)| s.to_owned());
+            let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
+            let idle_timeout = fields.duration("idle_timeout", report).unwrap_or(Duration::from_secs(70));
+            let stream_settle = fields.duration("stream_settle", report).unwrap_or(Duration::from_secs(2));
+            let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
+            fields.deny_unknown(what, report);
+            AccountConfig::Yunhu(YunhuAccount {
+                token: token?,
+                api_url: api_url?,
+                ws_url: ws_url?,
+                user_id,
+                platform: platform?,
+                device_id,
+                heartbeat,
+                idle_timeout,
+                stream_settle,
+                request_timeout,
+            })
         }
     };
     Some(account)
@@ -282,9 +338,14 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
             room.strip_prefix(p)
                 .is_some_and(|id| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit()))
         }),
+        // `group/<id>`, `user/<id>`, `bot/<id>`.
+        Platform::Yunhu => ["group/", "user/", "bot/"].iter().any(|p| {
+            room.strip_prefix(p).is_some_and(|id| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+        }),
         // A live room id.
         Platform::Missevan => !room.is_empty() && room.len() <= 19 && room.bytes().all(|b| b.is_ascii_digit()),
-        _ => !room.is_empty(),
     };
     if !ok {
         let form = match platform {
@@ -292,7 +353,7 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
             Platform::Missevan => "a Missevan live room id (digits)",
             Platform::Iirose => "an IIROSE room id (letters and digits) or `user/<uid>`",
             Platform::Heihei => "a Heihei room: `host/<userId>`, `live/<liveId>` or `im/<userId>`",
-            _ => "a room",
+            Platform::Yunhu => "a Yunhu chat: `group/<id>`, `user/<id>` or `bot/<id>`",
         };
         report.error(span, format!("room `{room}` is not {form}"));
         return None;

@@ -6,6 +6,7 @@ pub mod fishroom;
 pub mod heihei;
 pub mod iirose;
 pub mod missevan;
+pub mod yunhu;
 
 use std::net::SocketAddr;
 

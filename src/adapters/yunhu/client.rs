@@ -1,0 +1,131 @@
+//! The sending side: send, edit and recall over HTTP with protobuf bodies.
+
+use std::sync::Arc;
+
+use super::proto::{
+    EditMessageRequest, EditMessageResponse, RecallBatchRequest, RecallBatchResponse, RecallMessageRequest,
+    RecallMessageResponse, SendContent, SendMessageRequest, SendMessageResponse, Status,
+};
+use super::{Chat, Shared};
+use crate::adapters::{AdapterContext, OutMessage, SendAction, SendFailure, SendRequest};
+use crate::model::{ClientIdForm, Content, RemoteId, Segment, push_plain};
+
+/// `content_type` 1: text.
+const TEXT: u64 = 1;
+
+pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: SendRequest) {
+    let result = match Chat::of(&request.room) {
+        None => Err(SendFailure::RoomBroken { reason: format!("`{}` is not a Yunhu chat", request.room) }),
+        Some(chat) => match &request.action {
+            SendAction::Message(message) => send_message(&shared, &chat, &request, message).await,
+            SendAction::Edit { target, message } => edit(&shared, &chat, target, message).await,
+            SendAction::Recall { targets } => recall(&shared, &chat, targets).await,
+        },
+    };
+    if let Err(SendFailure::Fatal { reason }) = &result {
+        shared.stop.stop(&ctx, reason.clone()).await;
+    }
+    ctx.ack(&request.room, result).await;
+}
+
+/// The text of a part, with its native mentions' ids.
+fn text_and_mentions(part: &Content) -> (String, Vec<String>) {
+    let mut text = String::new();
+    let mut ids = Vec::new();
+    for segment in &part.0 {
+        match segment {
+            Segment::Mention { user: Some(id), name } => {
+                text.push('@');
+                text.push_str(name);
+                text.push(' ');
+                ids.push(id.to_string());
+            }
+            other => push_plain(&mut text, other),
+        }
+    }
+    (text, ids)
+}
+
+fn check(status: Option<Status>) -> Result<(), SendFailure> {
+    match status {
+        Some(status) if status.code == 1 => Ok(()),
+        Some(status) => Err(SendFailure::Rejected { reason: format!("code {}: {}", status.code, status.msg) }),
+        None => Err(SendFailure::Transient { after: None, reason: "an answer without a status".into() }),
+    }
+}
+
+async fn send_message(
+    shared: &Shared,
+    chat: &Chat,
+    request: &SendRequest,
+    message: &OutMessage,
+) -> Result<Vec<RemoteId>, SendFailure> {
+    let mut ids = Vec::with_capacity(message.parts.len());
+    for (i, part) in message.parts.iter().enumerate() {
+        let id = request.client_ids.get(i).cloned().or_else(|| ClientIdForm::UuidHex.generate());
+        let id = id.expect("a uuid is always generated");
+        let (text, mentioned_id) = text_and_mentions(part);
+        let mut content = SendContent { text, mentioned_id, ..SendContent::default() };
+        let mut quote_msg_id = String::new();
+        if i == 0 {
+            quote_msg_id = message.reply_to.as_ref().map(ToString::to_string).unwrap_or_default();
+            if let Some(quote) = &message.quote {
+                content.quote_msg_text = match &quote.sender {
+                    Some(sender) => format!("{sender}: {}", quote.text),
+                    None => quote.text.clone(),
+                };
+            }
+        }
+        let body = SendMessageRequest {
+            msg_id: id.to_string(),
+            chat_id: chat.id.clone(),
+            chat_type: chat.kind,
+            content: Some(content),
+            content_type: TEXT,
+            quote_msg_id,
+            ..SendMessageRequest::default()
+        };
+        let answer: SendMessageResponse = shared.call("/v1/msg/send-message", &body).await?;
+        check(answer.status)?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+async fn edit(
+    shared: &Shared,
+    chat: &Chat,
+    target: &RemoteId,
+    message: &OutMessage,
+) -> Result<Vec<RemoteId>, SendFailure> {
+    let (text, mentioned_id) = message.parts.first().map(text_and_mentions).unwrap_or_default();
+    let body = EditMessageRequest {
+        msg_id: target.to_string(),
+        chat_id: chat.id.clone(),
+        chat_type: chat.kind,
+        content: Some(SendContent { text, mentioned_id, ..SendContent::default() }),
+        content_type: TEXT,
+        quote_msg_id: String::new(),
+    };
+    let answer: EditMessageResponse = shared.call("/v1/msg/edit-message", &body).await?;
+    check(answer.status)?;
+    Ok(vec![target.clone()])
+}
+
+/// One message (`recall-msg`), or every part of a split one at once (`recall-msg-batch`).
+async fn recall(shared: &Shared, chat: &Chat, targets: &[RemoteId]) -> Result<Vec<RemoteId>, SendFailure> {
+    let status = match targets {
+        [target] => {
+            let body =
+                RecallMessageRequest { msg_id: target.to_string(), chat_id: chat.id.clone(), chat_type: chat.kind };
+            shared.call::<_, RecallMessageResponse>("/v1/msg/recall-msg", &body).await?.status
+        }
+        targets => {
+            let msg_id = targets.iter().map(ToString::to_string).collect();
+            let body = RecallBatchRequest { msg_id, chat_id: chat.id.clone(), chat_type: chat.kind };
+            shared.call::<_, RecallBatchResponse>("/v1/msg/recall-msg-batch", &body).await?.status
+        }
+    };
+    check(status)?;
+    Ok(Vec::new())
+}

@@ -1,0 +1,218 @@
+//! The receiving side: the websocket — login, heartbeats, pushes, edits, recalls and streamed messages.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{Instant, interval, interval_at, sleep};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tracing::{debug, info, warn};
+
+use super::proto::PushMessage;
+use super::wire::{self, Frame};
+use super::{Shared, Streaming};
+use crate::adapters::{AccountState, AdapterContext};
+use crate::model::{Event, RemoteId, RoomId};
+
+enum Ended {
+    Stopped,
+    Lost(String),
+    Fatal(String),
+}
+
+pub(super) async fn socket(shared: Arc<Shared>, ctx: AdapterContext) {
+    let mut backoff = ctx.backoff.clone();
+    loop {
+        let ended =
+            match tokio::time::timeout(shared.config.request_timeout, connect_async(shared.config.ws_url.as_str()))
+                .await
+            {
+                Ok(Ok((socket, _))) => listen(&shared, &ctx, socket, &mut backoff).await,
+                Ok(Err(e)) => Ended::Lost(e.to_string()),
+                Err(_) => Ended::Lost("the handshake timed out".into()),
+            };
+        match ended {
+            Ended::Stopped => return,
+            Ended::Fatal(reason) => {
+                shared.stop.stop(&ctx, reason).await;
+                return;
+            }
+            Ended::Lost(reason) => {
+                let delay = backoff.next_delay();
+                info!(account = %ctx.account, reason = %reason, "Reconnecting in {delay:.1?}.");
+                ctx.set_state(AccountState::BackingOff { delay }).await;
+                tokio::select! {
+                    _ = ctx.stop_receiving.cancelled() => return,
+                    _ = shared.stop.stopped() => return,
+                    _ = sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn listen(
+    shared: &Shared,
+    ctx: &AdapterContext,
+    socket: Socket,
+    backoff: &mut crate::adapters::Backoff,
+) -> Ended {
+    let config = &shared.config;
+    let (mut sink, mut stream) = socket.split();
+    let mut seq = 0u64;
+    let mut next_seq = || {
+        seq += 1;
+        format!("cb{seq}")
+    };
+    let login = wire::login(&next_seq(), &shared.user_id, config.token.expose(), &config.platform, &config.device_id);
+    // No acknowledgement comes for the login: the first heartbeat's answer says it worked.
+    for frame in [login, wire::heartbeat(&next_seq())] {
+        if let Err(e) = sink.send(WsMessage::text(frame)).await {
+            return Ended::Lost(e.to_string());
+        }
+    }
+    let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
+    let mut settle = interval(config.stream_settle / 4);
+    let idle = sleep(config.idle_timeout);
+    tokio::pin!(idle);
+    let mut connected = false;
+    loop {
+        let frame = tokio::select! {
+            _ = ctx.stop_receiving.cancelled() => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                return Ended::Stopped;
+            }
+            _ = shared.stop.stopped() => return Ended::Stopped,
+            _ = heartbeat.tick() => {
+                if let Err(e) = sink.send(WsMessage::text(wire::heartbeat(&next_seq()))).await {
+                    return Ended::Lost(e.to_string());
+                }
+                continue;
+            }
+            _ = settle.tick() => {
+                if !flush_streams(shared, ctx, false).await {
+                    return Ended::Stopped;
+                }
+                continue;
+            }
+            _ = &mut idle => return Ended::Lost(format!("no frame for {:?}", config.idle_timeout)),
+            frame = stream.next() => frame,
+        };
+        idle.as_mut().reset(Instant::now() + config.idle_timeout);
+        let decoded = match frame {
+            None => return Ended::Lost("the server closed the socket".into()),
+            Some(Err(e)) => return Ended::Lost(e.to_string()),
+            Some(Ok(WsMessage::Binary(bytes))) => wire::decode(&bytes),
+            Some(Ok(WsMessage::Text(text))) => {
+                if !connected && text.contains("数据不合法") {
+                    return Ended::Fatal("Yunhu refused the login (数据不合法: check the token and user id)".into());
+                }
+                debug!(account = %ctx.account, "Text frame ignored.");
+                continue;
+            }
+            Some(Ok(WsMessage::Close(_))) => return Ended::Lost("the server closed the socket".into()),
+            Some(Ok(_)) => continue,
+        };
+        let frame = match decoded {
+            Ok(frame) => frame,
+            Err(e) => {
+                ctx.stats.malformed.inc();
+                warn!(account = %ctx.account, error = %e, "Malformed frame skipped.");
+                continue;
+            }
+        };
+        let relayed = match frame {
+            Frame::HeartbeatAck => {
+                if !connected {
+                    connected = true;
+                    backoff.connected();
+                    info!(account = %ctx.account, "Connected.");
+                    ctx.set_state(AccountState::Connected).await;
+                }
+                true
+            }
+            Frame::Push(push) if is_bot(&push) && push.delete_timestamp == 0 => {
+                // A bot's message may be the first part of a stream: collected until it settles.
+                let mut streams = shared.streams.lock().expect("never poisoned");
+                streams.insert(push.msg_id.clone(), Streaming { push, last: Instant::now() });
+                true
+            }
+            Frame::Push(push) => relay(shared, ctx, &push, false).await,
+            Frame::Edit(push) => relay(shared, ctx, &push, true).await,
+            Frame::Stream(part) => {
+                let mut streams = shared.streams.lock().expect("never poisoned");
+                if let Some(streaming) = streams.get_mut(&part.msg_id) {
+                    let content = streaming.push.content.get_or_insert_with(Default::default);
+                    content.text.push_str(&part.content);
+                    streaming.last = Instant::now();
+                }
+                true
+            }
+            Frame::Other { cmd } => {
+                debug!(account = %ctx.account, cmd = %cmd, "Unsupported command: not relayed.");
+                true
+            }
+        };
+        if !relayed {
+            return Ended::Stopped;
+        }
+    }
+}
+
+fn is_bot(push: &PushMessage) -> bool {
+    push.sender.as_ref().is_some_and(|s| s.chat_type == 3)
+}
+
+/// Relays the streamed messages no part has come for within the settle time (all of them with `all`).
+async fn flush_streams(shared: &Shared, ctx: &AdapterContext, all: bool) -> bool {
+    let settled: Vec<PushMessage> = {
+        let mut streams = shared.streams.lock().expect("never poisoned");
+        let done: Vec<String> = streams
+            .iter()
+            .filter(|(_, s)| all || s.last.elapsed() >= shared.config.stream_settle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        done.into_iter().filter_map(|id| streams.remove(&id)).map(|s| s.push).collect()
+    };
+    for push in settled {
+        if !relay(shared, ctx, &push, false).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// The configured room a push belongs to: groups and bots by chat id; a user chat by the other person.
+fn room_of(shared: &Shared, push: &PushMessage) -> Option<RoomId> {
+    let sender = push.sender.as_ref().map_or("", |s| s.chat_id.as_str());
+    let chat = shared.chats.iter().find(|chat| match (chat.kind, push.chat_type) {
+        (1, 1) => {
+            let other = if sender == shared.user_id { push.recv_id.as_str() } else { sender };
+            chat.id == other
+        }
+        (kind, chat_type) => kind == chat_type && chat.id == push.chat_id,
+    })?;
+    Some(chat.room.clone())
+}
+
+async fn relay(shared: &Shared, ctx: &AdapterContext, push: &PushMessage, edit: bool) -> bool {
+    let Some(room) = room_of(shared, push) else {
+        debug!(account = %ctx.account, chat = %push.chat_id, "Push of a chat we do not bridge skipped.");
+        return true;
+    };
+    let room = ctx.room_addr(&room);
+    let mut sender = wire::sender(push);
+    if let Some(sender) = &mut sender {
+        sender.is_self = sender.id.as_str() == shared.user_id;
+    }
+    let kind = wire::kind(push, edit);
+    // An edit or recall names its target; the push itself carries no new id.
+    let remote_id = matches!(kind, crate::model::EventKind::Message(_)).then(|| RemoteId::new(push.msg_id.as_str()));
+    let mut event = Event::new(room, remote_id, sender, kind);
+    if let Some(time) = wire::time_of(push) {
+        event.time = time;
+    }
+    ctx.emit(event).await
+}

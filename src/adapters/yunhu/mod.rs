@@ -1,0 +1,199 @@
+//! Yunhu (云湖) as a user (`shared/protocols.md` §2): a websocket with JSON frames up and protobuf frames
+//! down for receiving, protobuf over HTTP for sending, editing and recalling, with message ids we choose.
+
+mod client;
+mod gateway;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+/// The code generated from `proto/yunhu/*.proto`.
+#[allow(clippy::all, clippy::pedantic, missing_docs, dead_code)]
+pub(crate) mod proto {
+    include!(concat!(env!("OUT_DIR"), "/yunhu.rs"));
+}
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use prost::Message as _;
+use reqwest::StatusCode;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::retry::describe;
+use super::{AccountStop, Adapter, AdapterContext, SendFailure, SendRequest};
+use crate::config::YunhuAccount;
+use crate::model::{Capabilities, ClientIdForm, RoomId};
+
+pub struct YunhuAdapter {
+    config: YunhuAccount,
+}
+
+impl YunhuAdapter {
+    pub fn new(config: YunhuAccount) -> Self {
+        Self { config }
+    }
+}
+
+/// A chat of the config: its room, id and type (1 user, 2 group, 3 bot).
+#[derive(Clone, Debug)]
+struct Chat {
+    room: RoomId,
+    id: String,
+    kind: u64,
+}
+
+impl Chat {
+    fn of(room: &RoomId) -> Option<Self> {
+        let (kind, id) = room.as_str().split_once('/')?;
+        let kind = match kind {
+            "user" => 1,
+            "group" => 2,
+            "bot" => 3,
+            _ => return None,
+        };
+        Some(Self { room: room.clone(), id: id.to_owned(), kind })
+    }
+}
+
+/// A streamed message being collected.
+struct Streaming {
+    push: proto::PushMessage,
+    last: Instant,
+}
+
+struct Shared {
+    config: YunhuAccount,
+    http: reqwest::Client,
+    user_id: String,
+    chats: Vec<Chat>,
+    stop: AccountStop,
+    streams: Mutex<HashMap<String, Streaming>>,
+}
+
+impl Shared {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.api_url.as_str().trim_end_matches('/'))
+    }
+
+    /// POSTs a protobuf request; the answer's `Status` decides.
+    async fn call<Q: prost::Message, A: prost::Message + Default>(
+        &self,
+        path: &str,
+        request: &Q,
+    ) -> Result<A, SendFailure> {
+        let response = self
+            .http
+            .post(self.url(path))
+            .header("token", self.token_header())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
+        let status = response.status();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(SendFailure::Fatal { reason: format!("the token was refused ({status})") });
+        }
+        if !status.is_success() {
+            return Err(SendFailure::Transient { after: None, reason: format!("{path} answered {status}") });
+        }
+        let body = response.bytes().await.map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
+        A::decode(body)
+            .map_err(|e| SendFailure::Transient { after: None, reason: format!("{path}: unreadable answer: {e}") })
+    }
+
+    fn token_header(&self) -> reqwest::header::HeaderValue {
+        let mut value = reqwest::header::HeaderValue::from_str(self.config.token.expose())
+            .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        value
+    }
+}
+
+/// Our user id: configured, or from `/v1/user/info` (an empty id there means the token is invalid).
+async fn whoami(config: &YunhuAccount, http: &reqwest::Client) -> Result<String, SendFailure> {
+    if let Some(id) = &config.user_id {
+        return Ok(id.clone());
+    }
+    let url = format!("{}/v1/user/info", config.api_url.as_str().trim_end_matches('/'));
+    let mut token = reqwest::header::HeaderValue::from_str(config.token.expose())
+        .map_err(|_| SendFailure::Fatal { reason: "the token is not a valid header value".into() })?;
+    token.set_sensitive(true);
+    let response = http
+        .get(url)
+        .header("token", token)
+        .send()
+        .await
+        .map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
+    if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        return Err(SendFailure::Fatal { reason: format!("the token was refused ({})", response.status()) });
+    }
+    let body = response.bytes().await.map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
+    let info = proto::UserInfo::decode(body)
+        .map_err(|e| SendFailure::Transient { after: None, reason: format!("unreadable user info: {e}") })?;
+    match info.data.map(|d| d.id).filter(|id| !id.is_empty()) {
+        Some(id) => Ok(id),
+        None => Err(SendFailure::Fatal { reason: "the token is invalid (user info has no id)".into() }),
+    }
+}
+
+impl Adapter for YunhuAdapter {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            edit: true,
+            recall: true,
+            reply: true,
+            mention: true,
+            client_ids: ClientIdForm::UuidHex,
+            ..Capabilities::default()
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: AdapterContext,
+        sends: mpsc::UnboundedReceiver<SendRequest>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let http = super::http_client(self.config.request_timeout);
+            let stop = AccountStop::default();
+            let mut backoff = ctx.backoff.clone();
+            let user_id = loop {
+                match whoami(&self.config, &http).await {
+                    Ok(id) => break id,
+                    Err(SendFailure::Fatal { reason }) => {
+                        stop.stop(&ctx, reason).await;
+                        let none: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+                        return super::drive(ctx, sends, stop, none, |_| async {}).await;
+                    }
+                    Err(other) => {
+                        let delay = backoff.next_delay();
+                        tracing::info!(account = %ctx.account, reason = %other, "User info failed; retrying in {delay:.1?}.");
+                        tokio::select! {
+                            _ = ctx.closed.cancelled() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                }
+            };
+            let chats = ctx.rooms.iter().filter_map(|r| Chat::of(&r.room)).collect();
+            let shared = Arc::new(Shared {
+                config: self.config,
+                http,
+                user_id,
+                chats,
+                stop: stop.clone(),
+                streams: Mutex::default(),
+            });
+            let receivers = vec![gateway::socket(Arc::clone(&shared), ctx.clone())];
+            let send_ctx = ctx.clone();
+            let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
+            super::drive(ctx, sends, stop, receivers, send).await;
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! The protobuf frames: hand-written bytes from the schema, every content type, recalls, edits, streams.
+
+use prost::Message as _;
+
+use super::proto::{Any, MsgContent, PushMessage, Sender, StreamMessage, WsInfo, WsWrapper};
+use super::wire::{Frame, decode, kind};
+use crate::model::{EventKind, Segment};
+
+fn wrapped(cmd: &str, value: Vec<u8>) -> Vec<u8> {
+    WsWrapper {
+        info: Some(WsInfo { seq: "1".into(), cmd: cmd.into() }),
+        data: Some(Any { type_url: String::new(), value }),
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_heartbeat_ack_written_byte_by_byte_decodes() {
+    // WsWrapper { info (1): WsInfo { seq (1): "7", cmd (2): "heartbeat_ack" } }
+    let mut bytes = vec![0x0a, 0x12, 0x0a, 0x01, b'7', 0x12, 0x0d];
+    bytes.extend_from_slice(b"heartbeat_ack");
+    assert_eq!(decode(&bytes), Ok(Frame::HeartbeatAck));
+}
+
+#[test]
+fn a_push_written_byte_by_byte_decodes_with_the_push_field_numbers() {
+    // PushMessage { msg_id (1): "ab", chat_id (4): "g1", chat_type (5): 2, content (6): { text (1): "hi" },
+    //               content_type (7): 1, timestamp (8): 1000, quote_msg_id (11): "q" }
+    let push = [
+        0x0a, 0x02, b'a', b'b', 0x22, 0x02, b'g', b'1', 0x28, 0x02, 0x32, 0x04, 0x0a, 0x02, b'h', b'i', 0x38, 0x01,
+        0x40, 0xe8, 0x07, 0x5a, 0x01, b'q',
+    ];
+    let Ok(Frame::Push(push)) = decode(&wrapped("push_message", push.to_vec())) else { panic!() };
+    assert_eq!((push.msg_id.as_str(), push.chat_id.as_str(), push.chat_type), ("ab", "g1", 2));
+    assert_eq!((push.timestamp, push.quote_msg_id.as_str()), (1000, "q"));
+    assert_eq!(push.content.unwrap().text, "hi");
+}
+
+fn push(content_type: u64, content: MsgContent) -> PushMessage {
+    PushMessage {
+        msg_id: "m1".into(),
+        sender: Some(Sender { chat_id: "u1".into(), chat_type: 1, name: "小明".into(), ..Sender::default() }),
+        chat_id: "g1".into(),
+        chat_type: 2,
+        content: Some(content),
+        content_type,
+        timestamp: 1_700_000_000_000,
+        ..PushMessage::default()
+    }
+}
+
+fn segments(p: &PushMessage) -> Vec<Segment> {
+    match kind(p, false) {
+        EventKind::Message(m) => m.content.0,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_content_type_maps_to_segments() {
+    let text = |t: &str| MsgContent { text: t.into(), ..MsgContent::default() };
+    assert_eq!(segments(&push(1, text("hello"))), [Segment::Text("hello".into())]);
+    assert_eq!(segments(&push(3, text("**bold**"))), [Segment::Text("**bold**".into())], "markdown as its text");
+    assert_eq!(segments(&push(8, text("<b>a</b> &amp; b"))), [Segment::Text("a & b".into())], "html reduced");
+    let image = MsgContent { image_url: "https://img/1.png".into(), ..MsgContent::default() };
+    assert_eq!(segments(&push(2, image)), [Segment::Image { url: "https://img/1.png".into() }]);
+    let file = MsgContent {
+        file_url: "https://f/a.zip".into(),
+        file_name: "a.zip".into(),
+        file_size: 3,
+        ..MsgContent::default()
+    };
+    assert_eq!(
+        segments(&push(4, file)),
+        [Segment::File { url: "https://f/a.zip".into(), name: Some("a.zip".into()), size: Some(3) }]
+    );
+    let video = MsgContent { video_url: "https://v/1.mp4".into(), ..MsgContent::default() };
+    assert_eq!(segments(&push(10, video)), [Segment::Video { url: "https://v/1.mp4".into() }]);
+    let audio = MsgContent { audio_url: "https://a/1.m4a".into(), audio_time: 4, ..MsgContent::default() };
+    assert_eq!(segments(&push(11, audio)), [Segment::Audio { url: "https://a/1.m4a".into(), seconds: Some(4) }]);
+    let sticker = MsgContent { sticker_url: "https://s/1.gif".into(), sticker_item_id: 9, ..MsgContent::default() };
+    assert_eq!(segments(&push(7, sticker)), [Segment::Sticker { url: "https://s/1.gif".into(), id: Some("9".into()) }]);
+    let tip = MsgContent { tip: "a call".into(), ..MsgContent::default() };
+    assert_eq!(segments(&push(13, tip)), [Segment::Text("a call".into())]);
+}
+
+#[test]
+fn mentions_quotes_recalls_and_edits() {
+    let content = MsgContent {
+        text: "@阿花 @bob hi".into(),
+        mentioned_id: vec!["u2".into(), "u3".into()],
+        quote_msg_text: "bob: earlier".into(),
+        ..MsgContent::default()
+    };
+    let mut p = push(1, content);
+    p.quote_msg_id = "m0".into();
+    let EventKind::Message(m) = kind(&p, false) else { panic!() };
+    assert!(
+        matches!(&m.content.0[0], Segment::Mention { user: Some(id), name } if id.as_str() == "u2" && name == "阿花")
+    );
+    assert!(
+        matches!(&m.content.0[2], Segment::Mention { user: Some(id), name } if id.as_str() == "u3" && name == "bob")
+    );
+    let reply = m.reply.unwrap();
+    assert_eq!((reply.target.unwrap().as_str(), reply.quoted_text.unwrap().as_str()), ("m0", "bob: earlier"));
+
+    p.delete_timestamp = 5;
+    assert!(matches!(kind(&p, false), EventKind::Recalled { target } if target.as_str() == "m1"));
+    p.delete_timestamp = 0;
+    assert!(matches!(kind(&p, true), EventKind::Edited { target, .. } if target.as_str() == "m1"));
+    p.chat_type = 1;
+    assert!(matches!(kind(&p, false), EventKind::Message(m) if m.private), "user chats are private");
+}
+
+#[test]
+fn streams_and_unknown_commands() {
+    let part = StreamMessage { msg_id: "m1".into(), content: " more".into(), ..StreamMessage::default() };
+    assert!(
+        matches!(decode(&wrapped("stream_message", part.encode_to_vec())), Ok(Frame::Stream(s)) if s.content == " more")
+    );
+    assert_eq!(decode(&wrapped("draft_input", vec![1, 2, 3])), Ok(Frame::Other { cmd: "draft_input".into() }));
+    assert!(decode(&wrapped("push_message", vec![0xff, 0xff])).is_err());
+    assert!(decode(&[0xff, 0xff, 0xff]).is_err());
+}
+
+proptest::proptest! {
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        let _ = decode(&bytes);
+        for cmd in ["push_message", "edit_message", "stream_message"] {
+            if let Ok(Frame::Push(p) | Frame::Edit(p)) = decode(&wrapped(cmd, bytes.clone())) {
+                let _ = kind(&p, cmd == "edit_message");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_pushes_never_panic(cut in 0usize..200) {
+        let content = MsgContent { text: "@a hello".into(), mentioned_id: vec!["x".into()], image_url: "https://i".into(), ..MsgContent::default() };
+        let frame = wrapped("push_message", push(1, content).encode_to_vec());
+        if let Ok(Frame::Push(p)) = decode(&frame[..cut.min(frame.len())]) {
+            let _ = kind(&p, false);
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! A Yunhu server as `shared/protocols.md` §2 describes it: protobuf HTTP endpoints with token checks (send,
+//! edit, recall, user info, list-message-by-seq with per-chat sequence numbers) and a websocket that needs
+//! the JSON login frame, answers heartbeats with `heartbeat_ack`, and pushes `push_message`, `edit_message`,
+//! recall notices and `stream_message` parts to every logged-in client — the sender included, as the real
+//! service does. Clients can be dropped and sent garbage.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prost::Message as _;
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::SimServer;
+use crate::adapters::yunhu::proto::{
+    Any, EditMessageRequest, EditMessageResponse, HistoryContent, HistoryMsg, HistorySender, ListMessageBySeqRequest,
+    ListMessageResponse, MsgContent, PushMessage, RecallBatchRequest, RecallMessageRequest, RecallMessageResponse,
+    SendMessageRequest, SendMessageResponse, Sender, Status, StreamMessage, UserData, UserInfo, WsInfo, WsWrapper,
+};
+
+#[derive(Clone, Debug, Default)]
+pub struct YunhuSimConfig {
+    /// Known users: (token, user id, name).
+    pub users: Vec<(String, String, String)>,
+}
+
+/// What a client asked of the HTTP API.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    Send(SendMessageRequest),
+    Edit(EditMessageRequest),
+    Recall { msg_id: String, chat_id: String },
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Every message per chat, in sequence.
+    history: HashMap<String, Vec<PushMessage>>,
+    requests: Vec<Request>,
+    logins: usize,
+}
+
+struct Shared {
+    config: YunhuSimConfig,
+    inner: Mutex<Inner>,
+    frames: broadcast::Sender<Vec<u8>>,
+    requests_tx: broadcast::Sender<Request>,
+    next: AtomicU64,
+    connections: Mutex<CancellationToken>,
+}
+
+pub struct YunhuSim {
+    server: SimServer,
+    shared: Arc<Shared>,
+}
+
+fn now() -> i64 {
+    crate::model::Time::now().0
+}
+
+fn wrap(cmd: &str, seq: &str, value: Vec<u8>) -> Vec<u8> {
+    let type_url = match cmd {
+        "stream_message" => "type.googleapis.com/proto.StreamMessage",
+        _ => "type.googleapis.com/proto.PushMessage",
+    };
+    WsWrapper {
+        info: Some(WsInfo { seq: seq.to_owned(), cmd: cmd.to_owned() }),
+        data: Some(Any { type_url: type_url.to_owned(), value }),
+    }
+    .encode_to_vec()
+}
+
+fn ok() -> Status {
+    Status { request_id: 1, code: 1, msg: "success".into() }
+}
+
+impl YunhuSim {
+    pub async fn start(config: YunhuSimConfig) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            config,
+            inner: Mutex::default(),
+            frames: broadcast::channel(1024).0,
+            requests_tx: broadcast::channel(1024).0,
+            next: AtomicU64::new(1),
+            connections: Mutex::new(CancellationToken::new()),
+        });
+        let app = Router::new()
+            .route("/v1/user/info", get(user_info))
+            .route("/v1/msg/send-message", post(send_message))
+            .route("/v1/msg/edit-message", post(edit_message))
+            .route("/v1/msg/recall-msg", post(recall))
+            .route("/v1/msg/recall-msg-batch", post(recall_batch))
+            .route("/v1/msg/list-message-by-seq", post(list_by_seq))
+            .route("/ws", get(socket))
+            .with_state(Arc::clone(&shared));
+        Ok(Self { server: SimServer::start(app).await?, shared })
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.server.addr())
+    }
+
+    /// `user` (id, name) says `text` in `group`; returns the message id.
+    pub fn say(&self, group: &str, user: (&str, &str), text: &str) -> String {
+        let content = MsgContent { text: text.to_owned(), ..MsgContent::default() };
+        self.post(group, 2, user, 1, content, "")
+    }
+
+    /// A message with any content, a content type and a quote.
+    pub fn post(
+        &self,
+        chat: &str,
+        chat_type: u64,
+        user: (&str, &str),
+        content_type: u64,
+        content: MsgContent,
+        quote: &str,
+    ) -> String {
+        let msg_id = uuid::Uuid::new_v4().simple().to_string();
+        let push = self.shared.message(&msg_id, chat, chat_type, user, 1, content_type, content, quote);
+        self.shared.publish("push_message", &push);
+        msg_id
+    }
+
+    /// A bot's streamed message: the first part as a push, the rest as `stream_message` parts.
+    pub async fn stream(&self, group: &str, bot: (&str, &str), parts: &[&str], gap: std::time::Duration) -> String {
+        let msg_id = uuid::Uuid::new_v4().simple().to_string();
+        let first = MsgContent { text: parts.first().copied().unwrap_or_default().to_owned(), ..MsgContent::default() };
+        let push = self.shared.message(&msg_id, group, 2, bot, 3, 1, first, "");
+        self.shared.publish("push_message", &push);
+        for part in &parts[1..] {
+            tokio::time::sleep(gap).await;
+            let part = StreamMessage {
+                msg_id: msg_id.clone(),
+                recv_id: group.to_owned(),
+                chat_id: group.to_owned(),
+                content: (*part).to_owned(),
+            };
+            let _ = self.shared.frames.send(wrap("stream_message", "", part.encode_to_vec()));
+        }
+        msg_id
+    }
+
+    /// Someone edits their message `msg_id`.
+    pub fn edit(&self, msg_id: &str, text: &str) {
+        self.shared.edit(msg_id, text);
+    }
+
+    /// Someone recalls their message `msg_id`.
+    pub fn recall(&self, msg_id: &str) {
+        self.shared.recall(msg_id);
+    }
+
+    /// A frame that is not protobuf.
+    pub fn garbage(&self, bytes: &[u8]) {
+        let _ = self.shared.frames.send(bytes.to_vec());
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.lock().requests.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Request> {
+        self.shared.requests_tx.subscribe()
+    }
+
+    pub fn logins(&self) -> usize {
+        self.shared.lock().logins
+    }
+
+    pub fn drop_connections(&self) {
+        let mut token = self.shared.connections.lock().expect("never poisoned");
+        token.cancel();
+        *token = CancellationToken::new();
+        drop(token);
+        self.server.drop_connections();
+    }
+}
+
+impl Drop for YunhuSim {
+    fn drop(&mut self) {
+        self.shared.connections.lock().expect("never poisoned").cancel();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("simulator lock is never poisoned")
+    }
+
+    fn user(&self, headers: &HeaderMap) -> Option<(String, String)> {
+        let token = headers.get("token")?.to_str().ok()?;
+        self.config.users.iter().find(|(t, _, _)| t == token).map(|(_, id, name)| (id.clone(), name.clone()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &self,
+        msg_id: &str,
+        chat: &str,
+        chat_type: u64,
+        (user_id, name): (&str, &str),
+        sender_type: u64,
+        content_type: u64,
+        content: MsgContent,
+        quote: &str,
+    ) -> PushMessage {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let push = PushMessage {
+            msg_id: msg_id.to_owned(),
+            sender: Some(Sender {
+                chat_id: user_id.to_owned(),
+                chat_type: sender_type,
+                name: name.to_owned(),
+                ..Sender::default()
+            }),
+            recv_id: chat.to_owned(),
+            chat_id: chat.to_owned(),
+            chat_type,
+            content: Some(content),
+            content_type,
+            timestamp: now(),
+            quote_msg_id: quote.to_owned(),
+            msg_seq: seq,
+            ..PushMessage::default()
+        };
+        self.lock().history.entry(chat.to_owned()).or_default().push(push.clone());
+        push
+    }
+
+    fn publish(&self, cmd: &str, push: &PushMessage) {
+        let _ = self.frames.send(wrap(cmd, "", push.encode_to_vec()));
+    }
+
+    fn find(&self, msg_id: &str) -> Option<PushMessage> {
+        self.lock().history.values().flatten().find(|m| m.msg_id == msg_id).cloned()
+    }
+
+    fn edit(&self, msg_id: &str, text: &str) {
+        let Some(mut push) = self.find(msg_id) else { return };
+        push.content.get_or_insert_with(Default::default).text = text.to_owned();
+        push.edit_timestamp = now() as u64;
+        self.publish("edit_message", &push);
+    }
+
+    fn recall(&self, msg_id: &str) {
+        let Some(mut push) = self.find(msg_id) else { return };
+        push.delete_timestamp = now() as u64;
+        self.publish("push_message", &push);
+    }
+
+    fn record(&self, request: Request) {
+        self.lock().requests.push(request.clone());
+        let _ = self.requests_tx.send(request);
+    }
+}
+
+fn protobuf(message: &impl prost::Message) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/x-protobuf")], message.encode_to_vec()).into_response()
+}
+
+async fn user_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let data = shared.user(&headers).map(|(id, name)| UserData { id, name, ..UserData::default() });
+    protobuf(&UserInfo { status: Some(ok()), data })
+}
+
+async fn send_message(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(user) = shared.user(&headers) else { return StatusCode::UNAUTHORIZED.into_response() };
+    let Ok(request) = SendMessageRequest::decode(body) else { return StatusCode::BAD_REQUEST.into_response() };
+    shared.record(Request::Send(request.clone()));
+    let c = request.content.clone().unwrap_or_default();
+    let content = MsgContent {
+        text: c.text,
+        mentioned_id: c.mentioned_id,
+        quote_msg_text: c.quote_msg_text,
+        ..MsgContent::default()
+    };
+    let push = shared.message(
+        &request.msg_id,
+        &request.chat_id,
+        request.chat_type,
+        (&user.0, &user.1),
+        1,
+        request.content_type,
+        content,
+        &request.quote_msg_id,
+    );
+    shared.publish("push_message", &push);
+    protobuf(&SendMessageResponse { status: Some(ok()) })
+}
+
+async fn edit_message(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if shared.user(&headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(request) = EditMessageRequest::decode(body) else { return StatusCode::BAD_REQUEST.into_response() };
+    shared.record(Request::Edit(request.clone()));
+    let text = request.content.map(|c| c.text).unwrap_or_default();
+    shared.edit(&request.msg_id, &text);
+    protobuf(&EditMessageResponse { status: Some(ok()) })
+}
+
+async fn recall(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if shared.user(&headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(request) = RecallMessageRequest::decode(body) else { return StatusCode::BAD_REQUEST.into_response() };
+    shared.record(Request::Recall { msg_id: request.msg_id.clone(), chat_id: request.chat_id.clone() });
+    shared.recall(&request.msg_id);
+    protobuf(&RecallMessageResponse { status: Some(ok()) })
+}
+
+async fn recall_batch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if shared.user(&headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(request) = RecallBatchRequest::decode(body) else { return StatusCode::BAD_REQUEST.into_response() };
+    for msg_id in &request.msg_id {
+        shared.record(Request::Recall { msg_id: msg_id.clone(), chat_id: request.chat_id.clone() });
+        shared.recall(msg_id);
+    }
+    protobuf(&RecallMessageResponse { status: Some(ok()) })
+}
+
+async fn list_by_seq(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    if shared.user(&headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(request) = ListMessageBySeqRequest::decode(body) else { return StatusCode::BAD_REQUEST.into_response() };
+    let inner = shared.lock();
+    let msg: Vec<HistoryMsg> = inner
+        .history
+        .get(&request.chat_id)
+        .into_iter()
+        .flatten()
+        .filter(|m| m.msg_seq >= request.msg_seq)
+        .map(|m| {
+            let sender = m.sender.clone().unwrap_or_default();
+            let content = m.content.clone().unwrap_or_default();
+            HistoryMsg {
+                msg_id: m.msg_id.clone(),
+                sender: Some(HistorySender {
+                    chat_id: sender.chat_id,
+                    chat_type: sender.chat_type,
+                    name: sender.name,
+                    avatar_url: sender.avatar_url,
+                }),
+                content_type: m.content_type,
+                content: Some(HistoryContent {
+                    text: content.text,
+                    quote_msg_text: content.quote_msg_text,
+                    ..HistoryContent::default()
+                }),
+                send_time: m.timestamp as u64,
+                quote_msg_id: m.quote_msg_id.clone(),
+                msg_seq: m.msg_seq,
+                ..HistoryMsg::default()
+            }
+        })
+        .collect();
+    let total = msg.len() as u64;
+    protobuf(&ListMessageResponse { status: Some(ok()), msg, total })
+}
+
+async fn socket(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
+    let dropped = shared.connections.lock().expect("never poisoned").clone();
+    upgrade.on_upgrade(move |ws| session(ws, shared, dropped))
+}
+
+async fn session(mut ws: WebSocket, shared: Arc<Shared>, dropped: CancellationToken) {
+    let mut frames: Option<broadcast::Receiver<Vec<u8>>> = None;
+    loop {
+        tokio::select! {
+            _ = dropped.cancelled() => return,
+            frame = async {
+                match &mut frames {
+                    Some(rx) => rx.recv().await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                let Some(frame) = frame else { return };
+                if ws.send(Message::binary(frame)).await.is_err() {
+                    return;
+                }
+            }
+            incoming = ws.recv() => {
+                let Some(Ok(Message::Text(text))) = incoming else {
+                    if matches!(incoming, Some(Ok(_))) { continue } else { return }
+                };
+                let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                let seq = frame["seq"].as_str().unwrap_or_default().to_owned();
+                match frame["cmd"].as_str() {
+                    Some("login") => {
+                        let (user, token) = (frame["data"]["userId"].as_str(), frame["data"]["token"].as_str());
+                        let known = shared.config.users.iter().any(|(t, id, _)| Some(t.as_str()) == token && Some(id.as_str()) == user);
+                        if !known {
+                            let _ = ws.send(Message::text("数据不合法")).await;
+                            return;
+                        }
+                        shared.lock().logins += 1;
+                        frames = Some(shared.frames.subscribe());
+                    }
+                    Some("heartbeat") if frames.is_some() => {
+                        let ack = wrap("heartbeat_ack", &seq, Vec::new());
+                        if ws.send(Message::binary(ack)).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -178,8 +178,10 @@ pub async fn drive<R, S, SF>(
 {
     let mut tasks = tokio::task::JoinSet::new();
     // One state for the account, whatever its number of rooms: connecting until a room is up.
-    let first = if receivers.is_empty() { AccountState::Connected } else { AccountState::Connecting };
-    ctx.set_state(first).await;
+    if !stop.is_stopped() {
+        let first = if receivers.is_empty() { AccountState::Connected } else { AccountState::Connecting };
+        ctx.set_state(first).await;
+    }
     for receiver in receivers {
         tasks.spawn(receiver);
     }

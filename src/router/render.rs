@@ -106,10 +106,11 @@ fn render_message(
     if let Some(reply) = &message.reply {
         let group = reply.target.as_ref().and_then(|t| ids.group_of(&event.origin.room, t));
         let copy = group.and_then(|g| ids.ids_in(g, &target.room.addr)).and_then(|c| c.into_iter().next());
-        let snippet = group.and_then(|g| ids.snippet(g));
-        let sender = reply.quoted_sender.clone().or_else(|| snippet.as_ref().and_then(|s| s.sender.clone()));
-        let time = reply.quoted_time.or(snippet.as_ref().map(|s| s.time));
-        let text = reply.quoted_text.clone().or_else(|| snippet.map(|s| s.text));
+        // The quoted message as the bridge saw it, when it did; else what the reply itself carries.
+        let (sender, text, time) = match group.and_then(|g| ids.snippet(g)) {
+            Some(snippet) => (snippet.sender, Some(snippet.text), Some(snippet.time)),
+            None => (reply.quoted_sender.clone(), reply.quoted_text.clone(), reply.quoted_time),
+        };
         if caps.reply {
             // The platform shows quotes itself: the copy's id where there is one, and what was quoted.
             reply_to = copy;

@@ -33,11 +33,23 @@ pub struct YunhuSimConfig {
     pub users: Vec<(String, String, String)>,
 }
 
+/// A message a client sent through the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub msg_id: String,
+    pub chat_id: String,
+    pub chat_type: u64,
+    pub text: String,
+    pub mentioned_id: Vec<String>,
+    pub quote_msg_id: String,
+    pub quote_msg_text: String,
+}
+
 /// What a client asked of the HTTP API.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Send(SendMessageRequest),
-    Edit(EditMessageRequest),
+    Send(Sent),
+    Edit { msg_id: String, text: String },
     Recall { msg_id: String, chat_id: String },
 }
 
@@ -115,22 +127,26 @@ impl YunhuSim {
 
     /// `user` (id, name) says `text` in `group`; returns the message id.
     pub fn say(&self, group: &str, user: (&str, &str), text: &str) -> String {
-        let content = MsgContent { text: text.to_owned(), ..MsgContent::default() };
-        self.post(group, 2, user, 1, content, "")
+        self.post(group, user, text, &[], ("", ""))
     }
 
-    /// A message with any content, a content type and a quote.
+    /// A text message with mentions (ids for the `@name`s of the text) quoting (msg_id, text).
     pub fn post(
         &self,
         chat: &str,
-        chat_type: u64,
         user: (&str, &str),
-        content_type: u64,
-        content: MsgContent,
-        quote: &str,
+        text: &str,
+        mentioned_id: &[&str],
+        quote: (&str, &str),
     ) -> String {
         let msg_id = uuid::Uuid::new_v4().simple().to_string();
-        let push = self.shared.message(&msg_id, chat, chat_type, user, 1, content_type, content, quote);
+        let content = MsgContent {
+            text: text.to_owned(),
+            mentioned_id: mentioned_id.iter().map(|s| (*s).to_owned()).collect(),
+            quote_msg_text: quote.1.to_owned(),
+            ..MsgContent::default()
+        };
+        let push = self.shared.message(&msg_id, chat, 2, user, 1, 1, content, quote.0);
         self.shared.publish("push_message", &push);
         msg_id
     }
@@ -280,8 +296,16 @@ async fn user_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
 async fn send_message(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(user) = shared.user(&headers) else { return StatusCode::UNAUTHORIZED.into_response() };
     let Ok(request) = SendMessageRequest::decode(body) else { return StatusCode::BAD_REQUEST.into_response() };
-    shared.record(Request::Send(request.clone()));
     let c = request.content.clone().unwrap_or_default();
+    shared.record(Request::Send(Sent {
+        msg_id: request.msg_id.clone(),
+        chat_id: request.chat_id.clone(),
+        chat_type: request.chat_type,
+        text: c.text.clone(),
+        mentioned_id: c.mentioned_id.clone(),
+        quote_msg_id: request.quote_msg_id.clone(),
+        quote_msg_text: c.quote_msg_text.clone(),
+    }));
     let content = MsgContent {
         text: c.text,
         mentioned_id: c.mentioned_id,
@@ -307,8 +331,8 @@ async fn edit_message(State(shared): State<Arc<Shared>>, headers: HeaderMap, bod
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let Ok(request) = EditMessageRequest::decode(body) else { return StatusCode::BAD_REQUEST.into_response() };
-    shared.record(Request::Edit(request.clone()));
     let text = request.content.map(|c| c.text).unwrap_or_default();
+    shared.record(Request::Edit { msg_id: request.msg_id.clone(), text: text.clone() });
     shared.edit(&request.msg_id, &text);
     protobuf(&EditMessageResponse { status: Some(ok()) })
 }

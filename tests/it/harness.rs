@@ -9,6 +9,7 @@ use chatbridge::sim::fishroom::{FishroomSim, FishroomSimConfig, Posted};
 use chatbridge::sim::heihei::{HeiheiSim, HeiheiSimConfig, SentMsg as HeiheiSent};
 use chatbridge::sim::iirose::{IiroseSim, IiroseSimConfig, Said, SimUser};
 use chatbridge::sim::missevan::{MissevanSim, MissevanSimConfig, SentMessage};
+use chatbridge::sim::yunhu::{Request as YunhuRequest, YunhuSim, YunhuSimConfig};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -224,4 +225,33 @@ pub fn heihei_account(name: &str, sim: &HeiheiSim, extra: &str) -> String {
 /// The next message the bridge sends through Heihei's `sendMsg`.
 pub async fn next_heihei(sent: &mut broadcast::Receiver<HeiheiSent>) -> HeiheiSent {
     tokio::time::timeout(DEADLINE, sent.recv()).await.expect("a message is sent in time").expect("the simulator runs")
+}
+
+pub const YUNHU_TOKEN: &str = "0d6f5c1e-7a2b-4c3d-9e8f-112233445566";
+pub const YUNHU_TOKEN_2: &str = "1e7a6d2f-8b3c-4d4e-8f90-223344556677";
+
+/// A simulated Yunhu server knowing two bridge users.
+pub async fn yunhu() -> YunhuSim {
+    let config = YunhuSimConfig {
+        users: vec![
+            (YUNHU_TOKEN.to_owned(), "9001".to_owned(), "bridgebot".to_owned()),
+            (YUNHU_TOKEN_2.to_owned(), "9002".to_owned(), "bridgebot2".to_owned()),
+        ],
+    };
+    YunhuSim::start(config).await.expect("the simulator starts")
+}
+
+/// An `[accounts.yunhu.<name>]` table for `sim`.
+pub fn yunhu_account(name: &str, sim: &YunhuSim, token: &str, extra: &str) -> String {
+    format!(
+        "\n[accounts.yunhu.{name}]\ntoken = \"{token}\"\napi_url = \"{}\"\nws_url = \"{}\"\nheartbeat = \"1s\"\n\
+         idle_timeout = \"3s\"\nstream_settle = \"300ms\"\nrequest_timeout = \"3s\"\n{extra}",
+        sim.api_url(),
+        sim.ws_url()
+    )
+}
+
+/// The next request the bridge makes of the Yunhu simulator.
+pub async fn next_request(requests: &mut broadcast::Receiver<YunhuRequest>) -> YunhuRequest {
+    tokio::time::timeout(DEADLINE, requests.recv()).await.expect("a request in time").expect("the simulator runs")
 }

@@ -7,3 +7,4 @@ mod harness;
 mod heihei;
 mod iirose;
 mod missevan;
+mod yunhu;

@@ -80,5 +80,49 @@ fn iirose(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, missevan, iirose);
+/// Captured-style Yunhu push frames: `WsWrapper` + `PushMessage`, decoded and mapped.
+fn yunhu(c: &mut Criterion) {
+    use chatbridge::adapters::yunhu::wire::{Frame, decode, kind};
+    use chatbridge::sim::yunhu::{YunhuSim, YunhuSimConfig};
+    // The simulator builds the frames exactly as it sends them; collect them off its socket.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let frames: Vec<Vec<u8>> = runtime.block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        let sim =
+            YunhuSim::start(YunhuSimConfig { users: vec![("t".into(), "1".into(), "bot".into())] }).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(sim.ws_url()).await.unwrap();
+        let login =
+            r#"{"seq":"1","cmd":"login","data":{"userId":"1","token":"t","platform":"windows","deviceId":"d"}}"#;
+        ws.send(tokio_tungstenite::tungstenite::Message::text(login)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        for i in 0..100 {
+            let text = format!("第{i}条消息 @阿花 看看这个 https://example.com/{i}");
+            sim.post("g1", ("u1", "小明"), &text, &["u2"], ("", ""));
+        }
+        let mut frames = Vec::new();
+        while frames.len() < 100 {
+            if let Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b))) = ws.next().await {
+                frames.push(b.to_vec());
+            }
+        }
+        frames
+    });
+    let bytes: usize = frames.iter().map(Vec::len).sum();
+    let mut group = c.benchmark_group("yunhu");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("push_frames", |b| {
+        b.iter(|| {
+            frames
+                .iter()
+                .map(|f| match decode(f) {
+                    Ok(Frame::Push(p)) => std::hint::black_box(kind(&p, false)).filter_kind().is_some() as usize,
+                    _ => 0,
+                })
+                .sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, missevan, iirose, yunhu);
 criterion_main!(benches);

@@ -1,5 +1,5 @@
 //! `chatbridge demo`: simulated platforms on loopback — two Fishroom servers, a Missevan live room, an
-//! IIROSE room and a Heihei host's live room — one bridge joining a room on each, and a short scripted conversation. Every relayed message is printed
+//! IIROSE room, a Heihei host's live room and a Yunhu group — one bridge joining a room on each, and a short scripted conversation. Every relayed message is printed
 //! as the destination receives it.
 
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::sim::fishroom::{FishroomSim, FishroomSimConfig};
 use crate::sim::heihei::{HeiheiSim, HeiheiSimConfig};
 use crate::sim::iirose::{IiroseSim, IiroseSimConfig, SimUser};
 use crate::sim::missevan::{MissevanSim, MissevanSimConfig};
+use crate::sim::yunhu::{Request, YunhuSim, YunhuSimConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
 const LIVE_ROOM: u64 = 868858631;
@@ -22,20 +23,23 @@ const MISSEVAN_TOKEN: &str = "demo-login-token";
 const ROSE_ROOM: &str = "5ce6a4b520a90";
 const HOST: u64 = 38298237;
 /// The rooms, as the bridge names them.
-const ROOMS: [&str; 5] = [
+const ROOMS: [&str; 6] = [
     "fishroom.tuna:general",
     "fishroom.lug:chat",
     "missevan.fm:868858631",
     "iirose.rose:5ce6a4b520a90",
     "heihei.hh:host/38298237",
+    "yunhu.me:group/fans",
 ];
+const YUNHU_TOKEN: &str = "0d6f5c1e-7a2b-4c3d-9e8f-112233445566";
 
 /// Who says what, where: (room index, sender, text).
-const SCRIPT: [(usize, &str, &str); 6] = [
+const SCRIPT: [(usize, &str, &str); 7] = [
     (0, "alice", "Hello from IRC on the tuna server!"),
     (2, "小明", "晚上好！Greetings from the Missevan live room."),
     (3, "上学", "蔷薇花园 says hi <3 & welcome"),
     (4, "观众", "黑黑直播间的观众也来了"),
+    (5, "云朵", "云湖群里也能看到大家"),
     (1, "bob", "Hi all, this is Telegram on the lug server."),
     (0, "alice", "Each message reaches every other room once, formatted, and never comes back."),
 ];
@@ -45,6 +49,7 @@ struct Platforms {
     missevan: MissevanSim,
     iirose: IiroseSim,
     heihei: HeiheiSim,
+    yunhu: YunhuSim,
 }
 
 impl Platforms {
@@ -67,7 +72,9 @@ impl Platforms {
         let config = HeiheiSimConfig { token: "demo-heihei-token".into(), user_id: 777, hosts: vec![HOST] };
         let heihei = HeiheiSim::start(config).await.context("starting a simulated Heihei server")?;
         heihei.start_live(HOST);
-        Ok(Self { fishroom, missevan, iirose, heihei })
+        let config = YunhuSimConfig { users: vec![(YUNHU_TOKEN.into(), "9001".into(), "bridgebot".into())] };
+        let yunhu = YunhuSim::start(config).await.context("starting a simulated Yunhu server")?;
+        Ok(Self { fishroom, missevan, iirose, heihei, yunhu })
     }
 
     fn config(&self) -> String {
@@ -101,9 +108,14 @@ ws_url = "{rose}"
 token = "demo-heihei-token"
 init_url = "{hh}"
 
+[accounts.yunhu.me]
+token = "{YUNHU_TOKEN}"
+api_url = "{yh_api}"
+ws_url = "{yh_ws}"
+
 [[bridge]]
 name = "demo"
-rooms = ["{}", "{}", "{}", "{}", "{}"]
+rooms = ["{}", "{}", "{}", "{}", "{}", "{}"]
 nick_format = "[{{platform}}/{{account}}] {{nick}}"
 "#,
             ROOMS[0],
@@ -111,7 +123,10 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
             ROOMS[2],
             ROOMS[3],
             ROOMS[4],
+            ROOMS[5],
             hh = self.heihei.init_url(),
+            yh_api = self.yunhu.api_url(),
+            yh_ws = self.yunhu.ws_url(),
             rose = self.iirose.ws_url(),
             tuna = self.fishroom[0].api_url(),
             lug = self.fishroom[1].api_url(),
@@ -131,7 +146,10 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
             3 => {
                 self.iirose.say(ROSE_ROOM, "679a51f1d4893", sender, text);
             }
-            _ => self.heihei.say(HOST, 5, sender, text),
+            4 => self.heihei.say(HOST, 5, sender, text),
+            _ => {
+                self.yunhu.say("fans", ("u1", sender), text);
+            }
         }
     }
 
@@ -171,6 +189,16 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
                 let _ = arrived.send(());
             }
         });
+        let mut requests = self.yunhu.subscribe();
+        let arrived = relayed.clone();
+        tokio::spawn(async move {
+            while let Ok(request) = requests.recv().await {
+                if let Request::Send(sent) = request {
+                    println!("    → {:<26} {}", ROOMS[5], sent.text);
+                    let _ = arrived.send(());
+                }
+            }
+        });
     }
 
     fn arrivals(&self) -> usize {
@@ -178,6 +206,7 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
             + self.missevan.sent().len()
             + self.iirose.said().len()
             + self.heihei.sent().len()
+            + self.yunhu.requests().iter().filter(|r| matches!(r, Request::Send(_))).count()
     }
 }
 

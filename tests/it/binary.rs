@@ -47,7 +47,7 @@ fn the_demo_relays_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let relayed: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with('→')).collect();
-    assert_eq!(relayed.len(), 24, "{stdout}");
+    assert_eq!(relayed.len(), 35, "{stdout}");
     let arrived = |room: &str, text: &str| relayed.iter().any(|l| l.contains(room) && l.contains(text));
     assert!(arrived("fishroom.lug:chat", "[fishroom/tuna] alice: Hello from IRC"), "{stdout}");
     assert!(arrived("missevan.fm:868858631", "[fishroom] alice: Hello from IRC"), "{stdout}");
@@ -56,7 +56,9 @@ fn the_demo_relays_and_exits_zero() {
     assert!(arrived("missevan.fm:868858631", "[iirose] 上学: 蔷薇花园 says hi <3 & welcome"), "{stdout}");
     assert!(arrived("heihei.hh:host/38298237", "[fishroom] alice: Hello from IRC"), "{stdout}");
     assert!(arrived("fishroom.lug:chat", "[heihei/hh] 观众: 黑黑直播间的观众也来了"), "{stdout}");
-    assert!(stdout.contains("24 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
+    assert!(arrived("yunhu.me:group/fans", "[iirose] 上学: 蔷薇花园 says hi"), "{stdout}");
+    assert!(arrived("heihei.hh:host/38298237", "[yunhu] 云朵: 云湖群里也能看到大家"), "{stdout}");
+    assert!(stdout.contains("35 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
 }
 
 fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {

@@ -224,6 +224,8 @@ pub async fn run(duration: Option<Duration>) -> anyhow::Result<()> {
         }
     };
     tokio::time::timeout(WAIT, joined).await.context("the Heihei broadcast was not joined")?;
+    // The join's answer is taken in a moment after the server saw the join.
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
     println!("chatbridge demo: bridge `demo` joins {} (all simulated).\n", ROOMS.join(", "));
     let (relayed_tx, mut relayed) = mpsc::unbounded_channel();

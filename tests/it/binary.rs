@@ -5,8 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    HEIHEI_HOST, HEIHEI_TOKEN, MISSEVAN_TOKEN, Pair, account, fishroom, heihei, heihei_account, missevan,
-    missevan_account, next_post, next_sent,
+    HEIHEI_HOST, HEIHEI_TOKEN, MISSEVAN_TOKEN, Pair, account, fishroom, heihei, heihei_account, heihei_following,
+    missevan, missevan_account, next_post, next_sent,
 };
 
 fn bin() -> Command {
@@ -193,10 +193,7 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     }
     fm.say(868858631, 42, "小明", "from the live room");
     let _ = next_post(&mut at_lug).await;
-    while hh.joins().is_empty() {
-        assert!(Instant::now() < deadline, "the broadcast was never joined");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    heihei_following(&hh).await;
     // The channel socket dropped: its reconnect carries the token again.
     hh.drop_connections();
     // Failures: posts answered 500 until given up, and the server going away.

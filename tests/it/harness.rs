@@ -255,3 +255,10 @@ pub fn yunhu_account(name: &str, sim: &YunhuSim, token: &str, extra: &str) -> St
 pub async fn next_request(requests: &mut broadcast::Receiver<YunhuRequest>) -> YunhuRequest {
     tokio::time::timeout(DEADLINE, requests.recv()).await.expect("a request in time").expect("the simulator runs")
 }
+
+/// Waits until the bridge follows the host's broadcast: joined, and the join's answer taken in (a moment
+/// after the simulator saw the join).
+pub async fn heihei_following(sim: &HeiheiSim) {
+    eventually("the broadcast is joined", || !sim.joins().is_empty()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}

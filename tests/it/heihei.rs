@@ -8,8 +8,8 @@ use chatbridge::sim::heihei::HeiheiSim;
 use serde_json::json;
 
 use crate::harness::{
-    FAST, HEIHEI_HOST, Running, account, eventually, fishroom, heihei, heihei_account, next_heihei, next_post, settle,
-    start, wait_state,
+    FAST, HEIHEI_HOST, Running, account, eventually, fishroom, heihei, heihei_account, heihei_following, next_heihei,
+    next_post, settle, start, wait_state,
 };
 
 /// The host's room and Fishroom `general` in bridge `live`; the host is on air.
@@ -23,7 +23,7 @@ async fn bridged(extra: &str) -> (HeiheiSim, FishroomSim, Running) {
         account("tuna", &fish, "11", "key"),
     );
     let running = start(&source, &["heihei.hh", "fishroom.tuna"]).await;
-    eventually("the broadcast is joined", || !hh.joins().is_empty()).await;
+    heihei_following(&hh).await;
     (hh, fish, running)
 }
 
@@ -126,7 +126,7 @@ async fn im_reaches_only_an_im_bridge() {
         account("dm", &fish, "12", "key2"),
     );
     let running = start(&source, &["heihei.hh", "fishroom.tuna", "fishroom.dm"]).await;
-    eventually("the broadcast is joined", || !hh.joins().is_empty()).await;
+    heihei_following(&hh).await;
     let mut at_fish = fish.subscribe();
     let im = |from: u64, text: &str| {
         json!({"msgType": "IM", "msg": {"toUserId": 777, "fromUserId": from, "msgType": "text", "content": {"text": text},
@@ -200,7 +200,8 @@ async fn a_single_broadcast_room_ends_with_its_broadcast() {
         live.live_id,
     );
     let running = start(&source, &["heihei.hh", "fishroom.tuna"]).await;
-    eventually("the broadcast is joined", || hh.joins() == [live.live_id]).await;
+    heihei_following(&hh).await;
+    assert_eq!(hh.joins(), [live.live_id]);
     let mut at_fish = fish.subscribe();
     hh.say(HEIHEI_HOST, 5, "观众", "during");
     assert_eq!(next_post(&mut at_fish).await.content, "during");

@@ -98,6 +98,8 @@ pub struct YunhuAccount {
     pub idle_timeout: Duration,
     /// A streamed message is relayed when no part has come for this long.
     pub stream_settle: Duration,
+    /// Send texts that carry Markdown (`**`, `` ` ``, `[text](url)`, headings, lists) as Markdown.
+    pub markdown: bool,
     pub request_timeout: Duration,
 }
 
@@ -241,6 +243,7 @@ pub(crate) fn parse_account(
             let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
             let idle_timeout = fields.duration("idle_timeout", report).unwrap_or(Duration::from_secs(70));
             let stream_settle = fields.duration("stream_settle", report).unwrap_or(Duration::from_secs(2));
+            let markdown = fields.bool("markdown", report).unwrap_or(false);
             let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
             fields.deny_unknown(what, report);
             AccountConfig::Yunhu(YunhuAccount {
@@ -253,6 +256,7 @@ pub(crate) fn parse_account(
                 heartbeat,
                 idle_timeout,
                 stream_settle,
+                markdown,
                 request_timeout,
             })
         }

@@ -150,6 +150,17 @@ impl<'t, 'i> Fields<'t, 'i> {
         }
     }
 
+    pub fn bool(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<bool> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                report.error(&value.span(), format!("`{key}` must be true or false, not {}", other.type_str()));
+                None
+            }
+        }
+    }
+
     pub fn positive_int(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<u64> {
         let value = self.get(key)?;
         let parsed = match value.get_ref() {

@@ -158,3 +158,21 @@ async fn a_bad_token_stops_only_its_account() {
     assert_eq!(next_post(&mut at_fish).await.content, "still here");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markdown_goes_out_as_markdown_where_the_account_asks() {
+    let sim = yunhu().await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"yunhu.me:group/big\", \"fishroom.tuna:general\"]\n",
+        yunhu_account("me", &sim, YUNHU_TOKEN, "markdown = true\n"),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["yunhu.me", "fishroom.tuna"]).await;
+    let mut requests = sim.subscribe();
+    fish.say("general", "irc", "alice", "this is **important**");
+    fish.say("general", "irc", "alice", "plain words");
+    assert_eq!(sent(next_request(&mut requests).await).content_type, 3);
+    assert_eq!(sent(next_request(&mut requests).await).content_type, 1);
+    running.shutdown().await;
+}

@@ -10,8 +10,19 @@ use super::{Chat, Shared};
 use crate::adapters::{AdapterContext, OutMessage, SendAction, SendFailure, SendRequest};
 use crate::model::{ClientIdForm, Content, RemoteId, Segment, push_plain};
 
-/// `content_type` 1: text.
+/// `content_type` 1: text; 3: Markdown.
 const TEXT: u64 = 1;
+const MARKDOWN: u64 = 3;
+
+/// Whether a text carries Markdown worth showing as such.
+fn carries_markdown(text: &str) -> bool {
+    text.contains("**")
+        || text.contains('`')
+        || (text.contains("](") && text.contains('['))
+        || text
+            .lines()
+            .any(|l| l.starts_with("# ") || l.starts_with("## ") || l.starts_with("- ") || l.starts_with("> "))
+}
 
 pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: SendRequest) {
     let result = match Chat::of(&request.room) {
@@ -76,12 +87,13 @@ async fn send_message(
                 };
             }
         }
+        let content_type = if shared.config.markdown && carries_markdown(&content.text) { MARKDOWN } else { TEXT };
         let body = SendMessageRequest {
             msg_id: id.to_string(),
             chat_id: chat.id.clone(),
             chat_type: chat.kind,
             content: Some(content),
-            content_type: TEXT,
+            content_type,
             quote_msg_id,
             ..SendMessageRequest::default()
         };
@@ -128,4 +140,19 @@ async fn recall(shared: &Shared, chat: &Chat, targets: &[RemoteId]) -> Result<Ve
     };
     check(status)?;
     Ok(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_markdown;
+
+    #[test]
+    fn markdown_is_recognised() {
+        for text in ["**bold**", "use `cargo`", "[site](https://x)", "# Title\nbody", "a\n- item"] {
+            assert!(carries_markdown(text), "{text}");
+        }
+        for text in ["plain", "3 * 4 = 12", "[not a link]", "#hashtag"] {
+            assert!(!carries_markdown(text), "{text}");
+        }
+    }
 }

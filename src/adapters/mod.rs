@@ -130,6 +130,26 @@ impl AdapterContext {
         let _ = self.router.send(RouterInput::Ack { room, result }).await;
     }
 
+    /// After a lost connection: logs and reports the backoff's next delay, then waits it out. False when
+    /// receiving stopped or the account stopped meanwhile.
+    pub async fn reconnect_after(
+        &self,
+        backoff: &mut Backoff,
+        stop: &AccountStop,
+        room: Option<&RoomId>,
+        reason: &str,
+    ) -> bool {
+        let delay = backoff.next_delay();
+        let room = room.map_or("", RoomId::as_str);
+        tracing::info!(account = %self.account, room, reason, "Reconnecting in {delay:.1?}.");
+        self.set_state(AccountState::BackingOff { delay }).await;
+        tokio::select! {
+            _ = self.stop_receiving.cancelled() => false,
+            _ = stop.stopped() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
     /// The rooms the account listens to.
     pub fn receiving_rooms(&self) -> Vec<RoomId> {
         self.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect()
@@ -139,6 +159,9 @@ impl AdapterContext {
         RoomAddr::new(self.account.clone(), room.clone())
     }
 }
+
+/// A client websocket, plain or TLS.
+pub type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Cancelled when an account cannot go on (its login or token was refused); shared by its tasks.
 #[derive(Clone, Default)]

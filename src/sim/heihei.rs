@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::SimServer;
+use super::{Sessions, SimServer};
 
 #[derive(Clone, Debug)]
 pub struct HeiheiSimConfig {
@@ -62,14 +62,19 @@ struct Shared {
     sent_tx: broadcast::Sender<SentMsg>,
     next: AtomicU64,
     form: AtomicUsize,
-    connections: Mutex<CancellationToken>,
-    /// Cancelled to make the open sockets stop reading (so pings go unanswered) without closing them.
-    muted: Mutex<CancellationToken>,
+    sessions: Sessions,
 }
 
 pub struct HeiheiSim {
     server: SimServer,
     shared: Arc<Shared>,
+}
+
+/// The sessions hold the shared state: they are cut when the simulator goes.
+impl Drop for HeiheiSim {
+    fn drop(&mut self) {
+        self.shared.sessions.drop_all();
+    }
 }
 
 impl HeiheiSim {
@@ -85,8 +90,7 @@ impl HeiheiSim {
             sent_tx: broadcast::channel(1024).0,
             next: AtomicU64::new(1000),
             form: AtomicUsize::new(0),
-            connections: Mutex::new(CancellationToken::new()),
-            muted: Mutex::new(CancellationToken::new()),
+            sessions: Sessions::default(),
         });
         let app = Router::new()
             .route("/api/init", get(init))
@@ -170,27 +174,16 @@ impl HeiheiSim {
 
     /// The open sockets stop answering pings (and everything else), still open.
     pub fn mute_connections(&self) {
-        let mut token = self.shared.muted.lock().expect("never poisoned");
-        token.cancel();
-        *token = CancellationToken::new();
+        self.shared.sessions.mute_all();
     }
 
     pub fn drop_connections(&self) {
-        let mut token = self.shared.connections.lock().expect("never poisoned");
-        token.cancel();
-        *token = CancellationToken::new();
-        drop(token);
+        self.shared.sessions.drop_all();
         self.server.drop_connections();
     }
 
     fn msg_id(&self) -> u64 {
         12_222_221_000_000 + self.shared.next.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-impl Drop for HeiheiSim {
-    fn drop(&mut self) {
-        self.shared.connections.lock().expect("never poisoned").cancel();
     }
 }
 
@@ -337,8 +330,7 @@ async fn channel(State(shared): State<Arc<Shared>>, Query(args): Query<Args>, up
     if !shared.token_ok(args.get("token")) {
         return (StatusCode::FORBIDDEN, "token invalid").into_response();
     }
-    let dropped = shared.connections.lock().expect("never poisoned").clone();
-    let muted = shared.muted.lock().expect("never poisoned").clone();
+    let (dropped, muted) = shared.sessions.tokens();
     let frames = shared.frames.subscribe();
     upgrade.on_upgrade(move |ws| socket(ws, frames, dropped, muted))
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::SimServer;
+use super::{Sessions, SimServer};
 use crate::adapters::iirose::wire::{decode_frame, encode_frame, escape, md5_hex};
 
 /// A known member: uid, name, password.
@@ -69,7 +69,7 @@ struct Shared {
     inner: Mutex<Inner>,
     said_tx: broadcast::Sender<Said>,
     next: AtomicU64,
-    connections: Mutex<CancellationToken>,
+    sessions: Sessions,
 }
 
 pub struct IiroseSim {
@@ -86,6 +86,13 @@ fn public_record(time: i64, name: &str, text: &str, uid: &str, id: &str) -> Stri
     format!("{time}>cartoon/600215>{name}>{text}>66ccff>66ccff>2>>{uid}>''1'1'2,100,0.5>{id}")
 }
 
+/// The sessions hold the shared state: they are cut when the simulator goes.
+impl Drop for IiroseSim {
+    fn drop(&mut self) {
+        self.shared.sessions.drop_all();
+    }
+}
+
 impl IiroseSim {
     pub async fn start(config: IiroseSimConfig) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
@@ -93,7 +100,7 @@ impl IiroseSim {
             inner: Mutex::default(),
             said_tx: broadcast::channel(1024).0,
             next: AtomicU64::new(1),
-            connections: Mutex::new(CancellationToken::new()),
+            sessions: Sessions::default(),
         });
         let app = Router::new().route("/", get(socket)).with_state(Arc::clone(&shared));
         Ok(Self { server: SimServer::start(app).await?, shared })
@@ -210,17 +217,8 @@ impl IiroseSim {
     }
 
     pub fn drop_connections(&self) {
-        let mut token = self.shared.connections.lock().expect("never poisoned");
-        token.cancel();
-        *token = CancellationToken::new();
-        drop(token);
+        self.shared.sessions.drop_all();
         self.server.drop_connections();
-    }
-}
-
-impl Drop for IiroseSim {
-    fn drop(&mut self) {
-        self.shared.connections.lock().expect("never poisoned").cancel();
     }
 }
 
@@ -331,7 +329,7 @@ impl Shared {
 }
 
 async fn socket(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
-    let dropped = shared.connections.lock().expect("never poisoned").clone();
+    let (dropped, _) = shared.sessions.tokens();
     upgrade.on_upgrade(move |ws| session(ws, shared, dropped))
 }
 

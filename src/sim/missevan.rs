@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::SimServer;
+use super::{Sessions, SimServer};
 use crate::adapters::missevan::wire::{HEARTBEAT, encode_binary};
 
 /// How the simulated site behaves.
@@ -89,10 +89,7 @@ struct Shared {
     inner: Mutex<Inner>,
     rooms: HashMap<u64, broadcast::Sender<Push>>,
     sent_tx: broadcast::Sender<SentMessage>,
-    /// Cancelled to cut the open sockets; replaced for the next ones.
-    connections: Mutex<CancellationToken>,
-    /// Cancelled to make the open sockets go silent (no echo, no pushes) without closing them.
-    muted: Mutex<CancellationToken>,
+    sessions: Sessions,
     counter: AtomicU64,
     frames: AtomicUsize,
 }
@@ -100,6 +97,13 @@ struct Shared {
 pub struct MissevanSim {
     server: SimServer,
     shared: Arc<Shared>,
+}
+
+/// The sessions hold the shared state: they are cut when the simulator goes.
+impl Drop for MissevanSim {
+    fn drop(&mut self) {
+        self.shared.sessions.drop_all();
+    }
 }
 
 impl MissevanSim {
@@ -110,8 +114,7 @@ impl MissevanSim {
             inner: Mutex::default(),
             rooms,
             sent_tx: broadcast::channel(1024).0,
-            connections: Mutex::new(CancellationToken::new()),
-            muted: Mutex::new(CancellationToken::new()),
+            sessions: Sessions::default(),
             counter: AtomicU64::new(1),
             frames: AtomicUsize::new(0),
         });
@@ -186,27 +189,14 @@ impl MissevanSim {
 
     /// Cuts every open socket without a close frame.
     pub fn drop_connections(&self) {
-        renew(&self.shared.connections);
+        self.shared.sessions.drop_all();
         self.server.drop_connections();
     }
 
     /// The open sockets stop answering anything (a dead server behind a live TCP connection).
     pub fn mute_connections(&self) {
-        renew(&self.shared.muted);
+        self.shared.sessions.mute_all();
     }
-}
-
-impl Drop for MissevanSim {
-    fn drop(&mut self) {
-        self.shared.connections.lock().expect("never poisoned").cancel();
-    }
-}
-
-/// Cancels the current token and puts a fresh one in its place.
-fn renew(slot: &Mutex<CancellationToken>) {
-    let mut token = slot.lock().expect("never poisoned");
-    token.cancel();
-    *token = CancellationToken::new();
 }
 
 fn chat(room: u64, msg_id: &str, text: &str, user_id: u64, username: &str) -> Value {
@@ -300,8 +290,7 @@ async fn socket(
     let Some(room) = args.get("room_id").and_then(|r| r.parse::<u64>().ok()) else {
         return (StatusCode::BAD_REQUEST, "room_id required").into_response();
     };
-    let dropped = shared.connections.lock().expect("never poisoned").clone();
-    let muted = shared.muted.lock().expect("never poisoned").clone();
+    let (dropped, muted) = shared.sessions.tokens();
     upgrade.on_upgrade(move |ws| chat_socket(ws, shared, room, dropped, muted))
 }
 

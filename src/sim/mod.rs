@@ -15,6 +15,43 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// The open websocket sessions of a simulator. Each session holds the tokens current when it opened:
+/// cancelling `dropped` cuts it without a close frame; cancelling `muted` makes it go silent, still open.
+#[derive(Default)]
+pub struct Sessions {
+    dropped: std::sync::Mutex<CancellationToken>,
+    muted: std::sync::Mutex<CancellationToken>,
+}
+
+impl Sessions {
+    /// The (dropped, muted) tokens for a session opening now.
+    pub fn tokens(&self) -> (CancellationToken, CancellationToken) {
+        (lock(&self.dropped).clone(), lock(&self.muted).clone())
+    }
+
+    /// Cuts every open session; later ones are not affected.
+    pub fn drop_all(&self) {
+        renew(&self.dropped);
+    }
+
+    /// Every open session stops answering anything; later ones are not affected.
+    pub fn mute_all(&self) {
+        renew(&self.muted);
+    }
+}
+
+fn lock(token: &std::sync::Mutex<CancellationToken>) -> std::sync::MutexGuard<'_, CancellationToken> {
+    token.lock().expect("a token lock is never poisoned")
+}
+
+/// Cancels the current token and puts a fresh one in its place.
+fn renew(slot: &std::sync::Mutex<CancellationToken>) {
+    let mut token = lock(slot);
+    token.cancel();
+    *token = CancellationToken::new();
+}
 
 enum Control {
     DropConnections,

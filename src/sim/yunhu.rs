@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::SimServer;
+use super::{Sessions, SimServer};
 use crate::adapters::yunhu::proto::{
     Any, EditMessageRequest, EditMessageResponse, HistoryContent, HistoryMsg, HistorySender, ListMessageBySeqRequest,
     ListMessageResponse, MsgContent, PushMessage, RecallBatchRequest, RecallMessageRequest, RecallMessageResponse,
@@ -68,7 +68,7 @@ struct Shared {
     frames: broadcast::Sender<Vec<u8>>,
     requests_tx: broadcast::Sender<Request>,
     next: AtomicU64,
-    connections: Mutex<CancellationToken>,
+    sessions: Sessions,
 }
 
 pub struct YunhuSim {
@@ -96,6 +96,13 @@ fn ok() -> Status {
     Status { request_id: 1, code: 1, msg: "success".into() }
 }
 
+/// The sessions hold the shared state: they are cut when the simulator goes.
+impl Drop for YunhuSim {
+    fn drop(&mut self) {
+        self.shared.sessions.drop_all();
+    }
+}
+
 impl YunhuSim {
     pub async fn start(config: YunhuSimConfig) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
@@ -104,7 +111,7 @@ impl YunhuSim {
             frames: broadcast::channel(1024).0,
             requests_tx: broadcast::channel(1024).0,
             next: AtomicU64::new(1),
-            connections: Mutex::new(CancellationToken::new()),
+            sessions: Sessions::default(),
         });
         let app = Router::new()
             .route("/v1/user/info", get(user_info))
@@ -199,17 +206,8 @@ impl YunhuSim {
     }
 
     pub fn drop_connections(&self) {
-        let mut token = self.shared.connections.lock().expect("never poisoned");
-        token.cancel();
-        *token = CancellationToken::new();
-        drop(token);
+        self.shared.sessions.drop_all();
         self.server.drop_connections();
-    }
-}
-
-impl Drop for YunhuSim {
-    fn drop(&mut self) {
-        self.shared.connections.lock().expect("never poisoned").cancel();
     }
 }
 
@@ -402,7 +400,7 @@ async fn list_by_seq(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
 }
 
 async fn socket(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
-    let dropped = shared.connections.lock().expect("never poisoned").clone();
+    let (dropped, _) = shared.sessions.tokens();
     upgrade.on_upgrade(move |ws| session(ws, shared, dropped))
 }
 

@@ -59,13 +59,8 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
                     warn!(account = %ctx.account, room = %room, reason = %reason, "Connection lost.");
                 }
                 connected = false;
-                let delay = backoff.next_delay();
-                info!(account = %ctx.account, room = %room, reason = %reason, "Reconnecting in {delay:.1?}.");
-                ctx.set_state(AccountState::BackingOff { delay }).await;
-                tokio::select! {
-                    _ = ctx.stop_receiving.cancelled() => return,
-                    _ = shared.stop.stopped() => return,
-                    _ = tokio::time::sleep(delay) => {}
+                if !ctx.reconnect_after(&mut backoff, &shared.stop, Some(&room), &reason).await {
+                    return;
                 }
             }
             Polled::RoomBroken(reason) => {

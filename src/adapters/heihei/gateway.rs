@@ -41,18 +41,13 @@ pub(super) async fn channel(shared: Arc<Shared>, ctx: AdapterContext) {
             Ok(Err(e)) => redact(&shared, e.to_string()),
             Err(_) => "the handshake timed out".to_owned(),
         };
-        let delay = backoff.next_delay();
-        info!(account = %ctx.account, reason = %reason, "Reconnecting in {delay:.1?}.");
-        ctx.set_state(AccountState::BackingOff { delay }).await;
-        tokio::select! {
-            _ = ctx.stop_receiving.cancelled() => return,
-            _ = shared.stop.stopped() => return,
-            _ = sleep(delay) => {}
+        if !ctx.reconnect_after(&mut backoff, &shared.stop, None, &reason).await {
+            return;
         }
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::adapters::WsStream as Socket;
 
 /// Relays until the socket dies (`Some(reason)`) or receiving stops (`None`).
 async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Option<String> {

@@ -53,6 +53,7 @@ pub(super) async fn session(shared: Arc<Shared>, ctx: AdapterContext, mut queue:
             }
             Ended::Lost(reason) => {
                 attempt += 1;
+                // The session carries sends too: it keeps reconnecting until the daemon closes.
                 let delay = backoff.next_delay();
                 info!(account = %ctx.account, reason = %reason, "Reconnecting in {delay:.1?}.");
                 ctx.set_state(AccountState::BackingOff { delay }).await;
@@ -72,7 +73,7 @@ fn until_next_day() -> Duration {
     Duration::from_secs((86_400 - now.rem_euclid(86_400)) as u64 + 60)
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::adapters::WsStream as Socket;
 
 async fn run(
     shared: &Shared,

@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, interval_at, sleep};
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{COOKIE, ORIGIN, USER_AGENT};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use tracing::{debug, error, info, warn};
 
 use super::wire::{self, Frame, HEARTBEAT, Item, Join};
@@ -17,7 +16,7 @@ use super::{ORIGIN as SITE, Shared};
 use crate::adapters::{AccountState, AdapterContext, SendFailure};
 use crate::model::{RoomAddr, RoomId};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::adapters::WsStream as Socket;
 
 /// How one connection ended.
 enum Ended {
@@ -55,14 +54,9 @@ pub(super) async fn follow_room(shared: Arc<Shared>, ctx: AdapterContext, room: 
                 return;
             }
             Ended::Lost(reason) => {
-                let delay = backoff.next_delay();
-                info!(account = %ctx.account, room = %room, reason = %reason, "Reconnecting in {delay:.1?}.");
-                ctx.set_state(AccountState::BackingOff { delay }).await;
                 reconnect = true;
-                tokio::select! {
-                    _ = ctx.stop_receiving.cancelled() => return,
-                    _ = shared.stop.stopped() => return,
-                    _ = sleep(delay) => {}
+                if !ctx.reconnect_after(&mut backoff, &shared.stop, Some(&room), &reason).await {
+                    return;
                 }
             }
         }

@@ -38,20 +38,15 @@ pub(super) async fn socket(shared: Arc<Shared>, ctx: AdapterContext) {
                 return;
             }
             Ended::Lost(reason) => {
-                let delay = backoff.next_delay();
-                info!(account = %ctx.account, reason = %reason, "Reconnecting in {delay:.1?}.");
-                ctx.set_state(AccountState::BackingOff { delay }).await;
-                tokio::select! {
-                    _ = ctx.stop_receiving.cancelled() => return,
-                    _ = shared.stop.stopped() => return,
-                    _ = sleep(delay) => {}
+                if !ctx.reconnect_after(&mut backoff, &shared.stop, None, &reason).await {
+                    return;
                 }
             }
         }
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::adapters::WsStream as Socket;
 
 async fn listen(
     shared: &Shared,

@@ -215,7 +215,7 @@ pub async fn run(duration: Option<Duration>) -> anyhow::Result<()> {
     let config =
         Config::parse(&platforms.config(), "demo.toml").map_err(|p| anyhow::anyhow!("the demo configuration: {p}"))?;
     let stop = CancellationToken::new();
-    let daemon = Daemon::start(config, stop.clone());
+    let daemon = Daemon::start(config, stop.clone())?;
     wait_connected(&daemon).await?;
     // The host's broadcast is found and joined just after the account connects.
     let joined = async {

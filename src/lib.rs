@@ -24,6 +24,7 @@ pub mod router;
 pub mod shutdown;
 pub mod sim;
 pub mod stats;
+pub mod status;
 pub mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +48,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A running bridge.
 pub struct Daemon {
     stats: Arc<Stats>,
+    status_addr: Option<std::net::SocketAddr>,
     states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
     task: tokio::task::JoinHandle<Summary>,
 }
@@ -60,10 +62,23 @@ pub struct Summary {
     pub requested: bool,
 }
 
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} (general.http_listen): {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
 impl Daemon {
-    /// Starts every account that is in a bridge, and the router. Cancelling `stop` begins the shutdown.
-    pub fn start(config: Config, stop: CancellationToken) -> Self {
+    /// Starts every account that is in a bridge, the router, and the status server when
+    /// `general.http_listen` is set. Cancelling `stop` begins the shutdown.
+    pub fn start(config: Config, stop: CancellationToken) -> Result<Self, StartError> {
         adapters::install_crypto_provider();
+        let status_listener = match config.general.http_listen {
+            Some(addr) => Some(bind(addr).map_err(|source| StartError::Listen { addr, source })?),
+            None => None,
+        };
+        let status_addr = status_listener.as_ref().and_then(|l| l.local_addr().ok());
         let stats = Arc::new(Stats::default());
         let general = config.general.clone();
         let rooms = account_rooms(&config);
@@ -107,6 +122,9 @@ impl Daemon {
         let ids = Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity));
         let router = Router::new(rules, links, outbox, ids, settings, Arc::clone(&stats));
         let states = router.states();
+        if let Some(listener) = status_listener {
+            tokio::spawn(status::serve(listener, states.clone(), Arc::clone(&stats), closed.clone()));
+        }
         let task = tokio::spawn(async move {
             let undelivered = router.run(router_rx, stop.clone()).await;
             closed.cancel();
@@ -121,7 +139,15 @@ impl Daemon {
             info!(undelivered, "Stopped.");
             Summary { undelivered, requested: stop.is_cancelled() }
         });
-        Self { stats, states, task }
+        if let Some(addr) = status_addr {
+            info!(%addr, "Serving /health and /metrics.");
+        }
+        Ok(Self { stats, status_addr, states, task })
+    }
+
+    /// Where `/health` and `/metrics` are served (the bound address, when `http_listen` named port 0).
+    pub fn status_addr(&self) -> Option<std::net::SocketAddr> {
+        self.status_addr
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -137,6 +163,12 @@ impl Daemon {
     pub async fn wait(self) -> Summary {
         self.task.await.unwrap_or(Summary { undelivered: 0, requested: false })
     }
+}
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
 }
 
 /// Each account's rooms, with whether it listens to them and sends to them.

@@ -52,7 +52,7 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
     telemetry::init(log_format.unwrap_or(config.general.log_format), "info");
     runtime()?.block_on(async {
         let stop = shutdown::on_signals().context("installing the signal handlers")?;
-        let summary = Daemon::start(config, stop).wait().await;
+        let summary = Daemon::start(config, stop)?.wait().await;
         anyhow::ensure!(summary.requested, "every account stopped");
         Ok(())
     })

@@ -1,6 +1,12 @@
-//! Counters shared by the router and the adapters (atomics: no lock, no task owns them).
+//! Counters shared by the router and the adapters: totals as atomics, and the same counts per account
+//! and room (a short lock, never held across an await), served as Prometheus metrics.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::model::{AccountId, RoomAddr};
 
 /// One monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -13,6 +19,83 @@ impl Counter {
 
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The counts kept per account and room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    Received,
+    Relayed,
+    Rejected,
+    Dropped,
+    Malformed,
+    RoomUnusable,
+    Reconnect,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] = [
+        Metric::Received,
+        Metric::Relayed,
+        Metric::Rejected,
+        Metric::Dropped,
+        Metric::Malformed,
+        Metric::RoomUnusable,
+        Metric::Reconnect,
+    ];
+
+    /// The Prometheus name and help text.
+    pub fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Metric::Received => ("chatbridge_messages_received_total", "Events received from a platform."),
+            Metric::Relayed => ("chatbridge_messages_relayed_total", "Copies a platform confirmed."),
+            Metric::Rejected => {
+                ("chatbridge_messages_rejected_total", "Copies a platform refused, or sent to an unusable room.")
+            }
+            Metric::Dropped => (
+                "chatbridge_messages_dropped_total",
+                "Copies given up: attempts exhausted, queue full, account stopped.",
+            ),
+            Metric::Malformed => {
+                ("chatbridge_frames_malformed_total", "Frames or items that could not be parsed (skipped).")
+            }
+            Metric::RoomUnusable => {
+                ("chatbridge_rooms_unusable_total", "Rooms the platform refused (unknown room, join refused).")
+            }
+            Metric::Reconnect => ("chatbridge_reconnects_total", "Connections lost and tried again."),
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the send latency histogram.
+pub const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Time from handing a send to an adapter to its acknowledgement.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// (bucket counts, count, sum in seconds).
+    pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
+        let buckets = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        (buckets, self.count.load(Ordering::Relaxed), sum)
     }
 }
 
@@ -35,4 +118,55 @@ pub struct Stats {
     pub malformed: Counter,
     /// Rooms the platform refused (unknown room, join refused): nothing is received from them.
     pub rooms_unusable: Counter,
+    /// Lost connections tried again.
+    pub reconnects: Counter,
+    /// Send latency.
+    pub latency: Histogram,
+    /// The same counts per (metric, account, room); the room is empty for account-wide counts.
+    labeled: Mutex<BTreeMap<(Metric, String, String), u64>>,
+    /// Messages waiting per destination room.
+    queued: Mutex<BTreeMap<String, usize>>,
+}
+
+impl Stats {
+    /// Counts one `metric` for a room, in the total and the room's series.
+    pub fn count(&self, metric: Metric, room: &RoomAddr) {
+        self.count_labeled(metric, room.account.to_string(), room.room.to_string());
+    }
+
+    /// Counts one `metric` for an account as a whole.
+    pub fn count_account(&self, metric: Metric, account: &AccountId) {
+        self.count_labeled(metric, account.to_string(), String::new());
+    }
+
+    fn count_labeled(&self, metric: Metric, account: String, room: String) {
+        let total = match metric {
+            Metric::Received => &self.received,
+            Metric::Relayed => &self.relayed,
+            Metric::Rejected => &self.rejected,
+            Metric::Dropped => &self.dropped,
+            Metric::Malformed => &self.malformed,
+            Metric::RoomUnusable => &self.rooms_unusable,
+            Metric::Reconnect => &self.reconnects,
+        };
+        total.inc();
+        let mut labeled = self.labeled.lock().expect("a stats lock is never poisoned");
+        *labeled.entry((metric, account, room)).or_default() += 1;
+    }
+
+    /// The number of messages waiting for a destination room.
+    pub fn set_queued(&self, room: &RoomAddr, depth: usize) {
+        let mut queued = self.queued.lock().expect("a stats lock is never poisoned");
+        queued.insert(room.to_string(), depth);
+    }
+
+    pub fn labeled(&self) -> Vec<((Metric, String, String), u64)> {
+        let labeled = self.labeled.lock().expect("a stats lock is never poisoned");
+        labeled.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    pub fn queued(&self) -> Vec<(String, usize)> {
+        let queued = self.queued.lock().expect("a stats lock is never poisoned");
+        queued.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
 }

@@ -23,7 +23,7 @@ pub use retry::SendFailure;
 
 use crate::config::AccountConfig;
 use crate::model::{AccountId, Capabilities, Content, Event, RemoteId, RoomAddr, RoomId};
-use crate::stats::Stats;
+use crate::stats::{Metric, Stats};
 
 /// What the router hears from the adapters.
 #[derive(Debug)]
@@ -41,8 +41,21 @@ pub enum RouterInput {
 pub enum AccountState {
     Connecting,
     Connected,
-    BackingOff { delay: Duration },
-    Stopped { reason: String },
+    /// Waiting `delay` before trying again, until `until`.
+    BackingOff {
+        delay: Duration,
+        until: crate::model::Time,
+    },
+    Stopped {
+        reason: String,
+    },
+}
+
+impl AccountState {
+    pub fn backing_off(delay: Duration) -> Self {
+        let until = crate::model::Time(crate::model::Time::now().0 + i64::try_from(delay.as_millis()).unwrap_or(0));
+        AccountState::BackingOff { delay, until }
+    }
 }
 
 /// One message for one room, rendered for its platform.
@@ -116,7 +129,7 @@ pub struct AdapterContext {
 impl AdapterContext {
     /// Hands an event to the router; false when the router is gone.
     pub async fn emit(&self, event: Event) -> bool {
-        self.stats.received.inc();
+        self.stats.count(Metric::Received, &event.origin.room);
         self.router.send(RouterInput::Event(event)).await.is_ok()
     }
 
@@ -140,9 +153,10 @@ impl AdapterContext {
         reason: &str,
     ) -> bool {
         let delay = backoff.next_delay();
+        self.stats.count_account(Metric::Reconnect, &self.account);
         let room = room.map_or("", RoomId::as_str);
         tracing::info!(account = %self.account, room, reason, "Reconnecting in {delay:.1?}.");
-        self.set_state(AccountState::BackingOff { delay }).await;
+        self.set_state(AccountState::backing_off(delay)).await;
         tokio::select! {
             _ = self.stop_receiving.cancelled() => false,
             _ = stop.stopped() => false,

@@ -48,6 +48,8 @@ pub struct General {
     pub backoff_max: Duration,
     /// Messages remembered for edits, recalls, replies and loop prevention.
     pub id_map_capacity: usize,
+    /// Where `/health` and `/metrics` are served, if anywhere.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for General {
@@ -63,6 +65,7 @@ impl Default for General {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             id_map_capacity: 100_000,
+            http_listen: None,
         }
     }
 }
@@ -213,6 +216,14 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
     }
     if let Some(n) = fields.positive_int("max_attempts", report) {
         general.max_attempts = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some((text, span)) = fields.str("http_listen", report) {
+        match text.parse() {
+            Ok(addr) => general.http_listen = Some(addr),
+            Err(_) => {
+                report.error(&span, format!("`http_listen` is `{text}`; expected an address like \"127.0.0.1:9780\""))
+            }
+        }
     }
     if let Some(n) = fields.positive_int("id_map_capacity", report) {
         general.id_map_capacity = usize::try_from(n).unwrap_or(usize::MAX);

@@ -22,7 +22,7 @@ use tracing::{debug, error, info, trace, warn};
 
 use crate::adapters::{AccountState, RouterInput, SendAction, SendFailure, SendRequest, retry::retry_delay};
 use crate::model::{AccountId, Capabilities, Event, EventKind, RemoteId, RoomAddr};
-use crate::stats::Stats;
+use crate::stats::{Metric, Stats};
 use directory::Directory;
 use idmap::{IdStore, Snippet};
 use queue::{Outbox, Queued};
@@ -57,6 +57,8 @@ struct RoomState {
     retry_at: Option<tokio_util::time::delay_queue::Key>,
     /// The platform said the room does not exist: everything for it is dropped.
     broken: bool,
+    /// When the send in flight was handed out (for the latency histogram).
+    sent_at: Option<std::time::Instant>,
 }
 
 pub struct Router {
@@ -209,10 +211,11 @@ impl Router {
             let room = self.rules.room(to).addr.clone();
             let item = Queued { event: Arc::clone(&event), to, group, attempts: 0, client_ids: Vec::new() };
             if let Some(dropped) = self.outbox.push(&room, item) {
-                self.stats.dropped.inc();
+                self.stats.count(Metric::Dropped, &room);
                 error!(route = %route(&dropped.event, &room), "Destination queue full: dropped its oldest message.");
             }
             self.pump(&room);
+            self.stats.set_queued(&room, self.outbox.len(&room));
         }
     }
 
@@ -225,7 +228,7 @@ impl Router {
         let broken = state.broken;
         while let Some(item) = self.outbox.front_mut(room) {
             if broken {
-                self.stats.dropped.inc();
+                self.stats.count(Metric::Dropped, room);
                 debug!(route = %route(&item.event, room), "Room unusable: message dropped.");
                 self.outbox.pop_front(room);
                 continue;
@@ -261,12 +264,14 @@ impl Router {
                 event_time: item.event.time,
             };
             if link.sends.send(request).is_err() {
-                self.stats.dropped.inc();
+                self.stats.count(Metric::Dropped, room);
                 error!(route = %route(&item.event, room), "Account stopped: message dropped.");
                 self.outbox.pop_front(room);
                 continue;
             }
-            self.rooms.entry(room.clone()).or_default().in_flight = true;
+            let state = self.rooms.entry(room.clone()).or_default();
+            state.in_flight = true;
+            state.sent_at = Some(std::time::Instant::now());
             return;
         }
     }
@@ -278,6 +283,9 @@ impl Router {
             return;
         }
         state.in_flight = false;
+        if let Some(sent_at) = state.sent_at.take() {
+            self.stats.latency.observe(sent_at.elapsed());
+        }
         let Some(item) = self.outbox.front_mut(room) else { return };
         let origin = item.event.origin.room.clone();
         let route = Route(&origin, room);
@@ -288,7 +296,7 @@ impl Router {
                 {
                     self.ids.add_copy(group, room, &remote_ids);
                 }
-                self.stats.relayed.inc();
+                self.stats.count(Metric::Relayed, room);
                 trace!(route = %route, "Delivered.");
                 self.outbox.pop_front(room);
             }
@@ -300,20 +308,21 @@ impl Router {
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.retry_at = Some(key);
                 }
+                self.stats.set_queued(room, self.outbox.len(room));
                 return;
             }
             Err(SendFailure::Transient { reason, .. }) => {
-                self.stats.dropped.inc();
+                self.stats.count(Metric::Dropped, room);
                 error!(route = %route, attempts = item.attempts, reason = %reason, "Giving up on a message after its last attempt.");
                 self.outbox.pop_front(room);
             }
             Err(SendFailure::Rejected { reason }) => {
-                self.stats.rejected.inc();
+                self.stats.count(Metric::Rejected, room);
                 warn!(route = %route, reason = %reason, "The platform rejected a message.");
                 self.outbox.pop_front(room);
             }
             Err(SendFailure::RoomBroken { reason }) => {
-                self.stats.rejected.inc();
+                self.stats.count(Metric::Rejected, room);
                 error!(route = %route, reason = %reason, "Destination room is unusable; fix the configuration. Its messages are dropped.");
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.broken = true;
@@ -321,12 +330,13 @@ impl Router {
                 self.outbox.pop_front(room);
             }
             Err(SendFailure::Fatal { reason }) => {
-                self.stats.dropped.inc();
+                self.stats.count(Metric::Dropped, room);
                 error!(route = %route, reason = %reason, "Account failed: message dropped.");
                 self.outbox.pop_front(room);
             }
         }
         self.pump(room);
+        self.stats.set_queued(room, self.outbox.len(room));
     }
 }
 

@@ -76,7 +76,7 @@ pub async fn start(source: &str, connected: &[&str]) -> Running {
             .try_init();
     }
     let stop = CancellationToken::new();
-    let daemon = Daemon::start(parse(source), stop.clone());
+    let daemon = Daemon::start(parse(source), stop.clone()).expect("the daemon starts");
     let running = Running { daemon: Some(daemon), stop };
     wait_state(&running, connected, |s| *s == AccountState::Connected).await;
     running

@@ -7,4 +7,5 @@ mod harness;
 mod heihei;
 mod iirose;
 mod missevan;
+mod status;
 mod yunhu;

@@ -10,6 +10,7 @@ use super::wire::{FishMessage, content_of, parse_poll};
 use crate::adapters::retry::describe;
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, EventKind, Message, RoomId, User};
+use crate::stats::Metric;
 
 /// How one poll ended.
 enum Polled {
@@ -51,7 +52,7 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
                 }
             }
             Polled::Malformed(reason) => {
-                ctx.stats.malformed.inc();
+                ctx.stats.count_account(Metric::Malformed, &ctx.account);
                 warn!(account = %ctx.account, room = %room, reason = %reason, "Malformed poll answer skipped.");
             }
             Polled::Transient(reason) => {
@@ -64,7 +65,7 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
                 }
             }
             Polled::RoomBroken(reason) => {
-                ctx.stats.rooms_unusable.inc();
+                ctx.stats.count(Metric::RoomUnusable, &ctx.room_addr(&room));
                 error!(account = %ctx.account, room = %room, reason = %reason, "Cannot receive from this room; fix the configuration. The other rooms go on.");
                 return;
             }
@@ -113,7 +114,7 @@ async fn relay(shared: &Shared, ctx: &AdapterContext, room: &RoomId, item: Resul
     let message = match item {
         Ok(message) => message,
         Err(e) => {
-            ctx.stats.malformed.inc();
+            ctx.stats.count_account(Metric::Malformed, &ctx.account);
             warn!(account = %ctx.account, room = %room, error = %e, "Malformed message skipped.");
             return true;
         }

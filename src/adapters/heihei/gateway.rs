@@ -14,6 +14,7 @@ use super::{Live, Shared};
 use crate::adapters::retry::describe;
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, EventKind, Message, RemoteId, RoomAddr, RoomId};
+use crate::stats::Metric;
 
 /// Pings that may go unanswered before the socket counts as dead.
 const MAX_UNANSWERED: u32 = 3;
@@ -88,7 +89,7 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Option
         let items = match wire::decode_frame(&text) {
             Ok(items) => items,
             Err(e) => {
-                ctx.stats.malformed.inc();
+                ctx.stats.count_account(Metric::Malformed, &ctx.account);
                 warn!(account = %ctx.account, error = %e, "Malformed frame skipped.");
                 continue;
             }
@@ -101,7 +102,7 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Option
                     }
                 }
                 Err(e) => {
-                    ctx.stats.malformed.inc();
+                    ctx.stats.count_account(Metric::Malformed, &ctx.account);
                     warn!(account = %ctx.account, error = %e, "Malformed item skipped; the rest of the frame is kept.");
                 }
             }

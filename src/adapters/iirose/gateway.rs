@@ -15,6 +15,7 @@ use super::wire::{self, Login, Packet, PrivateMessage, PublicMessage, Record};
 use super::{ANONYMOUS, Outgoing, Seen, Shared};
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, EventKind, Message, RemoteId, RoomAddr, RoomId, Time, User};
+use crate::stats::Metric;
 
 /// How a session ended.
 enum Ended {
@@ -53,10 +54,11 @@ pub(super) async fn session(shared: Arc<Shared>, ctx: AdapterContext, mut queue:
             }
             Ended::Lost(reason) => {
                 attempt += 1;
+                ctx.stats.count_account(Metric::Reconnect, &ctx.account);
                 // The session carries sends too: it keeps reconnecting until the daemon closes.
                 let delay = backoff.next_delay();
                 info!(account = %ctx.account, reason = %reason, "Reconnecting in {delay:.1?}.");
-                ctx.set_state(AccountState::BackingOff { delay }).await;
+                ctx.set_state(AccountState::backing_off(delay)).await;
                 delay
             }
         };
@@ -148,7 +150,7 @@ async fn run(
         let text = match text {
             Ok(text) => text,
             Err(e) => {
-                ctx.stats.malformed.inc();
+                ctx.stats.count_account(Metric::Malformed, &ctx.account);
                 warn!(account = %ctx.account, error = %e, "Malformed frame skipped.");
                 continue;
             }

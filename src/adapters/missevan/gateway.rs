@@ -15,6 +15,7 @@ use super::wire::{self, Frame, HEARTBEAT, Item, Join};
 use super::{ORIGIN as SITE, Shared};
 use crate::adapters::{AccountState, AdapterContext, SendFailure};
 use crate::model::{RoomAddr, RoomId};
+use crate::stats::Metric;
 
 use crate::adapters::WsStream as Socket;
 
@@ -45,7 +46,7 @@ pub(super) async fn follow_room(shared: Arc<Shared>, ctx: AdapterContext, room: 
         match ended {
             Ended::Stopped => return,
             Ended::Refused(reason) => {
-                ctx.stats.rooms_unusable.inc();
+                ctx.stats.count(Metric::RoomUnusable, &ctx.room_addr(&room));
                 error!(account = %ctx.account, room = %room, reason = %reason, "The room refused the join; fix the configuration. The other rooms go on.");
                 return;
             }
@@ -161,7 +162,7 @@ async fn listen(
             Ok(Frame::Heartbeat) => continue,
             Ok(Frame::Items(items)) => items,
             Err(e) => {
-                ctx.stats.malformed.inc();
+                ctx.stats.count_account(Metric::Malformed, &ctx.account);
                 warn!(account = %ctx.account, room = %room, error = %e, "Malformed frame skipped.");
                 continue;
             }
@@ -170,7 +171,7 @@ async fn listen(
             let item: Item = match serde_json::from_str(raw.get()) {
                 Ok(item) => item,
                 Err(e) => {
-                    ctx.stats.malformed.inc();
+                    ctx.stats.count_account(Metric::Malformed, &ctx.account);
                     warn!(account = %ctx.account, room = %room, error = %e, "Malformed item skipped.");
                     continue;
                 }

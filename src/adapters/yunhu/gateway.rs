@@ -13,6 +13,7 @@ use super::wire::{self, Frame};
 use super::{Shared, Streaming};
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, RemoteId, RoomId};
+use crate::stats::Metric;
 
 enum Ended {
     Stopped,
@@ -113,7 +114,7 @@ async fn listen(
         let frame = match decoded {
             Ok(frame) => frame,
             Err(e) => {
-                ctx.stats.malformed.inc();
+                ctx.stats.count_account(Metric::Malformed, &ctx.account);
                 warn!(account = %ctx.account, error = %e, "Malformed frame skipped.");
                 continue;
             }

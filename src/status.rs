@@ -1,0 +1,147 @@
+//! The status server on `general.http_listen`: `GET /health` (each account's state; 503 when one has stopped)
+//! and `GET /metrics` (Prometheus text format).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::AccountState;
+use crate::model::{AccountId, Time};
+use crate::stats::{LATENCY_BUCKETS, Metric, Stats};
+
+type States = watch::Receiver<BTreeMap<AccountId, AccountState>>;
+
+#[derive(Clone)]
+struct Status {
+    states: States,
+    stats: Arc<Stats>,
+}
+
+/// Serves until `stop` is cancelled.
+pub async fn serve(listener: tokio::net::TcpListener, states: States, stats: Arc<Stats>, stop: CancellationToken) {
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(Status { states, stats });
+    let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+}
+
+fn state_json(state: &AccountState) -> Value {
+    match state {
+        AccountState::Connecting => json!({"state": "connecting"}),
+        AccountState::Connected => json!({"state": "connected"}),
+        AccountState::BackingOff { delay, until } => {
+            json!({"state": "backing_off", "until_ms": until.0, "retry_in_ms": (until.0 - Time::now().0).max(0), "delay_ms": delay.as_millis() as u64})
+        }
+        AccountState::Stopped { reason } => json!({"state": "stopped", "reason": reason}),
+    }
+}
+
+async fn health(State(status): State<Status>) -> Response {
+    let states = status.states.borrow().clone();
+    let stopped = states.values().any(|s| matches!(s, AccountState::Stopped { .. }));
+    let accounts: serde_json::Map<String, Value> =
+        states.iter().map(|(id, s)| (id.to_string(), state_json(s))).collect();
+    let body = json!({"status": if stopped { "degraded" } else { "ok" }, "accounts": accounts});
+    let code = if stopped { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, axum::Json(body)).into_response()
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+async fn metrics(State(status): State<Status>) -> Response {
+    let text = render(&status.stats, &status.states.borrow());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// The Prometheus text exposition of every counter.
+pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> String {
+    let mut out = String::new();
+    let labeled = stats.labeled();
+    for metric in Metric::ALL {
+        let (name, help) = metric.describe();
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for ((_, account, room), value) in labeled.iter().filter(|((m, _, _), _)| *m == metric) {
+            let _ = writeln!(out, "{name}{{account=\"{}\",room=\"{}\"}} {value}", label(account), label(room));
+        }
+    }
+    let plain = [
+        ("chatbridge_echoes_total", "Events not relayed because they were the bridge's own.", stats.echoes.get()),
+        (
+            "chatbridge_events_filtered_total",
+            "Events no bridge takes (unsupported, filtered, private).",
+            stats.filtered.get(),
+        ),
+    ];
+    for (name, help, value) in plain {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chatbridge_queue_depth Messages waiting per destination room.\n# TYPE chatbridge_queue_depth gauge"
+    );
+    for (room, depth) in stats.queued() {
+        let _ = writeln!(out, "chatbridge_queue_depth{{room=\"{}\"}} {depth}", label(&room));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chatbridge_account_up Whether an account is connected.\n# TYPE chatbridge_account_up gauge"
+    );
+    for (account, state) in states {
+        let up = u8::from(*state == AccountState::Connected);
+        let _ = writeln!(out, "chatbridge_account_up{{account=\"{}\"}} {up}", label(&account.to_string()));
+    }
+    let (buckets, count, sum) = stats.latency.snapshot();
+    let name = "chatbridge_send_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From handing a send to an adapter to the platform's answer.\n# TYPE {name} histogram"
+    );
+    for (bound, value) in LATENCY_BUCKETS.iter().zip(buckets) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {value}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Platform, RoomAddr, RoomId};
+
+    #[test]
+    fn metrics_are_prometheus_text_with_labels() {
+        let stats = Stats::default();
+        let room = RoomAddr::new(AccountId::new(Platform::Fishroom, "tuna"), RoomId::new("gen\"eral"));
+        stats.count(Metric::Relayed, &room);
+        stats.count(Metric::Relayed, &room);
+        stats.set_queued(&room, 3);
+        stats.latency.observe(std::time::Duration::from_millis(3));
+        let mut states = BTreeMap::new();
+        states.insert(room.account.clone(), AccountState::Connected);
+        let text = render(&stats, &states);
+        assert!(text.contains("# TYPE chatbridge_messages_relayed_total counter"), "{text}");
+        assert!(
+            text.contains("chatbridge_messages_relayed_total{account=\"fishroom.tuna\",room=\"gen\\\"eral\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("chatbridge_queue_depth{room=\"fishroom.tuna:gen\\\"eral\"} 3"), "{text}");
+        assert!(text.contains("chatbridge_account_up{account=\"fishroom.tuna\"} 1"), "{text}");
+        assert!(text.contains("chatbridge_send_latency_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("chatbridge_send_latency_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
+        assert!(text.contains("chatbridge_send_latency_seconds_count 1"), "{text}");
+        assert_eq!(stats.relayed.get(), 2, "the total follows the labelled series");
+    }
+}

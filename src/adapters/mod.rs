@@ -2,6 +2,7 @@
 //! An adapter receives from its platform (the gateway side) and sends what the router hands it (the
 //! client side), acknowledging each send only after the platform confirmed it.
 
+pub mod api;
 pub mod backoff;
 pub mod fishroom;
 pub mod heihei;
@@ -267,6 +268,7 @@ pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
         AccountConfig::Iirose(config) => Box::new(iirose::IiroseAdapter::new(config.clone())),
         AccountConfig::Heihei(config) => Box::new(heihei::HeiheiAdapter::new(config.clone())),
         AccountConfig::Yunhu(config) => Box::new(yunhu::YunhuAdapter::new(config.clone())),
+        AccountConfig::Api(config) => Box::new(api::ApiAdapter::new(config.clone())),
     }
 }
 

@@ -16,6 +16,7 @@ pub enum AccountConfig {
     Iirose(IiroseAccount),
     Heihei(HeiheiAccount),
     Yunhu(YunhuAccount),
+    Api(ApiAccount),
 }
 
 impl AccountConfig {
@@ -26,6 +27,7 @@ impl AccountConfig {
             AccountConfig::Iirose(_) => Platform::Iirose,
             AccountConfig::Heihei(_) => Platform::Heihei,
             AccountConfig::Yunhu(_) => Platform::Yunhu,
+            AccountConfig::Api(_) => Platform::Api,
         }
     }
 }
@@ -80,6 +82,16 @@ pub struct HeiheiAccount {
     /// How long a message for a host who is off air may wait for the next broadcast.
     pub offair_max_age: Duration,
     pub request_timeout: Duration,
+}
+
+/// `[accounts.api.<name>]`: an HTTP API for bots and tools, compatible with matterbridge's.
+#[derive(Clone, Debug)]
+pub struct ApiAccount {
+    pub listen: std::net::SocketAddr,
+    /// Clients must send `Authorization: Bearer <token>` when set.
+    pub token: Option<Secret>,
+    /// Messages kept per gateway for clients that read late or reconnect.
+    pub history: usize,
 }
 
 /// `[accounts.yunhu.<name>]`: a Yunhu (云湖) user, by its token.
@@ -223,6 +235,32 @@ pub(crate) fn parse_account(
                 request_timeout,
             })
         }
+        Platform::Api => {
+            let listen = match fields.required_str("listen", what, report) {
+                Some((text, span)) => match text.parse() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        report
+                            .error(&span, format!("`listen` is `{text}`; expected an address like \"127.0.0.1:4242\""));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let token = match fields.str("token", report) {
+                None => Ok(None),
+                Some((spec, span)) => Secret::resolve(spec).map(Some).map_err(|e| {
+                    report.error(&span, format!("secret `token` cannot be read: {e}"));
+                }),
+            };
+            let history = fields.positive_int("history", report).unwrap_or(1000);
+            fields.deny_unknown(what, report);
+            AccountConfig::Api(ApiAccount {
+                listen: listen?,
+                token: token.ok()?,
+                history: usize::try_from(history).unwrap_or(usize::MAX),
+            })
+        }
         Platform::Yunhu => {
             let token = secret(&mut fields, "token", what, report);
             let api_url = url(&mut fields, "api_url", YUNHU_DEFAULT_API, report);
@@ -342,6 +380,8 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
             room.strip_prefix(p)
                 .is_some_and(|id| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit()))
         }),
+        // A bridge's name.
+        Platform::Api => !room.is_empty() && !room.contains(char::is_whitespace),
         // `group/<id>`, `user/<id>`, `bot/<id>`.
         Platform::Yunhu => ["group/", "user/", "bot/"].iter().any(|p| {
             room.strip_prefix(p).is_some_and(|id| {
@@ -358,6 +398,7 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
             Platform::Iirose => "an IIROSE room id (letters and digits) or `user/<uid>`",
             Platform::Heihei => "a Heihei room: `host/<userId>`, `live/<liveId>` or `im/<userId>`",
             Platform::Yunhu => "a Yunhu chat: `group/<id>`, `user/<id>` or `bot/<id>`",
+            Platform::Api => "an API gateway name (no spaces)",
         };
         report.error(span, format!("room `{room}` is not {form}"));
         return None;

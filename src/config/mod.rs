@@ -14,7 +14,9 @@ use std::time::Duration;
 use regex::Regex;
 use toml::de::DeTable;
 
-pub use accounts::{AccountConfig, FishroomAccount, HeiheiAccount, IiroseAccount, MissevanAccount, YunhuAccount};
+pub use accounts::{
+    AccountConfig, ApiAccount, FishroomAccount, HeiheiAccount, IiroseAccount, MissevanAccount, YunhuAccount,
+};
 pub use secret::Secret;
 pub use validate::{Problem, Problems};
 

@@ -18,11 +18,13 @@ pub enum Platform {
     Iirose,
     Fishroom,
     Yunhu,
+    /// chatbridge's own HTTP API, compatible with matterbridge's: bots and tools as a "platform".
+    Api,
 }
 
 impl Platform {
-    pub const ALL: [Platform; 5] =
-        [Platform::Missevan, Platform::Heihei, Platform::Iirose, Platform::Fishroom, Platform::Yunhu];
+    pub const ALL: [Platform; 6] =
+        [Platform::Missevan, Platform::Heihei, Platform::Iirose, Platform::Fishroom, Platform::Yunhu, Platform::Api];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +33,7 @@ impl Platform {
             Platform::Iirose => "iirose",
             Platform::Fishroom => "fishroom",
             Platform::Yunhu => "yunhu",
+            Platform::Api => "api",
         }
     }
 
@@ -286,7 +289,7 @@ mod tests {
             assert_eq!(p.as_str().parse::<Platform>(), Ok(p));
         }
         assert!("irc".parse::<Platform>().is_err());
-        assert_eq!(Platform::known_list(), "missevan, heihei, iirose, fishroom, yunhu");
+        assert_eq!(Platform::known_list(), "missevan, heihei, iirose, fishroom, yunhu, api");
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn the_example_file_is_valid_and_check_summarises_it() {
             ("IIROSE_PASSWORD", "pw"),
             ("HEIHEI_TOKEN", "t"),
             ("YUNHU_TOKEN", "t"),
+            ("API_TOKEN", "t"),
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -81,8 +82,8 @@ fn the_example_file_is_valid_and_check_summarises_it() {
     assert_eq!(lines[0], "ok");
     assert_eq!(
         lines[1],
-        "bridge fans: 5 rooms: fishroom.tuna:general (inout), fishroom.lug:chat (inout), missevan.fm:868858631 (inout), \
-         iirose.rose:5ce6a4b520a90 (inout), yunhu.me:group/big (inout)"
+        "bridge fans: 6 rooms: fishroom.tuna:general (inout), fishroom.lug:chat (inout), missevan.fm:868858631 (inout), \
+         iirose.rose:5ce6a4b520a90 (inout), yunhu.me:group/big (inout), api.bots:fans (inout)"
     );
     assert_eq!(
         lines[2],
@@ -94,7 +95,7 @@ fn the_example_file_is_valid_and_check_summarises_it() {
 #[test]
 fn check_lists_every_problem_and_fails() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    // Without the environment variables all six secrets are unreadable: six problems, one run.
+    // Without the environment variables all seven secrets are unreadable: seven problems, one run.
     let out = check(&example, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -104,7 +105,8 @@ fn check_lists_every_problem_and_fails() {
     assert!(stderr.contains("`IIROSE_PASSWORD` is not set"), "{stderr}");
     assert!(stderr.contains("`HEIHEI_TOKEN` is not set"), "{stderr}");
     assert!(stderr.contains("`YUNHU_TOKEN` is not set"), "{stderr}");
-    assert!(stderr.contains("6 problem(s) found."), "{stderr}");
+    assert!(stderr.contains("`API_TOKEN` is not set"), "{stderr}");
+    assert!(stderr.contains("7 problem(s) found."), "{stderr}");
     assert!(out.stdout.is_empty());
 }
 

@@ -262,3 +262,8 @@ pub async fn heihei_following(sim: &HeiheiSim) {
     eventually("the broadcast is joined", || !sim.joins().is_empty()).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }
+
+/// A loopback port free a moment ago (for servers whose address goes into the configuration).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

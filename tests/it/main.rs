@@ -1,5 +1,6 @@
 //! Integration tests: the daemon against the in-process simulators on 127.0.0.1:0.
 
+mod api;
 mod binary;
 mod config;
 mod fishroom;

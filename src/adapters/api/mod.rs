@@ -1,0 +1,167 @@
+//! The `api` platform: an HTTP API with matterbridge's paths and JSON field names, so bots and tools
+//! written for matterbridge plug in unchanged. Each gateway (a bridge name) is a room. Unlike
+//! matterbridge's, every client gets every message (no shared buffer that one reader empties), messages
+//! carry ids for replies, edits and deletes, and a client can resume from the last id it saw.
+
+mod server;
+pub mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+use tracing::{error, info};
+
+use super::{AccountStop, Adapter, AdapterContext, SendAction, SendFailure, SendRequest};
+use crate::config::ApiAccount;
+use crate::model::{Capabilities, ClientIdForm, RemoteId, Time};
+use wire::{ApiMessage, DELETE};
+
+pub struct ApiAdapter {
+    config: ApiAccount,
+}
+
+impl ApiAdapter {
+    pub fn new(config: ApiAccount) -> Self {
+        Self { config }
+    }
+}
+
+/// Messages for clients, numbered, the last `history` of them kept.
+#[derive(Default)]
+struct Log {
+    next: u64,
+    messages: VecDeque<(u64, ApiMessage)>,
+    /// Each reader's position for `GET /api/messages`.
+    cursors: HashMap<String, u64>,
+}
+
+struct Hub {
+    config: ApiAccount,
+    ctx: AdapterContext,
+    gateways: Vec<String>,
+    log: Mutex<Log>,
+    live: broadcast::Sender<(u64, ApiMessage)>,
+}
+
+impl Hub {
+    /// Keeps a message for clients and hands it to the connected ones.
+    fn publish(&self, message: ApiMessage) {
+        let mut log = self.log.lock().expect("never poisoned");
+        let seq = log.next;
+        log.next += 1;
+        log.messages.push_back((seq, message.clone()));
+        while log.messages.len() > self.config.history {
+            log.messages.pop_front();
+        }
+        drop(log);
+        let _ = self.live.send((seq, message));
+    }
+
+    /// The kept messages after the one with id `last_id` (all kept ones when it is unknown or absent).
+    fn since(&self, last_id: Option<&str>) -> Vec<(u64, ApiMessage)> {
+        let log = self.log.lock().expect("never poisoned");
+        let start = last_id.and_then(|id| log.messages.iter().position(|(_, m)| m.id == id)).map_or(0, |i| i + 1);
+        log.messages.iter().skip(start).cloned().collect()
+    }
+
+    /// What a reader has not read yet; moves its cursor.
+    fn unread(&self, reader: &str) -> Vec<ApiMessage> {
+        let mut log = self.log.lock().expect("never poisoned");
+        let from = log.cursors.get(reader).copied().unwrap_or(0);
+        let unread: Vec<ApiMessage> =
+            log.messages.iter().filter(|(seq, _)| *seq >= from).map(|(_, m)| m.clone()).collect();
+        let next = log.next;
+        log.cursors.insert(reader.to_owned(), next);
+        unread
+    }
+}
+
+impl Adapter for ApiAdapter {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            edit: true,
+            recall: true,
+            reply: true,
+            separate_sender: true,
+            client_ids: ClientIdForm::Uuid,
+            ..Capabilities::default()
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: AdapterContext,
+        sends: mpsc::UnboundedReceiver<SendRequest>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let stop = AccountStop::default();
+            let gateways = ctx.rooms.iter().map(|r| r.room.to_string()).collect();
+            let hub = Arc::new(Hub {
+                config: self.config,
+                ctx: ctx.clone(),
+                gateways,
+                log: Mutex::default(),
+                live: broadcast::channel(4096).0,
+            });
+            let listener = match tokio::net::TcpListener::bind(hub.config.listen).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    error!(account = %ctx.account, listen = %hub.config.listen, error = %e, "Cannot listen.");
+                    stop.stop(&ctx, format!("cannot listen on {}: {e}", hub.config.listen)).await;
+                    let none: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+                    return super::drive(ctx, sends, stop, none, |_| async {}).await;
+                }
+            };
+            info!(account = %ctx.account, listen = %hub.config.listen, "API listening.");
+            let server: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> =
+                vec![Box::pin(server::serve(Arc::clone(&hub), listener))];
+            let send = move |request| send(Arc::clone(&hub), request);
+            super::drive(ctx, sends, stop, server, send).await;
+        })
+    }
+}
+
+/// A message for the clients of a gateway: a new one, an edit (same id) or a deletion.
+async fn send(hub: Arc<Hub>, request: SendRequest) {
+    let gateway = request.room.to_string();
+    let base = ApiMessage {
+        channel: "api".into(),
+        account: hub.ctx.account.to_string(),
+        protocol: "api".into(),
+        gateway,
+        timestamp: wire::timestamp(Time::now().0),
+        ..ApiMessage::default()
+    };
+    let (message, ids) = match &request.action {
+        SendAction::Message(out) => {
+            let id = request.client_ids.first().cloned().or_else(|| ClientIdForm::Uuid.generate()).expect("a uuid");
+            let text = out.parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n");
+            let message = ApiMessage {
+                text,
+                username: out.sender.clone().unwrap_or_default(),
+                parent_id: out.reply_to.as_ref().map(ToString::to_string).unwrap_or_default(),
+                id: id.to_string(),
+                ..base
+            };
+            (message, vec![id])
+        }
+        SendAction::Edit { target, message } => {
+            let text = message.parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n");
+            let username = message.sender.clone().unwrap_or_default();
+            (ApiMessage { text, username, id: target.to_string(), ..base }, vec![target.clone()])
+        }
+        SendAction::Recall { targets } => {
+            for target in targets {
+                hub.publish(ApiMessage { event: DELETE.into(), id: target.to_string(), ..base.clone() });
+            }
+            hub.ctx.ack(&request.room, Ok(Vec::new())).await;
+            return;
+        }
+    };
+    hub.publish(message);
+    let result: Result<Vec<RemoteId>, SendFailure> = Ok(ids);
+    hub.ctx.ack(&request.room, result).await;
+}

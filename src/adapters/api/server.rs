@@ -1,0 +1,214 @@
+//! The HTTP side: matterbridge's routes, with the bearer token on every one of them when it is set.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use super::Hub;
+use super::wire::{self, ApiMessage, CONNECTED, DELETE};
+use crate::model::{Content, Event, EventKind, Message, RemoteId, Reply, RoomId, Time, User};
+
+pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
+    let app = Router::new()
+        .route("/api/health", get(|| async { "OK" }))
+        .route("/api/message", post(post_message))
+        .route("/api/messages", get(messages))
+        .route("/api/stream", get(stream))
+        .route("/api/websocket", get(websocket))
+        .layer(middleware::from_fn_with_state(Arc::clone(&hub), auth))
+        .with_state(Arc::clone(&hub));
+    let closed = hub.ctx.closed.clone();
+    hub.ctx.set_state(crate::adapters::AccountState::Connected).await;
+    let _ = axum::serve(listener, app).with_graceful_shutdown(closed.cancelled_owned()).await;
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "message": message.into() }))).into_response()
+}
+
+/// `Authorization: Bearer <token>`: missing is 400, wrong is 401, as matterbridge answers.
+async fn auth(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &hub.config.token {
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some(given) = given.and_then(|v| v.strip_prefix("Bearer ")) else {
+            return refuse(StatusCode::BAD_REQUEST, "missing or malformed Authorization: Bearer <token> header");
+        };
+        if given != token.expose() {
+            return refuse(StatusCode::UNAUTHORIZED, "invalid token");
+        }
+    }
+    next.run(request).await
+}
+
+/// Checks a posted message and hands it to the router; the stored message (with its id) or why not.
+async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMessage, String> {
+    if !hub.gateways.contains(&message.gateway) {
+        return Err(format!("unknown gateway `{}`; this API serves: {}", message.gateway, hub.gateways.join(", ")));
+    }
+    let deleting = message.event == DELETE;
+    if deleting && message.id.is_empty() {
+        return Err("`msg_delete` needs the `id` of the message to delete".into());
+    }
+    if !deleting && message.text.is_empty() {
+        return Err("missing `text`".into());
+    }
+    let editing = !deleting && !message.id.is_empty();
+    if message.id.is_empty() {
+        message.id = uuid::Uuid::new_v4().to_string();
+    }
+    message.account = hub.ctx.account.to_string();
+    message.protocol = "api".into();
+    message.channel = "api".into();
+    message.timestamp = wire::timestamp(Time::now().0);
+    let room = hub.ctx.room_addr(&RoomId::new(message.gateway.as_str()));
+    let target = RemoteId::new(message.id.as_str());
+    let kind = if deleting {
+        EventKind::Recalled { target }
+    } else if editing {
+        EventKind::Edited { target, content: Content::text(message.text.as_str()) }
+    } else {
+        let reply = (!message.parent_id.is_empty())
+            .then(|| Reply { target: Some(RemoteId::new(message.parent_id.as_str())), ..Reply::default() });
+        EventKind::Message(Message { content: Content::text(message.text.as_str()), reply, private: false })
+    };
+    let user_id = if message.userid.is_empty() { message.username.as_str() } else { message.userid.as_str() };
+    let mut sender = User::new(user_id, message.username.as_str());
+    sender.avatar = (!message.avatar.is_empty()).then(|| message.avatar.clone());
+    let remote_id = matches!(kind, EventKind::Message(_)).then(|| RemoteId::new(message.id.as_str()));
+    if !hub.ctx.emit(Event::new(room, remote_id, Some(sender), kind)).await {
+        return Err("the bridge is shutting down".into());
+    }
+    Ok(message)
+}
+
+async fn post_message(State(hub): State<Arc<Hub>>, body: Bytes) -> Response {
+    let message: ApiMessage = match serde_json::from_slice(&body) {
+        Ok(message) => message,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("the body is not a JSON message: {e}")),
+    };
+    match accept(&hub, message).await {
+        Ok(stored) => axum::Json(stored).into_response(),
+        Err(why) => refuse(StatusCode::BAD_REQUEST, why),
+    }
+}
+
+/// The reader of `GET /api/messages`: the token, and a `client` name when several read with one token.
+fn reader(headers: &HeaderMap, args: &HashMap<String, String>) -> String {
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    format!("{token}|{}", args.get("client").map_or("", String::as_str))
+}
+
+async fn messages(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Query(args): Query<HashMap<String, String>>,
+) -> Response {
+    axum::Json(hub.unread(&reader(&headers, &args))).into_response()
+}
+
+fn connected() -> ApiMessage {
+    ApiMessage { event: CONNECTED.into(), timestamp: wire::timestamp(Time::now().0), ..ApiMessage::default() }
+}
+
+/// What a streaming client gets: the connected line, what it missed after `last_id`, then everything live.
+struct Feed {
+    first: VecDeque<(u64, ApiMessage)>,
+    live: broadcast::Receiver<(u64, ApiMessage)>,
+    /// The last message replayed: the live feed skips up to it.
+    replayed: Option<u64>,
+}
+
+impl Feed {
+    fn new(hub: &Hub, last_id: Option<&str>) -> Self {
+        // Subscribed before the replay is read: nothing falls between the two.
+        let live = hub.live.subscribe();
+        let mut first = VecDeque::from([(0, connected())]);
+        if last_id.is_some() {
+            first.extend(hub.since(last_id));
+        }
+        Self { first, live, replayed: None }
+    }
+
+    async fn next(&mut self) -> Option<ApiMessage> {
+        if let Some((seq, message)) = self.first.pop_front() {
+            if message.event != CONNECTED {
+                self.replayed = Some(seq);
+            }
+            return Some(message);
+        }
+        loop {
+            match self.live.recv().await {
+                Ok((seq, _)) if self.replayed.is_some_and(|last| seq <= last) => continue,
+                Ok((_, message)) => return Some(message),
+                // A client too slow for the live feed misses what fell out; it can resume with its last id.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+async fn stream(State(hub): State<Arc<Hub>>, Query(args): Query<HashMap<String, String>>) -> Response {
+    let feed = Feed::new(&hub, args.get("last_id").map(String::as_str));
+    let lines = futures_util::stream::unfold(feed, |mut feed| async move {
+        let message = feed.next().await?;
+        let mut line = serde_json::to_vec(&message).expect("a message serialises");
+        line.push(b'\n');
+        Some((Ok::<_, Infallible>(Bytes::from(line)), feed))
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
+}
+
+async fn websocket(
+    State(hub): State<Arc<Hub>>,
+    Query(args): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let last_id = args.get("last_id").cloned();
+    upgrade.on_upgrade(move |socket| session(hub, socket, last_id))
+}
+
+/// Both ways: every message to the client, and what it sends posted as with `POST /api/message`.
+async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
+    let mut feed = Feed::new(&hub, last_id.as_deref());
+    let (mut sink, mut incoming) = socket.split();
+    use futures_util::SinkExt;
+    loop {
+        tokio::select! {
+            _ = hub.ctx.closed.cancelled() => return,
+            message = feed.next() => {
+                let Some(message) = message else { return };
+                let text = serde_json::to_string(&message).expect("a message serialises");
+                if sink.send(WsMessage::text(text)).await.is_err() {
+                    return;
+                }
+            }
+            frame = incoming.next() => {
+                let Some(Ok(frame)) = frame else { return };
+                let WsMessage::Text(text) = frame else { continue };
+                let answer = match serde_json::from_str::<ApiMessage>(&text) {
+                    Ok(message) => accept(&hub, message).await.err(),
+                    Err(e) => Some(format!("not a JSON message: {e}")),
+                };
+                if let Some(why) = answer {
+                    let error = json!({"event": "error", "text": why}).to_string();
+                    if sink.send(WsMessage::text(error)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

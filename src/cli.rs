@@ -32,6 +32,32 @@ pub enum Command {
         #[arg(short, long, env = "CHATBRIDGE_CONFIG", default_value = "/etc/chatbridge/config.toml")]
         config: PathBuf,
     },
+    /// Measure a bridge through matterbridge's API paths: post messages to one endpoint, read them from
+    /// another endpoint's websocket; without --post, chatbridge runs in-process with two API accounts.
+    Bench {
+        /// API root that receives the posts (e.g. http://127.0.0.1:4242).
+        #[arg(long, requires = "read")]
+        post: Option<String>,
+        /// API root whose websocket delivers the relayed messages.
+        #[arg(long)]
+        read: Option<String>,
+        /// The gateway to post to.
+        #[arg(long, default_value = "load")]
+        gateway: String,
+        /// Bearer token of both endpoints.
+        #[arg(long, env = "CHATBRIDGE_BENCH_TOKEN")]
+        token: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Messages per second offered (default: as fast as the senders go).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// The daemon's pid, for CPU time and peak memory.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
     /// Start simulated platforms and a bridge between them, play a short conversation and print what
     /// is relayed. Needs no account and no network.
     Demo {

@@ -19,6 +19,7 @@ pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod load;
 pub mod model;
 pub mod router;
 pub mod shutdown;

@@ -5,6 +5,7 @@ use clap::Parser;
 
 use chatbridge::cli::{Cli, Command};
 use chatbridge::config::{Config, LoadError, LogFormat};
+use chatbridge::load::{self, LoadOptions};
 use chatbridge::{Daemon, demo, shutdown, telemetry};
 
 fn main() -> ExitCode {
@@ -13,6 +14,21 @@ fn main() -> ExitCode {
     match command {
         Command::Check { config } => check(&config),
         Command::Run { config } => report(run(&config, cli.log_format)),
+        Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid } => {
+            telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
+            let options = LoadOptions {
+                post_url: post.unwrap_or_default(),
+                read_url: read.unwrap_or_default(),
+                post_gateway: gateway,
+                token,
+                messages,
+                concurrency,
+                rate,
+                grace: std::time::Duration::from_secs(5),
+                pid,
+            };
+            report(runtime().and_then(|rt| rt.block_on(bench(options))))
+        }
         Command::Demo { duration } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn,chatbridge=info");
             report(runtime().and_then(|rt| rt.block_on(demo::run(duration))))
@@ -56,6 +72,41 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
         anyhow::ensure!(summary.requested, "every account stopped");
         Ok(())
     })
+}
+
+/// Runs the load tool against the given endpoints, or against chatbridge started here with two API accounts.
+async fn bench(mut options: LoadOptions) -> anyhow::Result<()> {
+    let daemon = if options.post_url.is_empty() {
+        let ports = [free_port()?, free_port()?];
+        let config = Config::parse(&load::in_process_config(ports[0], ports[1]), "bench.toml")
+            .map_err(|p| anyhow::anyhow!("the bench configuration: {p}"))?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let daemon = Daemon::start(config, stop.clone())?;
+        let mut states = daemon.states();
+        let up = states.wait_for(|s| s.values().all(|s| *s == chatbridge::adapters::AccountState::Connected));
+        tokio::time::timeout(std::time::Duration::from_secs(5), up)
+            .await
+            .context("the API accounts did not start")??;
+        options.post_url = format!("http://127.0.0.1:{}", ports[0]);
+        options.read_url = format!("http://127.0.0.1:{}", ports[1]);
+        options.post_gateway = "load".into();
+        options.pid = options.pid.or(Some(std::process::id()));
+        println!("chatbridge in-process: api.post:load → api.read:load (CPU and memory include the load tool itself)");
+        Some((daemon, stop))
+    } else {
+        None
+    };
+    let report = load::run(options).await?;
+    print!("{report}");
+    if let Some((daemon, stop)) = daemon {
+        stop.cancel();
+        daemon.wait().await;
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

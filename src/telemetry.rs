@@ -8,7 +8,7 @@ use crate::config::LogFormat;
 
 /// Log targets that print credentials at their most verbose level, and the level they are capped at
 /// whatever `RUST_LOG` says: tungstenite traces the whole handshake request, cookies and URL query included.
-const CAPPED: [&str; 1] = ["tungstenite::handshake::client=debug"];
+const CAPPED: [&str; 1] = ["tungstenite::handshake::client=info"];
 
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is not set.
 pub fn init(format: LogFormat, default_filter: &str) {

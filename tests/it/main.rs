@@ -7,6 +7,7 @@ mod fishroom;
 mod harness;
 mod heihei;
 mod iirose;
+mod load;
 mod missevan;
 mod status;
 mod yunhu;

@@ -1,0 +1,101 @@
+//! The load tool's counting, against a deliberately lossy fake endpoint, and in-process against chatbridge.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::routing::{get, post};
+use chatbridge::load::{LoadOptions, LoadReport, in_process_config, run};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::harness::{free_port, start};
+
+/// A fake bridge: every 10th message is lost, every 7th (of those kept) comes twice.
+async fn lossy_endpoint() -> String {
+    let (tx, _) = broadcast::channel::<String>(10_000);
+    let count = Arc::new(AtomicUsize::new(0));
+    let app =
+        Router::new()
+            .route(
+                "/api/message",
+                post(
+                    |State((tx, count)): State<(broadcast::Sender<String>, Arc<AtomicUsize>)>,
+                     body: axum::Json<Value>| async move {
+                        let text = body["text"].as_str().unwrap_or_default().to_owned();
+                        let n: usize = text.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                        count.fetch_add(1, Ordering::Relaxed);
+                        let message = json!({"text": format!("[fake] load: {text}"), "gateway": "g"}).to_string();
+                        if n % 10 != 9 {
+                            let _ = tx.send(message.clone());
+                            if n % 7 == 0 {
+                                let _ = tx.send(message);
+                            }
+                        }
+                        "{}"
+                    },
+                ),
+            )
+            .route(
+                "/api/websocket",
+                get(
+                    |State((tx, _)): State<(broadcast::Sender<String>, Arc<AtomicUsize>)>,
+                     upgrade: WebSocketUpgrade| async move {
+                        let mut rx = tx.subscribe();
+                        upgrade.on_upgrade(|mut ws| async move {
+                            let _ = ws.send(Message::text(json!({"event": "api_connected"}).to_string())).await;
+                            while let Ok(frame) = rx.recv().await {
+                                if ws.send(Message::text(frame)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        })
+                    },
+                ),
+            )
+            .with_state((tx, count));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn options(post_url: String, read_url: String, messages: usize) -> LoadOptions {
+    LoadOptions {
+        post_url,
+        read_url,
+        post_gateway: "load".into(),
+        token: None,
+        messages,
+        concurrency: 4,
+        rate: None,
+        grace: Duration::from_millis(500),
+        pid: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_and_duplicated_messages_are_counted() {
+    let url = lossy_endpoint().await;
+    let report: LoadReport = run(options(url.clone(), url, 100)).await.unwrap();
+    let lost = (0..100).filter(|n| n % 10 == 9).count();
+    let duplicated = (0..100).filter(|n| n % 10 != 9 && n % 7 == 0).count();
+    assert_eq!((report.sent, report.lost, report.duplicated), (100, lost, duplicated), "{report}");
+    assert_eq!(report.delivered, 100 - lost);
+    assert!(report.p99_ms >= report.p50_ms && report.max_ms >= report.p99_ms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatbridge_in_process_loses_nothing() {
+    let (post_port, read_port) = (free_port(), free_port());
+    let running = start(&in_process_config(post_port, read_port), &["api.post", "api.read"]).await;
+    let mut opts = options(format!("http://127.0.0.1:{post_port}"), format!("http://127.0.0.1:{read_port}"), 500);
+    opts.pid = Some(std::process::id());
+    let report = run(opts).await.unwrap();
+    assert_eq!((report.delivered, report.lost, report.duplicated), (500, 0, 0), "{report}");
+    assert!(report.cpu_ms_per_message.is_some() && report.peak_rss_kib.is_some());
+    running.shutdown().await;
+}

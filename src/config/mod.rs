@@ -66,7 +66,7 @@ impl Default for General {
             retry_delay: Duration::from_secs(1),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            id_map_capacity: 100_000,
+            id_map_capacity: 20_000,
             http_listen: None,
         }
     }

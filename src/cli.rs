@@ -58,6 +58,19 @@ pub enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// Run every platform's simulator on loopback and write a configuration that bridges them, for running
+    /// `chatbridge run` against them by hand or measuring it.
+    Sim {
+        /// Where to write the configuration.
+        #[arg(long, default_value = "sim.toml")]
+        config_out: PathBuf,
+        /// Rooms per platform (one account per platform, one bridge per room index).
+        #[arg(long, default_value_t = 4)]
+        rooms: usize,
+        /// Stop after this long, e.g. "60s" (default: at Ctrl-C).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
     /// Start simulated platforms and a bridge between them, play a short conversation and print what
     /// is relayed. Needs no account and no network.
     Demo {

@@ -24,6 +24,7 @@ pub mod model;
 pub mod router;
 pub mod shutdown;
 pub mod sim;
+pub mod simulate;
 pub mod stats;
 pub mod status;
 pub mod telemetry;

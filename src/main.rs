@@ -29,6 +29,10 @@ fn main() -> ExitCode {
             };
             report(runtime().and_then(|rt| rt.block_on(bench(options))))
         }
+        Command::Sim { config_out, rooms, duration } => {
+            telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
+            report(runtime().and_then(|rt| rt.block_on(chatbridge::simulate::run(rooms, &config_out, duration))))
+        }
         Command::Demo { duration } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn,chatbridge=info");
             report(runtime().and_then(|rt| rt.block_on(demo::run(duration))))

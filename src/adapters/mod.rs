@@ -274,15 +274,25 @@ pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
 
 /// Builds an HTTP client that never uses a system proxy (so loopback traffic stays on loopback) and
 /// gives every request a timeout.
+///
+/// Accounts with the same timeout share one client (a client holds its own TLS set-up and certificate store,
+/// which is most of an idle daemon's memory).
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    static CLIENTS: std::sync::Mutex<Vec<(Duration, reqwest::Client)>> = std::sync::Mutex::new(Vec::new());
     install_crypto_provider();
-    reqwest::Client::builder()
+    let mut clients = CLIENTS.lock().expect("the client cache lock is never poisoned");
+    if let Some((_, client)) = clients.iter().find(|(t, _)| *t == timeout) {
+        return client.clone();
+    }
+    let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("chatbridge/", env!("CARGO_PKG_VERSION")))
         .build()
-        .expect("the TLS provider is installed and the client settings are static")
+        .expect("the TLS provider is installed and the client settings are static");
+    clients.push((timeout, client.clone()));
+    client
 }
 
 /// Installs the one rustls crypto provider this build carries (ring); idempotent.

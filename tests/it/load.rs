@@ -99,3 +99,11 @@ async fn chatbridge_in_process_loses_nothing() {
     assert!(report.cpu_ms_per_message.is_some() && report.peak_rss_kib.is_some());
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_platforms_configuration_connects_every_account() {
+    let sims = chatbridge::simulate::start(2).await.unwrap();
+    let running = start(&sims.config, &["fishroom.sim", "missevan.sim", "iirose.sim", "heihei.sim", "yunhu.sim"]).await;
+    assert!(running.daemon().status_addr().is_some(), "the configuration serves /health");
+    running.shutdown().await;
+}

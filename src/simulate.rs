@@ -1,0 +1,105 @@
+//! `chatbridge sim`: every platform's simulator on loopback, with several rooms each, and a configuration
+//! file that bridges them — for measuring a daemon run as its own process (memory, start-up time) and for
+//! trying chatbridge by hand.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::sim::fishroom::{FishroomSim, FishroomSimConfig};
+use crate::sim::heihei::{HeiheiSim, HeiheiSimConfig};
+use crate::sim::iirose::{IiroseSim, IiroseSimConfig, SimUser};
+use crate::sim::missevan::{MissevanSim, MissevanSimConfig};
+use crate::sim::yunhu::{YunhuSim, YunhuSimConfig};
+
+const TOKEN: &str = "sim-token";
+
+/// The running simulators; dropping them stops them.
+pub struct Simulators {
+    _fishroom: FishroomSim,
+    _missevan: MissevanSim,
+    _iirose: IiroseSim,
+    _heihei: HeiheiSim,
+    _yunhu: YunhuSim,
+    /// A configuration joining `rooms` rooms of each platform in `rooms` bridges.
+    pub config: String,
+}
+
+/// Starts one simulator per platform with `rooms` rooms each (one account per platform).
+pub async fn start(rooms: usize) -> anyhow::Result<Simulators> {
+    let rooms = rooms.max(1);
+    let names: Vec<String> = (0..rooms).map(|i| format!("room{i}")).collect();
+    let fishroom = FishroomSim::start(FishroomSimConfig {
+        rooms: names.clone(),
+        tokens: vec![("1".into(), TOKEN.into(), "bridge".into())],
+        ..FishroomSimConfig::default()
+    })
+    .await?;
+    let live_rooms: Vec<u64> = (0..rooms as u64).map(|i| 868_858_600 + i).collect();
+    let missevan = MissevanSim::start(MissevanSimConfig {
+        rooms: live_rooms.clone(),
+        users: vec![(TOKEN.into(), 1, "bridgebot".into())],
+        ..MissevanSimConfig::default()
+    })
+    .await?;
+    let iirose = IiroseSim::start(IiroseSimConfig {
+        rooms: vec!["5ce6a4b520a90".into()],
+        users: vec![SimUser { uid: "5b0fe8a3b1ff2".into(), name: "bridgebot".into(), password: TOKEN.into() }],
+    })
+    .await?;
+    let hosts: Vec<u64> = (0..rooms as u64).map(|i| 38_298_200 + i).collect();
+    let heihei = HeiheiSim::start(HeiheiSimConfig { token: TOKEN.into(), user_id: 1, hosts: hosts.clone() }).await?;
+    for host in &hosts {
+        heihei.start_live(*host);
+    }
+    let yunhu =
+        YunhuSim::start(YunhuSimConfig { users: vec![(TOKEN.into(), "9001".into(), "bridgebot".into())] }).await?;
+
+    let mut config = format!(
+        "[general]\nhttp_listen = \"127.0.0.1:0\"\n\n\
+         [accounts.fishroom.sim]\napi_url = \"{}\"\ntoken_id = \"1\"\ntoken_key = \"{TOKEN}\"\n\n\
+         [accounts.missevan.sim]\ncookie = \"token={TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\n\n\
+         [accounts.iirose.sim]\nusername = \"bridgebot\"\npassword = \"{TOKEN}\"\nws_url = \"{}\"\n\n\
+         [accounts.heihei.sim]\ntoken = \"{TOKEN}\"\ninit_url = \"{}\"\n\n\
+         [accounts.yunhu.sim]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\n",
+        fishroom.api_url(),
+        missevan.api_url(),
+        missevan.ws_url(),
+        iirose.ws_url(),
+        heihei.init_url(),
+        yunhu.api_url(),
+        yunhu.ws_url(),
+    );
+    for i in 0..rooms {
+        // Fishroom receives from one room per token; IIROSE is in one room, with private chats beside it.
+        let fishroom_direction = if i == 0 { "inout" } else { "out" };
+        let iirose_room = if i == 0 { "5ce6a4b520a90".to_owned() } else { format!("user/u{i}") };
+        config.push_str(&format!(
+            "\n[[bridge]]\nname = \"b{i}\"\n\
+             [[bridge.room]]\nroom = \"fishroom.sim:{}\"\ndirection = \"{fishroom_direction}\"\n\
+             [[bridge.room]]\nroom = \"missevan.sim:{}\"\n\
+             [[bridge.room]]\nroom = \"iirose.sim:{iirose_room}\"\n\
+             [[bridge.room]]\nroom = \"heihei.sim:host/{}\"\n\
+             [[bridge.room]]\nroom = \"yunhu.sim:group/g{i}\"\n",
+            names[i], live_rooms[i], hosts[i]
+        ));
+    }
+    Ok(Simulators { _fishroom: fishroom, _missevan: missevan, _iirose: iirose, _heihei: heihei, _yunhu: yunhu, config })
+}
+
+/// Runs the simulators until interrupted (or for `duration`), after writing their configuration to `out`.
+pub async fn run(rooms: usize, out: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
+    let sims = start(rooms).await?;
+    std::fs::write(out, &sims.config).with_context(|| format!("writing {}", out.display()))?;
+    println!("Simulators running: 5 platforms, {rooms} rooms each. Configuration: {}", out.display());
+    let signals = crate::shutdown::on_signals()?;
+    match duration {
+        Some(duration) => tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = signals.cancelled() => {}
+        },
+        None => signals.cancelled().await,
+    }
+    Ok(())
+}

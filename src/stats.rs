@@ -1,9 +1,8 @@
 //! Counters shared by the router and the adapters: totals as atomics, and the same counts per account
 //! and room (a short lock, never held across an await), served as Prometheus metrics.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::model::{AccountId, RoomAddr};
@@ -99,6 +98,23 @@ impl Histogram {
     }
 }
 
+/// The counts of one room (or of an account as a whole), as atomics: counting takes no lock.
+#[derive(Debug, Default)]
+pub struct Series {
+    counts: [AtomicU64; Metric::ALL.len()],
+    queued: AtomicU64,
+}
+
+impl Series {
+    pub fn add(&self, metric: Metric) {
+        self.counts[metric as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_queued(&self, depth: usize) {
+        self.queued.store(depth as u64, Ordering::Relaxed);
+    }
+}
+
 /// What the daemon has done since it started.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -122,25 +138,33 @@ pub struct Stats {
     pub reconnects: Counter,
     /// Send latency.
     pub latency: Histogram,
-    /// The same counts per (metric, account, room); the room is empty for account-wide counts.
-    labeled: Mutex<BTreeMap<(Metric, String, String), u64>>,
-    /// Messages waiting per destination room.
-    queued: Mutex<BTreeMap<String, usize>>,
+    /// The series of each room, and of each account for account-wide counts (created on first use).
+    series: RwLock<crate::router::Map<Label, Arc<Series>>>,
+}
+
+/// What a series is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Label {
+    Room(RoomAddr),
+    Account(AccountId),
 }
 
 impl Stats {
-    /// Counts one `metric` for a room, in the total and the room's series.
-    pub fn count(&self, metric: Metric, room: &RoomAddr) {
-        self.count_labeled(metric, room.account.to_string(), room.room.to_string());
+    /// The series of a room; keep it to count without looking it up again.
+    pub fn room(&self, room: &RoomAddr) -> Arc<Series> {
+        self.series_of(Label::Room(room.clone()))
     }
 
-    /// Counts one `metric` for an account as a whole.
-    pub fn count_account(&self, metric: Metric, account: &AccountId) {
-        self.count_labeled(metric, account.to_string(), String::new());
+    fn series_of(&self, label: Label) -> Arc<Series> {
+        if let Some(series) = self.series.read().expect("a stats lock is never poisoned").get(&label) {
+            return Arc::clone(series);
+        }
+        let mut all = self.series.write().expect("a stats lock is never poisoned");
+        Arc::clone(all.entry(label).or_default())
     }
 
-    fn count_labeled(&self, metric: Metric, account: String, room: String) {
-        let total = match metric {
+    fn total(&self, metric: Metric) -> &Counter {
+        match metric {
             Metric::Received => &self.received,
             Metric::Relayed => &self.relayed,
             Metric::Rejected => &self.rejected,
@@ -148,25 +172,62 @@ impl Stats {
             Metric::Malformed => &self.malformed,
             Metric::RoomUnusable => &self.rooms_unusable,
             Metric::Reconnect => &self.reconnects,
-        };
-        total.inc();
-        let mut labeled = self.labeled.lock().expect("a stats lock is never poisoned");
-        *labeled.entry((metric, account, room)).or_default() += 1;
+        }
+    }
+
+    /// Counts one `metric` in the total and in `series` (a room's, from [`Stats::room`]).
+    pub fn add(&self, metric: Metric, series: &Series) {
+        self.total(metric).inc();
+        series.add(metric);
+    }
+
+    /// Counts one `metric` for a room, in the total and the room's series.
+    pub fn count(&self, metric: Metric, room: &RoomAddr) {
+        self.add(metric, &self.room(room));
+    }
+
+    /// Counts one `metric` for an account as a whole.
+    pub fn count_account(&self, metric: Metric, account: &AccountId) {
+        self.add(metric, &self.series_of(Label::Account(account.clone())));
     }
 
     /// The number of messages waiting for a destination room.
     pub fn set_queued(&self, room: &RoomAddr, depth: usize) {
-        let mut queued = self.queued.lock().expect("a stats lock is never poisoned");
-        queued.insert(room.to_string(), depth);
+        self.room(room).set_queued(depth);
     }
 
+    /// Every non-zero labelled count as (metric, account, room), sorted; the room is empty for account-wide
+    /// counts.
     pub fn labeled(&self) -> Vec<((Metric, String, String), u64)> {
-        let labeled = self.labeled.lock().expect("a stats lock is never poisoned");
-        labeled.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        let all = self.series.read().expect("a stats lock is never poisoned");
+        let mut out = Vec::new();
+        for (label, series) in all.iter() {
+            let (account, room) = match label {
+                Label::Room(room) => (room.account.to_string(), room.room.to_string()),
+                Label::Account(account) => (account.to_string(), String::new()),
+            };
+            for metric in Metric::ALL {
+                let value = series.counts[metric as usize].load(Ordering::Relaxed);
+                if value > 0 {
+                    out.push(((metric, account.clone(), room.clone()), value));
+                }
+            }
+        }
+        out.sort();
+        out
     }
 
+    /// Queue depths by destination room, sorted.
     pub fn queued(&self) -> Vec<(String, usize)> {
-        let queued = self.queued.lock().expect("a stats lock is never poisoned");
-        queued.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        let all = self.series.read().expect("a stats lock is never poisoned");
+        let mut out: Vec<(String, usize)> = all
+            .iter()
+            .filter_map(|(label, series)| match label {
+                Label::Room(room) => Some((room.to_string(), series.queued.load(Ordering::Relaxed) as usize)),
+                Label::Account(_) => None,
+            })
+            .collect();
+        out.sort();
+        out
     }
 }

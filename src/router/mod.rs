@@ -59,6 +59,8 @@ struct RoomState {
     broken: bool,
     /// When the send in flight was handed out (for the latency histogram).
     sent_at: Option<std::time::Instant>,
+    /// The room's counters.
+    series: Option<Arc<crate::stats::Series>>,
 }
 
 pub struct Router {
@@ -211,11 +213,11 @@ impl Router {
             let room = self.rules.room(to).addr.clone();
             let item = Queued { event: Arc::clone(&event), to, group, attempts: 0, client_ids: Vec::new() };
             if let Some(dropped) = self.outbox.push(&room, item) {
-                self.stats.count(Metric::Dropped, &room);
+                count(&mut self.rooms, &self.stats, Metric::Dropped, &room);
                 error!(route = %route(&dropped.event, &room), "Destination queue full: dropped its oldest message.");
             }
             self.pump(&room);
-            self.stats.set_queued(&room, self.outbox.len(&room));
+            series(&mut self.rooms, &self.stats, &room).set_queued(self.outbox.len(&room));
         }
     }
 
@@ -228,7 +230,7 @@ impl Router {
         let broken = state.broken;
         while let Some(item) = self.outbox.front_mut(room) {
             if broken {
-                self.stats.count(Metric::Dropped, room);
+                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
                 debug!(route = %route(&item.event, room), "Room unusable: message dropped.");
                 self.outbox.pop_front(room);
                 continue;
@@ -264,7 +266,7 @@ impl Router {
                 event_time: item.event.time,
             };
             if link.sends.send(request).is_err() {
-                self.stats.count(Metric::Dropped, room);
+                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
                 error!(route = %route(&item.event, room), "Account stopped: message dropped.");
                 self.outbox.pop_front(room);
                 continue;
@@ -296,7 +298,7 @@ impl Router {
                 {
                     self.ids.add_copy(group, room, &remote_ids);
                 }
-                self.stats.count(Metric::Relayed, room);
+                count(&mut self.rooms, &self.stats, Metric::Relayed, room);
                 trace!(route = %route, "Delivered.");
                 self.outbox.pop_front(room);
             }
@@ -308,21 +310,21 @@ impl Router {
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.retry_at = Some(key);
                 }
-                self.stats.set_queued(room, self.outbox.len(room));
+                series(&mut self.rooms, &self.stats, room).set_queued(self.outbox.len(room));
                 return;
             }
             Err(SendFailure::Transient { reason, .. }) => {
-                self.stats.count(Metric::Dropped, room);
+                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
                 error!(route = %route, attempts = item.attempts, reason = %reason, "Giving up on a message after its last attempt.");
                 self.outbox.pop_front(room);
             }
             Err(SendFailure::Rejected { reason }) => {
-                self.stats.count(Metric::Rejected, room);
+                count(&mut self.rooms, &self.stats, Metric::Rejected, room);
                 warn!(route = %route, reason = %reason, "The platform rejected a message.");
                 self.outbox.pop_front(room);
             }
             Err(SendFailure::RoomBroken { reason }) => {
-                self.stats.count(Metric::Rejected, room);
+                count(&mut self.rooms, &self.stats, Metric::Rejected, room);
                 error!(route = %route, reason = %reason, "Destination room is unusable; fix the configuration. Its messages are dropped.");
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.broken = true;
@@ -330,14 +332,29 @@ impl Router {
                 self.outbox.pop_front(room);
             }
             Err(SendFailure::Fatal { reason }) => {
-                self.stats.count(Metric::Dropped, room);
+                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
                 error!(route = %route, reason = %reason, "Account failed: message dropped.");
                 self.outbox.pop_front(room);
             }
         }
         self.pump(room);
-        self.stats.set_queued(room, self.outbox.len(room));
+        series(&mut self.rooms, &self.stats, room).set_queued(self.outbox.len(room));
     }
+}
+
+/// A room's counters, looked up once and kept in its state.
+fn series(rooms: &mut Map<RoomAddr, RoomState>, stats: &Stats, room: &RoomAddr) -> Arc<crate::stats::Series> {
+    let state = match rooms.get_mut(room) {
+        Some(state) => state,
+        None => rooms.entry(room.clone()).or_default(),
+    };
+    Arc::clone(state.series.get_or_insert_with(|| stats.room(room)))
+}
+
+/// Counts one `metric` for a destination room.
+fn count(rooms: &mut Map<RoomAddr, RoomState>, stats: &Stats, metric: Metric, room: &RoomAddr) {
+    let series = series(rooms, stats, room);
+    stats.add(metric, &series);
 }
 
 /// `source room → destination room`, for log lines about one message; formatted only when logged.

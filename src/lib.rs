@@ -27,6 +27,7 @@ pub mod sim;
 pub mod simulate;
 pub mod stats;
 pub mod status;
+pub mod store;
 pub mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -69,6 +70,8 @@ pub struct Summary {
 pub enum StartError {
     #[error("cannot listen on {addr} (general.http_listen): {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
 }
 
 impl Daemon {
@@ -81,6 +84,17 @@ impl Daemon {
             None => None,
         };
         let status_addr = status_listener.as_ref().and_then(|l| l.local_addr().ok());
+        // The store opens before anything connects: a state directory that cannot be used stops the start.
+        let durable = if config.general.durable {
+            let (commits, committed) = mpsc::unbounded_channel();
+            let (store, stored) =
+                store::Store::open(&config.general.state_dir, config.general.full_sync, move |key| {
+                    let _ = commits.send(key);
+                })?;
+            Some((store, committed, stored))
+        } else {
+            None
+        };
         let stats = Arc::new(Stats::default());
         let general = config.general.clone();
         let rooms = account_rooms(&config);
@@ -122,7 +136,10 @@ impl Daemon {
         let rules = router::rules::Rules::new(config.bridges);
         let outbox = Box::new(router::queue::MemoryOutbox::new(general.queue_capacity));
         let ids = Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity));
-        let router = Router::new(rules, links, outbox, ids, settings, Arc::clone(&stats));
+        let mut router = Router::new(rules, links, outbox, ids, settings, Arc::clone(&stats));
+        if let Some((store, committed, stored)) = durable {
+            router.with_store(store, committed, stored);
+        }
         let states = router.states();
         if let Some(listener) = status_listener {
             tokio::spawn(status::serve(listener, states.clone(), Arc::clone(&stats), closed.clone()));

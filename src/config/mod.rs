@@ -52,6 +52,10 @@ pub struct General {
     pub id_map_capacity: usize,
     /// Where `/health` and `/metrics` are served, if anywhere.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// Keep the outbox in `state_dir`, so a restart delivers what a crash left queued.
+    pub durable: bool,
+    /// `sync = "full"`: the store survives power loss too (slower); `"normal"`: process crashes.
+    pub full_sync: bool,
 }
 
 impl Default for General {
@@ -68,6 +72,8 @@ impl Default for General {
             backoff_max: Duration::from_secs(60),
             id_map_capacity: 20_000,
             http_listen: None,
+            durable: false,
+            full_sync: false,
         }
     }
 }
@@ -225,6 +231,19 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
             Err(_) => {
                 report.error(&span, format!("`http_listen` is `{text}`; expected an address like \"127.0.0.1:9780\""))
             }
+        }
+    }
+    if let Some(value) = fields.get("durable") {
+        match value.get_ref() {
+            toml::de::DeValue::Boolean(b) => general.durable = *b,
+            _ => report.error(&value.span(), "`durable` must be true or false"),
+        }
+    }
+    if let Some((text, span)) = fields.str("sync", report) {
+        match text {
+            "normal" => general.full_sync = false,
+            "full" => general.full_sync = true,
+            other => report.error(&span, format!("`sync` is `{other}`; expected normal or full")),
         }
     }
     if let Some(n) = fields.positive_int("id_map_capacity", report) {

@@ -3,7 +3,7 @@
 use super::UserId;
 
 /// One piece of a message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Segment {
     /// Plain text (already unescaped: no HTML entities, no platform markup).
     Text(String),
@@ -42,7 +42,7 @@ pub enum Segment {
 }
 
 /// What a message says.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Content(pub Vec<Segment>);
 
 impl Content {

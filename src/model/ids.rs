@@ -32,6 +32,18 @@ macro_rules! string_id {
                 write!(f, "{}({:?})", stringify!($name), &*self.0)
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d).map(Self::new)
+            }
+        }
     };
 }
 
@@ -82,6 +94,23 @@ impl fmt::Display for AccountId {
     }
 }
 
+impl serde::Serialize for AccountId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AccountId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let (platform, name) =
+            text.split_once('.').ok_or_else(|| serde::de::Error::custom("expected <platform>.<name>"))?;
+        let platform =
+            platform.parse().map_err(|()| serde::de::Error::custom(format!("unknown platform `{platform}`")))?;
+        Ok(AccountId::new(platform, name))
+    }
+}
+
 impl fmt::Debug for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "AccountId({self})")
@@ -89,7 +118,7 @@ impl fmt::Debug for AccountId {
 }
 
 /// A room address, `<account id>:<room>`: one conversation on one account.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct RoomAddr {
     pub account: AccountId,
     pub room: RoomId,
@@ -118,7 +147,7 @@ impl fmt::Debug for RoomAddr {
 }
 
 /// The id of one event inside chatbridge (uuid v7: sortable by creation time).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EventId(pub uuid::Uuid);
 
 impl EventId {
@@ -140,7 +169,7 @@ impl fmt::Display for EventId {
 }
 
 /// Milliseconds since the Unix epoch.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Time(pub i64);
 
 impl Time {

@@ -58,7 +58,7 @@ impl FromStr for Platform {
 }
 
 /// Who said something.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: UserId,
     pub name: String,
@@ -74,7 +74,7 @@ impl User {
 }
 
 /// Where an event was seen.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     pub room: RoomAddr,
     /// The platform's id of the message, where it has one.
@@ -82,7 +82,7 @@ pub struct Origin {
 }
 
 /// A reply: IIROSE quotes carry a name, a time and the quoted text but no id; Yunhu replies carry an id and text.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Reply {
     /// The quoted message's id in the origin room, resolved through the id map by the destination.
     pub target: Option<RemoteId>,
@@ -92,7 +92,7 @@ pub struct Reply {
 }
 
 /// A chat message.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub content: Content,
     pub reply: Option<Reply>,
@@ -101,7 +101,7 @@ pub struct Message {
 }
 
 /// What happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EventKind {
     /// A new message.
     Message(Message),
@@ -138,7 +138,7 @@ impl EventKind {
 }
 
 /// One thing that happened in one room.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub id: EventId,
     pub origin: Origin,

@@ -75,6 +75,12 @@ pub struct Router {
     settings: RouterSettings,
     stats: Arc<Stats>,
     scratch: Vec<Destination>,
+    /// The durable outbox, when `general.durable` is on: a message goes to its adapter only once committed.
+    store: Option<crate::store::Store>,
+    /// Commits reported by the store's writer: every key up to this one is durable.
+    committed: Option<mpsc::UnboundedReceiver<u64>>,
+    durable_up_to: u64,
+    next_key: u64,
 }
 
 impl Router {
@@ -101,7 +107,45 @@ impl Router {
             settings,
             stats,
             scratch: Vec::new(),
+            store: None,
+            committed: None,
+            durable_up_to: 0,
+            next_key: 1,
         }
+    }
+
+    /// Makes the outbox durable: what `stored` holds is queued first, in its order, and every message queued
+    /// from now on is written before it is sent. `committed` reports the store's commits.
+    pub fn with_store(
+        &mut self,
+        store: crate::store::Store,
+        committed: mpsc::UnboundedReceiver<u64>,
+        stored: Vec<crate::store::Stored>,
+    ) {
+        for row in stored {
+            self.next_key = self.next_key.max(row.key + 1);
+            self.durable_up_to = self.durable_up_to.max(row.key);
+            let Some(to) = self.rules.find(&row.bridge, &row.room) else {
+                warn!(room = %row.room, bridge = %row.bridge, "A stored message's room is no longer in the configuration; it stays in the store.");
+                continue;
+            };
+            let room = self.rules.room(to).addr.clone();
+            let crate::store::Record { event, client_ids } = row.record;
+            // The copies of messages sent before the restart are not known yet; the new copy's are.
+            let group = matches!(event.kind, EventKind::Message(_)).then(|| {
+                let sender = event.sender.as_ref().map(|s| s.name.clone());
+                self.ids.new_group(None, Snippet { sender, text: String::new(), time: event.time })
+            });
+            let item = Queued { event: Arc::new(event), to, group, attempts: 0, client_ids, key: row.key };
+            self.outbox.push(&room, item);
+            // Known to `run`, which hands the restored messages out first.
+            self.rooms.entry(room).or_default();
+        }
+        if self.outbox.total() > 0 {
+            info!(messages = self.outbox.total(), "Delivering what was queued before the restart first.");
+        }
+        self.store = Some(store);
+        self.committed = Some(committed);
     }
 
     /// Every account's state, updated as adapters report.
@@ -113,6 +157,10 @@ impl Router {
     /// or the shutdown timeout has passed. Returns the number of messages left undelivered.
     pub async fn run(mut self, mut inbox: mpsc::Receiver<RouterInput>, stop: CancellationToken) -> usize {
         let mut deadline: Option<Instant> = None;
+        let restored: Vec<RoomAddr> = self.rooms.keys().cloned().collect();
+        for room in restored {
+            self.pump(&room);
+        }
         loop {
             if deadline.is_some() && self.is_idle() {
                 break;
@@ -128,6 +176,13 @@ impl Router {
                         state.retry_at = None;
                     }
                     self.pump(&room);
+                }
+                Some(key) = next_commit(&mut self.committed) => {
+                    self.durable_up_to = self.durable_up_to.max(key);
+                    let waiting: Vec<RoomAddr> = self.rooms.keys().cloned().collect();
+                    for room in waiting {
+                        self.pump(&room);
+                    }
                 }
                 _ = stop.cancelled(), if deadline.is_none() => {
                     info!(waiting = self.outbox.total(), "Shutting down: delivering what is queued.");
@@ -211,8 +266,20 @@ impl Router {
         let event = Arc::new(event);
         for &to in destinations {
             let room = self.rules.room(to).addr.clone();
-            let item = Queued { event: Arc::clone(&event), to, group, attempts: 0, client_ids: Vec::new() };
+            let key = self.next_key;
+            self.next_key += 1;
+            // The first client-chosen id is chosen now, so that it is stored and a replay carries it.
+            let caps = self.accounts.get(&room.account).map(|l| l.caps.client_ids);
+            let client_ids: Vec<RemoteId> = caps.and_then(|form| form.generate()).into_iter().collect();
+            if let Some(store) = &self.store {
+                let record = crate::store::Record { event: (*event).clone(), client_ids: client_ids.clone() };
+                store.put(key, room.to_string(), self.rules.bridge_name(to).to_owned(), &record);
+            }
+            let item = Queued { event: Arc::clone(&event), to, group, attempts: 0, client_ids, key };
             if let Some(dropped) = self.outbox.push(&room, item) {
+                if let Some(store) = &self.store {
+                    store.delete(dropped.key);
+                }
                 count(&mut self.rooms, &self.stats, Metric::Dropped, &room);
                 error!(route = %route(&dropped.event, &room), "Destination queue full: dropped its oldest message.");
             }
@@ -229,10 +296,14 @@ impl Router {
         }
         let broken = state.broken;
         while let Some(item) = self.outbox.front_mut(room) {
+            if self.store.is_some() && item.key > self.durable_up_to {
+                // Sent only once it is durable; the store's commit pumps again.
+                return;
+            }
             if broken {
                 count(&mut self.rooms, &self.stats, Metric::Dropped, room);
                 debug!(route = %route(&item.event, room), "Room unusable: message dropped.");
-                self.outbox.pop_front(room);
+                pop(&mut *self.outbox, self.store.as_ref(), room);
                 continue;
             }
             let Some(link) = self.accounts.get(&room.account) else {
@@ -244,14 +315,17 @@ impl Router {
                 Rendered::Send(action) => action,
                 Rendered::Skip(reason) => {
                     debug!(route = %route(&item.event, room), reason, "Not sent.");
-                    self.outbox.pop_front(room);
+                    pop(&mut *self.outbox, self.store.as_ref(), room);
                     continue;
                 }
             };
             if let SendAction::Message(out) = &action
                 && item.attempts == 0
             {
-                item.client_ids = out.parts.iter().map_while(|_| link.caps.client_ids.generate()).collect();
+                while item.client_ids.len() < out.parts.len() {
+                    let Some(id) = link.caps.client_ids.generate() else { break };
+                    item.client_ids.push(id);
+                }
                 // Registered before the send: the platform's echo may beat its answer.
                 if let Some(group) = item.group {
                     self.ids.add_pending(group, room, &item.client_ids);
@@ -268,7 +342,7 @@ impl Router {
             if link.sends.send(request).is_err() {
                 count(&mut self.rooms, &self.stats, Metric::Dropped, room);
                 error!(route = %route(&item.event, room), "Account stopped: message dropped.");
-                self.outbox.pop_front(room);
+                pop(&mut *self.outbox, self.store.as_ref(), room);
                 continue;
             }
             let state = self.rooms.entry(room.clone()).or_default();
@@ -300,7 +374,7 @@ impl Router {
                 }
                 count(&mut self.rooms, &self.stats, Metric::Relayed, room);
                 trace!(route = %route, "Delivered.");
-                self.outbox.pop_front(room);
+                pop(&mut *self.outbox, self.store.as_ref(), room);
             }
             Err(SendFailure::Transient { after, reason }) if item.attempts < self.settings.max_attempts => {
                 let delay = after
@@ -316,12 +390,12 @@ impl Router {
             Err(SendFailure::Transient { reason, .. }) => {
                 count(&mut self.rooms, &self.stats, Metric::Dropped, room);
                 error!(route = %route, attempts = item.attempts, reason = %reason, "Giving up on a message after its last attempt.");
-                self.outbox.pop_front(room);
+                pop(&mut *self.outbox, self.store.as_ref(), room);
             }
             Err(SendFailure::Rejected { reason }) => {
                 count(&mut self.rooms, &self.stats, Metric::Rejected, room);
                 warn!(route = %route, reason = %reason, "The platform rejected a message.");
-                self.outbox.pop_front(room);
+                pop(&mut *self.outbox, self.store.as_ref(), room);
             }
             Err(SendFailure::RoomBroken { reason }) => {
                 count(&mut self.rooms, &self.stats, Metric::Rejected, room);
@@ -329,17 +403,26 @@ impl Router {
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.broken = true;
                 }
-                self.outbox.pop_front(room);
+                pop(&mut *self.outbox, self.store.as_ref(), room);
             }
             Err(SendFailure::Fatal { reason }) => {
                 count(&mut self.rooms, &self.stats, Metric::Dropped, room);
                 error!(route = %route, reason = %reason, "Account failed: message dropped.");
-                self.outbox.pop_front(room);
+                pop(&mut *self.outbox, self.store.as_ref(), room);
             }
         }
         self.pump(room);
         series(&mut self.rooms, &self.stats, room).set_queued(self.outbox.len(room));
     }
+}
+
+/// Takes a room's first message off its queue, and out of the store.
+fn pop(outbox: &mut dyn Outbox, store: Option<&crate::store::Store>, room: &RoomAddr) -> Option<Queued> {
+    let item = outbox.pop_front(room)?;
+    if let Some(store) = store {
+        store.delete(item.key);
+    }
+    Some(item)
 }
 
 /// A room's counters, looked up once and kept in its state.
@@ -368,6 +451,13 @@ impl std::fmt::Display for Route<'_> {
 
 fn route<'a>(event: &'a Event, to: &'a RoomAddr) -> Route<'a> {
     Route(&event.origin.room, to)
+}
+
+async fn next_commit(committed: &mut Option<mpsc::UnboundedReceiver<u64>>) -> Option<u64> {
+    match committed {
+        Some(committed) => committed.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -19,8 +19,10 @@ pub struct Queued {
     pub group: Option<GroupId>,
     /// Attempts made so far.
     pub attempts: u32,
-    /// The client-chosen ids (one per part), kept across attempts so a retry is recognisable.
+    /// The client-chosen ids (one per part), kept across attempts (and restarts) so a replay is recognisable.
     pub client_ids: Vec<RemoteId>,
+    /// Its key in the store's outbox (and its place in the order of all queued messages).
+    pub key: u64,
 }
 
 /// The queues of all destination rooms.
@@ -97,6 +99,7 @@ mod tests {
             group: None,
             attempts: 0,
             client_ids: Vec::new(),
+            key: 0,
         }
     }
 

@@ -52,6 +52,13 @@ impl Rules {
         &self.bridges[at.bridge as usize].rooms[at.room as usize]
     }
 
+    /// The room `room` (an address as text) of the bridge named `bridge`, if the configuration still has it.
+    pub fn find(&self, bridge: &str, room: &str) -> Option<Destination> {
+        let b = self.bridges.iter().position(|b| b.name == bridge)?;
+        let r = self.bridges[b].rooms.iter().position(|r| r.addr.to_string() == room)?;
+        Some(Destination { bridge: b as u32, room: r as u32 })
+    }
+
     pub fn bridge_name(&self, at: Destination) -> &str {
         &self.bridges[at.bridge as usize].name
     }

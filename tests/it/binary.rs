@@ -226,3 +226,60 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
 fn leak_context(output: &str, secret: &str) -> String {
     output.lines().filter(|l| l.contains(secret)).take(3).collect::<Vec<_>>().join("\n")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_delivers_what_was_queued_after_a_restart() {
+    let pair = Pair::start().await;
+    let (tuna, lug) = (&pair.tuna, &pair.lug);
+    let dir = temp_dir("durable");
+    let state = dir.join("state");
+    let general = format!(
+        "[general]\ndurable = true\nstate_dir = \"{}\"\nretry_delay = \"60s\"\nmax_attempts = 100\nshutdown_timeout = \"1s\"\n",
+        state.display()
+    );
+    let config = write_config(&dir, &pair.config(&general));
+    let spawn = || {
+        bin()
+            .args(["run", "-c"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // lug fails every post: the messages wait in the outbox.
+    lug.fail_posts(true);
+    let mut child = spawn();
+    tuna.say("general", "irc", "alice", "durable 0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lug.fail_count() == 0 {
+        assert!(Instant::now() < deadline, "the first post was never attempted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Spaced out: a Fishroom token's queue holds only 15 messages between polls.
+    for i in 1..20 {
+        tuna.say("general", "irc", "alice", &format!("durable {i}"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Give the relay of the other nineteen a moment to reach the outbox, then crash.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    lug.fail_posts(false);
+    let mut child = spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lug.posted().len() < 20 {
+        assert!(Instant::now() < deadline, "after the restart only {} arrived", lug.posted().len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let texts: Vec<String> = lug.posted().into_iter().map(|p| p.content).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("durable {i}")).collect();
+    assert_eq!(texts, expected, "every message, once, in order");
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(5))).await.unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}

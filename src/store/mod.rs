@@ -150,14 +150,14 @@ fn write(mut db: Connection, ops: mpsc::Receiver<Op>, committed: impl Fn(u64)) {
             while let Some(current) = op.take() {
                 match current {
                     Op::Put { key, room, bridge, record } => {
-                        tx.execute(
+                        tx.prepare_cached(
                             "INSERT OR REPLACE INTO outbox (key, room, bridge, record, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![key as i64, room, bridge, record, now()],
-                        )?;
+                        )?
+                        .execute(params![key as i64, room, bridge, record, now()])?;
                         highest = Some(highest.map_or(key, |h: u64| h.max(key)));
                     }
                     Op::Delete { key } => {
-                        tx.execute("DELETE FROM outbox WHERE key = ?1", params![key as i64])?;
+                        tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![key as i64])?;
                     }
                 }
                 op = ops.try_recv().ok();

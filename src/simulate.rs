@@ -18,10 +18,12 @@ const TOKEN: &str = "sim-token";
 /// The running simulators; dropping them stops them.
 pub struct Simulators {
     _fishroom: FishroomSim,
-    _missevan: MissevanSim,
-    _iirose: IiroseSim,
-    _heihei: HeiheiSim,
-    _yunhu: YunhuSim,
+    missevan: MissevanSim,
+    iirose: IiroseSim,
+    heihei: HeiheiSim,
+    yunhu: YunhuSim,
+    live_rooms: Vec<u64>,
+    hosts: Vec<u64>,
     /// A configuration joining `rooms` rooms of each platform in `rooms` bridges.
     pub config: String,
 }
@@ -57,7 +59,7 @@ pub async fn start(rooms: usize) -> anyhow::Result<Simulators> {
         YunhuSim::start(YunhuSimConfig { users: vec![(TOKEN.into(), "9001".into(), "bridgebot".into())] }).await?;
 
     let mut config = format!(
-        "[general]\nhttp_listen = \"127.0.0.1:0\"\n\n\
+        "[general]\nhttp_listen = \"127.0.0.1:0\"\nqueue_capacity = 100000\n\n\
          [accounts.fishroom.sim]\napi_url = \"{}\"\ntoken_id = \"1\"\ntoken_key = \"{TOKEN}\"\n\n\
          [accounts.missevan.sim]\ncookie = \"token={TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\n\n\
          [accounts.iirose.sim]\nusername = \"bridgebot\"\npassword = \"{TOKEN}\"\nws_url = \"{}\"\n\n\
@@ -85,7 +87,25 @@ pub async fn start(rooms: usize) -> anyhow::Result<Simulators> {
             names[i], live_rooms[i], hosts[i]
         ));
     }
-    Ok(Simulators { _fishroom: fishroom, _missevan: missevan, _iirose: iirose, _heihei: heihei, _yunhu: yunhu, config })
+    Ok(Simulators { _fishroom: fishroom, missevan, iirose, heihei, yunhu, live_rooms, hosts, config })
+}
+
+impl Simulators {
+    /// A user says `text` in the first room of `platform` (missevan, iirose, heihei or yunhu).
+    pub fn say(&self, platform: &str, text: &str) {
+        match platform {
+            "missevan" => {
+                self.missevan.say(self.live_rooms[0], 42, "viewer", text);
+            }
+            "iirose" => {
+                self.iirose.say("5ce6a4b520a90", "679a51f1d4893", "member", text);
+            }
+            "heihei" => self.heihei.say(self.hosts[0], 5, "viewer", text),
+            _ => {
+                self.yunhu.say("g0", ("u1", "member"), text);
+            }
+        }
+    }
 }
 
 /// Runs the simulators until interrupted (or for `duration`), after writing their configuration to `out`.

@@ -93,7 +93,7 @@ impl FishroomSim {
             config,
             inner: Mutex::new(Inner { queues, posted: Vec::new(), fail_posts: false, failed: 0 }),
             arrived: Notify::new(),
-            posted_tx: broadcast::channel(1024).0,
+            posted_tx: broadcast::channel(4096).0,
         });
         let app = Router::new()
             .route("/api/status", get(status))

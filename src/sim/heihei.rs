@@ -86,8 +86,8 @@ impl HeiheiSim {
             config,
             base: format!("{addr}"),
             inner: Mutex::default(),
-            frames: broadcast::channel(1024).0,
-            sent_tx: broadcast::channel(1024).0,
+            frames: broadcast::channel(4096).0,
+            sent_tx: broadcast::channel(4096).0,
             next: AtomicU64::new(1000),
             form: AtomicUsize::new(0),
             sessions: Sessions::default(),
@@ -198,7 +198,7 @@ impl Shared {
 
     /// Frames alternate between the two forms the sources show.
     fn push(&self, live_id: Option<u64>, msg: Value) {
-        let frame = if self.form.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+        let frame = if self.form.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
             json!([{ "msg": msg.to_string() }]).to_string()
         } else {
             json!({"timeStamp": crate::model::Time::now().0, "type": "toLive", "liveId": live_id, "msg": msg})

@@ -98,7 +98,7 @@ impl IiroseSim {
         let shared = Arc::new(Shared {
             config,
             inner: Mutex::default(),
-            said_tx: broadcast::channel(1024).0,
+            said_tx: broadcast::channel(4096).0,
             next: AtomicU64::new(1),
             sessions: Sessions::default(),
         });

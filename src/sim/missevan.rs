@@ -108,12 +108,12 @@ impl Drop for MissevanSim {
 
 impl MissevanSim {
     pub async fn start(config: MissevanSimConfig) -> std::io::Result<Self> {
-        let rooms = config.rooms.iter().map(|r| (*r, broadcast::channel(1024).0)).collect();
+        let rooms = config.rooms.iter().map(|r| (*r, broadcast::channel(4096).0)).collect();
         let shared = Arc::new(Shared {
             config,
             inner: Mutex::default(),
             rooms,
-            sent_tx: broadcast::channel(1024).0,
+            sent_tx: broadcast::channel(4096).0,
             sessions: Sessions::default(),
             counter: AtomicU64::new(1),
             frames: AtomicUsize::new(0),
@@ -364,7 +364,7 @@ fn encode(shared: &Shared, push: Push) -> Message {
         Push::Raw(RawFrame::Binary(bytes)) => Message::binary(bytes),
         Push::Items(mut items) => {
             let payload = if items.len() == 1 { items.remove(0).to_string() } else { Value::Array(items).to_string() };
-            if shared.frames.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+            if shared.frames.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
                 Message::text(payload)
             } else {
                 Message::binary(encode_binary(payload.as_bytes()))

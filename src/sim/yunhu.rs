@@ -108,8 +108,8 @@ impl YunhuSim {
         let shared = Arc::new(Shared {
             config,
             inner: Mutex::default(),
-            frames: broadcast::channel(1024).0,
-            requests_tx: broadcast::channel(1024).0,
+            frames: broadcast::channel(4096).0,
+            requests_tx: broadcast::channel(4096).0,
             next: AtomicU64::new(1),
             sessions: Sessions::default(),
         });

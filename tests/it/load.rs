@@ -31,7 +31,7 @@ async fn lossy_endpoint() -> String {
                         let message = json!({"text": format!("[fake] load: {text}"), "gateway": "g"}).to_string();
                         if n % 10 != 9 {
                             let _ = tx.send(message.clone());
-                            if n % 7 == 0 {
+                            if n.is_multiple_of(7) {
                                 let _ = tx.send(message);
                             }
                         }

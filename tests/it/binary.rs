@@ -5,12 +5,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    HEIHEI_HOST, HEIHEI_TOKEN, MISSEVAN_TOKEN, Pair, account, fishroom, heihei, heihei_account, heihei_following,
-    missevan, missevan_account, next_post, next_sent,
+    HEIHEI_HOST, HEIHEI_TOKEN, MISSEVAN_TOKEN, Pair, account, eventually, fishroom, heihei, heihei_account,
+    heihei_following, missevan, missevan_account, next_post, next_sent,
 };
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+}
+
+/// `chatbridge run -c <config>` at `RUST_LOG=info`, its output discarded unless `stderr` is piped.
+fn run_daemon(config: &std::path::Path, stderr: Stdio) -> Child {
+    bin()
+        .args(["run", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("the daemon starts")
 }
 
 fn sigterm(child: &Child) {
@@ -78,14 +90,7 @@ async fn sigterm_during_traffic_exits_zero_within_the_deadline() {
     let (tuna, lug) = (&pair.tuna, &pair.lug);
     let dir = temp_dir("sigterm");
     let config = write_config(&dir, &pair.config("[general]\nshutdown_timeout = \"2s\"\nretry_delay = \"50ms\"\n"));
-    let mut child = bin()
-        .args(["run", "-c"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the daemon starts");
+    let mut child = run_daemon(&config, Stdio::null());
     let mut at_lug = lug.subscribe();
     // Traffic until the bridge is seen relaying, then more while the signal lands.
     let mut relayed = false;
@@ -114,22 +119,11 @@ async fn a_second_signal_exits_at_once() {
     // Posts to lug fail and are retried slowly: the drain would take the whole minute.
     let config = write_config(&dir, &pair.config("[general]\nshutdown_timeout = \"60s\"\nretry_delay = \"10s\"\n"));
     lug.fail_posts(true);
-    let mut child = bin()
-        .args(["run", "-c"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the daemon starts");
+    let mut child = run_daemon(&config, Stdio::piped());
     let stderr = child.stderr.take();
     let log = tokio::task::spawn_blocking(move || read_all(stderr));
     tuna.say("general", "irc", "alice", "stuck");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lug.fail_count() == 0 {
-        assert!(Instant::now() < deadline, "the post was never attempted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the post is attempted", || lug.fail_count() > 0).await;
     sigterm(&child);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(child.try_wait().unwrap().is_none(), "the first signal waits for the queue");
@@ -238,25 +232,12 @@ async fn a_killed_daemon_delivers_what_was_queued_after_a_restart() {
         state.display()
     );
     let config = write_config(&dir, &pair.config(&general));
-    let spawn = || {
-        bin()
-            .args(["run", "-c"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || run_daemon(&config, Stdio::null());
     // lug fails every post: the messages wait in the outbox.
     lug.fail_posts(true);
     let mut child = spawn();
     tuna.say("general", "irc", "alice", "durable 0");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lug.fail_count() == 0 {
-        assert!(Instant::now() < deadline, "the first post was never attempted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the first post is attempted", || lug.fail_count() > 0).await;
     // Spaced out: a Fishroom token's queue holds only 15 messages between polls.
     for i in 1..20 {
         tuna.say("general", "irc", "alice", &format!("durable {i}"));

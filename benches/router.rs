@@ -13,7 +13,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use tokio::sync::mpsc;
 
 use chatbridge::adapters::RouterInput;
-use chatbridge::config::Config;
+use chatbridge::config::{Config, SendLimit};
 use chatbridge::model::{
     AccountId, Capabilities, Content, Event, EventKind, Message, Platform, RemoteId, RoomAddr, RoomId, User,
 };
@@ -91,12 +91,16 @@ fn router_task(c: &mut Criterion) {
     let mut receivers = Vec::new();
     for name in ["a", "b", "c", "d"] {
         let (tx, rx) = mpsc::unbounded_channel();
-        links
-            .insert(AccountId::new(Platform::Fishroom, name), AccountLink { caps: Capabilities::default(), sends: tx });
+        links.insert(
+            AccountId::new(Platform::Fishroom, name),
+            AccountLink { caps: Capabilities::default(), sends: tx, limit: SendLimit::default_for(Platform::Api) },
+        );
         receivers.push((room(name), rx));
     }
     let settings = RouterSettings {
         max_attempts: 5,
+        max_age: Duration::from_secs(600),
+        queue_capacity: 1000,
         retry_delay: Duration::from_secs(1),
         retry_max: Duration::from_secs(60),
         shutdown_timeout: Duration::from_secs(1),

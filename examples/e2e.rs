@@ -17,7 +17,12 @@ async fn main() -> anyhow::Result<()> {
     let messages: usize = std::env::args().nth(1).map_or(Ok(2000), |n| n.parse())?;
     let sims = simulate::start(1).await?;
     // One bridge over the five platforms' first rooms; each pair below feeds one room and counts at another.
-    let config = Config::parse(&sims.config, "e2e.toml").map_err(|p| anyhow::anyhow!("{p}"))?;
+    let mut config = Config::parse(&sims.config, "e2e.toml").map_err(|p| anyhow::anyhow!("{p}"))?;
+    let state = std::env::temp_dir().join(format!("chatbridge-e2e-{}", std::process::id()));
+    config.general.state_dir = state.clone();
+    if std::env::var_os("E2E_IN_MEMORY").is_some() {
+        config.general.durable = false;
+    }
     let stop = CancellationToken::new();
     let daemon = Daemon::start(config, stop.clone())?;
     let mut states = daemon.states();
@@ -59,5 +64,6 @@ async fn main() -> anyhow::Result<()> {
     }
     stop.cancel();
     daemon.wait().await;
+    let _ = std::fs::remove_dir_all(state);
     Ok(())
 }

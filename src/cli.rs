@@ -57,6 +57,10 @@ pub enum Command {
         /// The daemon's pid, for CPU time and peak memory.
         #[arg(long)]
         pid: Option<u32>,
+        /// With no endpoints given: run the in-process bridge with `durable = false` (no store), for
+        /// comparing what durability costs.
+        #[arg(long, conflicts_with = "post")]
+        in_memory: bool,
     },
     /// Run every platform's simulator on loopback and write a configuration that bridges them, for running
     /// `chatbridge run` against them by hand or measuring it.

@@ -210,10 +210,23 @@ nick_format = "[{{platform}}/{{account}}] {{nick}}"
     }
 }
 
+/// Removes a directory when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub async fn run(duration: Option<Duration>) -> anyhow::Result<()> {
     let platforms = Platforms::start().await?;
-    let config =
+    let mut config =
         Config::parse(&platforms.config(), "demo.toml").map_err(|p| anyhow::anyhow!("the demo configuration: {p}"))?;
+    // The demo's store lives and dies with it: a fresh directory, removed at the end.
+    let state = std::env::temp_dir().join(format!("chatbridge-demo-{}", uuid::Uuid::new_v4()));
+    config.general.state_dir = state.clone();
+    let _cleanup = RemoveOnDrop(state);
     let stop = CancellationToken::new();
     let daemon = Daemon::start(config, stop.clone())?;
     wait_connected(&daemon).await?;

@@ -86,12 +86,28 @@ impl Daemon {
         let status_addr = status_listener.as_ref().and_then(|l| l.local_addr().ok());
         // The store opens before anything connects: a state directory that cannot be used stops the start.
         let durable = if config.general.durable {
-            let (commits, committed) = mpsc::unbounded_channel();
-            let (store, stored) =
-                store::Store::open(&config.general.state_dir, config.general.full_sync, move |key| {
-                    let _ = commits.send(key);
-                })?;
-            Some((store, committed, stored))
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let configured: std::collections::HashSet<(String, &str)> = config
+                .bridges
+                .iter()
+                .flat_map(|b| b.rooms.iter().map(move |r| (r.addr.to_string(), b.name.as_str())))
+                .collect();
+            let settings = store::StoreSettings {
+                full_sync: config.general.full_sync,
+                id_map_max_age: config.general.id_map_max_age,
+                id_map_capacity: config.general.id_map_capacity,
+                orphan_max_age: config.general.orphan_max_age,
+                per_room: config.general.queue_capacity,
+            };
+            let (store, opened) = store::Store::open(
+                &config.general.state_dir,
+                &settings,
+                |room, bridge| configured.contains(&(room.to_owned(), bridge)),
+                move |event| {
+                    let _ = events_tx.send(event);
+                },
+            )?;
+            Some((store, events, opened))
         } else {
             None
         };
@@ -109,7 +125,8 @@ impl Daemon {
             };
             let adapter = adapters::build(account);
             let (sends_tx, sends_rx) = mpsc::unbounded_channel();
-            links.insert(id.clone(), AccountLink { caps: adapter.capabilities(), sends: sends_tx });
+            let limit = config.limits.get(id).copied().unwrap_or_else(|| config::SendLimit::default_for(id.platform()));
+            links.insert(id.clone(), AccountLink { caps: adapter.capabilities(), sends: sends_tx, limit });
             let ctx = AdapterContext {
                 account: id.clone(),
                 rooms: rooms.clone(),
@@ -125,6 +142,8 @@ impl Daemon {
         drop(router_tx);
         let settings = RouterSettings {
             max_attempts: general.max_attempts,
+            max_age: general.max_age,
+            queue_capacity: general.queue_capacity,
             retry_delay: general.retry_delay,
             retry_max: general.backoff_max,
             shutdown_timeout: general.shutdown_timeout,
@@ -137,8 +156,8 @@ impl Daemon {
         let outbox = Box::new(router::queue::MemoryOutbox::new(general.queue_capacity));
         let ids = Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity));
         let mut router = Router::new(rules, links, outbox, ids, settings, Arc::clone(&stats));
-        if let Some((store, committed, stored)) = durable {
-            router.with_store(store, committed, stored);
+        if let Some((store, events, opened)) = durable {
+            router.with_store(store, events, opened);
         }
         let states = router.states();
         if let Some(listener) = status_listener {

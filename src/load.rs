@@ -209,10 +209,15 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     })
 }
 
-/// Two API accounts bridged by gateway `load`: the configuration `chatbridge bench` runs in-process.
-pub fn in_process_config(post_port: u16, read_port: u16) -> String {
+/// Two API accounts bridged by gateway `load`: the configuration `chatbridge bench` runs in-process, with its
+/// store in `state_dir` (`None`: `durable = false`).
+pub fn in_process_config(post_port: u16, read_port: u16, state_dir: Option<&std::path::Path>) -> String {
+    let store = match state_dir {
+        Some(dir) => format!("state_dir = {:?}\n", dir.display().to_string()),
+        None => "durable = false\n".to_owned(),
+    };
     format!(
-        "[general]\nshutdown_timeout = \"2s\"\nqueue_capacity = 100000\n\n\
+        "[general]\nshutdown_timeout = \"2s\"\nqueue_capacity = 100000\n{store}\n\
          [accounts.api.post]\nlisten = \"127.0.0.1:{post_port}\"\nhistory = 100\n\n\
          [accounts.api.read]\nlisten = \"127.0.0.1:{read_port}\"\nhistory = 100\n\n\
          [[bridge]]\nname = \"load\"\nformat = \"{{text}}\"\nnick_format = \"{{nick}}\"\n\

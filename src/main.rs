@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     match command {
         Command::Check { config } => check(&config),
         Command::Run { config } => report(run(&config, cli.log_format)),
-        Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid } => {
+        Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid, in_memory } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
             let options = LoadOptions {
                 post_url: post.unwrap_or_default(),
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
                 grace: std::time::Duration::from_secs(5),
                 pid,
             };
-            report(runtime().and_then(|rt| rt.block_on(bench(options))))
+            report(runtime().and_then(|rt| rt.block_on(bench(options, in_memory))))
         }
         Command::Sim { config_out, rooms, duration } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
@@ -79,11 +79,13 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
 }
 
 /// Runs the load tool against the given endpoints, or against chatbridge started here with two API accounts.
-async fn bench(mut options: LoadOptions) -> anyhow::Result<()> {
+async fn bench(mut options: LoadOptions, in_memory: bool) -> anyhow::Result<()> {
+    let state = std::env::temp_dir().join(format!("chatbridge-bench-{}", std::process::id()));
     let daemon = if options.post_url.is_empty() {
         let ports = [free_port()?, free_port()?];
-        let config = Config::parse(&load::in_process_config(ports[0], ports[1]), "bench.toml")
-            .map_err(|p| anyhow::anyhow!("the bench configuration: {p}"))?;
+        let config =
+            Config::parse(&load::in_process_config(ports[0], ports[1], (!in_memory).then_some(&*state)), "bench.toml")
+                .map_err(|p| anyhow::anyhow!("the bench configuration: {p}"))?;
         let stop = tokio_util::sync::CancellationToken::new();
         let daemon = Daemon::start(config, stop.clone())?;
         let mut states = daemon.states();
@@ -105,6 +107,7 @@ async fn bench(mut options: LoadOptions) -> anyhow::Result<()> {
     if let Some((daemon, stop)) = daemon {
         stop.cancel();
         daemon.wait().await;
+        let _ = std::fs::remove_dir_all(&state);
     }
     Ok(())
 }

@@ -59,12 +59,13 @@ pub async fn start(rooms: usize) -> anyhow::Result<Simulators> {
         YunhuSim::start(YunhuSimConfig { users: vec![(TOKEN.into(), "9001".into(), "bridgebot".into())] }).await?;
 
     let mut config = format!(
+        // The simulators are there to be measured: no send rate limits (`send_rate = 0`).
         "[general]\nhttp_listen = \"127.0.0.1:0\"\nqueue_capacity = 100000\n\n\
-         [accounts.fishroom.sim]\napi_url = \"{}\"\ntoken_id = \"1\"\ntoken_key = \"{TOKEN}\"\n\n\
-         [accounts.missevan.sim]\ncookie = \"token={TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\n\n\
-         [accounts.iirose.sim]\nusername = \"bridgebot\"\npassword = \"{TOKEN}\"\nws_url = \"{}\"\n\n\
-         [accounts.heihei.sim]\ntoken = \"{TOKEN}\"\ninit_url = \"{}\"\n\n\
-         [accounts.yunhu.sim]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\n",
+         [accounts.fishroom.sim]\napi_url = \"{}\"\ntoken_id = \"1\"\ntoken_key = \"{TOKEN}\"\nsend_rate = 0\n\n\
+         [accounts.missevan.sim]\ncookie = \"token={TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\nsend_rate = 0\n\n\
+         [accounts.iirose.sim]\nusername = \"bridgebot\"\npassword = \"{TOKEN}\"\nws_url = \"{}\"\nsend_rate = 0\n\n\
+         [accounts.heihei.sim]\ntoken = \"{TOKEN}\"\ninit_url = \"{}\"\nsend_rate = 0\n\n\
+         [accounts.yunhu.sim]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\nsend_rate = 0\n",
         fishroom.api_url(),
         missevan.api_url(),
         missevan.ws_url(),

@@ -28,17 +28,19 @@ pub enum Metric {
     Relayed,
     Rejected,
     Dropped,
+    DeadLettered,
     Malformed,
     RoomUnusable,
     Reconnect,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Received,
         Metric::Relayed,
         Metric::Rejected,
         Metric::Dropped,
+        Metric::DeadLettered,
         Metric::Malformed,
         Metric::RoomUnusable,
         Metric::Reconnect,
@@ -54,7 +56,11 @@ impl Metric {
             }
             Metric::Dropped => (
                 "chatbridge_messages_dropped_total",
-                "Copies given up: attempts exhausted, queue full, account stopped.",
+                "Copies given up without a store to keep them (durable = false): attempts exhausted, queue full, account stopped.",
+            ),
+            Metric::DeadLettered => (
+                "chatbridge_messages_dead_lettered_total",
+                "Copies moved to the dead-letter table (attempts and age exhausted, account stopped); see `chatbridge deadletters`.",
             ),
             Metric::Malformed => {
                 ("chatbridge_frames_malformed_total", "Frames or items that could not be parsed (skipped).")
@@ -128,8 +134,12 @@ pub struct Stats {
     pub filtered: Counter,
     /// Copies the platform refused (content filter, bad request, misconfigured room).
     pub rejected: Counter,
-    /// Copies given up: attempts exhausted, queue overflow, account stopped.
+    /// Copies given up: attempts exhausted, queue overflow, account stopped (without a store).
     pub dropped: Counter,
+    /// Copies moved to the dead-letter table.
+    pub dead_lettered: Counter,
+    /// Events seen again (gap filling overlapping what was already relayed): not relayed twice.
+    pub duplicates: Counter,
     /// Frames or bodies from a platform that could not be parsed (logged and skipped).
     pub malformed: Counter,
     /// Rooms the platform refused (unknown room, join refused): nothing is received from them.
@@ -169,6 +179,7 @@ impl Stats {
             Metric::Relayed => &self.relayed,
             Metric::Rejected => &self.rejected,
             Metric::Dropped => &self.dropped,
+            Metric::DeadLettered => &self.dead_lettered,
             Metric::Malformed => &self.malformed,
             Metric::RoomUnusable => &self.rooms_unusable,
             Metric::Reconnect => &self.reconnects,

@@ -84,6 +84,11 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
             "Events no bridge takes (unsupported, filtered, private).",
             stats.filtered.get(),
         ),
+        (
+            "chatbridge_events_duplicate_total",
+            "Events seen again through gap filling after they were relayed: not relayed twice.",
+            stats.duplicates.get(),
+        ),
     ];
     for (name, help, value) in plain {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");

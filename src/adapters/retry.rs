@@ -25,6 +25,13 @@ pub fn retry_delay(base: Duration, cap: Duration, attempt: u32) -> Duration {
     base.saturating_mul(factor).min(cap)
 }
 
+/// The `Retry-After` of an answer (seconds; the HTTP-date form is not used by these platforms), capped at
+/// ten minutes so a confused server cannot park a queue for days.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds.min(600)))
+}
+
 /// A transport error as text, without the request URL (which may carry credentials).
 pub fn describe(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
@@ -57,6 +64,18 @@ mod tests {
         let delays: Vec<_> = (1..=8).map(|n| retry_delay(s, 60 * s, n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(retry_delay(s, 60 * s, u32::MAX), 60 * s);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(reqwest::header::RETRY_AFTER, "99999".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(600)));
+        headers.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
     }
 
     #[tokio::test]

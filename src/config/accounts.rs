@@ -141,6 +141,46 @@ pub struct FishroomAccount {
 
 pub const FISHROOM_DEFAULT_API: &str = "https://fishroom.tuna.moe/api";
 
+/// How fast the bridge may send through one account: a token bucket of `burst` messages refilled at
+/// `per_second` (0: no limit).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SendLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl SendLimit {
+    /// Conservative defaults: none of these platforms publishes its limits, so they stay well under what a
+    /// busy human sends (live-room chats are the strictest), and the API, served locally, has none.
+    pub fn default_for(platform: Platform) -> Self {
+        let (per_second, burst) = match platform {
+            Platform::Missevan => (2.0, 5),
+            Platform::Heihei => (2.0, 5),
+            Platform::Iirose => (3.0, 10),
+            Platform::Yunhu => (5.0, 10),
+            Platform::Fishroom => (10.0, 20),
+            Platform::Api => (0.0, 1),
+        };
+        Self { per_second, burst }
+    }
+
+    pub fn is_limited(&self) -> bool {
+        self.per_second > 0.0
+    }
+}
+
+/// `send_rate` and `send_burst`, which every account table accepts.
+pub(crate) fn send_limit(platform: Platform, fields: &mut Fields<'_, '_>, report: &mut Report<'_>) -> SendLimit {
+    let mut limit = SendLimit::default_for(platform);
+    if let Some(rate) = fields.non_negative("send_rate", report) {
+        limit.per_second = rate;
+    }
+    if let Some(burst) = fields.positive_int("send_burst", report) {
+        limit.burst = u32::try_from(burst).unwrap_or(u32::MAX);
+    }
+    limit
+}
+
 /// Parses one account table. `None` when it has problems (all of them reported).
 pub(crate) fn parse_account(
     id: &AccountId,

@@ -15,7 +15,7 @@ use regex::Regex;
 use toml::de::DeTable;
 
 pub use accounts::{
-    AccountConfig, ApiAccount, FishroomAccount, HeiheiAccount, IiroseAccount, MissevanAccount, YunhuAccount,
+    AccountConfig, ApiAccount, FishroomAccount, HeiheiAccount, IiroseAccount, MissevanAccount, SendLimit, YunhuAccount,
 };
 pub use secret::Secret;
 pub use validate::{Problem, Problems};
@@ -29,6 +29,8 @@ use validate::{Fields, Report};
 pub struct Config {
     pub general: General,
     pub accounts: BTreeMap<AccountId, AccountConfig>,
+    /// Each account's send rate limit (`send_rate`, `send_burst`; platform defaults otherwise).
+    pub limits: BTreeMap<AccountId, SendLimit>,
     pub bridges: Vec<Bridge>,
 }
 
@@ -39,20 +41,31 @@ pub struct General {
     pub log_format: LogFormat,
     /// On SIGTERM, how long the destination queues may drain.
     pub shutdown_timeout: Duration,
-    /// Messages waiting per destination room before the oldest is dropped.
+    /// Messages kept in memory per destination room; with the store, more wait there (spilled), without it
+    /// the oldest is dropped.
     pub queue_capacity: usize,
-    /// Send attempts of one message before it is given up.
+    /// Send attempts of one message before it is given up (once `max_age` has passed too).
     pub max_attempts: u32,
+    /// How long a message is retried before it moves to the dead letters (once `max_attempts` are made too).
+    pub max_age: Duration,
     /// First delay between attempts; it doubles each time, up to `backoff_max`.
     pub retry_delay: Duration,
     /// Reconnect backoff: first delay and cap.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Messages remembered for edits, recalls, replies and loop prevention.
+    /// Messages remembered in memory for edits, recalls, replies and loop prevention (the most recent ones
+    /// are loaded from the store at start).
     pub id_map_capacity: usize,
+    /// Id-map entries older than this are pruned from the store.
+    pub id_map_max_age: Duration,
+    /// Queued messages for rooms no longer in the configuration move to the dead letters after this long.
+    pub orphan_max_age: Duration,
+    /// Gap filling replays missed messages no older than this.
+    pub gap_fill_window: Duration,
     /// Where `/health` and `/metrics` are served, if anywhere.
     pub http_listen: Option<std::net::SocketAddr>,
-    /// Keep the outbox in `state_dir`, so a restart delivers what a crash left queued.
+    /// Keep the outbox, the id map and the cursors in `state_dir` (the default), so a restart delivers what a
+    /// crash left queued and finds the copies of earlier messages; `false` keeps everything in memory.
     pub durable: bool,
     /// `sync = "full"`: the store survives power loss too (slower); `"normal"`: process crashes.
     pub full_sync: bool,
@@ -67,12 +80,16 @@ impl Default for General {
             shutdown_timeout: Duration::from_secs(10),
             queue_capacity: 1000,
             max_attempts: 5,
+            max_age: Duration::from_secs(600),
             retry_delay: Duration::from_secs(1),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             id_map_capacity: 20_000,
+            id_map_max_age: Duration::from_secs(30 * 86_400),
+            orphan_max_age: Duration::from_secs(7 * 86_400),
+            gap_fill_window: Duration::from_secs(3600),
             http_listen: None,
-            durable: false,
+            durable: true,
             full_sync: false,
         }
     }
@@ -172,14 +189,14 @@ impl Config {
             Some(value) => Fields::of(value, "[general]", &mut report).map(|f| parse_general(f, &mut report)),
             None => Some(General::default()),
         };
-        let (accounts, declared) = match top.get("accounts") {
+        let (accounts, limits, declared) = match top.get("accounts") {
             Some(value) => parse_accounts(value, &mut report),
             None => Default::default(),
         };
         let bridges = bridges::parse(top.get("bridge"), &accounts, &declared, &mut report);
         top.deny_unknown("the top level", &mut report);
         report.finish()?;
-        Ok(Config { general: general.unwrap_or_default(), accounts, bridges })
+        Ok(Config { general: general.unwrap_or_default(), accounts, limits, bridges })
     }
 
     /// One line per bridge, for `chatbridge check`.
@@ -208,8 +225,12 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
             other => report.error(&span, format!("`log_format` is `{other}`; expected auto, pretty or json")),
         }
     }
-    let durations: [(&'static str, &mut Duration); 4] = [
+    let durations: [(&'static str, &mut Duration); 8] = [
         ("shutdown_timeout", &mut general.shutdown_timeout),
+        ("max_age", &mut general.max_age),
+        ("id_map_max_age", &mut general.id_map_max_age),
+        ("orphan_max_age", &mut general.orphan_max_age),
+        ("gap_fill_window", &mut general.gap_fill_window),
         ("retry_delay", &mut general.retry_delay),
         ("backoff_min", &mut general.backoff_min),
         ("backoff_max", &mut general.backoff_max),
@@ -258,11 +279,12 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
 fn parse_accounts(
     value: &validate::Value<'_>,
     report: &mut Report<'_>,
-) -> (BTreeMap<AccountId, AccountConfig>, Vec<AccountId>) {
+) -> (BTreeMap<AccountId, AccountConfig>, BTreeMap<AccountId, SendLimit>, Vec<AccountId>) {
     let mut accounts = BTreeMap::new();
+    let mut limits = BTreeMap::new();
     let mut declared = Vec::new();
     let Some(platforms) = validate::table(value, "[accounts]", report) else {
-        return (accounts, declared);
+        return (accounts, limits, declared);
     };
     for (platform_key, platform_value) in platforms.iter() {
         let name = platform_key.get_ref().as_ref();
@@ -277,13 +299,15 @@ fn parse_accounts(
         for (account_key, account_value) in names.iter() {
             let id = AccountId::new(platform, account_key.get_ref().as_ref());
             declared.push(id.clone());
-            let Some(fields) = Fields::of(account_value, &format!("[accounts.{id}]"), report) else { continue };
+            let Some(mut fields) = Fields::of(account_value, &format!("[accounts.{id}]"), report) else { continue };
+            let limit = accounts::send_limit(platform, &mut fields, report);
             if let Some(account) = accounts::parse_account(&id, fields, report) {
+                limits.insert(id.clone(), limit);
                 accounts.insert(id, account);
             }
         }
     }
-    (accounts, declared)
+    (accounts, limits, declared)
 }
 
 impl fmt::Display for Direction {

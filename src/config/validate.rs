@@ -176,6 +176,23 @@ impl<'t, 'i> Fields<'t, 'i> {
         }
     }
 
+    /// A number that is zero or more (an integer or a float).
+    pub fn non_negative(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<f64> {
+        let value = self.get(key)?;
+        let parsed = match value.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok().map(|n| n as f64),
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if n >= 0.0 && n.is_finite() => Some(n),
+            _ => {
+                report.error(&value.span(), format!("`{key}` must be a number, zero or more"));
+                None
+            }
+        }
+    }
+
     /// A list of strings; a lone string is taken as a list of one.
     pub fn str_list(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<Vec<(&'t str, Span)>> {
         let value = self.get(key)?;

@@ -134,6 +134,20 @@ impl RoomAddr {
     }
 }
 
+impl std::str::FromStr for RoomAddr {
+    type Err = String;
+
+    /// `<platform>.<account>:<room>`, as [`fmt::Display`] writes it.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (account, room) =
+            text.split_once(':').ok_or_else(|| format!("`{text}` is not <platform>.<account>:<room>"))?;
+        let (platform, name) =
+            account.split_once('.').ok_or_else(|| format!("`{account}` is not <platform>.<name>"))?;
+        let platform = platform.parse().map_err(|()| format!("unknown platform `{platform}`"))?;
+        Ok(RoomAddr::new(AccountId::new(platform, name), RoomId::new(room)))
+    }
+}
+
 impl fmt::Display for RoomAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.account, self.room)

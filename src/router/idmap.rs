@@ -37,6 +37,10 @@ pub trait IdStore: Send {
     /// The confirmed ids of a group's member in `room`: our copy's parts, or the original.
     fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>>;
     fn snippet(&mut self, group: GroupId) -> Option<Snippet>;
+    /// Puts back a group the store kept: its members as `(room, ids, ours)`.
+    fn restore(&mut self, group: GroupId, snippet: Snippet, members: Vec<(RoomAddr, Vec<RemoteId>, bool)>);
+    /// New groups get ids after `last` (the highest the store has seen).
+    fn continue_after(&mut self, last: GroupId);
 }
 
 #[derive(Debug)]
@@ -96,6 +100,22 @@ impl MemoryIdMap {
         }
     }
 
+    /// Adds a group, evicting the least recently used one (and its index entries) when full.
+    fn insert(&mut self, id: GroupId, group: Group) {
+        if let Some((old, evicted)) = self.groups.push(id, group)
+            && old != id
+        {
+            for member in evicted.members {
+                for remote in member.ids.into_iter().chain(member.pending) {
+                    let Some(ids) = self.index.get_mut(&member.room) else { continue };
+                    if ids.get(&remote) == Some(&old) {
+                        ids.remove(&remote);
+                    }
+                }
+            }
+        }
+    }
+
     fn member(&mut self, group: GroupId, room: &RoomAddr) -> Option<&Member> {
         self.groups.get(&group)?.members.iter().find(|m| &m.room == room)
     }
@@ -110,16 +130,7 @@ impl IdStore for MemoryIdMap {
             members.push(Member { room: room.clone(), ids: vec![remote.clone()], pending: Vec::new(), ours: false });
             self.index.entry(room.clone()).or_default().insert(remote.clone(), id);
         }
-        if let Some((old, evicted)) = self.groups.push(id, Group { members, snippet }) {
-            for member in evicted.members {
-                for remote in member.ids.into_iter().chain(member.pending) {
-                    let Some(ids) = self.index.get_mut(&member.room) else { continue };
-                    if ids.get(&remote) == Some(&old) {
-                        ids.remove(&remote);
-                    }
-                }
-            }
-        }
+        self.insert(id, Group { members, snippet });
         id
     }
 
@@ -147,6 +158,21 @@ impl IdStore for MemoryIdMap {
 
     fn snippet(&mut self, group: GroupId) -> Option<Snippet> {
         self.groups.get(&group).map(|g| g.snippet.clone())
+    }
+
+    fn restore(&mut self, group: GroupId, snippet: Snippet, members: Vec<(RoomAddr, Vec<RemoteId>, bool)>) {
+        let mut restored = Vec::with_capacity(members.len());
+        for (room, ids, ours) in members {
+            for id in &ids {
+                self.index.entry(room.clone()).or_default().insert(id.clone(), group);
+            }
+            restored.push(Member { room, ids, pending: Vec::new(), ours });
+        }
+        self.insert(group, Group { members: restored, snippet });
+    }
+
+    fn continue_after(&mut self, last: GroupId) {
+        self.next = self.next.max(last.0 + 1);
     }
 }
 
@@ -189,6 +215,19 @@ mod tests {
         map.add_copy(g, &room("b"), &[id("s1")]);
         assert_eq!(map.ids_in(g, &room("b")), Some(vec![id("s1")]));
         assert!(map.is_ours(&room("b"), &id("c1")) && map.is_ours(&room("b"), &id("s1")));
+    }
+
+    #[test]
+    fn restored_groups_work_as_before_and_new_ones_continue_after_them() {
+        let mut map = MemoryIdMap::new(10);
+        let members = vec![(room("a"), vec![id("m1")], false), (room("b"), vec![id("p1"), id("p2")], true)];
+        map.restore(GroupId(41), Snippet { text: "hi".into(), ..Snippet::default() }, members);
+        map.continue_after(GroupId(41));
+        assert_eq!(map.group_of(&room("b"), &id("p2")), Some(GroupId(41)));
+        assert_eq!(map.ids_in(GroupId(41), &room("b")), Some(vec![id("p1"), id("p2")]));
+        assert!(map.is_ours(&room("b"), &id("p1")) && !map.is_ours(&room("a"), &id("m1")));
+        assert_eq!(map.snippet(GroupId(41)).unwrap().text, "hi");
+        assert_eq!(map.new_group(None, Snippet::default()), GroupId(42));
     }
 
     #[test]

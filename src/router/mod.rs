@@ -5,6 +5,7 @@
 pub mod directory;
 pub mod format;
 pub mod idmap;
+pub mod limit;
 pub mod queue;
 pub mod render;
 pub mod rules;
@@ -21,10 +22,13 @@ use tokio_util::time::DelayQueue;
 use tracing::{debug, error, info, trace, warn};
 
 use crate::adapters::{AccountState, RouterInput, SendAction, SendFailure, SendRequest, retry::retry_delay};
+use crate::config::SendLimit;
 use crate::model::{AccountId, Capabilities, Event, EventKind, RemoteId, RoomAddr};
 use crate::stats::{Metric, Stats};
+use crate::store::{Store, StoreEvent, Stored};
 use directory::Directory;
-use idmap::{IdStore, Snippet};
+use idmap::{GroupId, IdStore, Snippet};
+use limit::Bucket;
 use queue::{Outbox, Queued};
 use render::{Rendered, Target, render};
 use rules::{Destination, Rules, Skip};
@@ -38,7 +42,11 @@ const SNIPPET_CHARS: usize = 200;
 /// Retry and shutdown settings of the router.
 #[derive(Clone, Debug)]
 pub struct RouterSettings {
+    /// A message is retried until both are exhausted: this many attempts, and `max_age` since it was queued.
     pub max_attempts: u32,
+    pub max_age: Duration,
+    /// Messages kept in memory per destination room (with the store, the rest wait there).
+    pub queue_capacity: usize,
     pub retry_delay: Duration,
     pub retry_max: Duration,
     pub shutdown_timeout: Duration,
@@ -48,6 +56,7 @@ pub struct RouterSettings {
 pub struct AccountLink {
     pub caps: Capabilities,
     pub sends: mpsc::UnboundedSender<SendRequest>,
+    pub limit: SendLimit,
 }
 
 /// Per destination room: whether a send is out, or a retry is scheduled.
@@ -61,6 +70,21 @@ struct RoomState {
     sent_at: Option<std::time::Instant>,
     /// The room's counters.
     series: Option<Arc<crate::stats::Series>>,
+    /// The highest key of this room's messages in memory (or read from the store and skipped).
+    last_key: u64,
+    /// The highest key of this room's messages that went to the store only (its queue was full): while it
+    /// is above `last_key`, the room has spilled messages, and new ones spill too, to keep the order.
+    spill_high: u64,
+    /// Messages spilled and not yet read back (for the logs and the queue gauge).
+    spilled: usize,
+    /// A read of spilled messages is under way: `(limit, highest key given when it was asked for)`.
+    loading: Option<(usize, u64)>,
+}
+
+impl RoomState {
+    fn has_spilled(&self) -> bool {
+        self.spill_high > self.last_key
+    }
 }
 
 pub struct Router {
@@ -75,12 +99,17 @@ pub struct Router {
     settings: RouterSettings,
     stats: Arc<Stats>,
     scratch: Vec<Destination>,
-    /// The durable outbox, when `general.durable` is on: a message goes to its adapter only once committed.
-    store: Option<crate::store::Store>,
-    /// Commits reported by the store's writer: every key up to this one is durable.
-    committed: Option<mpsc::UnboundedReceiver<u64>>,
+    /// The store, when `general.durable` is on: a message goes to its adapter only once committed.
+    store: Option<Store>,
+    /// Reports of the store's writer (commits, spilled messages read back).
+    store_events: Option<mpsc::UnboundedReceiver<StoreEvent>>,
+    /// Every key up to this one is durable.
     durable_up_to: u64,
     next_key: u64,
+    /// Per account: its send rate limit.
+    buckets: Map<AccountId, Bucket>,
+    /// Accounts that are reconnecting: their rooms wait instead of spending attempts.
+    backing_off: std::collections::HashSet<AccountId>,
 }
 
 impl Router {
@@ -93,6 +122,8 @@ impl Router {
         stats: Arc<Stats>,
     ) -> Self {
         let accounts: Map<AccountId, AccountLink> = accounts.into_iter().collect();
+        let now = std::time::Instant::now();
+        let buckets = accounts.iter().map(|(id, link)| (id.clone(), Bucket::new(link.limit, now))).collect();
         let initial = accounts.keys().map(|a| (a.clone(), AccountState::Connecting)).collect();
         let (states, _) = watch::channel(initial);
         Self {
@@ -108,44 +139,91 @@ impl Router {
             stats,
             scratch: Vec::new(),
             store: None,
-            committed: None,
+            store_events: None,
             durable_up_to: 0,
             next_key: 1,
+            buckets,
+            backing_off: Default::default(),
         }
     }
 
-    /// Makes the outbox durable: what `stored` holds is queued first, in its order, and every message queued
-    /// from now on is written before it is sent. `committed` reports the store's commits.
+    /// Makes the router durable: the id map gets back the groups the store kept, what the outbox holds is
+    /// queued first, in its order (rooms with more than fit in memory read the rest as they drain), and
+    /// from now on every message is written before it is sent, every copy's ids are recorded, and each
+    /// room's cursor advances with the messages it produced.
     pub fn with_store(
         &mut self,
-        store: crate::store::Store,
-        committed: mpsc::UnboundedReceiver<u64>,
-        stored: Vec<crate::store::Stored>,
+        store: Store,
+        events: mpsc::UnboundedReceiver<StoreEvent>,
+        opened: crate::store::Opened,
     ) {
-        for row in stored {
-            self.next_key = self.next_key.max(row.key + 1);
-            self.durable_up_to = self.durable_up_to.max(row.key);
-            let Some(to) = self.rules.find(&row.bridge, &row.room) else {
-                warn!(room = %row.room, bridge = %row.bridge, "A stored message's room is no longer in the configuration; it stays in the store.");
-                continue;
-            };
-            let room = self.rules.room(to).addr.clone();
-            let crate::store::Record { event, client_ids } = row.record;
-            // The copies of messages sent before the restart are not known yet; the new copy's are.
-            let group = matches!(event.kind, EventKind::Message(_)).then(|| {
+        for group in opened.groups {
+            let members = group
+                .members
+                .into_iter()
+                .filter_map(|m| {
+                    let room = m.room.parse::<RoomAddr>().ok()?;
+                    Some((room, m.ids.into_iter().map(RemoteId::new).collect(), m.ours))
+                })
+                .collect();
+            let snippet = Snippet { sender: group.sender, text: group.text, time: crate::model::Time(group.time) };
+            self.ids.restore(GroupId(group.id), snippet, members);
+        }
+        if let Some(last) = opened.last_group {
+            self.ids.continue_after(GroupId(last));
+        }
+        self.next_key = opened.last_key + 1;
+        self.durable_up_to = opened.last_key;
+        self.store = Some(store);
+        self.store_events = Some(events);
+        let restored = opened.outbox.len();
+        for row in opened.outbox {
+            let key = row.key;
+            if let Some((room, item)) = self.restore(row) {
+                self.outbox.push(&room, item);
+                let state = self.rooms.entry(room).or_default();
+                state.last_key = state.last_key.max(key);
+            }
+        }
+        let mut spilled = 0;
+        for (room, count) in opened.backlog {
+            let Ok(room) = room.parse::<RoomAddr>() else { continue };
+            let state = self.rooms.entry(room).or_default();
+            state.spill_high = opened.last_key;
+            state.spilled = count;
+            spilled += count;
+        }
+        if restored + spilled > 0 {
+            info!(messages = restored + spilled, "Delivering what was queued before the restart first.");
+        }
+    }
+
+    /// A stored outbox row as a queued message; `None` for a room no longer in the configuration.
+    fn restore(&mut self, row: Stored) -> Option<(RoomAddr, Queued)> {
+        let Some(to) = self.rules.find(&row.bridge, &row.room) else {
+            debug!(room = %row.room, bridge = %row.bridge, "A stored message's room is no longer in the configuration; it stays in the store.");
+            return None;
+        };
+        let room = self.rules.room(to).addr.clone();
+        let crate::store::Record { event, client_ids, group } = row.record;
+        let group = match group {
+            Some(group) => Some(GroupId(group)),
+            // Rows written before the id map was stored: the copies made before the restart are unknown.
+            None => matches!(event.kind, EventKind::Message(_)).then(|| {
                 let sender = event.sender.as_ref().map(|s| s.name.clone());
                 self.ids.new_group(None, Snippet { sender, text: String::new(), time: event.time })
-            });
-            let item = Queued { event: Arc::new(event), to, group, attempts: 0, client_ids, key: row.key };
-            self.outbox.push(&room, item);
-            // Known to `run`, which hands the restored messages out first.
-            self.rooms.entry(room).or_default();
-        }
-        if self.outbox.total() > 0 {
-            info!(messages = self.outbox.total(), "Delivering what was queued before the restart first.");
-        }
-        self.store = Some(store);
-        self.committed = Some(committed);
+            }),
+        };
+        let item = Queued {
+            event: Arc::new(event),
+            to,
+            group,
+            attempts: 0,
+            client_ids,
+            key: row.key,
+            since: std::time::Instant::now(),
+        };
+        Some((room, item))
     }
 
     /// Every account's state, updated as adapters report.
@@ -177,29 +255,50 @@ impl Router {
                     }
                     self.pump(&room);
                 }
-                Some(key) = next_commit(&mut self.committed) => {
-                    self.durable_up_to = self.durable_up_to.max(key);
-                    let waiting: Vec<RoomAddr> = self.rooms.keys().cloned().collect();
-                    for room in waiting {
-                        self.pump(&room);
+                Some(event) = next_store_event(&mut self.store_events) => match event {
+                    StoreEvent::Committed(key) => {
+                        self.durable_up_to = self.durable_up_to.max(key);
+                        let waiting: Vec<RoomAddr> = self.rooms.keys().cloned().collect();
+                        for room in waiting {
+                            self.pump(&room);
+                        }
                     }
-                }
+                    StoreEvent::Loaded { room, rows, through, exhausted } => self.loaded(&room, rows, through, exhausted),
+                },
                 _ = stop.cancelled(), if deadline.is_none() => {
-                    info!(waiting = self.outbox.total(), "Shutting down: delivering what is queued.");
+                    info!(waiting = self.waiting(), "Shutting down: delivering what is queued.");
                     deadline = Some(Instant::now() + self.settings.shutdown_timeout);
                 }
                 _ = sleep_until(deadline) => break,
             }
+            self.end();
         }
-        let left = self.outbox.total();
-        if left > 0 {
-            error!(undelivered = left, "Stopped with messages still queued: they are lost.");
+        let left = self.waiting();
+        if left > 0 && self.store.is_some() {
+            info!(
+                undelivered = left,
+                "Stopped with messages still queued: they are kept in the store and delivered at the next start."
+            );
+        } else if left > 0 {
+            error!(undelivered = left, "Stopped with messages still queued (durable = false): they are lost.");
         }
         left
     }
 
+    /// Messages queued, in memory and spilled to the store.
+    fn waiting(&self) -> usize {
+        self.outbox.total() + self.rooms.values().map(|r| r.spilled).sum::<usize>()
+    }
+
     fn is_idle(&self) -> bool {
-        self.outbox.total() == 0 && self.rooms.values().all(|r| !r.in_flight)
+        self.waiting() == 0 && self.rooms.values().all(|r| !r.in_flight && !r.has_spilled())
+    }
+
+    /// Lets the store commit: one input's work is complete.
+    fn end(&self) {
+        if let Some(store) = &self.store {
+            store.end();
+        }
     }
 
     /// Handles one input (public for the benchmark and tests, which drive the router without a task).
@@ -211,11 +310,24 @@ impl Router {
                 if let AccountState::Stopped { reason } = &state {
                     error!(account = %account, reason = %reason, "Account stopped; the other accounts go on.");
                 }
+                let resumed = if matches!(state, AccountState::BackingOff { .. }) {
+                    self.backing_off.insert(account.clone());
+                    false
+                } else {
+                    self.backing_off.remove(&account)
+                };
                 self.states.send_modify(|states| {
-                    states.insert(account, state);
+                    states.insert(account.clone(), state);
                 });
+                if resumed {
+                    let rooms: Vec<RoomAddr> = self.rooms.keys().filter(|r| r.account == account).cloned().collect();
+                    for room in rooms {
+                        self.pump(&room);
+                    }
+                }
             }
         }
+        self.end();
     }
 
     fn route(&mut self, event: Event) {
@@ -259,7 +371,14 @@ impl Router {
                 let origin = event.origin.remote_id.as_ref().map(|id| (&event.origin.room, id));
                 let text: String = message.content.to_plain_text().chars().take(SNIPPET_CHARS).collect();
                 let sender = event.sender.as_ref().map(|s| s.name.clone());
-                Some(self.ids.new_group(origin, Snippet { sender, text, time: event.time }))
+                let group = self
+                    .ids
+                    .new_group(origin, Snippet { sender: sender.clone(), text: text.clone(), time: event.time });
+                if let Some(store) = &self.store {
+                    let origin = origin.map(|(room, id)| (room.to_string(), id.as_str().to_owned()));
+                    store.group(group.0, origin, sender, text, event.time.0);
+                }
+                Some(group)
             }
             _ => None,
         };
@@ -272,26 +391,50 @@ impl Router {
             let caps = self.accounts.get(&room.account).map(|l| l.caps.client_ids);
             let client_ids: Vec<RemoteId> = caps.and_then(|form| form.generate()).into_iter().collect();
             if let Some(store) = &self.store {
-                let record = crate::store::Record { event: (*event).clone(), client_ids: client_ids.clone() };
+                let record = crate::store::Record {
+                    event: (*event).clone(),
+                    client_ids: client_ids.clone(),
+                    group: group.map(|g| g.0),
+                };
                 store.put(key, room.to_string(), self.rules.bridge_name(to).to_owned(), &record);
-            }
-            let item = Queued { event: Arc::clone(&event), to, group, attempts: 0, client_ids, key };
-            if let Some(dropped) = self.outbox.push(&room, item) {
-                if let Some(store) = &self.store {
-                    store.delete(dropped.key);
+                let full = self.outbox.len(&room) >= self.settings.queue_capacity;
+                let state = self.rooms.entry(room.clone()).or_default();
+                if full || state.has_spilled() {
+                    // Kept in the store only; read back, in order, as the queue drains.
+                    if !state.has_spilled() {
+                        warn!(room = %room, "Destination queue full: further messages wait in the store.");
+                    }
+                    state.spill_high = key;
+                    state.spilled += 1;
+                    self.refill(&room);
+                    self.gauge(&room);
+                    continue;
                 }
+                state.last_key = key;
+            }
+            let item = Queued {
+                event: Arc::clone(&event),
+                to,
+                group,
+                attempts: 0,
+                client_ids,
+                key,
+                since: std::time::Instant::now(),
+            };
+            if let Some(dropped) = self.outbox.push(&room, item) {
                 count(&mut self.rooms, &self.stats, Metric::Dropped, &room);
-                error!(route = %route(&dropped.event, &room), "Destination queue full: dropped its oldest message.");
+                error!(route = %route(&dropped.event, &room), "Destination queue full (durable = false): dropped its oldest message.");
             }
             self.pump(&room);
-            series(&mut self.rooms, &self.stats, &room).set_queued(self.outbox.len(&room));
+            self.gauge(&room);
         }
     }
 
-    /// Hands the room's next message to its adapter, unless one is out or a retry is scheduled.
+    /// Hands the room's next message to its adapter, unless one is out, a retry is scheduled, the
+    /// account is reconnecting, or its rate limit says wait.
     fn pump(&mut self, room: &RoomAddr) {
         let state = self.rooms.entry(room.clone()).or_default();
-        if state.in_flight || state.retry_at.is_some() {
+        if state.in_flight || state.retry_at.is_some() || self.backing_off.contains(&room.account) {
             return;
         }
         let broken = state.broken;
@@ -301,9 +444,7 @@ impl Router {
                 return;
             }
             if broken {
-                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
-                debug!(route = %route(&item.event, room), "Room unusable: message dropped.");
-                pop(&mut *self.outbox, self.store.as_ref(), room);
+                self.give_up(room, "the destination room is unusable".to_owned(), true);
                 continue;
             }
             let Some(link) = self.accounts.get(&room.account) else {
@@ -315,10 +456,18 @@ impl Router {
                 Rendered::Send(action) => action,
                 Rendered::Skip(reason) => {
                     debug!(route = %route(&item.event, room), reason, "Not sent.");
-                    pop(&mut *self.outbox, self.store.as_ref(), room);
+                    self.pop(room);
                     continue;
                 }
             };
+            if let Some(bucket) = self.buckets.get_mut(&room.account)
+                && let Err(wait) = bucket.take(std::time::Instant::now())
+            {
+                trace!(room = %room, "Rate limited: waiting {wait:?}.");
+                let key = self.retries.insert(room.clone(), wait);
+                self.rooms.entry(room.clone()).or_default().retry_at = Some(key);
+                return;
+            }
             if let SendAction::Message(out) = &action
                 && item.attempts == 0
             {
@@ -340,9 +489,7 @@ impl Router {
                 event_time: item.event.time,
             };
             if link.sends.send(request).is_err() {
-                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
-                error!(route = %route(&item.event, room), "Account stopped: message dropped.");
-                pop(&mut *self.outbox, self.store.as_ref(), room);
+                self.give_up(room, "the account has stopped".to_owned(), false);
                 continue;
             }
             let state = self.rooms.entry(room.clone()).or_default();
@@ -371,58 +518,145 @@ impl Router {
                     && !remote_ids.is_empty()
                 {
                     self.ids.add_copy(group, room, &remote_ids);
+                    if let Some(store) = &self.store {
+                        let ids = remote_ids.iter().map(|id| id.as_str().to_owned()).collect();
+                        store.copy(group.0, room.to_string(), ids);
+                    }
                 }
                 count(&mut self.rooms, &self.stats, Metric::Relayed, room);
                 trace!(route = %route, "Delivered.");
-                pop(&mut *self.outbox, self.store.as_ref(), room);
+                self.pop(room);
             }
-            Err(SendFailure::Transient { after, reason }) if item.attempts < self.settings.max_attempts => {
+            Err(SendFailure::Transient { after, reason })
+                if item.attempts < self.settings.max_attempts || item.since.elapsed() < self.settings.max_age =>
+            {
                 let delay = after
                     .unwrap_or_else(|| retry_delay(self.settings.retry_delay, self.settings.retry_max, item.attempts));
                 debug!(route = %route, attempt = item.attempts, reason = %reason, "Send failed; retrying in {delay:?}.");
+                if after.is_some()
+                    && let Some(bucket) = self.buckets.get_mut(&room.account)
+                {
+                    // The platform's retry-after holds the whole account, not just this room.
+                    bucket.pause_until(std::time::Instant::now() + delay);
+                }
                 let key = self.retries.insert(room.clone(), delay);
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.retry_at = Some(key);
                 }
-                series(&mut self.rooms, &self.stats, room).set_queued(self.outbox.len(room));
+                self.gauge(room);
                 return;
             }
             Err(SendFailure::Transient { reason, .. }) => {
-                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
-                error!(route = %route, attempts = item.attempts, reason = %reason, "Giving up on a message after its last attempt.");
-                pop(&mut *self.outbox, self.store.as_ref(), room);
+                let reason =
+                    format!("{} attempts over {}s; the last: {reason}", item.attempts, item.since.elapsed().as_secs());
+                self.give_up(room, reason, false);
             }
             Err(SendFailure::Rejected { reason }) => {
                 count(&mut self.rooms, &self.stats, Metric::Rejected, room);
-                warn!(route = %route, reason = %reason, "The platform rejected a message.");
-                pop(&mut *self.outbox, self.store.as_ref(), room);
+                warn!(route = %route, reason = %reason, "The platform rejected a message; it is not sent again.");
+                self.pop(room);
             }
             Err(SendFailure::RoomBroken { reason }) => {
                 count(&mut self.rooms, &self.stats, Metric::Rejected, room);
-                error!(route = %route, reason = %reason, "Destination room is unusable; fix the configuration. Its messages are dropped.");
+                error!(route = %route, reason = %reason, "Destination room is unusable; fix the configuration. Its messages are given up.");
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.broken = true;
                 }
-                pop(&mut *self.outbox, self.store.as_ref(), room);
+                self.retire(room, format!("the destination room is unusable: {reason}"));
             }
             Err(SendFailure::Fatal { reason }) => {
-                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
-                error!(route = %route, reason = %reason, "Account failed: message dropped.");
-                pop(&mut *self.outbox, self.store.as_ref(), room);
+                self.give_up(room, format!("the account failed: {reason}"), false);
             }
         }
         self.pump(room);
-        series(&mut self.rooms, &self.stats, room).set_queued(self.outbox.len(room));
+        self.gauge(room);
     }
-}
 
-/// Takes a room's first message off its queue, and out of the store.
-fn pop(outbox: &mut dyn Outbox, store: Option<&crate::store::Store>, room: &RoomAddr) -> Option<Queued> {
-    let item = outbox.pop_front(room)?;
-    if let Some(store) = store {
-        store.delete(item.key);
+    /// Takes a room's first message off its queue and out of the store (it was delivered, rejected, or
+    /// needs no sending), and reads spilled messages back when the queue runs low.
+    fn pop(&mut self, room: &RoomAddr) -> Option<Queued> {
+        let item = self.outbox.pop_front(room)?;
+        if let Some(store) = &self.store {
+            store.delete(item.key);
+        }
+        self.refill(room);
+        Some(item)
     }
-    Some(item)
+
+    /// Gives up a room's first message: to the dead letters with the store (ERROR, unless `quiet`, for the
+    /// rest of a broken room's queue), dropped without it.
+    fn give_up(&mut self, room: &RoomAddr, reason: String, quiet: bool) {
+        let Some(item) = self.outbox.front_mut(room) else { return };
+        let route = route(&item.event, room);
+        let (metric, what) = match self.store {
+            Some(_) => {
+                (Metric::DeadLettered, "moved to the dead letters (`chatbridge deadletters` lists and re-queues them)")
+            }
+            None => (Metric::Dropped, "dropped (durable = false)"),
+        };
+        if quiet {
+            debug!(route = %route, reason = %reason, "Giving up on a message: {what}.");
+        } else {
+            error!(route = %route, reason = %reason, "Giving up on a message: {what}.");
+        }
+        count(&mut self.rooms, &self.stats, metric, room);
+        self.retire(room, reason);
+    }
+
+    /// Takes a room's first message off its queue into the dead letters (or nowhere, without a store).
+    fn retire(&mut self, room: &RoomAddr, reason: String) {
+        let Some(item) = self.outbox.pop_front(room) else { return };
+        if let Some(store) = &self.store {
+            store.dead_letter(item.key, reason);
+        }
+        self.refill(room);
+    }
+
+    /// Asks the store for a room's spilled messages once its queue is down to half.
+    fn refill(&mut self, room: &RoomAddr) {
+        let Some(store) = &self.store else { return };
+        let Some(state) = self.rooms.get_mut(room) else { return };
+        let len = self.outbox.len(room);
+        let capacity = self.settings.queue_capacity.max(2);
+        if !state.has_spilled() || state.loading.is_some() || len > capacity / 2 {
+            return;
+        }
+        let limit = capacity - len;
+        state.loading = Some((limit, self.next_key - 1));
+        store.load(room.to_string(), state.last_key, limit);
+    }
+
+    /// Spilled messages read back from the store.
+    fn loaded(&mut self, room: &str, rows: Vec<Stored>, through: u64, exhausted: bool) {
+        let Ok(room) = room.parse::<RoomAddr>() else { return };
+        let Some(state) = self.rooms.get_mut(&room) else { return };
+        let Some((_, asked_at)) = state.loading.take() else { return };
+        state.last_key = state.last_key.max(through);
+        if exhausted {
+            // Everything spilled before the read was asked for has been read.
+            state.last_key = state.last_key.max(asked_at);
+        }
+        let count = rows.len();
+        for row in rows {
+            if let Some((_, item)) = self.restore(row) {
+                self.outbox.push(&room, item);
+            }
+        }
+        let state = self.rooms.entry(room.clone()).or_default();
+        state.spilled = if state.has_spilled() { state.spilled.saturating_sub(count).max(1) } else { 0 };
+        if !state.has_spilled() {
+            info!(room = %room, "Destination queue caught up with what waited in the store.");
+        }
+        self.pump(&room);
+        self.refill(&room);
+        self.gauge(&room);
+    }
+
+    /// Updates a room's queue-depth gauge (memory and store).
+    fn gauge(&mut self, room: &RoomAddr) {
+        let spilled = self.rooms.get(room).map_or(0, |r| r.spilled);
+        series(&mut self.rooms, &self.stats, room).set_queued(self.outbox.len(room) + spilled);
+    }
 }
 
 /// A room's counters, looked up once and kept in its state.
@@ -453,9 +687,9 @@ fn route<'a>(event: &'a Event, to: &'a RoomAddr) -> Route<'a> {
     Route(&event.origin.room, to)
 }
 
-async fn next_commit(committed: &mut Option<mpsc::UnboundedReceiver<u64>>) -> Option<u64> {
-    match committed {
-        Some(committed) => committed.recv().await,
+async fn next_store_event(events: &mut Option<mpsc::UnboundedReceiver<StoreEvent>>) -> Option<StoreEvent> {
+    match events {
+        Some(events) => events.recv().await,
         None => std::future::pending().await,
     }
 }

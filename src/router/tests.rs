@@ -56,11 +56,17 @@ fn harness(bridges: &str, caps: [Capabilities; 3], general: &str) -> Harness {
     let mut sends = HashMap::new();
     for (name, caps) in ["a", "b", "c"].into_iter().zip(caps) {
         let (tx, rx) = mpsc::unbounded_channel();
-        links.insert(AccountId::new(Platform::Fishroom, name), AccountLink { caps, sends: tx });
+        links.insert(
+            AccountId::new(Platform::Fishroom, name),
+            AccountLink { caps, sends: tx, limit: crate::config::SendLimit::default_for(Platform::Api) },
+        );
         sends.insert(name, rx);
     }
     let settings = RouterSettings {
         max_attempts: config.general.max_attempts,
+        // Attempts alone decide here; the age is tested with the store.
+        max_age: Duration::ZERO,
+        queue_capacity: config.general.queue_capacity,
         retry_delay: Duration::from_millis(1),
         retry_max: Duration::from_millis(5),
         shutdown_timeout: Duration::from_secs(1),

@@ -1,22 +1,39 @@
-//! Durable state in `state_dir` (one SQLite database, WAL): the outbox — every message queued for a
-//! destination, from the moment it is queued until the platform acknowledged it, so a restart delivers what
-//! a crash left behind. Writes go through one thread of their own, batched into transactions; the router
-//! hands a message to its adapter only once the transaction holding it has committed.
+//! Durable state in `state_dir` (one SQLite database, WAL):
 //!
-//! This is the first step of the reliability work: the id map, cursors, gap filling and dead letters are
-//! still to come, and the store is switched on by `general.durable`.
+//! - the **outbox** — every message queued for a destination, from the moment it is queued until the platform
+//!   acknowledged it, so a restart delivers what a crash left behind; a destination whose queue is full in
+//!   memory spills here instead of dropping;
+//! - the **id map** — which remote id in which room is a copy of which message, so edits, recalls and replies
+//!   made after a restart find the copies made before it;
+//! - per-room **cursors** — how far each room has been read, so gap filling knows where to start;
+//! - **dead letters** — messages given up on, kept for `chatbridge deadletters`.
+//!
+//! Writes go through one thread of their own. The router marks the end of the work of each input with
+//! [`Store::end`]; the writer commits only at such a mark, so the outbox rows an event produced, its id-map
+//! group and its room's cursor are one transaction — a crash keeps all of them or none. Bursts of inputs
+//! share a transaction (batching), and the router hands a message to its adapter only once the transaction
+//! holding it has committed.
+
+pub mod admin;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
-use tracing::error;
+use rusqlite::{Connection, OptionalExtension, params};
+use tracing::{error, info, warn};
 
-use crate::model::{Event, RemoteId};
+use crate::model::{Event, RemoteId, Time};
 
 /// The schema version this build writes; older databases are migrated forward on open.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// How often the writer prunes the id map of entries older than its maximum age.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The database's file name inside `state_dir`.
+pub const FILE_NAME: &str = "chatbridge.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,14 +45,32 @@ pub enum StoreError {
     Newer { path: PathBuf, found: i64 },
 }
 
+/// How the store keeps things.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// `synchronous = FULL` (power-loss safety) instead of `NORMAL` (process-crash safety).
+    pub full_sync: bool,
+    /// Id-map entries older than this are pruned.
+    pub id_map_max_age: Duration,
+    /// The most groups of the id map loaded at start (the in-memory map's capacity).
+    pub id_map_capacity: usize,
+    /// Outbox rows of rooms no longer in the configuration move to the dead letters after this long.
+    pub orphan_max_age: Duration,
+    /// The most rows per room loaded at start; the rest is read as the queue drains.
+    pub per_room: usize,
+}
+
 /// One queued message as stored: what the router needs to send it again.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub event: Event,
     pub client_ids: Vec<RemoteId>,
+    /// The message's id-map group (absent in rows written before the id map was stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
 }
 
-/// A stored row, as read back at start.
+/// A stored outbox row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub key: u64,
@@ -44,57 +79,101 @@ pub struct Stored {
     pub record: Record,
 }
 
+/// One id-map group as stored: the message's snippet and every member (origin and copies).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoredGroup {
+    pub id: u64,
+    pub sender: Option<String>,
+    pub text: String,
+    pub time: i64,
+    pub members: Vec<StoredMember>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMember {
+    pub room: String,
+    /// The ids, in part order.
+    pub ids: Vec<String>,
+    /// A copy we made (not the original).
+    pub ours: bool,
+}
+
+/// What the store held at start.
+#[derive(Debug, Default)]
+pub struct Opened {
+    /// The first rows of each configured room's outbox, in key order.
+    pub outbox: Vec<Stored>,
+    /// Per room (`room`, rows beyond those in `outbox`): read later, as the room's queue drains.
+    pub backlog: Vec<(String, usize)>,
+    /// The most recent groups of the id map, oldest first.
+    pub groups: Vec<StoredGroup>,
+    /// The highest group id ever given (new groups continue after it).
+    pub last_group: Option<u64>,
+    /// Each room's cursor.
+    pub cursors: Vec<(String, String)>,
+    /// The highest outbox key ever given, in the outbox or the dead letters.
+    pub last_key: u64,
+    /// Outbox rows of rooms that are not in the configuration (kept until they expire).
+    pub orphans: usize,
+}
+
+/// What the writer reports to the router.
+#[derive(Debug)]
+pub enum StoreEvent {
+    /// Every outbox row with a key up to this one is durable.
+    Committed(u64),
+    /// Rows read for a room whose queue spilled to the store (`load`), in key order; `through` is the
+    /// last key read (rows that could not be decoded are left out, not read again); `exhausted` when fewer
+    /// rows than asked for were there.
+    Loaded { room: String, rows: Vec<Stored>, through: u64, exhausted: bool },
+}
+
 enum Op {
     Put { key: u64, room: String, bridge: String, record: Vec<u8> },
     Delete { key: u64 },
+    DeadLetter { key: u64, reason: String },
+    Group { id: u64, origin: Option<(String, String)>, sender: Option<String>, text: String, time: i64 },
+    Copy { group: u64, room: String, ids: Vec<String> },
+    Cursor { room: String, cursor: String },
+    Load { room: String, after: u64, limit: usize },
+    End,
 }
 
-/// The store's writing side; committed keys are reported through `committed`.
+/// The store's writing side.
 pub struct Store {
     ops: Option<mpsc::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Store {
-    /// Opens (creating and migrating as needed) the database in `dir`, returns what the outbox holds, and
-    /// starts the writer; `committed(key)` is called after each transaction with the highest key it holds.
+    /// Opens (creating and migrating as needed) the database in `dir`, returns what it holds, and starts the
+    /// writer. `configured(room, bridge)` says whether an outbox row's destination is still in the
+    /// configuration; `notify` receives the writer's reports.
     pub fn open(
         dir: &Path,
-        full_sync: bool,
-        committed: impl Fn(u64) + Send + 'static,
-    ) -> Result<(Self, Vec<Stored>), StoreError> {
+        settings: &StoreSettings,
+        configured: impl Fn(&str, &str) -> bool,
+        notify: impl Fn(StoreEvent) + Send + 'static,
+    ) -> Result<(Self, Opened), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory { path: dir.to_owned(), source })?;
-        let path = dir.join("chatbridge.db");
+        let path = dir.join(FILE_NAME);
         let open = |source| StoreError::Open { path: path.clone(), source };
-        let db = Connection::open(&path).map_err(open)?;
+        let mut db = Connection::open(&path).map_err(open)?;
         db.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
-        db.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" }).map_err(open)?;
-        let version: i64 = db.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Newer { path, found: version });
-        }
-        if version < 1 {
-            db.execute_batch(
-                "CREATE TABLE IF NOT EXISTS outbox (
-                    key INTEGER PRIMARY KEY,
-                    room TEXT NOT NULL,
-                    bridge TEXT NOT NULL,
-                    record BLOB NOT NULL,
-                    queued_at INTEGER NOT NULL
-                );
-                PRAGMA user_version = 1;",
-            )
-            .map_err(open)?;
-        }
-        let stored = load(&db).map_err(open)?;
+        db.pragma_update(None, "synchronous", if settings.full_sync { "FULL" } else { "NORMAL" }).map_err(open)?;
+        db.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        migrate(&mut db, &path)?;
+        let opened = startup(&mut db, settings, &configured).map_err(open)?;
         let (ops, receiver) = mpsc::channel();
+        let max_age = settings.id_map_max_age;
         let writer = std::thread::Builder::new()
             .name("chatbridge-store".into())
-            .spawn(move || write(db, receiver, committed))
+            .spawn(move || write(db, receiver, notify, max_age))
             .map_err(|e| StoreError::Directory { path: dir.to_owned(), source: e })?;
-        Ok((Self { ops: Some(ops), writer: Some(writer) }, stored))
+        Ok((Self { ops: Some(ops), writer: Some(writer) }, opened))
     }
 
+    /// Queues an outbox row (written with the next transaction).
     pub fn put(&self, key: u64, room: String, bridge: String, record: &Record) {
         let record = serde_json::to_vec(record).expect("a record serialises");
         self.send(Op::Put { key, room, bridge, record });
@@ -102,6 +181,36 @@ impl Store {
 
     pub fn delete(&self, key: u64) {
         self.send(Op::Delete { key });
+    }
+
+    /// Moves an outbox row to the dead letters.
+    pub fn dead_letter(&self, key: u64, reason: String) {
+        self.send(Op::DeadLetter { key, reason });
+    }
+
+    /// A new id-map group, with the original's id when it has one.
+    pub fn group(&self, id: u64, origin: Option<(String, String)>, sender: Option<String>, text: String, time: i64) {
+        self.send(Op::Group { id, origin, sender, text, time });
+    }
+
+    /// The confirmed ids of our copy of `group` in `room`.
+    pub fn copy(&self, group: u64, room: String, ids: Vec<String>) {
+        self.send(Op::Copy { group, room, ids });
+    }
+
+    pub fn cursor(&self, room: String, cursor: String) {
+        self.send(Op::Cursor { room, cursor });
+    }
+
+    /// Reads up to `limit` outbox rows of `room` with keys after `after`; answered with
+    /// [`StoreEvent::Loaded`].
+    pub fn load(&self, room: String, after: u64, limit: usize) {
+        self.send(Op::Load { room, after, limit });
+    }
+
+    /// Marks the end of one input's work: the writer may commit here.
+    pub fn end(&self) {
+        self.send(Op::End);
     }
 
     fn send(&self, op: Op) {
@@ -116,102 +225,372 @@ impl Store {
 impl Drop for Store {
     /// Lets the writer commit what it was given, then waits for it.
     fn drop(&mut self) {
-        self.ops.take();
+        if let Some(ops) = self.ops.take() {
+            let _ = ops.send(Op::End);
+        }
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
     }
 }
 
-fn load(db: &Connection) -> rusqlite::Result<Vec<Stored>> {
-    let mut query = db.prepare("SELECT key, room, bridge, record FROM outbox ORDER BY key")?;
-    let rows = query.query_map([], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, Vec<u8>>(3)?))
-    })?;
-    let mut stored = Vec::new();
-    for row in rows {
-        let (key, room, bridge, record) = row?;
-        match serde_json::from_slice(&record) {
-            Ok(record) => stored.push(Stored { key: key as u64, room, bridge, record }),
-            Err(e) => error!(key, error = %e, "An outbox row cannot be read; it is left in place."),
+/// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each step in its own transaction.
+fn migrate(db: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let open = |source| StoreError::Open { path: path.to_owned(), source };
+    let version: i64 = db.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Newer { path: path.to_owned(), found: version });
+    }
+    let steps: [&str; 2] = [
+        // 1: the outbox.
+        "CREATE TABLE IF NOT EXISTS outbox (
+            key INTEGER PRIMARY KEY,
+            room TEXT NOT NULL,
+            bridge TEXT NOT NULL,
+            record BLOB NOT NULL,
+            queued_at INTEGER NOT NULL
+        );",
+        // 2: the id map, cursors, dead letters, and the outbox read per room.
+        "CREATE TABLE groups (
+            id INTEGER PRIMARY KEY,
+            sender TEXT,
+            text TEXT NOT NULL,
+            time INTEGER NOT NULL,
+            created INTEGER NOT NULL
+        );
+        CREATE TABLE copies (
+            room TEXT NOT NULL,
+            remote TEXT NOT NULL,
+            grp INTEGER NOT NULL,
+            part INTEGER NOT NULL,
+            ours INTEGER NOT NULL,
+            PRIMARY KEY (room, remote)
+        ) WITHOUT ROWID;
+        CREATE INDEX copies_by_group ON copies (grp);
+        CREATE TABLE cursors (
+            room TEXT PRIMARY KEY,
+            cursor TEXT NOT NULL,
+            updated INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE deadletters (
+            key INTEGER PRIMARY KEY,
+            room TEXT NOT NULL,
+            bridge TEXT NOT NULL,
+            record BLOB NOT NULL,
+            queued_at INTEGER NOT NULL,
+            failed_at INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            requeued INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX outbox_by_room ON outbox (room, key);",
+    ];
+    for (index, step) in steps.iter().enumerate() {
+        let target = index as i64 + 1;
+        if version >= target {
+            continue;
+        }
+        let tx = db.transaction().map_err(open)?;
+        tx.execute_batch(step).map_err(open)?;
+        tx.pragma_update(None, "user_version", target).map_err(open)?;
+        tx.commit().map_err(open)?;
+        if version > 0 {
+            info!(path = %path.display(), from = version, to = target, "State database migrated.");
         }
     }
-    Ok(stored)
+    Ok(())
 }
 
-/// The writer: each burst of operations is one transaction.
-fn write(mut db: Connection, ops: mpsc::Receiver<Op>, committed: impl Fn(u64)) {
-    let now = || crate::model::Time::now().0;
+fn now() -> i64 {
+    Time::now().0
+}
+
+/// The start-up pass: re-queues dead letters marked for it, expires old orphans and old id-map entries,
+/// and reads what the router needs.
+fn startup(
+    db: &mut Connection,
+    settings: &StoreSettings,
+    configured: &impl Fn(&str, &str) -> bool,
+) -> rusqlite::Result<Opened> {
+    let tx = db.transaction()?;
+    let mut opened = Opened::default();
+    let max_key = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<i64> {
+        tx.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(key) FROM outbox), 0), COALESCE((SELECT MAX(key) FROM deadletters), 0))",
+            [],
+            |row| row.get(0),
+        )
+    };
+    // Re-queued dead letters go to the end of their room's queue, with fresh keys.
+    let requeued: Vec<i64> = {
+        let mut query = tx.prepare("SELECT key FROM deadletters WHERE requeued = 1 ORDER BY key")?;
+        query.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    for old in &requeued {
+        let key = max_key(&tx)? + 1;
+        tx.execute(
+            "INSERT INTO outbox (key, room, bridge, record, queued_at)
+             SELECT ?1, room, bridge, record, ?2 FROM deadletters WHERE key = ?3",
+            params![key, now(), old],
+        )?;
+        tx.execute("DELETE FROM deadletters WHERE key = ?1", params![old])?;
+    }
+    if !requeued.is_empty() {
+        info!(messages = requeued.len(), "Dead letters re-queued.");
+    }
+    // What each destination holds; rooms no longer configured are orphans.
+    let rooms: Vec<(String, String, usize, i64)> = {
+        let mut query =
+            tx.prepare("SELECT room, bridge, COUNT(*), MIN(queued_at) FROM outbox GROUP BY room, bridge")?;
+        query
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)? as usize, row.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let orphan_cutoff = now() - settings.orphan_max_age.as_millis() as i64;
+    for (room, bridge, count, oldest) in rooms {
+        if configured(&room, &bridge) {
+            let mut query = tx.prepare_cached(
+                "SELECT key, room, bridge, record FROM outbox WHERE room = ?1 AND bridge = ?2 ORDER BY key LIMIT ?3",
+            )?;
+            let rows = query.query_map(params![room, bridge, settings.per_room as i64], row_to_stored)?;
+            let mut loaded = 0;
+            for row in rows {
+                loaded += 1;
+                if let Some(stored) = decode(row?) {
+                    opened.outbox.push(stored);
+                }
+            }
+            if count > loaded {
+                opened.backlog.push((room, count - loaded));
+            }
+            continue;
+        }
+        if oldest < orphan_cutoff {
+            let moved = tx.execute(
+                "INSERT INTO deadletters (key, room, bridge, record, queued_at, failed_at, reason)
+                 SELECT key, room, bridge, record, queued_at, ?1, 'room no longer in the configuration'
+                 FROM outbox WHERE room = ?2 AND bridge = ?3 AND queued_at < ?4",
+                params![now(), room, bridge, orphan_cutoff],
+            )?;
+            tx.execute(
+                "DELETE FROM outbox WHERE room = ?1 AND bridge = ?2 AND queued_at < ?3",
+                params![room, bridge, orphan_cutoff],
+            )?;
+            warn!(%room, %bridge, messages = moved, "Queued messages for a room no longer in the configuration expired; they are in the dead letters.");
+            opened.orphans += count - moved;
+        } else {
+            warn!(%room, %bridge, messages = count, "Queued messages for a room no longer in the configuration are kept until they expire (see `chatbridge check`).");
+            opened.orphans += count;
+        }
+    }
+    opened.outbox.sort_by_key(|s| s.key);
+    opened.last_key = max_key(&tx)? as u64;
+    prune(&tx, settings.id_map_max_age)?;
+    opened.last_group =
+        tx.query_row("SELECT MAX(id) FROM groups", [], |row| row.get::<_, Option<i64>>(0))?.map(|g| g as u64);
+    opened.groups = load_groups(&tx, settings.id_map_capacity)?;
+    opened.cursors = {
+        let mut query = tx.prepare("SELECT room, cursor FROM cursors")?;
+        query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?
+    };
+    tx.commit()?;
+    Ok(opened)
+}
+
+/// The `limit` most recent groups, with their members, oldest first.
+fn load_groups(tx: &rusqlite::Transaction<'_>, limit: usize) -> rusqlite::Result<Vec<StoredGroup>> {
+    let mut groups: Vec<StoredGroup> = {
+        let mut query = tx.prepare("SELECT id, sender, text, time FROM groups ORDER BY id DESC LIMIT ?1")?;
+        query
+            .query_map(params![limit as i64], |row| {
+                Ok(StoredGroup {
+                    id: row.get::<_, i64>(0)? as u64,
+                    sender: row.get(1)?,
+                    text: row.get(2)?,
+                    time: row.get(3)?,
+                    members: Vec::new(),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    groups.reverse();
+    let Some(first) = groups.first().map(|g| g.id) else { return Ok(groups) };
+    let mut query =
+        tx.prepare("SELECT grp, room, remote, ours FROM copies WHERE grp >= ?1 ORDER BY grp, room, part")?;
+    let rows = query.query_map(params![first as i64], |row| {
+        Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, bool>(3)?))
+    })?;
+    let position: std::collections::HashMap<u64, usize> = groups.iter().enumerate().map(|(i, g)| (g.id, i)).collect();
+    for row in rows {
+        let (grp, room, remote, ours) = row?;
+        let Some(&i) = position.get(&grp) else { continue };
+        let members = &mut groups[i].members;
+        match members.iter_mut().find(|m| m.room == room && m.ours == ours) {
+            Some(member) => member.ids.push(remote),
+            None => members.push(StoredMember { room, ids: vec![remote], ours }),
+        }
+    }
+    Ok(groups)
+}
+
+/// Deletes id-map entries older than `max_age`.
+fn prune(tx: &rusqlite::Transaction<'_>, max_age: Duration) -> rusqlite::Result<usize> {
+    let cutoff = now() - max_age.as_millis() as i64;
+    let Some(last) = tx
+        .query_row("SELECT MAX(id) FROM groups WHERE created < ?1", params![cutoff], |row| row.get::<_, Option<i64>>(0))
+        .optional()?
+        .flatten()
+    else {
+        return Ok(0);
+    };
+    // Groups are created in id order: everything up to the newest expired one goes.
+    let groups = tx.execute("DELETE FROM groups WHERE id <= ?1", params![last])?;
+    tx.execute("DELETE FROM copies WHERE grp <= ?1", params![last])?;
+    if groups > 0 {
+        info!(groups, "Id map: entries older than its maximum age pruned.");
+    }
+    Ok(groups)
+}
+
+type Row = (i64, String, String, Vec<u8>);
+
+fn row_to_stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn decode((key, room, bridge, record): Row) -> Option<Stored> {
+    match serde_json::from_slice(&record) {
+        Ok(record) => Some(Stored { key: key as u64, room, bridge, record }),
+        Err(e) => {
+            error!(key, error = %e, "An outbox row cannot be read; it is left in place.");
+            None
+        }
+    }
+}
+
+/// The writer: applies operations in order and commits at an end mark once no more are waiting, so a
+/// burst of inputs is one transaction and one input's work is never split between two.
+fn write(mut db: Connection, ops: mpsc::Receiver<Op>, notify: impl Fn(StoreEvent), max_age: Duration) {
+    let mut last_prune = Instant::now();
     while let Ok(first) = ops.recv() {
         let mut highest = None;
+        let mut loaded = Vec::new();
+        let mut closed = false;
         let result = (|| -> rusqlite::Result<()> {
             let tx = db.transaction()?;
-            let mut op = Some(first);
-            while let Some(current) = op.take() {
-                match current {
-                    Op::Put { key, room, bridge, record } => {
-                        tx.prepare_cached(
-                            "INSERT OR REPLACE INTO outbox (key, room, bridge, record, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        )?
-                        .execute(params![key as i64, room, bridge, record, now()])?;
-                        highest = Some(highest.map_or(key, |h: u64| h.max(key)));
+            let mut next = Some(first);
+            while let Some(op) = next.take() {
+                let at_end = matches!(op, Op::End);
+                apply(&tx, op, &mut highest, &mut loaded)?;
+                next = match ops.try_recv() {
+                    Ok(op) => Some(op),
+                    Err(mpsc::TryRecvError::Empty) if at_end => None,
+                    Err(mpsc::TryRecvError::Empty) => match ops.recv() {
+                        Ok(op) => Some(op),
+                        Err(_) => {
+                            closed = true;
+                            None
+                        }
+                    },
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        None
                     }
-                    Op::Delete { key } => {
-                        tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![key as i64])?;
-                    }
-                }
-                op = ops.try_recv().ok();
+                };
+            }
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = Instant::now();
+                prune(&tx, max_age)?;
             }
             tx.commit()
         })();
         match result {
             Ok(()) => {
                 if let Some(key) = highest {
-                    committed(key);
+                    notify(StoreEvent::Committed(key));
+                }
+                for (room, rows, through, exhausted) in loaded {
+                    notify(StoreEvent::Loaded { room, rows, through, exhausted });
                 }
             }
-            Err(e) => error!(error = %e, "Writing the outbox failed; these messages are not durable."),
+            Err(e) => error!(error = %e, "Writing the state database failed; these changes are not durable."),
+        }
+        if closed {
+            break;
         }
     }
+}
+
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    op: Op,
+    highest: &mut Option<u64>,
+    loaded: &mut Vec<(String, Vec<Stored>, u64, bool)>,
+) -> rusqlite::Result<()> {
+    match op {
+        Op::Put { key, room, bridge, record } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO outbox (key, room, bridge, record, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![key as i64, room, bridge, record, now()])?;
+            *highest = Some(highest.map_or(key, |h| h.max(key)));
+        }
+        Op::Delete { key } => {
+            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![key as i64])?;
+        }
+        Op::DeadLetter { key, reason } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO deadletters (key, room, bridge, record, queued_at, failed_at, reason)
+                 SELECT key, room, bridge, record, queued_at, ?2, ?3 FROM outbox WHERE key = ?1",
+            )?
+            .execute(params![key as i64, now(), reason])?;
+            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![key as i64])?;
+        }
+        Op::Group { id, origin, sender, text, time } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO groups (id, sender, text, time, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id as i64, sender, text, time, now()])?;
+            if let Some((room, remote)) = origin {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, 0, 0)",
+                )?
+                .execute(params![room, remote, id as i64])?;
+            }
+        }
+        Op::Copy { group, room, ids } => {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, ?4, 1)",
+            )?;
+            for (part, remote) in ids.iter().enumerate() {
+                insert.execute(params![room, remote, group as i64, part as i64])?;
+            }
+        }
+        Op::Cursor { room, cursor } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
+                .execute(params![room, cursor, now()])?;
+        }
+        Op::Load { room, after, limit } => {
+            let mut query = tx.prepare_cached(
+                "SELECT key, room, bridge, record FROM outbox WHERE room = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+            )?;
+            let rows = query.query_map(params![room, after as i64, limit as i64], row_to_stored)?;
+            let mut out = Vec::new();
+            let mut through = after;
+            let mut scanned = 0;
+            for row in rows {
+                let row = row?;
+                scanned += 1;
+                through = through.max(row.0 as u64);
+                if let Some(stored) = decode(row) {
+                    out.push(stored);
+                }
+            }
+            loaded.push((room, out, through, scanned < limit));
+        }
+        Op::End => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{AccountId, Content, EventKind, Message, Platform, RoomAddr, RoomId};
-    use std::sync::{Arc, Mutex};
-
-    fn record(text: &str) -> Record {
-        let room = RoomAddr::new(AccountId::new(Platform::Fishroom, "t"), RoomId::new("r"));
-        let kind = EventKind::Message(Message { content: Content::text(text), ..Message::default() });
-        Record { event: Event::new(room, None, None, kind), client_ids: vec![RemoteId::new("c1")] }
-    }
-
-    #[test]
-    fn rows_survive_a_reopen_and_deleted_ones_do_not() {
-        let dir = std::env::temp_dir().join(format!("chatbridge-store-{}", uuid::Uuid::new_v4()));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let watermark = Arc::clone(&seen);
-        let (store, stored) = Store::open(&dir, false, move |k| watermark.lock().unwrap().push(k)).unwrap();
-        assert!(stored.is_empty());
-        for (key, text) in [(1, "one"), (2, "two"), (3, "three")] {
-            store.put(key, "fishroom.t:r".into(), "b".into(), &record(text));
-        }
-        store.delete(2);
-        drop(store);
-        assert_eq!(seen.lock().unwrap().last(), Some(&3), "commits are reported");
-        let (_store, stored) = Store::open(&dir, true, |_| {}).unwrap();
-        let keys: Vec<u64> = stored.iter().map(|s| s.key).collect();
-        assert_eq!(keys, [1, 3]);
-        assert!(matches!(&stored[1].record.event.kind, EventKind::Message(m) if m.content.to_plain_text() == "three"));
-        assert_eq!(stored[1].record.client_ids, [RemoteId::new("c1")]);
-        assert_eq!((stored[1].room.as_str(), stored[1].bridge.as_str()), ("fishroom.t:r", "b"));
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn an_unwritable_directory_is_named() {
-        let err = Store::open(Path::new("/proc/chatbridge-cannot-be-here"), false, |_| {}).err().unwrap();
-        assert!(err.to_string().contains("/proc/chatbridge-cannot-be-here"), "{err}");
-    }
-}
+mod tests;

@@ -15,9 +15,12 @@ fn bin() -> Command {
 
 /// `chatbridge run -c <config>` at `RUST_LOG=info`, its output discarded unless `stderr` is piped.
 fn run_daemon(config: &std::path::Path, stderr: Stdio) -> Child {
+    // The state (outbox, id map) goes next to the configuration, in `state/`.
     bin()
         .args(["run", "-c"])
         .arg(config)
+        .current_dir(config.parent().expect("the configuration is in a directory"))
+        .env_remove("STATE_DIRECTORY")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(stderr)

@@ -152,7 +152,10 @@ rooms = [\"fishroom.a:a\", \"fishroom.b:b\", \"fishroom.bad:c\"]
     sim.say("a", "irc", "alice", "still bridged");
     let post = next_post(&mut posted).await;
     assert_eq!((post.room.as_str(), post.content.as_str()), ("b", "still bridged"));
-    eventually("the copy for the stopped account is dropped", || running.daemon().stats().dropped.get() == 1).await;
+    eventually("the copy for the stopped account is dead-lettered", || {
+        running.daemon().stats().dead_lettered.get() == 1
+    })
+    .await;
     running.shutdown().await;
 }
 
@@ -197,7 +200,7 @@ async fn five_hundred_on_post_does_not_stall_the_room() {
     let stats = running.daemon().stats();
     lug.fail_posts(true);
     tuna.say("general", "irc", "alice", "lost to the upstream bug");
-    eventually("the message is given up after max_attempts", || stats.dropped.get() == 1).await;
+    eventually("the message is given up after max_attempts", || stats.dead_lettered.get() == 1).await;
     lug.fail_posts(false);
     let mut at_lug = lug.subscribe();
     tuna.say("general", "irc", "alice", "the room moves on");

@@ -24,6 +24,7 @@ retry_delay = "20ms"
 backoff_min = "50ms"
 backoff_max = "200ms"
 max_attempts = 3
+max_age = "0s"
 "#;
 
 /// A simulated Fishroom server with these rooms and tokens `(id, key, name)`, polls held 300 ms.
@@ -45,8 +46,18 @@ pub fn account(name: &str, sim: &FishroomSim, token_id: &str, token_key: &str) -
     )
 }
 
+/// Parses a test configuration; unless it names a `state_dir`, each gets a fresh one of its own.
 pub fn parse(source: &str) -> Config {
-    Config::parse(source, "test.toml").unwrap_or_else(|p| panic!("test config is valid:\n{p}"))
+    let mut config = Config::parse(source, "test.toml").unwrap_or_else(|p| panic!("test config is valid:\n{p}"));
+    if !source.contains("state_dir") {
+        config.general.state_dir = fresh_dir("state");
+    }
+    config
+}
+
+/// A new, empty directory under the system's temporary directory.
+pub fn fresh_dir(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("chatbridge-it-{what}-{}", uuid::Uuid::new_v4()))
 }
 
 pub struct Running {

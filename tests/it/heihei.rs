@@ -65,7 +65,7 @@ async fn error_codes_reject_stop_or_mark_the_room() {
     fish.say("general", "irc", "alice", "room gone");
     eventually("733 marks the room unusable", || stats.rejected.get() == 2).await;
     fish.say("general", "irc", "alice", "not sent to a broken room");
-    eventually("later messages are dropped", || stats.dropped.get() == 1).await;
+    eventually("later messages are dead-lettered", || stats.dead_lettered.get() == 1).await;
     running.shutdown().await;
 
     let (hh, fish, running) = bridged("").await;

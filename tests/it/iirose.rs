@@ -221,7 +221,7 @@ async fn a_message_without_its_echo_is_retried_then_given_up() {
     sim.swallow_messages(true);
     fish.say("general", "irc", "alice", "into the void");
     // echo_timeout is 2 s here and max_attempts 3: given up after three silent attempts.
-    eventually("the message is given up", || stats.dropped.get() == 1).await;
+    eventually("the message is given up", || stats.dead_lettered.get() == 1).await;
     sim.swallow_messages(false);
     let mut said = sim.subscribe();
     fish.say("general", "irc", "alice", "heard this time");

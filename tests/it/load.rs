@@ -91,7 +91,7 @@ async fn lost_and_duplicated_messages_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chatbridge_in_process_loses_nothing() {
     let (post_port, read_port) = (free_port(), free_port());
-    let running = start(&in_process_config(post_port, read_port), &["api.post", "api.read"]).await;
+    let running = start(&in_process_config(post_port, read_port, None), &["api.post", "api.read"]).await;
     let mut opts = options(format!("http://127.0.0.1:{post_port}"), format!("http://127.0.0.1:{read_port}"), 500);
     opts.pid = Some(std::process::id());
     let report = run(opts).await.unwrap();

@@ -37,7 +37,7 @@ async fn health_and_metrics_reflect_a_stopped_account_and_a_rejected_message() {
     for line in [
         "chatbridge_messages_rejected_total{account=\"missevan.fm\",room=\"868858631\"} 1",
         "chatbridge_messages_received_total{account=\"fishroom.tuna\",room=\"general\"} 1",
-        "chatbridge_messages_dropped_total{account=\"fishroom.bad\",room=\"other\"} 1",
+        "chatbridge_messages_dead_lettered_total{account=\"fishroom.bad\",room=\"other\"} 1",
         "chatbridge_account_up{account=\"fishroom.bad\"} 0",
         "chatbridge_account_up{account=\"fishroom.tuna\"} 1",
         "# TYPE chatbridge_send_latency_seconds histogram",

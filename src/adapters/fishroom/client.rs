@@ -41,6 +41,7 @@ async fn post(shared: &Shared, room: &RoomId, message: &OutMessage) -> Result<()
             .await
             .map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
         let status = response.status();
+        let after = crate::adapters::retry::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         let message =
             || serde_json::from_str::<StatusBody>(&text).map_or_else(|_| text.trim().to_owned(), |b| b.message);
@@ -67,7 +68,7 @@ async fn post(shared: &Shared, room: &RoomId, message: &OutMessage) -> Result<()
                 return Err(SendFailure::Transient { after: None, reason: "the server answered 500".to_owned() });
             }
             other => {
-                return Err(SendFailure::Transient { after: None, reason: format!("the server answered {other}") });
+                return Err(SendFailure::Transient { after, reason: format!("the server answered {other}") });
             }
         }
     }

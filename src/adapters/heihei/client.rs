@@ -66,7 +66,8 @@ async fn post(shared: &Shared, live: Live, text: &str) -> Result<(), SendFailure
         .map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
     let status = response.status();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(SendFailure::Transient { after: None, reason: format!("sendMsg answered {status}") });
+        let after = crate::adapters::retry::retry_after(response.headers());
+        return Err(SendFailure::Transient { after, reason: format!("sendMsg answered {status}") });
     }
     let answer: Answer = response
         .json()

@@ -99,7 +99,8 @@ async fn post(shared: &Shared, room_id: u64, message: String, msg_id: &str) -> R
             continue;
         }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(SendFailure::Transient { after: None, reason: format!("the send API answered {status}") });
+            let after = crate::adapters::retry::retry_after(response.headers());
+            return Err(SendFailure::Transient { after, reason: format!("the send API answered {status}") });
         }
         if !status.is_success() {
             return Err(SendFailure::Rejected { reason: format!("the send API answered {status}") });

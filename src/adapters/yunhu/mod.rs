@@ -100,7 +100,8 @@ impl Shared {
             return Err(SendFailure::Fatal { reason: format!("the token was refused ({status})") });
         }
         if !status.is_success() {
-            return Err(SendFailure::Transient { after: None, reason: format!("{path} answered {status}") });
+            let after = crate::adapters::retry::retry_after(response.headers());
+            return Err(SendFailure::Transient { after, reason: format!("{path} answered {status}") });
         }
         let body = response.bytes().await.map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
         A::decode(body)

@@ -1,0 +1,206 @@
+use super::*;
+use crate::model::{AccountId, Content, EventKind, Message, Platform, RoomAddr, RoomId};
+use std::sync::{Arc, Mutex};
+
+fn record(text: &str) -> Record {
+    let room = RoomAddr::new(AccountId::new(Platform::Fishroom, "t"), RoomId::new("r"));
+    let kind = EventKind::Message(Message { content: Content::text(text), ..Message::default() });
+    Record { event: Event::new(room, None, None, kind), client_ids: vec![RemoteId::new("c1")], group: Some(7) }
+}
+
+fn settings() -> StoreSettings {
+    StoreSettings {
+        full_sync: false,
+        id_map_max_age: Duration::from_secs(3600),
+        id_map_capacity: 100,
+        orphan_max_age: Duration::from_secs(3600),
+        per_room: 100,
+    }
+}
+
+fn temp() -> PathBuf {
+    std::env::temp_dir().join(format!("chatbridge-store-{}", uuid::Uuid::new_v4()))
+}
+
+fn text(stored: &Stored) -> String {
+    match &stored.record.event.kind {
+        EventKind::Message(m) => m.content.to_plain_text(),
+        _ => unreachable!(),
+    }
+}
+
+type Events = Arc<Mutex<Vec<StoreEvent>>>;
+
+fn open(dir: &Path, settings: &StoreSettings) -> (Store, Opened, Events) {
+    let events: Events = Arc::default();
+    let sink = Arc::clone(&events);
+    let (store, opened) =
+        Store::open(dir, settings, |_, bridge| bridge == "b", move |e| sink.lock().unwrap().push(e)).unwrap();
+    (store, opened, events)
+}
+
+#[test]
+fn rows_survive_a_reopen_and_deleted_ones_do_not() {
+    let dir = temp();
+    let (store, opened, events) = open(&dir, &settings());
+    assert!(opened.outbox.is_empty());
+    for (key, text) in [(1, "one"), (2, "two"), (3, "three")] {
+        store.put(key, "fishroom.t:r".into(), "b".into(), &record(text));
+    }
+    store.delete(2);
+    store.end();
+    drop(store);
+    assert!(matches!(events.lock().unwrap().last(), Some(StoreEvent::Committed(3))), "commits are reported");
+    let (_store, opened, _) = open(&dir, &StoreSettings { full_sync: true, ..settings() });
+    let keys: Vec<u64> = opened.outbox.iter().map(|s| s.key).collect();
+    assert_eq!(keys, [1, 3]);
+    assert_eq!(text(&opened.outbox[1]), "three");
+    assert_eq!(opened.outbox[1].record.client_ids, [RemoteId::new("c1")]);
+    assert_eq!(opened.outbox[1].record.group, Some(7));
+    assert_eq!((opened.outbox[1].room.as_str(), opened.outbox[1].bridge.as_str()), ("fishroom.t:r", "b"));
+    assert_eq!(opened.last_key, 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_unwritable_directory_is_named() {
+    let err =
+        Store::open(Path::new("/proc/chatbridge-cannot-be-here"), &settings(), |_, _| true, |_| {}).err().unwrap();
+    assert!(err.to_string().contains("/proc/chatbridge-cannot-be-here"), "{err}");
+}
+
+#[test]
+fn nothing_is_committed_before_the_end_mark() {
+    let dir = temp();
+    let (store, _, events) = open(&dir, &settings());
+    store.put(1, "fishroom.t:r".into(), "b".into(), &record("one"));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(events.lock().unwrap().is_empty(), "an input's work is not committed half-done");
+    store.cursor("fishroom.t:r".into(), "42".into());
+    store.end();
+    drop(store);
+    assert!(matches!(events.lock().unwrap()[..], [StoreEvent::Committed(1)]));
+    let (_store, opened, _) = open(&dir, &settings());
+    assert_eq!(opened.cursors, [("fishroom.t:r".to_owned(), "42".to_owned())]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_id_map_survives_a_reopen_and_old_groups_are_pruned() {
+    let dir = temp();
+    let (store, _, _) = open(&dir, &settings());
+    store.group(1, Some(("missevan.a:1".into(), "m1".into())), Some("ann".into()), "hello".into(), 5);
+    store.copy(1, "yunhu.b:g".into(), vec!["y1".into(), "y2".into()]);
+    store.group(2, None, None, "second".into(), 6);
+    store.end();
+    drop(store);
+    let (_store, opened, _) = open(&dir, &settings());
+    assert_eq!(opened.last_group, Some(2));
+    assert_eq!(opened.groups.len(), 2);
+    let first = &opened.groups[0];
+    assert_eq!((first.id, first.sender.as_deref(), first.text.as_str(), first.time), (1, Some("ann"), "hello", 5));
+    assert_eq!(
+        first.members,
+        [
+            StoredMember { room: "missevan.a:1".into(), ids: vec!["m1".into()], ours: false },
+            StoredMember { room: "yunhu.b:g".into(), ids: vec!["y1".into(), "y2".into()], ours: true },
+        ]
+    );
+    drop(_store);
+    // With a maximum age of zero everything is old: pruned at the next start.
+    std::thread::sleep(Duration::from_millis(5));
+    let (_store, opened, _) = open(&dir, &StoreSettings { id_map_max_age: Duration::ZERO, ..settings() });
+    assert!(opened.groups.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_spilled_room_is_read_in_slices() {
+    let dir = temp();
+    let (store, _, _) = open(&dir, &settings());
+    for key in 1..=10 {
+        store.put(key, "fishroom.t:r".into(), "b".into(), &record(&key.to_string()));
+    }
+    store.end();
+    drop(store);
+    let (store, opened, events) = open(&dir, &StoreSettings { per_room: 4, ..settings() });
+    assert_eq!(opened.outbox.len(), 4);
+    assert_eq!(opened.backlog, [("fishroom.t:r".to_owned(), 6)]);
+    store.load("fishroom.t:r".into(), 4, 3);
+    store.end();
+    drop(store);
+    let events = events.lock().unwrap();
+    let Some(StoreEvent::Loaded { rows, through, exhausted, .. }) = events.first() else { panic!("{events:?}") };
+    assert_eq!(rows.iter().map(text).collect::<Vec<_>>(), ["5", "6", "7"]);
+    assert_eq!((*through, *exhausted), (7, false));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn dead_letters_are_listed_and_requeued_at_the_next_start() {
+    let dir = temp();
+    let (store, _, _) = open(&dir, &settings());
+    store.put(1, "fishroom.t:r".into(), "b".into(), &record("lost cause"));
+    store.put(2, "fishroom.t:r".into(), "b".into(), &record("fine"));
+    store.end();
+    store.dead_letter(1, "attempts exhausted: 503".into());
+    store.end();
+    drop(store);
+    let letters = admin::dead_letters(&dir).unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!((letters[0].key, letters[0].reason.as_str()), (1, "attempts exhausted: 503"));
+    assert!(letters[0].summary.ends_with("lost cause"), "{}", letters[0].summary);
+    assert_eq!(admin::requeue(&dir, Some(&[1, 99])).unwrap(), 1);
+    let (_store, opened, _) = open(&dir, &settings());
+    // Back at the end of its room's queue, with a fresh key.
+    let order: Vec<(u64, String)> = opened.outbox.iter().map(|s| (s.key, text(s))).collect();
+    assert_eq!(order, [(2, "fine".to_owned()), (3, "lost cause".to_owned())]);
+    drop(_store);
+    assert!(admin::dead_letters(&dir).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn rows_of_rooms_no_longer_configured_are_kept_then_expire_to_the_dead_letters() {
+    let dir = temp();
+    let (store, _, _) = open(&dir, &settings());
+    store.put(1, "fishroom.t:gone".into(), "removed".into(), &record("orphan"));
+    store.end();
+    drop(store);
+    let (store, opened, _) = open(&dir, &settings());
+    assert_eq!((opened.orphans, opened.outbox.len()), (1, 0), "kept, not queued");
+    drop(store);
+    let queues = admin::queues(&dir).unwrap().unwrap();
+    assert_eq!((queues[0].room.as_str(), queues[0].messages), ("fishroom.t:gone", 1));
+    std::thread::sleep(Duration::from_millis(5));
+    let (store, opened, _) = open(&dir, &StoreSettings { orphan_max_age: Duration::ZERO, ..settings() });
+    assert_eq!(opened.orphans, 0);
+    drop(store);
+    assert_eq!(admin::dead_letters(&dir).unwrap()[0].reason, "room no longer in the configuration");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_version_one_database_is_migrated() {
+    let dir = temp();
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = Connection::open(dir.join(FILE_NAME)).unwrap();
+    db.execute_batch(
+        "CREATE TABLE outbox (key INTEGER PRIMARY KEY, room TEXT NOT NULL, bridge TEXT NOT NULL,
+         record BLOB NOT NULL, queued_at INTEGER NOT NULL); PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    // A version-one row: no group.
+    let mut old = serde_json::to_value(record("old")).unwrap();
+    old.as_object_mut().unwrap().remove("group");
+    db.execute("INSERT INTO outbox VALUES (5, 'fishroom.t:r', 'b', ?1, 0)", params![serde_json::to_vec(&old).unwrap()])
+        .unwrap();
+    drop(db);
+    let (_store, opened, _) = open(&dir, &settings());
+    assert_eq!(opened.outbox.len(), 1);
+    assert_eq!(opened.outbox[0].record.group, None);
+    let db = Connection::open(dir.join(FILE_NAME)).unwrap();
+    let version: i64 = db.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let _ = std::fs::remove_dir_all(dir);
+}

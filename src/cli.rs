@@ -1,4 +1,4 @@
-//! The command line: `run` (the default), `check`, `demo`.
+//! The command line: `run` (the default), `check`, `deadletters`, `bench`, `sim`, `demo`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +21,22 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// One line per dead letter: key, when it was given up, route, text, reason (the default).
+    List,
+    /// Put dead letters back in the outbox: delivered, at the end of their room's queue, when the daemon
+    /// next starts.
+    Requeue {
+        /// The keys to re-queue, as `list` shows them.
+        #[arg(required_unless_present = "all")]
+        keys: Vec<u64>,
+        /// Re-queue every dead letter.
+        #[arg(long, conflicts_with = "keys")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the bridges of a configuration file until SIGTERM or SIGINT.
     Run {
@@ -31,6 +47,13 @@ pub enum Command {
     Check {
         #[arg(short, long, env = "CHATBRIDGE_CONFIG", default_value = "/etc/chatbridge/config.toml")]
         config: PathBuf,
+    },
+    /// List the dead letters (messages given up on) in the store of a configuration, or re-queue them.
+    Deadletters {
+        #[arg(short, long, env = "CHATBRIDGE_CONFIG", default_value = "/etc/chatbridge/config.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<DeadLetterAction>,
     },
     /// Measure a bridge through matterbridge's API paths: post messages to one endpoint, read them from
     /// another endpoint's websocket; without --post, chatbridge runs in-process with two API accounts.

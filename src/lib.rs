@@ -87,11 +87,7 @@ impl Daemon {
         // The store opens before anything connects: a state directory that cannot be used stops the start.
         let durable = if config.general.durable {
             let (events_tx, events) = mpsc::unbounded_channel();
-            let configured: std::collections::HashSet<(String, &str)> = config
-                .bridges
-                .iter()
-                .flat_map(|b| b.rooms.iter().map(move |r| (r.addr.to_string(), b.name.as_str())))
-                .collect();
+            let configured = config.destinations();
             let settings = store::StoreSettings {
                 full_sync: config.general.full_sync,
                 id_map_max_age: config.general.id_map_max_age,
@@ -102,7 +98,7 @@ impl Daemon {
             let (store, opened) = store::Store::open(
                 &config.general.state_dir,
                 &settings,
-                |room, bridge| configured.contains(&(room.to_owned(), bridge)),
+                |room, bridge| configured.contains(&(room.to_owned(), bridge.to_owned())),
                 move |event| {
                     let _ = events_tx.send(event);
                 },

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use chatbridge::cli::{Cli, Command};
+use chatbridge::cli::{Cli, Command, DeadLetterAction};
 use chatbridge::config::{Config, LoadError, LogFormat};
 use chatbridge::load::{self, LoadOptions};
 use chatbridge::{Daemon, demo, shutdown, telemetry};
@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run { config: cli.config });
     match command {
         Command::Check { config } => check(&config),
+        Command::Deadletters { config, action } => report(dead_letters(&config, action)),
         Command::Run { config } => report(run(&config, cli.log_format)),
         Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid, in_memory } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
@@ -47,6 +48,26 @@ fn check(path: &std::path::Path) -> ExitCode {
             for line in config.summary() {
                 println!("{line}");
             }
+            if config.general.durable {
+                match chatbridge::store::admin::queues(&config.general.state_dir) {
+                    Ok(queues) => {
+                        let configured = config.destinations();
+                        for queue in queues.unwrap_or_default() {
+                            if !configured.contains(&(queue.room.clone(), queue.bridge.clone())) {
+                                println!(
+                                    "stored: {} message(s) queued for {} in bridge `{}`, which the configuration no longer has; \
+                                     kept until general.orphan_max_age ({}) has passed, then moved to the dead letters",
+                                    queue.messages,
+                                    queue.room,
+                                    queue.bridge,
+                                    humantime::format_duration(config.general.orphan_max_age)
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => println!("stored: the state database cannot be read: {e}"),
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(LoadError::Invalid(problems)) => {
@@ -59,6 +80,47 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn dead_letters(path: &std::path::Path, action: Option<DeadLetterAction>) -> anyhow::Result<()> {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(LoadError::Invalid(problems)) => anyhow::bail!("{problems}{} problem(s) found.", problems.0.len()),
+        Err(e) => return Err(e.into()),
+    };
+    let dir = &config.general.state_dir;
+    anyhow::ensure!(
+        dir.join(chatbridge::store::FILE_NAME).exists(),
+        "no state database in {} (general.state_dir): nothing was ever given up here",
+        dir.display()
+    );
+    match action.unwrap_or(DeadLetterAction::List) {
+        DeadLetterAction::List => {
+            let letters = chatbridge::store::admin::dead_letters(dir)?;
+            for letter in &letters {
+                let failed = std::time::UNIX_EPOCH + std::time::Duration::from_millis(letter.failed_at.max(0) as u64);
+                println!(
+                    "{:>8}  {}  → {} [{}]  {}  ({}){}",
+                    letter.key,
+                    humantime::format_rfc3339_seconds(failed),
+                    letter.room,
+                    letter.bridge,
+                    letter.summary,
+                    letter.reason,
+                    if letter.requeued { "  re-queued at the next start" } else { "" }
+                );
+            }
+            println!("{} dead letter(s).", letters.len());
+        }
+        DeadLetterAction::Requeue { keys, all } => {
+            let marked = chatbridge::store::admin::requeue(dir, (!all).then_some(&keys[..]))?;
+            println!("{marked} dead letter(s) re-queued: delivered when the daemon next starts.");
+            if !all && marked < keys.len() {
+                anyhow::bail!("{} of the given keys are not dead letters", keys.len() - marked);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {

@@ -200,6 +200,11 @@ impl Config {
     }
 
     /// One line per bridge, for `chatbridge check`.
+    /// Every `(room, bridge)` a message can be queued for, as the store names them.
+    pub fn destinations(&self) -> std::collections::HashSet<(String, String)> {
+        self.bridges.iter().flat_map(|b| b.rooms.iter().map(move |r| (r.addr.to_string(), b.name.clone()))).collect()
+    }
+
     pub fn summary(&self) -> Vec<String> {
         self.bridges
             .iter()

@@ -255,16 +255,7 @@ impl Router {
                     }
                     self.pump(&room);
                 }
-                Some(event) = next_store_event(&mut self.store_events) => match event {
-                    StoreEvent::Committed(key) => {
-                        self.durable_up_to = self.durable_up_to.max(key);
-                        let waiting: Vec<RoomAddr> = self.rooms.keys().cloned().collect();
-                        for room in waiting {
-                            self.pump(&room);
-                        }
-                    }
-                    StoreEvent::Loaded { room, rows, through, exhausted } => self.loaded(&room, rows, through, exhausted),
-                },
+                Some(event) = next_store_event(&mut self.store_events) => self.store_event(event),
                 _ = stop.cancelled(), if deadline.is_none() => {
                     info!(waiting = self.waiting(), "Shutting down: delivering what is queued.");
                     deadline = Some(Instant::now() + self.settings.shutdown_timeout);
@@ -283,6 +274,20 @@ impl Router {
             error!(undelivered = left, "Stopped with messages still queued (durable = false): they are lost.");
         }
         left
+    }
+
+    /// Handles a report of the store's writer: commits release messages, reads bring spilled ones back.
+    pub(crate) fn store_event(&mut self, event: StoreEvent) {
+        match event {
+            StoreEvent::Committed(key) => {
+                self.durable_up_to = self.durable_up_to.max(key);
+                let waiting: Vec<RoomAddr> = self.rooms.keys().cloned().collect();
+                for room in waiting {
+                    self.pump(&room);
+                }
+            }
+            StoreEvent::Loaded { room, rows, through, exhausted } => self.loaded(&room, rows, through, exhausted),
+        }
     }
 
     /// Messages queued, in memory and spilled to the store.

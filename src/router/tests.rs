@@ -64,8 +64,8 @@ fn harness(bridges: &str, caps: [Capabilities; 3], general: &str) -> Harness {
     }
     let settings = RouterSettings {
         max_attempts: config.general.max_attempts,
-        // Attempts alone decide here; the age is tested with the store.
-        max_age: Duration::ZERO,
+        // Attempts alone decide here unless the test names an age.
+        max_age: if general.contains("max_age") { config.general.max_age } else { Duration::ZERO },
         queue_capacity: config.general.queue_capacity,
         retry_delay: Duration::from_millis(1),
         retry_max: Duration::from_millis(5),
@@ -376,3 +376,5 @@ async fn private_messages_never_enter_a_room_bridge() {
     assert!(h.next("b").is_none());
     assert_eq!(h.stats.filtered.get(), 2);
 }
+
+mod durable;

@@ -267,3 +267,76 @@ async fn a_killed_daemon_delivers_what_was_queued_after_a_restart() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn deadletters_are_listed_and_requeued_and_check_reports_orphaned_rows() {
+    use chatbridge::model::{AccountId, Content, Event, EventKind, Message, Platform, RoomAddr, RoomId};
+    use chatbridge::store::{Record, Store, StoreSettings};
+    let dir = crate::harness::fresh_dir("deadletters");
+    let state = dir.join("state");
+    let config = write_config(
+        &dir,
+        &format!(
+            "[general]\nstate_dir = {:?}\n\n[accounts.fishroom.a]\ntoken_id = \"1\"\ntoken_key = \"k\"\n\
+             [accounts.fishroom.b]\ntoken_id = \"2\"\ntoken_key = \"k\"\n\n\
+             [[bridge]]\nname = \"x\"\nrooms = [\"fishroom.a:r\", \"fishroom.b:r\"]\n",
+            state.display().to_string()
+        ),
+    );
+    // A store holding one dead letter, one queued message, and one for a bridge no longer configured.
+    let settings = StoreSettings {
+        full_sync: false,
+        id_map_max_age: Duration::from_secs(3600),
+        id_map_capacity: 10,
+        orphan_max_age: Duration::from_secs(3600),
+        per_room: 10,
+    };
+    let (store, _) = Store::open(&state, &settings, |_, _| true, |_| {}).unwrap();
+    let origin = RoomAddr::new(AccountId::new(Platform::Fishroom, "a"), RoomId::new("r"));
+    let record = |text: &str| Record {
+        event: Event::new(
+            origin.clone(),
+            None,
+            None,
+            EventKind::Message(Message { content: Content::text(text), ..Message::default() }),
+        ),
+        client_ids: Vec::new(),
+        group: None,
+    };
+    store.put(1, "fishroom.b:r".into(), "x".into(), &record("given up"));
+    store.put(2, "fishroom.b:r".into(), "x".into(), &record("still queued"));
+    store.put(3, "fishroom.b:r".into(), "gone".into(), &record("orphan"));
+    store.end();
+    store.dead_letter(1, "5 attempts over 600s; the last: 503".into());
+    store.end();
+    drop(store);
+
+    let list = bin().args(["deadletters", "-c"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{text}{}", String::from_utf8_lossy(&list.stderr));
+    assert!(text.contains("→ fishroom.b:r [x]  fishroom.a:r: given up  (5 attempts over 600s"), "{text}");
+    assert!(text.contains("1 dead letter(s)."), "{text}");
+
+    let check = bin().args(["check", "-c"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{text}");
+    assert!(text.contains("1 message(s) queued for fishroom.b:r in bridge `gone`"), "{text}");
+    assert!(!text.contains("bridge `x`"), "configured queues are not reported: {text}");
+
+    let wrong = bin().args(["deadletters", "-c"]).arg(&config).args(["requeue", "77"]).output().unwrap();
+    assert!(!wrong.status.success(), "an unknown key is an error");
+    let requeue = bin().args(["deadletters", "-c"]).arg(&config).args(["requeue", "--all"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&requeue.stdout).contains("1 dead letter(s) re-queued"));
+    // The next start puts it back at the end of its room's queue.
+    let (_store, opened) = Store::open(&state, &settings, |_, bridge| bridge == "x", |_| {}).unwrap();
+    let texts: Vec<String> = opened
+        .outbox
+        .iter()
+        .map(|s| match &s.record.event.kind {
+            EventKind::Message(m) => m.content.to_plain_text(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(texts, ["still queued", "given up"]);
+    let _ = std::fs::remove_dir_all(dir);
+}

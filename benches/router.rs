@@ -101,6 +101,7 @@ fn router_task(c: &mut Criterion) {
         max_attempts: 5,
         max_age: Duration::from_secs(600),
         queue_capacity: 1000,
+        gap_fill_window: Duration::from_secs(3600),
         retry_delay: Duration::from_secs(1),
         retry_max: Duration::from_secs(60),
         shutdown_timeout: Duration::from_secs(1),

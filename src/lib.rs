@@ -85,6 +85,7 @@ impl Daemon {
         };
         let status_addr = status_listener.as_ref().and_then(|l| l.local_addr().ok());
         // The store opens before anything connects: a state directory that cannot be used stops the start.
+        let mut cursors: HashMap<AccountId, Vec<(model::RoomId, String)>> = HashMap::new();
         let durable = if config.general.durable {
             let (events_tx, events) = mpsc::unbounded_channel();
             let configured = config.destinations();
@@ -103,6 +104,12 @@ impl Daemon {
                     let _ = events_tx.send(event);
                 },
             )?;
+            let mut opened = opened;
+            for (room, cursor) in std::mem::take(&mut opened.cursors) {
+                if let Ok(room) = room.parse::<model::RoomAddr>() {
+                    cursors.entry(room.account.clone()).or_default().push((room.room, cursor));
+                }
+            }
             Some((store, events, opened))
         } else {
             None
@@ -131,6 +138,7 @@ impl Daemon {
                 closed: closed.clone(),
                 stats: Arc::clone(&stats),
                 backoff: Backoff::new(general.backoff_min, general.backoff_max),
+                cursors: adapters::Cursors::new(cursors.remove(id).unwrap_or_default(), general.gap_fill_window),
             };
             let span = info_span!("adapter", account = %id);
             tasks.spawn(adapter.run(ctx, sends_rx).instrument(span));
@@ -140,6 +148,7 @@ impl Daemon {
             max_attempts: general.max_attempts,
             max_age: general.max_age,
             queue_capacity: general.queue_capacity,
+            gap_fill_window: general.gap_fill_window,
             retry_delay: general.retry_delay,
             retry_max: general.backoff_max,
             shutdown_timeout: general.shutdown_timeout,

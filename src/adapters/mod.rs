@@ -99,6 +99,9 @@ pub struct SendRequest {
     pub client_ids: Vec<RemoteId>,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The message may have reached the platform already (a retry, or a message restored from the store
+    /// after a restart): where the platform's history shows its client-chosen id, it is not sent again.
+    pub maybe_sent: bool,
     /// When the event happened (messages that cannot be delivered for too long are given up).
     pub event_time: crate::model::Time,
 }
@@ -125,6 +128,37 @@ pub struct AdapterContext {
     pub closed: CancellationToken,
     pub stats: Arc<Stats>,
     pub backoff: Backoff,
+    /// Gap filling: each room's cursor as the store kept it (shared by the account's tasks, which advance
+    /// it as they emit events), and how far back a replay may reach.
+    pub cursors: Cursors,
+}
+
+/// The read cursors of an account's rooms: where gap filling resumes after a reconnect or restart.
+#[derive(Clone, Default)]
+pub struct Cursors {
+    rooms: Arc<std::sync::Mutex<std::collections::HashMap<RoomId, String>>>,
+    /// Replays reach no further back than this.
+    pub window: std::time::Duration,
+}
+
+impl Cursors {
+    pub fn new(rooms: impl IntoIterator<Item = (RoomId, String)>, window: std::time::Duration) -> Self {
+        Self { rooms: Arc::new(std::sync::Mutex::new(rooms.into_iter().collect())), window }
+    }
+
+    /// Where the room's reading stands, if it was ever read.
+    pub fn get(&self, room: &RoomId) -> Option<String> {
+        self.rooms.lock().expect("never poisoned").get(room).cloned()
+    }
+
+    pub fn set(&self, room: &RoomId, cursor: String) {
+        self.rooms.lock().expect("never poisoned").insert(room.clone(), cursor);
+    }
+
+    /// The oldest time a replayed message may have (ms since the epoch).
+    pub fn oldest(&self) -> crate::model::Time {
+        crate::model::Time(crate::model::Time::now().0 - self.window.as_millis() as i64)
+    }
 }
 
 impl AdapterContext {

@@ -79,6 +79,14 @@ pub struct Origin {
     pub room: RoomAddr,
     /// The platform's id of the message, where it has one.
     pub remote_id: Option<RemoteId>,
+    /// How far the room has been read once this event is handled (a sequence number, a time, an id — the
+    /// adapter's to interpret): stored with the event's outbox rows, and where gap filling resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Fetched by gap filling after a reconnect or restart rather than received live: relayed only if it
+    /// was not relayed before and is within `general.gap_fill_window`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// A reply: IIROSE quotes carry a name, a time and the quoted text but no id; Yunhu replies carry an id and text.
@@ -149,7 +157,8 @@ pub struct Event {
 
 impl Event {
     pub fn new(room: RoomAddr, remote_id: Option<RemoteId>, sender: Option<User>, kind: EventKind) -> Self {
-        Self { id: EventId::new(), origin: Origin { room, remote_id }, time: Time::now(), sender, kind }
+        let origin = Origin { room, remote_id, cursor: None, replayed: false };
+        Self { id: EventId::new(), origin, time: Time::now(), sender, kind }
     }
 }
 

@@ -47,6 +47,8 @@ pub struct RouterSettings {
     pub max_age: Duration,
     /// Messages kept in memory per destination room (with the store, the rest wait there).
     pub queue_capacity: usize,
+    /// Replayed (gap-filled) events older than this are not relayed.
+    pub gap_fill_window: Duration,
     pub retry_delay: Duration,
     pub retry_max: Duration,
     pub shutdown_timeout: Duration,
@@ -221,6 +223,7 @@ impl Router {
             attempts: 0,
             client_ids,
             key: row.key,
+            restored: true,
             since: std::time::Instant::now(),
         };
         Some((room, item))
@@ -337,6 +340,25 @@ impl Router {
 
     fn route(&mut self, event: Event) {
         let origin = &event.origin.room;
+        if let (Some(store), Some(cursor)) = (&self.store, &event.origin.cursor) {
+            // In the same transaction as the outbox rows this event produces.
+            store.cursor(origin.to_string(), cursor.clone());
+        }
+        if event.origin.replayed {
+            let oldest = crate::model::Time::now().0 - self.settings.gap_fill_window.as_millis() as i64;
+            if event.time.0 < oldest {
+                self.stats.filtered.inc();
+                debug!(room = %origin, "Gap filling: older than gap_fill_window, not replayed.");
+                return;
+            }
+            if let Some(id) = &event.origin.remote_id
+                && self.ids.group_of(origin, id).is_some()
+            {
+                self.stats.duplicates.inc();
+                trace!(room = %origin, id = %id.as_str(), "Gap filling: relayed before, not again.");
+                return;
+            }
+        }
         // Ours: sent by our account, carrying an id we sent, or editing or recalling one of our copies
         // (the echo of our own edit or recall; a copy is never the way back to its original).
         let acts_on_ours = match &event.kind {
@@ -424,6 +446,7 @@ impl Router {
                 attempts: 0,
                 client_ids,
                 key,
+                restored: false,
                 since: std::time::Instant::now(),
             };
             if let Some(dropped) = self.outbox.push(&room, item) {
@@ -491,6 +514,7 @@ impl Router {
                 action,
                 client_ids: item.client_ids.clone(),
                 attempt: item.attempts,
+                maybe_sent: item.attempts > 1 || item.restored,
                 event_time: item.event.time,
             };
             if link.sends.send(request).is_err() {

@@ -23,6 +23,8 @@ pub struct Queued {
     pub client_ids: Vec<RemoteId>,
     /// Its key in the store's outbox (and its place in the order of all queued messages).
     pub key: u64,
+    /// Read back from the store (it may have been sent before a crash).
+    pub restored: bool,
     /// When it was queued (or read back at start): its age decides, with its attempts, when it is given up.
     pub since: std::time::Instant,
 }
@@ -102,6 +104,7 @@ mod tests {
             attempts: 0,
             client_ids: Vec::new(),
             key: 0,
+            restored: false,
             since: std::time::Instant::now(),
         }
     }

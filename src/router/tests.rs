@@ -67,6 +67,7 @@ fn harness(bridges: &str, caps: [Capabilities; 3], general: &str) -> Harness {
         // Attempts alone decide here unless the test names an age.
         max_age: if general.contains("max_age") { config.general.max_age } else { Duration::ZERO },
         queue_capacity: config.general.queue_capacity,
+        gap_fill_window: Duration::from_secs(3600),
         retry_delay: Duration::from_millis(1),
         retry_max: Duration::from_millis(5),
         shutdown_timeout: Duration::from_secs(1),

@@ -82,7 +82,12 @@ struct Inner {
     revoked: HashSet<String>,
     sent: Vec<SentMessage>,
     joins: Vec<(u64, bool)>,
+    /// Each room's chat messages, oldest first (the history API's source).
+    history: HashMap<u64, std::collections::VecDeque<Value>>,
 }
+
+/// Messages the history API keeps per room.
+const HISTORY: usize = 1000;
 
 struct Shared {
     config: MissevanSimConfig,
@@ -92,6 +97,10 @@ struct Shared {
     sessions: Sessions,
     counter: AtomicU64,
     frames: AtomicUsize,
+    /// The site is down: handshakes and API calls answer 503.
+    down: std::sync::atomic::AtomicBool,
+    /// The next this many sends are accepted but answered 502 (a proxy lost the answer).
+    lose_answers: AtomicUsize,
 }
 
 pub struct MissevanSim {
@@ -117,10 +126,13 @@ impl MissevanSim {
             sessions: Sessions::default(),
             counter: AtomicU64::new(1),
             frames: AtomicUsize::new(0),
+            down: Default::default(),
+            lose_answers: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/api/user/info", get(user_info))
             .route("/api/chatroom/message/send", post(send_message))
+            .route("/api/v2/chatroom/history/message", get(history))
             .route("/ws", get(socket))
             .with_state(Arc::clone(&shared));
         Ok(Self { server: SimServer::start(app).await?, shared })
@@ -137,8 +149,30 @@ impl MissevanSim {
     /// A listener says `text` in `room`; returns the message id.
     pub fn say(&self, room: u64, user_id: u64, username: &str, text: &str) -> String {
         let msg_id = uuid::Uuid::new_v4().to_string();
-        self.push(room, vec![chat(room, &msg_id, text, user_id, username)]);
+        let item = chat(room, &msg_id, text, user_id, username);
+        self.shared.remember(room, &item);
+        if !self.is_down() {
+            self.push(room, vec![item]);
+        }
         msg_id
+    }
+
+    /// The site goes down (every socket is cut, every request answers 503) or comes back. What is said
+    /// meanwhile is only in the history.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+        if down {
+            self.drop_connections();
+        }
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.shared.down.load(Ordering::SeqCst)
+    }
+
+    /// The next `count` sends go through (sent, echoed, in the history) but are answered 502.
+    pub fn lose_answers(&self, count: usize) {
+        self.shared.lose_answers.store(count, Ordering::SeqCst);
     }
 
     /// Pushes items to the room's sockets in one frame (an array when more than one).
@@ -213,6 +247,19 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 impl Shared {
+    fn remember(&self, room: u64, item: &Value) {
+        let mut inner = self.lock();
+        let history = inner.history.entry(room).or_default();
+        history.push_back(item.clone());
+        if history.len() > HISTORY {
+            history.pop_front();
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("simulator lock is never poisoned")
     }
@@ -237,6 +284,9 @@ impl Shared {
 }
 
 async fn user_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if shared.is_down() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let user = shared.user_of_token(&headers);
     let id = format!("sim{}", shared.counter.fetch_add(1, Ordering::Relaxed));
     shared.lock().sessions.insert(id.clone(), Session { user: user.clone(), created: Instant::now() });
@@ -251,7 +301,33 @@ async fn user_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     (cookies, axum::Json(json!({"code": 0, "info": info}))).into_response()
 }
 
+/// The room's recent chat messages, newest first, as the site's history API lists them.
+async fn history(State(shared): State<Arc<Shared>>, Query(args): Query<HashMap<String, String>>) -> Response {
+    if shared.is_down() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let room = args.get("room_id").and_then(|r| r.parse::<u64>().ok()).unwrap_or_default();
+    let history: Vec<Value> = shared
+        .lock()
+        .history
+        .get(&room)
+        .map(|h| {
+            h.iter()
+                .rev()
+                .map(|item| {
+                    json!({"msg_id": item["msg_id"], "create_time": item["create_time"], "message": item["message"],
+                        "user": item["user"], "room_id": room})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    axum::Json(json!({"code": 0, "info": {"history": history}})).into_response()
+}
+
 async fn send_message(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
+    if shared.is_down() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let Some(Some((user_id, username))) = shared.session(&headers) else {
         return (StatusCode::FORBIDDEN, axum::Json(json!({"code": 100010006, "info": "请先登录"}))).into_response();
     };
@@ -270,8 +346,14 @@ async fn send_message(State(shared): State<Arc<Shared>>, headers: HeaderMap, bod
     let sent = SentMessage { room_id, message: message.clone(), msg_id: msg_id.clone(), user_id };
     shared.lock().sent.push(sent.clone());
     let _ = shared.sent_tx.send(sent);
+    let item = chat(room_id, &msg_id, &message, user_id, &username);
+    shared.remember(room_id, &item);
     if let Some(tx) = shared.rooms.get(&room_id) {
-        let _ = tx.send(Push::Items(vec![chat(room_id, &msg_id, &message, user_id, &username)]));
+        let _ = tx.send(Push::Items(vec![item]));
+    }
+    let lost = shared.lose_answers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    if lost {
+        return StatusCode::BAD_GATEWAY.into_response();
     }
     let user = json!({"user_id": user_id, "username": username, "iconurl": "", "titles": []});
     axum::Json(json!({"code": 0, "info": {"msg_id": msg_id, "user": user}, "noble": null, "bubble": null, "ok": 1}))
@@ -284,6 +366,9 @@ async fn socket(
     Query(args): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if shared.is_down() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     if shared.session(&headers).is_none() {
         return (StatusCode::FORBIDDEN, "session required").into_response();
     }

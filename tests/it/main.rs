@@ -4,6 +4,7 @@ mod api;
 mod binary;
 mod config;
 mod fishroom;
+mod gaps;
 mod harness;
 mod heihei;
 mod iirose;

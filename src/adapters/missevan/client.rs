@@ -39,8 +39,25 @@ async fn post_parts(
         .parse()
         .map_err(|_| SendFailure::RoomBroken { reason: format!("`{}` is not a Missevan room id", request.room) })?;
     let mut ids = Vec::with_capacity(message.parts.len());
+    // A message that may have arrived before (a retry, a replay after a restart): the room's history says
+    // which of its ids did. Without an answer it is sent (at least once).
+    let arrived: std::collections::HashSet<String> = if request.maybe_sent {
+        match super::history::fetch(shared, room_id).await {
+            Ok((items, _)) => items.into_iter().filter_map(|(item, _)| item.msg_id).collect(),
+            Err(reason) => {
+                debug!(reason = %reason, "The history cannot tell whether a replayed message arrived; sending it.");
+                Default::default()
+            }
+        }
+    } else {
+        Default::default()
+    };
     for (i, part) in message.parts.iter().enumerate() {
         let msg_id = request.client_ids.get(i).map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.to_string());
+        if arrived.contains(&msg_id) {
+            debug!(%msg_id, "Already in the room's history: not sent again.");
+            shared.mark_delivered(&msg_id);
+        }
         // A retry after a failed later part does not send the earlier parts again.
         if !shared.was_delivered(&msg_id) {
             post(shared, room_id, render(part), &msg_id).await?;

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::http::header::{COOKIE, ORIGIN, USER_AGENT};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tracing::{debug, error, info, warn};
 
+use super::history;
 use super::wire::{self, Frame, HEARTBEAT, Item, Join};
 use super::{ORIGIN as SITE, Shared};
 use crate::adapters::{AccountState, AdapterContext, SendFailure};
@@ -184,6 +185,10 @@ async fn listen(
                 backoff.connected();
                 info!(account = %ctx.account, room = %room, "Joined.");
                 ctx.set_state(AccountState::Connected).await;
+                // What was said while away goes first; live frames wait in the socket meanwhile.
+                if !gap_fill(shared, ctx, room, room_id, &addr).await {
+                    return Ended::Stopped;
+                }
                 continue;
             }
             if item.room_id.is_some_and(|r| r != room_id) {
@@ -191,22 +196,61 @@ async fn listen(
                 debug!(account = %ctx.account, room = %room, kind = %item.name(), foreign, "Item of another room skipped.");
                 continue;
             }
-            if joined && !relay(shared, ctx, &addr, &item, raw.get()).await {
+            if joined && !relay(shared, ctx, &addr, &item, raw.get(), false).await {
                 return Ended::Stopped;
             }
         }
     }
 }
 
-/// Hands an item's events to the router, marking our own; false when the router is gone.
-async fn relay(shared: &Shared, ctx: &AdapterContext, addr: &RoomAddr, item: &Item, raw: &str) -> bool {
+/// Relays what the room said since its cursor (the `create_time` of the last message read), from the
+/// history API; false when the router is gone. Without a cursor (the room was never read) there is no gap.
+async fn gap_fill(shared: &Shared, ctx: &AdapterContext, room: &RoomId, room_id: u64, addr: &RoomAddr) -> bool {
+    let Some(cursor) = ctx.cursors.get(room).and_then(|c| c.parse::<i64>().ok()) else { return true };
+    let (items, malformed) = match history::fetch(shared, room_id).await {
+        Ok(found) => found,
+        Err(reason) => {
+            warn!(account = %ctx.account, room = %room, reason = %reason, "Gap filling failed: what was said while disconnected is not relayed.");
+            return true;
+        }
+    };
+    for _ in 0..malformed {
+        ctx.stats.count_account(Metric::Malformed, &ctx.account);
+    }
+    // The last message read has the cursor's time too: the router knows it and drops it.
+    let missed: Vec<_> =
+        items.into_iter().filter(|(item, _)| item.create_time.or(item.time).is_some_and(|t| t >= cursor)).collect();
+    if missed.len() > 1 {
+        info!(account = %ctx.account, room = %room, messages = missed.len(), "Gap filling: relaying what was said while disconnected.");
+    }
+    for (item, raw) in &missed {
+        if !relay(shared, ctx, addr, item, raw, true).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Hands an item's events to the router, marking our own and advancing the room's cursor; false when the
+/// router is gone.
+async fn relay(shared: &Shared, ctx: &AdapterContext, addr: &RoomAddr, item: &Item, raw: &str, replayed: bool) -> bool {
     let own_user = shared.session.user_id().await;
     let own_message = item.msg_id.as_deref().is_some_and(|id| shared.was_delivered(id));
+    let time = item.create_time.or(item.time);
+    let cursor = time.and_then(|t| {
+        let current = ctx.cursors.get(&addr.room).and_then(|c| c.parse::<i64>().ok());
+        (current.is_none_or(|c| t >= c)).then(|| {
+            ctx.cursors.set(&addr.room, t.to_string());
+            t.to_string()
+        })
+    });
     for mut event in wire::to_events(item, addr, raw) {
         if let Some(sender) = &mut event.sender {
             let by_us = own_user.is_some_and(|id| sender.id.as_str() == id.to_string());
             sender.is_self = by_us || own_message;
         }
+        event.origin.cursor = cursor.clone();
+        event.origin.replayed = replayed;
         if !ctx.emit(event).await {
             return false;
         }

@@ -3,6 +3,7 @@
 
 mod client;
 mod gateway;
+mod history;
 mod session;
 pub mod wire;
 

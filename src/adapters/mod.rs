@@ -28,6 +28,8 @@ use crate::stats::{Metric, Stats};
 
 /// What the router hears from the adapters.
 #[derive(Debug)]
+// Events are nearly every input: boxing them would add an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum RouterInput {
     /// Something happened in a room.
     Event(Event),

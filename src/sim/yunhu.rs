@@ -69,6 +69,11 @@ struct Shared {
     requests_tx: broadcast::Sender<Request>,
     next: AtomicU64,
     sessions: Sessions,
+    /// The service is down: every request and handshake answers 503; messages said meanwhile are only in
+    /// the history.
+    down: std::sync::atomic::AtomicBool,
+    /// The next this many sends are accepted but answered 502 (a proxy lost the answer).
+    lose_answers: std::sync::atomic::AtomicUsize,
 }
 
 pub struct YunhuSim {
@@ -112,6 +117,8 @@ impl YunhuSim {
             requests_tx: broadcast::channel(4096).0,
             next: AtomicU64::new(1),
             sessions: Sessions::default(),
+            down: Default::default(),
+            lose_answers: Default::default(),
         });
         let app = Router::new()
             .route("/v1/user/info", get(user_info))
@@ -121,6 +128,7 @@ impl YunhuSim {
             .route("/v1/msg/recall-msg-batch", post(recall_batch))
             .route("/v1/msg/list-message-by-seq", post(list_by_seq))
             .route("/ws", get(socket))
+            .layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), unless_down))
             .with_state(Arc::clone(&shared));
         Ok(Self { server: SimServer::start(app).await?, shared })
     }
@@ -209,6 +217,30 @@ impl YunhuSim {
         self.shared.sessions.drop_all();
         self.server.drop_connections();
     }
+
+    /// The next `count` sends go through (pushed, in the history) but are answered 502.
+    pub fn lose_answers(&self, count: usize) {
+        self.shared.lose_answers.store(count, Ordering::SeqCst);
+    }
+
+    /// The service goes down (every socket is cut, everything answers 503) or comes back.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+        if down {
+            self.drop_connections();
+        }
+    }
+}
+
+async fn unless_down(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if shared.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    next.run(request).await
 }
 
 impl Shared {
@@ -257,6 +289,9 @@ impl Shared {
     }
 
     fn publish(&self, cmd: &str, push: &PushMessage) {
+        if self.down.load(Ordering::SeqCst) {
+            return;
+        }
         let _ = self.frames.send(wrap(cmd, "", push.encode_to_vec()));
     }
 
@@ -323,6 +358,9 @@ async fn send_message(State(shared): State<Arc<Shared>>, headers: HeaderMap, bod
         &request.quote_msg_id,
     );
     shared.publish("push_message", &push);
+    if shared.lose_answers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        return StatusCode::BAD_GATEWAY.into_response();
+    }
     protobuf(&SendMessageResponse { status: Some(ok()) })
 }
 

@@ -1,7 +1,10 @@
 //! Gap filling: what a platform that keeps history said while the bridge was disconnected or stopped is
 //! relayed after it returns, once, in order, before anything live.
 
-use crate::harness::{FAST, account, eventually, fishroom, fresh_dir, missevan, missevan_account, next_post, start};
+use crate::harness::{
+    FAST, YUNHU_TOKEN, account, eventually, fishroom, fresh_dir, missevan, missevan_account, next_post, start, yunhu,
+    yunhu_account,
+};
 
 const ROOM: u64 = 868858631;
 
@@ -78,5 +81,78 @@ async fn a_retried_message_the_history_shows_is_not_sent_twice() {
     crate::harness::settle().await;
     let sent: Vec<String> = fm.sent().into_iter().map(|s| s.message).collect();
     assert_eq!(sent, ["[fishroom] alice: only once please"], "the history showed its msg_id: not sent again");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yunhu_fills_the_gap_of_an_outage_and_of_a_restart() {
+    let sim = yunhu().await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let state = fresh_dir("gaps-yunhu");
+    let source = format!(
+        "{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"yunhu.me:group/big\", \"fishroom.tuna:general\"]\n",
+        general(&state),
+        yunhu_account("me", &sim, YUNHU_TOKEN, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let mut at_fish = fish.subscribe();
+    let running = start(&source, &["yunhu.me", "fishroom.tuna"]).await;
+    sim.say("big", ("u1", "小明"), "before the outage");
+    assert_eq!(next_post(&mut at_fish).await.content, "before the outage");
+
+    sim.set_down(true);
+    sim.say("big", ("u1", "小明"), "during the outage 1");
+    sim.say("big", ("u2", "阿花"), "during the outage 2");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sim.set_down(false);
+    assert_eq!(next_post(&mut at_fish).await.content, "during the outage 1");
+    assert_eq!(next_post(&mut at_fish).await.content, "during the outage 2");
+    sim.say("big", ("u1", "小明"), "live again");
+    assert_eq!(next_post(&mut at_fish).await.content, "live again");
+    let stats = running.daemon().stats();
+    eventually("the message the cursor names is not relayed twice", || stats.duplicates.get() >= 1).await;
+    running.shutdown().await;
+
+    sim.say("big", ("u3", "小红"), "while the bridge was stopped");
+    let running = start(&source, &["yunhu.me", "fishroom.tuna"]).await;
+    assert_eq!(next_post(&mut at_fish).await.content, "while the bridge was stopped");
+    crate::harness::settle().await;
+    let texts: Vec<String> = fish.posted().into_iter().map(|p| p.content).collect();
+    assert_eq!(
+        texts,
+        [
+            "before the outage",
+            "during the outage 1",
+            "during the outage 2",
+            "live again",
+            "while the bridge was stopped"
+        ],
+        "each once, in order"
+    );
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_yunhu_message_the_history_shows_is_not_sent_twice() {
+    let sim = yunhu().await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"yunhu.me:group/big\", \"fishroom.tuna:general\"]\n",
+        yunhu_account("me", &sim, YUNHU_TOKEN, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let mut at_fish = fish.subscribe();
+    let running = start(&source, &["yunhu.me", "fishroom.tuna"]).await;
+    // A message read first gives the chat its cursor.
+    sim.say("big", ("u1", "小明"), "hello");
+    assert_eq!(next_post(&mut at_fish).await.content, "hello");
+    sim.lose_answers(1);
+    fish.say("general", "irc", "alice", "only once please");
+    let stats = running.daemon().stats();
+    eventually("the retry is acknowledged", || stats.relayed.get() == 2).await;
+    crate::harness::settle().await;
+    let sends = sim.requests().into_iter().filter(|r| matches!(r, chatbridge::sim::yunhu::Request::Send(_))).count();
+    assert_eq!(sends, 1, "the history showed its msg_id: not sent again");
     running.shutdown().await;
 }

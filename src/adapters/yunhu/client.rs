@@ -28,7 +28,7 @@ pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: Send
     let result = match Chat::of(&request.room) {
         None => Err(SendFailure::RoomBroken { reason: format!("`{}` is not a Yunhu chat", request.room) }),
         Some(chat) => match &request.action {
-            SendAction::Message(message) => send_message(&shared, &chat, &request, message).await,
+            SendAction::Message(message) => send_message(&shared, &ctx, &chat, &request, message).await,
             SendAction::Edit { target, message } => edit(&shared, &chat, target, message).await,
             SendAction::Recall { targets } => recall(&shared, &chat, targets).await,
         },
@@ -67,14 +67,35 @@ fn check(status: Option<Status>) -> Result<(), SendFailure> {
 
 async fn send_message(
     shared: &Shared,
+    ctx: &AdapterContext,
     chat: &Chat,
     request: &SendRequest,
     message: &OutMessage,
 ) -> Result<Vec<RemoteId>, SendFailure> {
     let mut ids = Vec::with_capacity(message.parts.len());
+    // A message that may have arrived before (a retry, a replay after a restart): the chat's history since
+    // its cursor says which of its ids did. Without an answer it is sent (at least once).
+    let arrived: std::collections::HashSet<String> = match ctx.cursors.get(&chat.room) {
+        Some(cursor) if request.maybe_sent => {
+            let from = cursor.parse().unwrap_or(0);
+            match super::history::since(shared, chat, from).await {
+                Ok(pushes) => pushes.into_iter().map(|p| p.msg_id).collect(),
+                Err(failure) => {
+                    tracing::debug!(reason = %failure, "The history cannot tell whether a replayed message arrived; sending it.");
+                    Default::default()
+                }
+            }
+        }
+        _ => Default::default(),
+    };
     for (i, part) in message.parts.iter().enumerate() {
         let id = request.client_ids.get(i).cloned().or_else(|| ClientIdForm::UuidHex.generate());
         let id = id.expect("a uuid is always generated");
+        if arrived.contains(id.as_str()) {
+            tracing::debug!(msg_id = %id.as_str(), "Already in the chat's history: not sent again.");
+            ids.push(id);
+            continue;
+        }
         let (text, mentioned_id) = text_and_mentions(part);
         let mut content = SendContent { text, mentioned_id, ..SendContent::default() };
         let mut quote_msg_id = String::new();

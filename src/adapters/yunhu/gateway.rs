@@ -126,8 +126,11 @@ async fn listen(
                     backoff.connected();
                     info!(account = %ctx.account, "Connected.");
                     ctx.set_state(AccountState::Connected).await;
+                    // What was said while away goes first; live frames wait in the socket meanwhile.
+                    gap_fill(shared, ctx).await
+                } else {
+                    true
                 }
-                true
             }
             Frame::Push(push) if is_bot(&push) && push.delete_timestamp == 0 => {
                 // A bot's message may be the first part of a stream: collected until it settles.
@@ -135,8 +138,8 @@ async fn listen(
                 streams.insert(push.msg_id.clone(), Streaming { push, last: Instant::now() });
                 true
             }
-            Frame::Push(push) => relay(shared, ctx, &push, false).await,
-            Frame::Edit(push) => relay(shared, ctx, &push, true).await,
+            Frame::Push(push) => relay(shared, ctx, &push, false, false).await,
+            Frame::Edit(push) => relay(shared, ctx, &push, true, false).await,
             Frame::Stream(part) => {
                 let mut streams = shared.streams.lock().expect("never poisoned");
                 if let Some(streaming) = streams.get_mut(&part.msg_id) {
@@ -173,7 +176,7 @@ async fn flush_streams(shared: &Shared, ctx: &AdapterContext, all: bool) -> bool
         done.into_iter().filter_map(|id| streams.remove(&id)).map(|s| s.push).collect()
     };
     for push in settled {
-        if !relay(shared, ctx, &push, false).await {
+        if !relay(shared, ctx, &push, false, false).await {
             return false;
         }
     }
@@ -193,11 +196,46 @@ fn room_of(shared: &Shared, push: &PushMessage) -> Option<RoomId> {
     Some(chat.room.clone())
 }
 
-async fn relay(shared: &Shared, ctx: &AdapterContext, push: &PushMessage, edit: bool) -> bool {
+/// Relays what each chat said since its cursor (the `msg_seq` of the last message read); false when the
+/// router is gone. A chat never read has no gap.
+async fn gap_fill(shared: &Shared, ctx: &AdapterContext) -> bool {
+    for chat in &shared.chats {
+        let Some(from) = ctx.cursors.get(&chat.room).and_then(|c| c.parse::<u64>().ok()) else { continue };
+        let pushes = match super::history::since(shared, chat, from).await {
+            Ok(pushes) => pushes,
+            Err(failure) => {
+                warn!(account = %ctx.account, room = %chat.room, reason = %failure, "Gap filling failed: what was said while disconnected is not relayed.");
+                continue;
+            }
+        };
+        // The first is the message the cursor names: the router knows it and drops it.
+        if pushes.len() > 1 {
+            info!(account = %ctx.account, room = %chat.room, messages = pushes.len() - 1, "Gap filling: relaying what was said while disconnected.");
+        }
+        for push in &pushes {
+            if !relay(shared, ctx, push, false, true).await {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn relay(shared: &Shared, ctx: &AdapterContext, push: &PushMessage, edit: bool, replayed: bool) -> bool {
     let Some(room) = room_of(shared, push) else {
         debug!(account = %ctx.account, chat = %push.chat_id, "Push of a chat we do not bridge skipped.");
         return true;
     };
+    // New messages advance the chat's cursor (edits and recalls repeat an old sequence number).
+    let cursor = (push.msg_seq > 0 && !edit && push.delete_timestamp == 0)
+        .then(|| {
+            let current = ctx.cursors.get(&room).and_then(|c| c.parse::<u64>().ok());
+            current.is_none_or(|c| push.msg_seq >= c).then(|| {
+                ctx.cursors.set(&room, push.msg_seq.to_string());
+                push.msg_seq.to_string()
+            })
+        })
+        .flatten();
     let room = ctx.room_addr(&room);
     let mut sender = wire::sender(push);
     if let Some(sender) = &mut sender {
@@ -210,5 +248,7 @@ async fn relay(shared: &Shared, ctx: &AdapterContext, push: &PushMessage, edit: 
     if let Some(time) = wire::time_of(push) {
         event.time = time;
     }
+    event.origin.cursor = cursor;
+    event.origin.replayed = replayed;
     ctx.emit(event).await
 }

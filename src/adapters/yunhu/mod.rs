@@ -3,6 +3,7 @@
 
 mod client;
 mod gateway;
+mod history;
 pub mod wire;
 
 #[cfg(test)]

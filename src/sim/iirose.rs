@@ -70,6 +70,8 @@ struct Shared {
     said_tx: broadcast::Sender<Said>,
     next: AtomicU64,
     sessions: Sessions,
+    /// The site is down: sockets are refused (503); what is said meanwhile is only in the history.
+    down: std::sync::atomic::AtomicBool,
 }
 
 pub struct IiroseSim {
@@ -101,6 +103,7 @@ impl IiroseSim {
             said_tx: broadcast::channel(4096).0,
             next: AtomicU64::new(1),
             sessions: Sessions::default(),
+            down: Default::default(),
         });
         let app = Router::new().route("/", get(socket)).with_state(Arc::clone(&shared));
         Ok(Self { server: SimServer::start(app).await?, shared })
@@ -220,6 +223,14 @@ impl IiroseSim {
         self.shared.sessions.drop_all();
         self.server.drop_connections();
     }
+
+    /// The site goes down (every socket is cut, new ones are refused) or comes back.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+        if down {
+            self.drop_connections();
+        }
+    }
 }
 
 impl Shared {
@@ -329,6 +340,9 @@ impl Shared {
 }
 
 async fn socket(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
+    if shared.down.load(Ordering::SeqCst) {
+        return axum::response::IntoResponse::into_response(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
     let (dropped, _) = shared.sessions.tokens();
     upgrade.on_upgrade(move |ws| session(ws, shared, dropped))
 }

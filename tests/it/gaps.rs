@@ -2,8 +2,8 @@
 //! relayed after it returns, once, in order, before anything live.
 
 use crate::harness::{
-    FAST, YUNHU_TOKEN, account, eventually, fishroom, fresh_dir, missevan, missevan_account, next_post, start, yunhu,
-    yunhu_account,
+    FAST, ROSE_ROOM, YUNHU_TOKEN, account, eventually, fishroom, fresh_dir, iirose, iirose_account, missevan,
+    missevan_account, next_post, start, yunhu, yunhu_account,
 };
 
 const ROOM: u64 = 868858631;
@@ -155,4 +155,47 @@ async fn a_retried_yunhu_message_the_history_shows_is_not_sent_twice() {
     let sends = sim.requests().into_iter().filter(|r| matches!(r, chatbridge::sim::yunhu::Request::Send(_))).count();
     assert_eq!(sends, 1, "the history showed its msg_id: not sent again");
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iirose_fills_the_gap_from_the_login_dump() {
+    let sim = iirose().await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let state = fresh_dir("gaps-iirose");
+    let source = format!(
+        "{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"iirose.rose:{ROSE_ROOM}\", \"fishroom.tuna:general\"]\n",
+        general(&state),
+        iirose_account("rose", &sim, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let mut at_fish = fish.subscribe();
+    let running = start(&source, &["iirose.rose", "fishroom.tuna"]).await;
+    sim.say(ROSE_ROOM, "u1", "上学", "before the outage");
+    assert_eq!(next_post(&mut at_fish).await.content, "before the outage");
+    // Our own copy in the room's history must not come back either.
+    fish.say("general", "irc", "alice", "from irc");
+    crate::harness::eventually("the copy is said", || sim.said().len() == 1).await;
+
+    sim.set_down(true);
+    sim.say(ROSE_ROOM, "u1", "上学", "during the outage 1");
+    sim.say(ROSE_ROOM, "u2", "放学", "during the outage 2");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sim.set_down(false);
+    assert_eq!(next_post(&mut at_fish).await.content, "during the outage 1");
+    assert_eq!(next_post(&mut at_fish).await.content, "during the outage 2");
+    running.shutdown().await;
+
+    sim.say(ROSE_ROOM, "u3", "下课", "while the bridge was stopped");
+    let running = start(&source, &["iirose.rose", "fishroom.tuna"]).await;
+    assert_eq!(next_post(&mut at_fish).await.content, "while the bridge was stopped");
+    crate::harness::settle().await;
+    let texts: Vec<String> = fish.posted().into_iter().filter(|p| p.sender != "alice").map(|p| p.content).collect();
+    assert_eq!(
+        texts,
+        ["before the outage", "during the outage 1", "during the outage 2", "while the bridge was stopped"],
+        "each once, in order, and our own copy never"
+    );
+    assert!(running.daemon().stats().duplicates.get() >= 1);
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(state);
 }

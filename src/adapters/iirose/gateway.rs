@@ -158,10 +158,18 @@ async fn run(
         for packet in wire::parse_packet(&text) {
             match packet {
                 Packet::LoggedIn { history } => {
-                    // The dump replays recent history: remembered for quotes, never relayed as new.
+                    // The dump replays recent history: what is newer than the room's cursor was said while
+                    // we were away and is relayed (the router drops what it relayed already); the rest is
+                    // remembered for quotes only. A room never read has no gap.
+                    let cursor = ctx.cursors.get(&shared.room).and_then(|c| c.parse::<i64>().ok());
+                    let mut missed = Vec::new();
                     for record in history {
-                        if let Record::Message(m) = record {
-                            shared.remember(seen(&m));
+                        if let Record::Message(m) = &record {
+                            if cursor.is_some_and(|c| m.time >= c) {
+                                missed.push(record);
+                            } else {
+                                shared.remember(seen(m));
+                            }
                         }
                     }
                     if !logged_in {
@@ -169,6 +177,17 @@ async fn run(
                         backoff.connected();
                         info!(account = %ctx.account, room = %shared.room, "Logged in.");
                         ctx.set_state(AccountState::Connected).await;
+                    }
+                    if missed.len() > 1 {
+                        info!(account = %ctx.account, room = %shared.room, messages = missed.len(), "Gap filling: relaying what was said while disconnected.");
+                    }
+                    let packet = Packet::Chat { public: missed, private: Vec::new() };
+                    for mut event in events(shared, &addr, packet) {
+                        event.origin.replayed = true;
+                        advance(ctx, &shared.room, &mut event);
+                        if !ctx.emit(event).await {
+                            return Ended::Closed;
+                        }
                     }
                 }
                 Packet::LoginRefused(code) => {
@@ -185,10 +204,11 @@ async fn run(
                 }
                 Packet::KeepAlive => {}
                 packet if logged_in => {
-                    for event in events(shared, &addr, packet) {
+                    for mut event in events(shared, &addr, packet) {
                         if ctx.stop_receiving.is_cancelled() && !event.sender.as_ref().is_some_and(|s| s.is_self) {
                             continue;
                         }
+                        advance(ctx, &shared.room, &mut event);
                         if !ctx.emit(event).await {
                             return Ended::Closed;
                         }
@@ -197,6 +217,19 @@ async fn run(
                 _ => {}
             }
         }
+    }
+}
+
+/// A public message of the room advances its cursor (its time, in seconds, as the dump gives it).
+fn advance(ctx: &AdapterContext, room: &RoomId, event: &mut Event) {
+    if &event.origin.room.room != room || !matches!(event.kind, EventKind::Message(_)) {
+        return;
+    }
+    let seconds = event.time.0 / 1000;
+    let current = ctx.cursors.get(room).and_then(|c| c.parse::<i64>().ok());
+    if current.is_none_or(|c| seconds >= c) {
+        ctx.cursors.set(room, seconds.to_string());
+        event.origin.cursor = Some(seconds.to_string());
     }
 }
 

@@ -115,7 +115,8 @@ fn batches_come_out_oldest_first() {
 #[test]
 fn system_lines_are_joins_moves_and_leaves() {
     let line = |code: &str| format!("1700000000>av>carol>'{code}>fff>fff>1>>uidc>t>room>n");
-    let packet = format!("\"{}<{}<{}", line("1"), line("2abc"), line("3"));
+    // Newest first, as batches come.
+    let packet = format!("\"{}<{}<{}", line("3"), line("2abc"), line("1"));
     let Packet::Chat { public, .. } = one(&packet) else { panic!() };
     let kinds: Vec<Presence> = public
         .iter()

@@ -241,7 +241,10 @@ fn time_of(record: &Record) -> i64 {
 }
 
 /// Oldest first; records without a time keep their place at the end.
+/// Batches and the dump list records newest first: reversed, then sorted stably by time to be safe, so
+/// records of the same second keep their order.
 fn sort_records(records: &mut [Record]) {
+    records.reverse();
     records.sort_by_key(time_of);
 }
 

@@ -181,7 +181,9 @@ impl Router {
         let restored = opened.outbox.len();
         for row in opened.outbox {
             let key = row.key;
-            if let Some((room, item)) = self.restore(row) {
+            if let Some((room, mut item)) = self.restore(row) {
+                // Only a room's first message can have been in flight at the crash: the rest never left.
+                item.restored = self.outbox.len(&room) == 0;
                 self.outbox.push(&room, item);
                 let state = self.rooms.entry(room).or_default();
                 state.last_key = state.last_key.max(key);
@@ -200,7 +202,8 @@ impl Router {
         }
     }
 
-    /// A stored outbox row as a queued message; `None` for a room no longer in the configuration.
+    /// A stored outbox row as a queued message (marked as possibly sent before); `None` for a room no
+    /// longer in the configuration.
     fn restore(&mut self, row: Stored) -> Option<(RoomAddr, Queued)> {
         let Some(to) = self.rules.find(&row.bridge, &row.room) else {
             debug!(room = %row.room, bridge = %row.bridge, "A stored message's room is no longer in the configuration; it stays in the store.");
@@ -351,13 +354,6 @@ impl Router {
                 debug!(room = %origin, "Gap filling: older than gap_fill_window, not replayed.");
                 return;
             }
-            if let Some(id) = &event.origin.remote_id
-                && self.ids.group_of(origin, id).is_some()
-            {
-                self.stats.duplicates.inc();
-                trace!(room = %origin, id = %id.as_str(), "Gap filling: relayed before, not again.");
-                return;
-            }
         }
         // Ours: sent by our account, carrying an id we sent, or editing or recalling one of our copies
         // (the echo of our own edit or recall; a copy is never the way back to its original).
@@ -371,6 +367,15 @@ impl Router {
         if is_echo {
             self.stats.echoes.inc();
             trace!(room = %origin, "Our own message: not relayed.");
+            return;
+        }
+        // A message whose id is known already was relayed before: a gap fill overlapping what came live,
+        // or the platform delivering it twice.
+        if let (EventKind::Message(_), Some(id)) = (&event.kind, &event.origin.remote_id)
+            && self.ids.group_of(origin, id).is_some()
+        {
+            self.stats.duplicates.inc();
+            trace!(room = %origin, id = %id.as_str(), "Seen before: not relayed again.");
             return;
         }
         if let Some(sender) = &event.sender {
@@ -667,7 +672,9 @@ impl Router {
         }
         let count = rows.len();
         for row in rows {
-            if let Some((_, item)) = self.restore(row) {
+            // Spilled messages were never handed to an adapter.
+            if let Some((_, mut item)) = self.restore(row) {
+                item.restored = false;
                 self.outbox.push(&room, item);
             }
         }

@@ -2,6 +2,7 @@
 
 mod api;
 mod binary;
+mod chaos;
 mod config;
 mod fishroom;
 mod gaps;

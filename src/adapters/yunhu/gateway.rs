@@ -78,6 +78,10 @@ async fn listen(
     let idle = sleep(config.idle_timeout);
     tokio::pin!(idle);
     let mut connected = false;
+    // Where each chat stood when this connection began: gap filling starts there.
+    let resume: Vec<(RoomId, String)> =
+        shared.chats.iter().filter_map(|c| Some((c.room.clone(), ctx.cursors.get(&c.room)?))).collect();
+    let mut early = Vec::new();
     loop {
         let frame = tokio::select! {
             _ = ctx.stop_receiving.cancelled() => {
@@ -124,42 +128,57 @@ async fn listen(
             }
         };
         let relayed = match frame {
-            Frame::HeartbeatAck => {
-                if !connected {
-                    connected = true;
-                    backoff.connected();
-                    info!(account = %ctx.account, "Connected.");
-                    ctx.set_state(AccountState::Connected).await;
-                    // What was said while away goes first; live frames wait in the socket meanwhile.
-                    gap_fill(shared, ctx).await
-                } else {
-                    true
+            Frame::HeartbeatAck if !connected => {
+                connected = true;
+                backoff.connected();
+                info!(account = %ctx.account, "Connected.");
+                ctx.set_state(AccountState::Connected).await;
+                // What was said while away goes first, from where the chats stood when this connection
+                // began; then what came on the socket meanwhile.
+                let mut relayed = gap_fill(shared, ctx, &resume).await;
+                for frame in early.drain(..) {
+                    relayed = relayed && handle(shared, ctx, frame).await;
                 }
+                relayed
             }
-            Frame::Push(push) if is_bot(&push) && push.delete_timestamp == 0 => {
-                // A bot's message may be the first part of a stream: collected until it settles.
-                let mut streams = shared.streams.lock().expect("never poisoned");
-                streams.insert(push.msg_id.clone(), Streaming { push, last: Instant::now() });
+            Frame::HeartbeatAck => true,
+            // Held until the gap is filled, so the order holds.
+            frame if !connected => {
+                early.push(frame);
                 true
             }
-            Frame::Push(push) => relay(shared, ctx, &push, false, false).await,
-            Frame::Edit(push) => relay(shared, ctx, &push, true, false).await,
-            Frame::Stream(part) => {
-                let mut streams = shared.streams.lock().expect("never poisoned");
-                if let Some(streaming) = streams.get_mut(&part.msg_id) {
-                    let content = streaming.push.content.get_or_insert_with(Default::default);
-                    content.text.push_str(&part.content);
-                    streaming.last = Instant::now();
-                }
-                true
-            }
-            Frame::Other { cmd } => {
-                debug!(account = %ctx.account, cmd = %cmd, "Unsupported command: not relayed.");
-                true
-            }
+            frame => handle(shared, ctx, frame).await,
         };
         if !relayed {
             return Ended::Stopped;
+        }
+    }
+}
+
+/// Relays one frame (or holds a bot's message that may be streamed); false when the router is gone.
+async fn handle(shared: &Shared, ctx: &AdapterContext, frame: Frame) -> bool {
+    match frame {
+        Frame::HeartbeatAck => true,
+        Frame::Push(push) if is_bot(&push) && push.delete_timestamp == 0 => {
+            // A bot's message may be the first part of a stream: collected until it settles.
+            let mut streams = shared.streams.lock().expect("never poisoned");
+            streams.insert(push.msg_id.clone(), Streaming { push, last: Instant::now() });
+            true
+        }
+        Frame::Push(push) => relay(shared, ctx, &push, false, false).await,
+        Frame::Edit(push) => relay(shared, ctx, &push, true, false).await,
+        Frame::Stream(part) => {
+            let mut streams = shared.streams.lock().expect("never poisoned");
+            if let Some(streaming) = streams.get_mut(&part.msg_id) {
+                let content = streaming.push.content.get_or_insert_with(Default::default);
+                content.text.push_str(&part.content);
+                streaming.last = Instant::now();
+            }
+            true
+        }
+        Frame::Other { cmd } => {
+            debug!(account = %ctx.account, cmd = %cmd, "Unsupported command: not relayed.");
+            true
         }
     }
 }
@@ -202,9 +221,12 @@ fn room_of(shared: &Shared, push: &PushMessage) -> Option<RoomId> {
 
 /// Relays what each chat said since its cursor (the `msg_seq` of the last message read); false when the
 /// router is gone. A chat never read has no gap.
-async fn gap_fill(shared: &Shared, ctx: &AdapterContext) -> bool {
+async fn gap_fill(shared: &Shared, ctx: &AdapterContext, resume: &[(RoomId, String)]) -> bool {
     for chat in &shared.chats {
-        let Some(from) = ctx.cursors.get(&chat.room).and_then(|c| c.parse::<u64>().ok()) else { continue };
+        let Some(from) = resume.iter().find(|(room, _)| room == &chat.room).and_then(|(_, c)| c.parse::<u64>().ok())
+        else {
+            continue;
+        };
         let mut attempt = 0;
         let pushes = loop {
             attempt += 1;

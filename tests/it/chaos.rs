@@ -307,3 +307,149 @@ async fn flaky_platforms_lose_nothing_and_keep_the_order() {
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(state);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_down_for_a_while_gets_what_was_sent_and_gives_what_was_said() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let platforms = Platforms::start().await;
+    let state = fresh_dir("chaos-down");
+    let running = start(&platforms.config(&general(&state, "")), &["missevan.fm", "yunhu.me", "iirose.rose"]).await;
+    platforms.say("m0");
+    crate::harness::eventually("the first message is relayed", || {
+        platforms.received()["yunhu"].contains(&"m0".to_owned())
+    })
+    .await;
+
+    // Missevan is down for three seconds (the real figure would be minutes; only the length differs).
+    platforms.fm.set_down(true);
+    let mut said = vec!["m0".to_owned()];
+    for i in 1..=30 {
+        // Said on Missevan meanwhile (into its history), and said elsewhere for Missevan.
+        for text in [format!("m{i}"), format!("y{i}"), format!("r{i}")] {
+            platforms.say(&text);
+            said.push(text);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(platforms.fm.sent().is_empty(), "nothing reached Missevan while it was down");
+    platforms.fm.set_down(false);
+
+    let expected = expected(&said);
+    let tally = settle_tally(&platforms, &expected, Duration::from_secs(30)).await;
+    println!("Missevan down for 3 s: (lost, duplicated) per destination: {tally:?}");
+    let received = platforms.received();
+    for (destination, (lost, _)) in &tally {
+        assert_eq!(*lost, 0, "{destination} lost messages: {tally:?}");
+        for prefix in [b'm', b'r', b'y'] {
+            assert!(in_order(&received[destination], prefix), "{destination}: {} out of order", prefix as char);
+        }
+    }
+    let stats = running.daemon().stats();
+    assert_eq!(stats.dead_lettered.get() + stats.dropped.get(), 0);
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_and_a_recall_after_a_restart_reach_the_copies_made_before_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let sim = yunhu().await;
+    let state = fresh_dir("chaos-edit");
+    let source = format!(
+        "{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"yunhu.me:group/big\", \"yunhu.other:group/small\"]\n",
+        general(&state, ""),
+        yunhu_account("me", &sim, YUNHU_TOKEN, ""),
+        yunhu_account("other", &sim, crate::harness::YUNHU_TOKEN_2, ""),
+    );
+    let running = start(&source, &["yunhu.me", "yunhu.other"]).await;
+    let original = sim.say("big", ("u1", "小明"), "typo");
+    let copy = loop {
+        let sends: Vec<_> = sim
+            .requests()
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::Send(sent) if sent.chat_id == "small" => Some(sent.msg_id),
+                _ => None,
+            })
+            .collect();
+        if let Some(id) = sends.first() {
+            break id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    crate::harness::settle().await;
+    running.shutdown().await;
+
+    let running = start(&source, &["yunhu.me", "yunhu.other"]).await;
+    sim.edit(&original, "fixed");
+    crate::harness::eventually("the copy made before the restart is edited", || {
+        sim.requests()
+            .iter()
+            .any(|r| matches!(r, Request::Edit { msg_id, text } if *msg_id == copy && text.contains("fixed")))
+    })
+    .await;
+    sim.recall(&original);
+    crate::harness::eventually("and recalled", || {
+        sim.requests().iter().any(|r| matches!(r, Request::Recall { msg_id, .. } if *msg_id == copy))
+    })
+    .await;
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_messages_in_flight_exits_zero_and_the_next_start_delivers_them() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let platforms = Platforms::start().await;
+    let dir = fresh_dir("chaos-sigterm");
+    let config_path = dir.join("chatbridge.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let general = general(&dir.join("state"), "").replace("shutdown_timeout = \"2s\"", "shutdown_timeout = \"1s\"");
+    std::fs::write(&config_path, platforms.config(&general)).unwrap();
+    let mut child = spawn(&config_path);
+    connected(&platforms, 1, 1, 1).await;
+    // Fishroom answers 500 to every post: its copies stay in flight, retried, when the signal lands.
+    platforms.fish.fail_posts(true);
+    let mut said = Vec::new();
+    for i in 0..300 {
+        let text = format!("{}{i}", ['m', 'r', 'y'][i % 3]);
+        platforms.say(&text);
+        said.push(text);
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let status = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(1 + 4);
+        loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    let exit = exit.expect("the daemon exits within the shutdown deadline (and the adapters' grace)");
+    assert!(exit.success(), "exit status {exit}");
+    println!("SIGTERM: exited {exit} after {:.2} s", started.elapsed().as_secs_f64());
+    assert!(platforms.fish.posted().len() < 200, "the Fishroom copies were still in flight");
+
+    platforms.fish.fail_posts(false);
+    let child = spawn(&config_path);
+    let expected = expected(&said);
+    let tally = settle_tally(&platforms, &expected, Duration::from_secs(30)).await;
+    println!("SIGTERM during 300 messages, then a restart: (lost, duplicated) per destination: {tally:?}");
+    for (destination, (lost, _)) in &tally {
+        assert_eq!(*lost, 0, "{destination} lost messages: {tally:?}\n{}", log_excerpt(&dir));
+    }
+    drop(child);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -414,6 +414,8 @@ impl Router {
             }
             _ => None,
         };
+        // Serialised once for the outbox rows of all its destinations.
+        let encoded = self.store.as_ref().map(|_| crate::store::encode_event(&event));
         let event = Arc::new(event);
         for &to in destinations {
             let room = self.rules.room(to).addr.clone();
@@ -422,13 +424,9 @@ impl Router {
             // The first client-chosen id is chosen now, so that it is stored and a replay carries it.
             let caps = self.accounts.get(&room.account).map(|l| l.caps.client_ids);
             let client_ids: Vec<RemoteId> = caps.and_then(|form| form.generate()).into_iter().collect();
-            if let Some(store) = &self.store {
-                let record = crate::store::Record {
-                    event: (*event).clone(),
-                    client_ids: client_ids.clone(),
-                    group: group.map(|g| g.0),
-                };
-                store.put(key, room.to_string(), self.rules.bridge_name(to).to_owned(), &record);
+            if let (Some(store), Some(encoded)) = (&self.store, &encoded) {
+                let bridge = self.rules.bridge_name(to).to_owned();
+                store.put_encoded(key, room.to_string(), bridge, encoded, &client_ids, group.map(|g| g.0));
                 let full = self.outbox.len(&room) >= self.settings.queue_capacity;
                 let state = self.rooms.entry(room.clone()).or_default();
                 if full || state.has_spilled() {

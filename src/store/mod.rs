@@ -70,6 +70,20 @@ pub struct Record {
     pub group: Option<u64>,
 }
 
+/// A [`Record`] as written by [`Store::put_encoded`] (the same JSON).
+#[derive(serde::Serialize)]
+struct EncodedRecord<'a> {
+    event: &'a serde_json::value::RawValue,
+    client_ids: &'a [RemoteId],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<u64>,
+}
+
+/// An event serialised once for the outbox rows of all its destinations.
+pub fn encode_event(event: &Event) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(event).expect("an event serialises")
+}
+
 /// A stored outbox row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
@@ -176,6 +190,21 @@ impl Store {
     /// Queues an outbox row (written with the next transaction).
     pub fn put(&self, key: u64, room: String, bridge: String, record: &Record) {
         let record = serde_json::to_vec(record).expect("a record serialises");
+        self.send(Op::Put { key, room, bridge, record });
+    }
+
+    /// [`Store::put`] for an event already serialised ([`encode_event`]): one serialisation serves every
+    /// destination of an event.
+    pub fn put_encoded(
+        &self,
+        key: u64,
+        room: String,
+        bridge: String,
+        event: &serde_json::value::RawValue,
+        client_ids: &[RemoteId],
+        group: Option<u64>,
+    ) {
+        let record = serde_json::to_vec(&EncodedRecord { event, client_ids, group }).expect("a record serialises");
         self.send(Op::Put { key, room, bridge, record });
     }
 

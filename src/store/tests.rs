@@ -204,3 +204,17 @@ fn a_version_one_database_is_migrated() {
     assert_eq!(version, SCHEMA_VERSION);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_encoded_record_reads_back_as_a_record() {
+    let dir = temp();
+    let (store, _, _) = open(&dir, &settings());
+    let original = record("once for all");
+    let event = encode_event(&original.event);
+    store.put_encoded(1, "fishroom.t:r".into(), "b".into(), &event, &original.client_ids, original.group);
+    store.end();
+    drop(store);
+    let (_store, opened, _) = open(&dir, &settings());
+    assert_eq!(opened.outbox[0].record, original);
+    let _ = std::fs::remove_dir_all(dir);
+}

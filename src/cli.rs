@@ -84,6 +84,9 @@ pub enum Command {
         /// comparing what durability costs.
         #[arg(long, conflicts_with = "post")]
         in_memory: bool,
+        /// With no endpoints given: the in-process bridge's store with `sync = "full"` (power-loss safety).
+        #[arg(long, conflicts_with_all = ["post", "in_memory"])]
+        full_sync: bool,
     },
     /// Run every platform's simulator on loopback and write a configuration that bridges them, for running
     /// `chatbridge run` against them by hand or measuring it.

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Deadletters { config, action } => report(dead_letters(&config, action)),
         Command::Run { config } => report(run(&config, cli.log_format)),
-        Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid, in_memory } => {
+        Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid, in_memory, full_sync } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
             let options = LoadOptions {
                 post_url: post.unwrap_or_default(),
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                 grace: std::time::Duration::from_secs(5),
                 pid,
             };
-            report(runtime().and_then(|rt| rt.block_on(bench(options, in_memory))))
+            report(runtime().and_then(|rt| rt.block_on(bench(options, in_memory, full_sync))))
         }
         Command::Sim { config_out, rooms, duration } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
@@ -141,13 +141,14 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
 }
 
 /// Runs the load tool against the given endpoints, or against chatbridge started here with two API accounts.
-async fn bench(mut options: LoadOptions, in_memory: bool) -> anyhow::Result<()> {
+async fn bench(mut options: LoadOptions, in_memory: bool, full_sync: bool) -> anyhow::Result<()> {
     let state = std::env::temp_dir().join(format!("chatbridge-bench-{}", std::process::id()));
     let daemon = if options.post_url.is_empty() {
         let ports = [free_port()?, free_port()?];
-        let config =
+        let mut config =
             Config::parse(&load::in_process_config(ports[0], ports[1], (!in_memory).then_some(&*state)), "bench.toml")
                 .map_err(|p| anyhow::anyhow!("the bench configuration: {p}"))?;
+        config.general.full_sync = full_sync;
         let stop = tokio_util::sync::CancellationToken::new();
         let daemon = Daemon::start(config, stop.clone())?;
         let mut states = daemon.states();

@@ -201,6 +201,30 @@ impl AdapterContext {
         }
     }
 
+    /// Reads a room's history for gap filling with `read`, trying again a couple of times (a connection the
+    /// pool kept from before an outage may fail once); `None`, after a WARN, when it cannot be read.
+    pub async fn read_history<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+        &self,
+        room: &RoomId,
+        mut read: impl FnMut() -> F,
+    ) -> Option<T> {
+        const ATTEMPTS: u32 = 3;
+        const PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+        for attempt in 1..=ATTEMPTS {
+            match read().await {
+                Ok(found) => return Some(found),
+                Err(reason) if attempt < ATTEMPTS => {
+                    tracing::debug!(account = %self.account, room = %room, reason = %reason, "Gap filling: the history failed; trying again.");
+                    tokio::time::sleep(PAUSE).await;
+                }
+                Err(reason) => {
+                    tracing::warn!(account = %self.account, room = %room, reason = %reason, "Gap filling failed: what was said while disconnected is not relayed.");
+                }
+            }
+        }
+        None
+    }
+
     /// The rooms the account listens to.
     pub fn receiving_rooms(&self) -> Vec<RoomId> {
         self.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect()

@@ -20,10 +20,6 @@ use crate::stats::Metric;
 
 use crate::adapters::WsStream as Socket;
 
-/// Reads of the history before a gap is given up, and the pause between them.
-const GAP_FILL_ATTEMPTS: u32 = 3;
-const GAP_FILL_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
-
 /// How one connection ended.
 enum Ended {
     /// Asked to stop receiving, or the account stopped.
@@ -211,21 +207,8 @@ async fn listen(
 /// history API; false when the router is gone. Without a cursor (the room was never read) there is no gap.
 async fn gap_fill(shared: &Shared, ctx: &AdapterContext, room: &RoomId, room_id: u64, addr: &RoomAddr) -> bool {
     let Some(cursor) = ctx.cursors.get(room).and_then(|c| c.parse::<i64>().ok()) else { return true };
-    let mut attempt = 0;
-    let (items, malformed) = loop {
-        attempt += 1;
-        match history::fetch(shared, room_id).await {
-            Ok(found) => break found,
-            // A connection the pool kept from before the outage may fail once: try again.
-            Err(reason) if attempt < GAP_FILL_ATTEMPTS => {
-                debug!(account = %ctx.account, room = %room, reason = %reason, "Gap filling: the history failed; trying again.");
-                tokio::time::sleep(GAP_FILL_PAUSE).await;
-            }
-            Err(reason) => {
-                warn!(account = %ctx.account, room = %room, reason = %reason, "Gap filling failed: what was said while disconnected is not relayed.");
-                return true;
-            }
-        }
+    let Some((items, malformed)) = ctx.read_history(room, || history::fetch(shared, room_id)).await else {
+        return true;
     };
     for _ in 0..malformed {
         ctx.stats.count_account(Metric::Malformed, &ctx.account);

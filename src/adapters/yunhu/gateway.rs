@@ -15,10 +15,6 @@ use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, RemoteId, RoomId};
 use crate::stats::Metric;
 
-/// Reads of the history before a gap is given up, and the pause between them.
-const GAP_FILL_ATTEMPTS: u32 = 3;
-const GAP_FILL_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
-
 enum Ended {
     Stopped,
     Lost(String),
@@ -227,23 +223,9 @@ async fn gap_fill(shared: &Shared, ctx: &AdapterContext, resume: &[(RoomId, Stri
         else {
             continue;
         };
-        let mut attempt = 0;
-        let pushes = loop {
-            attempt += 1;
-            match super::history::since(shared, chat, from).await {
-                Ok(pushes) => break Some(pushes),
-                // A connection the pool kept from before the outage may fail once: try again.
-                Err(failure) if attempt < GAP_FILL_ATTEMPTS => {
-                    debug!(account = %ctx.account, room = %chat.room, reason = %failure, "Gap filling: the history failed; trying again.");
-                    tokio::time::sleep(GAP_FILL_PAUSE).await;
-                }
-                Err(failure) => {
-                    warn!(account = %ctx.account, room = %chat.room, reason = %failure, "Gap filling failed: what was said while disconnected is not relayed.");
-                    break None;
-                }
-            }
+        let Some(pushes) = ctx.read_history(&chat.room, || super::history::since(shared, chat, from)).await else {
+            continue;
         };
-        let Some(pushes) = pushes else { continue };
         // The first is the message the cursor names: the router knows it and drops it.
         if pushes.len() > 1 {
             info!(account = %ctx.account, room = %chat.room, messages = pushes.len() - 1, "Gap filling: relaying what was said while disconnected.");

@@ -403,14 +403,16 @@ impl Router {
                 let origin = event.origin.remote_id.as_ref().map(|id| (&event.origin.room, id));
                 let text: String = message.content.to_plain_text().chars().take(SNIPPET_CHARS).collect();
                 let sender = event.sender.as_ref().map(|s| s.name.clone());
-                let group = self
-                    .ids
-                    .new_group(origin, Snippet { sender: sender.clone(), text: text.clone(), time: event.time });
-                if let Some(store) = &self.store {
-                    let origin = origin.map(|(room, id)| (room.to_string(), id.as_str().to_owned()));
-                    store.group(group.0, origin, sender, text, event.time.0);
+                let snippet = Snippet { sender, text, time: event.time };
+                match &self.store {
+                    None => Some(self.ids.new_group(origin, snippet)),
+                    Some(store) => {
+                        let group = self.ids.new_group(origin, snippet.clone());
+                        let origin = origin.map(|(room, id)| (room.to_string(), id.as_str().to_owned()));
+                        store.group(group.0, origin, snippet.sender, snippet.text, event.time.0);
+                        Some(group)
+                    }
                 }
-                Some(group)
             }
             _ => None,
         };

@@ -157,6 +157,8 @@ enum Op {
 pub struct Store {
     ops: Option<mpsc::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
+    /// Dropped to stop the checkpointer.
+    checkpoints: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 impl Store {
@@ -178,13 +180,24 @@ impl Store {
         db.busy_timeout(Duration::from_secs(5)).map_err(open)?;
         migrate(&mut db, &path)?;
         let opened = startup(&mut db, settings, &configured).map_err(open)?;
+        // Checkpoints (copying the WAL into the database file) run on a connection and thread of their own, so
+        // the writer's commits never wait for one.
+        db.pragma_update(None, "wal_autocheckpoint", 0).map_err(open)?;
+        let checkpointer = Connection::open(&path).map_err(open)?;
+        checkpointer.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        let thread = |e| StoreError::Directory { path: dir.to_owned(), source: e };
+        let (stop, stopped) = mpsc::channel();
+        let checkpoints = std::thread::Builder::new()
+            .name("chatbridge-checkpoint".into())
+            .spawn(move || checkpoint(checkpointer, stopped))
+            .map_err(thread)?;
         let (ops, receiver) = mpsc::channel();
         let max_age = settings.id_map_max_age;
         let writer = std::thread::Builder::new()
             .name("chatbridge-store".into())
             .spawn(move || write(db, receiver, notify, max_age))
-            .map_err(|e| StoreError::Directory { path: dir.to_owned(), source: e })?;
-        Ok((Self { ops: Some(ops), writer: Some(writer) }, opened))
+            .map_err(thread)?;
+        Ok((Self { ops: Some(ops), writer: Some(writer), checkpoints: Some((stop, checkpoints)) }, opened))
     }
 
     /// Queues an outbox row (written with the next transaction).
@@ -260,7 +273,27 @@ impl Drop for Store {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+        if let Some((stop, checkpoints)) = self.checkpoints.take() {
+            drop(stop);
+            let _ = checkpoints.join();
+        }
     }
+}
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Passive checkpoints every second until the store closes, and a last one then (which also truncates the WAL).
+fn checkpoint(db: Connection, stop: mpsc::Receiver<()>) {
+    let run = |mode: &str| {
+        if let Err(e) = db.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            warn!(error = %e, "A checkpoint of the state database failed; the next one tries again.");
+        }
+    };
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        run("PASSIVE");
+    }
+    run("TRUNCATE");
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each step in its own transaction.

@@ -29,6 +29,9 @@ impl ApiAdapter {
     }
 }
 
+/// Messages buffered for the live feed of streaming clients (a slow one catches up from `history`).
+const LIVE_BUFFER: usize = 256;
+
 /// Messages for clients, numbered, the last `history` of them kept.
 #[derive(Default)]
 struct Log {
@@ -65,6 +68,12 @@ impl Hub {
         let log = self.log.lock().expect("never poisoned");
         let start = last_id.and_then(|id| log.messages.iter().position(|(_, m)| m.id == id)).map_or(0, |i| i + 1);
         log.messages.iter().skip(start).cloned().collect()
+    }
+
+    /// The kept messages numbered `seq` or later.
+    fn from_seq(&self, seq: u64) -> Vec<(u64, ApiMessage)> {
+        let log = self.log.lock().expect("never poisoned");
+        log.messages.iter().filter(|(s, _)| *s >= seq).cloned().collect()
     }
 
     /// What a reader has not read yet; moves its cursor.
@@ -104,7 +113,8 @@ impl Adapter for ApiAdapter {
                 ctx: ctx.clone(),
                 gateways,
                 log: Mutex::default(),
-                live: broadcast::channel(4096).0,
+                // Small: a client that falls behind it is served from the kept messages (`history`).
+                live: broadcast::channel(LIVE_BUFFER).0,
             });
             let listener = match tokio::net::TcpListener::bind(hub.config.listen).await {
                 Ok(listener) => listener,

@@ -122,38 +122,55 @@ fn connected() -> ApiMessage {
     ApiMessage { event: CONNECTED.into(), timestamp: wire::timestamp(Time::now().0), ..ApiMessage::default() }
 }
 
-/// What a streaming client gets: the connected line, what it missed after `last_id`, then everything live.
+/// What a streaming client gets: the connected line, what it missed after `last_id`, then everything live. A
+/// client too slow for the live feed is served what it missed from the kept messages (`history`), so it
+/// loses nothing unless it falls further behind than that.
 struct Feed {
+    hub: Arc<Hub>,
     first: VecDeque<(u64, ApiMessage)>,
     live: broadcast::Receiver<(u64, ApiMessage)>,
-    /// The last message replayed: the live feed skips up to it.
-    replayed: Option<u64>,
+    /// The last message handed out: the live feed skips up to it.
+    last: Option<u64>,
+    /// The first message this feed owes from the live side.
+    from: u64,
 }
 
 impl Feed {
-    fn new(hub: &Hub, last_id: Option<&str>) -> Self {
+    fn new(hub: &Arc<Hub>, last_id: Option<&str>) -> Self {
         // Subscribed before the replay is read: nothing falls between the two.
         let live = hub.live.subscribe();
+        let from = hub.log.lock().expect("never poisoned").next;
         let mut first = VecDeque::from([(0, connected())]);
         if last_id.is_some() {
             first.extend(hub.since(last_id));
         }
-        Self { first, live, replayed: None }
+        Self { hub: Arc::clone(hub), first, live, last: None, from }
     }
 
     async fn next(&mut self) -> Option<ApiMessage> {
-        if let Some((seq, message)) = self.first.pop_front() {
-            if message.event != CONNECTED {
-                self.replayed = Some(seq);
-            }
-            return Some(message);
-        }
         loop {
+            if let Some((seq, message)) = self.first.pop_front() {
+                if message.event != CONNECTED {
+                    self.last = Some(seq);
+                }
+                return Some(message);
+            }
             match self.live.recv().await {
-                Ok((seq, _)) if self.replayed.is_some_and(|last| seq <= last) => continue,
-                Ok((_, message)) => return Some(message),
-                // A client too slow for the live feed misses what fell out; it can resume with its last id.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok((seq, _)) if self.last.is_some_and(|last| seq <= last) => continue,
+                Ok((seq, message)) => {
+                    self.last = Some(seq);
+                    return Some(message);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let after = self.last.map_or(self.from, |last| last + 1);
+                    let missed = self.hub.from_seq(after);
+                    if let Some((oldest, _)) = missed.first()
+                        && *oldest > after
+                    {
+                        tracing::warn!(account = %self.hub.ctx.account, lost = oldest - after, "A streaming client fell further behind than `history`: it missed messages (it can see them nowhere now).");
+                    }
+                    self.first.extend(missed);
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
@@ -210,5 +227,54 @@ async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::{AdapterContext, Backoff, Cursors};
+    use crate::model::{AccountId, Platform};
+
+    fn hub(history: usize) -> Arc<Hub> {
+        let ctx = AdapterContext {
+            account: AccountId::new(Platform::Api, "t"),
+            rooms: Vec::new(),
+            router: tokio::sync::mpsc::channel(1).0,
+            stop_receiving: Default::default(),
+            closed: Default::default(),
+            stats: Default::default(),
+            backoff: Backoff::new(std::time::Duration::from_secs(1), std::time::Duration::from_secs(2)),
+            cursors: Cursors::default(),
+        };
+        let config = crate::config::ApiAccount { listen: "127.0.0.1:0".parse().unwrap(), token: None, history };
+        Arc::new(Hub {
+            config,
+            ctx,
+            gateways: vec!["g".into()],
+            log: Default::default(),
+            live: broadcast::channel(super::super::LIVE_BUFFER).0,
+        })
+    }
+
+    fn message(text: &str) -> ApiMessage {
+        ApiMessage { text: text.into(), gateway: "g".into(), ..ApiMessage::default() }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_the_live_feed_catches_up_from_the_kept_messages() {
+        let hub = hub(5000);
+        let mut feed = Feed::new(&hub, None);
+        assert_eq!(feed.next().await.unwrap().event, CONNECTED);
+        // Far more than the live buffer holds, while the client reads nothing.
+        let count = super::super::LIVE_BUFFER * 4;
+        for i in 0..count {
+            hub.publish(message(&i.to_string()));
+        }
+        for i in 0..count {
+            assert_eq!(feed.next().await.unwrap().text, i.to_string(), "every message, in order");
+        }
+        hub.publish(message("live again"));
+        assert_eq!(feed.next().await.unwrap().text, "live again");
     }
 }

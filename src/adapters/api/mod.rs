@@ -71,7 +71,7 @@ impl Hub {
     }
 
     /// The kept messages numbered `seq` or later.
-    fn from_seq(&self, seq: u64) -> Vec<(u64, ApiMessage)> {
+    fn numbered_from(&self, seq: u64) -> Vec<(u64, ApiMessage)> {
         let log = self.log.lock().expect("never poisoned");
         log.messages.iter().filter(|(s, _)| *s >= seq).cloned().collect()
     }

@@ -163,7 +163,7 @@ impl Feed {
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let after = self.last.map_or(self.from, |last| last + 1);
-                    let missed = self.hub.from_seq(after);
+                    let missed = self.hub.numbered_from(after);
                     if let Some((oldest, _)) = missed.first()
                         && *oldest > after
                     {

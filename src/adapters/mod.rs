@@ -296,6 +296,9 @@ pub async fn drive<R, S, SF>(
                 }
                 None => return,
             },
+            // A finished task stays in the set until it is joined: reaped here, or every send would keep
+            // its task's memory until the account stops.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
     sends.close();

@@ -244,7 +244,9 @@ impl Router {
         let restored: Vec<RoomAddr> = self.rooms.keys().cloned().collect();
         for room in restored {
             self.pump(&room);
+            self.refill(&room);
         }
+        self.end();
         loop {
             if deadline.is_some() && self.is_idle() {
                 break;

@@ -536,13 +536,20 @@ fn write(mut db: Connection, ops: mpsc::Receiver<Op>, notify: impl Fn(StoreEvent
     while let Ok(first) = ops.recv() {
         let mut highest = None;
         let mut loaded = Vec::new();
+        let mut cursors: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         let mut closed = false;
         let result = (|| -> rusqlite::Result<()> {
             let tx = db.transaction()?;
             let mut next = Some(first);
             while let Some(op) = next.take() {
                 let at_end = matches!(op, Op::End);
-                apply(&tx, op, &mut highest, &mut loaded)?;
+                match op {
+                    // Only a room's last cursor of the transaction needs writing.
+                    Op::Cursor { room, cursor } => {
+                        cursors.insert(room, cursor);
+                    }
+                    op => apply(&tx, op, &mut highest, &mut loaded)?,
+                }
                 next = match ops.try_recv() {
                     Ok(op) => Some(op),
                     Err(mpsc::TryRecvError::Empty) if at_end => None,
@@ -558,6 +565,10 @@ fn write(mut db: Connection, ops: mpsc::Receiver<Op>, notify: impl Fn(StoreEvent
                         None
                     }
                 };
+            }
+            for (room, cursor) in cursors.drain() {
+                tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
+                    .execute(params![room, cursor, now()])?;
             }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = Instant::now();
@@ -627,10 +638,8 @@ fn apply(
                 insert.execute(params![room, remote, group as i64, part as i64])?;
             }
         }
-        Op::Cursor { room, cursor } => {
-            tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
-                .execute(params![room, cursor, now()])?;
-        }
+        // Gathered by the writer and written once per transaction.
+        Op::Cursor { .. } => {}
         Op::Load { room, after, limit } => {
             let mut query = tx.prepare_cached(
                 "SELECT key, room, bridge, record FROM outbox WHERE room = ?1 AND key > ?2 ORDER BY key LIMIT ?3",

@@ -29,6 +29,9 @@ use crate::model::{Event, RemoteId, Time};
 /// The schema version this build writes; older databases are migrated forward on open.
 const SCHEMA_VERSION: i64 = 2;
 
+/// The longest a transaction of the writer stays open while operations keep coming.
+const MAX_BATCH: Duration = Duration::from_millis(2);
+
 /// How often the writer prunes the id map of entries older than its maximum age.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -540,9 +543,15 @@ fn write(mut db: Connection, ops: mpsc::Receiver<Op>, notify: impl Fn(StoreEvent
         let mut closed = false;
         let result = (|| -> rusqlite::Result<()> {
             let tx = db.transaction()?;
+            let started = Instant::now();
             let mut next = Some(first);
             while let Some(op) = next.take() {
                 let at_end = matches!(op, Op::End);
+                // Under a steady stream the queue is never empty: a batch ends at a mark once it is old enough,
+                // so nothing waits long for its commit.
+                if at_end && started.elapsed() >= MAX_BATCH {
+                    break;
+                }
                 match op {
                     // Only a room's last cursor of the transaction needs writing.
                     Op::Cursor { room, cursor } => {

@@ -159,7 +159,11 @@ impl Daemon {
         }
         let rules = router::rules::Rules::new(config.bridges);
         let outbox = Box::new(router::queue::MemoryOutbox::new(general.queue_capacity));
-        let ids = Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity));
+        let ids: Box<dyn router::idmap::IdStore> = if durable.is_some() {
+            Box::new(store::idmap::DurableIdMap::open(&general.state_dir, general.id_map_capacity)?)
+        } else {
+            Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity))
+        };
         let mut router = Router::new(rules, links, outbox, ids, settings, Arc::clone(&stats));
         if let Some((store, events, opened)) = durable {
             router.with_store(store, events, opened);

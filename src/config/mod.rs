@@ -53,8 +53,8 @@ pub struct General {
     /// Reconnect backoff: first delay and cap.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Messages remembered in memory for edits, recalls, replies and loop prevention (the most recent ones
-    /// are loaded from the store at start).
+    /// Messages remembered in memory for edits, recalls, replies and loop prevention: with the store a cache of
+    /// the most recent (2,000 by default; older ones are read from the store), without it all there is (20,000).
     pub id_map_capacity: usize,
     /// Id-map entries older than this are pruned from the store.
     pub id_map_max_age: Duration,
@@ -71,6 +71,11 @@ pub struct General {
     pub full_sync: bool,
 }
 
+/// `id_map_capacity` without the store: everything an edit or reply can reach.
+const ID_MAP_IN_MEMORY: usize = 20_000;
+/// `id_map_capacity` with the store: only a cache (a miss is read from the store).
+const ID_MAP_CACHED: usize = 2_000;
+
 impl Default for General {
     fn default() -> Self {
         let state_dir = std::env::var_os("STATE_DIRECTORY").map_or_else(|| PathBuf::from("state"), PathBuf::from);
@@ -84,7 +89,7 @@ impl Default for General {
             retry_delay: Duration::from_secs(1),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            id_map_capacity: 20_000,
+            id_map_capacity: ID_MAP_CACHED,
             id_map_max_age: Duration::from_secs(30 * 86_400),
             orphan_max_age: Duration::from_secs(7 * 86_400),
             gap_fill_window: Duration::from_secs(3600),
@@ -272,8 +277,10 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
             other => report.error(&span, format!("`sync` is `{other}`; expected normal or full")),
         }
     }
-    if let Some(n) = fields.positive_int("id_map_capacity", report) {
-        general.id_map_capacity = usize::try_from(n).unwrap_or(usize::MAX);
+    match fields.positive_int("id_map_capacity", report) {
+        Some(n) => general.id_map_capacity = usize::try_from(n).unwrap_or(usize::MAX),
+        None if !general.durable => general.id_map_capacity = ID_MAP_IN_MEMORY,
+        None => {}
     }
     fields.deny_unknown("[general]", report);
     general

@@ -30,8 +30,10 @@ pub trait IdStore: Send {
     fn add_pending(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]);
     /// Records the confirmed ids of our copy in `room` (the parts of a split message, in order).
     fn add_copy(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]);
-    /// The group a message id belongs to.
+    /// The group a message id belongs to (read from the store when it is no longer in memory).
     fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId>;
+    /// Whether a message id is known in memory (the duplicate check of live messages: never a disk read).
+    fn knows(&mut self, room: &RoomAddr, id: &RemoteId) -> bool;
     /// Whether an id is one we sent or are sending (the loop guard).
     fn is_ours(&mut self, room: &RoomAddr, id: &RemoteId) -> bool;
     /// The confirmed ids of a group's member in `room`: our copy's parts, or the original.
@@ -145,6 +147,10 @@ impl IdStore for MemoryIdMap {
     fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId> {
         let group = *self.index.get(room)?.get(id)?;
         self.groups.get(&group).map(|_| group)
+    }
+
+    fn knows(&mut self, room: &RoomAddr, id: &RemoteId) -> bool {
+        self.group_of(room, id).is_some()
     }
 
     fn is_ours(&mut self, room: &RoomAddr, id: &RemoteId) -> bool {

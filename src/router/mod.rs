@@ -374,7 +374,11 @@ impl Router {
         // A message whose id is known already was relayed before: a gap fill overlapping what came live,
         // or the platform delivering it twice.
         if let (EventKind::Message(_), Some(id)) = (&event.kind, &event.origin.remote_id)
-            && self.ids.group_of(origin, id).is_some()
+            && (if event.origin.replayed {
+                self.ids.group_of(origin, id).is_some()
+            } else {
+                self.ids.knows(origin, id)
+            })
         {
             self.stats.duplicates.inc();
             trace!(room = %origin, id = %id.as_str(), "Seen before: not relayed again.");

@@ -15,6 +15,7 @@
 //! holding it has committed.
 
 pub mod admin;
+pub mod idmap;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

@@ -17,12 +17,17 @@ fn temp() -> PathBuf {
 
 /// Bridge `x` over a, b (rich: client ids, edits, recalls) and c, with its store in `dir`.
 fn durable(general: &str, dir: &Path) -> Durable {
+    durable_cached(general, dir, 100)
+}
+
+/// The same, with the id map in memory holding only `cache` groups (the rest read from the store).
+fn durable_cached(general: &str, dir: &Path, cache: usize) -> Durable {
     let mut h = harness(ABC, [text_only(), rich(), text_only()], general);
     let config = Config::parse(&format!("{general}{ACCOUNTS}{ABC}"), "t.toml").unwrap();
     let settings = StoreSettings {
         full_sync: false,
         id_map_max_age: Duration::from_secs(3600),
-        id_map_capacity: 100,
+        id_map_capacity: cache,
         orphan_max_age: Duration::from_secs(3600),
         per_room: config.general.queue_capacity,
     };
@@ -37,6 +42,7 @@ fn durable(general: &str, dir: &Path) -> Durable {
         },
     )
     .unwrap();
+    h.router.ids = Box::new(crate::store::idmap::DurableIdMap::open(dir, cache).unwrap());
     let (_, unused) = mpsc::unbounded_channel();
     h.router.with_store(store, unused, opened);
     Durable { h, events }
@@ -136,6 +142,39 @@ async fn edits_and_recalls_after_a_restart_find_the_copies_made_before_it() {
     // And the copy is still ours: its echo is not relayed back.
     d.h.input(message("b", Some("b-copy"), "bridge", "[fishroom] alice: hello again"));
     assert!(d.h.next("a").is_none() && d.h.next("c").is_none());
+    drop(d);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn an_edit_of_a_message_no_longer_in_memory_is_found_in_the_store() {
+    let dir = temp();
+    // Two groups in memory: the first message is long gone from it when its edit comes.
+    let mut d = durable_cached("", &dir, 2);
+    for (i, id) in ["m1", "m2", "m3", "m4"].into_iter().enumerate() {
+        d.h.input(message("a", Some(id), "alice", &format!("text {i}")));
+        d.settle().await;
+        d.h.next("b").unwrap();
+        d.h.delivered("b", &[&format!("b-{id}")]);
+        d.h.next("c").unwrap();
+        d.h.delivered("c", &[]);
+        d.settle().await;
+    }
+    d.h.input(edited("a", "m1", "fixed"));
+    d.settle().await;
+    match d.h.next("b").unwrap().action {
+        SendAction::Edit { target, .. } => assert_eq!(target, RemoteId::new("b-m1")),
+        other => panic!("expected an edit of the first copy, got {other:?}"),
+    }
+    // And a gap-filled repeat of an old message is known as relayed, though memory forgot it.
+    d.h.delivered("b", &[]);
+    d.h.next("c").unwrap();
+    d.h.delivered("c", &[]);
+    let mut again = message("a", Some("m2"), "alice", "text 1");
+    again.origin.replayed = true;
+    d.h.input(again);
+    assert!(d.h.next("b").is_none() && d.h.next("c").is_none());
+    assert_eq!(d.h.stats.duplicates.get(), 1);
     drop(d);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,0 +1,124 @@
+//! The id map with the store behind it: the most recent groups in memory (the router's `MemoryIdMap`, sized by
+//! `id_map_capacity`), every group on disk (written through by the router). A lookup by id that misses memory
+//! reads the group from the database and keeps it in memory again, so an edit, recall or reply reaches every
+//! message of the last `id_map_max_age`, while memory holds only the recent ones.
+//!
+//! The read is a point lookup by primary key on a read-only connection of its own, done on the router's task:
+//! it happens only for edits, recalls and replies of messages no longer in memory, and for gap-filled messages
+//! (is this one relayed already?) — never for live messages, whose duplicate check and loop guard stay in memory.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tracing::warn;
+
+use crate::model::{RemoteId, RoomAddr, Time};
+use crate::router::idmap::{GroupId, IdStore, MemoryIdMap, Snippet};
+
+pub struct DurableIdMap {
+    cache: MemoryIdMap,
+    db: Connection,
+}
+
+impl DurableIdMap {
+    /// Opens the store's database (already created and migrated by [`super::Store::open`]) for reading.
+    pub fn open(dir: &Path, capacity: usize) -> Result<Self, super::StoreError> {
+        let path = dir.join(super::FILE_NAME);
+        let open = |source| super::StoreError::Open { path: path.clone(), source };
+        let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(open)?;
+        db.busy_timeout(std::time::Duration::from_secs(1)).map_err(open)?;
+        Ok(Self { cache: MemoryIdMap::new(capacity), db })
+    }
+
+    /// The group of `id` in `room` as the database has it, with its members.
+    fn read(&self, room: &RoomAddr, id: &RemoteId) -> rusqlite::Result<Option<(GroupId, Snippet, Members)>> {
+        let room = room.to_string();
+        let group: Option<i64> = self
+            .db
+            .prepare_cached("SELECT grp FROM copies WHERE room = ?1 AND remote = ?2")?
+            .query_row(params![room, id.as_str()], |row| row.get(0))
+            .optional()?;
+        let Some(group) = group else { return Ok(None) };
+        let snippet = self
+            .db
+            .prepare_cached("SELECT sender, text, time FROM groups WHERE id = ?1")?
+            .query_row(params![group], |row| {
+                Ok(Snippet { sender: row.get(0)?, text: row.get(1)?, time: Time(row.get(2)?) })
+            })
+            .optional()?;
+        let Some(snippet) = snippet else { return Ok(None) };
+        let mut members: Members = Vec::new();
+        let mut query =
+            self.db.prepare_cached("SELECT room, remote, ours FROM copies WHERE grp = ?1 ORDER BY room, part")?;
+        let rows = query.query_map(params![group], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, bool>(2)?))
+        })?;
+        for row in rows {
+            let (room, remote, ours) = row?;
+            let Ok(room) = room.parse::<RoomAddr>() else { continue };
+            match members.iter_mut().find(|(r, _, o)| *r == room && *o == ours) {
+                Some((_, ids, _)) => ids.push(RemoteId::new(remote)),
+                None => members.push((room, vec![RemoteId::new(remote)], ours)),
+            }
+        }
+        Ok(Some((GroupId(group as u64), snippet, members)))
+    }
+}
+
+type Members = Vec<(RoomAddr, Vec<RemoteId>, bool)>;
+
+impl IdStore for DurableIdMap {
+    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
+        self.cache.new_group(origin, snippet)
+    }
+
+    fn add_pending(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]) {
+        self.cache.add_pending(group, room, ids);
+    }
+
+    fn add_copy(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]) {
+        self.cache.add_copy(group, room, ids);
+    }
+
+    fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId> {
+        if let Some(group) = self.cache.group_of(room, id) {
+            return Some(group);
+        }
+        match self.read(room, id) {
+            Ok(Some((group, snippet, members))) => {
+                self.cache.restore(group, snippet, members);
+                Some(group)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "The id map could not be read from the store; treated as unknown.");
+                None
+            }
+        }
+    }
+
+    fn knows(&mut self, room: &RoomAddr, id: &RemoteId) -> bool {
+        self.cache.knows(room, id)
+    }
+
+    fn is_ours(&mut self, room: &RoomAddr, id: &RemoteId) -> bool {
+        self.cache.is_ours(room, id)
+    }
+
+    fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>> {
+        self.cache.ids_in(group, room)
+    }
+
+    fn snippet(&mut self, group: GroupId) -> Option<Snippet> {
+        self.cache.snippet(group)
+    }
+
+    fn restore(&mut self, group: GroupId, snippet: Snippet, members: Members) {
+        self.cache.restore(group, snippet, members);
+    }
+
+    fn continue_after(&mut self, last: GroupId) {
+        self.cache.continue_after(last);
+    }
+}

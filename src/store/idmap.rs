@@ -28,6 +28,8 @@ impl DurableIdMap {
         let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(open)?;
         db.busy_timeout(std::time::Duration::from_secs(1)).map_err(open)?;
+        // Point lookups of old groups: a small page cache does.
+        db.pragma_update(None, "cache_size", -256).map_err(open)?;
         Ok(Self { cache: MemoryIdMap::new(capacity), db })
     }
 

@@ -189,6 +189,10 @@ impl Store {
         db.pragma_update(None, "wal_autocheckpoint", 0).map_err(open)?;
         let checkpointer = Connection::open(&path).map_err(open)?;
         checkpointer.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        // Page caches: the writer's holds what its inserts and deletes touch (the tables' recent ends); the
+        // checkpointer copies pages through and needs next to none.
+        db.pragma_update(None, "cache_size", -1024).map_err(open)?;
+        checkpointer.pragma_update(None, "cache_size", -64).map_err(open)?;
         let thread = |e| StoreError::Directory { path: dir.to_owned(), source: e };
         let (stop, stopped) = mpsc::channel();
         let checkpoints = std::thread::Builder::new()

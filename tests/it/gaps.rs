@@ -12,39 +12,66 @@ fn general(state: &std::path::Path) -> String {
     format!("{FAST}state_dir = {:?}\n", state.display().to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missevan_fills_the_gap_of_an_outage_and_of_a_restart() {
-    let fm = missevan(&[ROOM], None).await;
-    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
-    let state = fresh_dir("gaps-missevan");
-    let source = format!(
-        "{}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"fishroom.tuna:general\"]\n",
-        general(&state),
-        missevan_account("fm", &fm, ""),
-        account("tuna", &fish, "11", "key"),
-    );
+/// A platform that keeps history, as the outage scenario drives it.
+trait Source {
+    /// Someone (one of a few people, by `who`) says `text` in the bridged room.
+    fn say(&self, who: usize, text: &str);
+    fn set_down(&self, down: bool);
+}
+
+impl Source for chatbridge::sim::missevan::MissevanSim {
+    fn say(&self, who: usize, text: &str) {
+        let names = ["小明", "阿花", "小红"];
+        self.say(ROOM, 42 + who as u64, names[who], text);
+    }
+
+    fn set_down(&self, down: bool) {
+        self.set_down(down);
+    }
+}
+
+impl Source for chatbridge::sim::yunhu::YunhuSim {
+    fn say(&self, who: usize, text: &str) {
+        let people = [("u1", "小明"), ("u2", "阿花"), ("u3", "小红")];
+        self.say("big", people[who], text);
+    }
+
+    fn set_down(&self, down: bool) {
+        self.set_down(down);
+    }
+}
+
+/// Bridged with Fishroom `general` by `config` (whose state lives in `state`): the source goes down while its room
+/// talks on, comes back, then the bridge is stopped while the room talks on and started again. Fishroom must get
+/// every message once, in order.
+async fn outage_and_restart(
+    source: &dyn Source,
+    fish: &chatbridge::sim::fishroom::FishroomSim,
+    config: &str,
+    accounts: &[&str],
+) {
     let mut at_fish = fish.subscribe();
-    let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
-    fm.say(ROOM, 42, "小明", "before the outage");
+    let running = start(config, accounts).await;
+    source.say(0, "before the outage");
     assert_eq!(next_post(&mut at_fish).await.content, "before the outage");
 
-    // The site goes down; the room goes on talking (into its history).
-    fm.set_down(true);
-    fm.say(ROOM, 42, "小明", "during the outage 1");
-    fm.say(ROOM, 43, "阿花", "during the outage 2");
+    // The platform goes down; the room goes on talking (into its history).
+    source.set_down(true);
+    source.say(0, "during the outage 1");
+    source.say(1, "during the outage 2");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    fm.set_down(false);
+    source.set_down(false);
     assert_eq!(next_post(&mut at_fish).await.content, "during the outage 1");
     assert_eq!(next_post(&mut at_fish).await.content, "during the outage 2");
-    fm.say(ROOM, 42, "小明", "live again");
+    source.say(0, "live again");
     assert_eq!(next_post(&mut at_fish).await.content, "live again");
     let stats = running.daemon().stats();
     eventually("the message read before the outage is known, not relayed twice", || stats.duplicates.get() >= 1).await;
     running.shutdown().await;
 
     // Stopped: the room talks on; the next start relays it from the stored cursor.
-    fm.say(ROOM, 44, "小红", "while the bridge was stopped");
-    let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
+    source.say(2, "while the bridge was stopped");
+    let running = start(config, accounts).await;
     assert_eq!(next_post(&mut at_fish).await.content, "while the bridge was stopped");
     crate::harness::settle().await;
     let texts: Vec<String> = fish.posted().into_iter().map(|p| p.content).collect();
@@ -60,6 +87,20 @@ async fn missevan_fills_the_gap_of_an_outage_and_of_a_restart() {
         "each once, in order"
     );
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missevan_fills_the_gap_of_an_outage_and_of_a_restart() {
+    let fm = missevan(&[ROOM], None).await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let state = fresh_dir("gaps-missevan");
+    let config = format!(
+        "{}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"fishroom.tuna:general\"]\n",
+        general(&state),
+        missevan_account("fm", &fm, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    outage_and_restart(&fm, &fish, &config, &["missevan.fm", "fishroom.tuna"]).await;
     let _ = std::fs::remove_dir_all(state);
 }
 
@@ -89,47 +130,13 @@ async fn yunhu_fills_the_gap_of_an_outage_and_of_a_restart() {
     let sim = yunhu().await;
     let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
     let state = fresh_dir("gaps-yunhu");
-    let source = format!(
+    let config = format!(
         "{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"yunhu.me:group/big\", \"fishroom.tuna:general\"]\n",
         general(&state),
         yunhu_account("me", &sim, YUNHU_TOKEN, ""),
         account("tuna", &fish, "11", "key"),
     );
-    let mut at_fish = fish.subscribe();
-    let running = start(&source, &["yunhu.me", "fishroom.tuna"]).await;
-    sim.say("big", ("u1", "小明"), "before the outage");
-    assert_eq!(next_post(&mut at_fish).await.content, "before the outage");
-
-    sim.set_down(true);
-    sim.say("big", ("u1", "小明"), "during the outage 1");
-    sim.say("big", ("u2", "阿花"), "during the outage 2");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    sim.set_down(false);
-    assert_eq!(next_post(&mut at_fish).await.content, "during the outage 1");
-    assert_eq!(next_post(&mut at_fish).await.content, "during the outage 2");
-    sim.say("big", ("u1", "小明"), "live again");
-    assert_eq!(next_post(&mut at_fish).await.content, "live again");
-    let stats = running.daemon().stats();
-    eventually("the message the cursor names is not relayed twice", || stats.duplicates.get() >= 1).await;
-    running.shutdown().await;
-
-    sim.say("big", ("u3", "小红"), "while the bridge was stopped");
-    let running = start(&source, &["yunhu.me", "fishroom.tuna"]).await;
-    assert_eq!(next_post(&mut at_fish).await.content, "while the bridge was stopped");
-    crate::harness::settle().await;
-    let texts: Vec<String> = fish.posted().into_iter().map(|p| p.content).collect();
-    assert_eq!(
-        texts,
-        [
-            "before the outage",
-            "during the outage 1",
-            "during the outage 2",
-            "live again",
-            "while the bridge was stopped"
-        ],
-        "each once, in order"
-    );
-    running.shutdown().await;
+    outage_and_restart(&sim, &fish, &config, &["yunhu.me", "fishroom.tuna"]).await;
     let _ = std::fs::remove_dir_all(state);
 }
 

@@ -47,6 +47,8 @@ pub enum StoreError {
     Open { path: PathBuf, source: rusqlite::Error },
     #[error("the database {path} is from a newer chatbridge (schema {found}, this build knows {SCHEMA_VERSION})")]
     Newer { path: PathBuf, found: i64 },
+    #[error("{path} is locked: another chatbridge uses this state directory (two would deliver everything twice)")]
+    Locked { path: PathBuf },
 }
 
 /// How the store keeps things.
@@ -163,6 +165,8 @@ pub struct Store {
     writer: Option<JoinHandle<()>>,
     /// Dropped to stop the checkpointer.
     checkpoints: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    /// Held while the store is open: one daemon per state directory.
+    _lock: std::fs::File,
 }
 
 impl Store {
@@ -176,6 +180,7 @@ impl Store {
         notify: impl Fn(StoreEvent) + Send + 'static,
     ) -> Result<(Self, Opened), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory { path: dir.to_owned(), source })?;
+        let lock = lock(dir)?;
         let path = dir.join(FILE_NAME);
         let open = |source| StoreError::Open { path: path.clone(), source };
         let mut db = Connection::open(&path).map_err(open)?;
@@ -205,7 +210,8 @@ impl Store {
             .name("chatbridge-store".into())
             .spawn(move || write(db, receiver, notify, max_age))
             .map_err(thread)?;
-        Ok((Self { ops: Some(ops), writer: Some(writer), checkpoints: Some((stop, checkpoints)) }, opened))
+        let store = Self { ops: Some(ops), writer: Some(writer), checkpoints: Some((stop, checkpoints)), _lock: lock };
+        Ok((store, opened))
     }
 
     /// Queues an outbox row (written with the next transaction).
@@ -302,6 +308,22 @@ fn checkpoint(db: Connection, stop: mpsc::Receiver<()>) {
         run("PASSIVE");
     }
     run("TRUNCATE");
+}
+
+/// Takes the state directory's lock (released by the kernel when the process ends, however it ends).
+fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join("chatbridge.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::Directory { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Directory { path, source }),
+    }
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each step in its own transaction.

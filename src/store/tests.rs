@@ -218,3 +218,15 @@ fn an_encoded_record_reads_back_as_a_record() {
     assert_eq!(opened.outbox[0].record, original);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn one_store_per_state_directory() {
+    let dir = temp();
+    let (store, _, _) = open(&dir, &settings());
+    let second = Store::open(&dir, &settings(), |_, _| true, |_| {}).err().expect("the directory is in use");
+    assert!(matches!(second, StoreError::Locked { .. }), "{second}");
+    assert!(second.to_string().contains("another chatbridge"), "{second}");
+    drop(store);
+    let (_again, _, _) = open(&dir, &settings());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -31,6 +31,11 @@ pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
         .with_state(Arc::clone(&hub));
     let closed = hub.ctx.closed.clone();
     hub.ctx.set_state(crate::adapters::AccountState::Connected).await;
+    // Small writes (one websocket frame or stream line per message) go out at once, not after the peer's
+    // delayed acknowledgement of the previous one (Nagle's algorithm).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let _ = axum::serve(listener, app).with_graceful_shutdown(closed.cancelled_owned()).await;
 }
 

@@ -107,7 +107,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     if let Some(token) = &options.token {
         request.headers_mut().insert("Authorization", format!("Bearer {token}").parse()?);
     }
-    let (mut reader, _) = tokio_tungstenite::connect_async(request).await?;
+    let (mut reader, _) = crate::adapters::connect_ws(request).await?;
     // The first frame says the reader is connected.
     tokio::time::timeout(Duration::from_secs(10), reader.next()).await?;
 
@@ -218,8 +218,8 @@ pub fn in_process_config(post_port: u16, read_port: u16, state_dir: Option<&std:
     };
     format!(
         "[general]\nshutdown_timeout = \"2s\"\nqueue_capacity = 100000\n{store}\n\
-         [accounts.api.post]\nlisten = \"127.0.0.1:{post_port}\"\nhistory = 100\n\n\
-         [accounts.api.read]\nlisten = \"127.0.0.1:{read_port}\"\nhistory = 100\n\n\
+         [accounts.api.post]\nlisten = \"127.0.0.1:{post_port}\"\n\n\
+         [accounts.api.read]\nlisten = \"127.0.0.1:{read_port}\"\n\n\
          [[bridge]]\nname = \"load\"\nformat = \"{{text}}\"\nnick_format = \"{{nick}}\"\n\
          [[bridge.room]]\nroom = \"api.post:load\"\ndirection = \"in\"\n\
          [[bridge.room]]\nroom = \"api.read:load\"\ndirection = \"out\"\n"

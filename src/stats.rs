@@ -16,6 +16,10 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -146,6 +150,12 @@ pub struct Stats {
     pub rooms_unusable: Counter,
     /// Lost connections tried again.
     pub reconnects: Counter,
+    /// Transactions of the store's writer.
+    pub store_commits: Counter,
+    /// Outbox rows the store wrote.
+    pub store_rows_written: Counter,
+    /// Outbox rows never written: their copy was acknowledged before the transaction holding them committed.
+    pub store_rows_skipped: Counter,
     /// Send latency.
     pub latency: Histogram,
     /// The series of each room, and of each account for account-wide counts (created on first use).

@@ -89,6 +89,17 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
             "Events seen again through gap filling after they were relayed: not relayed twice.",
             stats.duplicates.get(),
         ),
+        ("chatbridge_store_commits_total", "Transactions the state database committed.", stats.store_commits.get()),
+        (
+            "chatbridge_store_outbox_written_total",
+            "Outbox rows written to the state database.",
+            stats.store_rows_written.get(),
+        ),
+        (
+            "chatbridge_store_outbox_skipped_total",
+            "Outbox rows never written: the copy was delivered before its transaction committed.",
+            stats.store_rows_skipped.get(),
+        ),
     ];
     for (name, help, value) in plain {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");

@@ -335,6 +335,20 @@ pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
     }
 }
 
+/// Opens a platform's websocket with Nagle's algorithm off: a chat client writes small frames (a message,
+/// a heartbeat) that should leave at once, not wait for the acknowledgement of the previous one.
+pub async fn connect_ws<R>(
+    request: R,
+) -> Result<
+    (WsStream, tokio_tungstenite::tungstenite::handshake::client::Response),
+    tokio_tungstenite::tungstenite::Error,
+>
+where
+    R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+{
+    tokio_tungstenite::connect_async_with_config(request, None, true).await
+}
+
 /// Builds an HTTP client that never uses a system proxy (so loopback traffic stays on loopback) and
 /// gives every request a timeout.
 ///

@@ -101,12 +101,11 @@ pub struct Router {
     settings: RouterSettings,
     stats: Arc<Stats>,
     scratch: Vec<Destination>,
-    /// The store, when `general.durable` is on: a message goes to its adapter only once committed.
+    /// The store, when `general.durable` is on: every queued message is put there before it is handed to its
+    /// adapter (the writer's order keeps the put ahead of the acknowledgement's delete).
     store: Option<Store>,
     /// Reports of the store's writer (commits, spilled messages read back).
     store_events: Option<mpsc::UnboundedReceiver<StoreEvent>>,
-    /// Every key up to this one is durable.
-    durable_up_to: u64,
     next_key: u64,
     /// Per account: its send rate limit.
     buckets: Map<AccountId, Bucket>,
@@ -142,7 +141,6 @@ impl Router {
             scratch: Vec::new(),
             store: None,
             store_events: None,
-            durable_up_to: 0,
             next_key: 1,
             buckets,
             backing_off: Default::default(),
@@ -175,7 +173,6 @@ impl Router {
             self.ids.continue_after(GroupId(last));
         }
         self.next_key = opened.last_key + 1;
-        self.durable_up_to = opened.last_key;
         self.store = Some(store);
         self.store_events = Some(events);
         let restored = opened.outbox.len();
@@ -287,12 +284,10 @@ impl Router {
     /// Handles a report of the store's writer: commits release messages, reads bring spilled ones back.
     pub(crate) fn store_event(&mut self, event: StoreEvent) {
         match event {
-            StoreEvent::Committed(key) => {
-                self.durable_up_to = self.durable_up_to.max(key);
-                let waiting: Vec<RoomAddr> = self.rooms.keys().cloned().collect();
-                for room in waiting {
-                    self.pump(&room);
-                }
+            StoreEvent::Committed { written, skipped } => {
+                self.stats.store_commits.inc();
+                self.stats.store_rows_written.add(written);
+                self.stats.store_rows_skipped.add(skipped);
             }
             StoreEvent::Loaded { room, rows, through, exhausted } => self.loaded(&room, rows, through, exhausted),
         }
@@ -422,8 +417,6 @@ impl Router {
             }
             _ => None,
         };
-        // Serialised once for the outbox rows of all its destinations.
-        let encoded = self.store.as_ref().map(|_| crate::store::encode_event(&event));
         let event = Arc::new(event);
         for &to in destinations {
             let room = self.rules.room(to).addr.clone();
@@ -432,9 +425,9 @@ impl Router {
             // The first client-chosen id is chosen now, so that it is stored and a replay carries it.
             let caps = self.accounts.get(&room.account).map(|l| l.caps.client_ids);
             let client_ids: Vec<RemoteId> = caps.and_then(|form| form.generate()).into_iter().collect();
-            if let (Some(store), Some(encoded)) = (&self.store, &encoded) {
+            if let Some(store) = &self.store {
                 let bridge = self.rules.bridge_name(to).to_owned();
-                store.put_encoded(key, room.to_string(), bridge, encoded, &client_ids, group.map(|g| g.0));
+                store.put_event(key, room.clone(), bridge, Arc::clone(&event), client_ids.clone(), group.map(|g| g.0));
                 let full = self.outbox.len(&room) >= self.settings.queue_capacity;
                 let state = self.rooms.entry(room.clone()).or_default();
                 if full || state.has_spilled() {
@@ -478,10 +471,6 @@ impl Router {
         }
         let broken = state.broken;
         while let Some(item) = self.outbox.front_mut(room) {
-            if self.store.is_some() && item.key > self.durable_up_to {
-                // Sent only once it is durable; the store's commit pumps again.
-                return;
-            }
             if broken {
                 self.give_up(room, "the destination room is unusable".to_owned(), true);
                 continue;

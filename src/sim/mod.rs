@@ -131,6 +131,7 @@ fn spawn(listener: TcpListener, app: axum::Router) -> (mpsc::UnboundedSender<Con
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
                     let service = TowerToHyperService::new(app.clone());
                     connections.spawn(async move {
                         let _ = hyper::server::conn::http1::Builder::new()

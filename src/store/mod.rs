@@ -11,27 +11,39 @@
 //! Writes go through one thread of their own. The router marks the end of the work of each input with
 //! [`Store::end`]; the writer commits only at such a mark, so the outbox rows an event produced, its id-map
 //! group and its room's cursor are one transaction — a crash keeps all of them or none. Bursts of inputs
-//! share a transaction (batching), and the router hands a message to its adapter only once the transaction
-//! holding it has committed.
+//! share a transaction (batching).
+//!
+//! The router hands a message to its adapter without waiting for the commit: the outbox row is queued to the
+//! writer first, so it is in the same transaction as the source room's cursor, and the acknowledgement's
+//! delete comes after it. A copy acknowledged before its transaction commits is never written at all (the
+//! put and the delete cancel in the writer's pending rows). What a crash can do is therefore only what it
+//! could do before the commit anyway: the messages of the open transaction are read again from their source
+//! (the cursor did not move) — delivered at least once, never lost.
 
 pub mod admin;
 pub mod idmap;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tracing::{error, info, warn};
 
-use crate::model::{Event, RemoteId, Time};
+use crate::model::{Event, RemoteId, RoomAddr, Time};
 
 /// The schema version this build writes; older databases are migrated forward on open.
 const SCHEMA_VERSION: i64 = 2;
 
-/// The longest a transaction of the writer stays open while operations keep coming.
-const MAX_BATCH: Duration = Duration::from_millis(2);
+/// The longest a transaction of the writer stays open while inputs keep coming: what a crash can cost is
+/// the open transaction, so this bounds how many messages a crash makes their sources deliver again.
+const MAX_BATCH: Duration = Duration::from_millis(5);
+
+/// How long the writer waits after an input for the next one before it commits: under a steady stream the
+/// inputs of a few milliseconds share one commit (one write of each touched page instead of many).
+const GATHER: Duration = Duration::from_millis(1);
 
 /// How often the writer prunes the id map of entries older than its maximum age.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -76,7 +88,7 @@ pub struct Record {
     pub group: Option<u64>,
 }
 
-/// A [`Record`] as written by [`Store::put_encoded`] (the same JSON).
+/// A [`Record`] as the writer writes a [`Store::put_event`] row (the same JSON).
 #[derive(serde::Serialize)]
 struct EncodedRecord<'a> {
     event: &'a serde_json::value::RawValue,
@@ -85,9 +97,10 @@ struct EncodedRecord<'a> {
     group: Option<u64>,
 }
 
-/// An event serialised once for the outbox rows of all its destinations.
-pub fn encode_event(event: &Event) -> Box<serde_json::value::RawValue> {
-    serde_json::value::to_raw_value(event).expect("an event serialises")
+/// An outbox row waiting in the writer for its transaction's commit.
+enum Pending {
+    Encoded { room: String, record: Vec<u8> },
+    Event { room: RoomAddr, event: Arc<Event>, client_ids: Vec<RemoteId>, group: Option<u64> },
 }
 
 /// A stored outbox row.
@@ -140,8 +153,9 @@ pub struct Opened {
 /// What the writer reports to the router.
 #[derive(Debug)]
 pub enum StoreEvent {
-    /// Every outbox row with a key up to this one is durable.
-    Committed(u64),
+    /// A transaction committed: `written` outbox rows went to the database, `skipped` were acknowledged
+    /// before it committed and never needed writing.
+    Committed { written: u64, skipped: u64 },
     /// Rows read for a room whose queue spilled to the store (`load`), in key order; `through` is the
     /// last key read (rows that could not be decoded are left out, not read again); `exhausted` when fewer
     /// rows than asked for were there.
@@ -149,19 +163,20 @@ pub enum StoreEvent {
 }
 
 enum Op {
-    Put { key: u64, room: String, bridge: String, record: Vec<u8> },
+    Put { key: u64, bridge: String, row: Pending },
     Delete { key: u64 },
     DeadLetter { key: u64, reason: String },
     Group { id: u64, origin: Option<(String, String)>, sender: Option<String>, text: String, time: i64 },
     Copy { group: u64, room: String, ids: Vec<String> },
     Cursor { room: String, cursor: String },
     Load { room: String, after: u64, limit: usize },
-    End,
 }
 
 /// The store's writing side.
 pub struct Store {
-    ops: Option<mpsc::Sender<Op>>,
+    /// One input's operations, gathered until [`Store::end`] sends them to the writer together.
+    gathered: std::cell::RefCell<Vec<Op>>,
+    ops: Option<mpsc::Sender<Vec<Op>>>,
     writer: Option<JoinHandle<()>>,
     /// Dropped to stop the checkpointer.
     checkpoints: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
@@ -210,29 +225,34 @@ impl Store {
             .name("chatbridge-store".into())
             .spawn(move || write(db, receiver, notify, max_age))
             .map_err(thread)?;
-        let store = Self { ops: Some(ops), writer: Some(writer), checkpoints: Some((stop, checkpoints)), _lock: lock };
+        let store = Self {
+            gathered: std::cell::RefCell::new(Vec::new()),
+            ops: Some(ops),
+            writer: Some(writer),
+            checkpoints: Some((stop, checkpoints)),
+            _lock: lock,
+        };
         Ok((store, opened))
     }
 
     /// Queues an outbox row (written with the next transaction).
     pub fn put(&self, key: u64, room: String, bridge: String, record: &Record) {
         let record = serde_json::to_vec(record).expect("a record serialises");
-        self.send(Op::Put { key, room, bridge, record });
+        self.send(Op::Put { key, bridge, row: Pending::Encoded { room, record } });
     }
 
-    /// [`Store::put`] for an event already serialised ([`encode_event`]): one serialisation serves every
-    /// destination of an event.
-    pub fn put_encoded(
+    /// [`Store::put`] for a queued event: the writer serialises it (once for all the destinations of an event
+    /// that need writing), and not at all when the copy is acknowledged before the transaction commits.
+    pub fn put_event(
         &self,
         key: u64,
-        room: String,
+        room: RoomAddr,
         bridge: String,
-        event: &serde_json::value::RawValue,
-        client_ids: &[RemoteId],
+        event: Arc<Event>,
+        client_ids: Vec<RemoteId>,
         group: Option<u64>,
     ) {
-        let record = serde_json::to_vec(&EncodedRecord { event, client_ids, group }).expect("a record serialises");
-        self.send(Op::Put { key, room, bridge, record });
+        self.send(Op::Put { key, bridge, row: Pending::Event { room, event, client_ids, group } });
     }
 
     pub fn delete(&self, key: u64) {
@@ -264,26 +284,29 @@ impl Store {
         self.send(Op::Load { room, after, limit });
     }
 
-    /// Marks the end of one input's work: the writer may commit here.
+    /// Marks the end of one input's work: its operations go to the writer, which may commit after them.
     pub fn end(&self) {
-        self.send(Op::End);
-    }
-
-    fn send(&self, op: Op) {
-        if let Some(ops) = &self.ops
-            && ops.send(op).is_err()
+        let ops = std::mem::take(&mut *self.gathered.borrow_mut());
+        if ops.is_empty() {
+            return;
+        }
+        if let Some(sender) = &self.ops
+            && sender.send(ops).is_err()
         {
             error!("The store's writer has stopped: state is no longer saved.");
         }
+    }
+
+    fn send(&self, op: Op) {
+        self.gathered.borrow_mut().push(op);
     }
 }
 
 impl Drop for Store {
     /// Lets the writer commit what it was given, then waits for it.
     fn drop(&mut self) {
-        if let Some(ops) = self.ops.take() {
-            let _ = ops.send(Op::End);
-        }
+        self.end();
+        self.ops = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -559,49 +582,51 @@ fn decode((key, room, bridge, record): Row) -> Option<Stored> {
     }
 }
 
-/// The writer: applies operations in order and commits at an end mark once no more are waiting, so a
-/// burst of inputs is one transaction and one input's work is never split between two.
-fn write(mut db: Connection, ops: mpsc::Receiver<Op>, notify: impl Fn(StoreEvent), max_age: Duration) {
+/// What the open transaction has gathered besides its SQL.
+#[derive(Default)]
+struct Batch {
+    /// Outbox rows not written yet, by key (with their bridge): written at the commit, or before anything
+    /// that reads or moves outbox rows; a delete of one of them cancels it.
+    pending: BTreeMap<u64, (String, Pending)>,
+    written: u64,
+    skipped: u64,
+    loaded: Vec<(String, Vec<Stored>, u64, bool)>,
+}
+
+/// The writer: applies inputs (each one input's operations) in order and commits once no input came for
+/// [`GATHER`] or the transaction is [`MAX_BATCH`] old, so a burst of inputs is one transaction and one input's
+/// work is never split between two.
+fn write(mut db: Connection, inputs: mpsc::Receiver<Vec<Op>>, notify: impl Fn(StoreEvent), max_age: Duration) {
     let mut last_prune = Instant::now();
-    while let Ok(first) = ops.recv() {
-        let mut highest = None;
-        let mut loaded = Vec::new();
+    while let Ok(first) = inputs.recv() {
+        let mut batch = Batch::default();
         let mut cursors: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         let mut closed = false;
         let result = (|| -> rusqlite::Result<()> {
             let tx = db.transaction()?;
             let started = Instant::now();
             let mut next = Some(first);
-            while let Some(op) = next.take() {
-                let at_end = matches!(op, Op::End);
-                // Under a steady stream the queue is never empty: a batch ends at a mark once it is old enough,
-                // so nothing waits long for its commit.
-                if at_end && started.elapsed() >= MAX_BATCH {
-                    break;
-                }
-                match op {
-                    // Only a room's last cursor of the transaction needs writing.
-                    Op::Cursor { room, cursor } => {
-                        cursors.insert(room, cursor);
-                    }
-                    op => apply(&tx, op, &mut highest, &mut loaded)?,
-                }
-                next = match ops.try_recv() {
-                    Ok(op) => Some(op),
-                    Err(mpsc::TryRecvError::Empty) if at_end => None,
-                    Err(mpsc::TryRecvError::Empty) => match ops.recv() {
-                        Ok(op) => Some(op),
-                        Err(_) => {
-                            closed = true;
-                            None
+            while let Some(ops) = next.take() {
+                for op in ops {
+                    match op {
+                        // Only a room's last cursor of the transaction needs writing.
+                        Op::Cursor { room, cursor } => {
+                            cursors.insert(room, cursor);
                         }
-                    },
-                    Err(mpsc::TryRecvError::Disconnected) => {
+                        op => apply(&tx, op, &mut batch)?,
+                    }
+                }
+                let Some(left) = MAX_BATCH.checked_sub(started.elapsed()) else { break };
+                next = match inputs.recv_timeout(GATHER.min(left)) {
+                    Ok(ops) => Some(ops),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
                         closed = true;
                         None
                     }
                 };
             }
+            flush(&tx, &mut batch)?;
             for (room, cursor) in cursors.drain() {
                 tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
                     .execute(params![room, cursor, now()])?;
@@ -614,10 +639,10 @@ fn write(mut db: Connection, ops: mpsc::Receiver<Op>, notify: impl Fn(StoreEvent
         })();
         match result {
             Ok(()) => {
-                if let Some(key) = highest {
-                    notify(StoreEvent::Committed(key));
+                if batch.written + batch.skipped > 0 {
+                    notify(StoreEvent::Committed { written: batch.written, skipped: batch.skipped });
                 }
-                for (room, rows, through, exhausted) in loaded {
+                for (room, rows, through, exhausted) in batch.loaded {
                     notify(StoreEvent::Loaded { room, rows, through, exhausted });
                 }
             }
@@ -629,24 +654,47 @@ fn write(mut db: Connection, ops: mpsc::Receiver<Op>, notify: impl Fn(StoreEvent
     }
 }
 
-fn apply(
-    tx: &rusqlite::Transaction<'_>,
-    op: Op,
-    highest: &mut Option<u64>,
-    loaded: &mut Vec<(String, Vec<Stored>, u64, bool)>,
-) -> rusqlite::Result<()> {
+/// Writes the batch's pending outbox rows, in key order; an event with several destinations is serialised
+/// once.
+fn flush(tx: &rusqlite::Transaction<'_>, batch: &mut Batch) -> rusqlite::Result<()> {
+    if batch.pending.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO outbox (key, room, bridge, record, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let queued_at = now();
+    let mut last: Option<(Arc<Event>, Box<serde_json::value::RawValue>)> = None;
+    for (key, (bridge, row)) in std::mem::take(&mut batch.pending) {
+        let (room, record) = match row {
+            Pending::Encoded { room, record } => (room, record),
+            Pending::Event { room, event, client_ids, group } => {
+                if !last.as_ref().is_some_and(|(seen, _)| Arc::ptr_eq(seen, &event)) {
+                    let encoded = serde_json::value::to_raw_value(&*event).expect("an event serialises");
+                    last = Some((event, encoded));
+                }
+                let event = &last.as_ref().expect("just set").1;
+                let record = EncodedRecord { event, client_ids: &client_ids, group };
+                (room.to_string(), serde_json::to_vec(&record).expect("a record serialises"))
+            }
+        };
+        insert.execute(params![key as i64, room, bridge, record, queued_at])?;
+        batch.written += 1;
+    }
+    Ok(())
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, op: Op, batch: &mut Batch) -> rusqlite::Result<()> {
     match op {
-        Op::Put { key, room, bridge, record } => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO outbox (key, room, bridge, record, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![key as i64, room, bridge, record, now()])?;
-            *highest = Some(highest.map_or(key, |h| h.max(key)));
+        Op::Put { key, bridge, row } => {
+            batch.pending.insert(key, (bridge, row));
         }
+        Op::Delete { key } if batch.pending.remove(&key).is_some() => batch.skipped += 1,
         Op::Delete { key } => {
             tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![key as i64])?;
         }
         Op::DeadLetter { key, reason } => {
+            flush(tx, batch)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO deadletters (key, room, bridge, record, queued_at, failed_at, reason)
                  SELECT key, room, bridge, record, queued_at, ?2, ?3 FROM outbox WHERE key = ?1",
@@ -677,6 +725,7 @@ fn apply(
         // Gathered by the writer and written once per transaction.
         Op::Cursor { .. } => {}
         Op::Load { room, after, limit } => {
+            flush(tx, batch)?;
             let mut query = tx.prepare_cached(
                 "SELECT key, room, bridge, record FROM outbox WHERE room = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
             )?;
@@ -692,9 +741,8 @@ fn apply(
                     out.push(stored);
                 }
             }
-            loaded.push((room, out, through, scanned < limit));
+            batch.loaded.push((room, out, through, scanned < limit));
         }
-        Op::End => {}
     }
     Ok(())
 }

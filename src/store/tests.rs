@@ -50,7 +50,11 @@ fn rows_survive_a_reopen_and_deleted_ones_do_not() {
     store.delete(2);
     store.end();
     drop(store);
-    assert!(matches!(events.lock().unwrap().last(), Some(StoreEvent::Committed(3))), "commits are reported");
+    assert!(
+        matches!(events.lock().unwrap()[..], [StoreEvent::Committed { written: 2, skipped: 1 }]),
+        "row 2, deleted before its transaction committed, is never written: {:?}",
+        events.lock().unwrap()
+    );
     let (_store, opened, _) = open(&dir, &StoreSettings { full_sync: true, ..settings() });
     let keys: Vec<u64> = opened.outbox.iter().map(|s| s.key).collect();
     assert_eq!(keys, [1, 3]);
@@ -75,11 +79,15 @@ fn nothing_is_committed_before_the_end_mark() {
     let (store, _, events) = open(&dir, &settings());
     store.put(1, "fishroom.t:r".into(), "b".into(), &record("one"));
     std::thread::sleep(Duration::from_millis(100));
-    assert!(events.lock().unwrap().is_empty(), "an input's work is not committed half-done");
+    let reader = Connection::open(dir.join(FILE_NAME)).unwrap();
+    let rows = |reader: &Connection| reader.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0));
+    assert_eq!(rows(&reader).unwrap(), 0, "an input's work is not committed half-done");
+    assert!(events.lock().unwrap().is_empty());
     store.cursor("fishroom.t:r".into(), "42".into());
     store.end();
     drop(store);
-    assert!(matches!(events.lock().unwrap()[..], [StoreEvent::Committed(1)]));
+    assert_eq!(rows(&reader).unwrap(), 1);
+    assert!(matches!(events.lock().unwrap()[..], [StoreEvent::Committed { written: 1, skipped: 0 }]));
     let (_store, opened, _) = open(&dir, &settings());
     assert_eq!(opened.cursors, [("fishroom.t:r".to_owned(), "42".to_owned())]);
     let _ = std::fs::remove_dir_all(dir);
@@ -206,16 +214,48 @@ fn a_version_one_database_is_migrated() {
 }
 
 #[test]
-fn an_encoded_record_reads_back_as_a_record() {
+fn a_queued_event_reads_back_as_a_record_for_each_destination() {
     let dir = temp();
-    let (store, _, _) = open(&dir, &settings());
+    let (store, _, events) = open(&dir, &settings());
     let original = record("once for all");
-    let event = encode_event(&original.event);
-    store.put_encoded(1, "fishroom.t:r".into(), "b".into(), &event, &original.client_ids, original.group);
+    let event = Arc::new(original.event.clone());
+    let room = |name: &str| RoomAddr::new(AccountId::new(Platform::Fishroom, "t"), RoomId::new(name));
+    store.put_event(1, room("r"), "b".into(), Arc::clone(&event), original.client_ids.clone(), original.group);
+    store.put_event(2, room("s"), "b".into(), event, vec![RemoteId::new("c2")], None);
     store.end();
     drop(store);
+    assert!(matches!(events.lock().unwrap()[..], [StoreEvent::Committed { written: 2, skipped: 0 }]));
     let (_store, opened, _) = open(&dir, &settings());
     assert_eq!(opened.outbox[0].record, original);
+    assert_eq!(opened.outbox[1].room, "fishroom.t:s");
+    assert_eq!(opened.outbox[1].record.event, original.event);
+    assert_eq!(
+        (opened.outbox[1].record.client_ids.as_slice(), opened.outbox[1].record.group),
+        (&[RemoteId::new("c2")][..], None)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn rows_of_the_open_transaction_are_read_and_dead_lettered_like_written_ones() {
+    let dir = temp();
+    let (store, _, events) = open(&dir, &settings());
+    for key in 1..=3 {
+        store.put(key, "fishroom.t:r".into(), "b".into(), &record(&key.to_string()));
+    }
+    // No end mark in between: all of it is one transaction, the rows still pending in the writer.
+    store.dead_letter(1, "given up".into());
+    store.load("fishroom.t:r".into(), 0, 10);
+    store.end();
+    drop(store);
+    let events = events.lock().unwrap();
+    let loaded = events.iter().find_map(|e| match e {
+        StoreEvent::Loaded { rows, .. } => Some(rows.iter().map(text).collect::<Vec<_>>()),
+        _ => None,
+    });
+    assert_eq!(loaded.unwrap(), ["2", "3"]);
+    let letters = admin::dead_letters(&dir).unwrap();
+    assert_eq!((letters.len(), letters[0].key, letters[0].reason.as_str()), (1, 1, "given up"));
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -71,7 +71,8 @@ async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMessage, String
     }
     let editing = !deleting && !message.id.is_empty();
     if message.id.is_empty() {
-        message.id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered, like the ids the bridge gives its copies (see `ClientIdForm::generate`).
+        message.id = uuid::Uuid::now_v7().to_string();
     }
     message.account = hub.ctx.account.to_string();
     message.protocol = "api".into();

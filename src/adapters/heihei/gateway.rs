@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, interval_at, sleep};
-use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tracing::{debug, info, warn};
 
@@ -29,7 +28,12 @@ pub(super) async fn channel(shared: Arc<Shared>, ctx: AdapterContext) {
     let mut url = shared.endpoints.channel.clone();
     url.query_pairs_mut().append_pair("token", shared.config.token.expose());
     loop {
-        let reason = match tokio::time::timeout(shared.config.request_timeout, connect_async(url.as_str())).await {
+        let reason = match tokio::time::timeout(
+            shared.config.request_timeout,
+            crate::adapters::connect_ws(url.as_str()),
+        )
+        .await
+        {
             Ok(Ok((socket, _))) => {
                 backoff.connected();
                 info!(account = %ctx.account, "Channel connected.");

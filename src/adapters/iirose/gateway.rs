@@ -7,7 +7,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at, sleep};
-use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tracing::{debug, error, info, warn};
 
@@ -34,7 +33,9 @@ pub(super) async fn session(shared: Arc<Shared>, ctx: AdapterContext, mut queue:
     let mut attempt = 0usize;
     loop {
         let url = &urls[attempt % urls.len()];
-        let ended = match tokio::time::timeout(shared.config.request_timeout, connect_async(url.as_str())).await {
+        let ended = match tokio::time::timeout(shared.config.request_timeout, crate::adapters::connect_ws(url.as_str()))
+            .await
+        {
             Ok(Ok((socket, _))) => run(&shared, &ctx, socket, &mut queue, &mut backoff).await,
             Ok(Err(e)) => Ended::Lost(format!("{url}: {e}")),
             Err(_) => Ended::Lost(format!("{url}: the handshake timed out")),

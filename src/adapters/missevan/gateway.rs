@@ -5,7 +5,6 @@ use std::sync::Arc;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use tokio::time::{Instant, interval_at, sleep};
-use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{COOKIE, ORIGIN, USER_AGENT};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
@@ -77,7 +76,7 @@ async fn connect(shared: &Shared, room_id: u64) -> Result<Socket, Ended> {
         headers.insert(ORIGIN, SITE.parse().expect("a valid header value"));
         headers
             .insert(USER_AGENT, concat!("Mozilla/5.0 chatbridge/", env!("CARGO_PKG_VERSION")).parse().expect("valid"));
-        let handshake = tokio::time::timeout(shared.config.request_timeout, connect_async(request)).await;
+        let handshake = tokio::time::timeout(shared.config.request_timeout, crate::adapters::connect_ws(request)).await;
         match handshake {
             Err(_) => return Err(Ended::Lost("the handshake timed out".into())),
             Ok(Ok((socket, _))) => return Ok(socket),

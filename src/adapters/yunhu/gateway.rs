@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, interval, interval_at, sleep};
-use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tracing::{debug, info, warn};
 
@@ -24,14 +23,16 @@ enum Ended {
 pub(super) async fn socket(shared: Arc<Shared>, ctx: AdapterContext) {
     let mut backoff = ctx.backoff.clone();
     loop {
-        let ended =
-            match tokio::time::timeout(shared.config.request_timeout, connect_async(shared.config.ws_url.as_str()))
-                .await
-            {
-                Ok(Ok((socket, _))) => listen(&shared, &ctx, socket, &mut backoff).await,
-                Ok(Err(e)) => Ended::Lost(e.to_string()),
-                Err(_) => Ended::Lost("the handshake timed out".into()),
-            };
+        let ended = match tokio::time::timeout(
+            shared.config.request_timeout,
+            crate::adapters::connect_ws(shared.config.ws_url.as_str()),
+        )
+        .await
+        {
+            Ok(Ok((socket, _))) => listen(&shared, &ctx, socket, &mut backoff).await,
+            Ok(Err(e)) => Ended::Lost(e.to_string()),
+            Err(_) => Ended::Lost("the handshake timed out".into()),
+        };
         match ended {
             Ended::Stopped => return,
             Ended::Fatal(reason) => {

@@ -81,6 +81,22 @@ async fn a_full_queue_spills_to_the_store_and_drains_in_order() {
 }
 
 #[tokio::test]
+async fn a_message_goes_out_without_waiting_for_its_commit_and_stays_queued_until_acknowledged() {
+    let dir = temp();
+    let mut d = durable("", &dir);
+    d.h.input(message("a", None, "alice", "hi"));
+    // The router has heard nothing from the store (no commit reported): the copies are out anyway.
+    assert_eq!(text_of(&sent_message(d.h.next("c").expect("handed over at once"))), "[fishroom] alice: hi");
+    assert!(d.h.next("b").is_some());
+    // Neither is acknowledged when the daemon stops: both rows were committed with the input, and come back.
+    drop(d);
+    let d = durable("", &dir);
+    assert_eq!(d.h.router.outbox.len(&room("b")) + d.h.router.outbox.len(&room("c")), 2);
+    drop(d);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn a_spilled_backlog_is_delivered_after_a_restart() {
     let dir = temp();
     let mut d = durable("[general]\nqueue_capacity = 3\n", &dir);

@@ -107,7 +107,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     if let Some(token) = &options.token {
         request.headers_mut().insert("Authorization", format!("Bearer {token}").parse()?);
     }
-    let (mut reader, _) = crate::adapters::connect_ws(request).await?;
+    let (mut reader, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
     // The first frame says the reader is connected.
     tokio::time::timeout(Duration::from_secs(10), reader.next()).await?;
 

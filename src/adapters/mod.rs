@@ -335,8 +335,13 @@ pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
     }
 }
 
-/// Opens a platform's websocket with Nagle's algorithm off: a chat client writes small frames (a message,
-/// a heartbeat) that should leave at once, not wait for the acknowledgement of the previous one.
+/// A websocket's read buffer: tungstenite allocates and zeroes it up front (128 KiB by default), per
+/// connection. Chat frames are small; a larger frame is read in several steps.
+pub const WS_READ_BUFFER: usize = 8 * 1024;
+
+/// Opens a platform's websocket with Nagle's algorithm off (a chat client writes small frames — a message,
+/// a heartbeat — that should leave at once, not wait for the acknowledgement of the previous one) and a
+/// small read buffer ([`WS_READ_BUFFER`]).
 pub async fn connect_ws<R>(
     request: R,
 ) -> Result<
@@ -346,7 +351,8 @@ pub async fn connect_ws<R>(
 where
     R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
 {
-    tokio_tungstenite::connect_async_with_config(request, None, true).await
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(WS_READ_BUFFER);
+    tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
 }
 
 /// Builds an HTTP client that never uses a system proxy (so loopback traffic stays on loopback) and
@@ -390,5 +396,28 @@ mod tests {
         let client = http_client(Duration::from_secs(1));
         drop(client);
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+
+    #[tokio::test]
+    async fn platform_websockets_send_at_once_and_read_frames_larger_than_their_buffer() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let big = "字".repeat(40_000); // 120 KB in one frame, fifteen times the read buffer
+        let sent = big.clone();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+            socket.send(Message::text(sent)).await.unwrap();
+            socket.next().await
+        });
+        let (mut socket, _) = connect_ws(format!("ws://{addr}/")).await.unwrap();
+        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = socket.get_ref() else { panic!("plain TCP") };
+        assert!(tcp.nodelay().unwrap(), "Nagle's algorithm is off");
+        let frame = socket.next().await.unwrap().unwrap();
+        assert_eq!(frame.into_text().unwrap().as_str(), big);
+        socket.close(None).await.unwrap();
+        let _ = server.await;
     }
 }

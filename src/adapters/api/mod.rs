@@ -9,9 +9,10 @@ pub mod wire;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::{error, info};
 
 use super::{AccountStop, Adapter, AdapterContext, SendAction, SendFailure, SendRequest};
@@ -32,6 +33,19 @@ impl ApiAdapter {
 /// Messages buffered for the live feed of streaming clients (a slow one catches up from `history`).
 const LIVE_BUFFER: usize = 256;
 
+/// How long the bridge holds a message back for a streaming client that is `history` messages behind (so it
+/// loses nothing) before it disconnects that client (which can come back with its last id).
+const SLOW_READER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where one streaming client is.
+#[derive(Default)]
+struct Reader {
+    /// The number of the next message it needs.
+    next: AtomicU64,
+    /// Dropped for being too slow: its feed ends.
+    cut: AtomicBool,
+}
+
 /// Messages for clients, numbered, the last `history` of them kept.
 #[derive(Default)]
 struct Log {
@@ -47,6 +61,13 @@ struct Hub {
     gateways: Vec<String>,
     log: Mutex<Log>,
     live: broadcast::Sender<(u64, ApiMessage)>,
+    /// The connected streaming clients.
+    readers: Mutex<Vec<Weak<Reader>>>,
+    /// Signalled when a reader moves on while a send waits for one.
+    advanced: Notify,
+    /// Sends waiting for a slow reader.
+    waiting: AtomicUsize,
+    slow_reader_wait: std::time::Duration,
 }
 
 impl Hub {
@@ -61,6 +82,53 @@ impl Hub {
         }
         drop(log);
         let _ = self.live.send((seq, message));
+    }
+
+    /// Publishes once every streaming client has room for the message: a client `history` messages behind
+    /// would otherwise lose the oldest one it still needs. One that stays that far behind for
+    /// [`SLOW_READER_WAIT`] is disconnected instead of holding everyone back.
+    async fn deliver(&self, message: ApiMessage) {
+        let limit = self.config.history.max(1) as u64;
+        let deadline = tokio::time::Instant::now() + self.slow_reader_wait;
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let notified = self.advanced.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next = self.log.lock().expect("never poisoned").next;
+            let slowest = {
+                let mut readers = self.readers.lock().expect("never poisoned");
+                readers.retain(|r| r.strong_count() > 0);
+                readers
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .filter(|r| !r.cut.load(Ordering::SeqCst))
+                    .min_by_key(|r| r.next.load(Ordering::SeqCst))
+            };
+            let Some(slowest) = slowest.filter(|r| next.saturating_sub(r.next.load(Ordering::SeqCst)) >= limit) else {
+                break;
+            };
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                slowest.cut.store(true, Ordering::SeqCst);
+                self.live_wake();
+            }
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.publish(message);
+    }
+
+    /// Lets waiting sends look again (a reader moved on or was cut).
+    fn live_wake(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.advanced.notify_waiters();
+        }
+    }
+
+    /// Registers a streaming client whose next message is number `next`.
+    fn reader(&self, next: u64) -> Arc<Reader> {
+        let reader = Arc::new(Reader { next: AtomicU64::new(next), cut: AtomicBool::new(false) });
+        self.readers.lock().expect("never poisoned").push(Arc::downgrade(&reader));
+        reader
     }
 
     /// The kept messages after the one with id `last_id` (all kept ones when it is unknown or absent).
@@ -115,6 +183,10 @@ impl Adapter for ApiAdapter {
                 log: Mutex::default(),
                 // Small: a client that falls behind it is served from the kept messages (`history`).
                 live: broadcast::channel(LIVE_BUFFER).0,
+                readers: Mutex::default(),
+                advanced: Notify::new(),
+                waiting: AtomicUsize::new(0),
+                slow_reader_wait: SLOW_READER_WAIT,
             });
             let listener = match tokio::net::TcpListener::bind(hub.config.listen).await {
                 Ok(listener) => listener,
@@ -165,13 +237,13 @@ async fn send(hub: Arc<Hub>, request: SendRequest) {
         }
         SendAction::Recall { targets } => {
             for target in targets {
-                hub.publish(ApiMessage { event: DELETE.into(), id: target.to_string(), ..base.clone() });
+                hub.deliver(ApiMessage { event: DELETE.into(), id: target.to_string(), ..base.clone() }).await;
             }
             hub.ctx.ack(&request.room, Ok(Vec::new())).await;
             return;
         }
     };
-    hub.publish(message);
+    hub.deliver(message).await;
     let result: Result<Vec<RemoteId>, SendFailure> = Ok(ids);
     hub.ctx.ack(&request.room, result).await;
 }

@@ -139,6 +139,8 @@ struct Feed {
     last: Option<u64>,
     /// The first message this feed owes from the live side.
     from: u64,
+    /// Where this client is, for the sends that wait for slow clients.
+    reader: Arc<super::Reader>,
 }
 
 impl Feed {
@@ -150,21 +152,33 @@ impl Feed {
         if last_id.is_some() {
             first.extend(hub.since(last_id));
         }
-        Self { hub: Arc::clone(hub), first, live, last: None, from }
+        let needed = first.get(1).map_or(from, |(seq, _)| *seq);
+        Self { hub: Arc::clone(hub), first, live, last: None, from, reader: hub.reader(needed) }
+    }
+
+    /// Notes that message `seq` was handed out.
+    fn handed(&mut self, seq: u64) {
+        self.last = Some(seq);
+        self.reader.next.store(seq + 1, std::sync::atomic::Ordering::SeqCst);
+        self.hub.live_wake();
     }
 
     async fn next(&mut self) -> Option<ApiMessage> {
         loop {
+            if self.reader.cut.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::warn!(account = %self.hub.ctx.account, behind = self.hub.config.history, "A streaming client stayed `history` messages behind for too long: disconnected (it can reconnect with its last id).");
+                return None;
+            }
             if let Some((seq, message)) = self.first.pop_front() {
                 if message.event != CONNECTED {
-                    self.last = Some(seq);
+                    self.handed(seq);
                 }
                 return Some(message);
             }
             match self.live.recv().await {
                 Ok((seq, _)) if self.last.is_some_and(|last| seq <= last) => continue,
                 Ok((seq, message)) => {
-                    self.last = Some(seq);
+                    self.handed(seq);
                     return Some(message);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -200,7 +214,7 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let last_id = args.get("last_id").cloned();
-    upgrade.on_upgrade(move |socket| session(hub, socket, last_id))
+    upgrade.read_buffer_size(crate::adapters::WS_READ_BUFFER).on_upgrade(move |socket| session(hub, socket, last_id))
 }
 
 /// Both ways: every message to the client, and what it sends posted as with `POST /api/message`.
@@ -243,6 +257,10 @@ mod tests {
     use crate::model::{AccountId, Platform};
 
     fn hub(history: usize) -> Arc<Hub> {
+        hub_waiting(history, super::super::SLOW_READER_WAIT)
+    }
+
+    fn hub_waiting(history: usize, slow_reader_wait: std::time::Duration) -> Arc<Hub> {
         let ctx = AdapterContext {
             account: AccountId::new(Platform::Api, "t"),
             rooms: Vec::new(),
@@ -260,6 +278,10 @@ mod tests {
             gateways: vec!["g".into()],
             log: Default::default(),
             live: broadcast::channel(super::super::LIVE_BUFFER).0,
+            readers: Default::default(),
+            advanced: Default::default(),
+            waiting: Default::default(),
+            slow_reader_wait,
         })
     }
 
@@ -282,5 +304,47 @@ mod tests {
         }
         hub.publish(message("live again"));
         assert_eq!(feed.next().await.unwrap().text, "live again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_client_holds_sends_back_instead_of_losing_messages() {
+        // Far more messages than the live buffer and the kept ones hold, to a client slower than the sender.
+        let hub = hub(8);
+        let count = super::super::LIVE_BUFFER * 3;
+        let mut feed = Feed::new(&hub, None);
+        assert_eq!(feed.next().await.unwrap().event, CONNECTED);
+        let sender = Arc::clone(&hub);
+        let sending = tokio::spawn(async move {
+            for i in 0..count {
+                sender.deliver(message(&i.to_string())).await;
+            }
+        });
+        for i in 0..count {
+            if i % 10 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            assert_eq!(feed.next().await.unwrap().text, i.to_string(), "every message, in order");
+        }
+        sending.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_disconnected_and_the_others_go_on() {
+        let hub = hub_waiting(4, std::time::Duration::from_millis(100));
+        let mut stuck = Feed::new(&hub, None);
+        let mut reading = Feed::new(&hub, None);
+        assert_eq!(stuck.next().await.unwrap().event, CONNECTED);
+        assert_eq!(reading.next().await.unwrap().event, CONNECTED);
+        let sender = Arc::clone(&hub);
+        let sending = tokio::spawn(async move {
+            for i in 0..20 {
+                sender.deliver(message(&i.to_string())).await;
+            }
+        });
+        for i in 0..20 {
+            assert_eq!(reading.next().await.unwrap().text, i.to_string());
+        }
+        sending.await.unwrap();
+        assert!(stuck.next().await.is_none(), "the stuck client's feed ends: it reconnects with its last id");
     }
 }

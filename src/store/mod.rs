@@ -41,8 +41,9 @@ const SCHEMA_VERSION: i64 = 2;
 /// the open transaction, so this bounds how many messages a crash makes their sources deliver again.
 const MAX_BATCH: Duration = Duration::from_millis(5);
 
-/// How long the writer waits after an input for the next one before it commits: under a steady stream the
-/// inputs of a few milliseconds share one commit (one write of each touched page instead of many).
+/// How long the writer pauses after the inputs it has before it looks for more, and commits when there are
+/// none: under a steady stream the inputs of a few milliseconds share one commit (one write of each touched
+/// page instead of many), and the writer is woken once per pause, not once per input.
 const GATHER: Duration = Duration::from_millis(1);
 
 /// How often the writer prunes the id map of entries older than its maximum age.
@@ -593,8 +594,8 @@ struct Batch {
     loaded: Vec<(String, Vec<Stored>, u64, bool)>,
 }
 
-/// The writer: applies inputs (each one input's operations) in order and commits once no input came for
-/// [`GATHER`] or the transaction is [`MAX_BATCH`] old, so a burst of inputs is one transaction and one input's
+/// The writer: applies inputs (each one input's operations) in order and commits once no input came during
+/// a pause of [`GATHER`] or the transaction is [`MAX_BATCH`] old, so a burst of inputs is one transaction and one input's
 /// work is never split between two.
 fn write(mut db: Connection, inputs: mpsc::Receiver<Vec<Op>>, notify: impl Fn(StoreEvent), max_age: Duration) {
     let mut last_prune = Instant::now();
@@ -606,25 +607,41 @@ fn write(mut db: Connection, inputs: mpsc::Receiver<Vec<Op>>, notify: impl Fn(St
             let tx = db.transaction()?;
             let started = Instant::now();
             let mut next = Some(first);
-            while let Some(ops) = next.take() {
-                for op in ops {
-                    match op {
-                        // Only a room's last cursor of the transaction needs writing.
-                        Op::Cursor { room, cursor } => {
-                            cursors.insert(room, cursor);
+            loop {
+                while let Some(ops) = next.take() {
+                    for op in ops {
+                        match op {
+                            // Only a room's last cursor of the transaction needs writing.
+                            Op::Cursor { room, cursor } => {
+                                cursors.insert(room, cursor);
+                            }
+                            op => apply(&tx, op, &mut batch)?,
                         }
-                        op => apply(&tx, op, &mut batch)?,
                     }
+                    next = match inputs.try_recv() {
+                        Ok(ops) => Some(ops),
+                        Err(mpsc::TryRecvError::Empty) => None,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            closed = true;
+                            None
+                        }
+                    };
+                }
+                if closed {
+                    break;
                 }
                 let Some(left) = MAX_BATCH.checked_sub(started.elapsed()) else { break };
-                next = match inputs.recv_timeout(GATHER.min(left)) {
-                    Ok(ops) => Some(ops),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Sleeping rather than waiting on the channel: inputs that come meanwhile queue up without
+                // waking this thread once each.
+                std::thread::sleep(GATHER.min(left));
+                match inputs.try_recv() {
+                    Ok(ops) => next = Some(ops),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
                         closed = true;
-                        None
+                        break;
                     }
-                };
+                }
             }
             flush(&tx, &mut batch)?;
             for (room, cursor) in cursors.drain() {

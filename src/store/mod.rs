@@ -179,8 +179,6 @@ pub struct Store {
     gathered: std::cell::RefCell<Vec<Op>>,
     ops: Option<mpsc::Sender<Vec<Op>>>,
     writer: Option<JoinHandle<()>>,
-    /// Dropped to stop the checkpointer.
-    checkpoints: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     /// Held while the store is open: one daemon per state directory.
     _lock: std::fs::File,
 }
@@ -205,34 +203,20 @@ impl Store {
         db.busy_timeout(Duration::from_secs(5)).map_err(open)?;
         migrate(&mut db, &path)?;
         let opened = startup(&mut db, settings, &configured).map_err(open)?;
-        // Checkpoints (copying the WAL into the database file) run on a connection and thread of their own, so
-        // the writer's commits never wait for one.
+        // Checkpoints (copying the WAL into the database file) are the writer's, between transactions, at most
+        // once a second: nothing waits for a commit, so nothing waits for a checkpoint either.
         db.pragma_update(None, "wal_autocheckpoint", 0).map_err(open)?;
-        let checkpointer = Connection::open(&path).map_err(open)?;
-        checkpointer.busy_timeout(Duration::from_secs(5)).map_err(open)?;
-        // Page caches: the writer's holds what its inserts and deletes touch (the tables' recent ends); the
-        // checkpointer copies pages through and needs next to none.
+        // The page cache holds what the writer's inserts and deletes touch (the tables' recent ends).
         db.pragma_update(None, "cache_size", -1024).map_err(open)?;
-        checkpointer.pragma_update(None, "cache_size", -64).map_err(open)?;
         let thread = |e| StoreError::Directory { path: dir.to_owned(), source: e };
-        let (stop, stopped) = mpsc::channel();
-        let checkpoints = std::thread::Builder::new()
-            .name("chatbridge-checkpoint".into())
-            .spawn(move || checkpoint(checkpointer, stopped))
-            .map_err(thread)?;
         let (ops, receiver) = mpsc::channel();
         let max_age = settings.id_map_max_age;
         let writer = std::thread::Builder::new()
             .name("chatbridge-store".into())
             .spawn(move || write(db, receiver, notify, max_age))
             .map_err(thread)?;
-        let store = Self {
-            gathered: std::cell::RefCell::new(Vec::new()),
-            ops: Some(ops),
-            writer: Some(writer),
-            checkpoints: Some((stop, checkpoints)),
-            _lock: lock,
-        };
+        let store =
+            Self { gathered: std::cell::RefCell::new(Vec::new()), ops: Some(ops), writer: Some(writer), _lock: lock };
         Ok((store, opened))
     }
 
@@ -311,27 +295,18 @@ impl Drop for Store {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
-        if let Some((stop, checkpoints)) = self.checkpoints.take() {
-            drop(stop);
-            let _ = checkpoints.join();
-        }
     }
 }
 
 /// How often the WAL is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Passive checkpoints every second until the store closes, and a last one then (which also truncates the WAL).
-fn checkpoint(db: Connection, stop: mpsc::Receiver<()>) {
-    let run = |mode: &str| {
-        if let Err(e) = db.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            warn!(error = %e, "A checkpoint of the state database failed; the next one tries again.");
-        }
-    };
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        run("PASSIVE");
+/// Copies the WAL into the database file: `PASSIVE` while running, `TRUNCATE` (which also empties the WAL)
+/// when the store closes.
+fn checkpoint(db: &Connection, mode: &str) {
+    if let Err(e) = db.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+        warn!(error = %e, "A checkpoint of the state database failed; the next one tries again.");
     }
-    run("TRUNCATE");
 }
 
 /// Takes the state directory's lock (released by the kernel when the process ends, however it ends).
@@ -599,7 +574,26 @@ struct Batch {
 /// work is never split between two.
 fn write(mut db: Connection, inputs: mpsc::Receiver<Vec<Op>>, notify: impl Fn(StoreEvent), max_age: Duration) {
     let mut last_prune = Instant::now();
-    while let Ok(first) = inputs.recv() {
+    let mut last_checkpoint = Instant::now();
+    // Commits since the last checkpoint: an idle writer still checkpoints them within a second.
+    let mut unchecked = false;
+    loop {
+        let first = if unchecked {
+            match inputs.recv_timeout(CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed())) {
+                Ok(ops) => ops,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    checkpoint(&db, "PASSIVE");
+                    (last_checkpoint, unchecked) = (Instant::now(), false);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match inputs.recv() {
+                Ok(ops) => ops,
+                Err(_) => break,
+            }
+        };
         let mut batch = Batch::default();
         let mut cursors: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         let mut closed = false;
@@ -665,10 +659,16 @@ fn write(mut db: Connection, inputs: mpsc::Receiver<Vec<Op>>, notify: impl Fn(St
             }
             Err(e) => error!(error = %e, "Writing the state database failed; these changes are not durable."),
         }
+        unchecked = true;
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            checkpoint(&db, "PASSIVE");
+            (last_checkpoint, unchecked) = (Instant::now(), false);
+        }
         if closed {
             break;
         }
     }
+    checkpoint(&db, "TRUNCATE");
 }
 
 /// Writes the batch's pending outbox rows, in key order; an event with several destinations is serialised

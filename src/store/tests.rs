@@ -67,6 +67,22 @@ fn rows_survive_a_reopen_and_deleted_ones_do_not() {
 }
 
 #[test]
+fn closing_leaves_the_wal_empty() {
+    let dir = temp();
+    let (store, _, _) = open(&dir, &settings());
+    for key in 1..=50 {
+        store.put(key, "fishroom.t:r".into(), "b".into(), &record("row"));
+        store.end();
+    }
+    drop(store);
+    let wal = std::fs::metadata(dir.join(format!("{FILE_NAME}-wal"))).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "everything was copied into the database file");
+    let (_store, opened, _) = open(&dir, &settings());
+    assert_eq!(opened.outbox.len(), 50);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn an_unwritable_directory_is_named() {
     let err =
         Store::open(Path::new("/proc/chatbridge-cannot-be-here"), &settings(), |_, _| true, |_| {}).err().unwrap();

@@ -292,7 +292,11 @@ pub async fn drive<R, S, SF>(
             _ = stop.stopped() => break,
             request = sends.recv() => match request {
                 Some(request) => {
-                    tasks.spawn(send(request));
+                    // A send that completes at once (the API's, most of the time) needs no task of its own.
+                    let mut sending = Box::pin(send(request));
+                    if futures_util::FutureExt::now_or_never(sending.as_mut()).is_none() {
+                        tasks.spawn(sending);
+                    }
                 }
                 None => return,
             },

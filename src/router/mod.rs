@@ -409,7 +409,7 @@ impl Router {
                     None => Some(self.ids.new_group(origin, snippet)),
                     Some(store) => {
                         let group = self.ids.new_group(origin, snippet.clone());
-                        let origin = origin.map(|(room, id)| (room.to_string(), id.as_str().to_owned()));
+                        let origin = origin.map(|(room, id)| (room.clone(), id.clone()));
                         store.group(group.0, origin, snippet.sender, snippet.text, event.time.0);
                         Some(group)
                     }
@@ -548,8 +548,7 @@ impl Router {
                 {
                     self.ids.add_copy(group, room, &remote_ids);
                     if let Some(store) = &self.store {
-                        let ids = remote_ids.iter().map(|id| id.as_str().to_owned()).collect();
-                        store.copy(group.0, room.to_string(), ids);
+                        store.copy(group.0, room.clone(), remote_ids);
                     }
                 }
                 count(&mut self.rooms, &self.stats, Metric::Relayed, room);

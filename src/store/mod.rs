@@ -167,8 +167,8 @@ enum Op {
     Put { key: u64, bridge: String, row: Pending },
     Delete { key: u64 },
     DeadLetter { key: u64, reason: String },
-    Group { id: u64, origin: Option<(String, String)>, sender: Option<String>, text: String, time: i64 },
-    Copy { group: u64, room: String, ids: Vec<String> },
+    Group { id: u64, origin: Option<(RoomAddr, RemoteId)>, sender: Option<String>, text: String, time: i64 },
+    Copy { group: u64, room: RoomAddr, ids: Vec<RemoteId> },
     Cursor { room: String, cursor: String },
     Load { room: String, after: u64, limit: usize },
 }
@@ -250,12 +250,20 @@ impl Store {
     }
 
     /// A new id-map group, with the original's id when it has one.
-    pub fn group(&self, id: u64, origin: Option<(String, String)>, sender: Option<String>, text: String, time: i64) {
+    /// (Rooms and ids are the router's shared values: written out as text on the writer's thread.)
+    pub fn group(
+        &self,
+        id: u64,
+        origin: Option<(RoomAddr, RemoteId)>,
+        sender: Option<String>,
+        text: String,
+        time: i64,
+    ) {
         self.send(Op::Group { id, origin, sender, text, time });
     }
 
     /// The confirmed ids of our copy of `group` in `room`.
-    pub fn copy(&self, group: u64, room: String, ids: Vec<String>) {
+    pub fn copy(&self, group: u64, room: RoomAddr, ids: Vec<RemoteId>) {
         self.send(Op::Copy { group, room, ids });
     }
 
@@ -728,15 +736,16 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op, batch: &mut Batch) -> rusqlite:
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, 0, 0)",
                 )?
-                .execute(params![room, remote, id as i64])?;
+                .execute(params![room.to_string(), remote.as_str(), id as i64])?;
             }
         }
         Op::Copy { group, room, ids } => {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, ?4, 1)",
             )?;
+            let room = room.to_string();
             for (part, remote) in ids.iter().enumerate() {
-                insert.execute(params![room, remote, group as i64, part as i64])?;
+                insert.execute(params![room, remote.as_str(), group as i64, part as i64])?;
             }
         }
         // Gathered by the writer and written once per transaction.

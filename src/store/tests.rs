@@ -113,8 +113,9 @@ fn nothing_is_committed_before_the_end_mark() {
 fn the_id_map_survives_a_reopen_and_old_groups_are_pruned() {
     let dir = temp();
     let (store, _, _) = open(&dir, &settings());
-    store.group(1, Some(("missevan.a:1".into(), "m1".into())), Some("ann".into()), "hello".into(), 5);
-    store.copy(1, "yunhu.b:g".into(), vec!["y1".into(), "y2".into()]);
+    let addr = |room: &str| room.parse::<RoomAddr>().unwrap();
+    store.group(1, Some((addr("missevan.a:1"), RemoteId::new("m1"))), Some("ann".into()), "hello".into(), 5);
+    store.copy(1, addr("yunhu.b:g"), vec![RemoteId::new("y1"), RemoteId::new("y2")]);
     store.group(2, None, None, "second".into(), 6);
     store.end();
     drop(store);

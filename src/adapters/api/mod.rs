@@ -46,11 +46,32 @@ struct Reader {
     cut: AtomicBool,
 }
 
+/// A message as clients get it: serialised once (with the newline that ends a stream line), whatever the
+/// number of clients, and kept that way — one allocation instead of one per field.
+#[derive(Clone, Debug)]
+struct Kept {
+    id: Arc<str>,
+    line: axum::body::Bytes,
+}
+
+impl Kept {
+    fn new(message: &ApiMessage) -> Self {
+        let mut line = serde_json::to_vec(message).expect("a message serialises");
+        line.push(b'\n');
+        Self { id: Arc::from(message.id.as_str()), line: line.into() }
+    }
+
+    /// The JSON without the newline.
+    fn json(&self) -> axum::body::Bytes {
+        self.line.slice(..self.line.len() - 1)
+    }
+}
+
 /// Messages for clients, numbered, the last `history` of them kept.
 #[derive(Default)]
 struct Log {
     next: u64,
-    messages: VecDeque<(u64, ApiMessage)>,
+    messages: VecDeque<(u64, Kept)>,
     /// Each reader's position for `GET /api/messages`.
     cursors: HashMap<String, u64>,
 }
@@ -60,7 +81,7 @@ struct Hub {
     ctx: AdapterContext,
     gateways: Vec<String>,
     log: Mutex<Log>,
-    live: broadcast::Sender<(u64, ApiMessage)>,
+    live: broadcast::Sender<(u64, Kept)>,
     /// The connected streaming clients.
     readers: Mutex<Vec<Weak<Reader>>>,
     /// Signalled when a reader moves on while a send waits for one.
@@ -73,6 +94,7 @@ struct Hub {
 impl Hub {
     /// Keeps a message for clients and hands it to the connected ones.
     fn publish(&self, message: ApiMessage) {
+        let message = Kept::new(&message);
         let mut log = self.log.lock().expect("never poisoned");
         let seq = log.next;
         log.next += 1;
@@ -132,27 +154,33 @@ impl Hub {
     }
 
     /// The kept messages after the one with id `last_id` (all kept ones when it is unknown or absent).
-    fn since(&self, last_id: Option<&str>) -> Vec<(u64, ApiMessage)> {
+    fn since(&self, last_id: Option<&str>) -> Vec<(u64, Kept)> {
         let log = self.log.lock().expect("never poisoned");
-        let start = last_id.and_then(|id| log.messages.iter().position(|(_, m)| m.id == id)).map_or(0, |i| i + 1);
+        let start = last_id.and_then(|id| log.messages.iter().position(|(_, m)| &*m.id == id)).map_or(0, |i| i + 1);
         log.messages.iter().skip(start).cloned().collect()
     }
 
     /// The kept messages numbered `seq` or later.
-    fn numbered_from(&self, seq: u64) -> Vec<(u64, ApiMessage)> {
+    fn numbered_from(&self, seq: u64) -> Vec<(u64, Kept)> {
         let log = self.log.lock().expect("never poisoned");
         log.messages.iter().filter(|(s, _)| *s >= seq).cloned().collect()
     }
 
-    /// What a reader has not read yet; moves its cursor.
-    fn unread(&self, reader: &str) -> Vec<ApiMessage> {
+    /// What a reader has not read yet, as a JSON array; moves its cursor.
+    fn unread(&self, reader: &str) -> Vec<u8> {
         let mut log = self.log.lock().expect("never poisoned");
         let from = log.cursors.get(reader).copied().unwrap_or(0);
-        let unread: Vec<ApiMessage> =
-            log.messages.iter().filter(|(seq, _)| *seq >= from).map(|(_, m)| m.clone()).collect();
+        let mut array = b"[".to_vec();
+        for (_, message) in log.messages.iter().filter(|(seq, _)| *seq >= from) {
+            if array.len() > 1 {
+                array.push(b',');
+            }
+            array.extend_from_slice(&message.json());
+        }
+        array.push(b']');
         let next = log.next;
         log.cursors.insert(reader.to_owned(), next);
-        unread
+        array
     }
 }
 

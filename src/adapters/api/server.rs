@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use super::Hub;
 use super::wire::{self, ApiMessage, CONNECTED, DELETE};
+use super::{Hub, Kept};
 use crate::model::{Content, Event, EventKind, Message, RemoteId, Reply, RoomId, Time, User};
 
 pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
@@ -121,11 +121,15 @@ async fn messages(
     headers: HeaderMap,
     Query(args): Query<HashMap<String, String>>,
 ) -> Response {
-    axum::Json(hub.unread(&reader(&headers, &args))).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], hub.unread(&reader(&headers, &args))).into_response()
 }
 
-fn connected() -> ApiMessage {
-    ApiMessage { event: CONNECTED.into(), timestamp: wire::timestamp(Time::now().0), ..ApiMessage::default() }
+fn connected() -> Kept {
+    Kept::new(&ApiMessage {
+        event: CONNECTED.into(),
+        timestamp: wire::timestamp(Time::now().0),
+        ..ApiMessage::default()
+    })
 }
 
 /// What a streaming client gets: the connected line, what it missed after `last_id`, then everything live. A
@@ -133,8 +137,9 @@ fn connected() -> ApiMessage {
 /// loses nothing unless it falls further behind than that.
 struct Feed {
     hub: Arc<Hub>,
-    first: VecDeque<(u64, ApiMessage)>,
-    live: broadcast::Receiver<(u64, ApiMessage)>,
+    /// What goes before the live feed: the connected line (no number), then what was missed.
+    first: VecDeque<(Option<u64>, Kept)>,
+    live: broadcast::Receiver<(u64, Kept)>,
     /// The last message handed out: the live feed skips up to it.
     last: Option<u64>,
     /// The first message this feed owes from the live side.
@@ -148,11 +153,11 @@ impl Feed {
         // Subscribed before the replay is read: nothing falls between the two.
         let live = hub.live.subscribe();
         let from = hub.log.lock().expect("never poisoned").next;
-        let mut first = VecDeque::from([(0, connected())]);
+        let mut first = VecDeque::from([(None, connected())]);
         if last_id.is_some() {
-            first.extend(hub.since(last_id));
+            first.extend(hub.since(last_id).into_iter().map(|(seq, message)| (Some(seq), message)));
         }
-        let needed = first.get(1).map_or(from, |(seq, _)| *seq);
+        let needed = first.get(1).and_then(|(seq, _)| *seq).unwrap_or(from);
         Self { hub: Arc::clone(hub), first, live, last: None, from, reader: hub.reader(needed) }
     }
 
@@ -163,14 +168,14 @@ impl Feed {
         self.hub.live_wake();
     }
 
-    async fn next(&mut self) -> Option<ApiMessage> {
+    async fn next(&mut self) -> Option<Kept> {
         loop {
             if self.reader.cut.load(std::sync::atomic::Ordering::SeqCst) {
                 tracing::warn!(account = %self.hub.ctx.account, behind = self.hub.config.history, "A streaming client stayed `history` messages behind for too long: disconnected (it can reconnect with its last id).");
                 return None;
             }
             if let Some((seq, message)) = self.first.pop_front() {
-                if message.event != CONNECTED {
+                if let Some(seq) = seq {
                     self.handed(seq);
                 }
                 return Some(message);
@@ -189,7 +194,7 @@ impl Feed {
                     {
                         tracing::warn!(account = %self.hub.ctx.account, lost = oldest - after, "A streaming client fell further behind than `history`: it missed messages (it can see them nowhere now).");
                     }
-                    self.first.extend(missed);
+                    self.first.extend(missed.into_iter().map(|(seq, message)| (Some(seq), message)));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -201,9 +206,7 @@ async fn stream(State(hub): State<Arc<Hub>>, Query(args): Query<HashMap<String, 
     let feed = Feed::new(&hub, args.get("last_id").map(String::as_str));
     let lines = futures_util::stream::unfold(feed, |mut feed| async move {
         let message = feed.next().await?;
-        let mut line = serde_json::to_vec(&message).expect("a message serialises");
-        line.push(b'\n');
-        Some((Ok::<_, Infallible>(Bytes::from(line)), feed))
+        Some((Ok::<_, Infallible>(message.line), feed))
     });
     ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
 }
@@ -227,8 +230,8 @@ async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
             _ = hub.ctx.closed.cancelled() => return,
             message = feed.next() => {
                 let Some(message) = message else { return };
-                let text = serde_json::to_string(&message).expect("a message serialises");
-                if sink.send(WsMessage::text(text)).await.is_err() {
+                let Ok(text) = axum::extract::ws::Utf8Bytes::try_from(message.json()) else { return };
+                if sink.send(WsMessage::Text(text)).await.is_err() {
                     return;
                 }
             }
@@ -285,6 +288,11 @@ mod tests {
         })
     }
 
+    /// What a feed handed out, read back.
+    async fn next(feed: &mut Feed) -> ApiMessage {
+        serde_json::from_slice(&feed.next().await.expect("a message").json()).expect("JSON")
+    }
+
     fn message(text: &str) -> ApiMessage {
         ApiMessage { text: text.into(), gateway: "g".into(), ..ApiMessage::default() }
     }
@@ -293,17 +301,17 @@ mod tests {
     async fn a_client_that_falls_behind_the_live_feed_catches_up_from_the_kept_messages() {
         let hub = hub(5000);
         let mut feed = Feed::new(&hub, None);
-        assert_eq!(feed.next().await.unwrap().event, CONNECTED);
+        assert_eq!(next(&mut feed).await.event, CONNECTED);
         // Far more than the live buffer holds, while the client reads nothing.
         let count = super::super::LIVE_BUFFER * 4;
         for i in 0..count {
             hub.publish(message(&i.to_string()));
         }
         for i in 0..count {
-            assert_eq!(feed.next().await.unwrap().text, i.to_string(), "every message, in order");
+            assert_eq!(next(&mut feed).await.text, i.to_string(), "every message, in order");
         }
         hub.publish(message("live again"));
-        assert_eq!(feed.next().await.unwrap().text, "live again");
+        assert_eq!(next(&mut feed).await.text, "live again");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +320,7 @@ mod tests {
         let hub = hub(8);
         let count = super::super::LIVE_BUFFER * 3;
         let mut feed = Feed::new(&hub, None);
-        assert_eq!(feed.next().await.unwrap().event, CONNECTED);
+        assert_eq!(next(&mut feed).await.event, CONNECTED);
         let sender = Arc::clone(&hub);
         let sending = tokio::spawn(async move {
             for i in 0..count {
@@ -323,7 +331,7 @@ mod tests {
             if i % 10 == 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
-            assert_eq!(feed.next().await.unwrap().text, i.to_string(), "every message, in order");
+            assert_eq!(next(&mut feed).await.text, i.to_string(), "every message, in order");
         }
         sending.await.unwrap();
     }
@@ -333,8 +341,8 @@ mod tests {
         let hub = hub_waiting(4, std::time::Duration::from_millis(100));
         let mut stuck = Feed::new(&hub, None);
         let mut reading = Feed::new(&hub, None);
-        assert_eq!(stuck.next().await.unwrap().event, CONNECTED);
-        assert_eq!(reading.next().await.unwrap().event, CONNECTED);
+        assert_eq!(next(&mut stuck).await.event, CONNECTED);
+        assert_eq!(next(&mut reading).await.event, CONNECTED);
         let sender = Arc::clone(&hub);
         let sending = tokio::spawn(async move {
             for i in 0..20 {
@@ -342,7 +350,7 @@ mod tests {
             }
         });
         for i in 0..20 {
-            assert_eq!(reading.next().await.unwrap().text, i.to_string());
+            assert_eq!(next(&mut reading).await.text, i.to_string());
         }
         sending.await.unwrap();
         assert!(stuck.next().await.is_none(), "the stuck client's feed ends: it reconnects with its last id");

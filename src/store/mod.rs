@@ -578,8 +578,8 @@ struct Batch {
 }
 
 /// The writer: applies inputs (each one input's operations) in order and commits once no input came during
-/// a pause of [`GATHER`] or the transaction is [`MAX_BATCH`] old, so a burst of inputs is one transaction and one input's
-/// work is never split between two.
+/// a pause of [`GATHER`] or the transaction is [`MAX_BATCH`] old, so a burst of inputs is one transaction and
+/// one input's work is never split between two.
 fn write(mut db: Connection, inputs: mpsc::Receiver<Vec<Op>>, notify: impl Fn(StoreEvent), max_age: Duration) {
     let mut last_prune = Instant::now();
     let mut last_checkpoint = Instant::now();

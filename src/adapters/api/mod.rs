@@ -110,33 +110,48 @@ impl Hub {
     /// would otherwise lose the oldest one it still needs. One that stays that far behind for
     /// [`SLOW_READER_WAIT`] is disconnected instead of holding everyone back.
     async fn deliver(&self, message: ApiMessage) {
-        let limit = self.config.history.max(1) as u64;
-        let deadline = tokio::time::Instant::now() + self.slow_reader_wait;
+        if self.slowest_behind().is_some() {
+            self.wait_for_readers().await;
+        }
+        self.publish(message);
+    }
+
+    async fn wait_for_readers(&self) {
+        /// Counts this send among the waiting ones for as long as it waits, however the wait ends.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        let deadline = tokio::time::Instant::now() + self.slow_reader_wait;
         loop {
+            // Registered before looking, so a reader that moves on in between is not missed.
             let notified = self.advanced.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let next = self.log.lock().expect("never poisoned").next;
-            let slowest = {
-                let mut readers = self.readers.lock().expect("never poisoned");
-                readers.retain(|r| r.strong_count() > 0);
-                readers
-                    .iter()
-                    .filter_map(Weak::upgrade)
-                    .filter(|r| !r.cut.load(Ordering::SeqCst))
-                    .min_by_key(|r| r.next.load(Ordering::SeqCst))
-            };
-            let Some(slowest) = slowest.filter(|r| next.saturating_sub(r.next.load(Ordering::SeqCst)) >= limit) else {
-                break;
-            };
+            let Some(slowest) = self.slowest_behind() else { return };
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 slowest.cut.store(true, Ordering::SeqCst);
                 self.live_wake();
             }
         }
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        self.publish(message);
+    }
+
+    /// The slowest connected streaming client, when it is `history` messages behind.
+    fn slowest_behind(&self) -> Option<Arc<Reader>> {
+        let limit = self.config.history.max(1) as u64;
+        let next = self.log.lock().expect("never poisoned").next;
+        let mut readers = self.readers.lock().expect("never poisoned");
+        readers.retain(|r| r.strong_count() > 0);
+        readers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|r| !r.cut.load(Ordering::SeqCst))
+            .min_by_key(|r| r.next.load(Ordering::SeqCst))
+            .filter(|r| next.saturating_sub(r.next.load(Ordering::SeqCst)) >= limit)
     }
 
     /// Lets waiting sends look again (a reader moved on or was cut).

@@ -281,7 +281,7 @@ impl Router {
         left
     }
 
-    /// Handles a report of the store's writer: commits release messages, reads bring spilled ones back.
+    /// Handles a report of the store's writer: commits are counted, reads bring spilled messages back.
     pub(crate) fn store_event(&mut self, event: StoreEvent) {
         match event {
             StoreEvent::Committed { written, skipped } => {

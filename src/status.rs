@@ -145,6 +145,7 @@ mod tests {
         stats.count(Metric::Relayed, &room);
         stats.set_queued(&room, 3);
         stats.latency.observe(std::time::Duration::from_millis(3));
+        stats.store_rows_skipped.add(7);
         let mut states = BTreeMap::new();
         states.insert(room.account.clone(), AccountState::Connected);
         let text = render(&stats, &states);
@@ -158,6 +159,8 @@ mod tests {
         assert!(text.contains("chatbridge_send_latency_seconds_bucket{le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("chatbridge_send_latency_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
         assert!(text.contains("chatbridge_send_latency_seconds_count 1"), "{text}");
+        assert!(text.contains("\nchatbridge_store_outbox_skipped_total 7\n"), "{text}");
+        assert!(text.contains("\nchatbridge_store_commits_total 0\n"), "{text}");
         assert_eq!(stats.relayed.get(), 2, "the total follows the labelled series");
     }
 }

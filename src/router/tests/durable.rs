@@ -88,6 +88,11 @@ async fn a_message_goes_out_without_waiting_for_its_commit_and_stays_queued_unti
     // The router has heard nothing from the store (no commit reported): the copies are out anyway.
     assert_eq!(text_of(&sent_message(d.h.next("c").expect("handed over at once"))), "[fishroom] alice: hi");
     assert!(d.h.next("b").is_some());
+    // Each queued row is either written by its transaction or, acknowledged before it, never written: counted.
+    d.settle().await;
+    let stats = &d.h.stats;
+    assert!(stats.store_commits.get() >= 1);
+    assert_eq!(stats.store_rows_written.get() + stats.store_rows_skipped.get(), 2);
     // Neither is acknowledged when the daemon stops: both rows were committed with the input, and come back.
     drop(d);
     let d = durable("", &dir);

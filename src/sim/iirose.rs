@@ -1,5 +1,5 @@
-//! An IIROSE server as `shared/protocols.md` §1 describes it: the `*` login checked against known users
-//! (MD5 password) with the `%*"<code>` refusals, a `%` dump carrying recent history, several clients per
+//! An IIROSE server as `docs/platforms/iirose.md` describes it: the `*` login checked against known users
+//! (MD5 password) with the `%*"<code>` refusals, the `%*"` dump (users, rooms, recent history), several clients per
 //! room, packets over 256 bytes gzipped behind `0x01`, batches newest first, fields escaped as the platform
 //! does, a sender's own messages echoed with its `i`, joins and leaves, recalls, broadcasts, kicks.
 
@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Sessions, SimServer};
-use crate::adapters::iirose::wire::{decode_frame, encode_frame, escape, md5_hex};
+use crate::adapters::iirose::wire::{LOGIN_ANSWER, decode_frame, encode_frame, escape, md5_hex};
 
 /// A known member: uid, name, password.
 #[derive(Clone, Debug)]
@@ -81,6 +81,18 @@ pub struct IiroseSim {
 
 fn now() -> i64 {
     crate::model::Time::now().0 / 1000
+}
+
+/// A user record of the login dump (14 fields): avatar, gender, name, colour, room, -, signature, -, uid,
+/// -, background, status, tag, online time.
+fn user_record(uid: &str, name: &str, room: &str) -> String {
+    format!("cartoon/600215>2>{}>66ccff>{room}>>>>{uid}>>>n>>'3600", escape(name))
+}
+
+/// A room record of the login dump (8 fields): `<parent>_<id>`, name, colour, properties, -, background and
+/// description with `&&`-separated details, -, -.
+fn room_record(room: &str) -> String {
+    format!("5ce6a4b520a90_{room}>room {room}>66ccff>0003>>s://r.iirose.com/i/bg.jpg a room&&1600000000&&&&&&&&&&&&>>")
 }
 
 fn public_record(time: i64, name: &str, text: &str, uid: &str, id: &str) -> String {
@@ -261,7 +273,7 @@ impl Shared {
             (login["n"].as_str().unwrap_or(""), login["p"].as_str().unwrap_or(""), login["r"].as_str().unwrap_or(""));
         let mut inner = self.lock();
         if let Some(code) = &inner.refuse {
-            return Err(format!("%*\"{code}"));
+            return Err(format!("{LOGIN_ANSWER}{code}"));
         }
         let user = self.config.users.iter().find(|u| u.name == name).ok_or("%*\"1")?;
         if md5_hex(&user.password) != password {
@@ -278,14 +290,17 @@ impl Shared {
             Client { uid: user.uid.clone(), name: name.to_owned(), room: room.to_owned(), tx: tx.clone() },
         );
         inner.logins.push((name.to_owned(), room.to_owned()));
-        // The dump: some room data, then the recent history, newest first.
-        let history: Vec<String> =
-            inner.history.get(room).into_iter().flatten().rev().take(20).map(|(_, r)| r.clone()).collect();
-        let mut dump = format!("%u>{}>{room}", escape(name));
-        for record in history {
-            dump.push('<');
-            dump.push_str(&record);
-        }
+        // The dump, as the platform sends it: `%*"`, then three `"`-separated parts of `<`-joined
+        // records — everyone online and every room; who is in this room and its recent history, newest
+        // first; loading information (left empty here).
+        let online: Vec<String> = inner.clients.values().map(|c| user_record(&c.uid, &c.name, &c.room)).collect();
+        let here: Vec<String> =
+            inner.clients.values().filter(|c| c.room == room).map(|c| user_record(&c.uid, &c.name, &c.room)).collect();
+        let rooms = self.config.rooms.iter().map(|r| room_record(r));
+        let history = inner.history.get(room).into_iter().flatten().rev().take(20).map(|(_, r)| r.clone());
+        let first: Vec<String> = online.into_iter().chain(rooms).collect();
+        let second: Vec<String> = here.into_iter().chain(history).collect();
+        let dump = format!("{LOGIN_ANSWER}{}\"{}\"", first.join("<"), second.join("<"));
         let _ = tx.send(dump);
         Ok(())
     }

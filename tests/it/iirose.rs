@@ -182,6 +182,7 @@ async fn login_errors_stop_the_account_with_their_cause() {
         ("1", "no such user"),
         ("2", "wrong password"),
         ("5", "room password"),
+        ("n0", "cannot be entered"),
         ("x7", "banned"),
         ("4", "daily login attempts"),
     ] {
@@ -212,6 +213,31 @@ async fn login_errors_stop_the_account_with_their_cause() {
         }
         running.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecognised_login_answer_never_stops_the_account() {
+    let sim = iirose().await;
+    // `%*"3` is no documented code: the adapter warns, waits out the login timeout and tries again.
+    sim.refuse_logins(Some("3"));
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"iirose.rose:{ROSE_ROOM}\", \"fishroom.tuna:general\"]\n",
+        iirose_account("rose", &sim, "").replace("request_timeout = \"3s\"", "request_timeout = \"1s\""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["fishroom.tuna"]).await;
+    wait_state(&running, &["iirose.rose"], |s| matches!(s, AccountState::BackingOff { .. })).await;
+    let states = running.daemon().states();
+    let state = states.borrow().iter().find(|(a, _)| a.to_string() == "iirose.rose").map(|(_, s)| s.clone());
+    assert!(!matches!(state, Some(AccountState::Stopped { .. })), "{state:?}");
+    assert!(running.daemon().stats().malformed.get() > 0, "the odd answer is counted");
+    sim.refuse_logins(None);
+    wait_state(&running, &["iirose.rose"], |s| *s == AccountState::Connected).await;
+    let mut at_fish = fish.subscribe();
+    sim.say(ROSE_ROOM, "5b0fe8a3b1aaa", "上学", "after the odd answer");
+    assert!(next_post(&mut at_fish).await.content.contains("after the odd answer"));
+    running.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,7 +158,12 @@ async fn run(
         };
         for packet in wire::parse_packet(&text) {
             match packet {
-                Packet::LoggedIn { history } => {
+                Packet::LoggedIn { members, history } => {
+                    // The dump lists who is online, this account included: its uid tells our own
+                    // recalls and echoes apart before we have said anything.
+                    if let Some(me) = members.iter().find(|m| m.name == config.username) {
+                        *shared.own_uid.lock().expect("never poisoned") = Some(me.uid.clone());
+                    }
                     // The dump replays recent history: what is newer than the room's cursor was said while
                     // we were away and is relayed (the router drops what it relayed already); the rest is
                     // remembered for quotes only. A room never read has no gap.
@@ -194,6 +199,11 @@ async fn run(
                 Packet::LoginRefused(code) => {
                     let reason = wire::login_error(&code);
                     return if code == "4" { Ended::DailyLimit(reason) } else { Ended::Fatal(reason) };
+                }
+                Packet::LoginUnrecognised(start) => {
+                    // Only the documented codes stop an account; the login timeout still applies.
+                    ctx.stats.count_account(Metric::Malformed, &ctx.account);
+                    warn!(account = %ctx.account, start = %start, "An unrecognised login answer; still waiting for the room dump.");
                 }
                 Packet::Kicked => {
                     warn!(account = %ctx.account, room = %shared.room, "Kicked from the room; logging in again.");
@@ -318,7 +328,12 @@ fn events(shared: &Shared, room: &RoomAddr, packet: Packet) -> Vec<Event> {
         Packet::Other { kind, raw } => {
             out.push(Event::new(room.clone(), None, None, EventKind::Unsupported { kind, raw }));
         }
-        Packet::LoggedIn { .. } | Packet::LoginRefused(_) | Packet::Kicked | Packet::Moved(_) | Packet::KeepAlive => {}
+        Packet::LoggedIn { .. }
+        | Packet::LoginRefused(_)
+        | Packet::LoginUnrecognised(_)
+        | Packet::Kicked
+        | Packet::Moved(_)
+        | Packet::KeepAlive => {}
     }
     out
 }

@@ -146,10 +146,20 @@ fn frames_are_gzipped_over_256_bytes_and_zlib_is_accepted() {
 
 #[test]
 fn login_dump_history_is_kept_apart_and_errors_are_named() {
-    let dump = "%user-list-and-rooms<1700000001>av>n>old news>fff>fff>1>>uid>t>123456789012";
-    let Packet::LoggedIn { history } = one(dump) else { panic!() };
+    let dump = "%*\"cartoon/1>2>me>fff>r1>>>>uid0>>>n>>'1<r0_r1>room>fff>0000>>d&&1&&&&&&&&&&&&>>\"\
+                1700000001>av>n>old news>fff>fff>1>>uid>t>123456789012\"";
+    let Packet::LoggedIn { members, history } = one(dump) else { panic!() };
     assert!(matches!(&history[..], [Record::Message(m)] if m.text == "old news"));
-    assert_eq!(one("%*\"2"), Packet::LoginRefused("2".into()));
+    assert_eq!(members, vec![Member { uid: "uid0".into(), name: "me".into() }]);
+    for code in ["0", "1", "2", "4", "5", "n0", "x", "x1700000000"] {
+        assert_eq!(one(&format!("%*\"{code}")), Packet::LoginRefused(code.into()));
+    }
+    // Undocumented answers are neither a refusal nor a dump.
+    for other in ["3", "", "99", "n1", "hello"] {
+        assert!(matches!(one(&format!("%*\"{other}")), Packet::LoginUnrecognised(_)), "{other}");
+    }
+    // A `%` packet without `*"` is not the login answer.
+    assert!(matches!(one("%u>me>room"), Packet::Other { .. }));
     for (code, cause) in [
         ("0", "name is taken"),
         ("1", "no such user"),
@@ -160,6 +170,20 @@ fn login_dump_history_is_kept_apart_and_errors_are_named() {
     ] {
         assert!(login_error(code).contains(cause), "{code}: {}", login_error(code));
     }
+}
+
+#[test]
+fn long_runs_of_any_prefix_character_parse_without_recursing() {
+    // Once, 2,000 leading `z` overflowed the stack (one call per `z`); deep forwards are cut instead.
+    for prefix in ["z", "\"", "%", "*", "v", "0", "#", "=", "-", "<", ">", "&", "'", "@", "~", "m"] {
+        for len in [2_000, 200_000] {
+            let packets = parse_packet(&prefix.repeat(len));
+            assert!(!packets.is_empty(), "{prefix} x {len}");
+        }
+    }
+    let nested = (0..10).fold("-k".to_owned(), |inner, _| format!("z{}", escape(&inner)));
+    let packets = parse_packet(&nested);
+    assert!(matches!(&packets[..], [Packet::Other { kind, .. }] if kind == "z"), "{packets:?}");
 }
 
 #[test]

@@ -125,6 +125,13 @@ pub struct PrivateMessage {
     pub receiver: Option<String>,
 }
 
+/// Someone listed in the login dump: uid and name (user records: avatar, gender, name, colour, room, …, uid at 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub uid: String,
+    pub name: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     /// `"public"private`: both lists in time order (the wire sends batches newest first).
@@ -132,12 +139,15 @@ pub enum Packet {
         public: Vec<Record>,
         private: Vec<PrivateMessage>,
     },
-    /// `%…`: logged in; the dump's recent public history (never relayed as new).
+    /// `%*"` + the dump: logged in. The users it lists, and its recent public history (never relayed as new).
     LoggedIn {
+        members: Vec<Member>,
         history: Vec<Record>,
     },
-    /// `%*"<code>`.
+    /// `%*"<code>`, one of the documented refusal codes.
     LoginRefused(String),
+    /// `%*"` + something that is neither a documented refusal nor a dump: its first characters.
+    LoginUnrecognised(String),
     /// `v0#<uid>_<msgid>`.
     Recalled {
         uid: String,
@@ -167,26 +177,84 @@ pub enum Packet {
     },
 }
 
-/// Parses one packet; a `z` multi-forward yields the packets it carries.
+/// How deeply `z` multi-forwards may nest; deeper pieces are dropped as malformed.
+const MAX_FORWARD_DEPTH: usize = 4;
+
+/// The start of the login answer, shared by the dump and the refusals.
+pub const LOGIN_ANSWER: &str = "%*\"";
+
+/// Parses one packet; a `z` multi-forward yields the packets it carries. Never recurses: forwards are
+/// unpacked with a work list, at most [`MAX_FORWARD_DEPTH`] deep.
 pub fn parse_packet(text: &str) -> Vec<Packet> {
-    if let Some(rest) = text.strip_prefix('z') {
-        return rest.split('"').filter(|p| !p.is_empty()).flat_map(|piece| parse_packet(&unescape(piece))).collect();
+    if !text.starts_with('z') {
+        return vec![parse_one(text)];
     }
-    vec![parse_one(text)]
+    let mut out = Vec::new();
+    let mut pending = vec![(text.to_owned(), 0usize)];
+    while let Some((text, depth)) = pending.pop() {
+        let Some(rest) = text.strip_prefix('z') else {
+            out.push(parse_one(&text));
+            continue;
+        };
+        if depth >= MAX_FORWARD_DEPTH {
+            let kind = "z".to_owned();
+            out.push(Packet::Other { kind, raw: preview(&text, 64) });
+            continue;
+        }
+        // Pushed in reverse so that the pieces come out in their order.
+        for piece in rest.split('"').filter(|p| !p.is_empty()).collect::<Vec<_>>().into_iter().rev() {
+            pending.push((unescape(piece), depth + 1));
+        }
+    }
+    out
+}
+
+/// The first `limit` characters of `text`, for logs.
+pub fn preview(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// The documented refusals: `0` name taken, `1` no such user, `2` wrong password, `4` daily limit,
+/// `5` wrong room password, `n0` room cannot be entered, `x…` banned — each alone in the packet.
+fn is_refusal(code: &str) -> bool {
+    matches!(code, "0" | "1" | "2" | "4" | "5" | "n0")
+        || (code.starts_with('x') && code.len() <= 64 && !code.contains(['<', '>', '"']))
+}
+
+/// `%*"` + a refusal code, or `%*"` + the dump: `users and rooms"online users and history"loading info`,
+/// each part `<`-separated records of `>`-separated fields (docs/platforms/iirose.md, "Login").
+fn login_answer(rest: &str) -> Packet {
+    if is_refusal(rest) {
+        return Packet::LoginRefused(rest.to_owned());
+    }
+    if !rest.contains('>') {
+        return Packet::LoginUnrecognised(preview(rest, 32));
+    }
+    let mut members = Vec::new();
+    let mut history = Vec::new();
+    for record in rest.split(['"', '<']).filter(|r| !r.is_empty()) {
+        let f = fields(record);
+        match f.len() {
+            11 | 12 if f[0].bytes().all(|b| b.is_ascii_digit()) => history.push(public_record(&f)),
+            n if n >= 9 && f[0].contains('/') => {
+                members.push(Member { uid: unescape(f[8]), name: unescape(f[2]) });
+            }
+            _ => {}
+        }
+    }
+    sort_records(&mut history);
+    Packet::LoggedIn { members, history }
 }
 
 fn parse_one(text: &str) -> Packet {
     if text.is_empty() {
         return Packet::KeepAlive;
     }
-    if let Some(code) = text.strip_prefix("%*\"") {
-        return Packet::LoginRefused(code.trim().to_owned());
-    }
-    if let Some(dump) = text.strip_prefix('%') {
-        let mut history: Vec<Record> =
-            dump.split('<').map(fields).filter(|f| f.len() == 11).map(|f| public_record(&f)).collect();
-        sort_records(&mut history);
-        return Packet::LoggedIn { history };
+    if let Some(rest) = text.strip_prefix(LOGIN_ANSWER) {
+        return login_answer(rest);
     }
     if let Some(rest) = text.strip_prefix("v0#") {
         let rest = rest.trim_end_matches('"');

@@ -198,6 +198,11 @@ impl MissevanSim {
     }
 
     /// Messages sent through the send API, in order.
+    /// Every `FM_SESS` value handed out so far.
+    pub fn issued_sessions(&self) -> Vec<String> {
+        self.shared.lock().sessions.keys().cloned().collect()
+    }
+
     pub fn sent(&self) -> Vec<SentMessage> {
         self.shared.lock().sent.clone()
     }
@@ -288,7 +293,8 @@ async fn user_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let user = shared.user_of_token(&headers);
-    let id = format!("sim{}", shared.counter.fetch_add(1, Ordering::Relaxed));
+    // Random, as the site's are: a session value in a log would be a leak a test can find.
+    let id = format!("fmsess{:016x}{:04}", fastrand::u64(..), shared.counter.fetch_add(1, Ordering::Relaxed));
     shared.lock().sessions.insert(id.clone(), Session { user: user.clone(), created: Instant::now() });
     let info = match &user {
         Some((user_id, name)) => json!({"user": {"user_id": user_id, "username": name, "iconurl": ""}}),

@@ -5,8 +5,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    HEIHEI_HOST, HEIHEI_TOKEN, MISSEVAN_TOKEN, Pair, account, eventually, fishroom, heihei, heihei_account,
-    heihei_following, missevan, missevan_account, next_post, next_sent,
+    HEIHEI_HOST, HEIHEI_TOKEN, MISSEVAN_TOKEN, Pair, ROSE_ROOM, YUNHU_TOKEN, account, eventually, fishroom, heihei,
+    heihei_account, heihei_following, iirose, iirose_account, missevan, missevan_account, next_post, next_request,
+    next_said, next_sent, yunhu, yunhu_account,
 };
 
 fn bin() -> Command {
@@ -144,6 +145,8 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     let fm = missevan(&[868858631], None).await;
     let hh = heihei().await;
     hh.start_live(HEIHEI_HOST);
+    let rose = iirose().await;
+    let yh = yunhu().await;
     let dir = temp_dir("secrets");
     let key_file = dir.join("lug.key");
     std::fs::create_dir_all(&dir).unwrap();
@@ -152,7 +155,7 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
         &dir,
         &format!(
             "[general]\nshutdown_timeout = \"1s\"\nbackoff_min = \"50ms\"\nbackoff_max = \"100ms\"\nretry_delay = \"20ms\"\nmax_attempts = 2\n\
-             {}{}{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\", \"fishroom.bad:nowhere\", \"missevan.fm:868858631\", \"heihei.hh:host/{HEIHEI_HOST}\"]\n",
+             {}{}{}{}{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.lug:chat\", \"fishroom.bad:nowhere\", \"missevan.fm:868858631\", \"heihei.hh:host/{HEIHEI_HOST}\", \"iirose.rose:{ROSE_ROOM}\", \"yunhu.yh:group/fans\"]\n",
             // The token travels in the channel socket's URL and init's query.
             heihei_account("hh", &hh, ""),
             // A stale session cookie: the socket refuses it and the adapter fetches a fresh one.
@@ -160,6 +163,10 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
                 &format!("cookie = \"token={MISSEVAN_TOKEN}\""),
                 &format!("cookie = \"FM_SESS=stale-session-secret-4; token={MISSEVAN_TOKEN}\""),
             ),
+            // The login frame carries the password's MD5.
+            iirose_account("rose", &rose, ""),
+            // The login frame carries the token, and so does every HTTP request's `token` header.
+            yunhu_account("yh", &yh, YUNHU_TOKEN, ""),
             account("tuna", &tuna, "11", "env:CHATBRIDGE_IT_TUNA_KEY"),
             account("lug", &lug, "22", &format!("file:{}", key_file.display())),
             // A key the server refuses (403, the account stops) for a room it does not have.
@@ -169,6 +176,8 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     let mut child = bin()
         .args(["run", "--log-format", "json", "-c"])
         .arg(&config)
+        .current_dir(&dir)
+        .env_remove("STATE_DIRECTORY")
         .env("RUST_LOG", "trace")
         .env("CHATBRIDGE_IT_TUNA_KEY", "tuna-secret-key-1")
         .stdout(Stdio::piped())
@@ -179,10 +188,16 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let stdout = std::thread::spawn(move || read_all(stdout));
     let stderr = std::thread::spawn(move || read_all(stderr));
-    let (mut at_lug, mut at_fm) = (lug.subscribe(), fm.subscribe());
+    let (mut at_lug, mut at_fm, mut at_rose, mut at_yh) =
+        (lug.subscribe(), fm.subscribe(), rose.subscribe(), yh.subscribe());
+    // Every platform logs in and sends: the message reaches each of them.
+    eventually("IIROSE logs in", || !rose.logins().is_empty()).await;
+    eventually("Yunhu logs in", || yh.logins() > 0).await;
     tuna.say("general", "irc", "alice", "one");
     let _ = next_post(&mut at_lug).await;
     let _ = next_sent(&mut at_fm).await;
+    let _ = next_said(&mut at_rose).await;
+    let _ = next_request(&mut at_yh).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while fm.joins().is_empty() {
         assert!(Instant::now() < deadline, "the live room was never joined");
@@ -206,14 +221,21 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     let output = format!("{stdout}{stderr}");
     assert!(output.contains("Account stopped"), "the 403 path was exercised");
     assert!(output.contains("TRACE"), "trace level was on");
-    let secrets = [
+    let sessions = fm.issued_sessions();
+    assert!(!sessions.is_empty(), "a Missevan session was handed out at run time");
+    let rose_md5 = chatbridge::adapters::iirose::wire::md5_hex("rose-password");
+    let mut secrets = vec![
         "tuna-secret-key-1",
         "lug-secret-key-2",
         "wrong-secret-key-3",
         "stale-session-secret-4",
         MISSEVAN_TOKEN,
         HEIHEI_TOKEN,
+        YUNHU_TOKEN,
+        "rose-password",
+        rose_md5.as_str(),
     ];
+    secrets.extend(sessions.iter().map(String::as_str));
     for secret in secrets {
         assert!(!output.contains(secret), "secret {secret} leaked:\n{}", leak_context(&output, secret));
     }

@@ -30,6 +30,9 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 
+#[cfg(test)]
+mod corpus;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;

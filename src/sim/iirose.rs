@@ -165,10 +165,10 @@ impl IiroseSim {
         id
     }
 
-    /// Someone enters (`'1`) or leaves (`'3`) the room.
+    /// Someone enters (`'1`) or leaves (`'3`) the room: 12 fields, a join ending `>>1<room>'n'''`, a leave `>>2`.
     pub fn presence(&self, room: &str, uid: &str, name: &str, joined: bool) {
-        let code = if joined { "'1" } else { "'3" };
-        let line = format!("\"{}>cartoon/1>{}>{code}>66ccff>66ccff>2>>{uid}>''1>{room}>n", now(), escape(name));
+        let (code, end) = if joined { ("'1", format!("1{room}'n'''")) } else { ("'3", "2".to_owned()) };
+        let line = format!("\"{}>cartoon/1>{}>{code}>66ccff>66ccff>2>>{uid}>''1>>{end}", now(), escape(name));
         self.shared.to_room(room, &line);
     }
 
@@ -339,8 +339,14 @@ impl Shared {
         match to {
             None => self.publish(&room, &uid, &name, m, i, now()),
             Some(peer) => {
-                let base =
-                    format!("\"\"{}>{uid}>{}>cartoon/1>{}>66ccff>>66ccff>2>>{i}", now(), escape(&name), escape(m));
+                // `"st":"@"` sends anonymously: the type field says `@` (the sender is still on the wire).
+                let kind = if message["st"] == "@" { "@" } else { "" };
+                let base = format!(
+                    "\"\"{}>{uid}>{}>cartoon/1>{}>66ccff>{kind}>66ccff>2>>{i}",
+                    now(),
+                    escape(&name),
+                    escape(m)
+                );
                 let inner = self.lock();
                 for client in inner.clients.values() {
                     if client.uid == peer {

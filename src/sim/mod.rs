@@ -8,6 +8,9 @@ pub mod iirose;
 pub mod missevan;
 pub mod yunhu;
 
+#[cfg(test)]
+mod conformance;
+
 use std::net::SocketAddr;
 
 use hyper_util::rt::TokioIo;

@@ -4,6 +4,12 @@ use super::wire::*;
 use crate::model::{Content, Segment, Time};
 
 const SEED: &str = include_str!("../../../tests/fixtures/wire/iirose/seed_receive.txt");
+const SEED_SEND: &str = include_str!("../../../tests/fixtures/wire/iirose/seed_send.txt");
+const LOGIN: &str = include_str!("../../../tests/fixtures/wire/iirose/login.txt");
+const DUMP: &str = include_str!("../../../tests/fixtures/wire/iirose/login_dump.txt");
+const REFUSALS: &str = include_str!("../../../tests/fixtures/wire/iirose/login_refusals.txt");
+const KEEPALIVE: &str = include_str!("../../../tests/fixtures/wire/iirose/keepalive.txt");
+const PRESENCE: &str = include_str!("../../../tests/fixtures/wire/iirose/presence.txt");
 
 fn one(text: &str) -> Packet {
     let mut packets = parse_packet(text);
@@ -13,7 +19,7 @@ fn one(text: &str) -> Packet {
 
 #[test]
 fn every_seed_receive_sample_parses() {
-    let packets: Vec<Packet> = SEED.lines().map(one).collect();
+    let packets: Vec<Packet> = crate::corpus::frames(SEED).into_iter().map(one).collect();
     let Packet::Chat { public, private } = &packets[0] else { panic!("{:?}", packets[0]) };
     assert!(private.is_empty());
     let Record::Message(m) = &public[0] else { panic!() };
@@ -246,4 +252,90 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_golden_login_dump_logs_in_with_its_users_and_history() {
+    let [dump] = crate::corpus::frames(DUMP)[..] else { panic!("one dump") };
+    let Packet::LoggedIn { members, history } = one(dump) else { panic!("the dump is a login") };
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    // Both users of the first part, and this room's user again in the second.
+    assert_eq!(names, ["上学", "小学", "上学"]);
+    assert_eq!(members[0].uid, "679a51f1d4893");
+    // History comes out oldest first, unescaped after splitting; room records are not messages.
+    let texts: Vec<&str> = history
+        .iter()
+        .map(|r| match r {
+            Record::Message(m) => m.text.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, ["早上好 & 晚上好", "啊呜~ 这是哪里呢"]);
+}
+
+#[test]
+fn every_golden_refusal_is_a_refusal_with_its_cause() {
+    let refusals = crate::corpus::frames(REFUSALS);
+    assert_eq!(refusals.len(), 7);
+    for frame in refusals {
+        let Packet::LoginRefused(code) = one(frame) else { panic!("{frame} is a refusal") };
+        assert!(!login_error(&code).contains("unknown"), "{code}");
+    }
+}
+
+#[test]
+fn golden_keepalive_and_presence_lines() {
+    assert_eq!(crate::corpus::frames(KEEPALIVE), [""]);
+    assert_eq!(one(""), Packet::KeepAlive);
+    let [join, leave, moved] = crate::corpus::frames(PRESENCE)[..] else { panic!() };
+    assert!(matches!(one(moved), Packet::Chat { public, .. }
+        if matches!(&public[..], [Record::System { presence: Presence::Moved, .. }])));
+    assert!(matches!(one(join), Packet::Chat { public, .. }
+        if matches!(&public[..], [Record::System { presence: Presence::Joined, uid, .. }] if uid == "679a67a46f713")));
+    assert!(matches!(one(leave), Packet::Chat { public, .. }
+        if matches!(&public[..], [Record::System { presence: Presence::Left, .. }])));
+}
+
+/// The adapter's own frames have the golden frames' keys, in JSON, and the same prefixes.
+#[test]
+fn outbound_frames_have_the_golden_shape() {
+    let [login] = crate::corpus::frames(LOGIN)[..] else { panic!() };
+    let golden: serde_json::Value = serde_json::from_str(login.strip_prefix('*').expect("`*` + JSON")).unwrap();
+    let ours = Login {
+        r: "r",
+        n: "上学",
+        p: &md5_hex("password"),
+        st: "n",
+        mo: "",
+        mb: "",
+        mu: "01",
+        fp: format!("@{}", md5_hex("上学")),
+    };
+    let ours = serde_json::to_value(&ours).unwrap();
+    crate::corpus::assert_json_shape("login", &golden, &ours, &["r", "n", "p", "st", "mo", "mb", "mu", "fp"]);
+    assert_eq!((&ours["p"], &ours["fp"], &ours["mu"]), (&golden["p"], &golden["fp"], &golden["mu"]));
+
+    let sends = crate::corpus::frames(SEED_SEND);
+    let public: serde_json::Value = serde_json::from_str(sends[0]).unwrap();
+    let private: serde_json::Value = serde_json::from_str(sends[1]).unwrap();
+    let say = |g: Option<&str>| {
+        serde_json::to_value(Say {
+            g: g.map(str::to_owned),
+            m: "x".into(),
+            mc: "614530".into(),
+            i: "134878579237".into(),
+        })
+        .unwrap()
+    };
+    crate::corpus::assert_json_shape("public", &public, &say(None), &["m", "mc", "i"]);
+    crate::corpus::assert_json_shape("private", &private, &say(Some("679a67a46f713")), &["g", "m", "mc", "i"]);
+    // Recalls: `v0#<id>` in a room, `v0*<uid>#<id>` in a private chat.
+    assert!(sends[3].starts_with("v0#") && sends[4].starts_with("v0*") && sends[4].contains('#'));
+    // Quotes and mentions are written as the seed writes them.
+    assert_eq!(
+        with_quote("第一条消息", "上学", Time(1762414014000), "第二条消息"),
+        serde_json::from_str::<serde_json::Value>(sends[5]).unwrap()["m"]
+    );
+    let mention = Content(vec![Segment::Mention { user: None, name: "小学".into() }, Segment::Text(" 你好".into())]);
+    assert_eq!(render(&mention), serde_json::from_str::<serde_json::Value>(sends[6]).unwrap()["m"]);
 }

@@ -1,0 +1,1 @@
+//! The fishroom simulator against `tests/fixtures/wire/fishroom/`.

@@ -1,0 +1,1 @@
+//! The heihei simulator against `tests/fixtures/wire/heihei/`.

@@ -1,0 +1,1 @@
+//! The missevan simulator against `tests/fixtures/wire/missevan/`.

@@ -1,0 +1,1 @@
+//! The yunhu simulator against `tests/fixtures/wire/yunhu/`.

@@ -66,21 +66,31 @@ pub fn paths(value: &Value) -> BTreeMap<String, &'static str> {
     out
 }
 
-/// Asserts that `sim` has the golden frame's shape: no key path the golden frame lacks, no type that
-/// differs (a golden `null` stands for any type), and every path of `required` in both.
-pub fn assert_json_shape(what: &str, golden: &Value, sim: &Value, required: &[&str]) {
-    let (golden_paths, sim_paths) = (paths(golden), paths(sim));
+/// Asserts that `sim` has the shape of the golden frames for its situation: no key path that none of them
+/// has, no type that differs (a golden `null` stands for any type), and every path of `required` in the
+/// golden frames and in `sim`.
+pub fn assert_json_shape(what: &str, golden: &[&Value], sim: &Value, required: &[&str]) {
+    let mut golden_paths = BTreeMap::new();
+    for frame in golden {
+        for (path, kind) in paths(frame) {
+            let slot = golden_paths.entry(path).or_insert(kind);
+            if *slot == "null" {
+                *slot = kind;
+            }
+        }
+    }
+    let sim_paths = paths(sim);
     for (path, kind) in &sim_paths {
         match golden_paths.get(path) {
-            None => panic!("{what}: the simulator sends `{path}`, which the golden frame does not have\nsim: {sim}"),
+            None => panic!("{what}: the simulator sends `{path}`, which no golden frame has\nsim: {sim}"),
             Some(golden_kind) => assert!(
                 golden_kind == kind || *golden_kind == "null" || *kind == "null",
-                "{what}: `{path}` is {kind} from the simulator, {golden_kind} in the golden frame"
+                "{what}: `{path}` is {kind} from the simulator, {golden_kind} in the golden frames"
             ),
         }
     }
     for path in required {
-        assert!(golden_paths.contains_key(*path), "{what}: the golden frame lacks `{path}`");
+        assert!(golden_paths.contains_key(*path), "{what}: the golden frames lack `{path}`");
         assert!(sim_paths.contains_key(*path), "{what}: the simulator does not send `{path}`\nsim: {sim}");
     }
 }

@@ -426,9 +426,13 @@ async fn chat_socket(
                 }
                 let room = join["room_id"].as_u64().unwrap_or_default();
                 let known = room == url_room && shared.rooms.contains_key(&room);
-                let (code, info) = if known { (0, "") } else { (500030004, "无法找到该聊天室") };
-                let ack = json!({"type": "room", "event": "join", "uuid": join["uuid"], "code": code, "info": info,
-                    "room_id": room});
+                // As the site acknowledges: the room on success, the reason on a refusal.
+                let ack = if known {
+                    json!({"type": "room", "event": "join", "uuid": join["uuid"], "code": 0, "room_id": room})
+                } else {
+                    json!({"type": "room", "event": "join", "uuid": join["uuid"], "code": 500030004,
+                        "info": "无法找到该聊天室"})
+                };
                 if known {
                     shared.lock().joins.push((room, join["reconnect"] == 1));
                     pushes = shared.rooms.get(&room).map(broadcast::Sender::subscribe);

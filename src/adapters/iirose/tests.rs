@@ -312,7 +312,7 @@ fn outbound_frames_have_the_golden_shape() {
         fp: format!("@{}", md5_hex("上学")),
     };
     let ours = serde_json::to_value(&ours).unwrap();
-    crate::corpus::assert_json_shape("login", &golden, &ours, &["r", "n", "p", "st", "mo", "mb", "mu", "fp"]);
+    crate::corpus::assert_json_shape("login", &[&golden], &ours, &["r", "n", "p", "st", "mo", "mb", "mu", "fp"]);
     assert_eq!((&ours["p"], &ours["fp"], &ours["mu"]), (&golden["p"], &golden["fp"], &golden["mu"]));
 
     let sends = crate::corpus::frames(SEED_SEND);
@@ -327,8 +327,8 @@ fn outbound_frames_have_the_golden_shape() {
         })
         .unwrap()
     };
-    crate::corpus::assert_json_shape("public", &public, &say(None), &["m", "mc", "i"]);
-    crate::corpus::assert_json_shape("private", &private, &say(Some("679a67a46f713")), &["g", "m", "mc", "i"]);
+    crate::corpus::assert_json_shape("public", &[&public], &say(None), &["m", "mc", "i"]);
+    crate::corpus::assert_json_shape("private", &[&private], &say(Some("679a67a46f713")), &["g", "m", "mc", "i"]);
     // Recalls: `v0#<id>` in a room, `v0*<uid>#<id>` in a private chat.
     assert!(sends[3].starts_with("v0#") && sends[4].starts_with("v0*") && sends[4].contains('#'));
     // Quotes and mentions are written as the seed writes them.

@@ -21,7 +21,7 @@ fn parse(line: &str) -> (Item, Box<RawValue>) {
 #[test]
 fn every_seed_frame_parses_and_mojibake_passes_through() {
     let mut kinds = Vec::new();
-    for line in SEED.lines() {
+    for line in crate::corpus::frames(SEED).into_iter() {
         let (item, raw) = parse(line);
         kinds.push(item.name());
         if item.name() == "message/new" {
@@ -49,7 +49,7 @@ fn every_seed_frame_parses_and_mojibake_passes_through() {
 
 #[test]
 fn seed_horn_html_becomes_plain_text() {
-    let horn = SEED.lines().find(|l| l.contains("\"horn\"")).unwrap();
+    let horn = crate::corpus::frames(SEED).into_iter().find(|l| l.contains("\"horn\"")).unwrap();
     let (item, raw) = parse(horn);
     let events = to_events(&item, &room("115351164"), raw.get());
     let EventKind::Notice { text } = &events[0].kind else { panic!("{:?}", events[0].kind) };
@@ -76,7 +76,7 @@ fn leading_mentions_become_segments_and_zero_width_spaces_go() {
 fn every_event_kind_maps() {
     let here = room("868858631");
     let mut mapped = Vec::new();
-    for line in EVENTS.lines() {
+    for line in crate::corpus::frames(EVENTS).into_iter() {
         let (item, raw) = parse(line);
         if item.is_join_ack() {
             mapped.push(format!("ack {:?} {}", item.code, item.info_text()));
@@ -119,14 +119,14 @@ fn every_event_kind_maps() {
 
 #[test]
 fn message_time_comes_from_the_frame() {
-    let line = EVENTS.lines().find(|l| l.contains("create_time")).unwrap();
+    let line = crate::corpus::frames(EVENTS).into_iter().find(|l| l.contains("create_time")).unwrap();
     let (item, raw) = parse(line);
     assert_eq!(to_events(&item, &room("868858631"), raw.get())[0].time.0, 1_764_097_200_000);
 }
 
 #[test]
 fn brotli_frames_round_trip_and_arrays_are_split() {
-    let payload = format!("[{}]", SEED.lines().take(3).collect::<Vec<_>>().join(","));
+    let payload = format!("[{}]", crate::corpus::frames(SEED).into_iter().take(3).collect::<Vec<_>>().join(","));
     let frame = encode_binary(payload.as_bytes());
     assert_eq!(frame[0], 1);
     let Frame::Items(items) = decode_binary(&frame).unwrap() else { panic!() };
@@ -180,4 +180,29 @@ proptest::proptest! {
             }
         }
     }
+}
+
+const JOIN: &str = include_str!("../../../tests/fixtures/wire/missevan/join.json");
+const KEEPALIVE: &str = include_str!("../../../tests/fixtures/wire/missevan/keepalive.txt");
+const SEND_REQUEST: &str = include_str!("../../../tests/fixtures/wire/missevan/send_request.json");
+const SEND_ANSWER: &str = include_str!("../../../tests/fixtures/wire/missevan/send_answer.json");
+const SEND_REFUSED: &str = include_str!("../../../tests/fixtures/wire/missevan/send_refused.json");
+
+/// What the adapter sends has the golden frames' keys; the golden answers read as accepted and refused.
+#[test]
+fn outbound_frames_and_send_answers_match_the_golden_corpus() {
+    use crate::corpus::{assert_json_shape, frames, json};
+    let join =
+        serde_json::to_value(Join { action: "join", uuid: "u", kind: "room", room_id: 868858631, reconnect: None })
+            .unwrap();
+    assert_json_shape("join", &[&json(JOIN)], &join, &["action", "uuid", "type", "room_id"]);
+    assert_eq!((&join["action"], &join["type"]), (&json(JOIN)["action"], &json(JOIN)["type"]));
+    assert_eq!(frames(KEEPALIVE), [HEARTBEAT]);
+    assert!(matches!(decode_text(HEARTBEAT), Ok(Frame::Heartbeat)));
+    let body = serde_json::to_value(SendBody { room_id: 868858631, message: "m".into(), msg_id: "id".into() }).unwrap();
+    assert_json_shape("send", &[&json(SEND_REQUEST)], &body, &["room_id", "message", "msg_id"]);
+    let accepted: Answer = serde_json::from_value(json(SEND_ANSWER)).unwrap();
+    assert_eq!(accepted.code, 0);
+    let refused: Answer = serde_json::from_value(json(SEND_REFUSED)).unwrap();
+    assert_eq!((refused.code, info_text(Some(&refused.info)).as_str()), (500150022, "聊天内容含有违规信息"));
 }

@@ -39,3 +39,8 @@ pub(super) async fn next(client: &mut Client) -> Message {
 pub(super) async fn send(client: &mut Client, frame: Message) {
     client.send(frame).await.expect("the simulator takes the frame");
 }
+
+/// An HTTP client as the adapters build theirs.
+pub(super) fn http() -> reqwest::Client {
+    crate::adapters::http_client(WAIT)
+}

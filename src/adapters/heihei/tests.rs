@@ -9,7 +9,7 @@ use crate::model::{EventKind, Segment};
 const SEED: &str = include_str!("../../../tests/fixtures/wire/heihei/seed_messages.jsonl");
 
 fn messages() -> Vec<Value> {
-    SEED.lines().map(|l| serde_json::from_str(l).expect("fixture lines are JSON")).collect()
+    crate::corpus::frames(SEED).into_iter().map(|l| serde_json::from_str(l).expect("fixture lines are JSON")).collect()
 }
 
 /// One line of the mapping, for comparing with the expected list.
@@ -124,4 +124,46 @@ proptest::proptest! {
             }
         }
     }
+}
+
+const FRAME_ARRAY: &str = include_str!("../../../tests/fixtures/wire/heihei/frame_array.json");
+const FRAME_ENVELOPE: &str = include_str!("../../../tests/fixtures/wire/heihei/frame_envelope.json");
+const INIT: &str = include_str!("../../../tests/fixtures/wire/heihei/init_answer.json");
+const SEND_ANSWERS: &str = include_str!("../../../tests/fixtures/wire/heihei/send_answers.jsonl");
+const SEND_REQUEST: &str = include_str!("../../../tests/fixtures/wire/heihei/send_request.txt");
+const GET_LIVE: &str = include_str!("../../../tests/fixtures/wire/heihei/get_live_answer.json");
+const JOIN_LIVE: &str = include_str!("../../../tests/fixtures/wire/heihei/join_live_answer.json");
+const LIST_LIVE: &str = include_str!("../../../tests/fixtures/wire/heihei/list_live_by_user_answer.json");
+
+#[test]
+fn golden_frames_and_answers_parse_as_their_provenance_says() {
+    use crate::corpus::{frames, json, split};
+    for frame in [split(FRAME_ARRAY).1, split(FRAME_ENVELOPE).1] {
+        let items = decode_frame(frame.trim()).unwrap();
+        let [Ok(item)] = &items[..] else { panic!("{items:?}") };
+        assert_eq!(describe(map(item)), "room Some(123) 张三#122 message hello");
+    }
+    assert_eq!(decode_frame(split(FRAME_ENVELOPE).1.trim()).unwrap()[0].as_ref().unwrap().live_id, Some(123));
+    let init: InitAnswer = serde_json::from_value(json(INIT)).unwrap();
+    assert_eq!(init.errorcode, 0);
+    for key in ["sendMsg", "channel", "messageList"] {
+        assert!(init.message.get(key).and_then(Value::as_str).is_some(), "{key}");
+    }
+    for key in ["getLive", "joinLive", "quitLive", "listLiveByUser"] {
+        assert!(init.live.get(key).and_then(Value::as_str).is_some(), "{key}");
+    }
+    let codes: Vec<i64> =
+        frames(SEND_ANSWERS).into_iter().map(|l| serde_json::from_str::<Answer>(l).unwrap().errorcode).collect();
+    assert_eq!(codes, [0, 700, 720, 733]);
+    let get: Answer = serde_json::from_value(json(GET_LIVE)).unwrap();
+    let live = get.live.expect("getLive names the live");
+    assert_eq!((live.live_id, live.room_id), (Some(842017421), Some(842017421)));
+    let join: Answer = serde_json::from_value(json(JOIN_LIVE)).unwrap();
+    assert_eq!(join.live.expect("joinLive names the live").room_id, Some(123213));
+    let list: Answer = serde_json::from_value(json(LIST_LIVE)).unwrap();
+    assert_eq!(list.lives.iter().map(|l| l.live_id).collect::<Vec<_>>(), [Some(23128979), Some(333128979)]);
+    // The send form has the seed's four fields.
+    let [form] = frames(SEND_REQUEST)[..] else { panic!() };
+    let keys: Vec<&str> = form.split('&').map(|kv| kv.split_once('=').unwrap().0).collect();
+    assert_eq!(keys, ["token", "text", "roomId", "liveId"]);
 }

@@ -111,7 +111,8 @@ mod tests {
 
     #[test]
     fn captured_feed_maps_every_kind() {
-        let items: Vec<FishMessage> = parse_poll(MIXED.as_bytes()).unwrap().into_iter().map(Result::unwrap).collect();
+        let body = crate::corpus::split(MIXED).1.as_bytes();
+        let items: Vec<FishMessage> = parse_poll(body).unwrap().into_iter().map(Result::unwrap).collect();
         assert_eq!(items.len(), 8);
         // Text passes through untouched: no HTML unescaping on a plain-text platform.
         assert_eq!(content_of(&items[0]), Content::text("有人在吗？ <b>not bold</b> &amp; co"));
@@ -122,10 +123,26 @@ mod tests {
         assert_eq!(items[6].channel.as_deref(), Some("api-chatbridge"));
         assert_eq!(items[7].sender, None);
         assert!(matches!(content_of(&items[7]).0[..], [Segment::Text(_), Segment::Text(_), Segment::Video { .. }]));
-        assert!(
-            parse_poll(include_bytes!("../../../tests/fixtures/wire/fishroom/poll_empty.json")).unwrap().is_empty()
-        );
-        assert!(parse_poll(include_bytes!("../../../tests/fixtures/wire/fishroom/forbidden.txt")).is_err());
+        let empty = crate::corpus::split(include_str!("../../../tests/fixtures/wire/fishroom/poll_empty.json")).1;
+        assert!(parse_poll(empty.as_bytes()).unwrap().is_empty());
+        let forbidden = crate::corpus::split(include_str!("../../../tests/fixtures/wire/fishroom/forbidden.txt")).1;
+        assert!(parse_poll(forbidden.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_post_body_and_answers_are_the_golden_ones() {
+        use crate::corpus::{assert_json_shape, frames, json};
+        let golden = json(include_str!("../../../tests/fixtures/wire/fishroom/post_request.json"));
+        let ours = serde_json::to_value(PostBody { sender: Some("alice"), content: "hi" }).unwrap();
+        assert_json_shape("post", &[&golden], &ours, &["sender", "content"]);
+        let ok: StatusBody =
+            serde_json::from_value(json(include_str!("../../../tests/fixtures/wire/fishroom/post_answer.json")))
+                .unwrap();
+        assert_eq!(ok.message, "OK");
+        for line in frames(include_str!("../../../tests/fixtures/wire/fishroom/bad_requests.jsonl")) {
+            let body: StatusBody = serde_json::from_str(line).unwrap();
+            assert!(body.message.starts_with("Cannot") || body.message.starts_with("Unable"), "{}", body.message);
+        }
     }
 
     #[test]

@@ -138,8 +138,11 @@ pub fn protobuf(value: &Value) -> Vec<u8> {
     out
 }
 
-/// The fields of one protobuf message: (number, wire type, payload of a length-delimited field).
-fn fields(mut bytes: &[u8]) -> Result<Vec<(u64, u8, &[u8])>, String> {
+/// One field of a protobuf message: number, wire type, payload (of a length-delimited field).
+type Field<'a> = (u64, u8, &'a [u8]);
+
+/// The fields of one protobuf message.
+fn fields(mut bytes: &[u8]) -> Result<Vec<Field<'_>>, String> {
     fn varint(bytes: &mut &[u8]) -> Result<u64, String> {
         let mut n = 0u64;
         for shift in (0..64).step_by(7) {
@@ -217,4 +220,13 @@ pub fn assert_protobuf_shape(what: &str, golden: &Value, sim: &[u8], required: &
     for path in required {
         assert!(seen.iter().any(|p| p == path), "{what}: the simulator does not send field {path}");
     }
+}
+
+/// The payload of the first length-delimited field `number` of a protobuf message.
+pub fn field(bytes: &[u8], number: u64) -> Option<Vec<u8>> {
+    fields(bytes)
+        .ok()?
+        .into_iter()
+        .find(|(n, wire, _)| *n == number && *wire == 2)
+        .map(|(_, _, payload)| payload.to_vec())
 }

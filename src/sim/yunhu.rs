@@ -476,7 +476,9 @@ async fn session(mut ws: WebSocket, shared: Arc<Shared>, dropped: CancellationTo
                         frames = Some(shared.frames.subscribe());
                     }
                     Some("heartbeat") if frames.is_some() => {
-                        let ack = wrap("heartbeat_ack", &seq, Vec::new());
+                        // The ack is the envelope's `info` alone: no payload is documented or read.
+                        let ack = WsWrapper { info: Some(WsInfo { seq: seq.clone(), cmd: "heartbeat_ack".into() }), data: None }
+                            .encode_to_vec();
                         if ws.send(Message::binary(ack)).await.is_err() {
                             return;
                         }

@@ -143,3 +143,94 @@ proptest::proptest! {
         }
     }
 }
+
+const PUSH: &str = include_str!("../../../tests/fixtures/wire/yunhu/push_message.pb.json");
+const ACK: &str = include_str!("../../../tests/fixtures/wire/yunhu/heartbeat_ack.pb.json");
+const STREAM: &str = include_str!("../../../tests/fixtures/wire/yunhu/stream_message.pb.json");
+const USER_INFO: &str = include_str!("../../../tests/fixtures/wire/yunhu/user_info.pb.json");
+const STATUS: &str = include_str!("../../../tests/fixtures/wire/yunhu/status_answer.pb.json");
+const SEND: &str = include_str!("../../../tests/fixtures/wire/yunhu/send_message.pb.json");
+const EDIT: &str = include_str!("../../../tests/fixtures/wire/yunhu/edit_message.pb.json");
+const RECALL: &str = include_str!("../../../tests/fixtures/wire/yunhu/recall_message.pb.json");
+const LOGIN: &str = include_str!("../../../tests/fixtures/wire/yunhu/ws_login.json");
+const HEARTBEAT: &str = include_str!("../../../tests/fixtures/wire/yunhu/ws_heartbeat.json");
+
+/// The golden frames, encoded by hand from their field numbers (not by prost), decode as their
+/// provenance says.
+#[test]
+fn golden_server_frames_decode_as_documented() {
+    use crate::corpus::{json, protobuf};
+    assert_eq!(decode(&protobuf(&json(ACK))), Ok(Frame::HeartbeatAck));
+    let Ok(Frame::Push(push)) = decode(&protobuf(&json(PUSH))) else { panic!("a push") };
+    assert_eq!(push.msg_id, "a2b3c4d5e6f70123456789abcdef0123");
+    let sender = push.sender.clone().unwrap();
+    assert_eq!((sender.chat_id.as_str(), sender.name.as_str(), sender.chat_type), ("7654321", "小明", 1));
+    assert_eq!((push.chat_id.as_str(), push.chat_type, push.content_type), ("big-group", 2, 1));
+    let content = push.content.clone().unwrap();
+    assert_eq!((content.text.as_str(), content.mentioned_id.as_slice()), ("@云朵 你好", &["1234567".to_owned()][..]));
+    assert_eq!(content.quote_msg_text, "云朵: 上一条");
+    assert_eq!(
+        (push.timestamp, push.msg_seq, push.delete_timestamp, push.edit_timestamp),
+        (1764097200000, 42, 1764097300000, 1764097250000)
+    );
+    assert_eq!(push.quote_msg_id, "f0e1d2c3b4a596877869504132231405");
+    assert_eq!(push.cmd.unwrap().name, "/help");
+    let Ok(Frame::Stream(part)) = decode(&protobuf(&json(STREAM))) else { panic!("a stream part") };
+    assert_eq!((part.msg_id.as_str(), part.content.as_str()), ("a2b3c4d5e6f70123456789abcdef0123", " more text"));
+    let info = super::proto::UserInfo::decode(protobuf(&json(USER_INFO)).as_slice()).unwrap();
+    assert_eq!((info.status.unwrap().code, info.data.unwrap().id.as_str()), (1, "1234567"));
+    let answer = super::proto::SendMessageResponse::decode(protobuf(&json(STATUS)).as_slice()).unwrap();
+    assert_eq!(answer.status.unwrap().code, 1);
+}
+
+/// What the adapter sends uses the golden field numbers and wire types.
+#[test]
+fn outbound_requests_have_the_golden_shape() {
+    use super::proto::{EditMessageRequest, RecallBatchRequest, RecallMessageRequest, SendContent, SendMessageRequest};
+    use crate::corpus::{assert_json_shape, assert_protobuf_shape, json};
+    let content = SendContent {
+        text: "hi".into(),
+        mentioned_id: vec!["1".into()],
+        quote_msg_text: "a: b".into(),
+        ..SendContent::default()
+    };
+    let send = SendMessageRequest {
+        msg_id: "m".into(),
+        chat_id: "c".into(),
+        chat_type: 2,
+        content: Some(content.clone()),
+        content_type: 3,
+        quote_msg_id: "q".into(),
+        ..SendMessageRequest::default()
+    };
+    assert_protobuf_shape(
+        "send",
+        &json(SEND),
+        &send.encode_to_vec(),
+        &["2", "3", "4", "5", "5.1", "5.6", "5.8", "6", "8"],
+    );
+    let edit = EditMessageRequest {
+        msg_id: "m".into(),
+        chat_id: "c".into(),
+        chat_type: 2,
+        content: Some(content),
+        content_type: 1,
+        quote_msg_id: "q".into(),
+    };
+    assert_protobuf_shape("edit", &json(EDIT), &edit.encode_to_vec(), &["2", "3", "4", "5", "5.1", "6"]);
+    let recall = RecallMessageRequest { msg_id: "m".into(), chat_id: "c".into(), chat_type: 2 };
+    assert_protobuf_shape("recall", &json(RECALL), &recall.encode_to_vec(), &["2", "3", "4"]);
+    let batch = RecallBatchRequest { msg_id: vec!["m".into(), "n".into()], chat_id: "c".into(), chat_type: 2 };
+    assert_protobuf_shape("recall batch", &json(RECALL), &batch.encode_to_vec(), &["2", "3", "4"]);
+    let login: serde_json::Value = serde_json::from_str(&super::wire::login("s", "1", "t", "windows", "d")).unwrap();
+    assert_json_shape(
+        "login",
+        &[&json(LOGIN)],
+        &login,
+        &["seq", "cmd", "data.userId", "data.token", "data.platform", "data.deviceId"],
+    );
+    assert_eq!(login["cmd"], json(LOGIN)["cmd"]);
+    let heartbeat: serde_json::Value = serde_json::from_str(&super::wire::heartbeat("s")).unwrap();
+    assert_json_shape("heartbeat", &[&json(HEARTBEAT)], &heartbeat, &["seq", "cmd", "data"]);
+    assert_eq!(heartbeat["cmd"], json(HEARTBEAT)["cmd"]);
+}

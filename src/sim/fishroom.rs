@@ -1,4 +1,4 @@
-//! A Fishroom server as `shared/protocols.md` §5 describes it: token checks via headers or `id`/`key`
+//! A Fishroom server as `docs/platforms/fishroom.md` describes it: token checks via headers or `id`/`key`
 //! arguments, one queue per token holding the last 15 messages for 60 s, a 10 s long-poll (shortened by
 //! a setting for tests) that drops other rooms' messages, own echoes, the trailing-slash post route,
 //! and the upstream "500 on every post" mode.

@@ -1,4 +1,4 @@
-//! A Heihei server as the seed and `shared/protocols.md` §4 describe it: `init` returning the endpoint map
+//! A Heihei server as the seed and `docs/platforms/heihei.md` describe it: `init` returning the endpoint map
 //! (pointing at itself), hosts going on and off air (list-live-by-user, join-live, get-live, quit-live,
 //! and a `stop-live` action on the socket), the channel socket with its token check (pings are answered by
 //! the websocket layer), frames in both forms (arrays of items whose `msg` is a JSON string, and the

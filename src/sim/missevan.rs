@@ -1,4 +1,4 @@
-//! A Missevan live-chat server as `shared/protocols.md` §3 describes it: `/api/user/info` hands out
+//! A Missevan live-chat server as `docs/platforms/missevan.md` describes it: `/api/user/info` hands out
 //! `FM_SESS` sessions that expire, the chat socket refuses a handshake without one (403), acknowledges
 //! joins (500030004 for an unknown room), echoes `❤️`, drops clients silent too long, and pushes events as
 //! text and as Brotli binary frames, batched into arrays; the send API checks cookies, has a

@@ -1,4 +1,4 @@
-//! A Yunhu server as `shared/protocols.md` §2 describes it: protobuf HTTP endpoints with token checks (send,
+//! A Yunhu server as `docs/platforms/yunhu.md` describes it: protobuf HTTP endpoints with token checks (send,
 //! edit, recall, user info, list-message-by-seq with per-chat sequence numbers) and a websocket that needs
 //! the JSON login frame, answers heartbeats with `heartbeat_ack`, and pushes `push_message`, `edit_message`,
 //! recall notices and `stream_message` parts to every logged-in client — the sender included, as the real

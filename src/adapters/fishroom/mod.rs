@@ -1,4 +1,4 @@
-//! Fishroom over its HTTP API (`shared/protocols.md` §5): one long-poll loop per receiving room, one
+//! Fishroom over its HTTP API (`docs/platforms/fishroom.md`): one long-poll loop per receiving room, one
 //! POST per message. Fishroom has no message ids, no edits and a separate sender field.
 
 mod client;

@@ -1,4 +1,4 @@
-//! Fishroom's JSON as it travels (`shared/protocols.md` §5); nothing here leaves the adapter.
+//! Fishroom's JSON as it travels (`docs/platforms/fishroom.md`); nothing here leaves the adapter.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! Heihei (黑黑) live rooms and IM (`shared/protocols.md` §4): endpoint discovery through `init`, one
+//! Heihei (黑黑) live rooms and IM (`docs/platforms/heihei.md`): endpoint discovery through `init`, one
 //! channel websocket per account, and a follower per room that keeps track of the host's current broadcast
 //! (each broadcast has its own `liveId`, which sending needs).
 

@@ -1,4 +1,4 @@
-//! Heihei's socket frames and API answers (`shared/protocols.md` §4, seed "消息数据定义" and "IM消息类型");
+//! Heihei's socket frames and API answers (`docs/platforms/heihei.md`, seed "消息数据定义" and "IM消息类型");
 //! nothing here leaves the adapter.
 //!
 //! A text frame is a JSON array of items whose `msg` is a JSON *string* holding the message (parsed again),

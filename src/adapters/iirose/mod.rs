@@ -1,4 +1,4 @@
-//! IIROSE (蔷薇花园) over its websocket (`shared/protocols.md` §1): one session per account, in one room,
+//! IIROSE (蔷薇花园) over its websocket (`docs/platforms/iirose.md`): one session per account, in one room,
 //! plus private chats with users. Messages carry a 12-digit `i` we choose; the server's echo of it is the
 //! delivery confirmation.
 

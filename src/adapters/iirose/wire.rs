@@ -1,4 +1,4 @@
-//! IIROSE's packets (`shared/protocols.md` §1); nothing here leaves the adapter.
+//! IIROSE's packets (`docs/platforms/iirose.md`); nothing here leaves the adapter.
 //!
 //! A frame is one packet of text: raw UTF-8 up to 256 bytes, else `0x01` + gzip (zlib accepted on
 //! receive). The first character routes the packet; records are joined by `<` (newest first), fields by

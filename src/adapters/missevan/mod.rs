@@ -1,4 +1,4 @@
-//! Missevan (猫耳FM) live-room chat (`shared/protocols.md` §3): one websocket per room for receiving,
+//! Missevan (猫耳FM) live-room chat (`docs/platforms/missevan.md`): one websocket per room for receiving,
 //! `POST /api/chatroom/message/send` for sending, with message ids we choose (uuid `msg_id`).
 
 mod client;

@@ -1,4 +1,4 @@
-//! Missevan's chat socket frames and JSON (`shared/protocols.md` §3); nothing here leaves the adapter.
+//! Missevan's chat socket frames and JSON (`docs/platforms/missevan.md`); nothing here leaves the adapter.
 //!
 //! Server frames are text (the `❤️` keep-alive echo, or JSON) or binary: a flag byte (1 = Brotli), the
 //! decoded length as 24-bit little-endian, then the Brotli stream. A payload is one JSON object or an

@@ -1,4 +1,4 @@
-//! Yunhu (云湖) as a user (`shared/protocols.md` §2): a websocket with JSON frames up and protobuf frames
+//! Yunhu (云湖) as a user (`docs/platforms/yunhu.md`): a websocket with JSON frames up and protobuf frames
 //! down for receiving, protobuf over HTTP for sending, editing and recalling, with message ids we choose.
 
 mod client;

@@ -1,4 +1,4 @@
-//! Yunhu's frames (`shared/protocols.md` §2): JSON text up (login, heartbeat), protobuf `WsWrapper` down.
+//! Yunhu's frames (`docs/platforms/yunhu.md`): JSON text up (login, heartbeat), protobuf `WsWrapper` down.
 //! Nothing here leaves the adapter.
 
 use prost::Message as _;

@@ -44,16 +44,11 @@ async fn the_heihei_simulator_speaks_the_golden_frames() {
     ];
 
     // init: the golden answer's shape; an unknown token is refused as the seed's codes say.
-    let answer: Value = http
-        .get(sim.init_url())
-        .query(&init_args)
-        .query(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let init = |token: &'static str| {
+        let request = http.get(sim.init_url()).query(&init_args).query(&[("token", token)]);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let answer = init(TOKEN).await;
     assert_json_shape(
         "init",
         &[&json(INIT)],
@@ -61,16 +56,7 @@ async fn the_heihei_simulator_speaks_the_golden_frames() {
         &["errorcode", "errormsg", "message.sendMsg", "message.channel", "live.joinLive", "live.listLiveByUser"],
     );
     let answers: Vec<Value> = frames(SEND_ANSWERS).into_iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let refused: Value = http
-        .get(sim.init_url())
-        .query(&init_args)
-        .query(&[("token", "wrong")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refused = init("wrong").await;
     assert_eq!(refused, answers[2], "720 token无效");
 
     // The live calls of discovery.

@@ -11,6 +11,9 @@ pub mod missevan;
 pub mod retry;
 pub mod yunhu;
 
+#[cfg(test)]
+mod hostile;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 mod client;
 mod gateway;
-mod wire;
+pub(crate) mod wire;
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;

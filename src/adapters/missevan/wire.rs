@@ -56,7 +56,8 @@ pub fn decode_binary(bytes: &[u8]) -> Result<Frame, FrameError> {
         return Err(FrameError::Flag(*flag));
     }
     let declared = usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16;
-    let mut payload = Vec::with_capacity(declared.min(MAX_PAYLOAD));
+    // Grown as the stream decodes: a header may lie, and 16 MiB up front per frame is a gift to a hostile server.
+    let mut payload = Vec::with_capacity(declared.min(64 << 10));
     // One byte more than declared is enough to tell a longer stream.
     let mut decoder = brotli::Decompressor::new(stream, 4096).take(declared as u64 + 1);
     decoder.read_to_end(&mut payload).map_err(|_| FrameError::Brotli)?;

@@ -379,10 +379,26 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("chatbridge/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::custom(same_origin_redirects))
         .build()
         .expect("the TLS provider is installed and the client settings are static");
     clients.push((timeout, client.clone()));
     client
+}
+
+/// Redirects are followed only within the origin of the first request, five at most. reqwest strips only the
+/// standard credential headers when a redirect leaves the origin; the platforms' own (`X-TOKEN-KEY`, `token`,
+/// tokens in forms that a 307 sends again) would follow, so a redirect elsewhere is an error instead.
+fn same_origin_redirects(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let first = attempt.previous().first().map(reqwest::Url::origin);
+    if first.is_some_and(|first| first != attempt.url().origin()) {
+        let to = attempt.url().origin().ascii_serialization();
+        return attempt.error(format!("a redirect to another origin ({to}) was refused: credentials go nowhere else"));
+    }
+    if attempt.previous().len() > 5 {
+        return attempt.error("more than five redirects");
+    }
+    attempt.follow()
 }
 
 /// Installs the one rustls crypto provider this build carries (ring); idempotent.
@@ -403,6 +419,59 @@ mod tests {
         let client = http_client(Duration::from_secs(1));
         drop(client);
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+
+    /// A server that answers every request with a redirect to `to`, and one that records what reaches it.
+    async fn redirecting(to: String) -> std::net::SocketAddr {
+        let app = axum::Router::new().fallback(move || {
+            let to = to.clone();
+            async move { (axum::http::StatusCode::TEMPORARY_REDIRECT, [(axum::http::header::LOCATION, to)]) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn credentials_never_follow_a_redirect_to_another_origin() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let record = std::sync::Arc::clone(&seen);
+        let target = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: String| {
+            let record = std::sync::Arc::clone(&record);
+            async move {
+                record.lock().unwrap().push(format!("{headers:?} {body}"));
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, target).await });
+        // Another port is another origin: the token, the key and the body stay home.
+        let hostile = redirecting(format!("http://{other}/stolen")).await;
+        let client = http_client(Duration::from_secs(2));
+        let answer = client
+            .post(format!("http://{hostile}/api/messages/room/"))
+            .header("X-TOKEN-KEY", "fish-key-secret")
+            .header("token", "yunhu-token-secret")
+            .body("message body")
+            .send()
+            .await;
+        let error = answer.expect_err("a cross-origin redirect is an error");
+        assert!(format!("{error:?}").contains("another origin"), "{error:?}");
+        assert!(seen.lock().unwrap().is_empty(), "nothing reached the other origin: {:?}", seen.lock().unwrap());
+        // Within the origin, redirects are followed, and a loop is cut.
+        let app = axum::Router::new()
+            .route("/start", axum::routing::get(|| async { axum::response::Redirect::temporary("/landing") }))
+            .route("/landing", axum::routing::get(|| async { "landed" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let home = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let answer = client.get(format!("http://{home}/start")).send().await.unwrap();
+        assert_eq!(answer.text().await.unwrap(), "landed");
+        let looping = redirecting("/again".to_owned()).await;
+        let answer = client.get(format!("http://{looping}/start")).send().await;
+        assert!(matches!(&answer, Err(e) if format!("{e:?}").contains("more than five")), "a loop is cut: {answer:?}");
     }
 
     #[tokio::test]

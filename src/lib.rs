@@ -57,6 +57,7 @@ pub struct Daemon {
     status_addr: Option<std::net::SocketAddr>,
     states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
     task: tokio::task::JoinHandle<Summary>,
+    page_limit: store::PageLimit,
 }
 
 /// How a run ended.
@@ -89,6 +90,7 @@ impl Daemon {
         let status_addr = status_listener.as_ref().and_then(|l| l.local_addr().ok());
         // The store opens before anything connects: a state directory that cannot be used stops the start.
         let mut cursors: HashMap<AccountId, Vec<(model::RoomId, String)>> = HashMap::new();
+        let page_limit = store::PageLimit::default();
         let durable = if config.general.durable {
             let (events_tx, events) = mpsc::unbounded_channel();
             let configured = config.destinations();
@@ -98,6 +100,7 @@ impl Daemon {
                 id_map_capacity: config.general.id_map_capacity,
                 orphan_max_age: config.general.orphan_max_age,
                 per_room: config.general.queue_capacity,
+                page_limit: page_limit.clone(),
             };
             let (store, opened) = store::Store::open(
                 &config.general.state_dir,
@@ -192,7 +195,13 @@ impl Daemon {
         if let Some(addr) = status_addr {
             info!(%addr, "Serving /health and /metrics.");
         }
-        Ok(Self { stats, status_addr, states, task })
+        Ok(Self { stats, status_addr, states, task, page_limit })
+    }
+
+    /// Tests only: limits the state database to `pages` pages (0: no limit), standing in for a full disk.
+    #[doc(hidden)]
+    pub fn limit_store_pages(&self, pages: u64) {
+        self.page_limit.set(pages);
     }
 
     /// Where `/health` and `/metrics` are served (the bound address, when `http_listen` named port 0).

@@ -158,8 +158,37 @@ pub struct Stats {
     pub store_rows_skipped: Counter,
     /// Send latency.
     pub latency: Histogram,
+    /// Whether the store can write (`None`) or why not: while it cannot, no message is taken in.
+    pub store: StoreHealth,
     /// The series of each room, and of each account for account-wide counts (created on first use).
     series: RwLock<crate::router::Map<Label, Arc<Series>>>,
+}
+
+/// The store's state, watched by everything that takes messages in.
+#[derive(Debug)]
+pub struct StoreHealth(tokio::sync::watch::Sender<Option<String>>);
+
+impl Default for StoreHealth {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(None).0)
+    }
+}
+
+impl StoreHealth {
+    /// Why the store cannot write, while it cannot.
+    pub fn failing(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    pub fn set(&self, failing: Option<String>) {
+        self.0.send_replace(failing);
+    }
+
+    /// Returns once the store can write.
+    pub async fn writable(&self) {
+        let mut watch = self.0.subscribe();
+        let _ = watch.wait_for(Option::is_none).await;
+    }
 }
 
 /// What a series is about.

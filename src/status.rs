@@ -51,8 +51,14 @@ async fn health(State(status): State<Status>) -> Response {
     let stopped = states.values().any(|s| matches!(s, AccountState::Stopped { .. }));
     let accounts: serde_json::Map<String, Value> =
         states.iter().map(|(id, s)| (id.to_string(), state_json(s))).collect();
-    let body = json!({"status": if stopped { "degraded" } else { "ok" }, "accounts": accounts});
-    let code = if stopped { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    // While the store cannot write, no message is taken in: the daemon is not healthy.
+    let store = match status.stats.store.failing() {
+        None => json!("ok"),
+        Some(reason) => json!({"failing": reason}),
+    };
+    let degraded = stopped || !store.is_string();
+    let body = json!({"status": if degraded { "degraded" } else { "ok" }, "store": store, "accounts": accounts});
+    let code = if degraded { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, axum::Json(body)).into_response()
 }
 
@@ -104,6 +110,12 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
     for (name, help, value) in plain {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
+    let writable = u8::from(stats.store.failing().is_none());
+    let _ = writeln!(
+        out,
+        "# HELP chatbridge_store_writable Whether the state database can be written (0: no message is taken in).\n\
+         # TYPE chatbridge_store_writable gauge\nchatbridge_store_writable {writable}"
+    );
     let _ = writeln!(
         out,
         "# HELP chatbridge_queue_depth Messages waiting per destination room.\n# TYPE chatbridge_queue_depth gauge"

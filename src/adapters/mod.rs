@@ -167,8 +167,18 @@ impl Cursors {
 }
 
 impl AdapterContext {
-    /// Hands an event to the router; false when the router is gone.
+    /// Hands an event to the router; false when the router is gone. While the store cannot write, it waits:
+    /// a message taken in then could not be kept, and a source that waits stops reading (what its platform
+    /// says meanwhile comes back through its history, where it has one).
     pub async fn emit(&self, event: Event) -> bool {
+        if self.stats.store.failing().is_some() {
+            tokio::select! {
+                _ = self.stats.store.writable() => {}
+                _ = self.closed.cancelled() => return false,
+                // Shutting down: not taken in; the source's cursor did not move past it in the store.
+                _ = self.stop_receiving.cancelled() => return true,
+            }
+        }
         self.stats.count(Metric::Received, &event.origin.room);
         self.router.send(RouterInput::Event(event)).await.is_ok()
     }
@@ -419,6 +429,40 @@ mod tests {
         let client = http_client(Duration::from_secs(1));
         drop(client);
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+
+    #[tokio::test]
+    async fn sources_wait_while_the_store_cannot_write() {
+        let (router, mut inbox) = mpsc::channel(8);
+        let ctx = AdapterContext {
+            account: AccountId::new(crate::model::Platform::Fishroom, "t"),
+            rooms: Vec::new(),
+            router,
+            stop_receiving: Default::default(),
+            closed: Default::default(),
+            stats: Default::default(),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(2)),
+            cursors: Cursors::default(),
+        };
+        let room = RoomAddr::new(ctx.account.clone(), crate::model::RoomId::new("r"));
+        let event = || Event::new(room.clone(), None, None, crate::model::EventKind::Joined);
+        ctx.stats.store.set(Some("database or disk is full".into()));
+        let waiting = tokio::spawn({
+            let ctx = ctx.clone();
+            let event = event();
+            async move { ctx.emit(event).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(inbox.try_recv().is_err(), "nothing is taken in while the store fails");
+        assert!(!waiting.is_finished());
+        ctx.stats.store.set(None);
+        assert!(waiting.await.unwrap());
+        assert!(matches!(inbox.recv().await, Some(RouterInput::Event(_))), "taken in once it can be kept");
+        // Shutting down meanwhile: the source is released, nothing is taken in.
+        ctx.stats.store.set(Some("full".into()));
+        ctx.stop_receiving.cancel();
+        assert!(ctx.emit(event()).await);
+        assert!(inbox.try_recv().is_err());
     }
 
     /// A server that answers every request with a redirect to `to`, and one that records what reaches it.

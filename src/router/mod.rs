@@ -270,15 +270,32 @@ impl Router {
             self.end();
         }
         let left = self.waiting();
-        if left > 0 && self.store.is_some() {
-            info!(
-                undelivered = left,
-                "Stopped with messages still queued: they are kept in the store and delivered at the next start."
-            );
+        if let Some(store) = self.store.take() {
+            self.end_store(store, left);
         } else if left > 0 {
             error!(undelivered = left, "Stopped with messages still queued (durable = false): they are lost.");
         }
         left
+    }
+
+    /// Closes the store and says what it keeps: the outbox as the database holds it, not as the queues
+    /// counted it.
+    fn end_store(&mut self, store: Store, left: usize) {
+        let closing = store.close();
+        match closing.stored {
+            Some(0) if closing.unwritten == 0 => {}
+            Some(stored) if closing.unwritten == 0 => info!(
+                undelivered = left,
+                stored,
+                "Stopped with messages still queued: they are kept in the store and delivered at the next start."
+            ),
+            stored => error!(
+                undelivered = left,
+                stored = stored.map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+                lost = closing.unwritten,
+                "Stopped with messages still queued, and the store could not keep them all: those not stored are lost."
+            ),
+        }
     }
 
     /// Handles a report of the store's writer: commits are counted, reads bring spilled messages back.
@@ -290,6 +307,8 @@ impl Router {
                 self.stats.store_rows_skipped.add(skipped);
             }
             StoreEvent::Loaded { room, rows, through, exhausted } => self.loaded(&room, rows, through, exhausted),
+            StoreEvent::Failing { reason } => self.stats.store.set(Some(reason)),
+            StoreEvent::Recovered => self.stats.store.set(None),
         }
     }
 

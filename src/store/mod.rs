@@ -77,6 +77,8 @@ pub struct StoreSettings {
     pub orphan_max_age: Duration,
     /// The most rows per room loaded at start; the rest is read as the queue drains.
     pub per_room: usize,
+    /// Tests only: a database size limit standing in for a full disk.
+    pub page_limit: PageLimit,
 }
 
 /// One queued message as stored: what the router needs to send it again.
@@ -161,6 +163,11 @@ pub enum StoreEvent {
     /// last key read (rows that could not be decoded are left out, not read again); `exhausted` when fewer
     /// rows than asked for were there.
     Loaded { room: String, rows: Vec<Stored>, through: u64, exhausted: bool },
+    /// A transaction failed: its changes are kept and written again. No message should be taken in until
+    /// [`StoreEvent::Recovered`].
+    Failing { reason: String },
+    /// What failed is written.
+    Recovered,
 }
 
 enum Op {
@@ -178,7 +185,7 @@ pub struct Store {
     /// One input's operations, gathered until [`Store::end`] sends them to the writer together.
     gathered: std::cell::RefCell<Vec<Op>>,
     ops: Option<mpsc::Sender<Vec<Op>>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<Closing>>,
     /// Held while the store is open: one daemon per state directory.
     _lock: std::fs::File,
 }
@@ -211,9 +218,10 @@ impl Store {
         let thread = |e| StoreError::Directory { path: dir.to_owned(), source: e };
         let (ops, receiver) = mpsc::channel();
         let max_age = settings.id_map_max_age;
+        let limit = settings.page_limit.clone();
         let writer = std::thread::Builder::new()
             .name("chatbridge-store".into())
-            .spawn(move || write(db, receiver, notify, max_age))
+            .spawn(move || write(db, receiver, notify, max_age, limit))
             .map_err(thread)?;
         let store =
             Self { gathered: std::cell::RefCell::new(Vec::new()), ops: Some(ops), writer: Some(writer), _lock: lock };
@@ -295,14 +303,23 @@ impl Store {
     }
 }
 
-impl Drop for Store {
-    /// Lets the writer commit what it was given, then waits for it.
-    fn drop(&mut self) {
+impl Store {
+    /// Lets the writer commit what it was given (trying for a few seconds when the database cannot be
+    /// written), waits for it, and says what the outbox holds.
+    pub fn close(mut self) -> Closing {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Closing {
         self.end();
         self.ops = None;
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
+        self.writer.take().and_then(|writer| writer.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -566,122 +583,232 @@ fn decode((key, room, bridge, record): Row) -> Option<Stored> {
     }
 }
 
-/// What the open transaction has gathered besides its SQL.
+/// What the open transaction has gathered besides its SQL (borrowing the operations it writes, which the
+/// writer keeps until their transaction commits).
 #[derive(Default)]
-struct Batch {
+struct Batch<'a> {
     /// Outbox rows not written yet, by key (with their bridge): written at the commit, or before anything
     /// that reads or moves outbox rows; a delete of one of them cancels it.
-    pending: BTreeMap<u64, (String, Pending)>,
+    pending: BTreeMap<u64, (&'a str, &'a Pending)>,
     written: u64,
     skipped: u64,
     loaded: Vec<(String, Vec<Stored>, u64, bool)>,
 }
 
-/// The writer: applies inputs (each one input's operations) in order and commits once no input came during
-/// a pause of [`GATHER`] or the transaction is [`MAX_BATCH`] old, so a burst of inputs is one transaction and
-/// one input's work is never split between two.
-fn write(mut db: Connection, inputs: mpsc::Receiver<Vec<Op>>, notify: impl Fn(StoreEvent), max_age: Duration) {
+/// The first wait before a failed transaction is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a closing store keeps trying to write what it was given.
+const CLOSE_RETRIES: Duration = Duration::from_secs(3);
+
+/// How the writer ended: what the outbox holds, and what it could not write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Closing {
+    /// Outbox rows in the database when the writer stopped (the messages a restart delivers); `None` when
+    /// the database could not be read.
+    pub stored: Option<u64>,
+    /// Outbox rows it was given but could not write (lost).
+    pub unwritten: u64,
+}
+
+/// A test's stand-in for a full disk: the database may grow to this many pages (0: no limit). Real full
+/// disks and this limit fail the same way (`SQLITE_FULL`, "database or disk is full").
+#[derive(Clone, Debug, Default)]
+pub struct PageLimit(Arc<std::sync::atomic::AtomicU64>);
+
+impl PageLimit {
+    pub fn set(&self, pages: u64) {
+        self.0.store(pages, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The writer: gathers inputs (each one input's operations) until no input came during a pause of
+/// [`GATHER`] or [`MAX_BATCH`] has passed, then writes them as one transaction, so a burst of inputs is one
+/// transaction and one input's work is never split between two.
+///
+/// A transaction that fails (a full disk, an I/O error) is never dropped: its operations are kept and
+/// written again, with what came meanwhile, until they commit — after [`StoreEvent::Failing`], so that the
+/// daemon stops taking messages in, and with [`StoreEvent::Recovered`] once they are written.
+fn write(
+    mut db: Connection,
+    inputs: mpsc::Receiver<Vec<Op>>,
+    notify: impl Fn(StoreEvent),
+    max_age: Duration,
+    limit: PageLimit,
+) -> Closing {
     let mut last_prune = Instant::now();
     let mut last_checkpoint = Instant::now();
     // Commits since the last checkpoint: an idle writer still checkpoints them within a second.
     let mut unchecked = false;
+    // The operations of the transaction being written, kept until it commits.
+    let mut carry: Vec<Vec<Op>> = Vec::new();
+    let mut closed = false;
+    let mut failing: Option<(Instant, u64)> = None;
+    let mut retry = RETRY_MIN;
+    let mut limit_applied = 0;
     loop {
-        let first = if unchecked {
-            match inputs.recv_timeout(CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed())) {
-                Ok(ops) => ops,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    checkpoint(&db, "PASSIVE");
-                    (last_checkpoint, unchecked) = (Instant::now(), false);
-                    continue;
+        if carry.is_empty() {
+            if closed {
+                break;
+            }
+            let first = if unchecked {
+                match inputs.recv_timeout(CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed())) {
+                    Ok(ops) => ops,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        checkpoint(&db, "PASSIVE");
+                        (last_checkpoint, unchecked) = (Instant::now(), false);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match inputs.recv() {
-                Ok(ops) => ops,
-                Err(_) => break,
-            }
-        };
+            } else {
+                match inputs.recv() {
+                    Ok(ops) => ops,
+                    Err(_) => break,
+                }
+            };
+            carry.push(first);
+        }
+        closed |= gather(&inputs, &mut carry);
+        let pages = limit.get();
+        if pages != limit_applied {
+            let pages = if pages == 0 { i64::MAX } else { pages as i64 };
+            let _ = db.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()));
+            limit_applied = limit.get();
+        }
+        let prune_due = last_prune.elapsed() >= PRUNE_EVERY;
         let mut batch = Batch::default();
-        let mut cursors: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-        let mut closed = false;
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = db.transaction()?;
-            let started = Instant::now();
-            let mut next = Some(first);
-            loop {
-                while let Some(ops) = next.take() {
-                    for op in ops {
-                        match op {
-                            // Only a room's last cursor of the transaction needs writing.
-                            Op::Cursor { room, cursor } => {
-                                cursors.insert(room, cursor);
-                            }
-                            op => apply(&tx, op, &mut batch)?,
-                        }
-                    }
-                    next = match inputs.try_recv() {
-                        Ok(ops) => Some(ops),
-                        Err(mpsc::TryRecvError::Empty) => None,
-                        Err(mpsc::TryRecvError::Disconnected) => {
-                            closed = true;
-                            None
-                        }
-                    };
-                }
-                if closed {
-                    break;
-                }
-                let Some(left) = MAX_BATCH.checked_sub(started.elapsed()) else { break };
-                // Sleeping rather than waiting on the channel: inputs that come meanwhile queue up without
-                // waking this thread once each.
-                std::thread::sleep(GATHER.min(left));
-                match inputs.try_recv() {
-                    Ok(ops) => next = Some(ops),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            flush(&tx, &mut batch)?;
-            for (room, cursor) in cursors.drain() {
-                tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
-                    .execute(params![room, cursor, now()])?;
-            }
-            if last_prune.elapsed() >= PRUNE_EVERY {
-                last_prune = Instant::now();
-                prune(&tx, max_age)?;
-            }
-            tx.commit()
-        })();
-        match result {
+        match transaction(&mut db, &carry, &mut batch, prune_due.then_some(max_age)) {
             Ok(()) => {
+                if prune_due {
+                    last_prune = Instant::now();
+                }
                 if batch.written + batch.skipped > 0 {
                     notify(StoreEvent::Committed { written: batch.written, skipped: batch.skipped });
                 }
                 for (room, rows, through, exhausted) in batch.loaded {
                     notify(StoreEvent::Loaded { room, rows, through, exhausted });
                 }
+                carry.clear();
+                if let Some((since, attempts)) = failing.take() {
+                    info!(attempts, after = ?since.elapsed(), "The state database is written again; nothing was lost.");
+                    notify(StoreEvent::Recovered);
+                }
+                retry = RETRY_MIN;
+                unchecked = true;
             }
-            Err(e) => error!(error = %e, "Writing the state database failed; these changes are not durable."),
+            Err(e) => {
+                drop(batch);
+                let (since, attempts) = failing.get_or_insert_with(|| {
+                    error!(error = %e, "Writing the state database failed; the changes are kept in memory and written again, and no message is taken in until they are.");
+                    notify(StoreEvent::Failing { reason: e.to_string() });
+                    (Instant::now(), 0)
+                });
+                *attempts += 1;
+                if (*attempts).is_power_of_two() && *attempts > 1 {
+                    warn!(error = %e, attempts = *attempts, failing_for = ?since.elapsed(), "The state database still cannot be written.");
+                }
+                if closed && since.elapsed() >= CLOSE_RETRIES {
+                    break;
+                }
+                std::thread::sleep(retry);
+                retry = (retry * 2).min(RETRY_MAX);
+                continue;
+            }
         }
-        unchecked = true;
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             checkpoint(&db, "PASSIVE");
             (last_checkpoint, unchecked) = (Instant::now(), false);
         }
-        if closed {
-            break;
-        }
+    }
+    let unwritten = unwritten_rows(&carry);
+    if unwritten > 0 {
+        error!(
+            messages = unwritten,
+            "The state database could not be written before the store closed: these queued messages are lost."
+        );
     }
     checkpoint(&db, "TRUNCATE");
+    let stored = db.query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get::<_, i64>(0)).ok().map(|n| n as u64);
+    Closing { stored, unwritten }
+}
+
+/// Takes the inputs that come within the gathering window; true when the store closed.
+fn gather(inputs: &mpsc::Receiver<Vec<Op>>, carry: &mut Vec<Vec<Op>>) -> bool {
+    let started = Instant::now();
+    loop {
+        loop {
+            match inputs.try_recv() {
+                Ok(ops) => carry.push(ops),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return true,
+            }
+        }
+        let Some(left) = MAX_BATCH.checked_sub(started.elapsed()) else { return false };
+        // Sleeping rather than waiting on the channel: inputs that come meanwhile queue up without waking
+        // this thread once each.
+        std::thread::sleep(GATHER.min(left));
+        match inputs.try_recv() {
+            Ok(ops) => carry.push(ops),
+            Err(mpsc::TryRecvError::Empty) => return false,
+            Err(mpsc::TryRecvError::Disconnected) => return true,
+        }
+    }
+}
+
+/// Writes `carry` as one transaction.
+fn transaction<'a>(
+    db: &mut Connection,
+    carry: &'a [Vec<Op>],
+    batch: &mut Batch<'a>,
+    prune_older_than: Option<Duration>,
+) -> rusqlite::Result<()> {
+    let tx = db.transaction()?;
+    // Only a room's last cursor of the transaction needs writing.
+    let mut cursors: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for op in carry.iter().flatten() {
+        match op {
+            Op::Cursor { room, cursor } => {
+                cursors.insert(room, cursor);
+            }
+            op => apply(&tx, op, batch)?,
+        }
+    }
+    flush(&tx, batch)?;
+    for (room, cursor) in cursors {
+        tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
+            .execute(params![room, cursor, now()])?;
+    }
+    if let Some(max_age) = prune_older_than {
+        prune(&tx, max_age)?;
+    }
+    tx.commit()
+}
+
+/// The outbox rows `carry` would write (puts not cancelled by a delete or moved to the dead letters).
+fn unwritten_rows(carry: &[Vec<Op>]) -> u64 {
+    let mut keys = std::collections::BTreeSet::new();
+    for op in carry.iter().flatten() {
+        match op {
+            Op::Put { key, .. } => {
+                keys.insert(*key);
+            }
+            Op::Delete { key } | Op::DeadLetter { key, .. } => {
+                keys.remove(key);
+            }
+            _ => {}
+        }
+    }
+    keys.len() as u64
 }
 
 /// Writes the batch's pending outbox rows, in key order; an event with several destinations is serialised
 /// once.
-fn flush(tx: &rusqlite::Transaction<'_>, batch: &mut Batch) -> rusqlite::Result<()> {
+fn flush(tx: &rusqlite::Transaction<'_>, batch: &mut Batch<'_>) -> rusqlite::Result<()> {
     if batch.pending.is_empty() {
         return Ok(());
     }
@@ -689,34 +816,36 @@ fn flush(tx: &rusqlite::Transaction<'_>, batch: &mut Batch) -> rusqlite::Result<
         "INSERT OR REPLACE INTO outbox (key, room, bridge, record, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let queued_at = now();
-    let mut last: Option<(Arc<Event>, Box<serde_json::value::RawValue>)> = None;
+    let mut last: Option<(&Arc<Event>, Box<serde_json::value::RawValue>)> = None;
     for (key, (bridge, row)) in std::mem::take(&mut batch.pending) {
-        let (room, record) = match row {
-            Pending::Encoded { room, record } => (room, record),
+        match row {
+            Pending::Encoded { room, record } => {
+                insert.execute(params![key as i64, room, bridge, record, queued_at])?;
+            }
             Pending::Event { room, event, client_ids, group } => {
-                if !last.as_ref().is_some_and(|(seen, _)| Arc::ptr_eq(seen, &event)) {
-                    let encoded = serde_json::value::to_raw_value(&*event).expect("an event serialises");
+                if !last.as_ref().is_some_and(|(seen, _)| Arc::ptr_eq(seen, event)) {
+                    let encoded = serde_json::value::to_raw_value(&**event).expect("an event serialises");
                     last = Some((event, encoded));
                 }
                 let event = &last.as_ref().expect("just set").1;
-                let record = EncodedRecord { event, client_ids: &client_ids, group };
-                (room.to_string(), serde_json::to_vec(&record).expect("a record serialises"))
+                let record = EncodedRecord { event, client_ids, group: *group };
+                let record = serde_json::to_vec(&record).expect("a record serialises");
+                insert.execute(params![key as i64, room.to_string(), bridge, record, queued_at])?;
             }
-        };
-        insert.execute(params![key as i64, room, bridge, record, queued_at])?;
+        }
         batch.written += 1;
     }
     Ok(())
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: Op, batch: &mut Batch) -> rusqlite::Result<()> {
+fn apply<'a>(tx: &rusqlite::Transaction<'_>, op: &'a Op, batch: &mut Batch<'a>) -> rusqlite::Result<()> {
     match op {
         Op::Put { key, bridge, row } => {
-            batch.pending.insert(key, (bridge, row));
+            batch.pending.insert(*key, (bridge, row));
         }
-        Op::Delete { key } if batch.pending.remove(&key).is_some() => batch.skipped += 1,
+        Op::Delete { key } if batch.pending.remove(key).is_some() => batch.skipped += 1,
         Op::Delete { key } => {
-            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![key as i64])?;
+            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![*key as i64])?;
         }
         Op::DeadLetter { key, reason } => {
             flush(tx, batch)?;
@@ -724,19 +853,19 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op, batch: &mut Batch) -> rusqlite:
                 "INSERT OR REPLACE INTO deadletters (key, room, bridge, record, queued_at, failed_at, reason)
                  SELECT key, room, bridge, record, queued_at, ?2, ?3 FROM outbox WHERE key = ?1",
             )?
-            .execute(params![key as i64, now(), reason])?;
-            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![key as i64])?;
+            .execute(params![*key as i64, now(), reason])?;
+            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![*key as i64])?;
         }
         Op::Group { id, origin, sender, text, time } => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO groups (id, sender, text, time, created) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![id as i64, sender, text, time, now()])?;
+            .execute(params![*id as i64, sender, text, time, now()])?;
             if let Some((room, remote)) = origin {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, 0, 0)",
                 )?
-                .execute(params![room.to_string(), remote.as_str(), id as i64])?;
+                .execute(params![room.to_string(), remote.as_str(), *id as i64])?;
             }
         }
         Op::Copy { group, room, ids } => {
@@ -745,7 +874,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op, batch: &mut Batch) -> rusqlite:
             )?;
             let room = room.to_string();
             for (part, remote) in ids.iter().enumerate() {
-                insert.execute(params![room, remote.as_str(), group as i64, part as i64])?;
+                insert.execute(params![room, remote.as_str(), *group as i64, part as i64])?;
             }
         }
         // Gathered by the writer and written once per transaction.
@@ -755,9 +884,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op, batch: &mut Batch) -> rusqlite:
             let mut query = tx.prepare_cached(
                 "SELECT key, room, bridge, record FROM outbox WHERE room = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
             )?;
-            let rows = query.query_map(params![room, after as i64, limit as i64], row_to_stored)?;
+            let rows = query.query_map(params![room, *after as i64, *limit as i64], row_to_stored)?;
             let mut out = Vec::new();
-            let mut through = after;
+            let mut through = *after;
             let mut scanned = 0;
             for row in rows {
                 let row = row?;
@@ -767,7 +896,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op, batch: &mut Batch) -> rusqlite:
                     out.push(stored);
                 }
             }
-            batch.loaded.push((room, out, through, scanned < limit));
+            batch.loaded.push((room.clone(), out, through, scanned < *limit));
         }
     }
     Ok(())

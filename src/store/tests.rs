@@ -15,6 +15,7 @@ fn settings() -> StoreSettings {
         id_map_capacity: 100,
         orphan_max_age: Duration::from_secs(3600),
         per_room: 100,
+        page_limit: PageLimit::default(),
     }
 }
 
@@ -286,4 +287,65 @@ fn one_store_per_state_directory() {
     drop(store);
     let (_again, _, _) = open(&dir, &settings());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits until `events` holds one that `matches`.
+fn wait_for(events: &Events, what: &str, matches: impl Fn(&StoreEvent) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events.lock().unwrap().iter().any(&matches) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", events.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn big(text: &str) -> Record {
+    record(&format!("{text} {}", "x".repeat(2000)))
+}
+
+#[test]
+fn a_full_disk_loses_nothing_the_writer_was_given() {
+    let dir = temp();
+    let settings = settings();
+    let (store, _, events) = open(&dir, &settings);
+    // The database may not grow: every transaction that needs a page fails as on a full disk.
+    settings.page_limit.set(1);
+    for key in 1..=100 {
+        store.put(key, "fishroom.t:r".into(), "b".into(), &big(&format!("m{key}")));
+        store.end();
+    }
+    store.load("fishroom.t:r".into(), 0, 10);
+    store.end();
+    wait_for(&events, "the failure", |e| matches!(e, StoreEvent::Failing { reason } if reason.contains("full")));
+    assert!(!events.lock().unwrap().iter().any(|e| matches!(e, StoreEvent::Loaded { .. })), "nothing read yet");
+    // More space: the kept transaction goes through, and the read inside it is answered.
+    settings.page_limit.set(0);
+    wait_for(&events, "the recovery", |e| matches!(e, StoreEvent::Recovered));
+    wait_for(&events, "the read", |e| matches!(e, StoreEvent::Loaded { rows, .. } if rows.len() == 10));
+    let closing = store.close();
+    assert_eq!(closing, Closing { stored: Some(100), unwritten: 0 });
+    let (_store, opened, _) = open(&dir, &settings);
+    assert_eq!(opened.outbox.len() + opened.backlog.iter().map(|(_, n)| n).sum::<usize>(), 100);
+}
+
+#[test]
+fn a_store_closed_while_full_says_what_it_could_not_keep() {
+    let dir = temp();
+    let settings = settings();
+    let (store, _, events) = open(&dir, &settings);
+    for key in 1..=3 {
+        store.put(key, "fishroom.t:r".into(), "b".into(), &record("kept"));
+    }
+    store.end();
+    wait_for(&events, "the first commit", |e| matches!(e, StoreEvent::Committed { .. }));
+    settings.page_limit.set(1);
+    for key in 4..=60 {
+        store.put(key, "fishroom.t:r".into(), "b".into(), &big("lost"));
+        store.end();
+    }
+    // A delete cancels a row that was never written: it is not counted as lost.
+    store.delete(60);
+    store.end();
+    wait_for(&events, "the failure", |e| matches!(e, StoreEvent::Failing { .. }));
+    let closing = store.close();
+    assert_eq!(closing, Closing { stored: Some(3), unwritten: 56 });
 }

@@ -312,6 +312,7 @@ fn deadletters_are_listed_and_requeued_and_check_reports_orphaned_rows() {
         id_map_capacity: 10,
         orphan_max_age: Duration::from_secs(3600),
         per_room: 10,
+        page_limit: Default::default(),
     };
     let (store, _) = Store::open(&state, &settings, |_, _| true, |_| {}).unwrap();
     let origin = RoomAddr::new(AccountId::new(Platform::Fishroom, "a"), RoomId::new("r"));

@@ -8,6 +8,7 @@ mod fishroom;
 mod gaps;
 mod harness;
 mod heihei;
+mod hostile;
 mod iirose;
 mod load;
 mod missevan;

@@ -57,10 +57,59 @@ async fn auth(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
+/// How long a client is asked to wait while the store cannot write.
+const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Why a posted message was not taken.
+enum Refused {
+    /// The message is wrong: 400.
+    Bad(String),
+    /// The bridge cannot keep it now: 503 with `Retry-After`.
+    Unavailable(String),
+}
+
+impl From<String> for Refused {
+    fn from(why: String) -> Self {
+        Refused::Bad(why)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(why: &str) -> Self {
+        Refused::Bad(why.to_owned())
+    }
+}
+
+impl Refused {
+    fn text(self) -> String {
+        match self {
+            Refused::Bad(why) | Refused::Unavailable(why) => why,
+        }
+    }
+
+    fn response(self) -> Response {
+        match self {
+            Refused::Bad(why) => refuse(StatusCode::BAD_REQUEST, why),
+            Refused::Unavailable(why) => {
+                let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, why);
+                response.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
+                response
+            }
+        }
+    }
+}
+
 /// Checks a posted message and hands it to the router; the stored message (with its id) or why not.
-async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMessage, String> {
+async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMessage, Refused> {
+    if let Some(reason) = hub.ctx.stats.store.failing() {
+        return Err(Refused::Unavailable(format!(
+            "the bridge cannot store messages right now ({reason}); send it again in {RETRY_AFTER_SECONDS} s"
+        )));
+    }
     if !hub.gateways.contains(&message.gateway) {
-        return Err(format!("unknown gateway `{}`; this API serves: {}", message.gateway, hub.gateways.join(", ")));
+        return Err(
+            format!("unknown gateway `{}`; this API serves: {}", message.gateway, hub.gateways.join(", ")).into()
+        );
     }
     let deleting = message.event == DELETE;
     if deleting && message.id.is_empty() {
@@ -106,7 +155,7 @@ async fn post_message(State(hub): State<Arc<Hub>>, body: Bytes) -> Response {
     };
     match accept(&hub, message).await {
         Ok(stored) => axum::Json(stored).into_response(),
-        Err(why) => refuse(StatusCode::BAD_REQUEST, why),
+        Err(refused) => refused.response(),
     }
 }
 
@@ -239,7 +288,7 @@ async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
                 let Some(Ok(frame)) = frame else { return };
                 let WsMessage::Text(text) = frame else { continue };
                 let answer = match serde_json::from_str::<ApiMessage>(&text) {
-                    Ok(message) => accept(&hub, message).await.err(),
+                    Ok(message) => accept(&hub, message).await.err().map(Refused::text),
                     Err(e) => Some(format!("not a JSON message: {e}")),
                 };
                 if let Some(why) = answer {

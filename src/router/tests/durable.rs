@@ -30,6 +30,7 @@ fn durable_cached(general: &str, dir: &Path, cache: usize) -> Durable {
         id_map_capacity: cache,
         orphan_max_age: Duration::from_secs(3600),
         per_room: config.general.queue_capacity,
+        page_limit: crate::store::PageLimit::default(),
     };
     let (tx, events) = mpsc::unbounded_channel();
     let configured = config.destinations();

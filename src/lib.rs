@@ -19,6 +19,7 @@ pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod listener;
 pub mod load;
 pub mod model;
 pub mod router;
@@ -145,6 +146,7 @@ impl Daemon {
                 stats: Arc::clone(&stats),
                 backoff: Backoff::new(general.backoff_min, general.backoff_max),
                 cursors: adapters::Cursors::new(cursors.remove(id).unwrap_or_default(), general.gap_fill_window),
+                http: general.http,
             };
             let span = info_span!("adapter", account = %id);
             tasks.spawn(adapter.run(ctx, sends_rx).instrument(span));
@@ -176,7 +178,7 @@ impl Daemon {
         }
         let states = router.states();
         if let Some(listener) = status_listener {
-            tokio::spawn(status::serve(listener, states.clone(), Arc::clone(&stats), closed.clone()));
+            tokio::spawn(status::serve(listener, states.clone(), Arc::clone(&stats), general.http, closed.clone()));
         }
         let task = tokio::spawn(async move {
             let undelivered = router.run(router_rx, stop.clone()).await;

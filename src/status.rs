@@ -27,12 +27,18 @@ struct Status {
 }
 
 /// Serves until `stop` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, states: States, stats: Arc<Stats>, stop: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    states: States,
+    stats: Arc<Stats>,
+    limits: crate::listener::Limits,
+    stop: CancellationToken,
+) {
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(Status { states, stats });
-    let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+    crate::listener::serve(listener, app, limits, "status", stop).await;
 }
 
 fn state_json(state: &AccountState) -> Value {

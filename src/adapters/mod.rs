@@ -136,6 +136,8 @@ pub struct AdapterContext {
     /// Gap filling: each room's cursor as the store kept it (shared by the account's tasks, which advance
     /// it as they emit events), and how far back a replay may reach.
     pub cursors: Cursors,
+    /// The limits of the HTTP listeners an adapter serves (the API's).
+    pub http: crate::listener::Limits,
 }
 
 /// The read cursors of an account's rooms: where gap filling resumes after a reconnect or restart.
@@ -443,6 +445,7 @@ mod tests {
             stats: Default::default(),
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(2)),
             cursors: Cursors::default(),
+            http: Default::default(),
         };
         let room = RoomAddr::new(ctx.account.clone(), crate::model::RoomId::new("r"));
         let event = || Event::new(room.clone(), None, None, crate::model::EventKind::Joined);

@@ -69,6 +69,8 @@ pub struct General {
     pub durable: bool,
     /// `sync = "full"`: the store survives power loss too (slower); `"normal"`: process crashes.
     pub full_sync: bool,
+    /// The limits of every HTTP listener (`http_listen` and the API accounts').
+    pub http: crate::listener::Limits,
 }
 
 /// `id_map_capacity` without the store: everything an edit or reply can reach.
@@ -96,6 +98,7 @@ impl Default for General {
             http_listen: None,
             durable: true,
             full_sync: false,
+            http: crate::listener::Limits::default(),
         }
     }
 }
@@ -263,6 +266,17 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
                 report.error(&span, format!("`http_listen` is `{text}`; expected an address like \"127.0.0.1:9780\""))
             }
         }
+    }
+    for (key, slot) in [
+        ("http_header_timeout", &mut general.http.header_timeout),
+        ("http_body_timeout", &mut general.http.body_timeout),
+    ] {
+        if let Some(d) = fields.duration(key, report) {
+            *slot = d;
+        }
+    }
+    if let Some(n) = fields.positive_int("http_max_connections", report) {
+        general.http.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
     }
     if let Some(value) = fields.get("durable") {
         match value.get_ref() {

@@ -31,12 +31,7 @@ pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
         .with_state(Arc::clone(&hub));
     let closed = hub.ctx.closed.clone();
     hub.ctx.set_state(crate::adapters::AccountState::Connected).await;
-    // Small writes (one websocket frame or stream line per message) go out at once, not after the peer's
-    // delayed acknowledgement of the previous one (Nagle's algorithm).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let _ = axum::serve(listener, app).with_graceful_shutdown(closed.cancelled_owned()).await;
+    crate::listener::serve(listener, app, hub.ctx.http, "api", closed).await;
 }
 
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
@@ -322,6 +317,7 @@ mod tests {
             stats: Default::default(),
             backoff: Backoff::new(std::time::Duration::from_secs(1), std::time::Duration::from_secs(2)),
             cursors: Cursors::default(),
+            http: Default::default(),
         };
         let config = crate::config::ApiAccount { listen: "127.0.0.1:0".parse().unwrap(), token: None, history };
         Arc::new(Hub {

@@ -1,0 +1,89 @@
+//! The daemon's HTTP listeners against slow, silent and greedy clients.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{FAST, Running, account, fishroom, free_port, start};
+
+const TOKEN: &str = "api-secret-token";
+
+async fn api(general: &str) -> (u16, Running, chatbridge::sim::fishroom::FishroomSim) {
+    let port = free_port();
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{general}\n[accounts.api.bots]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n{}\n[[bridge]]\nname = \"b\"\nrooms = [\"api.bots:b\", \"fishroom.tuna:general\"]\n",
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["api.bots", "fishroom.tuna"]).await;
+    (port, running, fish)
+}
+
+/// Reads until the server closes the connection (bounded): what it sent before closing.
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the server closed the connection in time");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_clients_are_cut() {
+    let (port, running, _fish) = api("http_header_timeout = \"1s\"\nhttp_body_timeout = \"1s\"\n").await;
+    // Connected and silent: closed once the header deadline passes.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    until_closed(&mut silent).await;
+    // Headers a byte at a time that never end (slowloris): closed too.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    slow.write_all(b"POST /api/message HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    until_closed(&mut slow).await;
+    // A body announced and never sent: answered 408 instead of waited for.
+    let mut greedy = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!(
+        "POST /api/message HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{{\"text\":"
+    );
+    greedy.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), greedy.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_the_rest_served() {
+    let (port, running, _fish) = api("http_max_connections = 4\n").await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    // The fifth is closed at once, unanswered.
+    let mut fifth = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = fifth.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(until_closed(&mut fifth).await, "");
+    // One of the four goes away: a request is served again.
+    drop(held.pop());
+    let http = chatbridge::adapters::http_client(Duration::from_secs(5));
+    let mut served = false;
+    for _ in 0..100 {
+        let answer = http
+            .get(format!("http://127.0.0.1:{port}/api/health"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await;
+        if let Ok(answer) = answer
+            && answer.status() == 200
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a freed slot is used again");
+    drop(held);
+    running.shutdown().await;
+}

@@ -54,9 +54,59 @@ pub fn describe(error: reqwest::Error) -> String {
     text
 }
 
+/// Reads an answer's body, refusing one larger than `limit` bytes (a declared length over it is refused
+/// before anything is read): a platform server may send anything, of any size.
+pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let too_large = || format!("the answer is larger than {} KiB; refused", limit / 1024);
+    if response.content_length().is_some_and(|declared| declared > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// [`read_body`], then JSON.
+pub async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response, limit: usize) -> Result<T, String> {
+    let body = read_body(response, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn answers_larger_than_the_limit_are_refused_without_being_read_whole() {
+        use futures_util::stream;
+        // An endless body (1 GiB would do the same, slower) and one that declares its size.
+        let app = axum::Router::new()
+            .route(
+                "/endless",
+                axum::routing::get(|| async {
+                    let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+                    axum::body::Body::from_stream(stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone())))
+                }),
+            )
+            .route("/declared", axum::routing::get(|| async { vec![b'{'; 3 << 20] }))
+            .route("/small", axum::routing::get(|| async { r#"{"ok": 1}"# }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = crate::adapters::http_client(Duration::from_secs(5));
+        let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
+        let error = read_body(get("/endless").await.unwrap(), 1 << 20).await.unwrap_err();
+        assert!(error.contains("larger than 1024 KiB"), "{error}");
+        let error = read_body(get("/declared").await.unwrap(), 1 << 20).await.unwrap_err();
+        assert!(error.contains("larger than"), "{error}");
+        let value: serde_json::Value = read_json(get("/small").await.unwrap(), 1 << 20).await.unwrap();
+        assert_eq!(value["ok"], 1);
+    }
 
     #[test]
     fn retry_delays_double_and_cap() {

@@ -72,9 +72,16 @@ impl Kept {
 struct Log {
     next: u64,
     messages: VecDeque<(u64, Kept)>,
-    /// Each reader's position for `GET /api/messages`.
-    cursors: HashMap<String, u64>,
+    /// Each reader's position for `GET /api/messages`, and when it last read: at most [`MAX_READERS`],
+    /// forgotten after [`READER_IDLE`] without a read (a forgotten reader starts again from the kept messages).
+    cursors: HashMap<String, (u64, std::time::Instant)>,
 }
+
+/// The most `GET /api/messages` readers (token and `client` name) remembered at once; past it, the one
+/// that read least recently is forgotten.
+const MAX_READERS: usize = 1024;
+/// A reader that has not read for this long is forgotten.
+const READER_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 struct Hub {
     config: ApiAccount,
@@ -184,7 +191,7 @@ impl Hub {
     /// What a reader has not read yet, as a JSON array; moves its cursor.
     fn unread(&self, reader: &str) -> Vec<u8> {
         let mut log = self.log.lock().expect("never poisoned");
-        let from = log.cursors.get(reader).copied().unwrap_or(0);
+        let from = log.cursors.get(reader).map_or(0, |(next, _)| *next);
         let mut array = b"[".to_vec();
         for (_, message) in log.messages.iter().filter(|(seq, _)| *seq >= from) {
             if array.len() > 1 {
@@ -194,7 +201,16 @@ impl Hub {
         }
         array.push(b']');
         let next = log.next;
-        log.cursors.insert(reader.to_owned(), next);
+        let now = std::time::Instant::now();
+        if !log.cursors.contains_key(reader) && log.cursors.len() >= MAX_READERS {
+            log.cursors.retain(|_, (_, seen)| now.duration_since(*seen) < READER_IDLE);
+            if log.cursors.len() >= MAX_READERS
+                && let Some(oldest) = log.cursors.iter().min_by_key(|(_, (_, seen))| *seen).map(|(k, _)| k.clone())
+            {
+                log.cursors.remove(&oldest);
+            }
+        }
+        log.cursors.insert(reader.to_owned(), (next, now));
         array
     }
 }

@@ -28,6 +28,7 @@ pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
         .route("/api/stream", get(stream))
         .route("/api/websocket", get(websocket))
         .layer(middleware::from_fn_with_state(Arc::clone(&hub), auth))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE))
         .with_state(Arc::clone(&hub));
     let closed = hub.ctx.closed.clone();
     hub.ctx.set_state(crate::adapters::AccountState::Connected).await;
@@ -51,6 +52,10 @@ async fn auth(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Resp
     }
     next.run(request).await
 }
+
+/// The largest message a client may send, by POST (413 past it) or over the websocket (the connection is
+/// closed past it, however the message is fragmented).
+pub(super) const MAX_MESSAGE: usize = 2 << 20;
 
 /// How long a client is asked to wait while the store cannot write.
 const RETRY_AFTER_SECONDS: u64 = 5;
@@ -261,7 +266,11 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let last_id = args.get("last_id").cloned();
-    upgrade.read_buffer_size(crate::adapters::WS_READ_BUFFER).on_upgrade(move |socket| session(hub, socket, last_id))
+    upgrade
+        .read_buffer_size(crate::adapters::WS_READ_BUFFER)
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session(hub, socket, last_id))
 }
 
 /// Both ways: every message to the client, and what it sends posted as with `POST /api/message`.
@@ -302,6 +311,18 @@ mod tests {
     use super::*;
     use crate::adapters::{AdapterContext, Backoff, Cursors};
     use crate::model::{AccountId, Platform};
+
+    #[test]
+    fn readers_of_api_messages_are_bounded() {
+        let hub = hub(10);
+        for n in 0..5_000 {
+            let _ = hub.unread(&format!("token|client-{n}"));
+        }
+        assert_eq!(hub.log.lock().unwrap().cursors.len(), super::super::MAX_READERS);
+        // The most recent readers are the ones kept.
+        assert!(hub.log.lock().unwrap().cursors.contains_key("token|client-4999"));
+        assert!(!hub.log.lock().unwrap().cursors.contains_key("token|client-0"));
+    }
 
     fn hub(history: usize) -> Arc<Hub> {
         hub_waiting(history, super::super::SLOW_READER_WAIT)

@@ -42,7 +42,10 @@ async fn post(shared: &Shared, room: &RoomId, message: &OutMessage) -> Result<()
             .map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
         let status = response.status();
         let after = crate::adapters::retry::retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
+        let text = crate::adapters::retry::read_body(response, super::MAX_ANSWER)
+            .await
+            .map(|body| String::from_utf8_lossy(&body).into_owned())
+            .unwrap_or_else(|e| e);
         let message =
             || serde_json::from_str::<StatusBody>(&text).map_or_else(|_| text.trim().to_owned(), |b| b.message);
         match status {

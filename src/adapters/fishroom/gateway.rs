@@ -94,9 +94,9 @@ async fn poll_once(shared: &Shared, room: &RoomId) -> Polled {
         Err(e) => return Polled::Transient(describe(e)),
     };
     let status = response.status();
-    let body = match response.bytes().await {
+    let body = match crate::adapters::retry::read_body(response, super::MAX_ANSWER).await {
         Ok(body) => body,
-        Err(e) => return Polled::Transient(describe(e)),
+        Err(e) => return Polled::Transient(e),
     };
     match status {
         StatusCode::OK => match parse_poll(&body) {

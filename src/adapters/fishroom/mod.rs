@@ -20,6 +20,10 @@ use crate::model::{Capabilities, RoomId};
 /// Posts remembered for recognising their echoes in the feed.
 const ECHO_MEMORY: usize = 256;
 
+/// The largest answer of the Fishroom API read: a poll returns at most 15 messages, and long texts are
+/// pasted elsewhere by the server, so one MiB is far beyond any real answer.
+const MAX_ANSWER: usize = 1 << 20;
+
 pub struct FishroomAdapter {
     config: FishroomAccount,
 }

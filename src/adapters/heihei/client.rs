@@ -69,10 +69,9 @@ async fn post(shared: &Shared, live: Live, text: &str) -> Result<(), SendFailure
         let after = crate::adapters::retry::retry_after(response.headers());
         return Err(SendFailure::Transient { after, reason: format!("sendMsg answered {status}") });
     }
-    let answer: Answer = response
-        .json()
+    let answer: Answer = crate::adapters::retry::read_json(response, super::MAX_ANSWER)
         .await
-        .map_err(|e| SendFailure::Transient { after: None, reason: format!("unreadable answer: {}", describe(e)) })?;
+        .map_err(|reason| SendFailure::Transient { after: None, reason })?;
     match answer.errorcode {
         0 => {
             debug!(room = live.room_id, "Sent.");

@@ -224,7 +224,7 @@ async fn call(shared: &Shared, url: &str, form: &[(&str, &str)]) -> Result<wire:
     if !status.is_success() {
         return Err(format!("answered {status}"));
     }
-    response.json::<wire::Answer>().await.map_err(describe)
+    crate::adapters::retry::read_json(response, super::MAX_ANSWER).await
 }
 
 /// The host's broadcast that is on air (status 1), if any.

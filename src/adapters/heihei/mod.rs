@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use super::retry::describe;
+
+/// The largest answer of the Heihei API read (init's endpoint map and the live calls are a few KiB).
+const MAX_ANSWER: usize = 1 << 20;
 use super::{AccountStop, Adapter, AdapterContext, SendRequest};
 use crate::config::HeiheiAccount;
 use crate::model::{Capabilities, RoomId};
@@ -162,7 +165,7 @@ async fn discover(config: &HeiheiAccount, http: &reqwest::Client) -> Result<Endp
     let mut last = String::new();
     for _ in 0..3 {
         let answer = match http.get(config.init_url.clone()).query(&query).send().await {
-            Ok(response) => response.json::<wire::InitAnswer>().await.map_err(describe),
+            Ok(response) => super::retry::read_json::<wire::InitAnswer>(response, MAX_ANSWER).await,
             Err(e) => Err(describe(e)),
         };
         match answer {

@@ -122,10 +122,9 @@ async fn post(shared: &Shared, room_id: u64, message: String, msg_id: &str) -> R
         if !status.is_success() {
             return Err(SendFailure::Rejected { reason: format!("the send API answered {status}") });
         }
-        let answer: Answer = response.json().await.map_err(|e| SendFailure::Transient {
-            after: None,
-            reason: format!("unreadable answer: {}", describe(e)),
-        })?;
+        let answer: Answer = crate::adapters::retry::read_json(response, super::MAX_ANSWER)
+            .await
+            .map_err(|reason| SendFailure::Transient { after: None, reason })?;
         return match answer.code {
             0 => Ok(()),
             ROOM_NOT_FOUND => Err(SendFailure::RoomBroken {

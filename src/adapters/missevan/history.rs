@@ -39,7 +39,9 @@ pub(super) async fn fetch(shared: &Shared, room_id: u64) -> Result<(Vec<(Item, S
     if !status.is_success() {
         return Err(format!("the history API answered {status}"));
     }
-    let answer: Answer = response.json().await.map_err(|e| format!("unreadable history: {}", describe(e)))?;
+    let answer: Answer = crate::adapters::retry::read_json(response, super::MAX_ANSWER)
+        .await
+        .map_err(|e| format!("the history: {e}"))?;
     if answer.code != 0 {
         return Err(format!("the history API answered code {}", answer.code));
     }

@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::{AccountStop, Adapter, AdapterContext, SendRequest};
+
+/// The largest answer of the Missevan API read (a history page of a few hundred messages is well under it).
+const MAX_ANSWER: usize = 4 << 20;
 use crate::config::MissevanAccount;
 use crate::model::{Capabilities, ClientIdForm};
 use session::Session;

@@ -83,7 +83,7 @@ impl Session {
                 state.cookies.push((name.to_owned(), value.to_owned()));
             }
         }
-        let answer: Answer = response.json().await.unwrap_or_default();
+        let answer: Answer = crate::adapters::retry::read_json(response, super::MAX_ANSWER).await.unwrap_or_default();
         state.user_id = user_id_of(&answer.info).or(state.user_id);
         state.generation += 1;
         if !has_session(&state.cookies) {

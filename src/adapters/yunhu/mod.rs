@@ -22,6 +22,11 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
 use reqwest::StatusCode;
+
+use super::retry;
+
+/// The largest answer of the Yunhu API read (a history page of protobuf messages).
+const MAX_ANSWER: usize = 8 << 20;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -104,8 +109,10 @@ impl Shared {
             let after = crate::adapters::retry::retry_after(response.headers());
             return Err(SendFailure::Transient { after, reason: format!("{path} answered {status}") });
         }
-        let body = response.bytes().await.map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
-        A::decode(body)
+        let body = retry::read_body(response, MAX_ANSWER)
+            .await
+            .map_err(|reason| SendFailure::Transient { after: None, reason: format!("{path}: {reason}") })?;
+        A::decode(body.as_slice())
             .map_err(|e| SendFailure::Transient { after: None, reason: format!("{path}: unreadable answer: {e}") })
     }
 
@@ -135,8 +142,10 @@ async fn whoami(config: &YunhuAccount, http: &reqwest::Client) -> Result<String,
     if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
         return Err(SendFailure::Fatal { reason: format!("the token was refused ({})", response.status()) });
     }
-    let body = response.bytes().await.map_err(|e| SendFailure::Transient { after: None, reason: describe(e) })?;
-    let info = proto::UserInfo::decode(body)
+    let body = retry::read_body(response, MAX_ANSWER)
+        .await
+        .map_err(|reason| SendFailure::Transient { after: None, reason: format!("user info: {reason}") })?;
+    let info = proto::UserInfo::decode(body.as_slice())
         .map_err(|e| SendFailure::Transient { after: None, reason: format!("unreadable user info: {e}") })?;
     match info.data.map(|d| d.id).filter(|id| !id.is_empty()) {
         Some(id) => Ok(id),

@@ -87,3 +87,53 @@ async fn connections_past_the_cap_are_closed_and_the_rest_served() {
     drop(held);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_size_limit_are_refused_on_every_api_path() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::{Bytes, Message};
+    let (port, running, fish) = api("").await;
+    let text = "x".repeat(3 << 20);
+    let body = serde_json::json!({"text": text, "username": "bot", "gateway": "b"}).to_string();
+    let http = chatbridge::adapters::http_client(Duration::from_secs(5));
+    let answer = http
+        .post(format!("http://127.0.0.1:{port}/api/message"))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
+    // The same message over the websocket, in 64 KiB fragments: the connection is closed, nothing relayed.
+    let mut request = format!("ws://127.0.0.1:{port}/api/websocket").into_client_request().unwrap();
+    request.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let bytes = Bytes::from(body.into_bytes());
+    let pieces: Vec<Bytes> =
+        (0..bytes.len()).step_by(64 * 1024).map(|at| bytes.slice(at..(at + 64 * 1024).min(bytes.len()))).collect();
+    let last = pieces.len() - 1;
+    let mut sent_all = true;
+    for (n, piece) in pieces.into_iter().enumerate() {
+        let opcode = if n == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+        if socket.send(Message::Frame(Frame::message(piece, opcode, n == last))).await.is_err() {
+            sent_all = false;
+            break;
+        }
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok() || !sent_all, "the oversized message closed the connection");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fish.posted().is_empty(), "nothing relayed");
+    running.shutdown().await;
+}

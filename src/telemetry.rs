@@ -76,3 +76,57 @@ mod tests {
         }
     }
 }
+
+/// Repeated warnings are printed at most [`THROTTLE_BURST`] times per [`THROTTLE_WINDOW`] for each key (a
+/// call site and an account); the rest are counted, and the next one printed says how many were not.
+pub const THROTTLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+pub const THROTTLE_BURST: u32 = 5;
+
+struct Window {
+    started: std::time::Instant,
+    printed: u32,
+    suppressed: u64,
+}
+
+static THROTTLED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Window>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether a warning under `key` may be printed now: `Some(n)` with the number suppressed since the last
+/// one printed, `None` when it is to be suppressed (and counted).
+pub fn throttle(key: &str) -> Option<u64> {
+    let mut windows = THROTTLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = std::time::Instant::now();
+    let window = windows.entry(key.to_owned()).or_insert_with(|| Window { started: now, printed: 0, suppressed: 0 });
+    if now.duration_since(window.started) >= THROTTLE_WINDOW {
+        window.started = now;
+        window.printed = 0;
+    }
+    if window.printed < THROTTLE_BURST {
+        window.printed += 1;
+        Some(std::mem::take(&mut window.suppressed))
+    } else {
+        window.suppressed += 1;
+        None
+    }
+}
+
+/// `warn!` through [`throttle`]: `warn_throttled!(key; fields…, "message")`, with `suppressed` added.
+#[macro_export]
+macro_rules! warn_throttled {
+    ($key:expr; $($rest:tt)+) => {
+        if let Some(suppressed) = $crate::telemetry::throttle(&$key) {
+            tracing::warn!(suppressed, $($rest)+);
+        }
+    };
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    #[test]
+    fn a_flood_prints_a_few_lines_and_counts_the_rest() {
+        let key = "test-flood";
+        let printed: Vec<u64> = (0..2_000_000).filter_map(|_| super::throttle(key)).collect();
+        assert_eq!(printed, vec![0; super::THROTTLE_BURST as usize]);
+        assert!(super::throttle("another key").is_some(), "keys are apart");
+    }
+}

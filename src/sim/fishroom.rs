@@ -69,6 +69,8 @@ struct Inner {
     fail_posts: bool,
     /// Posts answered with 500.
     failed: usize,
+    /// Polls answered.
+    polls: usize,
 }
 
 struct Shared {
@@ -91,7 +93,7 @@ impl FishroomSim {
         let shared = Arc::new(Shared {
             rooms: config.rooms.iter().cloned().collect(),
             config,
-            inner: Mutex::new(Inner { queues, posted: Vec::new(), fail_posts: false, failed: 0 }),
+            inner: Mutex::new(Inner { queues, posted: Vec::new(), fail_posts: false, failed: 0, polls: 0 }),
             arrived: Notify::new(),
             posted_tx: broadcast::channel(4096).0,
         });
@@ -125,6 +127,11 @@ impl FishroomSim {
         inner.queues.entry(token_id.to_owned()).or_default().raw.push_back(body.to_owned());
         drop(inner);
         self.shared.arrived.notify_waiters();
+    }
+
+    /// How many polls were answered (one a second or a few is polling; thousands is a loop).
+    pub fn polls(&self) -> usize {
+        self.shared.lock().polls
     }
 
     /// Everything API clients posted, in order.
@@ -246,6 +253,7 @@ async fn poll(
 ) -> Response {
     let Some((token, _)) = shared.auth(&headers, &args) else { return invalid_token() };
     let Some(room) = args.get("room").filter(|r| shared.rooms.contains(*r)) else { return room_not_found() };
+    shared.lock().polls += 1;
     let deadline = tokio::time::Instant::now() + shared.config.poll_timeout;
     // A non-empty queue: take everything. An empty one: wait for one message (BLPOP with a timeout).
     let mut taken = shared.take(&token, true);

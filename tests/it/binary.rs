@@ -10,7 +10,7 @@ use crate::harness::{
     next_said, next_sent, yunhu, yunhu_account,
 };
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chatbridge"))
 }
 
@@ -29,13 +29,13 @@ fn run_daemon(config: &std::path::Path, stderr: Stdio) -> Child {
         .expect("the daemon starts")
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill runs");
     assert!(status.success());
 }
 
 /// Waits for the child to exit, at most `limit`.
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("waitable") {
@@ -49,7 +49,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn read_all(pipe: Option<impl Read>) -> String {
+pub(crate) fn read_all(pipe: Option<impl Read>) -> String {
     let mut text = String::new();
     if let Some(mut pipe) = pipe {
         pipe.read_to_string(&mut text).expect("readable output");
@@ -77,14 +77,14 @@ fn the_demo_relays_and_exits_zero() {
     assert!(stdout.contains("35 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
 }
 
-fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("chatbridge.toml");
     std::fs::write(&path, body).unwrap();
     path
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("chatbridge-it-{name}-{}", std::process::id()))
 }
 

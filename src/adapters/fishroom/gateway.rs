@@ -45,6 +45,7 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
         };
         match polled {
             Polled::Messages(items) => {
+                backoff.connected();
                 for item in items {
                     if !relay(&shared, &ctx, &room, item).await {
                         return;
@@ -53,7 +54,14 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
             }
             Polled::Malformed(reason) => {
                 ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                warn!(account = %ctx.account, room = %room, reason = %reason, "Malformed poll answer skipped.");
+                let delay = backoff.next_delay();
+                crate::warn_throttled!(format!("malformed poll {}", ctx.account); account = %ctx.account, room = %room, reason = %reason, "Malformed poll answer skipped; polling again in {delay:.1?}.");
+                // As after a failure: a server answering nonsense at once is not polled in a loop.
+                tokio::select! {
+                    _ = ctx.stop_receiving.cancelled() => return,
+                    _ = shared.stop.stopped() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
             Polled::Transient(reason) => {
                 if connected {
@@ -115,7 +123,7 @@ async fn relay(shared: &Shared, ctx: &AdapterContext, room: &RoomId, item: Resul
         Ok(message) => message,
         Err(e) => {
             ctx.stats.count_account(Metric::Malformed, &ctx.account);
-            warn!(account = %ctx.account, room = %room, error = %e, "Malformed message skipped.");
+            crate::warn_throttled!(format!("malformed message {}", ctx.account); account = %ctx.account, room = %room, error = %e, "Malformed message skipped.");
             return true;
         }
     };

@@ -94,7 +94,7 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Option
             Ok(items) => items,
             Err(e) => {
                 ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                warn!(account = %ctx.account, error = %e, "Malformed frame skipped.");
+                crate::warn_throttled!(format!("malformed frame {}", ctx.account); account = %ctx.account, error = %e, "Malformed frame skipped.");
                 continue;
             }
         };
@@ -107,7 +107,7 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Option
                 }
                 Err(e) => {
                     ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                    warn!(account = %ctx.account, error = %e, "Malformed item skipped; the rest of the frame is kept.");
+                    crate::warn_throttled!(format!("malformed item {}", ctx.account); account = %ctx.account, error = %e, "Malformed item skipped; the rest of the frame is kept.");
                 }
             }
         }

@@ -152,7 +152,7 @@ async fn run(
             Ok(text) => text,
             Err(e) => {
                 ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                warn!(account = %ctx.account, error = %e, "Malformed frame skipped.");
+                crate::warn_throttled!(format!("malformed frame {}", ctx.account); account = %ctx.account, error = %e, "Malformed frame skipped.");
                 continue;
             }
         };
@@ -203,7 +203,7 @@ async fn run(
                 Packet::LoginUnrecognised(start) => {
                     // Only the documented codes stop an account; the login timeout still applies.
                     ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                    warn!(account = %ctx.account, start = %start, "An unrecognised login answer; still waiting for the room dump.");
+                    crate::warn_throttled!(format!("login answer {}", ctx.account); account = %ctx.account, start = %start, "An unrecognised login answer; still waiting for the room dump.");
                 }
                 Packet::Kicked => {
                     warn!(account = %ctx.account, room = %shared.room, "Kicked from the room; logging in again.");

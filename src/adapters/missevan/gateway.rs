@@ -8,7 +8,7 @@ use tokio::time::{Instant, interval_at, sleep};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{COOKIE, ORIGIN, USER_AGENT};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use super::history;
 use super::wire::{self, Frame, HEARTBEAT, Item, Join};
@@ -163,7 +163,7 @@ async fn listen(
             Ok(Frame::Items(items)) => items,
             Err(e) => {
                 ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                warn!(account = %ctx.account, room = %room, error = %e, "Malformed frame skipped.");
+                crate::warn_throttled!(format!("malformed frame {}", ctx.account); account = %ctx.account, room = %room, error = %e, "Malformed frame skipped.");
                 continue;
             }
         };
@@ -172,7 +172,7 @@ async fn listen(
                 Ok(item) => item,
                 Err(e) => {
                     ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                    warn!(account = %ctx.account, room = %room, error = %e, "Malformed item skipped.");
+                    crate::warn_throttled!(format!("malformed item {}", ctx.account); account = %ctx.account, room = %room, error = %e, "Malformed item skipped.");
                     continue;
                 }
             };

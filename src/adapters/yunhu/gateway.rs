@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{Instant, interval, interval_at, sleep};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::proto::PushMessage;
 use super::wire::{self, Frame};
@@ -120,7 +120,7 @@ async fn listen(
             Ok(frame) => frame,
             Err(e) => {
                 ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                warn!(account = %ctx.account, error = %e, "Malformed frame skipped.");
+                crate::warn_throttled!(format!("malformed frame {}", ctx.account); account = %ctx.account, error = %e, "Malformed frame skipped.");
                 continue;
             }
         };

@@ -60,6 +60,9 @@ pub struct IiroseAccount {
     pub color: String,
     pub max_text_len: Option<usize>,
     pub heartbeat: Duration,
+    /// A session that hears nothing for this long — no packet, no answer to the websocket pings sent with
+    /// each keep-alive — is taken as lost and logged in again.
+    pub idle_timeout: Duration,
     /// How long a sent message may wait for its echo (the delivery confirmation).
     pub echo_timeout: Duration,
     pub request_timeout: Duration,
@@ -240,6 +243,7 @@ pub(crate) fn parse_account(
             let max_text_len =
                 fields.positive_int("max_text_len", report).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
             let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
+            let idle_timeout = fields.duration("idle_timeout", report).unwrap_or(heartbeat * 3);
             let echo_timeout = fields.duration("echo_timeout", report).unwrap_or(Duration::from_secs(10));
             let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
             fields.deny_unknown(what, report);
@@ -250,6 +254,7 @@ pub(crate) fn parse_account(
                 color: color?,
                 max_text_len,
                 heartbeat,
+                idle_timeout,
                 echo_timeout,
                 request_timeout,
             })

@@ -177,6 +177,12 @@ impl HeiheiSim {
         self.shared.sessions.mute_all();
     }
 
+    /// Goes down for `down_for` (connections refused) and comes back on the same port.
+    pub async fn restart(&mut self, down_for: std::time::Duration) -> std::io::Result<()> {
+        self.shared.sessions.drop_all();
+        self.server.restart(down_for).await
+    }
+
     pub fn drop_connections(&self) {
         self.shared.sessions.drop_all();
         self.server.drop_connections();

@@ -236,6 +236,11 @@ impl IiroseSim {
         self.server.drop_connections();
     }
 
+    /// Every open session goes silent, still connected: it reads nothing and answers nothing.
+    pub fn mute_connections(&self) {
+        self.shared.sessions.mute_all();
+    }
+
     /// The site goes down (every socket is cut, new ones are refused) or comes back.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
@@ -364,16 +369,21 @@ async fn socket(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) ->
     if shared.down.load(Ordering::SeqCst) {
         return axum::response::IntoResponse::into_response(axum::http::StatusCode::SERVICE_UNAVAILABLE);
     }
-    let (dropped, _) = shared.sessions.tokens();
-    upgrade.on_upgrade(move |ws| session(ws, shared, dropped))
+    let (dropped, muted) = shared.sessions.tokens();
+    upgrade.on_upgrade(move |ws| session(ws, shared, dropped, muted))
 }
 
-async fn session(mut ws: WebSocket, shared: Arc<Shared>, dropped: CancellationToken) {
+async fn session(mut ws: WebSocket, shared: Arc<Shared>, dropped: CancellationToken, muted: CancellationToken) {
     let conn = shared.next.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     loop {
         tokio::select! {
             _ = dropped.cancelled() => break,
+            _ = muted.cancelled() => {
+                // Silent until cut: nothing is read (so no ping is answered) and nothing is sent.
+                dropped.cancelled().await;
+                break;
+            }
             packet = rx.recv() => {
                 let Some(packet) = packet else { break };
                 if ws.send(Message::binary(encode_frame(&packet))).await.is_err() {

@@ -169,6 +169,30 @@ async fn unanswered_pings_mean_a_dead_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_init_is_tried_again_until_it_answers() {
+    let mut hh = heihei().await;
+    hh.start_live(HEIHEI_HOST);
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"heihei.hh:host/{HEIHEI_HOST}\", \"fishroom.tuna:general\"]\n",
+        heihei_account("hh", &hh, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    // The init URL refuses connections for the first three seconds of the daemon's life.
+    let (restarted, running) = tokio::join!(hh.restart(Duration::from_secs(3)), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        start(&source, &["fishroom.tuna"]).await
+    });
+    restarted.unwrap();
+    wait_state(&running, &["heihei.hh"], |s| *s == AccountState::Connected).await;
+    heihei_following(&hh).await;
+    let mut at_fish = fish.subscribe();
+    hh.say(HEIHEI_HOST, 5, "观众", "after the outage");
+    assert_eq!(next_post(&mut at_fish).await.content, "after the outage");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_init_stops_the_account_at_start() {
     let hh = heihei().await;
     hh.revoke_token();

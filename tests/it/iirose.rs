@@ -178,7 +178,6 @@ async fn reconnects_after_a_drop_and_a_kick() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_errors_stop_the_account_with_their_cause() {
     for (code, cause) in [
-        ("0", "name is taken"),
         ("1", "no such user"),
         ("2", "wrong password"),
         ("5", "room password"),
@@ -213,6 +212,28 @@ async fn login_errors_stop_the_account_with_their_cause() {
         }
         running.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_silent_is_left_and_logged_into_again() {
+    let (sim, fish, running) = with_fishroom("").await;
+    assert_eq!(sim.logins().len(), 1);
+    // Logged in, then nothing: no packet, no pong. The idle timeout (three heartbeats here) ends the session.
+    sim.mute_connections();
+    wait_state(&running, &["iirose.rose"], |s| matches!(s, AccountState::BackingOff { .. })).await;
+    // The server still holds the silent session, so the name is taken ("0"): not a reason to stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let states = running.daemon().states();
+    let state = states.borrow().iter().find(|(a, _)| a.to_string() == "iirose.rose").map(|(_, s)| s.clone());
+    assert!(!matches!(state, Some(AccountState::Stopped { .. })), "{state:?}");
+    // The server drops the dead session at last: the next login goes through.
+    sim.drop_connections();
+    wait_state(&running, &["iirose.rose"], |s| *s == AccountState::Connected).await;
+    assert_eq!(sim.logins().len(), 2);
+    let mut at_fish = fish.subscribe();
+    sim.say(ROSE_ROOM, "5b0fe8a3b1aaa", "上学", "after the silence");
+    assert!(next_post(&mut at_fish).await.content.contains("after the silence"));
+    running.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

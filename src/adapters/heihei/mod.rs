@@ -117,12 +117,29 @@ impl Adapter for HeiheiAdapter {
         Box::pin(async move {
             let http = super::http_client(self.config.request_timeout);
             let stop = AccountStop::default();
-            let endpoints = match discover(&self.config, &http).await {
-                Ok(endpoints) => endpoints,
-                Err(reason) => {
-                    stop.stop(&ctx, reason).await;
-                    let none: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
-                    return super::drive(ctx, sends, stop, none, |_| async {}).await;
+            // Discovery follows the one start-up policy: tried again with the backoff until it answers; only
+            // a refusal the platform states (a bad token, a request it calls malformed) stops the account.
+            let mut backoff = ctx.backoff.clone();
+            let endpoints = loop {
+                match discover(&self.config, &http).await {
+                    Ok(endpoints) => break endpoints,
+                    Err(Discovery::Refused(reason)) => {
+                        stop.stop(&ctx, reason).await;
+                        let none: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+                        return super::drive(ctx, sends, stop, none, |_| async {}).await;
+                    }
+                    Err(Discovery::Failed(reason)) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(account = %ctx.account, reason = %reason, "Heihei init failed; trying again in {delay:.1?}.");
+                        ctx.stats.count_account(crate::stats::Metric::Reconnect, &ctx.account);
+                        ctx.set_state(super::AccountState::backing_off(delay)).await;
+                        tokio::select! {
+                            // Nothing can be sent without the endpoints: what is queued stays queued.
+                            _ = ctx.stop_receiving.cancelled() => return,
+                            _ = ctx.closed.cancelled() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
                 }
             };
             let followed: Vec<RoomId> =
@@ -151,7 +168,7 @@ impl Adapter for HeiheiAdapter {
 }
 
 /// Calls `init` with the parameters the seed marks required and takes the endpoints; overrides win.
-async fn discover(config: &HeiheiAccount, http: &reqwest::Client) -> Result<Endpoints, String> {
+async fn discover(config: &HeiheiAccount, http: &reqwest::Client) -> Result<Endpoints, Discovery> {
     let device = uuid::Uuid::new_v4().to_string();
     let query = [
         ("ap", "heihei"),
@@ -162,22 +179,30 @@ async fn discover(config: &HeiheiAccount, http: &reqwest::Client) -> Result<Endp
         ("deveiceType", "android"),
         ("token", config.token.expose()),
     ];
-    let mut last = String::new();
-    for _ in 0..3 {
-        let answer = match http.get(config.init_url.clone()).query(&query).send().await {
-            Ok(response) => super::retry::read_json::<wire::InitAnswer>(response, MAX_ANSWER).await,
-            Err(e) => Err(describe(e)),
-        };
-        match answer {
-            Ok(answer) if answer.errorcode != 0 => {
-                return Err(format!("Heihei init refused: {} (errorcode {})", answer.errormsg, answer.errorcode));
-            }
-            Ok(answer) => return endpoints(config, &answer),
-            Err(e) => last = e,
+    let answer = match http.get(config.init_url.clone()).query(&query).send().await {
+        Ok(response) => super::retry::read_json::<wire::InitAnswer>(response, MAX_ANSWER).await,
+        Err(e) => Err(describe(e)),
+    };
+    match answer {
+        // 720: the token is not valid; 700: the request is malformed. Neither changes by asking again.
+        Ok(answer) if matches!(answer.errorcode, 700 | 720) => Err(Discovery::Refused(format!(
+            "Heihei init refused: {} (errorcode {})",
+            answer.errormsg, answer.errorcode
+        ))),
+        Ok(answer) if answer.errorcode != 0 => {
+            Err(Discovery::Failed(format!("init answered errorcode {} ({})", answer.errorcode, answer.errormsg)))
         }
-        tokio::time::sleep(config.request_timeout / 10).await;
+        Ok(answer) => endpoints(config, &answer).map_err(Discovery::Failed),
+        Err(e) => Err(Discovery::Failed(e)),
     }
-    Err(format!("Heihei init failed: {last}"))
+}
+
+/// Why discovery did not give the endpoints.
+enum Discovery {
+    /// The platform refused for good: the account stops.
+    Refused(String),
+    /// Anything else: tried again.
+    Failed(String),
 }
 
 fn endpoints(config: &HeiheiAccount, answer: &wire::InitAnswer) -> Result<Endpoints, String> {

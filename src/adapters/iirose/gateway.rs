@@ -111,6 +111,9 @@ async fn run(
     let login_deadline = sleep(config.request_timeout);
     tokio::pin!(login_deadline);
     let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
+    // The platform sends nothing of its own in a quiet room, but a websocket peer answers pings: anything
+    // heard counts, and nothing heard for `idle_timeout` means the session is gone.
+    let mut heard = Instant::now();
     let addr = ctx.room_addr(&shared.room);
     loop {
         let frame = tokio::select! {
@@ -120,7 +123,13 @@ async fn run(
             }
             _ = &mut login_deadline, if !logged_in => return Ended::Lost("no answer to the login".into()),
             _ = heartbeat.tick() => {
+                if heard.elapsed() >= config.idle_timeout {
+                    return Ended::Lost(format!("nothing heard for {:.0?}", heard.elapsed()));
+                }
                 if let Err(e) = sink.send(WsMessage::binary(Vec::new())).await {
+                    return Ended::Lost(e.to_string());
+                }
+                if let Err(e) = sink.send(WsMessage::Ping(Default::default())).await {
                     return Ended::Lost(e.to_string());
                 }
                 continue;
@@ -136,7 +145,10 @@ async fn run(
                 }
                 continue;
             }
-            frame = stream.next() => frame,
+            frame = stream.next() => {
+                heard = Instant::now();
+                frame
+            }
         };
         let text = match frame {
             None => return Ended::Lost("the server closed the socket".into()),
@@ -198,7 +210,16 @@ async fn run(
                 }
                 Packet::LoginRefused(code) => {
                     let reason = wire::login_error(&code);
-                    return if code == "4" { Ended::DailyLimit(reason) } else { Ended::Fatal(reason) };
+                    return match code.as_str() {
+                        "4" => Ended::DailyLimit(reason),
+                        // Our own earlier session, cut without the server noticing, holds the name until
+                        // the server drops it: not permanent, so tried again with the backoff.
+                        "0" => {
+                            warn!(account = %ctx.account, "{reason}; if that is this bridge's own lost session, the server frees the name soon: trying again.");
+                            Ended::Lost(reason)
+                        }
+                        _ => Ended::Fatal(reason),
+                    };
                 }
                 Packet::LoginUnrecognised(start) => {
                     // Only the documented codes stop an account; the login timeout still applies.

@@ -160,6 +160,8 @@ pub struct Stats {
     pub latency: Histogram,
     /// Whether the store can write (`None`) or why not: while it cannot, no message is taken in.
     pub store: StoreHealth,
+    /// Websocket clients of the API accounts connected now.
+    pub websocket_clients: AtomicU64,
     /// The series of each room, and of each account for account-wide counts (created on first use).
     series: RwLock<crate::router::Map<Label, Arc<Series>>>,
 }

@@ -116,6 +116,12 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
     for (name, help, value) in plain {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
+    let clients = stats.websocket_clients.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP chatbridge_api_websocket_clients Websocket clients of the API accounts connected now.\n\
+         # TYPE chatbridge_api_websocket_clients gauge\nchatbridge_api_websocket_clients {clients}"
+    );
     let writable = u8::from(stats.store.failing().is_none());
     let _ = writeln!(
         out,

@@ -95,6 +95,8 @@ struct Hub {
     advanced: Notify,
     /// Sends waiting for a slow reader.
     waiting: AtomicUsize,
+    /// Websocket clients connected now (capped at `http_max_connections`, as the listener's connections).
+    websockets: AtomicUsize,
     slow_reader_wait: std::time::Duration,
 }
 
@@ -245,6 +247,7 @@ impl Adapter for ApiAdapter {
                 readers: Mutex::default(),
                 advanced: Notify::new(),
                 waiting: AtomicUsize::new(0),
+                websockets: AtomicUsize::new(0),
                 slow_reader_wait: SLOW_READER_WAIT,
             });
             let listener = match tokio::net::TcpListener::bind(hub.config.listen).await {

@@ -20,9 +20,9 @@ use crate::model::{Capabilities, RoomId};
 /// Posts remembered for recognising their echoes in the feed.
 const ECHO_MEMORY: usize = 256;
 
-/// The largest answer of the Fishroom API read: a poll returns at most 15 messages, and long texts are
-/// pasted elsewhere by the server, so one MiB is far beyond any real answer.
-const MAX_ANSWER: usize = 1 << 20;
+/// The largest answer of the Fishroom API read: a poll returns at most 15 messages (4 MiB holds 15 of more
+/// than 250 KiB each).
+const MAX_ANSWER: usize = 4 << 20;
 
 pub struct FishroomAdapter {
     config: FishroomAccount,

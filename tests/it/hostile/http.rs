@@ -137,3 +137,89 @@ async fn messages_over_the_size_limit_are_refused_on_every_api_path() {
     assert!(fish.posted().is_empty(), "nothing relayed");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_that_stops_reading_is_cut() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (port, source_port, status_port) = (free_port(), free_port(), free_port());
+    let source = format!(
+        "{FAST}http_listen = \"127.0.0.1:{status_port}\"\n\n[accounts.api.bots]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\nhistory = 5\n\
+         \n[accounts.api.source]\nlisten = \"127.0.0.1:{source_port}\"\ntoken = \"{TOKEN}\"\n\
+         \n[[bridge]]\nname = \"b\"\nrooms = [\"api.bots:b\", \"api.source:b\"]\n",
+    );
+    let running = start(&source, &["api.bots", "api.source"]).await;
+    let connect = || {
+        let mut request = format!("ws://127.0.0.1:{port}/api/websocket").into_client_request().unwrap();
+        request.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let (mut stuck, _) = connect().await.unwrap();
+    let (mut reader, _) = connect().await.unwrap();
+    // Far more than the socket buffers hold: the stuck client's session blocks in its send.
+    let big = "字".repeat(100_000);
+    let http = chatbridge::adapters::http_client(Duration::from_secs(30));
+    for n in 0..40 {
+        let body = serde_json::json!({"text": format!("{n} {big}"), "username": "bot", "gateway": "b"});
+        let answer = http
+            .post(format!("http://127.0.0.1:{source_port}/api/message"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let mut seen = 0;
+    while seen < 40 {
+        let frame = tokio::time::timeout(Duration::from_secs(30), reader.next()).await.expect("the reader is served");
+        let frame = frame.expect("open").expect("readable");
+        if frame.to_text().unwrap_or_default().contains(&big[..30]) {
+            seen += 1;
+        }
+    }
+    // The stuck client is cut (without anything read from it, which would unblock it): one client left.
+    let clients = || async {
+        let metrics = http.get(format!("http://127.0.0.1:{status_port}/metrics")).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix("chatbridge_api_websocket_clients ")?.parse::<u64>().ok())
+    };
+    let mut left = None;
+    for _ in 0..400 {
+        left = clients().await;
+        if left == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, Some(1), "the stuck client's session ended");
+    drop(stuck);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_past_the_cap_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (port, running, _fish) = api("http_max_connections = 2\n").await;
+    let connect = || {
+        let mut request = format!("ws://127.0.0.1:{port}/api/websocket").into_client_request().unwrap();
+        request.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let first = connect().await.unwrap();
+    let second = connect().await.unwrap();
+    let third = connect().await;
+    assert!(matches!(&third, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503), "{third:?}");
+    drop(first);
+    let mut again = Err(());
+    for _ in 0..100 {
+        if let Ok(socket) = connect().await {
+            again = Ok(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_ok(), "a freed place is used again");
+    drop(second);
+    running.shutdown().await;
+}

@@ -154,7 +154,7 @@ async fn a_websocket_client_that_stops_reading_is_cut() {
         request.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
         tokio_tungstenite::connect_async(request)
     };
-    let (mut stuck, _) = connect().await.unwrap();
+    let (stuck, _) = connect().await.unwrap();
     let (mut reader, _) = connect().await.unwrap();
     // Far more than the socket buffers hold: the stuck client's session blocks in its send.
     let big = "字".repeat(100_000);

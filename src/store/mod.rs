@@ -219,9 +219,10 @@ impl Store {
         let (ops, receiver) = mpsc::channel();
         let max_age = settings.id_map_max_age;
         let limit = settings.page_limit.clone();
+        let held: Vec<Held> = [path.clone(), dir.join(LOCK_FILE)].into_iter().filter_map(Held::of).collect();
         let writer = std::thread::Builder::new()
             .name("chatbridge-store".into())
-            .spawn(move || write(db, receiver, notify, max_age, limit))
+            .spawn(move || write(db, receiver, notify, max_age, limit, held))
             .map_err(thread)?;
         let store =
             Self { gathered: std::cell::RefCell::new(Vec::new()), ops: Some(ops), writer: Some(writer), _lock: lock };
@@ -323,6 +324,31 @@ impl Drop for Store {
     }
 }
 
+/// A file the store holds open, as it was opened: removed or replaced under a running daemon, what the
+/// store writes is lost at the next start (the database) or a second daemon can start (the lock).
+struct Held {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl Held {
+    fn of(path: PathBuf) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&path).ok()?;
+        Some(Self { path, id: (meta.dev(), meta.ino()) })
+    }
+
+    /// Why the file is no longer the one held, if it is not.
+    fn gone(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.path) {
+            Err(_) => Some(format!("{} was removed", self.path.display())),
+            Ok(meta) if (meta.dev(), meta.ino()) != self.id => Some(format!("{} was replaced", self.path.display())),
+            Ok(_) => None,
+        }
+    }
+}
+
 /// How often the WAL is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -335,8 +361,11 @@ fn checkpoint(db: &Connection, mode: &str) {
 }
 
 /// Takes the state directory's lock (released by the kernel when the process ends, however it ends).
+/// The lock's file name inside `state_dir`.
+const LOCK_FILE: &str = "chatbridge.lock";
+
 fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
-    let path = dir.join("chatbridge.lock");
+    let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -639,6 +668,7 @@ fn write(
     notify: impl Fn(StoreEvent),
     max_age: Duration,
     limit: PageLimit,
+    held: Vec<Held>,
 ) -> Closing {
     let mut last_prune = Instant::now();
     let mut last_checkpoint = Instant::now();
@@ -650,26 +680,36 @@ fn write(
     let mut failing: Option<(Instant, u64)> = None;
     let mut retry = RETRY_MIN;
     let mut limit_applied = 0;
+    // Set for good once a held file is removed or replaced: no message is taken in from then on.
+    let mut gone: Option<String> = None;
+    let mut last_look = Instant::now();
     loop {
+        if last_look.elapsed() >= CHECKPOINT_EVERY {
+            last_look = Instant::now();
+            if gone.is_none()
+                && let Some(reason) = held.iter().find_map(Held::gone)
+            {
+                error!(reason = %reason, "The state directory changed under the running daemon: what is stored now would be lost, or a second daemon could start. No message is taken in; restart the daemon.");
+                notify(StoreEvent::Failing { reason: reason.clone() });
+                gone = Some(reason);
+            }
+        }
         if carry.is_empty() {
             if closed {
                 break;
             }
-            let first = if unchecked {
-                match inputs.recv_timeout(CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed())) {
-                    Ok(ops) => ops,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
+            let wait =
+                CHECKPOINT_EVERY.saturating_sub(if unchecked { last_checkpoint.elapsed() } else { Duration::ZERO });
+            let first = match inputs.recv_timeout(wait) {
+                Ok(ops) => ops,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if unchecked {
                         checkpoint(&db, "PASSIVE");
                         (last_checkpoint, unchecked) = (Instant::now(), false);
-                        continue;
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    continue;
                 }
-            } else {
-                match inputs.recv() {
-                    Ok(ops) => ops,
-                    Err(_) => break,
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             carry.push(first);
         }
@@ -694,7 +734,9 @@ fn write(
                     notify(StoreEvent::Loaded { room, rows, through, exhausted });
                 }
                 carry.clear();
-                if let Some((since, attempts)) = failing.take() {
+                if let Some((since, attempts)) = failing.take()
+                    && gone.is_none()
+                {
                     info!(attempts, after = ?since.elapsed(), "The state database is written again; nothing was lost.");
                     notify(StoreEvent::Recovered);
                 }

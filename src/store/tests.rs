@@ -349,3 +349,18 @@ fn a_store_closed_while_full_says_what_it_could_not_keep() {
     let closing = store.close();
     assert_eq!(closing, Closing { stored: Some(3), unwritten: 56 });
 }
+
+#[test]
+fn a_state_directory_changed_under_the_daemon_stops_the_intake_for_good() {
+    for file in [FILE_NAME, LOCK_FILE] {
+        let dir = temp();
+        let (store, _, events) = open(&dir, &settings());
+        std::fs::remove_file(dir.join(file)).unwrap();
+        wait_for(&events, "the alarm", |e| matches!(e, StoreEvent::Failing { reason } if reason.contains("removed")));
+        // Writes still go somewhere (the open file), but that is no reason to take messages in again.
+        store.put(1, "fishroom.t:r".into(), "b".into(), &record("x"));
+        store.end();
+        wait_for(&events, "the commit", |e| matches!(e, StoreEvent::Committed { .. }));
+        assert!(!events.lock().unwrap().iter().any(|e| matches!(e, StoreEvent::Recovered)), "{file}");
+    }
+}

@@ -65,8 +65,17 @@ fn check(path: &std::path::Path) -> ExitCode {
                             }
                         }
                     }
-                    Err(e) => println!("stored: the state database cannot be read: {e}"),
+                    Err(e) => {
+                        eprintln!("stored: the state database cannot be read: {e}");
+                        eprintln!(
+                            "Move it aside to start with an empty store (what it held is then not delivered), or restore a backup."
+                        );
+                        return ExitCode::FAILURE;
+                    }
                 }
+            }
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
             }
             ExitCode::SUCCESS
         }

@@ -193,6 +193,21 @@ impl StoreHealth {
     }
 }
 
+/// A room as the unauthenticated `/metrics` may show it: a private conversation (`user/<id>`) by a salted hash
+/// of its id — the same within one run, and not the person's id.
+pub fn public_room(room: &str) -> String {
+    static SALT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| uuid::Uuid::new_v4().to_string());
+    match room.strip_prefix("user/") {
+        Some(id) => {
+            use md5::Digest;
+            let digest = md5::Md5::digest(format!("{}{id}", *SALT).as_bytes());
+            let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+            format!("user/#{hex}")
+        }
+        None => room.to_owned(),
+    }
+}
+
 /// What a series is about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Label {
@@ -255,7 +270,7 @@ impl Stats {
         let mut out = Vec::new();
         for (label, series) in all.iter() {
             let (account, room) = match label {
-                Label::Room(room) => (room.account.to_string(), room.room.to_string()),
+                Label::Room(room) => (room.account.to_string(), public_room(room.room.as_str())),
                 Label::Account(account) => (account.to_string(), String::new()),
             };
             for metric in Metric::ALL {
@@ -275,11 +290,26 @@ impl Stats {
         let mut out: Vec<(String, usize)> = all
             .iter()
             .filter_map(|(label, series)| match label {
-                Label::Room(room) => Some((room.to_string(), series.queued.load(Ordering::Relaxed) as usize)),
+                Label::Room(room) => Some((
+                    format!("{}:{}", room.account, public_room(room.room.as_str())),
+                    series.queued.load(Ordering::Relaxed) as usize,
+                )),
                 Label::Account(_) => None,
             })
             .collect();
         out.sort();
         out
+    }
+}
+
+#[cfg(test)]
+mod public_room_tests {
+    #[test]
+    fn private_conversations_are_not_named_in_metrics() {
+        let hidden = super::public_room("user/679a51f1d4893");
+        assert!(hidden.starts_with("user/#") && !hidden.contains("679a51f1d4893"), "{hidden}");
+        assert_eq!(hidden, super::public_room("user/679a51f1d4893"), "stable within a run");
+        assert_ne!(hidden, super::public_room("user/679a67a46f713"));
+        assert_eq!(super::public_room("5ce6a4b520a90"), "5ce6a4b520a90");
     }
 }

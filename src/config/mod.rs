@@ -213,6 +213,23 @@ impl Config {
         self.bridges.iter().flat_map(|b| b.rooms.iter().map(move |r| (r.addr.to_string(), b.name.clone()))).collect()
     }
 
+    /// What is allowed but probably not meant: said by `check`, which still accepts the file.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, account) in &self.accounts {
+            if let AccountConfig::Api(api) = account
+                && api.token.is_none()
+                && !api.listen.ip().is_loopback()
+            {
+                out.push(format!(
+                    "{id} listens on {} without a `token`: anyone who can reach that address can post to every bridge it is in and read what they say",
+                    api.listen
+                ));
+            }
+        }
+        out
+    }
+
     pub fn summary(&self) -> Vec<String> {
         self.bridges
             .iter()

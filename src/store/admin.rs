@@ -105,6 +105,11 @@ pub fn queues(dir: &Path) -> Result<Option<Vec<Queue>>, StoreError> {
     }
     let error = |source| StoreError::Open { path: path.clone(), source };
     let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(error)?;
+    // A damaged database must not pass for a good one: SQLite's own check of its structure first.
+    let verdict: String = db.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(error)?;
+    if verdict != "ok" {
+        return Err(StoreError::Damaged { path: path.clone(), found: verdict });
+    }
     let mut query = db
         .prepare(
             "SELECT room, bridge, COUNT(*), MIN(queued_at) FROM outbox GROUP BY room, bridge ORDER BY room, bridge",

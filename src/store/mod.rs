@@ -62,6 +62,10 @@ pub enum StoreError {
     Newer { path: PathBuf, found: i64 },
     #[error("{path} is locked: another chatbridge uses this state directory (two would deliver everything twice)")]
     Locked { path: PathBuf },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: std::io::Error },
+    #[error("the database {path} is damaged: {found}")]
+    Damaged { path: PathBuf, found: String },
 }
 
 /// How the store keeps things.
@@ -200,11 +204,15 @@ impl Store {
         configured: impl Fn(&str, &str) -> bool,
         notify: impl Fn(StoreEvent) + Send + 'static,
     ) -> Result<(Self, Opened), StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory { path: dir.to_owned(), source })?;
+        private_dir(dir).map_err(|source| StoreError::Directory { path: dir.to_owned(), source })?;
         let lock = lock(dir)?;
         let path = dir.join(FILE_NAME);
         let open = |source| StoreError::Open { path: path.clone(), source };
         let mut db = Connection::open(&path).map_err(open)?;
+        // The outbox holds what people said: readable by the daemon's user only (SQLite gives its WAL and
+        // shared-memory files the database file's mode).
+        private_file(&path).map_err(|source| StoreError::Directory { path: path.clone(), source })?;
+        private_file(&dir.join(LOCK_FILE)).map_err(|source| StoreError::Directory { path: dir.to_owned(), source })?;
         db.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
         db.pragma_update(None, "synchronous", if settings.full_sync { "FULL" } else { "NORMAL" }).map_err(open)?;
         db.busy_timeout(Duration::from_secs(5)).map_err(open)?;
@@ -361,6 +369,26 @@ fn checkpoint(db: &Connection, mode: &str) {
 }
 
 /// Takes the state directory's lock (released by the kernel when the process ends, however it ends).
+/// Creates the state directory, for its owner only (0700). One that exists is left as it is (it may be
+/// shared on purpose), with a WARN when others can read it.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o007 != 0 {
+            warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "The state directory is open to other users; the database in it is not (0600).");
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Makes a file of the state directory readable and writable by its owner only (0600).
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 /// The lock's file name inside `state_dir`.
 const LOCK_FILE: &str = "chatbridge.lock";
 
@@ -371,11 +399,11 @@ fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| StoreError::Directory { path: path.clone(), source })?;
+        .map_err(|source| StoreError::Lock { path: path.clone(), source })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
-        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Directory { path, source }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
     }
 }
 

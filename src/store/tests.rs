@@ -364,3 +364,16 @@ fn a_state_directory_changed_under_the_daemon_stops_the_intake_for_good() {
         assert!(!events.lock().unwrap().iter().any(|e| matches!(e, StoreEvent::Recovered)), "{file}");
     }
 }
+
+#[test]
+fn the_state_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp();
+    let (store, _, _) = open(&dir, &settings());
+    store.put(1, "fishroom.t:r".into(), "b".into(), &record("private words"));
+    drop(store);
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(FILE_NAME)), 0o600);
+    assert_eq!(mode(&dir.join(LOCK_FILE)), 0o600);
+}

@@ -118,3 +118,32 @@ fn secrets_are_masked_in_debug_output() {
     assert!(!debug.contains("very-secret-key"), "{debug}");
     assert!(debug.contains("***"));
 }
+
+#[test]
+fn check_fails_on_a_damaged_database_and_warns_about_an_open_api() {
+    let dir = std::env::temp_dir().join(format!("chatbridge-it-check-{}", uuid::Uuid::new_v4()));
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let file = dir.join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[general]\nstate_dir = \"{}\"\n\n[accounts.api.open]\nlisten = \"0.0.0.0:4242\"\n\n[accounts.api.two]\nlisten = \"127.0.0.1:4243\"\n\n[[bridge]]\nname = \"b\"\nrooms = [\"api.open:b\", \"api.two:b\"]\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    // No database yet: accepted, with the warning about an API open to anyone.
+    let out = check(&file, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: api.open listens on 0.0.0.0:4242 without a `token`"), "{stderr}");
+    assert!(!stderr.contains("api.two"), "a loopback API is not warned about: {stderr}");
+    // A database that is not one: refused, with the path.
+    std::fs::write(state.join(chatbridge::store::FILE_NAME), vec![0x42u8; 8192]).unwrap();
+    let out = check(&file, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a damaged database fails the check");
+    assert!(stderr.contains("chatbridge.db") && stderr.contains("cannot be read"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -102,6 +102,8 @@ impl Daemon {
                 orphan_max_age: config.general.orphan_max_age,
                 per_room: config.general.queue_capacity,
                 page_limit: page_limit.clone(),
+                max_outbox: config.general.max_stored,
+                max_dead_letters: config.general.max_dead_letters,
             };
             let (store, opened) = store::Store::open(
                 &config.general.state_dir,

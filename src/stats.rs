@@ -162,6 +162,9 @@ pub struct Stats {
     pub store: StoreHealth,
     /// Websocket clients of the API accounts connected now.
     pub websocket_clients: AtomicU64,
+    /// Rows in the store's outbox and dead letters (counted every few seconds).
+    pub stored_outbox: AtomicU64,
+    pub stored_dead_letters: AtomicU64,
     /// The series of each room, and of each account for account-wide counts (created on first use).
     series: RwLock<crate::router::Map<Label, Arc<Series>>>,
 }

@@ -122,6 +122,17 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
         "# HELP chatbridge_api_websocket_clients Websocket clients of the API accounts connected now.\n\
          # TYPE chatbridge_api_websocket_clients gauge\nchatbridge_api_websocket_clients {clients}"
     );
+    for (name, help, value) in [
+        ("chatbridge_store_outbox_rows", "Messages in the store's outbox (general.max_stored).", &stats.stored_outbox),
+        (
+            "chatbridge_store_dead_letters_rows",
+            "Dead letters in the store (general.max_dead_letters).",
+            &stats.stored_dead_letters,
+        ),
+    ] {
+        let value = value.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
     let writable = u8::from(stats.store.failing().is_none());
     let _ = writeln!(
         out,

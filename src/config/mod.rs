@@ -71,6 +71,10 @@ pub struct General {
     pub full_sync: bool,
     /// The limits of every HTTP listener (`http_listen` and the API accounts').
     pub http: crate::listener::Limits,
+    /// Messages the outbox may hold before no more are taken in (`max_stored`).
+    pub max_stored: u64,
+    /// Dead letters kept; past it, the oldest are removed (`max_dead_letters`).
+    pub max_dead_letters: u64,
 }
 
 /// `id_map_capacity` without the store: everything an edit or reply can reach.
@@ -99,6 +103,8 @@ impl Default for General {
             durable: true,
             full_sync: false,
             http: crate::listener::Limits::default(),
+            max_stored: 1_000_000,
+            max_dead_letters: 100_000,
         }
     }
 }
@@ -291,6 +297,12 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
         if let Some(d) = fields.duration(key, report) {
             *slot = d;
         }
+    }
+    if let Some(n) = fields.positive_int("max_stored", report) {
+        general.max_stored = n;
+    }
+    if let Some(n) = fields.positive_int("max_dead_letters", report) {
+        general.max_dead_letters = n;
     }
     if let Some(n) = fields.positive_int("http_max_connections", report) {
         general.http.max_connections = usize::try_from(n).unwrap_or(usize::MAX);

@@ -309,6 +309,10 @@ impl Router {
             StoreEvent::Loaded { room, rows, through, exhausted } => self.loaded(&room, rows, through, exhausted),
             StoreEvent::Failing { reason } => self.stats.store.set(Some(reason)),
             StoreEvent::Recovered => self.stats.store.set(None),
+            StoreEvent::Sizes { outbox, dead_letters } => {
+                self.stats.stored_outbox.store(outbox, std::sync::atomic::Ordering::Relaxed);
+                self.stats.stored_dead_letters.store(dead_letters, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 

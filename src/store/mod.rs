@@ -83,6 +83,10 @@ pub struct StoreSettings {
     pub per_room: usize,
     /// Tests only: a database size limit standing in for a full disk.
     pub page_limit: PageLimit,
+    /// The outbox rows at which no more messages are taken in (until deliveries bring it under 90 %).
+    pub max_outbox: u64,
+    /// The dead letters kept; past it, the oldest are removed.
+    pub max_dead_letters: u64,
 }
 
 /// One queued message as stored: what the router needs to send it again.
@@ -172,7 +176,15 @@ pub enum StoreEvent {
     Failing { reason: String },
     /// What failed is written.
     Recovered,
+    /// How many rows the outbox and the dead letters hold (counted every [`SIZE_EVERY`]).
+    Sizes { outbox: u64, dead_letters: u64 },
 }
+
+/// How often the writer counts the outbox and the dead letters (often in unit tests, which wait for it).
+#[cfg(not(test))]
+const SIZE_EVERY: Duration = Duration::from_secs(10);
+#[cfg(test)]
+const SIZE_EVERY: Duration = Duration::from_millis(100);
 
 enum Op {
     Put { key: u64, bridge: String, row: Pending },
@@ -226,11 +238,15 @@ impl Store {
         let thread = |e| StoreError::Directory { path: dir.to_owned(), source: e };
         let (ops, receiver) = mpsc::channel();
         let max_age = settings.id_map_max_age;
-        let limit = settings.page_limit.clone();
+        let limits = Limits {
+            pages: settings.page_limit.clone(),
+            max_outbox: settings.max_outbox,
+            max_dead_letters: settings.max_dead_letters,
+        };
         let held: Vec<Held> = [path.clone(), dir.join(LOCK_FILE)].into_iter().filter_map(Held::of).collect();
         let writer = std::thread::Builder::new()
             .name("chatbridge-store".into())
-            .spawn(move || write(db, receiver, notify, max_age, limit, held))
+            .spawn(move || write(db, receiver, notify, max_age, limits, held))
             .map_err(thread)?;
         let store =
             Self { gathered: std::cell::RefCell::new(Vec::new()), ops: Some(ops), writer: Some(writer), _lock: lock };
@@ -668,6 +684,13 @@ pub struct Closing {
     pub unwritten: u64,
 }
 
+/// What the writer keeps within bounds.
+struct Limits {
+    pages: PageLimit,
+    max_outbox: u64,
+    max_dead_letters: u64,
+}
+
 /// A test's stand-in for a full disk: the database may grow to this many pages (0: no limit). Real full
 /// disks and this limit fail the same way (`SQLITE_FULL`, "database or disk is full").
 #[derive(Clone, Debug, Default)]
@@ -695,9 +718,10 @@ fn write(
     inputs: mpsc::Receiver<Vec<Op>>,
     notify: impl Fn(StoreEvent),
     max_age: Duration,
-    limit: PageLimit,
+    limits: Limits,
     held: Vec<Held>,
 ) -> Closing {
+    let limit = &limits.pages;
     let mut last_prune = Instant::now();
     let mut last_checkpoint = Instant::now();
     // Commits since the last checkpoint: an idle writer still checkpoints them within a second.
@@ -710,7 +734,14 @@ fn write(
     let mut limit_applied = 0;
     // Set for good once a held file is removed or replaced: no message is taken in from then on.
     let mut gone: Option<String> = None;
+    // Set while the outbox holds `max_outbox` rows, until it is under 90 % of that.
+    let mut full: Option<String> = None;
+    // The last write error, while writes fail.
+    let mut error_text: Option<String> = None;
+    // What the daemon was last told: taking messages in (`None`) or not, and why.
+    let mut reported: Option<String> = None;
     let mut last_look = Instant::now();
+    let mut last_size: Option<Instant> = None;
     loop {
         if last_look.elapsed() >= CHECKPOINT_EVERY {
             last_look = Instant::now();
@@ -718,9 +749,33 @@ fn write(
                 && let Some(reason) = held.iter().find_map(Held::gone)
             {
                 error!(reason = %reason, "The state directory changed under the running daemon: what is stored now would be lost, or a second daemon could start. No message is taken in; restart the daemon.");
-                notify(StoreEvent::Failing { reason: reason.clone() });
                 gone = Some(reason);
             }
+        }
+        if carry.is_empty() && last_size.is_none_or(|t| t.elapsed() >= SIZE_EVERY) {
+            last_size = Some(Instant::now());
+            if let Some((outbox, dead_letters)) = sizes(&db, &limits) {
+                notify(StoreEvent::Sizes { outbox, dead_letters });
+                if outbox >= limits.max_outbox && full.is_none() {
+                    error!(
+                        messages = outbox,
+                        max = limits.max_outbox,
+                        "The outbox is full (general.max_stored): no message is taken in until deliveries make room."
+                    );
+                    full = Some(format!("the outbox holds {outbox} messages, its limit (general.max_stored)"));
+                } else if outbox < limits.max_outbox / 10 * 9 && full.is_some() {
+                    info!(messages = outbox, "The outbox has room again.");
+                    full = None;
+                }
+            }
+        }
+        let wanted = gone.clone().or_else(|| error_text.clone()).or_else(|| full.clone());
+        if wanted != reported {
+            match &wanted {
+                Some(reason) => notify(StoreEvent::Failing { reason: reason.clone() }),
+                None => notify(StoreEvent::Recovered),
+            }
+            reported = wanted;
         }
         if carry.is_empty() {
             if closed {
@@ -762,11 +817,9 @@ fn write(
                     notify(StoreEvent::Loaded { room, rows, through, exhausted });
                 }
                 carry.clear();
-                if let Some((since, attempts)) = failing.take()
-                    && gone.is_none()
-                {
+                if let Some((since, attempts)) = failing.take() {
                     info!(attempts, after = ?since.elapsed(), "The state database is written again; nothing was lost.");
-                    notify(StoreEvent::Recovered);
+                    error_text = None;
                 }
                 retry = RETRY_MIN;
                 unchecked = true;
@@ -775,9 +828,13 @@ fn write(
                 drop(batch);
                 let (since, attempts) = failing.get_or_insert_with(|| {
                     error!(error = %e, "Writing the state database failed; the changes are kept in memory and written again, and no message is taken in until they are.");
-                    notify(StoreEvent::Failing { reason: e.to_string() });
                     (Instant::now(), 0)
                 });
+                if error_text.is_none() {
+                    error_text = Some(e.to_string());
+                    notify(StoreEvent::Failing { reason: e.to_string() });
+                    reported = error_text.clone().or(gone.clone());
+                }
                 *attempts += 1;
                 if (*attempts).is_power_of_two() && *attempts > 1 {
                     warn!(error = %e, attempts = *attempts, failing_for = ?since.elapsed(), "The state database still cannot be written.");
@@ -805,6 +862,29 @@ fn write(
     checkpoint(&db, "TRUNCATE");
     let stored = db.query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get::<_, i64>(0)).ok().map(|n| n as u64);
     Closing { stored, unwritten }
+}
+
+/// Counts the outbox and the dead letters, removing the oldest dead letters past their limit.
+fn sizes(db: &Connection, limits: &Limits) -> Option<(u64, u64)> {
+    let count = |table: &str| db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get::<_, i64>(0));
+    let outbox = count("outbox").ok()? as u64;
+    let mut dead_letters = count("deadletters").ok()? as u64;
+    if dead_letters > limits.max_dead_letters {
+        let excess = dead_letters - limits.max_dead_letters;
+        let removed = db
+            .execute(
+                "DELETE FROM deadletters WHERE key IN (SELECT key FROM deadletters ORDER BY failed_at, key LIMIT ?1)",
+                params![excess as i64],
+            )
+            .ok()? as u64;
+        warn!(
+            removed,
+            max = limits.max_dead_letters,
+            "The dead letters are at their limit (general.max_dead_letters): the oldest were removed."
+        );
+        dead_letters -= removed;
+    }
+    Some((outbox, dead_letters))
 }
 
 /// Takes the inputs that come within the gathering window; true when the store closed.

@@ -16,6 +16,8 @@ fn settings() -> StoreSettings {
         orphan_max_age: Duration::from_secs(3600),
         per_room: 100,
         page_limit: PageLimit::default(),
+        max_outbox: 1_000_000,
+        max_dead_letters: 100_000,
     }
 }
 
@@ -32,11 +34,20 @@ fn text(stored: &Stored) -> String {
 
 type Events = Arc<Mutex<Vec<StoreEvent>>>;
 
+/// Opens a store whose events (but the periodic counts) are recorded.
 fn open(dir: &Path, settings: &StoreSettings) -> (Store, Opened, Events) {
+    open_recording(dir, settings, false)
+}
+
+fn open_recording(dir: &Path, settings: &StoreSettings, sizes: bool) -> (Store, Opened, Events) {
     let events: Events = Arc::default();
     let sink = Arc::clone(&events);
-    let (store, opened) =
-        Store::open(dir, settings, |_, bridge| bridge == "b", move |e| sink.lock().unwrap().push(e)).unwrap();
+    let record = move |e: StoreEvent| {
+        if sizes || !matches!(e, StoreEvent::Sizes { .. }) {
+            sink.lock().unwrap().push(e);
+        }
+    };
+    let (store, opened) = Store::open(dir, settings, |_, bridge| bridge == "b", record).unwrap();
     (store, opened, events)
 }
 
@@ -376,4 +387,38 @@ fn the_state_is_readable_by_its_owner_only() {
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join(FILE_NAME)), 0o600);
     assert_eq!(mode(&dir.join(LOCK_FILE)), 0o600);
+}
+
+#[test]
+fn a_full_outbox_stops_the_intake_and_the_dead_letters_keep_their_newest() {
+    let dir = temp();
+    let settings = StoreSettings { max_outbox: 10, max_dead_letters: 3, ..settings() };
+    let (store, _, events) = open_recording(&dir, &settings, true);
+    for key in 1..=10 {
+        store.put(key, "fishroom.t:r".into(), "b".into(), &record("queued"));
+    }
+    store.end();
+    wait_for(
+        &events,
+        "the full outbox",
+        |e| matches!(e, StoreEvent::Failing { reason } if reason.contains("max_stored")),
+    );
+    // Deliveries make room: under 90 % the intake opens again.
+    for key in 1..=2 {
+        store.delete(key);
+    }
+    store.end();
+    wait_for(&events, "room again", |e| matches!(e, StoreEvent::Recovered));
+    // Six dead letters, three kept: the newest.
+    for key in 3..=8 {
+        store.dead_letter(key, "gave up".into());
+        store.end();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_for(&events, "the count", |e| matches!(e, StoreEvent::Sizes { outbox: 2, dead_letters: 3 }));
+    drop(store);
+    let letters = super::admin::dead_letters(&dir).unwrap();
+    let keys: Vec<u64> = letters.iter().map(|l| l.key).collect();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| *k >= 6), "the oldest went: {keys:?}");
 }

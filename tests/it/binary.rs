@@ -313,6 +313,8 @@ fn deadletters_are_listed_and_requeued_and_check_reports_orphaned_rows() {
         orphan_max_age: Duration::from_secs(3600),
         per_room: 10,
         page_limit: Default::default(),
+        max_outbox: 1_000_000,
+        max_dead_letters: 100_000,
     };
     let (store, _) = Store::open(&state, &settings, |_, _| true, |_| {}).unwrap();
     let origin = RoomAddr::new(AccountId::new(Platform::Fishroom, "a"), RoomId::new("r"));

@@ -31,6 +31,8 @@ fn durable_cached(general: &str, dir: &Path, cache: usize) -> Durable {
         orphan_max_age: Duration::from_secs(3600),
         per_room: config.general.queue_capacity,
         page_limit: crate::store::PageLimit::default(),
+        max_outbox: 1_000_000,
+        max_dead_letters: 100_000,
     };
     let (tx, events) = mpsc::unbounded_channel();
     let configured = config.destinations();

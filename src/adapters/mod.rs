@@ -216,6 +216,23 @@ impl AdapterContext {
         }
     }
 
+    /// Start-up that failed (an endpoint map, the account's own id): the one policy every platform follows
+    /// is to try again with the reconnect backoff, showing `backing_off`, until it answers; only a refusal
+    /// the platform states as permanent stops an account (the caller's decision). False when the daemon is
+    /// shutting down meanwhile.
+    pub async fn start_up_failed(&self, backoff: &mut Backoff, what: &str, reason: &str) -> bool {
+        let delay = backoff.next_delay();
+        tracing::warn!(account = %self.account, reason, "{what} failed; trying again in {delay:.1?}.");
+        self.stats.count_account(Metric::Reconnect, &self.account);
+        self.set_state(AccountState::backing_off(delay)).await;
+        tokio::select! {
+            // Nothing can be sent before start-up succeeds: what is queued stays queued.
+            _ = self.stop_receiving.cancelled() => false,
+            _ = self.closed.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
     /// Reads a room's history for gap filling with `read`, trying again a couple of times (a connection the
     /// pool kept from before an outage may fail once); `None`, after a WARN, when it cannot be read.
     pub async fn read_history<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(

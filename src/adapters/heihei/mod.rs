@@ -129,15 +129,8 @@ impl Adapter for HeiheiAdapter {
                         return super::drive(ctx, sends, stop, none, |_| async {}).await;
                     }
                     Err(Discovery::Failed(reason)) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(account = %ctx.account, reason = %reason, "Heihei init failed; trying again in {delay:.1?}.");
-                        ctx.stats.count_account(crate::stats::Metric::Reconnect, &ctx.account);
-                        ctx.set_state(super::AccountState::backing_off(delay)).await;
-                        tokio::select! {
-                            // Nothing can be sent without the endpoints: what is queued stays queued.
-                            _ = ctx.stop_receiving.cancelled() => return,
-                            _ = ctx.closed.cancelled() => return,
-                            _ = tokio::time::sleep(delay) => {}
+                        if !ctx.start_up_failed(&mut backoff, "Heihei init", &reason).await {
+                            return;
                         }
                     }
                 }

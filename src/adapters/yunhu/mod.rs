@@ -183,11 +183,8 @@ impl Adapter for YunhuAdapter {
                         return super::drive(ctx, sends, stop, none, |_| async {}).await;
                     }
                     Err(other) => {
-                        let delay = backoff.next_delay();
-                        tracing::info!(account = %ctx.account, reason = %other, "User info failed; retrying in {delay:.1?}.");
-                        tokio::select! {
-                            _ = ctx.closed.cancelled() => return,
-                            _ = tokio::time::sleep(delay) => {}
+                        if !ctx.start_up_failed(&mut backoff, "Yunhu user info", &other.to_string()).await {
+                            return;
                         }
                     }
                 }

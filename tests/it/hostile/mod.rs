@@ -3,4 +3,5 @@
 
 mod flood;
 mod http;
+mod servers;
 mod store;

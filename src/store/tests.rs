@@ -422,3 +422,12 @@ fn a_full_outbox_stops_the_intake_and_the_dead_letters_keep_their_newest() {
     assert_eq!(keys.len(), 3);
     assert!(keys.iter().all(|k| *k >= 6), "the oldest went: {keys:?}");
 }
+
+#[test]
+fn a_lock_that_cannot_be_taken_says_so() {
+    let dir = temp();
+    std::fs::create_dir_all(dir.join(LOCK_FILE)).unwrap();
+    let error = Store::open(&dir, &settings(), |_, _| true, |_| {}).err().expect("no lock, no store");
+    let text = error.to_string();
+    assert!(text.starts_with("cannot lock") && text.contains(LOCK_FILE), "{text}");
+}

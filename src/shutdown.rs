@@ -18,8 +18,9 @@ pub fn on_signals() -> std::io::Result<CancellationToken> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        info!("Signal received: stopping (a second signal exits at once).");
+        // The shutdown begins before anything is logged: logging must never stand between a signal and it.
         stop.cancel();
+        info!("Signal received: stopping (a second signal exits at once).");
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}

@@ -27,6 +27,27 @@ pub fn capped(meta: &Metadata<'_>) -> bool {
             .any(|lib| target.strip_prefix(lib).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
 }
 
+/// Log lines that could not be written (standard error closed or full): counted, never waited for.
+pub static LOG_LINES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Standard error for the logs: a line that cannot be written is dropped and counted. A reader that went away
+/// (a closed pipe) must not stop or hang anything — the shutdown that a signal begins least of all.
+pub struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::Write::write_all(&mut std::io::stderr().lock(), buf).is_err() {
+            LOG_LINES_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is not set.
 pub fn init(format: LogFormat, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
@@ -36,7 +57,7 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(|| Stderr);
     let layer = if json {
         layer.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed()
     } else {

@@ -365,3 +365,31 @@ fn deadletters_are_listed_and_requeued_and_check_reports_orphaned_rows() {
     assert_eq!(texts, ["still queued", "given up"]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_works_after_the_log_reader_went_away() {
+    let pair = Pair::start().await;
+    let (tuna, lug) = (&pair.tuna, &pair.lug);
+    let dir = temp_dir("closed-stderr");
+    let state = dir.join("state");
+    let general = format!(
+        "[general]\nstate_dir = \"{}\"\nretry_delay = \"60s\"\nmax_attempts = 100\nshutdown_timeout = \"1s\"\n",
+        state.display()
+    );
+    let config = write_config(&dir, &pair.config(&general));
+    lug.fail_posts(true);
+    let mut child = run_daemon(&config, Stdio::piped());
+    // Read the first line, then close the pipe: every later log line fails with EPIPE.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stderr, &mut first).unwrap();
+    drop(stderr);
+    tuna.say("general", "irc", "alice", "kept through the shutdown");
+    eventually("the post is attempted", || lug.fail_count() > 0).await;
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
+    assert!(status.success(), "exit status {status}");
+    let queues = chatbridge::store::admin::queues(&state).unwrap().unwrap_or_default();
+    assert_eq!(queues.iter().map(|q| q.messages).sum::<usize>(), 1, "the queued message is kept: {queues:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

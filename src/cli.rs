@@ -15,8 +15,8 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// The configuration file (for `run` without a subcommand).
-    #[arg(short, long, env = "CHATBRIDGE_CONFIG", default_value = "/etc/chatbridge/config.toml")]
+    /// The configuration file, before or after the subcommand (also `CHATBRIDGE_CONFIG`).
+    #[arg(short, long, global = true, env = "CHATBRIDGE_CONFIG", default_value = "/etc/chatbridge/config.toml")]
     pub config: PathBuf,
 }
 
@@ -39,19 +39,11 @@ pub enum DeadLetterAction {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the bridges of a configuration file until SIGTERM or SIGINT.
-    Run {
-        #[arg(short, long, env = "CHATBRIDGE_CONFIG", default_value = "/etc/chatbridge/config.toml")]
-        config: PathBuf,
-    },
+    Run,
     /// Check a configuration file: "ok" and a line per bridge, or every problem found.
-    Check {
-        #[arg(short, long, env = "CHATBRIDGE_CONFIG", default_value = "/etc/chatbridge/config.toml")]
-        config: PathBuf,
-    },
+    Check,
     /// List the dead letters (messages given up on) in the store of a configuration, or re-queue them.
     Deadletters {
-        #[arg(short, long, env = "CHATBRIDGE_CONFIG", default_value = "/etc/chatbridge/config.toml")]
-        config: PathBuf,
         #[command(subcommand)]
         action: Option<DeadLetterAction>,
     },

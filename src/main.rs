@@ -10,11 +10,11 @@ use chatbridge::{Daemon, demo, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Run { config: cli.config });
-    match command {
-        Command::Check { config } => check(&config),
-        Command::Deadletters { config, action } => report(dead_letters(&config, action)),
-        Command::Run { config } => report(run(&config, cli.log_format)),
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => check(&config),
+        Command::Deadletters { action } => report(dead_letters(&config, action)),
+        Command::Run => report(run(&config, cli.log_format)),
         Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid, in_memory, full_sync } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
             let options = LoadOptions {

@@ -147,3 +147,39 @@ fn check_fails_on_a_damaged_database_and_warns_about_an_open_api() {
     assert!(stderr.contains("chatbridge.db") && stderr.contains("cannot be read"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_config_option_goes_before_or_after_the_subcommand() {
+    let dir = std::env::temp_dir().join(format!("chatbridge-it-global-c-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[general]\nstate_dir = \"{}\"\n\n[accounts.api.a]\nlisten = \"127.0.0.1:4244\"\n\n[accounts.api.b]\nlisten = \"127.0.0.1:4245\"\n\n[[bridge]]\nname = \"b\"\nrooms = [\"api.a:g\", \"api.b:g\"]\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+            .args(args)
+            .env_remove("CHATBRIDGE_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the binary runs")
+    };
+    let path = file.to_str().unwrap();
+    for args in [vec!["-c", path, "check"], vec!["check", "-c", path], vec!["--config", path, "check"]] {
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok"), "{args:?}");
+    }
+    for args in [vec!["deadletters", "list", "-c", path], vec!["-c", path, "deadletters", "list"]] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("unexpected argument"), "{args:?}: {stderr}");
+        assert!(stderr.contains("no state database in"), "{args:?}: the file was read: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

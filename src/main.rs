@@ -49,6 +49,9 @@ fn check(path: &std::path::Path) -> ExitCode {
                 println!("{line}");
             }
             if config.general.durable {
+                println!("state: {} (from {})", config.general.state_dir.display(), config.general.state_dir_from);
+            }
+            if config.general.durable {
                 match chatbridge::store::admin::queues(&config.general.state_dir) {
                     Ok(queues) => {
                         let configured = config.destinations();
@@ -92,7 +95,9 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn dead_letters(path: &std::path::Path, action: Option<DeadLetterAction>) -> anyhow::Result<()> {
-    let config = match Config::load(path) {
+    // Only the state is read: no secret is needed (an admin shell has neither the service's environment nor
+    // its credentials).
+    let config = match Config::load_without_secrets(path) {
         Ok(config) => config,
         Err(LoadError::Invalid(problems)) => anyhow::bail!("{problems}{} problem(s) found.", problems.0.len()),
         Err(e) => return Err(e.into()),

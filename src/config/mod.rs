@@ -38,6 +38,8 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct General {
     pub state_dir: PathBuf,
+    /// Where `state_dir` came from, for `check` to say.
+    pub state_dir_from: &'static str,
     pub log_format: LogFormat,
     /// On SIGTERM, how long the destination queues may drain.
     pub shutdown_timeout: Duration,
@@ -77,6 +79,27 @@ pub struct General {
     pub max_dead_letters: u64,
 }
 
+/// The unit's state directory (`StateDirectory=chatbridge`).
+pub const UNIT_STATE_DIR: &str = "/var/lib/chatbridge";
+
+/// `state_dir` when the file names none — the same for the service and for an admin command run beside it:
+/// `$STATE_DIRECTORY` (systemd sets it for the service); else, run as root where the shipped unit keeps its
+/// state, `/var/lib/chatbridge`; else `./state`.
+pub fn default_state_dir() -> (PathBuf, &'static str) {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+        return (PathBuf::from(dir), "$STATE_DIRECTORY");
+    }
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| status.lines().find_map(|l| l.strip_prefix("Uid:").map(str::to_owned)))
+        .and_then(|uids| uids.split_whitespace().nth(1).map(|euid| euid == "0"))
+        .unwrap_or(false);
+    if root && Path::new(UNIT_STATE_DIR).is_dir() {
+        return (PathBuf::from(UNIT_STATE_DIR), "the shipped unit's directory (run as root, $STATE_DIRECTORY unset)");
+    }
+    (PathBuf::from("state"), "the default ./state ($STATE_DIRECTORY unset)")
+}
+
 /// `id_map_capacity` without the store: everything an edit or reply can reach.
 const ID_MAP_IN_MEMORY: usize = 20_000;
 /// `id_map_capacity` with the store: only a cache (a miss is read from the store).
@@ -84,9 +107,10 @@ const ID_MAP_CACHED: usize = 2_000;
 
 impl Default for General {
     fn default() -> Self {
-        let state_dir = std::env::var_os("STATE_DIRECTORY").map_or_else(|| PathBuf::from("state"), PathBuf::from);
+        let (state_dir, state_dir_from) = default_state_dir();
         Self {
             state_dir,
+            state_dir_from,
             log_format: LogFormat::Auto,
             shutdown_timeout: Duration::from_secs(10),
             queue_capacity: 1000,
@@ -181,6 +205,11 @@ pub enum LoadError {
 }
 
 impl Config {
+    /// [`Config::load`] for commands that only read the state (`deadletters`): secrets are not resolved.
+    pub fn load_without_secrets(path: &Path) -> Result<Self, LoadError> {
+        secret::without_secrets(|| Self::load(path))
+    }
+
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
         let source =
@@ -252,6 +281,7 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
     let mut general = General::default();
     if let Some((dir, _)) = fields.str("state_dir", report) {
         general.state_dir = PathBuf::from(dir);
+        general.state_dir_from = "general.state_dir";
     }
     if let Some((text, span)) = fields.str("log_format", report) {
         match text {

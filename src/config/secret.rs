@@ -7,9 +7,26 @@ use std::sync::Arc;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Arc<str>);
 
+thread_local! {
+    /// Set while a configuration is read for a command that needs no secret (`deadletters`).
+    static UNRESOLVED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `read` with secrets left unresolved: `env:` and `file:` are not looked at (an admin shell has neither
+/// the service's environment nor its credentials), and every secret is a placeholder never to be sent.
+pub fn without_secrets<R>(read: impl FnOnce() -> R) -> R {
+    UNRESOLVED.with(|flag| flag.set(true));
+    let result = read();
+    UNRESOLVED.with(|flag| flag.set(false));
+    result
+}
+
 impl Secret {
     /// Resolves a secret specification: `env:NAME`, `file:PATH`, or the literal value.
     pub fn resolve(spec: &str) -> Result<Self, String> {
+        if UNRESOLVED.with(std::cell::Cell::get) {
+            return Ok(Self("unresolved".into()));
+        }
         let value = if let Some(name) = spec.strip_prefix("env:") {
             std::env::var(name).map_err(|e| match e {
                 std::env::VarError::NotPresent => format!("environment variable `{name}` is not set"),

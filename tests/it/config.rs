@@ -89,7 +89,8 @@ fn the_example_file_is_valid_and_check_summarises_it() {
         lines[2],
         "bridge announcements: 3 rooms: fishroom.tuna:general (in), heihei.hh:host/38298237 (in), fishroom.lug:announce (out)"
     );
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[3], "state: /var/lib/chatbridge (from general.state_dir)");
+    assert_eq!(lines.len(), 4);
 }
 
 #[test]
@@ -181,5 +182,56 @@ fn the_config_option_goes_before_or_after_the_subcommand() {
         assert!(!stderr.contains("unexpected argument"), "{args:?}: {stderr}");
         assert!(stderr.contains("no state database in"), "{args:?}: the file was read: {stderr}");
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn admin_commands_need_no_secret_and_check_names_the_state_directory() {
+    let dir = std::env::temp_dir().join(format!("chatbridge-it-admin-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let file = dir.join("c.toml");
+    std::fs::write(
+        &file,
+        "[accounts.fishroom.a]\napi_url = \"http://127.0.0.1:1/api\"\ntoken_id = \"1\"\ntoken_key = \"env:CHATBRIDGE_IT_NEVER_SET\"\n\n\
+         [accounts.yunhu.y]\ntoken = \"file:/run/credentials/chatbridge.service/yunhu\"\n\n\
+         [[bridge]]\nname = \"b\"\nrooms = [\"fishroom.a:r\", \"yunhu.y:group/g\"]\n",
+    )
+    .unwrap();
+    let state = dir.join("state");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+            .args(args)
+            .arg("-c")
+            .arg(&file)
+            .env("STATE_DIRECTORY", &state)
+            .env_remove("CHATBRIDGE_IT_NEVER_SET")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the binary runs")
+    };
+    // `check` needs the secrets (the service will), and names both.
+    let out = run(&["check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("CHATBRIDGE_IT_NEVER_SET"), "{stderr}");
+    // `deadletters` reads only the state: it finds the service's directory and needs no secret.
+    chatbridge::store::Store::open(
+        &state,
+        &chatbridge::store::StoreSettings {
+            full_sync: false,
+            id_map_max_age: std::time::Duration::from_secs(60),
+            id_map_capacity: 10,
+            orphan_max_age: std::time::Duration::from_secs(60),
+            per_room: 10,
+            page_limit: Default::default(),
+            max_outbox: 10,
+            max_dead_letters: 10,
+        },
+        |_, _| true,
+        |_| {},
+    )
+    .unwrap();
+    let out = run(&["deadletters"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 dead letter(s)."));
     let _ = std::fs::remove_dir_all(dir);
 }

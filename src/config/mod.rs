@@ -223,7 +223,18 @@ impl Config {
         let root = match DeTable::parse(source) {
             Ok(root) => root,
             Err(e) => {
-                report.error(&e.span().unwrap_or(0..0), e.message().trim().to_owned());
+                let span = e.span().unwrap_or(0..0);
+                let mut message = e.message().trim().to_owned();
+                // The parser's "duplicate key" points at the key without naming it.
+                if message == "duplicate key"
+                    && let Some(key) = source.get(span.start..).and_then(|rest| {
+                        let key = rest.split(['=', '\n']).next()?.trim();
+                        (!key.is_empty()).then_some(key)
+                    })
+                {
+                    message = format!("duplicate key `{key}`: it is set more than once in the same table");
+                }
+                report.error(&span, message);
                 return Err(report.finish().expect_err("a problem was just reported"));
             }
         };

@@ -235,3 +235,18 @@ fn admin_commands_need_no_secret_and_check_names_the_state_directory() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 dead letter(s)."));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_missing_file_is_said_once() {
+    let out = check(Path::new("/nonexistent/chatbridge.toml"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+        .args(["run", "-c", "/nonexistent/chatbridge.toml"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+}

@@ -146,6 +146,13 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
         Err(e) => return Err(e.into()),
     };
     telemetry::init(log_format.unwrap_or(config.general.log_format), "info");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %path.display(),
+        state_dir = %config.general.state_dir.display(),
+        durable = config.general.durable,
+        "chatbridge starting."
+    );
     runtime()?.block_on(async {
         let stop = shutdown::on_signals().context("installing the signal handlers")?;
         let summary = Daemon::start(config, stop)?.wait().await;

@@ -50,7 +50,15 @@ impl std::io::Write for Stderr {
 
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is not set.
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // An unusable RUST_LOG is said, not silently replaced.
+    let mut invalid = None;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            invalid = Some((spec, e.to_string()));
+            EnvFilter::new(default_filter)
+        }),
+        _ => EnvFilter::new(default_filter),
+    };
     let filter = filter.and(filter_fn(|meta| !capped(meta)));
     let json = match format {
         LogFormat::Json => true,
@@ -61,9 +69,14 @@ pub fn init(format: LogFormat, default_filter: &str) {
     let layer = if json {
         layer.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed()
     } else {
-        layer.with_ansi(std::io::stderr().is_terminal()).with_filter(filter).boxed()
+        // Colours only on a terminal, and not when NO_COLOR is set (no-color.org).
+        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        layer.with_ansi(colour).with_filter(filter).boxed()
     };
     let _ = tracing_subscriber::registry().with(layer).try_init();
+    if let Some((spec, error)) = invalid {
+        tracing::warn!(rust_log = %spec, error = %error, default = default_filter, "RUST_LOG is not valid; using the default levels.");
+    }
 }
 
 #[cfg(test)]

@@ -181,7 +181,6 @@ impl AdapterContext {
                 _ = self.stop_receiving.cancelled() => return true,
             }
         }
-        self.stats.count(Metric::Received, &event.origin.room);
         self.router.send(RouterInput::Event(event)).await.is_ok()
     }
 

@@ -389,6 +389,8 @@ impl Router {
             trace!(room = %origin, "Our own message: not relayed.");
             return;
         }
+        // Counted here, not where the adapter hands it over: the bridge's own echoes are counted apart.
+        self.stats.count(crate::stats::Metric::Received, origin);
         // A message whose id is known already was relayed before: a gap fill overlapping what came live,
         // or the platform delivering it twice.
         if let (EventKind::Message(_), Some(id)) = (&event.kind, &event.origin.remote_id)
@@ -575,7 +577,7 @@ impl Router {
                     }
                 }
                 count(&mut self.rooms, &self.stats, Metric::Relayed, room);
-                trace!(route = %route, "Delivered.");
+                debug!(route = %route, "Delivered.");
                 self.pop(room);
             }
             Err(SendFailure::Transient { after, reason })

@@ -393,3 +393,48 @@ async fn sigterm_works_after_the_log_reader_went_away() {
     assert_eq!(queues.iter().map(|q| q.messages).sum::<usize>(), 1, "the queued message is kept: {queues:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_says_what_started_and_what_was_wrong_with_rust_log() {
+    let pair = Pair::start().await;
+    let dir = temp_dir("log-levels");
+    let config = write_config(&dir, &pair.config("[general]\nshutdown_timeout = \"1s\"\n"));
+    let spawn = |rust_log: &str| {
+        bin()
+            .args(["run", "-c"])
+            .arg(&config)
+            .current_dir(&dir)
+            .env_remove("STATE_DIRECTORY")
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the daemon starts")
+    };
+    // An invalid RUST_LOG is said; the start-up line names the version, the file and the state directory.
+    let mut child = spawn("chatbridge=loud");
+    let stderr = child.stderr.take();
+    let log = std::thread::spawn(move || read_all(stderr));
+    let mut at_lug = pair.lug.subscribe();
+    pair.tuna.say("general", "irc", "alice", "one");
+    let _ = next_post(&mut at_lug).await;
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
+    assert!(status.success());
+    let log = log.join().unwrap();
+    assert!(log.contains("RUST_LOG is not valid"), "{log}");
+    assert!(log.contains("chatbridge starting.") && log.contains(env!("CARGO_PKG_VERSION")), "{log}");
+    assert!(log.contains("chatbridge.toml") && log.contains("state"), "{log}");
+    // DEBUG shows routing: a relayed message is logged with its route.
+    let mut child = spawn("chatbridge=debug");
+    let stderr = child.stderr.take();
+    let log = std::thread::spawn(move || read_all(stderr));
+    pair.tuna.say("general", "irc", "alice", "two");
+    let _ = next_post(&mut at_lug).await;
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
+    assert!(status.success());
+    let log = log.join().unwrap();
+    assert!(log.lines().any(|l| l.contains("Delivered.") && l.contains("fishroom.lug:chat")), "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -64,3 +64,24 @@ async fn health_is_ok_when_every_account_runs() {
     assert_eq!(health.json::<serde_json::Value>().await.unwrap()["status"], "ok");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridges_own_echoes_are_not_counted_as_received() {
+    let pair = crate::harness::Pair::start().await;
+    let running = pair.run().await;
+    let mut at_lug = pair.lug.subscribe();
+    for n in 0..3 {
+        pair.tuna.say("general", "irc", "alice", &format!("real {n}"));
+        let _ = crate::harness::next_post(&mut at_lug).await;
+    }
+    // Fishroom hands every poster its own posts back: lug's poll sees the three copies as echoes.
+    let stats = running.daemon().stats();
+    crate::harness::eventually("the echoes come back", || stats.echoes.get() >= 3).await;
+    let text = chatbridge::status::render(&stats, &running.daemon().states().borrow());
+    assert!(
+        text.contains("chatbridge_messages_received_total{account=\"fishroom.tuna\",room=\"general\"} 3"),
+        "{text}"
+    );
+    assert!(!text.contains("chatbridge_messages_received_total{account=\"fishroom.lug\""), "{text}");
+    running.shutdown().await;
+}

@@ -155,10 +155,54 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
     );
     runtime()?.block_on(async {
         let stop = shutdown::on_signals().context("installing the signal handlers")?;
-        let summary = Daemon::start(config, stop)?.wait().await;
-        anyhow::ensure!(summary.requested, "every account stopped");
-        Ok(())
+        let mut reloads = shutdown::on_reload().context("installing the signal handlers")?;
+        let mut config = config;
+        loop {
+            // Each run has a token of its own: a reload ends the run, SIGTERM ends them all.
+            let run = stop.child_token();
+            let daemon = Daemon::start(config, run.clone())?;
+            let finished = daemon.wait();
+            tokio::pin!(finished);
+            let next = loop {
+                tokio::select! {
+                    summary = &mut finished => {
+                        anyhow::ensure!(summary.requested, "every account stopped");
+                        return Ok(());
+                    }
+                    Some(()) = reloads.recv() => match reload(path) {
+                        Some(next) => break next,
+                        None => continue,
+                    },
+                }
+            };
+            // Drain and close this run (queued messages stay in the store), then start the new configuration.
+            run.cancel();
+            let summary = finished.await;
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            tracing::info!(undelivered = summary.undelivered, "Configuration reloaded: starting again with it.");
+            config = next;
+        }
     })
+}
+
+/// SIGHUP: the file read and checked again; `None` (the running configuration stays) when it is not valid.
+fn reload(path: &std::path::Path) -> Option<Config> {
+    tracing::info!(config = %path.display(), "SIGHUP: reading the configuration again.");
+    match Config::load(path) {
+        Ok(config) => Some(config),
+        Err(LoadError::Invalid(problems)) => {
+            for problem in &problems.0 {
+                tracing::error!(problem = %problem, "The new configuration is not valid; the running one stays.");
+            }
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "The new configuration cannot be read; the running one stays.");
+            None
+        }
+    }
 }
 
 /// Runs the load tool against the given endpoints, or against chatbridge started here with two API accounts.

@@ -1,4 +1,4 @@
-//! SIGTERM and SIGINT: the first begins a graceful shutdown, the second exits at once.
+//! SIGTERM and SIGINT: the first begins a graceful shutdown, the second exits at once. SIGHUP: reload.
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -29,4 +29,17 @@ pub fn on_signals() -> std::io::Result<CancellationToken> {
         std::process::exit(FORCED_EXIT);
     });
     Ok(token)
+}
+
+/// SIGHUP, as a stream of reload requests (never the default action, which ends the process at once).
+pub fn on_reload() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // One pending request is enough: reloads asked while one waits are the same reload.
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
 }

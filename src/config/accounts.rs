@@ -359,10 +359,13 @@ fn optional_url(fields: &mut Fields<'_, '_>, key: &'static str, report: &mut Rep
     let Some((text, span)) = fields.str(key, report) else {
         return Some(None);
     };
+    // A websocket key takes ws or wss, every other URL http or https.
+    let expected: &[&str] =
+        if key.starts_with("ws_") || key == "channel_url" { &["ws", "wss"] } else { &["http", "https"] };
     match Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https" | "ws" | "wss") => Some(Some(url)),
+        Ok(url) if expected.contains(&url.scheme()) => Some(Some(url)),
         Ok(url) => {
-            report.error(&span, format!("`{key}` has scheme `{}`; expected http, https, ws or wss", url.scheme()));
+            report.error(&span, format!("`{key}` has scheme `{}`; expected {}", url.scheme(), expected.join(" or ")));
             None
         }
         Err(e) => {

@@ -129,7 +129,16 @@ fn one_room_rule(room: &BridgeRoom) -> bool {
 
 fn parse_bridge(mut fields: Fields<'_, '_>, known: &Known<'_>, report: &mut Report<'_>) -> Option<(Bridge, Vec<Span>)> {
     let bridge_span = fields.span.clone();
-    let name = fields.required_str("name", "a bridge", report).map(|(s, _)| s.to_owned());
+    let name = fields.required_str("name", "a bridge", report).and_then(|(s, span)| {
+        if s.trim().is_empty() {
+            report.error(
+                &span,
+                "a bridge's `name` is empty; give it one (it names the bridge in logs, metrics and the store)",
+            );
+            return None;
+        }
+        Some(s.to_owned())
+    });
     let defaults = parse_options(&mut fields, &RoomOptions::default(), report);
     let mut rooms: Vec<(BridgeRoom, Span)> = Vec::new();
     let mut all_parsed = true;
@@ -141,7 +150,14 @@ fn parse_bridge(mut fields: Fields<'_, '_>, known: &Known<'_>, report: &mut Repo
             }
         }
     }
+    let short_form = !rooms.is_empty() || !all_parsed;
     if let Some(value) = fields.get("room") {
+        if short_form {
+            report.error(
+                &value.span(),
+                "this bridge has both `rooms = [...]` and [[bridge.room]] tables; use one form (the long one gives each room its options)",
+            );
+        }
         match value.get_ref() {
             DeValue::Array(items) => {
                 for item in items.iter() {

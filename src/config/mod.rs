@@ -247,8 +247,33 @@ impl Config {
             Some(value) => parse_accounts(value, &mut report),
             None => Default::default(),
         };
+        let bridge_span = top.span_of("bridge");
         let bridges = bridges::parse(top.get("bridge"), &accounts, &declared, &mut report);
         top.deny_unknown("the top level", &mut report);
+        if bridge_span.is_none() {
+            report.error(
+                &(0..0),
+                "there is no [[bridge]]: nothing would be relayed (an account is started only for the bridges it is in)",
+            );
+        }
+        // Two listeners on one address: the second fails at run time with "address already in use".
+        let mut listeners: Vec<(std::net::SocketAddr, String)> = Vec::new();
+        if let Some(general) = &general
+            && let Some(addr) = general.http_listen
+        {
+            listeners.push((addr, "general.http_listen".to_owned()));
+        }
+        for (id, account) in &accounts {
+            if let AccountConfig::Api(api) = account {
+                listeners.push((api.listen, format!("{id}'s `listen`")));
+            }
+        }
+        for (i, (addr, what)) in listeners.iter().enumerate() {
+            if let Some((_, first)) = listeners[..i].iter().find(|(other, _)| other == addr && addr.port() != 0) {
+                report
+                    .error(&(0..0), format!("{what} is {addr}, which {first} uses already: give each its own address"));
+            }
+        }
         report.finish()?;
         Ok(Config { general: general.unwrap_or_default(), accounts, limits, bridges })
     }
@@ -316,6 +341,18 @@ fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General
         if let Some(d) = fields.duration(key, report) {
             *slot = d;
         }
+    }
+    if general.backoff_min > general.backoff_max {
+        let span =
+            fields.span_of("backoff_min").or_else(|| fields.span_of("backoff_max")).unwrap_or(fields.span.clone());
+        report.error(
+            &span,
+            format!(
+                "`backoff_min` ({}) is longer than `backoff_max` ({}); the first reconnect delay cannot exceed the cap",
+                humantime::format_duration(general.backoff_min),
+                humantime::format_duration(general.backoff_max)
+            ),
+        );
     }
     if let Some(n) = fields.positive_int("queue_capacity", report) {
         general.queue_capacity = usize::try_from(n).unwrap_or(usize::MAX);

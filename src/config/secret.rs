@@ -24,6 +24,15 @@ pub fn without_secrets<R>(read: impl FnOnce() -> R) -> R {
 impl Secret {
     /// Resolves a secret specification: `env:NAME`, `file:PATH`, or the literal value.
     pub fn resolve(spec: &str) -> Result<Self, String> {
+        // `ENV:NAME` or `File:/path` is a typo, not a password: taken literally it would be sent as one.
+        if let Some((prefix, _)) = spec.split_once(':')
+            && ["env", "file", "cred"].iter().any(|known| prefix.eq_ignore_ascii_case(known) && prefix != *known)
+        {
+            return Err(format!(
+                "`{prefix}:` is not a secret source; write `{}:` in lower case",
+                prefix.to_ascii_lowercase()
+            ));
+        }
         if UNRESOLVED.with(std::cell::Cell::get) {
             return Ok(Self("unresolved".into()));
         }

@@ -99,6 +99,11 @@ impl<'t, 'i> Fields<'t, 'i> {
         table(value, what, report).map(|t| Self::new(t, value.span()))
     }
 
+    /// Where a key's value is, if the table has it.
+    pub fn span_of(&self, key: &str) -> Option<Span> {
+        self.table.get(key).map(|v| v.span())
+    }
+
     /// Looks at a value without taking its key.
     pub fn peek(&self, key: &str) -> Option<&'t DeValue<'i>> {
         self.table.get(key).map(|v| v.get_ref())

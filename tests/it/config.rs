@@ -113,7 +113,9 @@ fn check_lists_every_problem_and_fails() {
 
 #[test]
 fn secrets_are_masked_in_debug_output() {
-    let source = "[accounts.fishroom.t]\ntoken_id = \"1\"\ntoken_key = \"very-secret-key\"\n";
+    let source = "[accounts.fishroom.t]\ntoken_id = \"1\"\ntoken_key = \"very-secret-key\"\n\n\
+                  [accounts.fishroom.u]\ntoken_id = \"2\"\ntoken_key = \"k\"\n\n\
+                  [[bridge]]\nname = \"b\"\nrooms = [\"fishroom.t:a\", \"fishroom.u:b\"]\n";
     let config = Config::parse(source, "t.toml").unwrap();
     let debug = format!("{config:?}");
     assert!(!debug.contains("very-secret-key"), "{debug}");

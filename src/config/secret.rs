@@ -1,4 +1,5 @@
-//! Secrets: a literal, `env:NAME` or `file:PATH`, read once at start; `Debug` and `Display` print `***`.
+//! Secrets: a literal, `env:NAME`, `file:PATH` or `cred:NAME` (systemd credentials), read once at start;
+//! `Debug` and `Display` print `***`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,6 +45,19 @@ impl Secret {
         } else if let Some(path) = spec.strip_prefix("file:") {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read secret file `{path}`: {e}"))?;
             text.trim_end_matches(['\r', '\n']).to_owned()
+        } else if let Some(name) = spec.strip_prefix("cred:") {
+            // systemd's credentials (`LoadCredential=`, `LoadCredentialEncrypted=`): files in the directory the
+            // service manager names, readable by the service whatever its (dynamic) user.
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                format!("`cred:{name}` needs $CREDENTIALS_DIRECTORY (set by systemd for a unit with LoadCredential=)")
+            })?;
+            if name.is_empty() || name.contains('/') {
+                return Err(format!("`cred:{name}` must name one credential"));
+            }
+            let path = std::path::Path::new(&dir).join(name);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read credential `{name}` ({}): {e}", path.display()))?;
+            text.trim_end_matches(['\r', '\n']).to_owned()
         } else {
             spec.to_owned()
         };
@@ -85,6 +99,22 @@ mod tests {
         std::fs::write(&file, "s3cret\n").unwrap();
         assert_eq!(Secret::resolve(&format!("file:{}", file.display())).unwrap().expose(), "s3cret");
         std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn credentials_come_from_the_service_managers_directory() {
+        let dir = std::env::temp_dir().join(format!("chatbridge-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("yunhu"), "cred-value\n").unwrap();
+        // SAFETY: this test is the only one that touches CREDENTIALS_DIRECTORY.
+        unsafe { std::env::set_var("CREDENTIALS_DIRECTORY", &dir) };
+        assert_eq!(Secret::resolve("cred:yunhu").unwrap().expose(), "cred-value");
+        assert!(Secret::resolve("cred:missing").unwrap_err().contains("cannot read credential `missing`"));
+        assert!(Secret::resolve("cred:../etc/passwd").is_err());
+        assert!(Secret::resolve("ENV:X").unwrap_err().contains("lower case"));
+        unsafe { std::env::remove_var("CREDENTIALS_DIRECTORY") };
+        assert!(Secret::resolve("cred:yunhu").unwrap_err().contains("CREDENTIALS_DIRECTORY"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -62,8 +62,10 @@ pub enum Command {
         /// Bearer token of both endpoints.
         #[arg(long, env = "CHATBRIDGE_BENCH_TOKEN")]
         token: Option<String>,
+        /// How many messages to post.
         #[arg(long, default_value_t = 10_000)]
         messages: usize,
+        /// How many senders post at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
         /// Messages per second offered (default: as fast as the senders go).

@@ -11,6 +11,18 @@ use chatbridge::{Daemon, demo, shutdown, telemetry};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config;
+    if cli.command.is_none() && !config.exists() {
+        // A bare `chatbridge` on a machine without a configuration: what to do, not an error about /etc.
+        eprintln!(
+            "No configuration at {} (-c FILE or CHATBRIDGE_CONFIG names another).\n\n  \
+             chatbridge demo             try it: simulated platforms and a bridge, no account needed\n  \
+             chatbridge check -c FILE    check a configuration (config.example.toml documents every key)\n  \
+             chatbridge run -c FILE      run it\n  \
+             chatbridge --help           everything else",
+            config.display()
+        );
+        return ExitCode::from(2);
+    }
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&config),
         Command::Deadletters { action } => report(dead_letters(&config, action)),
@@ -63,7 +75,7 @@ fn check(path: &std::path::Path) -> ExitCode {
                                     queue.messages,
                                     queue.room,
                                     queue.bridge,
-                                    humantime::format_duration(config.general.orphan_max_age)
+                                    readable(config.general.orphan_max_age)
                                 );
                             }
                         }
@@ -128,9 +140,14 @@ fn dead_letters(path: &std::path::Path, action: Option<DeadLetterAction>) -> any
         }
         DeadLetterAction::Requeue { keys, all } => {
             let marked = chatbridge::store::admin::requeue(dir, (!all).then_some(&keys[..]))?;
-            println!("{marked} dead letter(s) re-queued: delivered when the daemon next starts.");
+            if marked > 0 {
+                println!("{marked} dead letter(s) re-queued: delivered when the daemon next starts.");
+            }
             if !all && marked < keys.len() {
-                anyhow::bail!("{} of the given keys are not dead letters", keys.len() - marked);
+                anyhow::bail!(
+                    "{} of the given keys are not dead letters (see `chatbridge deadletters list`)",
+                    keys.len() - marked
+                );
             }
         }
     }
@@ -185,6 +202,18 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
             config = next;
         }
     })
+}
+
+/// A duration as people write it: "7 days", "90 s".
+fn readable(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    let (value, unit) = match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{value} {unit}{}", if value == 1 { "" } else { "s" })
 }
 
 /// SIGHUP: the file read and checked again; `None` (the running configuration stays) when it is not valid.

@@ -347,9 +347,11 @@ fn deadletters_are_listed_and_requeued_and_check_reports_orphaned_rows() {
     assert!(check.status.success(), "{text}");
     assert!(text.contains("1 message(s) queued for fishroom.b:r in bridge `gone`"), "{text}");
     assert!(!text.contains("bridge `x`"), "configured queues are not reported: {text}");
+    assert!(text.contains("general.orphan_max_age (7 days)"), "{text}");
 
     let wrong = bin().args(["deadletters", "-c"]).arg(&config).args(["requeue", "77"]).output().unwrap();
     assert!(!wrong.status.success(), "an unknown key is an error");
+    assert!(!String::from_utf8_lossy(&wrong.stdout).contains("re-queued"), "no success line before the error");
     let requeue = bin().args(["deadletters", "-c"]).arg(&config).args(["requeue", "--all"]).output().unwrap();
     assert!(String::from_utf8_lossy(&requeue.stdout).contains("1 dead letter(s) re-queued"));
     // The next start puts it back at the end of its room's queue.

@@ -252,3 +252,15 @@ fn a_missing_file_is_said_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_bare_chatbridge_without_a_configuration_says_what_to_do() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chatbridge"))
+        .env("CHATBRIDGE_CONFIG", "/nonexistent/chatbridge.toml")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("No configuration at /nonexistent/chatbridge.toml"), "{stderr}");
+    assert!(stderr.contains("chatbridge demo"), "{stderr}");
+}

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod listener;
 pub mod load;
 pub mod model;
+pub mod notify;
 pub mod router;
 pub mod shutdown;
 pub mod sim;
@@ -179,6 +180,7 @@ impl Daemon {
             router.with_store(store, events, opened);
         }
         let states = router.states();
+        tokio::spawn(notify::follow(states.clone(), Arc::clone(&stats)));
         if let Some(listener) = status_listener {
             tokio::spawn(status::serve(listener, states.clone(), Arc::clone(&stats), general.http, closed.clone()));
         }

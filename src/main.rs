@@ -186,13 +186,18 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
                         anyhow::ensure!(summary.requested, "every account stopped");
                         return Ok(());
                     }
-                    Some(()) = reloads.recv() => match reload(path) {
-                        Some(next) => break next,
-                        None => continue,
-                    },
+                    Some(()) = reloads.recv() => {
+                        chatbridge::notify::reloading();
+                        match reload(path) {
+                            Some(next) => break next,
+                            // The running configuration stays: the reload is over.
+                            None => chatbridge::notify::ready(),
+                        }
+                    }
                 }
             };
-            // Drain and close this run (queued messages stay in the store), then start the new configuration.
+            // Drain and close this run (queued messages stay in the store), then start the new configuration
+            // (its READY=1 ends the reload).
             run.cancel();
             let summary = finished.await;
             if stop.is_cancelled() {

@@ -20,6 +20,7 @@ pub fn on_signals() -> std::io::Result<CancellationToken> {
         }
         // The shutdown begins before anything is logged: logging must never stand between a signal and it.
         stop.cancel();
+        crate::notify::stopping();
         info!("Signal received: stopping (a second signal exits at once).");
         tokio::select! {
             _ = term.recv() => {}

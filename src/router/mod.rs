@@ -244,11 +244,17 @@ impl Router {
             self.refill(&room);
         }
         self.end();
+        // The service manager's watchdog is fed from this loop: a router that stops turning is restarted.
+        let mut watchdog = crate::notify::watchdog_interval().map(tokio::time::interval);
         loop {
             if deadline.is_some() && self.is_idle() {
                 break;
             }
             tokio::select! {
+                _ = async { watchdog.as_mut().expect("only polled when set").tick().await }, if watchdog.is_some() => {
+                    crate::notify::alive();
+                    continue;
+                }
                 input = inbox.recv() => match input {
                     Some(input) => self.handle(input),
                     None => break,

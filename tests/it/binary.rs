@@ -495,3 +495,61 @@ async fn sighup_reloads_the_file_or_keeps_the_running_one() {
     assert!(log.contains("Configuration reloaded"), "{log}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_manager_is_told_ready_reloading_alive_and_stopping() {
+    let pair = Pair::start().await;
+    let dir = temp_dir("notify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let config = write_config(&dir, &pair.config("[general]\nshutdown_timeout = \"1s\"\n"));
+    // systemd names the watched process in WATCHDOG_PID: the shell's pid is the daemon's after `exec`.
+    let mut child = Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run -c \"$1\"", env!("CARGO_BIN_EXE_chatbridge")])
+        .arg(&config)
+        .current_dir(&dir)
+        .env_remove("STATE_DIRECTORY")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the daemon starts");
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let collected = std::sync::Arc::clone(&messages);
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let stop = text.contains("STOPPING=1");
+                collected.lock().unwrap().push(text);
+                if stop {
+                    return;
+                }
+            }
+        }
+    });
+    let seen = |what: &str| messages.lock().unwrap().iter().any(|m| m.contains(what));
+    eventually("READY=1", || seen("READY=1")).await;
+    assert!(seen("STATUS=2 accounts: 2 connected; 0 queued"), "{:?}", messages.lock().unwrap());
+    eventually("WATCHDOG=1 from the router", || seen("WATCHDOG=1")).await;
+    sighup(&child);
+    eventually("RELOADING=1", || seen("RELOADING=1")).await;
+    assert!(seen("MONOTONIC_USEC="), "{:?}", messages.lock().unwrap());
+    eventually("READY=1 after the reload", || {
+        let all = messages.lock().unwrap();
+        let reloading = all.iter().position(|m| m.contains("RELOADING=1")).unwrap();
+        all[reloading + 1..].iter().any(|m| m.contains("READY=1"))
+    })
+    .await;
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
+    assert!(status.success());
+    reader.join().unwrap();
+    assert!(seen("STOPPING=1"), "{:?}", messages.lock().unwrap());
+    let _ = std::fs::remove_dir_all(dir);
+}

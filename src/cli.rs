@@ -95,6 +95,13 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output: `chatbridge manpage > chatbridge.1`.
+    Manpage,
     /// Start simulated platforms and a bridge between them, play a short conversation and print what
     /// is relayed. Needs no account and no network.
     Demo {

@@ -24,6 +24,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match cli.command.unwrap_or(Command::Run) {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "chatbridge", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manpage => {
+            use clap::CommandFactory;
+            report(clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into))
+        }
         Command::Check => check(&config),
         Command::Deadletters { action } => report(dead_letters(&config, action)),
         Command::Run => report(run(&config, cli.log_format)),

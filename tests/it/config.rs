@@ -264,3 +264,17 @@ fn a_bare_chatbridge_without_a_configuration_says_what_to_do() {
     assert!(stderr.contains("No configuration at /nonexistent/chatbridge.toml"), "{stderr}");
     assert!(stderr.contains("chatbridge demo"), "{stderr}");
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_definitions() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_chatbridge")).args(args).output().expect("runs");
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout);
+    assert!(script.contains("deadletters") && script.contains("--config"), "{script}");
+    let man = run(&["manpage"]);
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.starts_with(".ie") || page.contains(".TH chatbridge"), "{page}");
+    assert!(page.contains("check") && page.contains("\\-\\-config"), "{page}");
+}

@@ -71,6 +71,13 @@ fn check(path: &std::path::Path) -> ExitCode {
             }
             if config.general.durable {
                 println!("state: {} (from {})", config.general.state_dir.display(), config.general.state_dir_from);
+                if let Err(why) = creatable(&config.general.state_dir) {
+                    eprintln!(
+                        "state: {} cannot be created: {why}; create it for the daemon's user, or set general.state_dir",
+                        config.general.state_dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
             }
             if config.general.durable {
                 match chatbridge::store::admin::queues(&config.general.state_dir) {
@@ -216,6 +223,22 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
             config = next;
         }
     })
+}
+
+/// Whether `dir` can be created when it is missing: its nearest existing ancestor is a directory. (Whether the
+/// service's user may write there is not judged: `check` may run as another user than the service.)
+fn creatable(dir: &std::path::Path) -> Result<(), String> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let absolute = std::env::current_dir().map(|cwd| cwd.join(dir)).map_err(|e| e.to_string())?;
+    let Some(existing) = absolute.ancestors().find(|a| a.exists()) else {
+        return Err("no part of the path exists".into());
+    };
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    Ok(())
 }
 
 /// A duration as people write it: "7 days", "90 s".

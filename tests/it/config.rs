@@ -278,3 +278,26 @@ fn completions_and_the_manual_page_come_from_the_command_line_definitions() {
     assert!(page.starts_with(".ie") || page.contains(".TH chatbridge"), "{page}");
     assert!(page.contains("check") && page.contains("\\-\\-config"), "{page}");
 }
+
+#[test]
+fn check_refuses_a_state_directory_that_cannot_be_created() {
+    let dir = std::env::temp_dir().join(format!("chatbridge-it-statedir-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Under a regular file, nothing can be created.
+    let blocker = dir.join("not-a-directory");
+    std::fs::write(&blocker, "x").unwrap();
+    let file = dir.join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[general]\nstate_dir = \"{}/state\"\n\n[accounts.api.a]\nlisten = \"127.0.0.1:4246\"\n\n[accounts.api.b]\nlisten = \"127.0.0.1:4247\"\n\n[[bridge]]\nname = \"b\"\nrooms = [\"api.a:g\", \"api.b:g\"]\n",
+            blocker.display()
+        ),
+    )
+    .unwrap();
+    let out = check(&file, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(stderr.contains("cannot be created") && stderr.contains("is not a directory"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

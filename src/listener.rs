@@ -104,7 +104,14 @@ async fn body_deadline(request: Request, next: Next, limits: Limits) -> Response
     if matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
-    match tokio::time::timeout(limits.body_timeout, next.run(request)).await {
+    let mut answer = std::pin::pin!(next.run(request));
+    // A small body that is already here is answered at once: only a request that has to wait gets a timer.
+    if let std::task::Poll::Ready(response) =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(answer.as_mut().poll(cx))).await
+    {
+        return response;
+    }
+    match tokio::time::timeout(limits.body_timeout, answer).await {
         Ok(response) => response,
         Err(_) => (
             StatusCode::REQUEST_TIMEOUT,

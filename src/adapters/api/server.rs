@@ -324,7 +324,14 @@ async fn send_within(
     frame: WsMessage,
 ) -> bool {
     use futures_util::SinkExt;
-    match tokio::time::timeout(hub.slow_reader_wait, sink.send(frame)).await {
+    let mut send = std::pin::pin!(sink.send(frame));
+    // Most sends complete at once: only one that has to wait gets a timer (one per message would cost CPU).
+    if let std::task::Poll::Ready(sent) =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(send.as_mut().poll(cx))).await
+    {
+        return sent.is_ok();
+    }
+    match tokio::time::timeout(hub.slow_reader_wait, send).await {
         Ok(sent) => sent.is_ok(),
         Err(_) => {
             crate::warn_throttled!(format!("websocket stuck {}", hub.ctx.account); account = %hub.ctx.account, wait = ?hub.slow_reader_wait, "A websocket client stopped reading: disconnected (it can reconnect with last_id).");

@@ -1,0 +1,400 @@
+//! The store's writer thread: gathers the router's operations into transactions, keeps a transaction that
+//! fails until it commits, and tells the daemon whether messages may be taken in.
+
+use super::*;
+
+/// What the open transaction has gathered besides its SQL (borrowing the operations it writes, which the
+/// writer keeps until their transaction commits).
+#[derive(Default)]
+struct Batch<'a> {
+    /// Outbox rows not written yet, by key (with their bridge): written at the commit, or before anything
+    /// that reads or moves outbox rows; a delete of one of them cancels it.
+    pending: BTreeMap<u64, (&'a str, &'a Pending)>,
+    written: u64,
+    skipped: u64,
+    loaded: Vec<(String, Vec<Stored>, u64, bool)>,
+}
+
+/// The first wait before a failed transaction is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a closing store keeps trying to write what it was given.
+const CLOSE_RETRIES: Duration = Duration::from_secs(3);
+
+/// How the writer ended: what the outbox holds, and what it could not write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Closing {
+    /// Outbox rows in the database when the writer stopped (the messages a restart delivers); `None` when
+    /// the database could not be read.
+    pub stored: Option<u64>,
+    /// Outbox rows it was given but could not write (lost).
+    pub unwritten: u64,
+}
+
+/// What the writer keeps within bounds.
+pub(super) struct Limits {
+    pub(super) pages: PageLimit,
+    pub(super) max_outbox: u64,
+    pub(super) max_dead_letters: u64,
+}
+
+/// A test's stand-in for a full disk: the database may grow to this many pages (0: no limit). Real full
+/// disks and this limit fail the same way (`SQLITE_FULL`, "database or disk is full").
+#[derive(Clone, Debug, Default)]
+pub struct PageLimit(Arc<std::sync::atomic::AtomicU64>);
+
+impl PageLimit {
+    pub fn set(&self, pages: u64) {
+        self.0.store(pages, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The writer: gathers inputs (each one input's operations) until no input came during a pause of
+/// [`GATHER`] or [`MAX_BATCH`] has passed, then writes them as one transaction, so a burst of inputs is one
+/// transaction and one input's work is never split between two.
+///
+/// A transaction that fails (a full disk, an I/O error) is never dropped: its operations are kept and
+/// written again, with what came meanwhile, until they commit — after [`StoreEvent::Failing`], so that the
+/// daemon stops taking messages in, and with [`StoreEvent::Recovered`] once they are written.
+pub(super) fn write(
+    mut db: Connection,
+    inputs: mpsc::Receiver<Vec<Op>>,
+    notify: impl Fn(StoreEvent),
+    max_age: Duration,
+    limits: Limits,
+    held: Vec<Held>,
+) -> Closing {
+    let limit = &limits.pages;
+    let mut last_prune = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    // Commits since the last checkpoint: an idle writer still checkpoints them within a second.
+    let mut unchecked = false;
+    // The operations of the transaction being written, kept until it commits.
+    let mut carry: Vec<Vec<Op>> = Vec::new();
+    let mut closed = false;
+    let mut failing: Option<(Instant, u64)> = None;
+    let mut retry = RETRY_MIN;
+    let mut limit_applied = 0;
+    // Set for good once a held file is removed or replaced: no message is taken in from then on.
+    let mut gone: Option<String> = None;
+    // Set while the outbox holds `max_outbox` rows, until it is under 90 % of that.
+    let mut full: Option<String> = None;
+    // The last write error, while writes fail.
+    let mut error_text: Option<String> = None;
+    // What the daemon was last told: taking messages in (`None`) or not, and why.
+    let mut reported: Option<String> = None;
+    let mut last_look = Instant::now();
+    let mut last_size: Option<Instant> = None;
+    loop {
+        if last_look.elapsed() >= CHECKPOINT_EVERY {
+            last_look = Instant::now();
+            if gone.is_none()
+                && let Some(reason) = held.iter().find_map(Held::gone)
+            {
+                error!(reason = %reason, "The state directory changed under the running daemon: what is stored now would be lost, or a second daemon could start. No message is taken in; restart the daemon.");
+                gone = Some(reason);
+            }
+        }
+        if carry.is_empty() && last_size.is_none_or(|t| t.elapsed() >= SIZE_EVERY) {
+            last_size = Some(Instant::now());
+            if let Some((outbox, dead_letters)) = sizes(&db, &limits) {
+                notify(StoreEvent::Sizes { outbox, dead_letters });
+                if outbox >= limits.max_outbox && full.is_none() {
+                    error!(
+                        messages = outbox,
+                        max = limits.max_outbox,
+                        "The outbox is full (general.max_stored): no message is taken in until deliveries make room."
+                    );
+                    full = Some(format!("the outbox holds {outbox} messages, its limit (general.max_stored)"));
+                } else if outbox < limits.max_outbox / 10 * 9 && full.is_some() {
+                    info!(messages = outbox, "The outbox has room again.");
+                    full = None;
+                }
+            }
+        }
+        let wanted = gone.clone().or_else(|| error_text.clone()).or_else(|| full.clone());
+        if wanted != reported {
+            match &wanted {
+                Some(reason) => notify(StoreEvent::Failing { reason: reason.clone() }),
+                None => notify(StoreEvent::Recovered),
+            }
+            reported = wanted;
+        }
+        if carry.is_empty() {
+            if closed {
+                break;
+            }
+            let wait =
+                CHECKPOINT_EVERY.saturating_sub(if unchecked { last_checkpoint.elapsed() } else { Duration::ZERO });
+            let first = match inputs.recv_timeout(wait) {
+                Ok(ops) => ops,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if unchecked {
+                        checkpoint(&db, "PASSIVE");
+                        (last_checkpoint, unchecked) = (Instant::now(), false);
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            carry.push(first);
+        }
+        closed |= gather(&inputs, &mut carry);
+        let pages = limit.get();
+        if pages != limit_applied {
+            let pages = if pages == 0 { i64::MAX } else { pages as i64 };
+            let _ = db.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()));
+            limit_applied = limit.get();
+        }
+        let prune_due = last_prune.elapsed() >= PRUNE_EVERY;
+        let mut batch = Batch::default();
+        match transaction(&mut db, &carry, &mut batch, prune_due.then_some(max_age)) {
+            Ok(()) => {
+                if prune_due {
+                    last_prune = Instant::now();
+                }
+                if batch.written + batch.skipped > 0 {
+                    notify(StoreEvent::Committed { written: batch.written, skipped: batch.skipped });
+                }
+                for (room, rows, through, exhausted) in batch.loaded {
+                    notify(StoreEvent::Loaded { room, rows, through, exhausted });
+                }
+                carry.clear();
+                if let Some((since, attempts)) = failing.take() {
+                    info!(attempts, after = ?since.elapsed(), "The state database is written again; nothing was lost.");
+                    error_text = None;
+                }
+                retry = RETRY_MIN;
+                unchecked = true;
+            }
+            Err(e) => {
+                drop(batch);
+                let (since, attempts) = failing.get_or_insert_with(|| {
+                    error!(error = %e, "Writing the state database failed; the changes are kept in memory and written again, and no message is taken in until they are.");
+                    (Instant::now(), 0)
+                });
+                if error_text.is_none() {
+                    error_text = Some(e.to_string());
+                    notify(StoreEvent::Failing { reason: e.to_string() });
+                    reported = error_text.clone().or(gone.clone());
+                }
+                *attempts += 1;
+                if (*attempts).is_power_of_two() && *attempts > 1 {
+                    warn!(error = %e, attempts = *attempts, failing_for = ?since.elapsed(), "The state database still cannot be written.");
+                }
+                if closed && since.elapsed() >= CLOSE_RETRIES {
+                    break;
+                }
+                std::thread::sleep(retry);
+                retry = (retry * 2).min(RETRY_MAX);
+                continue;
+            }
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            checkpoint(&db, "PASSIVE");
+            (last_checkpoint, unchecked) = (Instant::now(), false);
+        }
+    }
+    let unwritten = unwritten_rows(&carry);
+    if unwritten > 0 {
+        error!(
+            messages = unwritten,
+            "The state database could not be written before the store closed: these queued messages are lost."
+        );
+    }
+    checkpoint(&db, "TRUNCATE");
+    let stored = db.query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get::<_, i64>(0)).ok().map(|n| n as u64);
+    Closing { stored, unwritten }
+}
+
+/// Counts the outbox and the dead letters, removing the oldest dead letters past their limit.
+fn sizes(db: &Connection, limits: &Limits) -> Option<(u64, u64)> {
+    let count = |table: &str| db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get::<_, i64>(0));
+    let outbox = count("outbox").ok()? as u64;
+    let mut dead_letters = count("deadletters").ok()? as u64;
+    if dead_letters > limits.max_dead_letters {
+        let excess = dead_letters - limits.max_dead_letters;
+        let removed = db
+            .execute(
+                "DELETE FROM deadletters WHERE key IN (SELECT key FROM deadletters ORDER BY failed_at, key LIMIT ?1)",
+                params![excess as i64],
+            )
+            .ok()? as u64;
+        warn!(
+            removed,
+            max = limits.max_dead_letters,
+            "The dead letters are at their limit (general.max_dead_letters): the oldest were removed."
+        );
+        dead_letters -= removed;
+    }
+    Some((outbox, dead_letters))
+}
+
+/// Takes the inputs that come within the gathering window; true when the store closed.
+fn gather(inputs: &mpsc::Receiver<Vec<Op>>, carry: &mut Vec<Vec<Op>>) -> bool {
+    let started = Instant::now();
+    loop {
+        loop {
+            match inputs.try_recv() {
+                Ok(ops) => carry.push(ops),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return true,
+            }
+        }
+        let Some(left) = MAX_BATCH.checked_sub(started.elapsed()) else { return false };
+        // Sleeping rather than waiting on the channel: inputs that come meanwhile queue up without waking
+        // this thread once each.
+        std::thread::sleep(GATHER.min(left));
+        match inputs.try_recv() {
+            Ok(ops) => carry.push(ops),
+            Err(mpsc::TryRecvError::Empty) => return false,
+            Err(mpsc::TryRecvError::Disconnected) => return true,
+        }
+    }
+}
+
+/// Writes `carry` as one transaction.
+fn transaction<'a>(
+    db: &mut Connection,
+    carry: &'a [Vec<Op>],
+    batch: &mut Batch<'a>,
+    prune_older_than: Option<Duration>,
+) -> rusqlite::Result<()> {
+    let tx = db.transaction()?;
+    // Only a room's last cursor of the transaction needs writing.
+    let mut cursors: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for op in carry.iter().flatten() {
+        match op {
+            Op::Cursor { room, cursor } => {
+                cursors.insert(room, cursor);
+            }
+            op => apply(&tx, op, batch)?,
+        }
+    }
+    flush(&tx, batch)?;
+    for (room, cursor) in cursors {
+        tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
+            .execute(params![room, cursor, now()])?;
+    }
+    if let Some(max_age) = prune_older_than {
+        prune(&tx, max_age)?;
+    }
+    tx.commit()
+}
+
+/// The outbox rows `carry` would write (puts not cancelled by a delete or moved to the dead letters).
+fn unwritten_rows(carry: &[Vec<Op>]) -> u64 {
+    let mut keys = std::collections::BTreeSet::new();
+    for op in carry.iter().flatten() {
+        match op {
+            Op::Put { key, .. } => {
+                keys.insert(*key);
+            }
+            Op::Delete { key } | Op::DeadLetter { key, .. } => {
+                keys.remove(key);
+            }
+            _ => {}
+        }
+    }
+    keys.len() as u64
+}
+
+/// Writes the batch's pending outbox rows, in key order; an event with several destinations is serialised
+/// once.
+fn flush(tx: &rusqlite::Transaction<'_>, batch: &mut Batch<'_>) -> rusqlite::Result<()> {
+    if batch.pending.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO outbox (key, room, bridge, record, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let queued_at = now();
+    let mut last: Option<(&Arc<Event>, Box<serde_json::value::RawValue>)> = None;
+    for (key, (bridge, row)) in std::mem::take(&mut batch.pending) {
+        match row {
+            Pending::Encoded { room, record } => {
+                insert.execute(params![key as i64, room, bridge, record, queued_at])?;
+            }
+            Pending::Event { room, event, client_ids, group } => {
+                if !last.as_ref().is_some_and(|(seen, _)| Arc::ptr_eq(seen, event)) {
+                    let encoded = serde_json::value::to_raw_value(&**event).expect("an event serialises");
+                    last = Some((event, encoded));
+                }
+                let event = &last.as_ref().expect("just set").1;
+                let record = EncodedRecord { event, client_ids, group: *group };
+                let record = serde_json::to_vec(&record).expect("a record serialises");
+                insert.execute(params![key as i64, room.to_string(), bridge, record, queued_at])?;
+            }
+        }
+        batch.written += 1;
+    }
+    Ok(())
+}
+
+fn apply<'a>(tx: &rusqlite::Transaction<'_>, op: &'a Op, batch: &mut Batch<'a>) -> rusqlite::Result<()> {
+    match op {
+        Op::Put { key, bridge, row } => {
+            batch.pending.insert(*key, (bridge, row));
+        }
+        Op::Delete { key } if batch.pending.remove(key).is_some() => batch.skipped += 1,
+        Op::Delete { key } => {
+            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![*key as i64])?;
+        }
+        Op::DeadLetter { key, reason } => {
+            flush(tx, batch)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO deadletters (key, room, bridge, record, queued_at, failed_at, reason)
+                 SELECT key, room, bridge, record, queued_at, ?2, ?3 FROM outbox WHERE key = ?1",
+            )?
+            .execute(params![*key as i64, now(), reason])?;
+            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![*key as i64])?;
+        }
+        Op::Group { id, origin, sender, text, time } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO groups (id, sender, text, time, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![*id as i64, sender, text, time, now()])?;
+            if let Some((room, remote)) = origin {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, 0, 0)",
+                )?
+                .execute(params![room.to_string(), remote.as_str(), *id as i64])?;
+            }
+        }
+        Op::Copy { group, room, ids } => {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, ?4, 1)",
+            )?;
+            let room = room.to_string();
+            for (part, remote) in ids.iter().enumerate() {
+                insert.execute(params![room, remote.as_str(), *group as i64, part as i64])?;
+            }
+        }
+        // Gathered by the writer and written once per transaction.
+        Op::Cursor { .. } => {}
+        Op::Load { room, after, limit } => {
+            flush(tx, batch)?;
+            let mut query = tx.prepare_cached(
+                "SELECT key, room, bridge, record FROM outbox WHERE room = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+            )?;
+            let rows = query.query_map(params![room, *after as i64, *limit as i64], row_to_stored)?;
+            let mut out = Vec::new();
+            let mut through = *after;
+            let mut scanned = 0;
+            for row in rows {
+                let row = row?;
+                scanned += 1;
+                through = through.max(row.0 as u64);
+                if let Some(stored) = decode(row) {
+                    out.push(stored);
+                }
+            }
+            batch.loaded.push((room.clone(), out, through, scanned < *limit));
+        }
+    }
+    Ok(())
+}

@@ -6,7 +6,7 @@ use clap::Parser;
 use chatbridge::cli::{Cli, Command, DeadLetterAction};
 use chatbridge::config::{Config, LoadError, LogFormat};
 use chatbridge::load::{self, LoadOptions};
-use chatbridge::{Daemon, demo, shutdown, telemetry};
+use chatbridge::{Daemon, Reloaded, demo, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -178,7 +178,7 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
         }
         Err(e) => return Err(e.into()),
     };
-    telemetry::init(log_format.unwrap_or(config.general.log_format), "info");
+    telemetry::init(log_format.unwrap_or(config.general.log_format), &config.general.log_level);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %path.display(),
@@ -194,6 +194,7 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
             // Each run has a token of its own: a reload ends the run, SIGTERM ends them all.
             let run = stop.child_token();
             let daemon = Daemon::start(config, run.clone())?;
+            let reloader = daemon.reloader();
             let finished = daemon.wait();
             tokio::pin!(finished);
             let next = loop {
@@ -204,10 +205,21 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
                     }
                     Some(()) = reloads.recv() => {
                         chatbridge::notify::reloading();
-                        match reload(path) {
-                            Some(next) => break next,
-                            // The running configuration stays: the reload is over.
-                            None => chatbridge::notify::ready(),
+                        // Not valid: the running configuration stays.
+                        let Some(next) = reload(path) else {
+                            chatbridge::notify::ready();
+                            continue;
+                        };
+                        match reloader.reload(next).await {
+                            Reloaded::Applied(_) => chatbridge::notify::ready(),
+                            Reloaded::NeedsRestart { keys, config } => {
+                                tracing::info!(
+                                    keys = %keys.join(", "),
+                                    "These [general] settings take effect only at a start: starting again with the new configuration."
+                                );
+                                break *config;
+                            }
+                            Reloaded::Stopping => {}
                         }
                     }
                 }
@@ -219,7 +231,7 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<
             if stop.is_cancelled() {
                 return Ok(());
             }
-            tracing::info!(undelivered = summary.undelivered, "Configuration reloaded: starting again with it.");
+            tracing::info!(undelivered = summary.undelivered, "Stopped for the restart; starting with the new configuration.");
             config = next;
         }
     })

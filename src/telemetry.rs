@@ -48,17 +48,29 @@ impl std::io::Write for Stderr {
     }
 }
 
-/// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is not set.
+/// The filter a reload may replace (`general.log_level`), when `RUST_LOG` did not set it.
+static LEVEL: std::sync::OnceLock<tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>> =
+    std::sync::OnceLock::new();
+
+/// Installs the global subscriber. `default_filter` (`general.log_level`) applies when `RUST_LOG` is not set.
 pub fn init(format: LogFormat, default_filter: &str) {
     // An unusable RUST_LOG is said, not silently replaced.
     let mut invalid = None;
+    let mut from_env = false;
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-            invalid = Some((spec, e.to_string()));
-            EnvFilter::new(default_filter)
-        }),
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(filter) => {
+                from_env = true;
+                filter
+            }
+            Err(e) => {
+                invalid = Some((spec, e.to_string()));
+                EnvFilter::new(default_filter)
+            }
+        },
         _ => EnvFilter::new(default_filter),
     };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let filter = filter.and(filter_fn(|meta| !capped(meta)));
     let json = match format {
         LogFormat::Json => true,
@@ -73,9 +85,22 @@ pub fn init(format: LogFormat, default_filter: &str) {
         let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         layer.with_ansi(colour).with_filter(filter).boxed()
     };
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    if tracing_subscriber::registry().with(layer).try_init().is_ok() && !from_env {
+        let _ = LEVEL.set(handle);
+    }
     if let Some((spec, error)) = invalid {
         tracing::warn!(rust_log = %spec, error = %error, default = default_filter, "RUST_LOG is not valid; using the default levels.");
+    }
+}
+
+/// Applies a reloaded `general.log_level`; `RUST_LOG`, when it is set, stays in force.
+pub fn set_level(filter: &str) {
+    let Some(handle) = LEVEL.get() else { return };
+    match EnvFilter::try_new(filter) {
+        Ok(filter) => {
+            let _ = handle.reload(filter);
+        }
+        Err(e) => tracing::warn!(log_level = filter, error = %e, "log_level is not valid; the levels stay as they were."),
     }
 }
 

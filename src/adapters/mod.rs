@@ -40,6 +40,9 @@ pub enum RouterInput {
     Ack { room: RoomAddr, result: Result<Vec<RemoteId>, SendFailure> },
     /// An account's connection state changed.
     State { account: AccountId, state: AccountState },
+    /// An account's adapter started after the daemon did (a reload added the account, or replaced its
+    /// session): its sends go to `sends` from now on.
+    Attached { account: AccountId, caps: Capabilities, sends: mpsc::UnboundedSender<SendRequest> },
 }
 
 /// An account's connection state, as `/health` will show it.

@@ -9,7 +9,7 @@ use super::validate::{Fields, Report, Span};
 use crate::model::{AccountId, Platform, RoomId};
 
 /// The settings of one account.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AccountConfig {
     Fishroom(FishroomAccount),
     Missevan(MissevanAccount),
@@ -33,7 +33,7 @@ impl AccountConfig {
 }
 
 /// `[accounts.missevan.<name>]`: a Missevan (猫耳FM) user, by the cookies of a logged-in browser.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MissevanAccount {
     /// `FM_SESS=…; FM_SESS.sig=…; token=…` (the session cookies are fetched when missing).
     pub cookie: Secret,
@@ -49,7 +49,7 @@ pub struct MissevanAccount {
 }
 
 /// `[accounts.iirose.<name>]`: an IIROSE (蔷薇花园) member, in one room.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IiroseAccount {
     pub username: String,
     /// Sent as lowercase hex MD5 (used as is when it already is 32 hex digits).
@@ -69,7 +69,7 @@ pub struct IiroseAccount {
 }
 
 /// `[accounts.heihei.<name>]`: a Heihei (黑黑) user, by its login token.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HeiheiAccount {
     pub token: Secret,
     /// The endpoint map comes from here.
@@ -88,7 +88,7 @@ pub struct HeiheiAccount {
 }
 
 /// `[accounts.api.<name>]`: an HTTP API for bots and tools, compatible with matterbridge's.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ApiAccount {
     pub listen: std::net::SocketAddr,
     /// Clients must send `Authorization: Bearer <token>` when set.
@@ -98,7 +98,7 @@ pub struct ApiAccount {
 }
 
 /// `[accounts.yunhu.<name>]`: a Yunhu (云湖) user, by its token.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct YunhuAccount {
     pub token: Secret,
     pub api_url: Url,
@@ -130,7 +130,7 @@ pub const MISSEVAN_DEFAULT_API: &str = "https://fm.missevan.com";
 pub const MISSEVAN_DEFAULT_WS: &str = "wss://im.missevan.com/ws";
 
 /// `[accounts.fishroom.<name>]`: a token of a Fishroom server's HTTP API.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FishroomAccount {
     /// The API root, e.g. `https://fishroom.tuna.moe/api`.
     pub api_url: Url,

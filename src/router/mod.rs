@@ -7,6 +7,7 @@ pub mod format;
 pub mod idmap;
 pub mod limit;
 pub mod queue;
+pub mod reconfigure;
 pub mod render;
 pub mod rules;
 
@@ -111,6 +112,14 @@ pub struct Router {
     buckets: Map<AccountId, Bucket>,
     /// Accounts that are reconnecting: their rooms wait instead of spending attempts.
     backing_off: std::collections::HashSet<AccountId>,
+    /// Send limits by account, for accounts a reload adds.
+    limits: Map<AccountId, SendLimit>,
+    /// Accounts whose session a reload is replacing: nothing is handed to them meanwhile.
+    held: std::collections::HashSet<AccountId>,
+    /// Accounts a reload removes or restarts, until they have settled.
+    settling: Map<AccountId, (reconfigure::Settle, tokio::sync::oneshot::Sender<()>)>,
+    /// The daemon's reload requests.
+    control: Option<mpsc::UnboundedReceiver<reconfigure::Control>>,
 }
 
 impl Router {
@@ -127,6 +136,7 @@ impl Router {
         let buckets = accounts.iter().map(|(id, link)| (id.clone(), Bucket::new(link.limit, now))).collect();
         let initial = accounts.keys().map(|a| (a.clone(), AccountState::Connecting)).collect();
         let (states, _) = watch::channel(initial);
+        let limits = accounts.iter().map(|(id, link)| (id.clone(), link.limit)).collect();
         Self {
             rules,
             accounts,
@@ -144,6 +154,10 @@ impl Router {
             next_key: 1,
             buckets,
             backing_off: Default::default(),
+            limits,
+            held: Default::default(),
+            settling: Map::default(),
+            control: None,
         }
     }
 
@@ -267,11 +281,15 @@ impl Router {
                     self.pump(&room);
                 }
                 Some(event) = next_store_event(&mut self.store_events) => self.store_event(event),
+                Some(control) = next_control(&mut self.control) => self.control(control),
                 _ = stop.cancelled(), if deadline.is_none() => {
                     info!(waiting = self.waiting(), "Shutting down: delivering what is queued.");
                     deadline = Some(Instant::now() + self.settings.shutdown_timeout);
                 }
                 _ = sleep_until(deadline) => break,
+            }
+            if !self.settling.is_empty() {
+                self.settle();
             }
             self.end();
         }
@@ -343,6 +361,7 @@ impl Router {
         match input {
             RouterInput::Event(event) => self.route(event),
             RouterInput::Ack { room, result } => self.acknowledge(&room, result),
+            RouterInput::Attached { account, caps, sends } => self.attach(account, caps, sends),
             RouterInput::State { account, state } => {
                 if let AccountState::Stopped { reason } = &state {
                     error!(account = %account, reason = %reason, "Account stopped; the other accounts go on.");
@@ -497,7 +516,11 @@ impl Router {
     /// account is reconnecting, or its rate limit says wait.
     fn pump(&mut self, room: &RoomAddr) {
         let state = self.rooms.entry(room.clone()).or_default();
-        if state.in_flight || state.retry_at.is_some() || self.backing_off.contains(&room.account) {
+        if state.in_flight
+            || state.retry_at.is_some()
+            || self.backing_off.contains(&room.account)
+            || self.held.contains(&room.account)
+        {
             return;
         }
         let broken = state.broken;
@@ -506,9 +529,8 @@ impl Router {
                 self.give_up(room, "the destination room is unusable".to_owned(), true);
                 continue;
             }
-            let Some(link) = self.accounts.get(&room.account) else {
-                unreachable!("every room's account has a link");
-            };
+            // Every room's account has a link, but for one a reload removed (its rooms are forgotten with it).
+            let Some(link) = self.accounts.get(&room.account) else { return };
             let to = item.to;
             let target = Target { room: self.rules.room(to), bridge: self.rules.bridge_name(to), caps: link.caps };
             let action = match render(&item.event, &target, self.ids.as_mut(), &self.directory) {
@@ -751,6 +773,15 @@ fn route<'a>(event: &'a Event, to: &'a RoomAddr) -> Route<'a> {
 async fn next_store_event(events: &mut Option<mpsc::UnboundedReceiver<StoreEvent>>) -> Option<StoreEvent> {
     match events {
         Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_control(
+    control: &mut Option<mpsc::UnboundedReceiver<reconfigure::Control>>,
+) -> Option<reconfigure::Control> {
+    match control {
+        Some(control) => control.recv().await,
         None => std::future::pending().await,
     }
 }

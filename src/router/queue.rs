@@ -1,5 +1,5 @@
-//! Destination queues: one ordered, bounded queue per destination room. In memory until the store
-//! replaces it; [`Outbox`] is the interface the store implements.
+//! Destination queues: one ordered, bounded queue per destination room. In memory; with the store, what
+//! does not fit waits there (spilled) and is read back in order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ pub trait Outbox: Send {
     fn len(&self, room: &RoomAddr) -> usize;
     /// Messages waiting in all rooms.
     fn total(&self) -> usize;
+    /// Visits every queued message (a reload points them at the rooms of the new rules).
+    fn for_each_mut(&mut self, visit: &mut dyn FnMut(&RoomAddr, &mut Queued));
 }
 
 /// In-memory queues: a full queue drops its oldest message (the router logs it with its route).
@@ -83,6 +85,14 @@ impl Outbox for MemoryOutbox {
 
     fn total(&self) -> usize {
         self.total
+    }
+
+    fn for_each_mut(&mut self, visit: &mut dyn FnMut(&RoomAddr, &mut Queued)) {
+        for (room, queue) in &mut self.rooms {
+            for item in queue {
+                visit(room, item);
+            }
+        }
     }
 }
 

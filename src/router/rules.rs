@@ -25,7 +25,11 @@ pub enum Skip {
 }
 
 pub struct Rules {
+    /// The configured bridges, then (after a reload) bridges holding only rooms the configuration no longer
+    /// has but that still had messages queued: they are delivered there, and no new message goes there.
     bridges: Vec<Bridge>,
+    /// How many of `bridges` are configured ones.
+    configured: usize,
     /// Rooms that feed bridges → where they sit.
     sources: Map<RoomAddr, Vec<Destination>>,
 }
@@ -41,23 +45,59 @@ impl Rules {
                 }
             }
         }
-        Self { bridges, sources }
+        Self { configured: bridges.len(), bridges, sources }
     }
 
+    /// The configured bridges.
     pub fn bridges(&self) -> &[Bridge] {
-        &self.bridges
+        &self.bridges[..self.configured]
+    }
+
+    /// Every room of every bridge, kept ones included, with its bridge's name.
+    pub fn rooms(&self) -> impl Iterator<Item = (&str, &BridgeRoom)> {
+        self.bridges.iter().flat_map(|b| b.rooms.iter().map(move |r| (b.name.as_str(), r)))
     }
 
     pub fn room(&self, at: Destination) -> &BridgeRoom {
         &self.bridges[at.bridge as usize].rooms[at.room as usize]
     }
 
-    /// The room `room` (an address as text) of the bridge named `bridge`, if the configuration still has it.
+    /// The room `room` (an address as text) of the bridge named `bridge`, if the configuration still has it
+    /// (or keeps it for what was queued before a reload).
     pub fn find(&self, bridge: &str, room: &str) -> Option<Destination> {
-        let b = self.bridges.iter().position(|b| b.name == bridge)?;
-        let r = self.bridges[b].rooms.iter().position(|r| r.addr.to_string() == room)?;
-        Some(Destination { bridge: b as u32, room: r as u32 })
+        self.locate(bridge, |r| r.addr.to_string() == room)
     }
+
+    /// Like [`Rules::find`], by address.
+    pub fn find_addr(&self, bridge: &str, room: &RoomAddr) -> Option<Destination> {
+        self.locate(bridge, |r| r.addr == *room)
+    }
+
+    fn locate(&self, bridge: &str, is: impl Fn(&BridgeRoom) -> bool) -> Option<Destination> {
+        self.bridges.iter().enumerate().filter(|(_, b)| b.name == bridge).find_map(|(b, rules)| {
+            let r = rules.rooms.iter().position(&is)?;
+            Some(Destination { bridge: b as u32, room: r as u32 })
+        })
+    }
+
+    /// Keeps a room that a reload removed from bridge `bridge`, for the messages already queued for it:
+    /// they are rendered with its old options; nothing new is routed to it.
+    pub fn keep(&mut self, bridge: &str, room: BridgeRoom) -> Destination {
+        if let Some(at) = self.find_addr(bridge, &room.addr) {
+            return at;
+        }
+        let kept = self.bridges[self.configured..].iter().position(|b| b.name == bridge);
+        let b = match kept {
+            Some(b) => self.configured + b,
+            None => {
+                self.bridges.push(Bridge { name: bridge.to_owned(), rooms: Vec::new() });
+                self.bridges.len() - 1
+            }
+        };
+        self.bridges[b].rooms.push(room);
+        Destination { bridge: b as u32, room: (self.bridges[b].rooms.len() - 1) as u32 }
+    }
+
 
     pub fn bridge_name(&self, at: Destination) -> &str {
         &self.bridges[at.bridge as usize].name

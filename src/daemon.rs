@@ -1,0 +1,246 @@
+//! The running daemon: the store opened, one task per account, the router task, the status server, and the
+//! supervisor that applies a reload to what runs — accounts added are started, accounts removed are drained
+//! and closed, accounts whose settings or rooms changed get a new session, the rest stay connected.
+
+mod accounts;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::adapters::{self, AccountState};
+use crate::config::Config;
+use crate::model::{self, AccountId};
+use crate::router::{AccountLink, Router, RouterSettings};
+use crate::stats::Stats;
+use crate::{notify, router, status, store};
+use accounts::Supervisor;
+
+/// How long adapters get to close politely after the queues drained.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A running bridge.
+pub struct Daemon {
+    stats: Arc<Stats>,
+    status_addr: Option<std::net::SocketAddr>,
+    states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
+    task: tokio::task::JoinHandle<Summary>,
+    page_limit: store::PageLimit,
+    reloads: Reloader,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages still queued when the daemon stopped.
+    pub undelivered: usize,
+    /// Whether it stopped because it was asked to (rather than because every account failed).
+    pub requested: bool,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} (general.http_listen): {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum Reloaded {
+    /// Applied to the running daemon.
+    Applied(Changes),
+    /// Keys of `[general]` that shape the store, the listeners or every connection changed: the daemon has to
+    /// be started again with the configuration (the running one is untouched).
+    NeedsRestart { keys: Vec<&'static str>, config: Box<Config> },
+    /// The daemon is stopping: nothing was applied.
+    Stopping,
+}
+
+/// The accounts a reload touched.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<AccountId>,
+    pub removed: Vec<AccountId>,
+    pub restarted: Vec<AccountId>,
+    /// Accounts that stayed connected.
+    pub kept: usize,
+}
+
+/// Hands configurations to a running daemon.
+#[derive(Clone)]
+pub struct Reloader(mpsc::UnboundedSender<(Config, oneshot::Sender<Reloaded>)>);
+
+impl Reloader {
+    /// Applies `config` (already checked) to the running daemon: bridges, rules, formats, limits, the retry
+    /// settings and the log level take effect for the next message; accounts are started, drained and
+    /// closed, or restarted as they were added, removed or changed. Returns once the changes are under way
+    /// (a removed account may still be draining).
+    pub async fn reload(&self, config: Config) -> Reloaded {
+        let (reply, answer) = oneshot::channel();
+        if self.0.send((config, reply)).is_err() {
+            return Reloaded::Stopping;
+        }
+        answer.await.unwrap_or(Reloaded::Stopping)
+    }
+}
+
+impl Daemon {
+    /// Starts every account that is in a bridge, the router, and the status server when
+    /// `general.http_listen` is set. Cancelling `stop` begins the shutdown.
+    pub fn start(config: Config, stop: CancellationToken) -> Result<Self, StartError> {
+        adapters::install_crypto_provider();
+        let status_listener = match config.general.http_listen {
+            Some(addr) => Some(bind(addr).map_err(|source| StartError::Listen { addr, source })?),
+            None => None,
+        };
+        let status_addr = status_listener.as_ref().and_then(|l| l.local_addr().ok());
+        // The store opens before anything connects: a state directory that cannot be used stops the start.
+        let mut cursors: HashMap<AccountId, Vec<(model::RoomId, String)>> = HashMap::new();
+        let page_limit = store::PageLimit::default();
+        let durable = if config.general.durable {
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let configured = config.destinations();
+            let settings = store::StoreSettings {
+                full_sync: config.general.full_sync,
+                id_map_max_age: config.general.id_map_max_age,
+                id_map_capacity: config.general.id_map_capacity,
+                orphan_max_age: config.general.orphan_max_age,
+                per_room: config.general.queue_capacity,
+                page_limit: page_limit.clone(),
+                max_outbox: config.general.max_stored,
+                max_dead_letters: config.general.max_dead_letters,
+            };
+            let (store, mut opened) = store::Store::open(
+                &config.general.state_dir,
+                &settings,
+                |room, bridge| configured.contains(&(room.to_owned(), bridge.to_owned())),
+                move |event| {
+                    let _ = events_tx.send(event);
+                },
+            )?;
+            for (room, cursor) in std::mem::take(&mut opened.cursors) {
+                if let Ok(room) = room.parse::<model::RoomAddr>() {
+                    cursors.entry(room.account.clone()).or_default().push((room.room, cursor));
+                }
+            }
+            Some((store, events, opened))
+        } else {
+            None
+        };
+        let stats = Arc::new(Stats::default());
+        let general = config.general.clone();
+        let (router_tx, router_rx) = mpsc::channel(1024);
+        let closed = CancellationToken::new();
+        let mut supervisor = Supervisor::new(&config, router_tx.downgrade(), stop.clone(), closed.clone(), &stats);
+        let mut links = HashMap::new();
+        for (id, rooms) in accounts::account_rooms(&config) {
+            let account = &config.accounts[&id];
+            let cursors = adapters::Cursors::new(cursors.remove(&id).unwrap_or_default(), general.gap_fill_window);
+            let (caps, sends) = supervisor.spawn(&id, account.clone(), rooms, cursors, &router_tx);
+            let limit = config.limits.get(&id).copied().unwrap_or_else(|| crate::config::SendLimit::default_for(id.platform()));
+            links.insert(id, AccountLink { caps, sends, limit });
+        }
+        for id in config.accounts.keys().filter(|id| !links.contains_key(*id)) {
+            info!(account = %id, "Account is in no bridge; not started.");
+        }
+        drop(router_tx);
+        for bridge in &config.bridges {
+            info!(bridge = %bridge.name, rooms = bridge.rooms.len(), "Bridge started.");
+        }
+        let rules = router::rules::Rules::new(config.bridges);
+        let outbox = Box::new(router::queue::MemoryOutbox::new(general.queue_capacity));
+        let ids: Box<dyn router::idmap::IdStore> = if durable.is_some() {
+            Box::new(store::idmap::DurableIdMap::open(&general.state_dir, general.id_map_capacity)?)
+        } else {
+            Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity))
+        };
+        let mut router = Router::new(rules, links, outbox, ids, router_settings(&general), Arc::clone(&stats));
+        if let Some((store, events, opened)) = durable {
+            router.with_store(store, events, opened);
+        }
+        let (control, control_rx) = mpsc::unbounded_channel();
+        router.controlled_by(control_rx);
+        let states = router.states();
+        tokio::spawn(notify::follow(states.clone(), Arc::clone(&stats)));
+        if let Some(listener) = status_listener {
+            tokio::spawn(status::serve(listener, states.clone(), Arc::clone(&stats), general.http, closed.clone()));
+        }
+        let (reloads_tx, mut reloads) = mpsc::unbounded_channel::<(Config, oneshot::Sender<Reloaded>)>();
+        let task = tokio::spawn(async move {
+            let mut routing = tokio::spawn(router.run(router_rx, stop.clone()));
+            let undelivered = loop {
+                tokio::select! {
+                    undelivered = &mut routing => break undelivered.unwrap_or(0),
+                    // One reload at a time: the next waits until the accounts the last one replaced are back.
+                    Some((config, reply)) = reloads.recv(), if supervisor.is_settled() => {
+                        let _ = reply.send(supervisor.apply(config, &control).await);
+                    }
+                    Some(done) = supervisor.next_handover() => supervisor.finish(done, &control).await,
+                }
+            };
+            closed.cancel();
+            supervisor.close(CLOSE_GRACE).await;
+            info!(undelivered, "Stopped.");
+            Summary { undelivered, requested: stop.is_cancelled() }
+        });
+        if let Some(addr) = status_addr {
+            info!(%addr, "Serving /health and /metrics.");
+        }
+        Ok(Self { stats, status_addr, states, task, page_limit, reloads: Reloader(reloads_tx) })
+    }
+
+    /// Tests only: limits the state database to `pages` pages (0: no limit), standing in for a full disk.
+    #[doc(hidden)]
+    pub fn limit_store_pages(&self, pages: u64) {
+        self.page_limit.set(pages);
+    }
+
+    /// Where `/health` and `/metrics` are served (the bound address, when `http_listen` named port 0).
+    pub fn status_addr(&self) -> Option<std::net::SocketAddr> {
+        self.status_addr
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Every account's connection state.
+    pub fn states(&self) -> watch::Receiver<BTreeMap<AccountId, AccountState>> {
+        self.states.clone()
+    }
+
+    /// Hands new configurations to the daemon (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        self.reloads.clone()
+    }
+
+    /// Waits for the daemon to stop.
+    pub async fn wait(self) -> Summary {
+        self.task.await.unwrap_or(Summary { undelivered: 0, requested: false })
+    }
+}
+
+fn router_settings(general: &crate::config::General) -> RouterSettings {
+    RouterSettings {
+        max_attempts: general.max_attempts,
+        max_age: general.max_age,
+        queue_capacity: general.queue_capacity,
+        gap_fill_window: general.gap_fill_window,
+        retry_delay: general.retry_delay,
+        retry_max: general.backoff_max,
+        shutdown_timeout: general.shutdown_timeout,
+    }
+}
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}

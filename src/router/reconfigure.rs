@@ -1,0 +1,179 @@
+//! A reload, as the router sees it: new rules, settings and limits for the next message; accounts that leave
+//! (drained: what is queued for them is delivered first) or whose session is replaced (held: nothing new is
+//! handed out until the new session is attached); queued messages follow their rooms into the new rules.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info};
+
+use super::limit::Bucket;
+use super::rules::Rules;
+use super::{AccountLink, Router, RouterSettings, count};
+use crate::adapters::{AccountState, SendRequest};
+use crate::config::SendLimit;
+use crate::model::{AccountId, Capabilities, RoomAddr};
+use crate::stats::Metric;
+
+/// What the daemon asks of the running router.
+pub enum Control {
+    Reconfigure(Box<Reconfigure>),
+    /// The account's adapter has closed (it left the configuration): its link goes, and what is still
+    /// queued for it leaves memory (with the store it stays there, as for a room no longer configured).
+    Detach(AccountId),
+}
+
+/// A reload's changes.
+pub struct Reconfigure {
+    pub rules: Rules,
+    pub settings: RouterSettings,
+    /// Every account's send limit under the new configuration.
+    pub limits: BTreeMap<AccountId, SendLimit>,
+    /// Accounts that leave or are restarted, each with whom to tell once it has settled.
+    pub settle: Vec<(AccountId, Settle, oneshot::Sender<()>)>,
+}
+
+/// How an account settles before its adapter is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// It leaves the configuration: its queues are delivered until empty.
+    Drain,
+    /// Its session is replaced: nothing new is handed to it; it has settled when no send is in flight.
+    Hold,
+}
+
+impl Router {
+    /// Takes the daemon's control messages (reloads) while running.
+    pub fn controlled_by(&mut self, control: mpsc::UnboundedReceiver<Control>) {
+        self.control = Some(control);
+    }
+
+    pub(super) fn control(&mut self, control: Control) {
+        match control {
+            Control::Reconfigure(update) => self.reconfigure(*update),
+            Control::Detach(account) => self.detach(&account),
+        }
+    }
+
+    fn reconfigure(&mut self, update: Reconfigure) {
+        let Reconfigure { mut rules, settings, limits, settle } = update;
+        // Rooms gone from a bridge keep their old options for what is still queued for them.
+        for (bridge, room) in self.rules.rooms() {
+            let waiting =
+                self.outbox.len(&room.addr) > 0 || self.rooms.get(&room.addr).is_some_and(|s| s.has_spilled());
+            if waiting && rules.find_addr(bridge, &room.addr).is_none() {
+                rules.keep(bridge, room.clone());
+            }
+        }
+        let old = std::mem::replace(&mut self.rules, rules);
+        let new = &self.rules;
+        self.outbox.for_each_mut(&mut |_, item| {
+            let bridge = old.bridge_name(item.to);
+            if let Some(to) = new.find_addr(bridge, &old.room(item.to).addr) {
+                item.to = to;
+            }
+        });
+        self.settings = settings;
+        let now = std::time::Instant::now();
+        for (account, link) in &mut self.accounts {
+            let limit = limits.get(account).copied().unwrap_or(link.limit);
+            if limit != link.limit {
+                link.limit = limit;
+                self.buckets.insert(account.clone(), Bucket::new(limit, now));
+            }
+        }
+        self.limits = limits.into_iter().collect();
+        for (account, how, done) in settle {
+            if how == Settle::Hold {
+                self.held.insert(account.clone());
+            }
+            self.settling.insert(account, (how, done));
+        }
+        self.settle();
+    }
+
+    /// Tells the daemon about each settling account that has settled.
+    pub(super) fn settle(&mut self) {
+        let settled: Vec<AccountId> = self
+            .settling
+            .iter()
+            .filter(|(account, (how, _))| {
+                self.rooms.iter().filter(|(room, _)| room.account == **account).all(|(room, state)| {
+                    !state.in_flight && (*how == Settle::Hold || (self.outbox.len(room) == 0 && !state.has_spilled()))
+                })
+            })
+            .map(|(account, _)| account.clone())
+            .collect();
+        for account in settled {
+            if let Some((_, done)) = self.settling.remove(&account) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// A new session of an account (added by a reload, or replacing the held one): sends resume through it.
+    /// A send the old session still had out is handed out again, marked as maybe sent.
+    pub(super) fn attach(&mut self, account: AccountId, caps: Capabilities, sends: mpsc::UnboundedSender<SendRequest>) {
+        let limit = self.limits.get(&account).copied().unwrap_or_else(|| SendLimit::default_for(account.platform()));
+        let now = std::time::Instant::now();
+        if self.accounts.insert(account.clone(), AccountLink { caps, sends, limit }).is_none() {
+            self.buckets.insert(account.clone(), Bucket::new(limit, now));
+        }
+        self.held.remove(&account);
+        self.settling.remove(&account);
+        self.states.send_modify(|states| {
+            states.entry(account.clone()).or_insert(AccountState::Connecting);
+        });
+        let rooms: Vec<RoomAddr> = self.rooms.keys().filter(|r| r.account == account).cloned().collect();
+        for room in rooms {
+            if let Some(state) = self.rooms.get_mut(&room) {
+                state.in_flight = false;
+                state.sent_at = None;
+            }
+            self.pump(&room);
+        }
+    }
+
+    fn detach(&mut self, account: &AccountId) {
+        self.accounts.remove(account);
+        self.buckets.remove(account);
+        self.held.remove(account);
+        self.settling.remove(account);
+        self.backing_off.remove(account);
+        self.states.send_modify(|states| {
+            states.remove(account);
+        });
+        let rooms: Vec<RoomAddr> = self.rooms.keys().filter(|r| r.account == *account).cloned().collect();
+        let mut left = 0;
+        for room in rooms {
+            while self.outbox.pop_front(&room).is_some() {
+                left += 1;
+                if self.store.is_none() {
+                    count(&mut self.rooms, &self.stats, Metric::Dropped, &room);
+                }
+            }
+            if let Some(state) = self.rooms.remove(&room) {
+                left += state.spilled;
+                if let Some(key) = state.retry_at {
+                    self.retries.remove(&key);
+                }
+                if let Some(series) = state.series {
+                    series.set_queued(0);
+                }
+            }
+        }
+        match (left, self.store.is_some()) {
+            (0, _) => info!(account = %account, "Account removed by the reload: drained and closed."),
+            (left, true) => info!(
+                account = %account,
+                undelivered = left,
+                "Account removed by the reload: closed with messages still queued; they stay in the store (see `chatbridge check`)."
+            ),
+            (left, false) => error!(
+                account = %account,
+                lost = left,
+                "Account removed by the reload: closed with messages still queued (durable = false): they are lost."
+            ),
+        }
+    }
+}

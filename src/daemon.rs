@@ -144,7 +144,8 @@ impl Daemon {
             let account = &config.accounts[&id];
             let cursors = adapters::Cursors::new(cursors.remove(&id).unwrap_or_default(), general.gap_fill_window);
             let (caps, sends) = supervisor.spawn(&id, account.clone(), rooms, cursors, &router_tx);
-            let limit = config.limits.get(&id).copied().unwrap_or_else(|| crate::config::SendLimit::default_for(id.platform()));
+            let limit =
+                config.limits.get(&id).copied().unwrap_or_else(|| crate::config::SendLimit::default_for(id.platform()));
             links.insert(id, AccountLink { caps, sends, limit });
         }
         for id in config.accounts.keys().filter(|id| !links.contains_key(*id)) {

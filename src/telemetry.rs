@@ -100,7 +100,9 @@ pub fn set_level(filter: &str) {
         Ok(filter) => {
             let _ = handle.reload(filter);
         }
-        Err(e) => tracing::warn!(log_level = filter, error = %e, "log_level is not valid; the levels stay as they were."),
+        Err(e) => {
+            tracing::warn!(log_level = filter, error = %e, "log_level is not valid; the levels stay as they were.")
+        }
     }
 }
 

@@ -125,7 +125,10 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
     if let Some((text, span)) = fields.str("log_level", report) {
         match tracing_subscriber::EnvFilter::try_new(text) {
             Ok(_) => general.log_level = text.to_owned(),
-            Err(e) => report.error(&span, format!("`log_level` is `{text}`: {e}; expected a filter like \"info\" or \"chatbridge=debug,info\"")),
+            Err(e) => report.error(
+                &span,
+                format!("`log_level` is `{text}`: {e}; expected a filter like \"info\" or \"chatbridge=debug,info\""),
+            ),
         }
     }
     let durations: [(&'static str, &mut Duration); 8] = [
@@ -207,7 +210,6 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
     fields.deny_unknown("[general]", report);
     general
 }
-
 
 impl General {
     /// The keys whose change a reload cannot apply to the running daemon (they shape the store, the listeners or

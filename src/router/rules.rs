@@ -98,7 +98,6 @@ impl Rules {
         Destination { bridge: b as u32, room: (self.bridges[b].rooms.len() - 1) as u32 }
     }
 
-
     pub fn bridge_name(&self, at: Destination) -> &str {
         &self.bridges[at.bridge as usize].name
     }

@@ -379,3 +379,4 @@ async fn private_messages_never_enter_a_room_bridge() {
 }
 
 mod durable;
+mod reload;

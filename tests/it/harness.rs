@@ -63,6 +63,8 @@ pub fn fresh_dir(what: &str) -> std::path::PathBuf {
 pub struct Running {
     pub daemon: Option<Daemon>,
     pub stop: CancellationToken,
+    /// Where its store is, when it is durable.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Running {
@@ -87,8 +89,10 @@ pub async fn start(source: &str, connected: &[&str]) -> Running {
             .try_init();
     }
     let stop = CancellationToken::new();
-    let daemon = Daemon::start(parse(source), stop.clone()).expect("the daemon starts");
-    let running = Running { daemon: Some(daemon), stop };
+    let config = parse(source);
+    let state_dir = config.general.durable.then(|| config.general.state_dir.clone());
+    let daemon = Daemon::start(config, stop.clone()).expect("the daemon starts");
+    let running = Running { daemon: Some(daemon), stop, state_dir };
     wait_state(&running, connected, |s| *s == AccountState::Connected).await;
     running
 }

@@ -12,5 +12,6 @@ mod hostile;
 mod iirose;
 mod load;
 mod missevan;
+mod reload;
 mod status;
 mod yunhu;

@@ -91,6 +91,10 @@ pub enum Command {
         /// Rooms per platform (one account per platform, one bridge per room index).
         #[arg(long, default_value_t = 4)]
         rooms: usize,
+        /// Fixed loopback ports: Fishroom on PORT, Missevan, IIROSE, Heihei and Yunhu on the next four, the
+        /// daemon's /health and /metrics on PORT+5 (default: free ports, different at each run).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
         /// Stop after this long, e.g. "60s" (default: at Ctrl-C).
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,

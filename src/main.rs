@@ -51,9 +51,9 @@ fn main() -> ExitCode {
             };
             report(runtime().and_then(|rt| rt.block_on(bench(options, in_memory, full_sync))))
         }
-        Command::Sim { config_out, rooms, duration } => {
+        Command::Sim { config_out, rooms, port, duration } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
-            report(runtime().and_then(|rt| rt.block_on(chatbridge::simulate::run(rooms, &config_out, duration))))
+            report(runtime().and_then(|rt| rt.block_on(chatbridge::simulate::run(rooms, port, &config_out, duration))))
         }
         Command::Demo { duration } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn,chatbridge=info");

@@ -28,44 +28,69 @@ pub struct Simulators {
     pub config: String,
 }
 
-/// Starts one simulator per platform with `rooms` rooms each (one account per platform).
+/// Starts one simulator per platform with `rooms` rooms each (one account per platform), on free ports.
 pub async fn start(rooms: usize) -> anyhow::Result<Simulators> {
+    start_on(rooms, 0).await
+}
+
+/// Like [`start`], on fixed loopback ports when `port` is not 0: Fishroom on `port`, then Missevan, IIROSE,
+/// Heihei and Yunhu on the next four, and the daemon's `/health` and `/metrics` on `port + 5`.
+pub async fn start_on(rooms: usize, port: u16) -> anyhow::Result<Simulators> {
+    anyhow::ensure!(port <= u16::MAX - 5, "--port {port}: the six ports from it must fit under 65536");
+    let at = |n: u16| if port == 0 { 0 } else { port + n };
     let rooms = rooms.max(1);
     let names: Vec<String> = (0..rooms).map(|i| format!("room{i}")).collect();
-    let fishroom = FishroomSim::start(FishroomSimConfig {
-        rooms: names.clone(),
-        tokens: vec![("1".into(), TOKEN.into(), "bridge".into())],
-        ..FishroomSimConfig::default()
-    })
-    .await?;
+    let fishroom = FishroomSim::start_on(
+        FishroomSimConfig {
+            rooms: names.clone(),
+            tokens: vec![("1".into(), TOKEN.into(), "bridge".into())],
+            ..FishroomSimConfig::default()
+        },
+        at(0),
+    )
+    .await
+    .with_context(|| format!("the Fishroom simulator on port {}", at(0)))?;
     let live_rooms: Vec<u64> = (0..rooms as u64).map(|i| 868_858_600 + i).collect();
-    let missevan = MissevanSim::start(MissevanSimConfig {
-        rooms: live_rooms.clone(),
-        users: vec![(TOKEN.into(), 1, "bridgebot".into())],
-        ..MissevanSimConfig::default()
-    })
-    .await?;
-    let iirose = IiroseSim::start(IiroseSimConfig {
-        rooms: vec!["5ce6a4b520a90".into()],
-        users: vec![SimUser { uid: "5b0fe8a3b1ff2".into(), name: "bridgebot".into(), password: TOKEN.into() }],
-    })
-    .await?;
+    let missevan = MissevanSim::start_on(
+        MissevanSimConfig {
+            rooms: live_rooms.clone(),
+            users: vec![(TOKEN.into(), 1, "bridgebot".into())],
+            ..MissevanSimConfig::default()
+        },
+        at(1),
+    )
+    .await
+    .with_context(|| format!("the Missevan simulator on port {}", at(1)))?;
+    let iirose = IiroseSim::start_on(
+        IiroseSimConfig {
+            rooms: vec!["5ce6a4b520a90".into()],
+            users: vec![SimUser { uid: "5b0fe8a3b1ff2".into(), name: "bridgebot".into(), password: TOKEN.into() }],
+        },
+        at(2),
+    )
+    .await
+    .with_context(|| format!("the IIROSE simulator on port {}", at(2)))?;
     let hosts: Vec<u64> = (0..rooms as u64).map(|i| 38_298_200 + i).collect();
-    let heihei = HeiheiSim::start(HeiheiSimConfig { token: TOKEN.into(), user_id: 1, hosts: hosts.clone() }).await?;
+    let heihei = HeiheiSim::start_on(HeiheiSimConfig { token: TOKEN.into(), user_id: 1, hosts: hosts.clone() }, at(3))
+        .await
+        .with_context(|| format!("the Heihei simulator on port {}", at(3)))?;
     for host in &hosts {
         heihei.start_live(*host);
     }
     let yunhu =
-        YunhuSim::start(YunhuSimConfig { users: vec![(TOKEN.into(), "9001".into(), "bridgebot".into())] }).await?;
+        YunhuSim::start_on(YunhuSimConfig { users: vec![(TOKEN.into(), "9001".into(), "bridgebot".into())] }, at(4))
+            .await
+            .with_context(|| format!("the Yunhu simulator on port {}", at(4)))?;
 
     let mut config = format!(
         // The simulators are there to be measured: no send rate limits (`send_rate = 0`).
-        "[general]\nhttp_listen = \"127.0.0.1:0\"\nqueue_capacity = 100000\n\n\
+        "[general]\nhttp_listen = \"127.0.0.1:{}\"\nqueue_capacity = 100000\n\n\
          [accounts.fishroom.sim]\napi_url = \"{}\"\ntoken_id = \"1\"\ntoken_key = \"{TOKEN}\"\nsend_rate = 0\n\n\
          [accounts.missevan.sim]\ncookie = \"token={TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\nsend_rate = 0\n\n\
          [accounts.iirose.sim]\nusername = \"bridgebot\"\npassword = \"{TOKEN}\"\nws_url = \"{}\"\nsend_rate = 0\n\n\
          [accounts.heihei.sim]\ntoken = \"{TOKEN}\"\ninit_url = \"{}\"\nsend_rate = 0\n\n\
          [accounts.yunhu.sim]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\nsend_rate = 0\n",
+        at(5),
         fishroom.api_url(),
         missevan.api_url(),
         missevan.ws_url(),
@@ -110,8 +135,8 @@ impl Simulators {
 }
 
 /// Runs the simulators until interrupted (or for `duration`), after writing their configuration to `out`.
-pub async fn run(rooms: usize, out: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
-    let sims = start(rooms).await?;
+pub async fn run(rooms: usize, port: u16, out: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
+    let sims = start_on(rooms, port).await?;
     std::fs::write(out, &sims.config).with_context(|| format!("writing {}", out.display()))?;
     println!("Simulators running: 5 platforms, {rooms} rooms each. Configuration: {}", out.display());
     let signals = crate::shutdown::on_signals()?;

@@ -88,7 +88,13 @@ pub struct FishroomSim {
 }
 
 impl FishroomSim {
+    /// Listens on a free loopback port.
     pub async fn start(config: FishroomSimConfig) -> std::io::Result<Self> {
+        Self::start_on(config, 0).await
+    }
+
+    /// Listens on loopback port `port` (0: any free one).
+    pub async fn start_on(config: FishroomSimConfig, port: u16) -> std::io::Result<Self> {
         let queues = config.tokens.iter().map(|(id, _, _)| (id.clone(), TokenQueue::default())).collect();
         let shared = Arc::new(Shared {
             rooms: config.rooms.iter().cloned().collect(),
@@ -102,7 +108,7 @@ impl FishroomSim {
             .route("/api/messages", get(poll))
             .route("/api/messages/{room}/", post(post_message))
             .with_state(Arc::clone(&shared));
-        let server = SimServer::start(app).await?;
+        let server = SimServer::start_at(super::loopback(port), app).await?;
         Ok(Self { server, shared })
     }
 

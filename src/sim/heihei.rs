@@ -78,9 +78,15 @@ impl Drop for HeiheiSim {
 }
 
 impl HeiheiSim {
+    /// Listens on a free loopback port.
     pub async fn start(config: HeiheiSimConfig) -> std::io::Result<Self> {
+        Self::start_on(config, 0).await
+    }
+
+    /// Listens on loopback port `port` (0: any free one).
+    pub async fn start_on(config: HeiheiSimConfig, port: u16) -> std::io::Result<Self> {
         // The endpoint map points at the server itself: bind first, then build the routes.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(super::loopback(port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,

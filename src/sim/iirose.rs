@@ -108,7 +108,13 @@ impl Drop for IiroseSim {
 }
 
 impl IiroseSim {
+    /// Listens on a free loopback port.
     pub async fn start(config: IiroseSimConfig) -> std::io::Result<Self> {
+        Self::start_on(config, 0).await
+    }
+
+    /// Listens on loopback port `port` (0: any free one).
+    pub async fn start_on(config: IiroseSimConfig, port: u16) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             config,
             inner: Mutex::default(),
@@ -118,7 +124,7 @@ impl IiroseSim {
             down: Default::default(),
         });
         let app = Router::new().route("/", get(socket)).with_state(Arc::clone(&shared));
-        Ok(Self { server: SimServer::start(app).await?, shared })
+        Ok(Self { server: SimServer::start_at(super::loopback(port), app).await?, shared })
     }
 
     pub fn ws_url(&self) -> String {

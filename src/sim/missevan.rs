@@ -116,7 +116,13 @@ impl Drop for MissevanSim {
 }
 
 impl MissevanSim {
+    /// Listens on a free loopback port.
     pub async fn start(config: MissevanSimConfig) -> std::io::Result<Self> {
+        Self::start_on(config, 0).await
+    }
+
+    /// Listens on loopback port `port` (0: any free one).
+    pub async fn start_on(config: MissevanSimConfig, port: u16) -> std::io::Result<Self> {
         let rooms = config.rooms.iter().map(|r| (*r, broadcast::channel(4096).0)).collect();
         let shared = Arc::new(Shared {
             config,
@@ -135,7 +141,7 @@ impl MissevanSim {
             .route("/api/v2/chatroom/history/message", get(history))
             .route("/ws", get(socket))
             .with_state(Arc::clone(&shared));
-        Ok(Self { server: SimServer::start(app).await?, shared })
+        Ok(Self { server: SimServer::start_at(super::loopback(port), app).await?, shared })
     }
 
     pub fn api_url(&self) -> String {

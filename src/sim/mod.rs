@@ -61,6 +61,11 @@ enum Control {
     Stop(oneshot::Sender<()>),
 }
 
+/// `127.0.0.1:port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// A loopback HTTP (and websocket) server for one simulator, whose connections can be cut and which
 /// can be restarted on the same port.
 pub struct SimServer {

@@ -109,7 +109,13 @@ impl Drop for YunhuSim {
 }
 
 impl YunhuSim {
+    /// Listens on a free loopback port.
     pub async fn start(config: YunhuSimConfig) -> std::io::Result<Self> {
+        Self::start_on(config, 0).await
+    }
+
+    /// Listens on loopback port `port` (0: any free one).
+    pub async fn start_on(config: YunhuSimConfig, port: u16) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             config,
             inner: Mutex::default(),
@@ -130,7 +136,7 @@ impl YunhuSim {
             .route("/ws", get(socket))
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), unless_down))
             .with_state(Arc::clone(&shared));
-        Ok(Self { server: SimServer::start(app).await?, shared })
+        Ok(Self { server: SimServer::start_at(super::loopback(port), app).await?, shared })
     }
 
     pub fn api_url(&self) -> String {

@@ -107,3 +107,28 @@ async fn the_simulated_platforms_configuration_connects_every_account() {
     assert!(running.daemon().status_addr().is_some(), "the configuration serves /health");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulators_take_fixed_ports_when_asked() {
+    // Six consecutive free ports, from a base the system handed out (never a port fixed in the test).
+    let mut started = None;
+    for _ in 0..10 {
+        let base = free_port();
+        if base > u16::MAX - 5 {
+            continue;
+        }
+        if let Ok(sims) = chatbridge::simulate::start_on(1, base).await {
+            started = Some((base, sims));
+            break;
+        }
+    }
+    let (base, sims) = started.expect("six consecutive loopback ports were free");
+    for (n, what) in ["fishroom", "missevan", "iirose", "heihei", "yunhu"].into_iter().enumerate() {
+        let port = base + n as u16;
+        assert!(sims.config.contains(&format!("127.0.0.1:{port}")), "{what} on {port}: {}", sims.config);
+    }
+    assert!(sims.config.contains(&format!("http_listen = \"127.0.0.1:{}\"", base + 5)), "{}", sims.config);
+    let running = start(&sims.config, &["fishroom.sim", "missevan.sim", "iirose.sim", "heihei.sim", "yunhu.sim"]).await;
+    assert_eq!(running.daemon().status_addr().map(|a| a.port()), Some(base + 5));
+    running.shutdown().await;
+}

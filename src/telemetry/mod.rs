@@ -10,6 +10,8 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
+mod json;
+
 /// Libraries whose DEBUG and TRACE output can carry credentials: tungstenite traces every frame it sends
 /// (the Yunhu login frame holds the token, the IIROSE one the password's MD5) and the handshake request
 /// (cookies, URL queries with tokens), reqwest can trace the bytes of every connection, hyper and rustls
@@ -79,7 +81,12 @@ pub fn init(format: LogFormat, default_filter: &str) {
     };
     let layer = tracing_subscriber::fmt::layer().with_writer(|| Stderr);
     let layer = if json {
-        layer.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed()
+        // The spans' fields (an adapter's `account`) beside the event's own, not nested under `span`.
+        layer
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json::JsonLines)
+            .with_filter(filter)
+            .boxed()
     } else {
         // Colours only on a terminal, and not when NO_COLOR is set (no-color.org).
         let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());

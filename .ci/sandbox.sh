@@ -33,13 +33,16 @@ cd "$work"
 sims=$!
 for _ in $(seq 50); do [ -s "$work/sim.toml" ] && break; sleep 0.1; done
 chmod 0644 "$work/sim.toml"
-(umask 0077; STATE_DIRECTORY="$work/state" NOTIFY_SOCKET="$work/notify.sock" RUST_LOG=warn \
+(umask 0077; STATE_DIRECTORY="$work/state" NOTIFY_SOCKET="$work/notify.sock" RUST_LOG=info \
   "${user[@]}" strace -f -qq -c -o "$work/run.trace" "$binary" run -c "$work/sim.toml" 2>"$work/run.log") &
 daemon=$!
 sleep 3
-pkill -HUP -f "chatbridge run -c $work/sim.toml"
+# The daemon itself, not strace around it (strace's exit status is the daemon's).
+pid="$(pgrep -f "^$binary run -c $work/sim.toml")"
+kill -HUP "$pid"
 sleep 1
-pkill -TERM -f "chatbridge run -c $work/sim.toml"
+grep -q "Configuration reloaded" "$work/run.log" || { cat "$work/run.log" >&2; echo "sandbox: no reload" >&2; exit 1; }
+kill -TERM "$pid"
 wait "$daemon" || { cat "$work/run.log" >&2; echo "sandbox: the daemon did not exit 0" >&2; exit 1; }
 python3 "$OLDPWD/.ci/sandbox.py" "$work/demo.trace" "$work/run.trace"
 echo "sandbox: ran as $( [ ${#user[@]} -gt 0 ] && echo 'uid 65534' || echo "uid $(id -u)") under umask 0077; relayed, reloaded, stopped"

@@ -164,7 +164,7 @@ impl Daemon {
         };
         let mut router = Router::new(rules, links, outbox, ids, router_settings(&general), Arc::clone(&stats));
         if let Some((store, events, opened)) = durable {
-            router.with_store(store, events, opened);
+            router.with_store(Box::new(store), events, opened);
         }
         let (control, control_rx) = mpsc::unbounded_channel();
         router.controlled_by(control_rx);

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 mod daemon;
 pub mod demo;
+pub mod link;
 pub mod listener;
 pub mod load;
 pub mod model;
@@ -33,6 +34,7 @@ pub mod stats;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 
 #[cfg(test)]
 mod corpus;

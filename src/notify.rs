@@ -9,7 +9,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio::sync::watch;
 
-use crate::adapters::AccountState;
+use crate::link::AccountState;
 use crate::model::AccountId;
 use crate::stats::Stats;
 

@@ -166,7 +166,7 @@ pub struct Stats {
     pub stored_outbox: AtomicU64,
     pub stored_dead_letters: AtomicU64,
     /// The series of each room, and of each account for account-wide counts (created on first use).
-    series: RwLock<crate::router::Map<Label, Arc<Series>>>,
+    series: RwLock<crate::model::Map<Label, Arc<Series>>>,
 }
 
 /// The store's state, watched by everything that takes messages in.

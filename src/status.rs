@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::AccountState;
+use crate::link::AccountState;
 use crate::model::{AccountId, Time};
 use crate::stats::{LATENCY_BUCKETS, Metric, Stats};
 

@@ -27,8 +27,7 @@ impl Backoff {
 
     /// The un-jittered delay after `failures` consecutive failures.
     pub fn ceiling(&self, failures: u32) -> Duration {
-        let factor = 1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX);
-        self.min.saturating_mul(factor).min(self.max)
+        crate::link::doubled(self.min, self.max, failures)
     }
 
     /// The delay before the next attempt: between half and all of the ceiling.

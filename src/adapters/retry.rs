@@ -1,29 +1,9 @@
-//! How a failed send is classified, and how transport errors are described without leaking credentials.
+//! Answers of platform servers: their `Retry-After`, bodies read within a limit, transport errors described
+//! without leaking credentials. (How a failed send is classified, [`SendFailure`], is part of the contract.)
+
+pub use crate::link::SendFailure;
 
 use std::time::Duration;
-
-/// Why a send did not succeed, and what to do about it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SendFailure {
-    /// Try again later (after `after`, when the platform said so).
-    #[error("transient failure: {reason}")]
-    Transient { after: Option<Duration>, reason: String },
-    /// The platform refused this message (content filter, bad request): drop it.
-    #[error("rejected: {reason}")]
-    Rejected { reason: String },
-    /// The destination room is misconfigured (it does not exist): nothing can be sent to it.
-    #[error("room unusable: {reason}")]
-    RoomBroken { reason: String },
-    /// The account cannot go on (bad token, banned): it stops.
-    #[error("fatal: {reason}")]
-    Fatal { reason: String },
-}
-
-/// The delay before retry number `attempt` (1 = the first retry): `base` doubled each time, capped.
-pub fn retry_delay(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
-    base.saturating_mul(factor).min(cap)
-}
 
 /// The `Retry-After` of an answer (seconds; the HTTP-date form is not used by these platforms), capped at
 /// ten minutes so a confused server cannot park a queue for days.
@@ -106,14 +86,6 @@ mod tests {
         assert!(error.contains("larger than"), "{error}");
         let value: serde_json::Value = read_json(get("/small").await.unwrap(), 1 << 20).await.unwrap();
         assert_eq!(value["ok"], 1);
-    }
-
-    #[test]
-    fn retry_delays_double_and_cap() {
-        let s = Duration::from_secs(1);
-        let delays: Vec<_> = (1..=8).map(|n| retry_delay(s, 60 * s, n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(retry_delay(s, 60 * s, u32::MAX), 60 * s);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use toml::de::DeValue;
 use super::validate::{Fields, Report, Span, Value};
 use super::{AccountConfig, Bridge, BridgeRoom, DEFAULT_FORMAT, DEFAULT_NICK_FORMAT, Direction, accounts};
 use crate::model::{AccountId, EventFilter, EventSet, Platform, RoomAddr};
-use crate::router::format::Template;
+use crate::template::Template;
 
 /// Options a bridge gives its rooms as defaults, and a room may override.
 #[derive(Clone)]

@@ -22,7 +22,7 @@ pub use secret::Secret;
 pub use validate::{Problem, Problems};
 
 use crate::model::{AccountId, EventSet, Platform, RoomAddr};
-use crate::router::format::Template;
+use crate::template::Template;
 use validate::{Fields, Report};
 
 /// A whole, valid configuration.

@@ -3,9 +3,9 @@
 //! time to the destination's adapter, and never awaits a platform call.
 
 pub mod directory;
-pub mod format;
 pub mod idmap;
 pub mod limit;
+pub mod port;
 pub mod queue;
 pub mod reconfigure;
 pub mod render;
@@ -22,20 +22,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 use tracing::{debug, error, info, trace, warn};
 
-use crate::adapters::{AccountState, RouterInput, SendAction, SendFailure, SendRequest, retry::retry_delay};
 use crate::config::SendLimit;
+use crate::link::{AccountState, RouterInput, SendAction, SendFailure, SendRequest, doubled};
 use crate::model::{AccountId, Capabilities, Event, EventKind, RemoteId, RoomAddr};
 use crate::stats::{Metric, Stats};
-use crate::store::{Store, StoreEvent, Stored};
 use directory::Directory;
 use idmap::{GroupId, IdStore, Snippet};
 use limit::Bucket;
+use port::{InMemory, Persist, StoreEvent, Stored};
 use queue::{Outbox, Queued};
 use render::{Rendered, Target, render};
 use rules::{Destination, Rules, Skip};
 
-/// The hash map of the router's hot path: foldhash, randomly seeded (keys include remote ids).
-pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub use crate::model::Map;
 
 /// The longest text kept in the id map for replies rendered as text.
 const SNIPPET_CHARS: usize = 200;
@@ -102,11 +101,11 @@ pub struct Router {
     settings: RouterSettings,
     stats: Arc<Stats>,
     scratch: Vec<Destination>,
-    /// The store, when `general.durable` is on: every queued message is put there before it is handed to its
+    /// The persistence port: with a durable store, every queued message is put there before it is handed to its
     /// adapter (the writer's order keeps the put ahead of the acknowledgement's delete).
-    store: Option<Store>,
-    /// Reports of the store's writer (commits, spilled messages read back).
-    store_events: Option<mpsc::UnboundedReceiver<StoreEvent>>,
+    store: Box<dyn Persist>,
+    /// Reports of the store (commits, spilled messages read back).
+    store_events: mpsc::UnboundedReceiver<StoreEvent>,
     next_key: u64,
     /// Per account: its send rate limit.
     buckets: Map<AccountId, Bucket>,
@@ -137,6 +136,7 @@ impl Router {
         let initial = accounts.keys().map(|a| (a.clone(), AccountState::Connecting)).collect();
         let (states, _) = watch::channel(initial);
         let limits = accounts.iter().map(|(id, link)| (id.clone(), link.limit)).collect();
+        let (store, store_events) = InMemory::new();
         Self {
             rules,
             accounts,
@@ -149,8 +149,8 @@ impl Router {
             settings,
             stats,
             scratch: Vec::new(),
-            store: None,
-            store_events: None,
+            store: Box::new(store),
+            store_events,
             next_key: 1,
             buckets,
             backing_off: Default::default(),
@@ -167,9 +167,9 @@ impl Router {
     /// room's cursor advances with the messages it produced.
     pub fn with_store(
         &mut self,
-        store: Store,
+        store: Box<dyn Persist>,
         events: mpsc::UnboundedReceiver<StoreEvent>,
-        opened: crate::store::Opened,
+        opened: port::Opened,
     ) {
         for group in opened.groups {
             let members = group
@@ -187,8 +187,8 @@ impl Router {
             self.ids.continue_after(GroupId(last));
         }
         self.next_key = opened.last_key + 1;
-        self.store = Some(store);
-        self.store_events = Some(events);
+        self.store = store;
+        self.store_events = events;
         let restored = opened.outbox.len();
         for row in opened.outbox {
             let key = row.key;
@@ -221,7 +221,7 @@ impl Router {
             return None;
         };
         let room = self.rules.room(to).addr.clone();
-        let crate::store::Record { event, client_ids, group } = row.record;
+        let port::Record { event, client_ids, group } = row.record;
         let group = match group {
             Some(group) => Some(GroupId(group)),
             // Rows written before the id map was stored: the copies made before the restart are unknown.
@@ -280,7 +280,7 @@ impl Router {
                     }
                     self.pump(&room);
                 }
-                Some(event) = next_store_event(&mut self.store_events) => self.store_event(event),
+                Some(event) = self.store_events.recv() => self.store_event(event),
                 Some(control) = next_control(&mut self.control) => self.control(control),
                 _ = stop.cancelled(), if deadline.is_none() => {
                     info!(waiting = self.waiting(), "Shutting down: delivering what is queued.");
@@ -294,7 +294,8 @@ impl Router {
             self.end();
         }
         let left = self.waiting();
-        if let Some(store) = self.store.take() {
+        let store = std::mem::replace(&mut self.store, Box::new(InMemory::new().0));
+        if store.durable() {
             self.end_store(store, left);
         } else if left > 0 {
             error!(undelivered = left, "Stopped with messages still queued (durable = false): they are lost.");
@@ -304,7 +305,7 @@ impl Router {
 
     /// Closes the store and says what it keeps: the outbox as the database holds it, not as the queues
     /// counted it.
-    fn end_store(&mut self, store: Store, left: usize) {
+    fn end_store(&mut self, store: Box<dyn Persist>, left: usize) {
         let closing = store.close();
         match closing.stored {
             Some(0) if closing.unwritten == 0 => {}
@@ -351,9 +352,7 @@ impl Router {
 
     /// Lets the store commit: one input's work is complete.
     fn end(&self) {
-        if let Some(store) = &self.store {
-            store.end();
-        }
+        self.store.end();
     }
 
     /// Handles one input (public for the benchmark and tests, which drive the router without a task).
@@ -388,9 +387,9 @@ impl Router {
 
     fn route(&mut self, event: Event) {
         let origin = &event.origin.room;
-        if let (Some(store), Some(cursor)) = (&self.store, &event.origin.cursor) {
+        if let Some(cursor) = &event.origin.cursor {
             // In the same transaction as the outbox rows this event produces.
-            store.cursor(origin.to_string(), cursor.clone());
+            self.store.cursor(origin, cursor);
         }
         if event.origin.replayed {
             let oldest = crate::model::Time::now().0 - self.settings.gap_fill_window.as_millis() as i64;
@@ -455,14 +454,12 @@ impl Router {
                 let text: String = message.content.to_plain_text().chars().take(SNIPPET_CHARS).collect();
                 let sender = event.sender.as_ref().map(|s| s.name.clone());
                 let snippet = Snippet { sender, text, time: event.time };
-                match &self.store {
-                    None => Some(self.ids.new_group(origin, snippet)),
-                    Some(store) => {
-                        let group = self.ids.new_group(origin, snippet.clone());
-                        let origin = origin.map(|(room, id)| (room.clone(), id.clone()));
-                        store.group(group.0, origin, snippet.sender, snippet.text, event.time.0);
-                        Some(group)
-                    }
+                if self.store.durable() {
+                    let group = self.ids.new_group(origin, snippet.clone());
+                    self.store.group(group.0, origin, &snippet);
+                    Some(group)
+                } else {
+                    Some(self.ids.new_group(origin, snippet))
                 }
             }
             _ => None,
@@ -475,9 +472,8 @@ impl Router {
             // The first client-chosen id is chosen now, so that it is stored and a replay carries it.
             let caps = self.accounts.get(&room.account).map(|l| l.caps.client_ids);
             let client_ids: Vec<RemoteId> = caps.and_then(|form| form.generate()).into_iter().collect();
-            if let Some(store) = &self.store {
-                let bridge = self.rules.bridge_name(to).to_owned();
-                store.put_event(key, room.clone(), bridge, Arc::clone(&event), client_ids.clone(), group.map(|g| g.0));
+            if self.store.durable() {
+                self.store.put(key, &room, self.rules.bridge_name(to), &event, &client_ids, group.map(|g| g.0));
                 let full = self.outbox.len(&room) >= self.settings.queue_capacity;
                 let state = self.rooms.entry(room.clone()).or_default();
                 if full || state.has_spilled() {
@@ -600,9 +596,7 @@ impl Router {
                     && !remote_ids.is_empty()
                 {
                     self.ids.add_copy(group, room, &remote_ids);
-                    if let Some(store) = &self.store {
-                        store.copy(group.0, room.clone(), remote_ids);
-                    }
+                    self.store.copy(group.0, room, &remote_ids);
                 }
                 count(&mut self.rooms, &self.stats, Metric::Relayed, room);
                 debug!(route = %route, "Delivered.");
@@ -611,8 +605,9 @@ impl Router {
             Err(SendFailure::Transient { after, reason })
                 if item.attempts < self.settings.max_attempts || item.since.elapsed() < self.settings.max_age =>
             {
-                let delay = after
-                    .unwrap_or_else(|| retry_delay(self.settings.retry_delay, self.settings.retry_max, item.attempts));
+                let delay = after.unwrap_or_else(|| {
+                    doubled(self.settings.retry_delay, self.settings.retry_max, item.attempts.saturating_sub(1))
+                });
                 debug!(route = %route, attempt = item.attempts, reason = %reason, "Send failed; retrying in {delay:?}.");
                 if after.is_some()
                     && let Some(bucket) = self.buckets.get_mut(&room.account)
@@ -657,9 +652,7 @@ impl Router {
     /// needs no sending), and reads spilled messages back when the queue runs low.
     fn pop(&mut self, room: &RoomAddr) -> Option<Queued> {
         let item = self.outbox.pop_front(room)?;
-        if let Some(store) = &self.store {
-            store.delete(item.key);
-        }
+        self.store.delete(item.key);
         self.refill(room);
         Some(item)
     }
@@ -669,11 +662,10 @@ impl Router {
     fn give_up(&mut self, room: &RoomAddr, reason: String, quiet: bool) {
         let Some(item) = self.outbox.front_mut(room) else { return };
         let route = route(&item.event, room);
-        let (metric, what) = match self.store {
-            Some(_) => {
-                (Metric::DeadLettered, "moved to the dead letters (`chatbridge deadletters` lists and re-queues them)")
-            }
-            None => (Metric::Dropped, "dropped (durable = false)"),
+        let (metric, what) = if self.store.durable() {
+            (Metric::DeadLettered, "moved to the dead letters (`chatbridge deadletters` lists and re-queues them)")
+        } else {
+            (Metric::Dropped, "dropped (durable = false)")
         };
         if quiet {
             debug!(route = %route, reason = %reason, "Giving up on a message: {what}.");
@@ -687,15 +679,15 @@ impl Router {
     /// Takes a room's first message off its queue into the dead letters (or nowhere, without a store).
     fn retire(&mut self, room: &RoomAddr, reason: String) {
         let Some(item) = self.outbox.pop_front(room) else { return };
-        if let Some(store) = &self.store {
-            store.dead_letter(item.key, reason);
-        }
+        self.store.dead_letter(item.key, reason);
         self.refill(room);
     }
 
     /// Asks the store for a room's spilled messages once its queue is down to half.
     fn refill(&mut self, room: &RoomAddr) {
-        let Some(store) = &self.store else { return };
+        if !self.store.durable() {
+            return;
+        }
         let Some(state) = self.rooms.get_mut(room) else { return };
         let len = self.outbox.len(room);
         let capacity = self.settings.queue_capacity.max(2);
@@ -704,7 +696,7 @@ impl Router {
         }
         let limit = capacity - len;
         state.loading = Some((limit, self.next_key - 1));
-        store.load(room.to_string(), state.last_key, limit);
+        self.store.load(room, state.last_key, limit);
     }
 
     /// Spilled messages read back from the store.
@@ -768,13 +760,6 @@ impl std::fmt::Display for Route<'_> {
 
 fn route<'a>(event: &'a Event, to: &'a RoomAddr) -> Route<'a> {
     Route(&event.origin.room, to)
-}
-
-async fn next_store_event(events: &mut Option<mpsc::UnboundedReceiver<StoreEvent>>) -> Option<StoreEvent> {
-    match events {
-        Some(events) => events.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn next_control(

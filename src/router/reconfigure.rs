@@ -10,8 +10,8 @@ use tracing::{error, info};
 use super::limit::Bucket;
 use super::rules::Rules;
 use super::{AccountLink, Router, RouterSettings, count};
-use crate::adapters::{AccountState, SendRequest};
 use crate::config::SendLimit;
+use crate::link::{AccountState, SendRequest};
 use crate::model::{AccountId, Capabilities, RoomAddr};
 use crate::stats::Metric;
 
@@ -148,7 +148,7 @@ impl Router {
         for room in rooms {
             while self.outbox.pop_front(&room).is_some() {
                 left += 1;
-                if self.store.is_none() {
+                if !self.store.durable() {
                     count(&mut self.rooms, &self.stats, Metric::Dropped, &room);
                 }
             }
@@ -162,7 +162,7 @@ impl Router {
                 }
             }
         }
-        match (left, self.store.is_some()) {
+        match (left, self.store.durable()) {
             (0, _) => info!(account = %account, "Account removed by the reload: drained and closed."),
             (left, true) => info!(
                 account = %account,

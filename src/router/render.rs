@@ -1,12 +1,12 @@
 //! Rendering one event for one destination room, at send time: formats applied, replies, edits and
 //! recalls resolved through the id map, and whatever the destination cannot show natively written as text.
 
-use crate::adapters::{OutMessage, Quote, SendAction};
 use crate::config::BridgeRoom;
+use crate::link::{OutMessage, Quote, SendAction};
 use crate::model::{Capabilities, Content, Event, EventKind, Message, Segment, push_plain};
 use crate::router::directory::Directory;
-use crate::router::format::Vars;
 use crate::router::idmap::IdStore;
+use crate::template::Vars;
 
 /// The longest quoted text a reply carries when it is rendered as text.
 const QUOTE_CHARS: usize = 80;

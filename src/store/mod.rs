@@ -24,7 +24,9 @@ pub mod admin;
 pub mod idmap;
 mod writer;
 
-pub use writer::{Closing, PageLimit};
+pub use writer::PageLimit;
+// What the router's persistence port exchanges.
+pub use crate::router::port::{Closing, Opened, Record, StoreEvent, Stored, StoredGroup, StoredMember};
 use writer::{Limits, write};
 
 use std::collections::BTreeMap;
@@ -93,16 +95,6 @@ pub struct StoreSettings {
     pub max_dead_letters: u64,
 }
 
-/// One queued message as stored: what the router needs to send it again.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Record {
-    pub event: Event,
-    pub client_ids: Vec<RemoteId>,
-    /// The message's id-map group (absent in rows written before the id map was stored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<u64>,
-}
-
 /// A [`Record`] as the writer writes a [`Store::put_event`] row (the same JSON).
 #[derive(serde::Serialize)]
 struct EncodedRecord<'a> {
@@ -116,72 +108,6 @@ struct EncodedRecord<'a> {
 enum Pending {
     Encoded { room: String, record: Vec<u8> },
     Event { room: RoomAddr, event: Arc<Event>, client_ids: Vec<RemoteId>, group: Option<u64> },
-}
-
-/// A stored outbox row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stored {
-    pub key: u64,
-    pub room: String,
-    pub bridge: String,
-    pub record: Record,
-}
-
-/// One id-map group as stored: the message's snippet and every member (origin and copies).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct StoredGroup {
-    pub id: u64,
-    pub sender: Option<String>,
-    pub text: String,
-    pub time: i64,
-    pub members: Vec<StoredMember>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredMember {
-    pub room: String,
-    /// The ids, in part order.
-    pub ids: Vec<String>,
-    /// A copy we made (not the original).
-    pub ours: bool,
-}
-
-/// What the store held at start.
-#[derive(Debug, Default)]
-pub struct Opened {
-    /// The first rows of each configured room's outbox, in key order.
-    pub outbox: Vec<Stored>,
-    /// Per room (`room`, rows beyond those in `outbox`): read later, as the room's queue drains.
-    pub backlog: Vec<(String, usize)>,
-    /// The most recent groups of the id map, oldest first.
-    pub groups: Vec<StoredGroup>,
-    /// The highest group id ever given (new groups continue after it).
-    pub last_group: Option<u64>,
-    /// Each room's cursor.
-    pub cursors: Vec<(String, String)>,
-    /// The highest outbox key ever given, in the outbox or the dead letters.
-    pub last_key: u64,
-    /// Outbox rows of rooms that are not in the configuration (kept until they expire).
-    pub orphans: usize,
-}
-
-/// What the writer reports to the router.
-#[derive(Debug)]
-pub enum StoreEvent {
-    /// A transaction committed: `written` outbox rows went to the database, `skipped` were acknowledged
-    /// before it committed and never needed writing.
-    Committed { written: u64, skipped: u64 },
-    /// Rows read for a room whose queue spilled to the store (`load`), in key order; `through` is the
-    /// last key read (rows that could not be decoded are left out, not read again); `exhausted` when fewer
-    /// rows than asked for were there.
-    Loaded { room: String, rows: Vec<Stored>, through: u64, exhausted: bool },
-    /// A transaction failed: its changes are kept and written again. No message should be taken in until
-    /// [`StoreEvent::Recovered`].
-    Failing { reason: String },
-    /// What failed is written.
-    Recovered,
-    /// How many rows the outbox and the dead letters hold (counted every [`SIZE_EVERY`]).
-    Sizes { outbox: u64, dead_letters: u64 },
 }
 
 /// How often the writer counts the outbox and the dead letters (often in unit tests, which wait for it).
@@ -343,6 +269,49 @@ impl Store {
         self.end();
         self.ops = None;
         self.writer.take().and_then(|writer| writer.join().ok()).unwrap_or_default()
+    }
+}
+
+impl crate::router::port::Persist for Store {
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn cursor(&self, room: &RoomAddr, cursor: &str) {
+        Store::cursor(self, room.to_string(), cursor.to_owned());
+    }
+
+    fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &crate::router::idmap::Snippet) {
+        let origin = origin.map(|(room, id)| (room.clone(), id.clone()));
+        Store::group(self, id, origin, snippet.sender.clone(), snippet.text.clone(), snippet.time.0);
+    }
+
+    fn put(&self, key: u64, room: &RoomAddr, bridge: &str, event: &Arc<Event>, ids: &[RemoteId], group: Option<u64>) {
+        Store::put_event(self, key, room.clone(), bridge.to_owned(), Arc::clone(event), ids.to_vec(), group);
+    }
+
+    fn delete(&self, key: u64) {
+        Store::delete(self, key);
+    }
+
+    fn dead_letter(&self, key: u64, reason: String) {
+        Store::dead_letter(self, key, reason);
+    }
+
+    fn copy(&self, group: u64, room: &RoomAddr, ids: &[RemoteId]) {
+        Store::copy(self, group, room.clone(), ids.to_vec());
+    }
+
+    fn load(&self, room: &RoomAddr, after: u64, limit: usize) {
+        Store::load(self, room.to_string(), after, limit);
+    }
+
+    fn end(&self) {
+        Store::end(self);
+    }
+
+    fn close(self: Box<Self>) -> Closing {
+        Store::close(*self)
     }
 }
 

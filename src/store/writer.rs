@@ -21,16 +21,6 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long a closing store keeps trying to write what it was given.
 const CLOSE_RETRIES: Duration = Duration::from_secs(3);
 
-/// How the writer ended: what the outbox holds, and what it could not write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Closing {
-    /// Outbox rows in the database when the writer stopped (the messages a restart delivers); `None` when
-    /// the database could not be read.
-    pub stored: Option<u64>,
-    /// Outbox rows it was given but could not write (lost).
-    pub unwritten: u64,
-}
-
 /// What the writer keeps within bounds.
 pub(super) struct Limits {
     pub(super) pages: PageLimit,

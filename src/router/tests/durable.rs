@@ -47,7 +47,7 @@ fn durable_cached(general: &str, dir: &Path, cache: usize) -> Durable {
     .unwrap();
     h.router.ids = Box::new(crate::store::idmap::DurableIdMap::open(dir, cache).unwrap());
     let (_, unused) = mpsc::unbounded_channel();
-    h.router.with_store(store, unused, opened);
+    h.router.with_store(Box::new(store), unused, opened);
     Durable { h, events }
 }
 

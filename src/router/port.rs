@@ -1,0 +1,162 @@
+//! The router's persistence port: what the router asks of a store so that queued messages, the id map and
+//! the read cursors survive a restart, and what a store reports back. The SQLite store (`store`) implements it;
+//! [`InMemory`] serves `durable = false`. A networked store implements the same trait without the router
+//! changing.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::model::{Event, RemoteId, RoomAddr};
+use crate::router::idmap::Snippet;
+
+/// Where the router keeps what must outlive the process. Calls gather one input's work; [`Persist::end`] marks
+/// the input done (a store may commit after it). None of them waits: results come back as [`StoreEvent`]s.
+pub trait Persist: Send {
+    /// Whether queued messages survive a restart. When they do, a full room queue waits in the store (spills)
+    /// instead of dropping its oldest, and a message given up goes to the dead letters instead of nowhere.
+    fn durable(&self) -> bool;
+    /// A source room's read cursor moved (stored with the outbox rows its event produced).
+    fn cursor(&self, room: &RoomAddr, cursor: &str);
+    /// A new id-map group, with the original's id when it has one.
+    fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &Snippet);
+    /// A message queued for `room` in bridge `bridge` under outbox key `key`.
+    fn put(
+        &self,
+        key: u64,
+        room: &RoomAddr,
+        bridge: &str,
+        event: &Arc<Event>,
+        client_ids: &[RemoteId],
+        group: Option<u64>,
+    );
+    /// Delivered (or needs no sending): the row goes.
+    fn delete(&self, key: u64);
+    /// Given up: the row moves to the dead letters.
+    fn dead_letter(&self, key: u64, reason: String);
+    /// The confirmed ids of the copy of `group` in `room`.
+    fn copy(&self, group: u64, room: &RoomAddr, ids: &[RemoteId]);
+    /// Reads up to `limit` rows of `room` after key `after`; answered with [`StoreEvent::Loaded`].
+    fn load(&self, room: &RoomAddr, after: u64, limit: usize);
+    /// One input's work is complete.
+    fn end(&self);
+    /// Writes what it was given and stops; says what it keeps.
+    fn close(self: Box<Self>) -> Closing;
+}
+
+/// `durable = false`: nothing is kept, nothing is reported.
+pub struct InMemory {
+    /// Keeps the router's report channel open (it never carries anything).
+    _reports: mpsc::UnboundedSender<StoreEvent>,
+}
+
+impl InMemory {
+    /// The port and its (silent) report channel.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<StoreEvent>) {
+        let (reports, receiver) = mpsc::unbounded_channel();
+        (Self { _reports: reports }, receiver)
+    }
+}
+
+impl Persist for InMemory {
+    fn durable(&self) -> bool {
+        false
+    }
+    fn cursor(&self, _: &RoomAddr, _: &str) {}
+    fn group(&self, _: u64, _: Option<(&RoomAddr, &RemoteId)>, _: &Snippet) {}
+    fn put(&self, _: u64, _: &RoomAddr, _: &str, _: &Arc<Event>, _: &[RemoteId], _: Option<u64>) {}
+    fn delete(&self, _: u64) {}
+    fn dead_letter(&self, _: u64, _: String) {}
+    fn copy(&self, _: u64, _: &RoomAddr, _: &[RemoteId]) {}
+    fn load(&self, _: &RoomAddr, _: u64, _: usize) {}
+    fn end(&self) {}
+    fn close(self: Box<Self>) -> Closing {
+        Closing { stored: Some(0), unwritten: 0 }
+    }
+}
+
+/// One queued message as stored: what the router needs to send it again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub event: Event,
+    pub client_ids: Vec<RemoteId>,
+    /// The message's id-map group (absent in rows written before the id map was stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u64>,
+}
+
+/// A stored outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub key: u64,
+    pub room: String,
+    pub bridge: String,
+    pub record: Record,
+}
+
+/// One id-map group as stored: the message's snippet and every member (origin and copies).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoredGroup {
+    pub id: u64,
+    pub sender: Option<String>,
+    pub text: String,
+    pub time: i64,
+    pub members: Vec<StoredMember>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMember {
+    pub room: String,
+    /// The ids, in part order.
+    pub ids: Vec<String>,
+    /// A copy we made (not the original).
+    pub ours: bool,
+}
+
+/// What the store held at start.
+#[derive(Debug, Default)]
+pub struct Opened {
+    /// The first rows of each configured room's outbox, in key order.
+    pub outbox: Vec<Stored>,
+    /// Per room (`room`, rows beyond those in `outbox`): read later, as the room's queue drains.
+    pub backlog: Vec<(String, usize)>,
+    /// The most recent groups of the id map, oldest first.
+    pub groups: Vec<StoredGroup>,
+    /// The highest group id ever given (new groups continue after it).
+    pub last_group: Option<u64>,
+    /// Each room's cursor.
+    pub cursors: Vec<(String, String)>,
+    /// The highest outbox key ever given, in the outbox or the dead letters.
+    pub last_key: u64,
+    /// Outbox rows of rooms that are not in the configuration (kept until they expire).
+    pub orphans: usize,
+}
+
+/// What the writer reports to the router.
+#[derive(Debug)]
+pub enum StoreEvent {
+    /// A transaction committed: `written` outbox rows went to the database, `skipped` were acknowledged
+    /// before it committed and never needed writing.
+    Committed { written: u64, skipped: u64 },
+    /// Rows read for a room whose queue spilled to the store (`load`), in key order; `through` is the
+    /// last key read (rows that could not be decoded are left out, not read again); `exhausted` when fewer
+    /// rows than asked for were there.
+    Loaded { room: String, rows: Vec<Stored>, through: u64, exhausted: bool },
+    /// A transaction failed: its changes are kept and written again. No message should be taken in until
+    /// [`StoreEvent::Recovered`].
+    Failing { reason: String },
+    /// What failed is written.
+    Recovered,
+    /// How many rows the outbox and the dead letters hold (counted every few seconds).
+    Sizes { outbox: u64, dead_letters: u64 },
+}
+
+/// How the writer ended: what the outbox holds, and what it could not write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Closing {
+    /// Outbox rows in the database when the writer stopped (the messages a restart delivers); `None` when
+    /// the database could not be read.
+    pub stored: Option<u64>,
+    /// Outbox rows it was given but could not write (lost).
+    pub unwritten: u64,
+}

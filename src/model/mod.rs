@@ -10,12 +10,11 @@ use std::str::FromStr;
 pub use content::{Content, Segment, push_plain};
 pub use ids::{AccountId, EventId, RemoteId, RoomAddr, RoomId, Time, UserId};
 
-/// The platforms chatbridge knows.
-
 /// The hash map of the hot paths (the router's state, the metrics' series): foldhash, randomly seeded (keys
 /// include remote ids).
 pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// The platforms chatbridge knows.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub enum Platform {
     Missevan,

@@ -1,0 +1,223 @@
+//! Delivery: one send in flight per destination room, its acknowledgement, retries, giving up, and the
+//! room's counters.
+
+use std::sync::Arc;
+
+use tracing::{debug, error, trace, warn};
+
+use super::*;
+
+impl Router {
+    /// Hands the room's next message to its adapter, unless one is out, a retry is scheduled, the
+    /// account is reconnecting, or its rate limit says wait.
+    pub(super) fn pump(&mut self, room: &RoomAddr) {
+        let state = self.rooms.entry(room.clone()).or_default();
+        if state.in_flight
+            || state.retry_at.is_some()
+            || self.backing_off.contains(&room.account)
+            || self.held.contains(&room.account)
+        {
+            return;
+        }
+        let broken = state.broken;
+        while let Some(item) = self.outbox.front_mut(room) {
+            if broken {
+                self.give_up(room, "the destination room is unusable".to_owned(), true);
+                continue;
+            }
+            // Every room's account has a link, but for one a reload removed (its rooms are forgotten with it).
+            let Some(link) = self.accounts.get(&room.account) else { return };
+            let to = item.to;
+            let target = Target { room: self.rules.room(to), bridge: self.rules.bridge_name(to), caps: link.caps };
+            let action = match render(&item.event, &target, self.ids.as_mut(), &self.directory) {
+                Rendered::Send(action) => action,
+                Rendered::Skip(reason) => {
+                    debug!(route = %route(&item.event, room), reason, "Not sent.");
+                    self.pop(room);
+                    continue;
+                }
+            };
+            if let Some(bucket) = self.buckets.get_mut(&room.account)
+                && let Err(wait) = bucket.take(std::time::Instant::now())
+            {
+                trace!(room = %room, "Rate limited: waiting {wait:?}.");
+                let key = self.retries.insert(room.clone(), wait);
+                self.rooms.entry(room.clone()).or_default().retry_at = Some(key);
+                return;
+            }
+            if let SendAction::Message(out) = &action
+                && item.attempts == 0
+            {
+                while item.client_ids.len() < out.parts.len() {
+                    let Some(id) = link.caps.client_ids.generate() else { break };
+                    item.client_ids.push(id);
+                }
+                // Registered before the send: the platform's echo may beat its answer.
+                if let Some(group) = item.group {
+                    self.ids.add_pending(group, room, &item.client_ids);
+                }
+            }
+            item.attempts += 1;
+            let request = SendRequest {
+                room: room.room.clone(),
+                action,
+                client_ids: item.client_ids.clone(),
+                attempt: item.attempts,
+                maybe_sent: item.attempts > 1 || item.restored,
+                event_time: item.event.time,
+            };
+            if link.sends.send(request).is_err() {
+                self.give_up(room, "the account has stopped".to_owned(), false);
+                continue;
+            }
+            let state = self.rooms.entry(room.clone()).or_default();
+            state.in_flight = true;
+            state.sent_at = Some(std::time::Instant::now());
+            return;
+        }
+    }
+
+    pub(super) fn acknowledge(&mut self, room: &RoomAddr, result: Result<Vec<RemoteId>, SendFailure>) {
+        let Some(state) = self.rooms.get_mut(room) else { return };
+        if !state.in_flight {
+            warn!(room = %room, "Acknowledgement without a send in flight: ignored.");
+            return;
+        }
+        state.in_flight = false;
+        if let Some(sent_at) = state.sent_at.take() {
+            self.stats.latency.observe(sent_at.elapsed());
+        }
+        let Some(item) = self.outbox.front_mut(room) else { return };
+        let origin = item.event.origin.room.clone();
+        let route = Route(&origin, room);
+        match result {
+            Ok(remote_ids) => {
+                if let Some(group) = item.group
+                    && !remote_ids.is_empty()
+                {
+                    self.ids.add_copy(group, room, &remote_ids);
+                    self.store.copy(group.0, room, &remote_ids);
+                }
+                count(&mut self.rooms, &self.stats, Metric::Relayed, room);
+                debug!(route = %route, "Delivered.");
+                self.pop(room);
+            }
+            Err(SendFailure::Transient { after, reason })
+                if item.attempts < self.settings.max_attempts || item.since.elapsed() < self.settings.max_age =>
+            {
+                let delay = after.unwrap_or_else(|| {
+                    doubled(self.settings.retry_delay, self.settings.retry_max, item.attempts.saturating_sub(1))
+                });
+                debug!(route = %route, attempt = item.attempts, reason = %reason, "Send failed; retrying in {delay:?}.");
+                if after.is_some()
+                    && let Some(bucket) = self.buckets.get_mut(&room.account)
+                {
+                    // The platform's retry-after holds the whole account, not just this room.
+                    bucket.pause_until(std::time::Instant::now() + delay);
+                }
+                let key = self.retries.insert(room.clone(), delay);
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.retry_at = Some(key);
+                }
+                self.gauge(room);
+                return;
+            }
+            Err(SendFailure::Transient { reason, .. }) => {
+                let reason =
+                    format!("{} attempts over {}s; the last: {reason}", item.attempts, item.since.elapsed().as_secs());
+                self.give_up(room, reason, false);
+            }
+            Err(SendFailure::Rejected { reason }) => {
+                count(&mut self.rooms, &self.stats, Metric::Rejected, room);
+                warn!(route = %route, reason = %reason, "The platform rejected a message; it is not sent again.");
+                self.pop(room);
+            }
+            Err(SendFailure::RoomBroken { reason }) => {
+                count(&mut self.rooms, &self.stats, Metric::Rejected, room);
+                error!(route = %route, reason = %reason, "Destination room is unusable; fix the configuration. Its messages are given up.");
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.broken = true;
+                }
+                self.retire(room, format!("the destination room is unusable: {reason}"));
+            }
+            Err(SendFailure::Fatal { reason }) => {
+                self.give_up(room, format!("the account failed: {reason}"), false);
+            }
+        }
+        self.pump(room);
+        self.gauge(room);
+    }
+
+    /// Takes a room's first message off its queue and out of the store (it was delivered, rejected, or
+    /// needs no sending), and reads spilled messages back when the queue runs low.
+    pub(super) fn pop(&mut self, room: &RoomAddr) -> Option<Queued> {
+        let item = self.outbox.pop_front(room)?;
+        self.store.delete(item.key);
+        self.refill(room);
+        Some(item)
+    }
+
+    /// Gives up a room's first message: to the dead letters with the store (ERROR, unless `quiet`, for the
+    /// rest of a broken room's queue), dropped without it.
+    pub(super) fn give_up(&mut self, room: &RoomAddr, reason: String, quiet: bool) {
+        let Some(item) = self.outbox.front_mut(room) else { return };
+        let route = route(&item.event, room);
+        let (metric, what) = if self.store.durable() {
+            (Metric::DeadLettered, "moved to the dead letters (`chatbridge deadletters` lists and re-queues them)")
+        } else {
+            (Metric::Dropped, "dropped (durable = false)")
+        };
+        if quiet {
+            debug!(route = %route, reason = %reason, "Giving up on a message: {what}.");
+        } else {
+            error!(route = %route, reason = %reason, "Giving up on a message: {what}.");
+        }
+        count(&mut self.rooms, &self.stats, metric, room);
+        self.retire(room, reason);
+    }
+
+    /// Takes a room's first message off its queue into the dead letters (or nowhere, without a store).
+    pub(super) fn retire(&mut self, room: &RoomAddr, reason: String) {
+        let Some(item) = self.outbox.pop_front(room) else { return };
+        self.store.dead_letter(item.key, reason);
+        self.refill(room);
+    }
+
+    /// Updates a room's queue-depth gauge (memory and store).
+    pub(super) fn gauge(&mut self, room: &RoomAddr) {
+        let spilled = self.rooms.get(room).map_or(0, |r| r.spilled);
+        series(&mut self.rooms, &self.stats, room).set_queued(self.outbox.len(room) + spilled);
+    }
+}
+
+/// A room's counters, looked up once and kept in its state.
+pub(super) fn series(
+    rooms: &mut Map<RoomAddr, RoomState>,
+    stats: &Stats,
+    room: &RoomAddr,
+) -> Arc<crate::stats::Series> {
+    let state = match rooms.get_mut(room) {
+        Some(state) => state,
+        None => rooms.entry(room.clone()).or_default(),
+    };
+    Arc::clone(state.series.get_or_insert_with(|| stats.room(room)))
+}
+
+/// Counts one `metric` for a destination room.
+pub(super) fn count(rooms: &mut Map<RoomAddr, RoomState>, stats: &Stats, metric: Metric, room: &RoomAddr) {
+    let series = series(rooms, stats, room);
+    stats.add(metric, &series);
+}
+
+/// `source room → destination room`, for log lines about one message; formatted only when logged.
+pub(super) struct Route<'a>(pub(super) &'a RoomAddr, pub(super) &'a RoomAddr);
+
+impl std::fmt::Display for Route<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} → {}", self.0, self.1)
+    }
+}
+
+pub(super) fn route<'a>(event: &'a Event, to: &'a RoomAddr) -> Route<'a> {
+    Route(&event.origin.room, to)
+}

@@ -1,0 +1,132 @@
+//! Routing: an inbound event checked (echo, duplicate, gap-fill age) and queued for every destination room.
+
+use std::sync::Arc;
+
+use tracing::{debug, error, trace, warn};
+
+use super::*;
+
+impl Router {
+    pub(super) fn route(&mut self, event: Event) {
+        let origin = &event.origin.room;
+        if let Some(cursor) = &event.origin.cursor {
+            // In the same transaction as the outbox rows this event produces.
+            self.store.cursor(origin, cursor);
+        }
+        if event.origin.replayed {
+            let oldest = crate::model::Time::now().0 - self.settings.gap_fill_window.as_millis() as i64;
+            if event.time.0 < oldest {
+                self.stats.filtered.inc();
+                debug!(room = %origin, "Gap filling: older than gap_fill_window, not replayed.");
+                return;
+            }
+        }
+        // Ours: sent by our account, carrying an id we sent, or editing or recalling one of our copies
+        // (the echo of our own edit or recall; a copy is never the way back to its original).
+        let acts_on_ours = match &event.kind {
+            EventKind::Edited { target, .. } | EventKind::Recalled { target } => self.ids.is_ours(origin, target),
+            _ => false,
+        };
+        let is_echo = acts_on_ours
+            || event.sender.as_ref().is_some_and(|s| s.is_self)
+            || event.origin.remote_id.as_ref().is_some_and(|id| self.ids.is_ours(origin, id));
+        if is_echo {
+            self.stats.echoes.inc();
+            trace!(room = %origin, "Our own message: not relayed.");
+            return;
+        }
+        // Counted here, not where the adapter hands it over: the bridge's own echoes are counted apart.
+        self.stats.count(crate::stats::Metric::Received, origin);
+        // A message whose id is known already was relayed before: a gap fill overlapping what came live,
+        // or the platform delivering it twice.
+        if let (EventKind::Message(_), Some(id)) = (&event.kind, &event.origin.remote_id)
+            && (if event.origin.replayed {
+                self.ids.group_of(origin, id).is_some()
+            } else {
+                self.ids.knows(origin, id)
+            })
+        {
+            self.stats.duplicates.inc();
+            trace!(room = %origin, id = %id.as_str(), "Seen before: not relayed again.");
+            return;
+        }
+        if let Some(sender) = &event.sender {
+            self.directory.saw(origin, sender);
+        }
+        let mut destinations = std::mem::take(&mut self.scratch);
+        match self.rules.destinations(&event, &mut destinations) {
+            Ok(()) => self.enqueue(event, &destinations),
+            Err(skip) => {
+                self.stats.filtered.inc();
+                match (skip, &event.kind) {
+                    (Skip::Unsupported, EventKind::Unsupported { kind, .. }) => {
+                        debug!(room = %origin, kind = %kind, "Unsupported event: not relayed.");
+                    }
+                    _ => debug!(room = %origin, reason = ?skip, "Event not relayed."),
+                }
+            }
+        }
+        self.scratch = destinations;
+    }
+
+    pub(super) fn enqueue(&mut self, event: Event, destinations: &[Destination]) {
+        let group = match &event.kind {
+            EventKind::Message(message) => {
+                let origin = event.origin.remote_id.as_ref().map(|id| (&event.origin.room, id));
+                let text: String = message.content.to_plain_text().chars().take(SNIPPET_CHARS).collect();
+                let sender = event.sender.as_ref().map(|s| s.name.clone());
+                let snippet = Snippet { sender, text, time: event.time };
+                if self.store.durable() {
+                    let group = self.ids.new_group(origin, snippet.clone());
+                    self.store.group(group.0, origin, &snippet);
+                    Some(group)
+                } else {
+                    Some(self.ids.new_group(origin, snippet))
+                }
+            }
+            _ => None,
+        };
+        let event = Arc::new(event);
+        for &to in destinations {
+            let room = self.rules.room(to).addr.clone();
+            let key = self.next_key;
+            self.next_key += 1;
+            // The first client-chosen id is chosen now, so that it is stored and a replay carries it.
+            let caps = self.accounts.get(&room.account).map(|l| l.caps.client_ids);
+            let client_ids: Vec<RemoteId> = caps.and_then(|form| form.generate()).into_iter().collect();
+            if self.store.durable() {
+                self.store.put(key, &room, self.rules.bridge_name(to), &event, &client_ids, group.map(|g| g.0));
+                let full = self.outbox.len(&room) >= self.settings.queue_capacity;
+                let state = self.rooms.entry(room.clone()).or_default();
+                if full || state.has_spilled() {
+                    // Kept in the store only; read back, in order, as the queue drains.
+                    if !state.has_spilled() {
+                        warn!(room = %room, "Destination queue full: further messages wait in the store.");
+                    }
+                    state.spill_high = key;
+                    state.spilled += 1;
+                    self.refill(&room);
+                    self.gauge(&room);
+                    continue;
+                }
+                state.last_key = key;
+            }
+            let item = Queued {
+                event: Arc::clone(&event),
+                to,
+                group,
+                attempts: 0,
+                client_ids,
+                key,
+                restored: false,
+                since: std::time::Instant::now(),
+            };
+            if let Some(dropped) = self.outbox.push(&room, item) {
+                count(&mut self.rooms, &self.stats, Metric::Dropped, &room);
+                error!(route = %route(&dropped.event, &room), "Destination queue full (durable = false): dropped its oldest message.");
+            }
+            self.pump(&room);
+            self.gauge(&room);
+        }
+    }
+}

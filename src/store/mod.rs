@@ -21,8 +21,13 @@
 //! (the cursor did not move) — delivered at least once, never lost.
 
 pub mod admin;
+mod files;
 pub mod idmap;
+mod schema;
 mod writer;
+
+use files::{Held, LOCK_FILE, lock, private_dir, private_file};
+use schema::{SCHEMA_VERSION, decode, migrate, now, prune, row_to_stored, startup};
 
 pub use writer::PageLimit;
 // What the router's persistence port exchanges.
@@ -35,13 +40,10 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tracing::{error, info, warn};
 
 use crate::model::{Event, RemoteId, RoomAddr, Time};
-
-/// The schema version this build writes; older databases are migrated forward on open.
-const SCHEMA_VERSION: i64 = 2;
 
 /// The longest a transaction of the writer stays open while inputs keep coming: what a crash can cost is
 /// the open transaction, so this bounds how many messages a crash makes their sources deliver again.
@@ -321,31 +323,6 @@ impl Drop for Store {
     }
 }
 
-/// A file the store holds open, as it was opened: removed or replaced under a running daemon, what the
-/// store writes is lost at the next start (the database) or a second daemon can start (the lock).
-struct Held {
-    path: PathBuf,
-    id: (u64, u64),
-}
-
-impl Held {
-    fn of(path: PathBuf) -> Option<Self> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(&path).ok()?;
-        Some(Self { path, id: (meta.dev(), meta.ino()) })
-    }
-
-    /// Why the file is no longer the one held, if it is not.
-    fn gone(&self) -> Option<String> {
-        use std::os::unix::fs::MetadataExt;
-        match std::fs::metadata(&self.path) {
-            Err(_) => Some(format!("{} was removed", self.path.display())),
-            Ok(meta) if (meta.dev(), meta.ino()) != self.id => Some(format!("{} was replaced", self.path.display())),
-            Ok(_) => None,
-        }
-    }
-}
-
 /// How often the WAL is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -354,278 +331,6 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 fn checkpoint(db: &Connection, mode: &str) {
     if let Err(e) = db.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
         warn!(error = %e, "A checkpoint of the state database failed; the next one tries again.");
-    }
-}
-
-/// Takes the state directory's lock (released by the kernel when the process ends, however it ends).
-/// Creates the state directory, for its owner only (0700). One that exists is left as it is (it may be
-/// shared on purpose), with a WARN when others can read it.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if dir.is_dir() {
-        let mode = std::fs::metadata(dir)?.permissions().mode();
-        if mode & 0o007 != 0 {
-            warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "The state directory is open to other users; the database in it is not (0600).");
-        }
-        return Ok(());
-    }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-/// Makes a file of the state directory readable and writable by its owner only (0600).
-fn private_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-}
-
-/// The lock's file name inside `state_dir`.
-const LOCK_FILE: &str = "chatbridge.lock";
-
-fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
-    let path = dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| StoreError::Lock { path: path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
-        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
-    }
-}
-
-/// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each step in its own transaction.
-fn migrate(db: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let open = |source| StoreError::Open { path: path.to_owned(), source };
-    let version: i64 = db.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Newer { path: path.to_owned(), found: version });
-    }
-    let steps: [&str; 2] = [
-        // 1: the outbox.
-        "CREATE TABLE IF NOT EXISTS outbox (
-            key INTEGER PRIMARY KEY,
-            room TEXT NOT NULL,
-            bridge TEXT NOT NULL,
-            record BLOB NOT NULL,
-            queued_at INTEGER NOT NULL
-        );",
-        // 2: the id map, cursors, dead letters, and the outbox read per room.
-        "CREATE TABLE groups (
-            id INTEGER PRIMARY KEY,
-            sender TEXT,
-            text TEXT NOT NULL,
-            time INTEGER NOT NULL,
-            created INTEGER NOT NULL
-        );
-        CREATE TABLE copies (
-            room TEXT NOT NULL,
-            remote TEXT NOT NULL,
-            grp INTEGER NOT NULL,
-            part INTEGER NOT NULL,
-            ours INTEGER NOT NULL,
-            PRIMARY KEY (room, remote)
-        ) WITHOUT ROWID;
-        CREATE INDEX copies_by_group ON copies (grp);
-        CREATE TABLE cursors (
-            room TEXT PRIMARY KEY,
-            cursor TEXT NOT NULL,
-            updated INTEGER NOT NULL
-        ) WITHOUT ROWID;
-        CREATE TABLE deadletters (
-            key INTEGER PRIMARY KEY,
-            room TEXT NOT NULL,
-            bridge TEXT NOT NULL,
-            record BLOB NOT NULL,
-            queued_at INTEGER NOT NULL,
-            failed_at INTEGER NOT NULL,
-            reason TEXT NOT NULL,
-            requeued INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX outbox_by_room ON outbox (room, key);",
-    ];
-    for (index, step) in steps.iter().enumerate() {
-        let target = index as i64 + 1;
-        if version >= target {
-            continue;
-        }
-        let tx = db.transaction().map_err(open)?;
-        tx.execute_batch(step).map_err(open)?;
-        tx.pragma_update(None, "user_version", target).map_err(open)?;
-        tx.commit().map_err(open)?;
-        if version > 0 {
-            info!(path = %path.display(), from = version, to = target, "State database migrated.");
-        }
-    }
-    Ok(())
-}
-
-fn now() -> i64 {
-    Time::now().0
-}
-
-/// The start-up pass: re-queues dead letters marked for it, expires old orphans and old id-map entries,
-/// and reads what the router needs.
-fn startup(
-    db: &mut Connection,
-    settings: &StoreSettings,
-    configured: &impl Fn(&str, &str) -> bool,
-) -> rusqlite::Result<Opened> {
-    let tx = db.transaction()?;
-    let mut opened = Opened::default();
-    let max_key = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<i64> {
-        tx.query_row(
-            "SELECT MAX(COALESCE((SELECT MAX(key) FROM outbox), 0), COALESCE((SELECT MAX(key) FROM deadletters), 0))",
-            [],
-            |row| row.get(0),
-        )
-    };
-    // Re-queued dead letters go to the end of their room's queue, with fresh keys.
-    let requeued: Vec<i64> = {
-        let mut query = tx.prepare("SELECT key FROM deadletters WHERE requeued = 1 ORDER BY key")?;
-        query.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?
-    };
-    for old in &requeued {
-        let key = max_key(&tx)? + 1;
-        tx.execute(
-            "INSERT INTO outbox (key, room, bridge, record, queued_at)
-             SELECT ?1, room, bridge, record, ?2 FROM deadletters WHERE key = ?3",
-            params![key, now(), old],
-        )?;
-        tx.execute("DELETE FROM deadletters WHERE key = ?1", params![old])?;
-    }
-    if !requeued.is_empty() {
-        info!(messages = requeued.len(), "Dead letters re-queued.");
-    }
-    // What each destination holds; rooms no longer configured are orphans.
-    let rooms: Vec<(String, String, usize, i64)> = {
-        let mut query =
-            tx.prepare("SELECT room, bridge, COUNT(*), MIN(queued_at) FROM outbox GROUP BY room, bridge")?;
-        query
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)? as usize, row.get(3)?)))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let orphan_cutoff = now() - settings.orphan_max_age.as_millis() as i64;
-    for (room, bridge, count, oldest) in rooms {
-        if configured(&room, &bridge) {
-            let mut query = tx.prepare_cached(
-                "SELECT key, room, bridge, record FROM outbox WHERE room = ?1 AND bridge = ?2 ORDER BY key LIMIT ?3",
-            )?;
-            let rows = query.query_map(params![room, bridge, settings.per_room as i64], row_to_stored)?;
-            let mut loaded = 0;
-            for row in rows {
-                loaded += 1;
-                if let Some(stored) = decode(row?) {
-                    opened.outbox.push(stored);
-                }
-            }
-            if count > loaded {
-                opened.backlog.push((room, count - loaded));
-            }
-            continue;
-        }
-        if oldest < orphan_cutoff {
-            let moved = tx.execute(
-                "INSERT INTO deadletters (key, room, bridge, record, queued_at, failed_at, reason)
-                 SELECT key, room, bridge, record, queued_at, ?1, 'room no longer in the configuration'
-                 FROM outbox WHERE room = ?2 AND bridge = ?3 AND queued_at < ?4",
-                params![now(), room, bridge, orphan_cutoff],
-            )?;
-            tx.execute(
-                "DELETE FROM outbox WHERE room = ?1 AND bridge = ?2 AND queued_at < ?3",
-                params![room, bridge, orphan_cutoff],
-            )?;
-            warn!(%room, %bridge, messages = moved, "Queued messages for a room no longer in the configuration expired; they are in the dead letters.");
-            opened.orphans += count - moved;
-        } else {
-            warn!(%room, %bridge, messages = count, "Queued messages for a room no longer in the configuration are kept until they expire (see `chatbridge check`).");
-            opened.orphans += count;
-        }
-    }
-    opened.outbox.sort_by_key(|s| s.key);
-    opened.last_key = max_key(&tx)? as u64;
-    prune(&tx, settings.id_map_max_age)?;
-    opened.last_group =
-        tx.query_row("SELECT MAX(id) FROM groups", [], |row| row.get::<_, Option<i64>>(0))?.map(|g| g as u64);
-    opened.groups = load_groups(&tx, settings.id_map_capacity)?;
-    opened.cursors = {
-        let mut query = tx.prepare("SELECT room, cursor FROM cursors")?;
-        query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?
-    };
-    tx.commit()?;
-    Ok(opened)
-}
-
-/// The `limit` most recent groups, with their members, oldest first.
-fn load_groups(tx: &rusqlite::Transaction<'_>, limit: usize) -> rusqlite::Result<Vec<StoredGroup>> {
-    let mut groups: Vec<StoredGroup> = {
-        let mut query = tx.prepare("SELECT id, sender, text, time FROM groups ORDER BY id DESC LIMIT ?1")?;
-        query
-            .query_map(params![limit as i64], |row| {
-                Ok(StoredGroup {
-                    id: row.get::<_, i64>(0)? as u64,
-                    sender: row.get(1)?,
-                    text: row.get(2)?,
-                    time: row.get(3)?,
-                    members: Vec::new(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    groups.reverse();
-    let Some(first) = groups.first().map(|g| g.id) else { return Ok(groups) };
-    let mut query =
-        tx.prepare("SELECT grp, room, remote, ours FROM copies WHERE grp >= ?1 ORDER BY grp, room, part")?;
-    let rows = query.query_map(params![first as i64], |row| {
-        Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, bool>(3)?))
-    })?;
-    let position: std::collections::HashMap<u64, usize> = groups.iter().enumerate().map(|(i, g)| (g.id, i)).collect();
-    for row in rows {
-        let (grp, room, remote, ours) = row?;
-        let Some(&i) = position.get(&grp) else { continue };
-        let members = &mut groups[i].members;
-        match members.iter_mut().find(|m| m.room == room && m.ours == ours) {
-            Some(member) => member.ids.push(remote),
-            None => members.push(StoredMember { room, ids: vec![remote], ours }),
-        }
-    }
-    Ok(groups)
-}
-
-/// Deletes id-map entries older than `max_age`.
-fn prune(tx: &rusqlite::Transaction<'_>, max_age: Duration) -> rusqlite::Result<usize> {
-    let cutoff = now() - max_age.as_millis() as i64;
-    let Some(last) = tx
-        .query_row("SELECT MAX(id) FROM groups WHERE created < ?1", params![cutoff], |row| row.get::<_, Option<i64>>(0))
-        .optional()?
-        .flatten()
-    else {
-        return Ok(0);
-    };
-    // Groups are created in id order: everything up to the newest expired one goes.
-    let groups = tx.execute("DELETE FROM groups WHERE id <= ?1", params![last])?;
-    tx.execute("DELETE FROM copies WHERE grp <= ?1", params![last])?;
-    if groups > 0 {
-        info!(groups, "Id map: entries older than its maximum age pruned.");
-    }
-    Ok(groups)
-}
-
-type Row = (i64, String, String, Vec<u8>);
-
-fn row_to_stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-}
-
-fn decode((key, room, bridge, record): Row) -> Option<Stored> {
-    match serde_json::from_slice(&record) {
-        Ok(record) => Some(Stored { key: key as u64, room, bridge, record }),
-        Err(e) => {
-            error!(key, error = %e, "An outbox row cannot be read; it is left in place.");
-            None
-        }
     }
 }
 

@@ -1,6 +1,13 @@
-//! The command line: `run` (the default), `check`, `deadletters`, `bench`, `sim`, `demo`.
+//! The command line: `run` (the default), `check`, `deadletters`, `bench`, `sim`, `demo`; each command's code in
+//! a module of its own, `main` only parses and dispatches.
+
+pub mod bench;
+pub mod check;
+pub mod deadletters;
+pub mod run;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -113,4 +120,51 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
     },
+}
+
+/// A configuration as loaded, or an error that lists every problem and how many (`suffix` after the count).
+pub fn load(
+    loaded: Result<crate::config::Config, crate::config::LoadError>,
+    suffix: &str,
+) -> anyhow::Result<crate::config::Config> {
+    match loaded {
+        Ok(config) => Ok(config),
+        Err(crate::config::LoadError::Invalid(problems)) => anyhow::bail!("{}", invalid(&problems, suffix)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every problem, then "N problem(s) found" and `suffix`.
+pub fn invalid(problems: &crate::config::Problems, suffix: &str) -> String {
+    format!("{problems}{} problem(s) found{suffix}.", problems.0.len())
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+pub fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes, each said once: most of ours already name their cause in their own message.
+fn chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
 }

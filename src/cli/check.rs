@@ -1,0 +1,93 @@
+//! `chatbridge check`: the configuration read and checked as `run` would, the state directory judged, what the
+//! store keeps for rooms no longer configured, and the warnings.
+
+use std::process::ExitCode;
+
+use crate::config::{Config, LoadError};
+
+pub fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!("ok");
+            for line in config.summary() {
+                println!("{line}");
+            }
+            if config.general.durable {
+                println!("state: {} (from {})", config.general.state_dir.display(), config.general.state_dir_from);
+                if let Err(why) = creatable(&config.general.state_dir) {
+                    eprintln!(
+                        "state: {} cannot be created: {why}; create it for the daemon's user, or set general.state_dir",
+                        config.general.state_dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+            if config.general.durable {
+                match crate::store::admin::queues(&config.general.state_dir) {
+                    Ok(queues) => {
+                        let configured = config.destinations();
+                        for queue in queues.unwrap_or_default() {
+                            if !configured.contains(&(queue.room.clone(), queue.bridge.clone())) {
+                                println!(
+                                    "stored: {} message(s) queued for {} in bridge `{}`, which the configuration no longer has; \
+                                     kept until general.orphan_max_age ({}) has passed, then moved to the dead letters",
+                                    queue.messages,
+                                    queue.room,
+                                    queue.bridge,
+                                    readable(config.general.orphan_max_age)
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("stored: the state database cannot be read: {e}");
+                        eprintln!(
+                            "Move it aside to start with an empty store (what it held is then not delivered), or restore a backup."
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(LoadError::Invalid(problems)) => {
+            eprintln!("{}", super::invalid(&problems, ""));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `dir` can be created when it is missing: its nearest existing ancestor is a directory. (Whether the
+/// service's user may write there is not judged: `check` may run as another user than the service.)
+fn creatable(dir: &std::path::Path) -> Result<(), String> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let absolute = std::env::current_dir().map(|cwd| cwd.join(dir)).map_err(|e| e.to_string())?;
+    let Some(existing) = absolute.ancestors().find(|a| a.exists()) else {
+        return Err("no part of the path exists".into());
+    };
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    Ok(())
+}
+
+/// A duration as people write it: "7 days", "90 s".
+fn readable(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    let (value, unit) = match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{value} {unit}{}", if value == 1 { "" } else { "s" })
+}

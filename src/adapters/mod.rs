@@ -9,6 +9,7 @@ pub mod heihei;
 pub mod iirose;
 pub mod missevan;
 pub mod retry;
+pub mod supervise;
 pub mod yunhu;
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use super::wire::{self, Mapped};
 use super::{Live, Shared};
 use crate::adapters::retry::describe;
+use crate::adapters::supervise::{Ended, Until, supervise};
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, EventKind, Message, RemoteId, RoomAddr, RoomId};
 use crate::stats::Metric;
@@ -24,38 +25,28 @@ fn redact(shared: &Shared, text: String) -> String {
 }
 
 pub(super) async fn channel(shared: Arc<Shared>, ctx: AdapterContext) {
-    let mut backoff = ctx.backoff.clone();
     let mut url = shared.endpoints.channel.clone();
     url.query_pairs_mut().append_pair("token", shared.config.token.expose());
-    loop {
-        let reason = match tokio::time::timeout(
-            shared.config.request_timeout,
-            crate::adapters::connect_ws(url.as_str()),
-        )
-        .await
-        {
+    let (shared, ctx, url) = (&shared, &ctx, &url);
+    supervise(ctx, &shared.stop, None, Until::StopReceiving, |attempt| async move {
+        match tokio::time::timeout(shared.config.request_timeout, crate::adapters::connect_ws(url.as_str())).await {
             Ok(Ok((socket, _))) => {
-                backoff.connected();
+                attempt.connected();
                 info!(account = %ctx.account, "Channel connected.");
                 ctx.set_state(AccountState::Connected).await;
-                match listen(&shared, &ctx, socket).await {
-                    Some(reason) => reason,
-                    None => return,
-                }
+                listen(shared, ctx, socket).await
             }
-            Ok(Err(e)) => redact(&shared, e.to_string()),
-            Err(_) => "the handshake timed out".to_owned(),
-        };
-        if !ctx.reconnect_after(&mut backoff, &shared.stop, None, &reason).await {
-            return;
+            Ok(Err(e)) => Ended::Lost(redact(shared, e.to_string())),
+            Err(_) => Ended::Lost("the handshake timed out".to_owned()),
         }
-    }
+    })
+    .await;
 }
 
 use crate::adapters::WsStream as Socket;
 
-/// Relays until the socket dies (`Some(reason)`) or receiving stops (`None`).
-async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Option<String> {
+/// Relays until the socket dies or receiving stops.
+async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Ended {
     let (mut sink, mut stream) = socket.split();
     let period = shared.config.ping_interval;
     let mut ping = interval_at(Instant::now() + period, period);
@@ -64,30 +55,30 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Option
         let frame = tokio::select! {
             _ = ctx.stop_receiving.cancelled() => {
                 let _ = sink.send(WsMessage::Close(None)).await;
-                return None;
+                return Ended::Stopped;
             }
-            _ = shared.stop.stopped() => return None,
+            _ = shared.stop.stopped() => return Ended::Stopped,
             _ = ping.tick() => {
                 if unanswered >= MAX_UNANSWERED {
-                    return Some(format!("{MAX_UNANSWERED} pings unanswered"));
+                    return Ended::Lost(format!("{MAX_UNANSWERED} pings unanswered"));
                 }
                 unanswered += 1;
                 if let Err(e) = sink.send(WsMessage::Ping("ping".into())).await {
-                    return Some(redact(shared, e.to_string()));
+                    return Ended::Lost(redact(shared, e.to_string()));
                 }
                 continue;
             }
             frame = stream.next() => frame,
         };
         let text = match frame {
-            None => return Some("the server closed the socket".into()),
-            Some(Err(e)) => return Some(redact(shared, e.to_string())),
+            None => return Ended::Lost("the server closed the socket".into()),
+            Some(Err(e)) => return Ended::Lost(redact(shared, e.to_string())),
             Some(Ok(WsMessage::Pong(_))) => {
                 unanswered = 0;
                 continue;
             }
             Some(Ok(WsMessage::Text(text))) => text,
-            Some(Ok(WsMessage::Close(_))) => return Some("the server closed the socket".into()),
+            Some(Ok(WsMessage::Close(_))) => return Ended::Lost("the server closed the socket".into()),
             Some(Ok(_)) => continue,
         };
         let items = match wire::decode_frame(&text) {
@@ -102,7 +93,7 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Option
             match item {
                 Ok(item) => {
                     if !dispatch(shared, ctx, &item).await {
-                        return None;
+                        return Ended::Stopped;
                     }
                 }
                 Err(e) => {

@@ -13,55 +13,26 @@ use tracing::{debug, error, info};
 use super::history;
 use super::wire::{self, Frame, HEARTBEAT, Item, Join};
 use super::{ORIGIN as SITE, Shared};
+use crate::adapters::supervise::{Attempt, Ended, Until, supervise};
 use crate::adapters::{AccountState, AdapterContext, SendFailure};
 use crate::model::{RoomAddr, RoomId};
 use crate::stats::Metric;
 
 use crate::adapters::WsStream as Socket;
 
-/// How one connection ended.
-enum Ended {
-    /// Asked to stop receiving, or the account stopped.
-    Stopped,
-    /// Lost; try again after the backoff.
-    Lost(String),
-    /// The room refused the join: nothing to retry.
-    Refused(String),
-    /// The login is no longer accepted.
-    Fatal(String),
-}
-
 pub(super) async fn follow_room(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId) {
     let Ok(room_id) = room.as_str().parse::<u64>() else {
         error!(account = %ctx.account, room = %room, "Not a Missevan room id.");
         return;
     };
-    let mut backoff = ctx.backoff.clone();
-    let mut reconnect = false;
-    loop {
-        let ended = match connect(&shared, room_id).await {
-            Ok(socket) => listen(&shared, &ctx, &room, room_id, socket, reconnect, &mut backoff).await,
+    let (shared, ctx, room) = (&shared, &ctx, &room);
+    supervise(ctx, &shared.stop, Some(room), Until::StopReceiving, |attempt| async move {
+        match connect(shared, room_id).await {
+            Ok(socket) => listen(shared, ctx, room, room_id, socket, &attempt).await,
             Err(ended) => ended,
-        };
-        match ended {
-            Ended::Stopped => return,
-            Ended::Refused(reason) => {
-                ctx.stats.count(Metric::RoomUnusable, &ctx.room_addr(&room));
-                error!(account = %ctx.account, room = %room, reason = %reason, "The room refused the join; fix the configuration. The other rooms go on.");
-                return;
-            }
-            Ended::Fatal(reason) => {
-                shared.stop.stop(&ctx, reason).await;
-                return;
-            }
-            Ended::Lost(reason) => {
-                reconnect = true;
-                if !ctx.reconnect_after(&mut backoff, &shared.stop, Some(&room), &reason).await {
-                    return;
-                }
-            }
         }
-    }
+    })
+    .await;
 }
 
 /// Opens the socket with the session cookie; a refused session is refreshed once.
@@ -111,12 +82,11 @@ async fn listen(
     room: &RoomId,
     room_id: u64,
     socket: Socket,
-    reconnect: bool,
-    backoff: &mut crate::adapters::Backoff,
+    attempt: &Attempt,
 ) -> Ended {
     let (mut sink, mut stream) = socket.split();
     let uuid = uuid::Uuid::new_v4().to_string();
-    let join = Join { action: "join", uuid: &uuid, kind: "room", room_id, reconnect: reconnect.then_some(1) };
+    let join = Join { action: "join", uuid: &uuid, kind: "room", room_id, reconnect: attempt.is_reconnect().then_some(1) };
     let join = serde_json::to_string(&join).expect("the join frame serialises");
     if let Err(e) = sink.send(WsMessage::text(join)).await {
         return Ended::Lost(e.to_string());
@@ -178,10 +148,10 @@ async fn listen(
             };
             if item.is_join_ack() && item.uuid.as_deref() == Some(uuid.as_str()) {
                 if item.code != Some(0) {
-                    return Ended::Refused(format!("{} (code {})", item.info_text(), item.code.unwrap_or_default()));
+                    return Ended::RoomRefused(format!("{} (code {})", item.info_text(), item.code.unwrap_or_default()));
                 }
                 joined = true;
-                backoff.connected();
+                attempt.connected();
                 info!(account = %ctx.account, room = %room, "Joined.");
                 ctx.set_state(AccountState::Connected).await;
                 // What was said while away goes first; live frames wait in the socket meanwhile.

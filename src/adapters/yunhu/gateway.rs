@@ -10,42 +10,22 @@ use tracing::{debug, info};
 use super::proto::PushMessage;
 use super::wire::{self, Frame};
 use super::{Shared, Streaming};
+use crate::adapters::supervise::{Attempt, Ended, Until, supervise};
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, RemoteId, RoomId};
 use crate::stats::Metric;
 
-enum Ended {
-    Stopped,
-    Lost(String),
-    Fatal(String),
-}
-
 pub(super) async fn socket(shared: Arc<Shared>, ctx: AdapterContext) {
-    let mut backoff = ctx.backoff.clone();
-    loop {
-        let ended = match tokio::time::timeout(
-            shared.config.request_timeout,
-            crate::adapters::connect_ws(shared.config.ws_url.as_str()),
-        )
-        .await
-        {
-            Ok(Ok((socket, _))) => listen(&shared, &ctx, socket, &mut backoff).await,
+    let (shared, ctx) = (&shared, &ctx);
+    supervise(ctx, &shared.stop, None, Until::StopReceiving, |attempt| async move {
+        let connecting = crate::adapters::connect_ws(shared.config.ws_url.as_str());
+        match tokio::time::timeout(shared.config.request_timeout, connecting).await {
+            Ok(Ok((socket, _))) => listen(shared, ctx, socket, &attempt).await,
             Ok(Err(e)) => Ended::Lost(e.to_string()),
             Err(_) => Ended::Lost("the handshake timed out".into()),
-        };
-        match ended {
-            Ended::Stopped => return,
-            Ended::Fatal(reason) => {
-                shared.stop.stop(&ctx, reason).await;
-                return;
-            }
-            Ended::Lost(reason) => {
-                if !ctx.reconnect_after(&mut backoff, &shared.stop, None, &reason).await {
-                    return;
-                }
-            }
         }
-    }
+    })
+    .await;
 }
 
 use crate::adapters::WsStream as Socket;
@@ -54,7 +34,7 @@ async fn listen(
     shared: &Shared,
     ctx: &AdapterContext,
     socket: Socket,
-    backoff: &mut crate::adapters::Backoff,
+    attempt: &Attempt,
 ) -> Ended {
     let config = &shared.config;
     let (mut sink, mut stream) = socket.split();
@@ -127,7 +107,7 @@ async fn listen(
         let relayed = match frame {
             Frame::HeartbeatAck if !connected => {
                 connected = true;
-                backoff.connected();
+                attempt.connected();
                 info!(account = %ctx.account, "Connected.");
                 ctx.set_state(AccountState::Connected).await;
                 // What was said while away goes first, from where the chats stood when this connection

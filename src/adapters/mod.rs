@@ -106,27 +106,6 @@ impl AdapterContext {
         let _ = self.router.send(RouterInput::Ack { room, result }).await;
     }
 
-    /// After a lost connection: logs and reports the backoff's next delay, then waits it out. False when
-    /// receiving stopped or the account stopped meanwhile.
-    pub async fn reconnect_after(
-        &self,
-        backoff: &mut Backoff,
-        stop: &AccountStop,
-        room: Option<&RoomId>,
-        reason: &str,
-    ) -> bool {
-        let delay = backoff.next_delay();
-        self.stats.count_account(Metric::Reconnect, &self.account);
-        let room = room.map_or("", RoomId::as_str);
-        tracing::info!(account = %self.account, room, reason, "Reconnecting in {delay:.1?}.");
-        self.set_state(AccountState::backing_off(delay)).await;
-        tokio::select! {
-            _ = self.stop_receiving.cancelled() => false,
-            _ = stop.stopped() => false,
-            _ = tokio::time::sleep(delay) => true,
-        }
-    }
-
     /// Start-up that failed (an endpoint map, the account's own id): the one policy every platform follows
     /// is to try again with the reconnect backoff, showing `backing_off`, until it answers; only a refusal
     /// the platform states as permanent stops an account (the caller's decision). False when the daemon is
@@ -196,6 +175,15 @@ impl AccountStop {
 
     pub fn is_stopped(&self) -> bool {
         self.0.is_cancelled()
+    }
+
+    /// Answers a send: a fatal failure stops the account first (the one place that does), then the router hears
+    /// the result.
+    pub async fn answer(&self, ctx: &AdapterContext, room: &RoomId, result: Result<Vec<RemoteId>, SendFailure>) {
+        if let Err(SendFailure::Fatal { reason }) = &result {
+            self.stop(ctx, reason.clone()).await;
+        }
+        ctx.ack(room, result).await;
     }
 
     pub async fn stopped(&self) {

@@ -64,8 +64,13 @@ impl Attempt {
 /// Runs `session` until it ends for good: a lost connection is tried again after the backoff (logged at INFO,
 /// counted, shown as `backing_off`), a refused room ends this loop only, a fatal failure stops the account.
 /// `room` names the room in the logs when the loop is per room.
-pub async fn supervise<F, Fut>(ctx: &AdapterContext, stop: &AccountStop, room: Option<&RoomId>, until: Until, mut session: F)
-where
+pub async fn supervise<F, Fut>(
+    ctx: &AdapterContext,
+    stop: &AccountStop,
+    room: Option<&RoomId>,
+    until: Until,
+    mut session: F,
+) where
     F: FnMut(Attempt) -> Fut,
     Fut: Future<Output = Ended>,
 {
@@ -113,5 +118,99 @@ where
         if !go_on {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::adapters::{Cursors, RouterInput};
+    use crate::model::{AccountId, Platform};
+
+    fn context() -> (AdapterContext, mpsc::Receiver<RouterInput>) {
+        let (router, inbox) = mpsc::channel(64);
+        let ms = Duration::from_millis(1);
+        let ctx = AdapterContext {
+            account: AccountId::new(Platform::Fishroom, "t"),
+            rooms: Vec::new(),
+            router,
+            stop_receiving: Default::default(),
+            closed: Default::default(),
+            stats: Default::default(),
+            backoff: Backoff::new(ms, 2 * ms),
+            cursors: Cursors::default(),
+            http: Default::default(),
+        };
+        (ctx, inbox)
+    }
+
+    fn states(inbox: &mut mpsc::Receiver<RouterInput>) -> Vec<AccountState> {
+        std::iter::from_fn(|| inbox.try_recv().ok())
+            .filter_map(|input| match input {
+                RouterInput::State { state, .. } => Some(state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_is_tried_again_until_the_session_says_how_it_ended() {
+        let (ctx, mut inbox) = context();
+        let stop = AccountStop::default();
+        let room = RoomId::new("r");
+        let attempts = AtomicU32::new(0);
+        supervise(&ctx, &stop, Some(&room), Until::StopReceiving, |attempt| {
+            let n = attempts.fetch_add(1, Ordering::Relaxed);
+            async move {
+                assert_eq!(attempt.number, n);
+                assert_eq!(attempt.is_reconnect(), n > 0);
+                if n < 2 { Ended::Lost(format!("lost {n}")) } else { Ended::RoomRefused("no such room".into()) }
+            }
+        })
+        .await;
+        assert_eq!(attempts.load(Ordering::Relaxed), 3);
+        assert_eq!(ctx.stats.reconnects.get(), 2);
+        assert_eq!(ctx.stats.rooms_unusable.get(), 1);
+        let seen = states(&mut inbox);
+        assert_eq!(seen.len(), 2, "backing off twice: {seen:?}");
+        assert!(seen.iter().all(|s| matches!(s, AccountState::BackingOff { .. })));
+        assert!(!stop.is_stopped(), "a refused room leaves the account running");
+    }
+
+    #[tokio::test]
+    async fn a_fatal_end_stops_the_account() {
+        let (ctx, mut inbox) = context();
+        let stop = AccountStop::default();
+        supervise(&ctx, &stop, None, Until::StopReceiving, |_| async { Ended::Fatal("token refused".into()) }).await;
+        assert!(stop.is_stopped());
+        assert_eq!(states(&mut inbox), [AccountState::Stopped { reason: "token refused".into() }]);
+    }
+
+    #[tokio::test]
+    async fn a_receiving_loop_ends_when_receiving_stops_and_a_sending_session_only_at_the_close() {
+        let (ctx, _inbox) = context();
+        let stop = AccountStop::default();
+        ctx.stop_receiving.cancel();
+        let attempts = AtomicU32::new(0);
+        supervise(&ctx, &stop, None, Until::StopReceiving, |_| {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            async { Ended::Lost("lost".into()) }
+        })
+        .await;
+        assert_eq!(attempts.load(Ordering::Relaxed), 1, "not tried again once receiving stopped");
+        // A session that carries sends goes on after receiving stopped, until the daemon closes.
+        let attempts = AtomicU32::new(0);
+        supervise(&ctx, &stop, None, Until::Closed, |_| {
+            if attempts.fetch_add(1, Ordering::Relaxed) == 3 {
+                ctx.closed.cancel();
+            }
+            async { Ended::Lost("lost".into()) }
+        })
+        .await;
+        assert_eq!(attempts.load(Ordering::Relaxed), 4);
     }
 }

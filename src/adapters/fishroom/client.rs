@@ -18,10 +18,7 @@ pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: Send
             Err(SendFailure::Rejected { reason: "Fishroom cannot edit or recall messages".to_owned() })
         }
     };
-    if let Err(SendFailure::Fatal { reason }) = &result {
-        shared.stop.stop(&ctx, reason.clone()).await;
-    }
-    ctx.ack(&request.room, result.map(|()| Vec::new())).await;
+    shared.stop.answer(&ctx, &request.room, result.map(|()| Vec::new())).await;
 }
 
 async fn post(shared: &Shared, room: &RoomId, message: &OutMessage) -> Result<(), SendFailure> {

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use reqwest::StatusCode;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::wire::{FishMessage, content_of, parse_poll};
 use crate::adapters::retry::describe;
+use crate::adapters::supervise::{Attempt, Ended, Until, supervise};
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, EventKind, Message, RoomId, User};
 use crate::stats::Metric;
@@ -23,64 +24,61 @@ enum Polled {
 }
 
 pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId) {
-    let mut backoff = ctx.backoff.clone();
-    let mut connected = false;
+    let (shared, ctx, room) = (&shared, &ctx, &room);
+    supervise(ctx, &shared.stop, Some(room), Until::StopReceiving, |attempt| async move {
+        // A long-poll answers only when a message comes or 10 s pass: the status route tells at once that the
+        // server is up; the first poll then checks the token.
+        tokio::select! {
+            _ = ctx.stop_receiving.cancelled() => return Ended::Stopped,
+            _ = shared.stop.stopped() => return Ended::Stopped,
+            probed = probe(shared) => {
+                if let Err(reason) = probed {
+                    return Ended::Lost(reason);
+                }
+            }
+        }
+        attempt.connected();
+        info!(account = %ctx.account, room = %room, "Connected.");
+        ctx.set_state(AccountState::Connected).await;
+        poll(shared, ctx, room, &attempt).await
+    })
+    .await;
+}
+
+/// Polls until the connection is lost or receiving stops.
+async fn poll(shared: &Shared, ctx: &AdapterContext, room: &RoomId, attempt: &Attempt) -> Ended {
     loop {
         let polled = tokio::select! {
-            _ = ctx.stop_receiving.cancelled() => return,
-            _ = shared.stop.stopped() => return,
-            // A long-poll answers only when a message comes or 10 s pass: the status route tells at
-            // once that the server is up; the first poll then checks the token.
-            probed = probe(&shared), if !connected => match probed {
-                Ok(()) => {
-                    connected = true;
-                    backoff.connected();
-                    info!(account = %ctx.account, room = %room, "Connected.");
-                    ctx.set_state(AccountState::Connected).await;
-                    continue;
-                }
-                Err(reason) => Polled::Transient(reason),
-            },
-            polled = poll_once(&shared, &room), if connected => polled,
+            _ = ctx.stop_receiving.cancelled() => return Ended::Stopped,
+            _ = shared.stop.stopped() => return Ended::Stopped,
+            polled = poll_once(shared, room) => polled,
         };
         match polled {
             Polled::Messages(items) => {
-                backoff.connected();
+                attempt.connected();
                 for item in items {
-                    if !relay(&shared, &ctx, &room, item).await {
-                        return;
+                    if !relay(shared, ctx, room, item).await {
+                        return Ended::Stopped;
                     }
                 }
             }
             Polled::Malformed(reason) => {
                 ctx.stats.count_account(Metric::Malformed, &ctx.account);
-                let delay = backoff.next_delay();
+                let delay = attempt.next_delay();
                 crate::warn_throttled!(format!("malformed poll {}", ctx.account); account = %ctx.account, room = %room, reason = %reason, "Malformed poll answer skipped; polling again in {delay:.1?}.");
                 // As after a failure: a server answering nonsense at once is not polled in a loop.
                 tokio::select! {
-                    _ = ctx.stop_receiving.cancelled() => return,
-                    _ = shared.stop.stopped() => return,
+                    _ = ctx.stop_receiving.cancelled() => return Ended::Stopped,
+                    _ = shared.stop.stopped() => return Ended::Stopped,
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
             Polled::Transient(reason) => {
-                if connected {
-                    warn!(account = %ctx.account, room = %room, reason = %reason, "Connection lost.");
-                }
-                connected = false;
-                if !ctx.reconnect_after(&mut backoff, &shared.stop, Some(&room), &reason).await {
-                    return;
-                }
+                warn!(account = %ctx.account, room = %room, reason = %reason, "Connection lost.");
+                return Ended::Lost(reason);
             }
-            Polled::RoomBroken(reason) => {
-                ctx.stats.count(Metric::RoomUnusable, &ctx.room_addr(&room));
-                error!(account = %ctx.account, room = %room, reason = %reason, "Cannot receive from this room; fix the configuration. The other rooms go on.");
-                return;
-            }
-            Polled::Fatal(reason) => {
-                shared.stop.stop(&ctx, reason).await;
-                return;
-            }
+            Polled::RoomBroken(reason) => return Ended::RoomRefused(reason),
+            Polled::Fatal(reason) => return Ended::Fatal(reason),
         }
     }
 }

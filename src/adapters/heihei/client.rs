@@ -17,10 +17,7 @@ pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: Send
         SendAction::Message(message) => send_message(&shared, &request, message).await,
         _ => Err(SendFailure::Rejected { reason: "Heihei has no edit or recall".to_owned() }),
     };
-    if let Err(SendFailure::Fatal { reason }) = &result {
-        shared.stop.stop(&ctx, reason.clone()).await;
-    }
-    ctx.ack(&request.room, result).await;
+    shared.stop.answer(&ctx, &request.room, result).await;
 }
 
 async fn send_message(

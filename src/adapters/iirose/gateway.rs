@@ -8,66 +8,30 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at, sleep};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::wire::{self, Login, Packet, PrivateMessage, PublicMessage, Record};
 use super::{ANONYMOUS, Outgoing, Seen, Shared};
+use crate::adapters::supervise::{Attempt, Ended, Until, supervise};
 use crate::adapters::{AccountState, AdapterContext};
 use crate::model::{Event, EventKind, Message, RemoteId, RoomAddr, RoomId, Time, User};
 use crate::stats::Metric;
 
-/// How a session ended.
-enum Ended {
-    /// The daemon is closing.
-    Closed,
-    Lost(String),
-    /// The login was refused for good.
-    Fatal(String),
-    /// Login attempts are used up for today.
-    DailyLimit(String),
-}
-
-pub(super) async fn session(shared: Arc<Shared>, ctx: AdapterContext, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
-    let mut backoff = ctx.backoff.clone();
+pub(super) async fn session(shared: Arc<Shared>, ctx: AdapterContext, queue: mpsc::UnboundedReceiver<Outgoing>) {
     let urls = shared.config.ws_urls.clone();
-    let mut attempt = 0usize;
-    loop {
-        let url = &urls[attempt % urls.len()];
-        let ended = match tokio::time::timeout(shared.config.request_timeout, crate::adapters::connect_ws(url.as_str()))
-            .await
-        {
-            Ok(Ok((socket, _))) => run(&shared, &ctx, socket, &mut queue, &mut backoff).await,
+    let queue = tokio::sync::Mutex::new(queue);
+    let (shared, ctx, urls, queue) = (&shared, &ctx, &urls, &queue);
+    // The session carries sends too: it keeps reconnecting until the daemon closes.
+    supervise(ctx, &shared.stop, None, Until::Closed, |attempt| async move {
+        let url = &urls[attempt.number as usize % urls.len()];
+        let connecting = crate::adapters::connect_ws(url.as_str());
+        match tokio::time::timeout(shared.config.request_timeout, connecting).await {
+            Ok(Ok((socket, _))) => run(shared, ctx, socket, &mut *queue.lock().await, &attempt).await,
             Ok(Err(e)) => Ended::Lost(format!("{url}: {e}")),
             Err(_) => Ended::Lost(format!("{url}: the handshake timed out")),
-        };
-        let delay = match ended {
-            Ended::Closed => return,
-            Ended::Fatal(reason) => {
-                shared.stop.stop(&ctx, reason).await;
-                return;
-            }
-            Ended::DailyLimit(reason) => {
-                // Retrying now would only use up tomorrow's attempts too: wait for the next day.
-                let wait = until_next_day();
-                error!(account = %ctx.account, reason = %reason, "Not logging in again for {:.0?}.", wait);
-                ctx.set_state(AccountState::Stopped { reason: format!("{reason}; trying again in {wait:.0?}") }).await;
-                wait
-            }
-            Ended::Lost(reason) => {
-                attempt += 1;
-                ctx.stats.count_account(Metric::Reconnect, &ctx.account);
-                // The session carries sends too: it keeps reconnecting until the daemon closes.
-                let delay = backoff.next_delay();
-                info!(account = %ctx.account, reason = %reason, "Reconnecting in {delay:.1?}.");
-                ctx.set_state(AccountState::backing_off(delay)).await;
-                delay
-            }
-        };
-        tokio::select! {
-            _ = ctx.closed.cancelled() => return,
-            _ = sleep(delay) => {}
         }
-    }
+    })
+    .await;
 }
 
 /// The next midnight in China (UTC+8), where the platform counts its days.
@@ -83,7 +47,7 @@ async fn run(
     ctx: &AdapterContext,
     socket: Socket,
     queue: &mut mpsc::UnboundedReceiver<Outgoing>,
-    backoff: &mut crate::adapters::Backoff,
+    attempt: &Attempt,
 ) -> Ended {
     let config = &shared.config;
     let (mut sink, mut stream) = socket.split();
@@ -119,7 +83,7 @@ async fn run(
         let frame = tokio::select! {
             _ = ctx.closed.cancelled() => {
                 let _ = sink.send(WsMessage::Close(None)).await;
-                return Ended::Closed;
+                return Ended::Stopped;
             }
             _ = &mut login_deadline, if !logged_in => return Ended::Lost("no answer to the login".into()),
             _ = heartbeat.tick() => {
@@ -135,7 +99,7 @@ async fn run(
                 continue;
             }
             outgoing = queue.recv(), if logged_in => {
-                let Some(outgoing) = outgoing else { return Ended::Closed };
+                let Some(outgoing) = outgoing else { return Ended::Stopped };
                 if outgoing.deadline < Instant::now() {
                     debug!(account = %ctx.account, "A queued packet outlived its wait; dropped (its sender was told).");
                     continue;
@@ -192,7 +156,7 @@ async fn run(
                     }
                     if !logged_in {
                         logged_in = true;
-                        backoff.connected();
+                        attempt.connected();
                         info!(account = %ctx.account, room = %shared.room, "Logged in.");
                         ctx.set_state(AccountState::Connected).await;
                     }
@@ -204,14 +168,14 @@ async fn run(
                         event.origin.replayed = true;
                         advance(ctx, &shared.room, &mut event);
                         if !ctx.emit(event).await {
-                            return Ended::Closed;
+                            return Ended::Stopped;
                         }
                     }
                 }
                 Packet::LoginRefused(code) => {
                     let reason = wire::login_error(&code);
                     return match code.as_str() {
-                        "4" => Ended::DailyLimit(reason),
+                        "4" => Ended::LostUntil { reason, wait: until_next_day() },
                         // Our own earlier session, cut without the server noticing, holds the name until
                         // the server drops it: not permanent, so tried again with the backoff.
                         "0" => {
@@ -242,7 +206,7 @@ async fn run(
                         }
                         advance(ctx, &shared.room, &mut event);
                         if !ctx.emit(event).await {
-                            return Ended::Closed;
+                            return Ended::Stopped;
                         }
                     }
                 }

@@ -22,10 +22,7 @@ pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: Send
             Err(SendFailure::Rejected { reason: "Missevan has no edit or recall for users".to_owned() })
         }
     };
-    if let Err(SendFailure::Fatal { reason }) = &result {
-        shared.stop.stop(&ctx, reason.clone()).await;
-    }
-    ctx.ack(&request.room, result).await;
+    shared.stop.answer(&ctx, &request.room, result).await;
 }
 
 async fn post_parts(

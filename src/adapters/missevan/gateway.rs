@@ -86,7 +86,8 @@ async fn listen(
 ) -> Ended {
     let (mut sink, mut stream) = socket.split();
     let uuid = uuid::Uuid::new_v4().to_string();
-    let join = Join { action: "join", uuid: &uuid, kind: "room", room_id, reconnect: attempt.is_reconnect().then_some(1) };
+    let join =
+        Join { action: "join", uuid: &uuid, kind: "room", room_id, reconnect: attempt.is_reconnect().then_some(1) };
     let join = serde_json::to_string(&join).expect("the join frame serialises");
     if let Err(e) = sink.send(WsMessage::text(join)).await {
         return Ended::Lost(e.to_string());
@@ -148,7 +149,11 @@ async fn listen(
             };
             if item.is_join_ack() && item.uuid.as_deref() == Some(uuid.as_str()) {
                 if item.code != Some(0) {
-                    return Ended::RoomRefused(format!("{} (code {})", item.info_text(), item.code.unwrap_or_default()));
+                    return Ended::RoomRefused(format!(
+                        "{} (code {})",
+                        item.info_text(),
+                        item.code.unwrap_or_default()
+                    ));
                 }
                 joined = true;
                 attempt.connected();

@@ -33,10 +33,7 @@ pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: Send
             SendAction::Recall { targets } => recall(&shared, &chat, targets).await,
         },
     };
-    if let Err(SendFailure::Fatal { reason }) = &result {
-        shared.stop.stop(&ctx, reason.clone()).await;
-    }
-    ctx.ack(&request.room, result).await;
+    shared.stop.answer(&ctx, &request.room, result).await;
 }
 
 /// The text of a part, with its native mentions' ids.

@@ -30,12 +30,7 @@ pub(super) async fn socket(shared: Arc<Shared>, ctx: AdapterContext) {
 
 use crate::adapters::WsStream as Socket;
 
-async fn listen(
-    shared: &Shared,
-    ctx: &AdapterContext,
-    socket: Socket,
-    attempt: &Attempt,
-) -> Ended {
+async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket, attempt: &Attempt) -> Ended {
     let config = &shared.config;
     let (mut sink, mut stream) = socket.split();
     let mut seq = 0u64;

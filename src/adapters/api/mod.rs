@@ -4,6 +4,7 @@
 //! carry ids for replies, edits and deletes, and a client can resume from the last id it saw.
 
 mod server;
+mod websocket;
 pub mod wire;
 
 use std::collections::{HashMap, VecDeque};

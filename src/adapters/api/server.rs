@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::StreamExt;
+
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -26,7 +26,7 @@ pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
         .route("/api/message", post(post_message))
         .route("/api/messages", get(messages))
         .route("/api/stream", get(stream))
-        .route("/api/websocket", get(websocket))
+        .route("/api/websocket", get(super::websocket::websocket))
         .layer(middleware::from_fn_with_state(Arc::clone(&hub), auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE))
         .with_state(Arc::clone(&hub));
@@ -35,7 +35,7 @@ pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
     crate::listener::serve(listener, app, hub.ctx.http, "api", closed).await;
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "message": message.into() }))).into_response()
 }
 
@@ -59,10 +59,10 @@ async fn auth(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Resp
 pub(super) const MAX_MESSAGE: usize = 2 << 20;
 
 /// How long a client is asked to wait while the store cannot write.
-const RETRY_AFTER_SECONDS: u64 = 5;
+pub(super) const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// Why a posted message was not taken.
-enum Refused {
+pub(super) enum Refused {
     /// The message is wrong: 400.
     Bad(String),
     /// The bridge cannot keep it now: 503 with `Retry-After`.
@@ -82,7 +82,7 @@ impl From<&str> for Refused {
 }
 
 impl Refused {
-    fn text(self) -> String {
+    pub(super) fn text(self) -> String {
         match self {
             Refused::Bad(why) | Refused::Unavailable(why) => why,
         }
@@ -101,7 +101,7 @@ impl Refused {
 }
 
 /// Checks a posted message and hands it to the router; the stored message (with its id) or why not.
-async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMessage, Refused> {
+pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMessage, Refused> {
     if let Some(reason) = hub.ctx.stats.store.failing() {
         return Err(Refused::Unavailable(format!(
             "the bridge cannot store messages right now ({reason}); send it again in {RETRY_AFTER_SECONDS} s"
@@ -185,7 +185,7 @@ fn connected() -> Kept {
 /// What a streaming client gets: the connected line, what it missed after `last_id`, then everything live. A
 /// client too slow for the live feed is served what it missed from the kept messages (`history`), so it
 /// loses nothing unless it falls further behind than that.
-struct Feed {
+pub(super) struct Feed {
     hub: Arc<Hub>,
     /// What goes before the live feed: the connected line (no number), then what was missed.
     first: VecDeque<(Option<u64>, Kept)>,
@@ -199,7 +199,7 @@ struct Feed {
 }
 
 impl Feed {
-    fn new(hub: &Arc<Hub>, last_id: Option<&str>) -> Self {
+    pub(super) fn new(hub: &Arc<Hub>, last_id: Option<&str>) -> Self {
         // Subscribed before the replay is read: nothing falls between the two.
         let live = hub.live.subscribe();
         let from = hub.log.lock().expect("never poisoned").next;
@@ -218,7 +218,7 @@ impl Feed {
         self.hub.live_wake();
     }
 
-    async fn next(&mut self) -> Option<Kept> {
+    pub(super) async fn next(&mut self) -> Option<Kept> {
         loop {
             if self.reader.cut.load(std::sync::atomic::Ordering::SeqCst) {
                 tracing::warn!(account = %self.hub.ctx.account, behind = self.hub.config.history, "A streaming client stayed `history` messages behind for too long: disconnected (it can reconnect with its last id).");
@@ -259,116 +259,6 @@ async fn stream(State(hub): State<Arc<Hub>>, Query(args): Query<HashMap<String, 
         Some((Ok::<_, Infallible>(message.line), feed))
     });
     ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
-}
-
-async fn websocket(
-    State(hub): State<Arc<Hub>>,
-    Query(args): Query<HashMap<String, String>>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let last_id = args.get("last_id").cloned();
-    // An upgraded connection leaves the listener's count: websockets have a cap of their own, the same.
-    let Some(client) = WebsocketClient::admit(&hub) else {
-        let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, "too many websocket clients; try again later");
-        response.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
-        return response;
-    };
-    upgrade
-        .read_buffer_size(crate::adapters::WS_READ_BUFFER)
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            session(Arc::clone(&hub), socket, last_id).await;
-            drop(client);
-        })
-}
-
-/// One connected websocket client, counted while it lives (in the hub, for the cap, and in the metrics).
-struct WebsocketClient(Arc<Hub>);
-
-impl WebsocketClient {
-    fn admit(hub: &Arc<Hub>) -> Option<Self> {
-        use std::sync::atomic::Ordering;
-        let counter = &hub.websockets;
-        let mut now = counter.load(Ordering::SeqCst);
-        loop {
-            if now >= hub.ctx.http.max_connections {
-                crate::warn_throttled!(format!("websocket cap {}", hub.ctx.account); account = %hub.ctx.account, max = hub.ctx.http.max_connections, "Websocket client limit reached: new clients are refused (http_max_connections).");
-                return None;
-            }
-            match counter.compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => {
-                    hub.ctx.stats.websocket_clients.fetch_add(1, Ordering::SeqCst);
-                    return Some(Self(Arc::clone(hub)));
-                }
-                Err(current) => now = current,
-            }
-        }
-    }
-}
-
-impl Drop for WebsocketClient {
-    fn drop(&mut self) {
-        self.0.websockets.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        self.0.ctx.stats.websocket_clients.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// Both ways: every message to the client, and what it sends posted as with `POST /api/message`.
-/// Sends one frame to a websocket client, which must take it within the slow-reader wait: a client that
-/// stopped reading would otherwise hold its session (and what is queued for it) for ever. False when the
-/// session is to end.
-async fn send_within(
-    hub: &Hub,
-    sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
-    frame: WsMessage,
-) -> bool {
-    use futures_util::SinkExt;
-    let mut send = std::pin::pin!(sink.send(frame));
-    // Most sends complete at once: only one that has to wait gets a timer (one per message would cost CPU).
-    if let std::task::Poll::Ready(sent) =
-        std::future::poll_fn(|cx| std::task::Poll::Ready(send.as_mut().poll(cx))).await
-    {
-        return sent.is_ok();
-    }
-    match tokio::time::timeout(hub.slow_reader_wait, send).await {
-        Ok(sent) => sent.is_ok(),
-        Err(_) => {
-            crate::warn_throttled!(format!("websocket stuck {}", hub.ctx.account); account = %hub.ctx.account, wait = ?hub.slow_reader_wait, "A websocket client stopped reading: disconnected (it can reconnect with last_id).");
-            false
-        }
-    }
-}
-
-async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
-    let mut feed = Feed::new(&hub, last_id.as_deref());
-    let (mut sink, mut incoming) = socket.split();
-    loop {
-        tokio::select! {
-            _ = hub.ctx.closed.cancelled() => return,
-            message = feed.next() => {
-                let Some(message) = message else { return };
-                let Ok(text) = axum::extract::ws::Utf8Bytes::try_from(message.json()) else { return };
-                if !send_within(&hub, &mut sink, WsMessage::Text(text)).await {
-                    return;
-                }
-            }
-            frame = incoming.next() => {
-                let Some(Ok(frame)) = frame else { return };
-                let WsMessage::Text(text) = frame else { continue };
-                let answer = match serde_json::from_str::<ApiMessage>(&text) {
-                    Ok(message) => accept(&hub, message).await.err().map(Refused::text),
-                    Err(e) => Some(format!("not a JSON message: {e}")),
-                };
-                if let Some(why) = answer {
-                    let error = json!({"event": "error", "text": why}).to_string();
-                    if !send_within(&hub, &mut sink, WsMessage::text(error)).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

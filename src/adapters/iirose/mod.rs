@@ -4,6 +4,7 @@
 
 mod client;
 mod gateway;
+mod text;
 pub mod wire;
 
 #[cfg(test)]

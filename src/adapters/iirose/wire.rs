@@ -5,13 +5,11 @@
 //! `>`, and user text in fields is HTML-entity escaped — so split first, then unescape each field.
 
 use std::io::{Read, Write};
-use std::sync::LazyLock;
 
 use md5::{Digest, Md5};
-use regex::Regex;
 use serde::Serialize;
 
-use crate::model::{Content, Reply, Segment, Time};
+pub use super::text::{parse_text, render, with_quote};
 
 /// Payloads longer than this travel gzip-compressed behind a `0x01` byte.
 pub const COMPRESS_OVER: usize = 256;
@@ -354,98 +352,6 @@ fn private_record(f: &[&str]) -> Option<PrivateMessage> {
         msg_id: unescape(f[10]),
         receiver: f.get(11).filter(|r| !r.is_empty()).map(|r| unescape(r)),
     })
-}
-
-const QUOTE_END: &str = " (hr_) ";
-const QUOTE_MARK: &str = " (_hr) ";
-
-static MARKUP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|\s)\[\*(?P<mention>[^\]]+)\*\](?:\s|$)|(?:^|\s)\[_(?P<room>[0-9A-Za-z]+)_\](?:\s|$)|\[(?P<image>https?://[^\]\s]+)\]")
-        .expect("valid pattern")
-});
-
-/// Message text as segments, with the quote chain (if any) as the reply: `quoted (_hr) name_time (hr_) new`.
-pub fn parse_text(text: &str) -> (Content, Option<Reply>) {
-    if text.is_empty() {
-        return (Content::default(), None);
-    }
-    let (reply, new) = match text.rsplit_once(QUOTE_END) {
-        Some((chain, new)) => {
-            // The innermost quote is the last `quoted (_hr) name_time` of the chain.
-            let last = chain.rsplit(QUOTE_END).next().unwrap_or(chain);
-            let reply = last.rsplit_once(QUOTE_MARK).map(|(quoted, marker)| {
-                let (name, time) = marker.rsplit_once('_').unwrap_or((marker, ""));
-                let quoted = quoted.rsplit(QUOTE_END).next().unwrap_or(quoted);
-                Reply {
-                    target: None,
-                    quoted_sender: Some(name.to_owned()),
-                    quoted_text: Some(quoted.to_owned()),
-                    quoted_time: time.parse::<i64>().ok().map(|s| Time(s * 1000)),
-                }
-            });
-            (reply, new)
-        }
-        None => (None, text),
-    };
-    (segments(new), reply)
-}
-
-fn segments(text: &str) -> Content {
-    if !text.contains('[') {
-        return Content::text(text);
-    }
-    let mut out = Vec::new();
-    let mut last = 0;
-    for caps in MARKUP.captures_iter(text) {
-        let whole = caps.get(0).expect("group 0 always matches");
-        if whole.start() > last {
-            out.push(Segment::Text(text[last..whole.start()].to_owned()));
-        }
-        if let Some(name) = caps.name("mention") {
-            out.push(Segment::Mention { user: None, name: name.as_str().to_owned() });
-        } else if let Some(room) = caps.name("room") {
-            out.push(Segment::RoomLink { room: room.as_str().to_owned() });
-        } else if let Some(url) = caps.name("image") {
-            out.push(Segment::Image { url: url.as_str().trim_end_matches("#e").to_owned() });
-        }
-        last = whole.end();
-    }
-    if last < text.len() {
-        out.push(Segment::Text(text[last..].to_owned()));
-    }
-    Content(out)
-}
-
-/// Segments as IIROSE text: ` [*name*] ` mentions, ` [_id_] ` room links, `[url]` images.
-pub fn render(content: &Content) -> String {
-    let mut out = String::new();
-    for segment in &content.0 {
-        match segment {
-            Segment::Mention { name, .. } => {
-                out.push_str(" [*");
-                out.push_str(name);
-                out.push_str("*] ");
-            }
-            Segment::RoomLink { room } if room.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                out.push_str(" [_");
-                out.push_str(room);
-                out.push_str("_] ");
-            }
-            Segment::Image { url } => {
-                out.push('[');
-                out.push_str(url);
-                out.push(']');
-            }
-            other => crate::model::push_plain(&mut out, other),
-        }
-    }
-    out
-}
-
-/// `quoted (_hr) name_time (hr_) text`.
-pub fn with_quote(quoted: &str, name: &str, time: Time, text: &str) -> String {
-    let quoted = quoted.lines().next().unwrap_or_default();
-    format!("{quoted}{QUOTE_MARK}{name}_{}{QUOTE_END}{text}", time.0 / 1000)
 }
 
 /// The login packet: `*` + JSON.

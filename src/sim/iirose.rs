@@ -79,6 +79,9 @@ pub struct IiroseSim {
     shared: Arc<Shared>,
 }
 
+/// Marks a queued packet as a frame to send as it is.
+const RAW_FRAME: &str = "\u{0}raw\u{0}";
+
 fn now() -> i64 {
     crate::model::Time::now().0 / 1000
 }
@@ -199,6 +202,11 @@ impl IiroseSim {
     /// Sends a raw packet to every client in `room` (malformed and unknown packets).
     pub fn raw(&self, room: &str, packet: &str) {
         self.shared.to_room(room, packet);
+    }
+
+    /// Sends `bytes` to every client in `room` as one frame, as they are (not a packet: garbage).
+    pub fn raw_frame(&self, room: &str, bytes: &str) {
+        self.shared.to_room(room, &format!("{RAW_FRAME}{bytes}"));
     }
 
     /// Kicks the client named `name` (`-k`).
@@ -392,7 +400,12 @@ async fn session(mut ws: WebSocket, shared: Arc<Shared>, dropped: CancellationTo
             }
             packet = rx.recv() => {
                 let Some(packet) = packet else { break };
-                if ws.send(Message::binary(encode_frame(&packet))).await.is_err() {
+                // A frame as given, not encoded (garbage for the tests).
+                let frame = match packet.strip_prefix(RAW_FRAME) {
+                    Some(raw) => raw.as_bytes().to_vec(),
+                    None => encode_frame(&packet),
+                };
+                if ws.send(Message::binary(frame)).await.is_err() {
                     break;
                 }
             }
@@ -415,4 +428,47 @@ async fn session(mut ws: WebSocket, shared: Arc<Shared>, dropped: CancellationTo
         }
     }
     shared.lock().clients.remove(&conn);
+}
+
+impl crate::sim::contract::Simulator for IiroseSim {
+    fn platform(&self) -> crate::model::Platform {
+        crate::model::Platform::Iirose
+    }
+
+    fn account(&self, name: &str) -> String {
+        let user = &self.shared.config.users[0];
+        format!(
+            "\n[accounts.iirose.{name}]\nusername = \"{}\"\npassword = \"{}\"\nws_url = \"{}\"\nheartbeat = \"1s\"\n\
+             echo_timeout = \"2s\"\nrequest_timeout = \"3s\"\n",
+            user.name,
+            user.password,
+            self.ws_url()
+        )
+    }
+
+    fn room(&self) -> String {
+        self.shared.config.rooms[0].clone()
+    }
+
+    fn say(&self, text: &str) {
+        let (uid, name) = crate::sim::contract::MEMBER;
+        IiroseSim::say(self, &self.shared.config.rooms[0], uid, name, text);
+    }
+
+    fn garbage(&self) {
+        // 0x01 announces a gzip body; what follows is not one.
+        self.raw_frame(&self.shared.config.rooms[0], "\u{1}not gzip");
+    }
+
+    fn sent_texts(&self) -> Vec<String> {
+        self.said().into_iter().map(|s| s.text).collect()
+    }
+
+    fn drop_connections(&self) {
+        IiroseSim::drop_connections(self);
+    }
+
+    fn restart(&mut self, down_for: std::time::Duration) -> crate::sim::contract::Restarting<'_> {
+        Box::pin(self.server.restart(down_for))
+    }
 }

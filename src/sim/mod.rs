@@ -2,6 +2,7 @@
 //! control API (inject a message as a user, read what the bridge sent, drop connections, restart,
 //! fail on purpose). They serve `chatbridge demo`, the integration tests and the benchmarks.
 
+pub mod contract;
 pub mod fishroom;
 pub mod heihei;
 pub mod iirose;

@@ -4,6 +4,7 @@ mod api;
 mod binary;
 mod chaos;
 mod config;
+mod contract;
 mod fishroom;
 mod gaps;
 mod harness;

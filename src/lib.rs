@@ -27,6 +27,7 @@ pub mod load;
 pub mod model;
 pub mod notify;
 pub mod router;
+pub mod settings;
 pub mod shutdown;
 pub mod sim;
 pub mod simulate;

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod config;
 pub mod fishroom;
 pub mod heihei;
 pub mod iirose;
@@ -30,9 +31,9 @@ pub use crate::link::{
     AccountState, AdapterRoom, OutMessage, Quote, RouterInput, SendAction, SendFailure, SendRequest,
 };
 
-use crate::config::AccountConfig;
 use crate::model::{AccountId, Capabilities, Event, RemoteId, RoomAddr, RoomId};
 use crate::stats::{Metric, Stats};
+use config::AccountConfig;
 
 /// Everything an adapter task is given besides its send requests.
 #[derive(Clone)]

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 use regex::Regex;
 use toml::de::DeValue;
 
-use super::validate::{Fields, Report, Span, Value};
 use super::{AccountConfig, Bridge, BridgeRoom, DEFAULT_FORMAT, DEFAULT_NICK_FORMAT, Direction, accounts};
 use crate::model::{AccountId, EventFilter, EventSet, Platform, RoomAddr};
+use crate::settings::{Fields, Report, Span, Value};
 use crate::template::Template;
 
 /// Options a bridge gives its rooms as defaults, and a room may override.

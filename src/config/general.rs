@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::LogFormat;
-use super::validate::{Fields, Report};
+use crate::settings::{Fields, Report};
 
 /// `[general]`.
 #[derive(Clone, Debug, PartialEq)]

@@ -4,8 +4,6 @@
 mod accounts;
 mod bridges;
 mod general;
-mod secret;
-mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,16 +12,15 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use toml::de::DeTable;
 
+pub use crate::settings::{Problem, Problems, Secret};
 pub use accounts::{
     AccountConfig, ApiAccount, FishroomAccount, HeiheiAccount, IiroseAccount, MissevanAccount, SendLimit, YunhuAccount,
 };
 pub use general::{General, UNIT_STATE_DIR, default_state_dir};
-pub use secret::Secret;
-pub use validate::{Problem, Problems};
 
 use crate::model::{AccountId, EventSet, Platform, RoomAddr};
+use crate::settings::{self as validate, Fields, Report};
 use crate::template::Template;
-use validate::{Fields, Report};
 
 /// A whole, valid configuration.
 #[derive(Clone, Debug)]
@@ -109,7 +106,7 @@ pub enum LoadError {
 impl Config {
     /// [`Config::load`] for commands that only read the state (`deadletters`): secrets are not resolved.
     pub fn load_without_secrets(path: &Path) -> Result<Self, LoadError> {
-        secret::without_secrets(|| Self::load(path))
+        crate::settings::without_secrets(|| Self::load(path))
     }
 
     /// Reads and checks a configuration file.

@@ -3,6 +3,7 @@
 //! matterbridge's, every client gets every message (no shared buffer that one reader empties), messages
 //! carry ids for replies, edits and deletes, and a client can resume from the last id it saw.
 
+pub mod config;
 mod server;
 mod websocket;
 pub mod wire;
@@ -17,8 +18,8 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::{error, info};
 
 use super::{AccountStop, Adapter, AdapterContext, SendAction, SendFailure, SendRequest};
-use crate::config::ApiAccount;
 use crate::model::{Capabilities, ClientIdForm, RemoteId, Time};
+use config::ApiAccount;
 use wire::{ApiMessage, DELETE};
 
 pub struct ApiAdapter {

@@ -2,6 +2,7 @@
 //! POST per message. Fishroom has no message ids, no edits and a separate sender field.
 
 mod client;
+pub mod config;
 mod gateway;
 pub(crate) mod wire;
 
@@ -14,8 +15,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::sync::mpsc;
 
 use super::{AccountStop, Adapter, AdapterContext, SendRequest};
-use crate::config::FishroomAccount;
 use crate::model::{Capabilities, RoomId};
+use config::FishroomAccount;
 
 /// Posts remembered for recognising their echoes in the feed.
 const ECHO_MEMORY: usize = 256;

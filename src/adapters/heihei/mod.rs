@@ -3,6 +3,7 @@
 //! (each broadcast has its own `liveId`, which sending needs).
 
 mod client;
+pub mod config;
 mod gateway;
 pub mod wire;
 
@@ -23,8 +24,8 @@ use super::retry::describe;
 /// The largest answer of the Heihei API read (init's endpoint map and the live calls are a few KiB).
 const MAX_ANSWER: usize = 1 << 20;
 use super::{AccountStop, Adapter, AdapterContext, SendRequest};
-use crate::config::HeiheiAccount;
 use crate::model::{Capabilities, RoomId};
+use config::HeiheiAccount;
 
 /// Texts remembered as sent, for recognising their echoes (the platform documents none).
 const SENT_MEMORY: usize = 256;

@@ -3,6 +3,7 @@
 //! delivery confirmation.
 
 mod client;
+pub mod config;
 mod gateway;
 mod text;
 pub mod wire;
@@ -19,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{AccountStop, Adapter, AdapterContext, SendRequest};
-use crate::config::IiroseAccount;
 use crate::model::{Capabilities, ClientIdForm, MediaKinds, RoomId, Time};
+use config::IiroseAccount;
 
 /// Messages remembered for resolving quotes (which carry a name and a time, not an id).
 const RECENT: usize = 512;

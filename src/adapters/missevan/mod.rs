@@ -2,6 +2,7 @@
 //! `POST /api/chatroom/message/send` for sending, with message ids we choose (uuid `msg_id`).
 
 mod client;
+pub mod config;
 mod gateway;
 mod history;
 mod session;
@@ -21,8 +22,8 @@ use super::{AccountStop, Adapter, AdapterContext, SendRequest};
 
 /// The largest answer of the Missevan API read (a history page of a few hundred messages is well under it).
 const MAX_ANSWER: usize = 4 << 20;
-use crate::config::MissevanAccount;
 use crate::model::{Capabilities, ClientIdForm};
+use config::MissevanAccount;
 use session::Session;
 
 /// The site's origin, sent on the socket handshake as a browser would.

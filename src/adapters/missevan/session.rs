@@ -6,10 +6,10 @@ use reqwest::header::{COOKIE, HeaderValue, SET_COOKIE};
 use tokio::sync::Mutex;
 use tracing::{debug, info};
 
+use super::config::MissevanAccount;
 use super::wire::Answer;
 use crate::adapters::SendFailure;
 use crate::adapters::retry::describe;
-use crate::config::MissevanAccount;
 
 const SESSION: &str = "FM_SESS";
 const SESSION_SIG: &str = "FM_SESS.sig";

@@ -2,6 +2,7 @@
 //! down for receiving, protobuf over HTTP for sending, editing and recalling, with message ids we choose.
 
 mod client;
+pub mod config;
 mod gateway;
 mod history;
 pub mod wire;
@@ -32,8 +33,8 @@ use tokio::time::Instant;
 
 use super::retry::describe;
 use super::{AccountStop, Adapter, AdapterContext, SendFailure, SendRequest};
-use crate::config::YunhuAccount;
 use crate::model::{Capabilities, ClientIdForm, RoomId};
+use config::YunhuAccount;
 
 pub struct YunhuAdapter {
     config: YunhuAccount,

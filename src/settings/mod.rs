@@ -1,10 +1,16 @@
 //! Walking the spanned TOML tree: every problem is collected with its file, line and column, so
-//! `chatbridge check` reports them all at once instead of stopping at the first.
+//! `chatbridge check` reports them all at once instead of stopping at the first. The configuration and each
+//! platform's account table (`adapters/<platform>/config.rs`) read their keys with these.
+
+mod secret;
+
+pub use secret::{Secret, without_secrets};
 
 use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+use reqwest::Url;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -220,6 +226,85 @@ impl<'t, 'i> Fields<'t, 'i> {
                 type_error(report, &value.span());
                 None
             }
+        }
+    }
+}
+
+/// A URL key with a default: websocket keys (`ws_…`, `channel_url`) take ws or wss, the others http or https.
+pub(crate) fn url(
+    fields: &mut Fields<'_, '_>,
+    key: &'static str,
+    default: &str,
+    report: &mut Report<'_>,
+) -> Option<Url> {
+    match optional_url(fields, key, report)? {
+        Some(url) => Some(url),
+        None => Some(Url::parse(default).expect("default URLs are valid")),
+    }
+}
+
+/// `Some(None)` when the key is absent, `None` when it is wrong (reported).
+pub(crate) fn optional_url(
+    fields: &mut Fields<'_, '_>,
+    key: &'static str,
+    report: &mut Report<'_>,
+) -> Option<Option<Url>> {
+    let Some((text, span)) = fields.str(key, report) else {
+        return Some(None);
+    };
+    // A websocket key takes ws or wss, every other URL http or https.
+    let expected: &[&str] =
+        if key.starts_with("ws_") || key == "channel_url" { &["ws", "wss"] } else { &["http", "https"] };
+    match Url::parse(text) {
+        Ok(url) if expected.contains(&url.scheme()) => Some(Some(url)),
+        Ok(url) => {
+            report.error(&span, format!("`{key}` has scheme `{}`; expected {}", url.scheme(), expected.join(" or ")));
+            None
+        }
+        Err(e) => {
+            report.error(&span, format!("`{key}` is not a URL: {e}"));
+            None
+        }
+    }
+}
+
+/// A URL or a list of them, tried in order.
+pub(crate) fn url_list(
+    fields: &mut Fields<'_, '_>,
+    key: &'static str,
+    default: &str,
+    report: &mut Report<'_>,
+) -> Option<Vec<Url>> {
+    let Some(list) = fields.str_list(key, report) else {
+        return Some(vec![Url::parse(default).expect("default URLs are valid")]);
+    };
+    if list.is_empty() {
+        report.error(&fields.span, format!("`{key}` is an empty list"));
+        return None;
+    }
+    let mut urls = Vec::with_capacity(list.len());
+    for (text, span) in list {
+        match Url::parse(text) {
+            Ok(url) if matches!(url.scheme(), "ws" | "wss") => urls.push(url),
+            Ok(url) => report.error(&span, format!("`{key}` has scheme `{}`; expected ws or wss", url.scheme())),
+            Err(e) => report.error(&span, format!("`{key}` is not a URL: {e}")),
+        }
+    }
+    Some(urls)
+}
+
+pub(crate) fn secret(
+    fields: &mut Fields<'_, '_>,
+    key: &'static str,
+    what: &str,
+    report: &mut Report<'_>,
+) -> Option<Secret> {
+    let (spec, span) = fields.required_str(key, what, report)?;
+    match Secret::resolve(spec) {
+        Ok(secret) => Some(secret),
+        Err(e) => {
+            report.error(&span, format!("secret `{key}` cannot be read: {e}"));
+            None
         }
     }
 }

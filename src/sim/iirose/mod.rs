@@ -3,6 +3,11 @@
 //! room, packets over 256 bytes gzipped behind `0x01`, batches newest first, fields escaped as the platform
 //! does, a sender's own messages echoed with its `i`, joins and leaves, recalls, broadcasts, kicks.
 
+mod contract;
+mod server;
+
+use server::*;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -376,99 +381,5 @@ impl Shared {
                 }
             }
         }
-    }
-}
-
-async fn socket(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
-    if shared.down.load(Ordering::SeqCst) {
-        return axum::response::IntoResponse::into_response(axum::http::StatusCode::SERVICE_UNAVAILABLE);
-    }
-    let (dropped, muted) = shared.sessions.tokens();
-    upgrade.on_upgrade(move |ws| session(ws, shared, dropped, muted))
-}
-
-async fn session(mut ws: WebSocket, shared: Arc<Shared>, dropped: CancellationToken, muted: CancellationToken) {
-    let conn = shared.next.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    loop {
-        tokio::select! {
-            _ = dropped.cancelled() => break,
-            _ = muted.cancelled() => {
-                // Silent until cut: nothing is read (so no ping is answered) and nothing is sent.
-                dropped.cancelled().await;
-                break;
-            }
-            packet = rx.recv() => {
-                let Some(packet) = packet else { break };
-                // A frame as given, not encoded (garbage for the tests).
-                let frame = match packet.strip_prefix(RAW_FRAME) {
-                    Some(raw) => raw.as_bytes().to_vec(),
-                    None => encode_frame(&packet),
-                };
-                if ws.send(Message::binary(frame)).await.is_err() {
-                    break;
-                }
-            }
-            frame = ws.recv() => {
-                let bytes = match frame {
-                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
-                    Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
-                    Some(Ok(_)) => continue,
-                    _ => break,
-                };
-                let Ok(text) = decode_frame(&bytes) else { continue };
-                if let Some(login) = text.strip_prefix('*') {
-                    if let Err(refusal) = shared.login(login, conn, &tx) {
-                        let _ = ws.send(Message::binary(encode_frame(&refusal))).await;
-                    }
-                } else if !text.is_empty() {
-                    shared.handle(conn, &text);
-                }
-            }
-        }
-    }
-    shared.lock().clients.remove(&conn);
-}
-
-impl crate::sim::contract::Simulator for IiroseSim {
-    fn platform(&self) -> crate::model::Platform {
-        crate::model::Platform::Iirose
-    }
-
-    fn account(&self, name: &str) -> String {
-        let user = &self.shared.config.users[0];
-        format!(
-            "\n[accounts.iirose.{name}]\nusername = \"{}\"\npassword = \"{}\"\nws_url = \"{}\"\nheartbeat = \"1s\"\n\
-             echo_timeout = \"2s\"\nrequest_timeout = \"3s\"\n",
-            user.name,
-            user.password,
-            self.ws_url()
-        )
-    }
-
-    fn room(&self) -> String {
-        self.shared.config.rooms[0].clone()
-    }
-
-    fn say(&self, text: &str) {
-        let (uid, name) = crate::sim::contract::MEMBER;
-        IiroseSim::say(self, &self.shared.config.rooms[0], uid, name, text);
-    }
-
-    fn garbage(&self) {
-        // 0x01 announces a gzip body; what follows is not one.
-        self.raw_frame(&self.shared.config.rooms[0], "\u{1}not gzip");
-    }
-
-    fn sent_texts(&self) -> Vec<String> {
-        self.said().into_iter().map(|s| s.text).collect()
-    }
-
-    fn drop_connections(&self) {
-        IiroseSim::drop_connections(self);
-    }
-
-    fn restart(&mut self, down_for: std::time::Duration) -> crate::sim::contract::Restarting<'_> {
-        Box::pin(self.server.restart(down_for))
     }
 }

@@ -4,6 +4,8 @@
 //! the websocket layer), frames in both forms (arrays of items whose `msg` is a JSON string, and the
 //! `{timeStamp, type, liveId, msg}` envelope), and `sendMsg` with its error codes, echoing what is sent.
 
+mod contract;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -374,47 +376,5 @@ async fn socket(
                 }
             }
         }
-    }
-}
-
-impl crate::sim::contract::Simulator for HeiheiSim {
-    fn platform(&self) -> crate::model::Platform {
-        crate::model::Platform::Heihei
-    }
-
-    fn account(&self, name: &str) -> String {
-        format!(
-            "\n[accounts.heihei.{name}]\ntoken = \"{}\"\ninit_url = \"{}\"\nping_interval = \"1s\"\nrequest_timeout = \"3s\"\n",
-            self.shared.config.token,
-            self.init_url()
-        )
-    }
-
-    fn room(&self) -> String {
-        let host = self.shared.config.hosts[0];
-        if self.live_of(host).is_none() {
-            self.start_live(host);
-        }
-        format!("host/{host}")
-    }
-
-    fn say(&self, text: &str) {
-        HeiheiSim::say(self, self.shared.config.hosts[0], 42, crate::sim::contract::MEMBER.1, text);
-    }
-
-    fn garbage(&self) {
-        self.push_raw("{\"msgType\": \"text\", not json");
-    }
-
-    fn sent_texts(&self) -> Vec<String> {
-        self.sent().into_iter().map(|s| s.text).collect()
-    }
-
-    fn drop_connections(&self) {
-        HeiheiSim::drop_connections(self);
-    }
-
-    fn restart(&mut self, down_for: std::time::Duration) -> crate::sim::contract::Restarting<'_> {
-        Box::pin(HeiheiSim::restart(self, down_for))
     }
 }

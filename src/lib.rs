@@ -4,13 +4,20 @@
 //!
 //! # Layout
 //!
-//! - [`model`]: the shared event model (events, content segments, typed ids, capabilities). No I/O.
-//! - [`config`]: the TOML file: parsing, every problem reported at once with its position, secrets.
-//! - [`router`]: the router task: rules, formats, the loop guard, the id map and the destination queues.
-//! - [`adapters`]: the adapter runtime (context, backoff, failure classes) and one module per platform,
-//!   each split into `wire` (the platform's format), `gateway` (receiving) and `client` (sending).
-//! - [`sim`]: in-process simulators of the platforms, for the demo, the tests and the benchmarks.
-//! - [`stats`]: counters; [`telemetry`]: logging; [`shutdown`]: signals; [`cli`] and [`demo`]: the commands.
+//! - [`model`]: the shared event model (events, content segments, typed ids, capabilities). Imports nothing of
+//!   the crate.
+//! - [`link`]: the contract between the router and the adapters (what each tells the other, how sends fail).
+//! - [`settings`]: walking the TOML tree with every problem reported at once; secrets. [`config`]: the file.
+//! - [`router`]: the router task — routing, delivery, spill, reloads — and [`router::port`], the persistence port
+//!   that [`store`] (SQLite) implements.
+//! - [`adapters`]: the adapter runtime (context, the receive supervisor, backoff, transports) and one folder per
+//!   platform: `config` (its account table), `wire`, `gateway` (receiving), `client` (sending).
+//! - [`sim`]: in-process simulators of the platforms under one contract, for the demo, the tests and the benchmarks.
+//! - [`stats`], [`status`], [`notify`], [`telemetry`], [`shutdown`]: counters, `/health` and `/metrics`, systemd,
+//!   logging, signals. [`cli`], [`demo`], [`simulate`], [`load`]: the commands.
+//!
+//! `docs/architecture.md` has the map by folder and the way of one message; `.ci/modgraph.py` checks that no
+//! module imports back up.
 //!
 //! [`Daemon::start`] (in `daemon`) wires it together: one task per account under a supervisor that applies
 //! reloads, one router task, and a shutdown that stops receiving, drains the queues within

@@ -112,7 +112,7 @@ impl AdapterContext {
     /// is to try again with the reconnect backoff, showing `backing_off`, until it answers; only a refusal
     /// the platform states as permanent stops an account (the caller's decision). False when the daemon is
     /// shutting down meanwhile.
-    pub async fn start_up_failed(&self, backoff: &mut Backoff, what: &str, reason: &str) -> bool {
+    async fn start_up_failed(&self, backoff: &mut Backoff, what: &str, reason: &str) -> bool {
         let delay = backoff.next_delay();
         tracing::warn!(account = %self.account, reason, "{what} failed; trying again in {delay:.1?}.");
         self.stats.count_account(Metric::Reconnect, &self.account);
@@ -122,6 +122,31 @@ impl AdapterContext {
             _ = self.stop_receiving.cancelled() => false,
             _ = self.closed.cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    /// The one start-up policy for a call an account needs before it can run (an endpoint map, its own id):
+    /// tried again with the reconnect backoff until it answers; a refusal the platform states as permanent stops
+    /// the account. `None` when the account stopped or the daemon is shutting down (see [`stopped_at_start`]).
+    pub async fn start_up<T, F, Fut>(&self, stop: &AccountStop, what: &str, mut call: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StartUp>>,
+    {
+        let mut backoff = self.backoff.clone();
+        loop {
+            match call().await {
+                Ok(found) => return Some(found),
+                Err(StartUp::Refused(reason)) => {
+                    stop.stop(self, reason).await;
+                    return None;
+                }
+                Err(StartUp::Failed(reason)) => {
+                    if !self.start_up_failed(&mut backoff, what, &reason).await {
+                        return None;
+                    }
+                }
+            }
         }
     }
 
@@ -248,16 +273,32 @@ pub async fn drive<R, S, SF>(
     }
 }
 
+/// How a start-up call failed.
+pub enum StartUp {
+    /// The platform refused for good (a bad token): the account stops.
+    Refused(String),
+    /// Anything else: tried again.
+    Failed(String),
+}
+
+/// After a start-up that did not succeed: a stopped account still answers every send (`Fatal`) until the daemon
+/// closes; a daemon shutting down meanwhile needs nothing more.
+pub async fn stopped_at_start(ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>, stop: AccountStop) {
+    if stop.is_stopped() {
+        let none: Vec<Running> = Vec::new();
+        drive(ctx, sends, stop, none, |_| async {}).await;
+    }
+}
+
+/// An adapter's task, as [`Adapter::run`] returns it.
+pub type Running = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A platform adapter.
 pub trait Adapter: Send + 'static {
     fn capabilities(&self) -> Capabilities;
     /// Runs until `ctx.closed` is cancelled or the account stops; answers every request of `sends`
     /// with an acknowledgement.
-    fn run(
-        self: Box<Self>,
-        ctx: AdapterContext,
-        sends: mpsc::UnboundedReceiver<SendRequest>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> Running;
 }
 
 /// The adapter for one configured account.

@@ -9,16 +9,6 @@ use chatbridge::sim::contract::Simulator;
 
 use crate::harness::*;
 
-const PATIENT: &str = r#"
-[general]
-shutdown_timeout = "2s"
-retry_delay = "20ms"
-backoff_min = "50ms"
-backoff_max = "200ms"
-max_attempts = 1000
-max_age = "10m"
-"#;
-
 /// Says `prefix n` on `sim` until the Fishroom peer gets one of them (what is said while a connection is down may
 /// or may not come back through the platform's history).
 async fn until_relayed(sim: &dyn Simulator, peer: &chatbridge::sim::fishroom::FishroomSim, prefix: &str) {

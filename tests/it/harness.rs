@@ -27,6 +27,17 @@ max_attempts = 3
 max_age = "0s"
 "#;
 
+/// `[general]` that keeps a failing destination queued (never given up) for the length of a test.
+pub const PATIENT: &str = r#"
+[general]
+shutdown_timeout = "5s"
+retry_delay = "20ms"
+backoff_min = "50ms"
+backoff_max = "200ms"
+max_attempts = 1000
+max_age = "10m"
+"#;
+
 /// A simulated Fishroom server with these rooms and tokens `(id, key, name)`, polls held 300 ms.
 pub async fn fishroom(rooms: &[&str], tokens: &[(&str, &str, &str)]) -> FishroomSim {
     let config = FishroomSimConfig {

@@ -7,17 +7,6 @@ use chatbridge::{Changes, Reloaded};
 
 use crate::harness::*;
 
-/// Retries and delays that keep a failing destination queued (not given up) for the length of a test.
-const PATIENT: &str = r#"
-[general]
-shutdown_timeout = "5s"
-retry_delay = "20ms"
-backoff_min = "50ms"
-backoff_max = "200ms"
-max_attempts = 1000
-max_age = "10m"
-"#;
-
 fn ids(list: &[&str]) -> Vec<chatbridge::model::AccountId> {
     list.iter()
         .map(|a| {

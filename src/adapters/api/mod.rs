@@ -231,11 +231,7 @@ impl Adapter for ApiAdapter {
         }
     }
 
-    fn run(
-        self: Box<Self>,
-        ctx: AdapterContext,
-        sends: mpsc::UnboundedReceiver<SendRequest>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
         Box::pin(async move {
             let stop = AccountStop::default();
             let gateways = ctx.rooms.iter().map(|r| r.room.to_string()).collect();

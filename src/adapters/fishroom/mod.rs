@@ -7,8 +7,6 @@ mod gateway;
 pub(crate) mod wire;
 
 use std::collections::{HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -104,11 +102,7 @@ impl Adapter for FishroomAdapter {
         Capabilities { separate_sender: true, ..Capabilities::default() }
     }
 
-    fn run(
-        self: Box<Self>,
-        ctx: AdapterContext,
-        sends: mpsc::UnboundedReceiver<SendRequest>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
         let shared = Arc::new(Shared::new(self.config));
         let stop = shared.stop.clone();
         let receivers = ctx

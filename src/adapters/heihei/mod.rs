@@ -110,31 +110,20 @@ impl Adapter for HeiheiAdapter {
         Capabilities::default()
     }
 
-    fn run(
-        self: Box<Self>,
-        ctx: AdapterContext,
-        sends: mpsc::UnboundedReceiver<SendRequest>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
         Box::pin(async move {
             let http = super::http_client(self.config.request_timeout);
             let stop = AccountStop::default();
-            // Discovery follows the one start-up policy: tried again with the backoff until it answers; only
-            // a refusal the platform states (a bad token, a request it calls malformed) stops the account.
-            let mut backoff = ctx.backoff.clone();
-            let endpoints = loop {
-                match discover(&self.config, &http).await {
-                    Ok(endpoints) => break endpoints,
-                    Err(Discovery::Refused(reason)) => {
-                        stop.stop(&ctx, reason).await;
-                        let none: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
-                        return super::drive(ctx, sends, stop, none, |_| async {}).await;
-                    }
-                    Err(Discovery::Failed(reason)) => {
-                        if !ctx.start_up_failed(&mut backoff, "Heihei init", &reason).await {
-                            return;
-                        }
-                    }
-                }
+            let discovered = ctx
+                .start_up(&stop, "Heihei init", || async {
+                    discover(&self.config, &http).await.map_err(|e| match e {
+                        Discovery::Refused(reason) => super::StartUp::Refused(reason),
+                        Discovery::Failed(reason) => super::StartUp::Failed(reason),
+                    })
+                })
+                .await;
+            let Some(endpoints) = discovered else {
+                return super::stopped_at_start(ctx, sends, stop).await;
             };
             let followed: Vec<RoomId> =
                 ctx.rooms.iter().map(|r| r.room.clone()).filter(|r| !r.as_str().starts_with("im/")).collect();

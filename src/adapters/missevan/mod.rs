@@ -12,8 +12,6 @@ pub mod wire;
 mod tests;
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -75,11 +73,7 @@ impl Adapter for MissevanAdapter {
         }
     }
 
-    fn run(
-        self: Box<Self>,
-        ctx: AdapterContext,
-        sends: mpsc::UnboundedReceiver<SendRequest>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
         let http = super::http_client(self.config.request_timeout);
         let session = Session::new(&self.config, http.clone());
         let stop = AccountStop::default();

@@ -17,8 +17,6 @@ pub(crate) mod proto {
 }
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
@@ -166,29 +164,20 @@ impl Adapter for YunhuAdapter {
         }
     }
 
-    fn run(
-        self: Box<Self>,
-        ctx: AdapterContext,
-        sends: mpsc::UnboundedReceiver<SendRequest>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
         Box::pin(async move {
             let http = super::http_client(self.config.request_timeout);
             let stop = AccountStop::default();
-            let mut backoff = ctx.backoff.clone();
-            let user_id = loop {
-                match whoami(&self.config, &http).await {
-                    Ok(id) => break id,
-                    Err(SendFailure::Fatal { reason }) => {
-                        stop.stop(&ctx, reason).await;
-                        let none: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
-                        return super::drive(ctx, sends, stop, none, |_| async {}).await;
-                    }
-                    Err(other) => {
-                        if !ctx.start_up_failed(&mut backoff, "Yunhu user info", &other.to_string()).await {
-                            return;
-                        }
-                    }
-                }
+            let known = ctx
+                .start_up(&stop, "Yunhu user info", || async {
+                    whoami(&self.config, &http).await.map_err(|e| match e {
+                        SendFailure::Fatal { reason } => super::StartUp::Refused(reason),
+                        other => super::StartUp::Failed(other.to_string()),
+                    })
+                })
+                .await;
+            let Some(user_id) = known else {
+                return super::stopped_at_start(ctx, sends, stop).await;
             };
             let chats = ctx.rooms.iter().filter_map(|r| Chat::of(&r.room)).collect();
             let shared = Arc::new(Shared {

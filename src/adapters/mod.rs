@@ -98,6 +98,16 @@ impl AdapterContext {
         self.router.send(RouterInput::Event(event)).await.is_ok()
     }
 
+    /// Hands an event to the router unless the store cannot write at this moment: for a source that answers its
+    /// client at once (the API), which must refuse rather than keep a request waiting. `Err(Some(why))` when the
+    /// store cannot write, `Err(None)` when the router is gone.
+    pub async fn offer(&self, event: Event) -> Result<(), Option<String>> {
+        if let Some(reason) = self.stats.store.failing() {
+            return Err(Some(reason));
+        }
+        self.router.send(RouterInput::Event(event)).await.map_err(|_| None)
+    }
+
     pub async fn set_state(&self, state: AccountState) {
         let account = self.account.clone();
         let _ = self.router.send(RouterInput::State { account, state }).await;
@@ -347,6 +357,14 @@ mod tests {
         ctx.stats.store.set(None);
         assert!(waiting.await.unwrap());
         assert!(matches!(inbox.recv().await, Some(RouterInput::Event(_))), "taken in once it can be kept");
+        // A source that answers its client at once is refused instead of kept waiting (the API's 503).
+        ctx.stats.store.set(Some("database or disk is full".into()));
+        let offered = tokio::time::timeout(Duration::from_secs(1), ctx.offer(event())).await;
+        assert_eq!(offered.expect("answered at once"), Err(Some("database or disk is full".to_owned())));
+        assert!(inbox.try_recv().is_err());
+        ctx.stats.store.set(None);
+        assert_eq!(ctx.offer(event()).await, Ok(()));
+        assert!(matches!(inbox.recv().await, Some(RouterInput::Event(_))));
         // Shutting down meanwhile: the source is released, nothing is taken in.
         ctx.stats.store.set(Some("full".into()));
         ctx.stop_receiving.cancel();

@@ -102,10 +102,13 @@ impl Refused {
 
 /// Checks a posted message and hands it to the router; the stored message (with its id) or why not.
 pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMessage, Refused> {
-    if let Some(reason) = hub.ctx.stats.store.failing() {
-        return Err(Refused::Unavailable(format!(
+    let unavailable = |reason: String| {
+        Refused::Unavailable(format!(
             "the bridge cannot store messages right now ({reason}); send it again in {RETRY_AFTER_SECONDS} s"
-        )));
+        ))
+    };
+    if let Some(reason) = hub.ctx.stats.store.failing() {
+        return Err(unavailable(reason));
     }
     if !hub.gateways.contains(&message.gateway) {
         return Err(
@@ -143,10 +146,12 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     let mut sender = User::new(user_id, message.username.as_str());
     sender.avatar = (!message.avatar.is_empty()).then(|| message.avatar.clone());
     let remote_id = matches!(kind, EventKind::Message(_)).then(|| RemoteId::new(message.id.as_str()));
-    if !hub.ctx.emit(Event::new(room, remote_id, Some(sender), kind)).await {
-        return Err("the bridge is shutting down".into());
+    // The store may have started failing since the check above: refused at once, never a request left waiting.
+    match hub.ctx.offer(Event::new(room, remote_id, Some(sender), kind)).await {
+        Ok(()) => Ok(message),
+        Err(Some(reason)) => Err(unavailable(reason)),
+        Err(None) => Err("the bridge is shutting down".into()),
     }
-    Ok(message)
 }
 
 async fn post_message(State(hub): State<Arc<Hub>>, body: Bytes) -> Response {

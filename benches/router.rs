@@ -115,7 +115,7 @@ fn router_task(c: &mut Criterion) {
     let mut router = Router::new(
         Rules::new(config.bridges),
         links,
-        Box::new(MemoryOutbox::new(1000)),
+        Box::new(MemoryOutbox::new()),
         Box::new(MemoryIdMap::new(100_000)),
         settings,
         Arc::clone(&stats),

@@ -144,8 +144,7 @@ impl Daemon {
             let account = &config.accounts[&id];
             let cursors = adapters::Cursors::new(cursors.remove(&id).unwrap_or_default(), general.gap_fill_window);
             let (caps, sends) = supervisor.spawn(&id, account.clone(), rooms, cursors, &router_tx);
-            let limit =
-                config.limits.get(&id).copied().unwrap_or_else(|| crate::config::SendLimit::default_for(id.platform()));
+            let limit = config.limit(&id);
             links.insert(id, AccountLink { caps, sends, limit });
         }
         for id in config.accounts.keys().filter(|id| !links.contains_key(*id)) {
@@ -156,7 +155,7 @@ impl Daemon {
             info!(bridge = %bridge.name, rooms = bridge.rooms.len(), "Bridge started.");
         }
         let rules = router::rules::Rules::new(config.bridges);
-        let outbox = Box::new(router::queue::MemoryOutbox::new(general.queue_capacity));
+        let outbox = Box::new(router::queue::MemoryOutbox::new());
         let ids: Box<dyn router::idmap::IdStore> = if durable.is_some() {
             Box::new(store::idmap::DurableIdMap::open(&general.state_dir, general.id_map_capacity)?)
         } else {

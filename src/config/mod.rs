@@ -179,6 +179,11 @@ impl Config {
 
     /// One line per bridge, for `chatbridge check`.
     /// Every `(room, bridge)` a message can be queued for, as the store names them.
+    /// An account's send limit (`send_rate`, `send_burst`, or its platform's default).
+    pub fn limit(&self, id: &AccountId) -> SendLimit {
+        self.limits.get(id).copied().unwrap_or_else(|| SendLimit::default_for(id.platform()))
+    }
+
     pub fn destinations(&self) -> std::collections::HashSet<(String, String)> {
         self.bridges.iter().flat_map(|b| b.rooms.iter().map(move |r| (r.addr.to_string(), b.name.clone()))).collect()
     }

@@ -31,8 +31,10 @@ pub struct Queued {
 
 /// The queues of all destination rooms.
 pub trait Outbox: Send {
-    /// Appends to a room's queue; returns the item that had to make room, if the queue was full.
-    fn push(&mut self, room: &RoomAddr, item: Queued) -> Option<Queued>;
+    /// Appends to a room's queue (how long a queue may grow is the router's to decide: `queue_capacity`).
+    fn push(&mut self, room: &RoomAddr, item: Queued);
+    /// Takes out the oldest message of a room that is not being sent (the front may be in flight).
+    fn drop_oldest_waiting(&mut self, room: &RoomAddr) -> Option<Queued>;
     fn front_mut(&mut self, room: &RoomAddr) -> Option<&mut Queued>;
     fn pop_front(&mut self, room: &RoomAddr) -> Option<Queued>;
     fn len(&self, room: &RoomAddr) -> usize;
@@ -42,31 +44,32 @@ pub trait Outbox: Send {
     fn for_each_mut(&mut self, visit: &mut dyn FnMut(&RoomAddr, &mut Queued));
 }
 
-/// In-memory queues: a full queue drops its oldest message (the router logs it with its route).
+/// The queues in memory, one per room.
+#[derive(Default)]
 pub struct MemoryOutbox {
-    capacity: usize,
     rooms: Map<RoomAddr, VecDeque<Queued>>,
     total: usize,
 }
 
 impl MemoryOutbox {
-    pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), rooms: Map::default(), total: 0 }
+    pub fn new() -> Self {
+        Self::default()
     }
 }
 
 impl Outbox for MemoryOutbox {
-    fn push(&mut self, room: &RoomAddr, item: Queued) -> Option<Queued> {
-        let queue = self.rooms.entry(room.clone()).or_default();
-        queue.push_back(item);
+    fn push(&mut self, room: &RoomAddr, item: Queued) {
+        self.rooms.entry(room.clone()).or_default().push_back(item);
         self.total += 1;
-        if queue.len() > self.capacity {
-            // The front may be in flight; the oldest waiting message is the one after it.
-            let oldest = if queue.front().is_some_and(|q| q.attempts > 0) { 1 } else { 0 };
-            self.total -= 1;
-            return queue.remove(oldest);
-        }
-        None
+    }
+
+    fn drop_oldest_waiting(&mut self, room: &RoomAddr) -> Option<Queued> {
+        let queue = self.rooms.get_mut(room)?;
+        // The front may be in flight; the oldest waiting message is then the one after it.
+        let oldest = if queue.front().is_some_and(|q| q.attempts > 0) { 1 } else { 0 };
+        let dropped = queue.remove(oldest)?;
+        self.total -= 1;
+        Some(dropped)
     }
 
     fn front_mut(&mut self, room: &RoomAddr) -> Option<&mut Queued> {
@@ -127,14 +130,16 @@ mod tests {
     }
 
     #[test]
-    fn full_queue_drops_the_oldest_waiting_message() {
-        let mut outbox = MemoryOutbox::new(2);
-        assert!(outbox.push(&room(), item(1)).is_none());
-        assert!(outbox.push(&room(), item(2)).is_none());
-        assert_eq!(text(&outbox.push(&room(), item(3)).unwrap()), "1");
+    fn the_oldest_waiting_message_is_the_one_dropped() {
+        let mut outbox = MemoryOutbox::new();
+        for n in 1..=3 {
+            outbox.push(&room(), item(n));
+        }
+        assert_eq!(text(&outbox.drop_oldest_waiting(&room()).unwrap()), "1");
         // Once the front is being sent, it stays; the next oldest goes.
         outbox.front_mut(&room()).unwrap().attempts = 1;
-        assert_eq!(text(&outbox.push(&room(), item(4)).unwrap()), "3");
+        outbox.push(&room(), item(4));
+        assert_eq!(text(&outbox.drop_oldest_waiting(&room()).unwrap()), "3");
         assert_eq!(outbox.total(), 2);
         let order: Vec<_> = std::iter::from_fn(|| outbox.pop_front(&room())).map(|q| text(&q)).collect();
         assert_eq!(order, ["2", "4"]);

@@ -121,7 +121,11 @@ impl Router {
                 restored: false,
                 since: std::time::Instant::now(),
             };
-            if let Some(dropped) = self.outbox.push(&room, item) {
+            self.outbox.push(&room, item);
+            // Without the store a queue cannot spill: past `queue_capacity` its oldest waiting message goes.
+            if self.outbox.len(&room) > self.settings.queue_capacity.max(1)
+                && let Some(dropped) = self.outbox.drop_oldest_waiting(&room)
+            {
                 count(&mut self.rooms, &self.stats, Metric::Dropped, &room);
                 error!(route = %route(&dropped.event, &room), "Destination queue full (durable = false): dropped its oldest message.");
             }

@@ -75,7 +75,7 @@ fn harness(bridges: &str, caps: [Capabilities; 3], general: &str) -> Harness {
     let router = Router::new(
         rules::Rules::new(config.bridges),
         links,
-        Box::new(queue::MemoryOutbox::new(config.general.queue_capacity)),
+        Box::new(queue::MemoryOutbox::new()),
         Box::new(idmap::MemoryIdMap::new(100)),
         settings,
         Arc::clone(&stats),

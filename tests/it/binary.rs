@@ -555,3 +555,45 @@ async fn the_service_manager_is_told_ready_reloading_alive_and_stopping() {
     assert!(seen("STOPPING=1"), "{:?}", messages.lock().unwrap());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_come_from_systemd_credentials() {
+    let pair = Pair::start().await;
+    let dir = temp_dir("credentials");
+    let creds = dir.join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("tuna"), "key-tuna\n").unwrap();
+    std::fs::write(creds.join("lug"), "key-lug").unwrap();
+    let source = pair
+        .config("[general]\nshutdown_timeout = \"1s\"\n")
+        .replace("token_key = \"key-tuna\"", "token_key = \"cred:tuna\"")
+        .replace("token_key = \"key-lug\"", "token_key = \"cred:lug\"");
+    assert_eq!(source.matches("cred:").count(), 2, "{source}");
+    let config = write_config(&dir, &source);
+    // Outside the unit there is no $CREDENTIALS_DIRECTORY: `check` says what is missing.
+    let checked = bin().args(["check", "-c"]).arg(&config).env_remove("CREDENTIALS_DIRECTORY").output().unwrap();
+    assert!(!checked.status.success());
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(said.contains("cred:tuna") && said.contains("CREDENTIALS_DIRECTORY"), "{said}");
+    // As the service manager starts it: the credentials are read (a trailing newline is not part of the key).
+    let checked = bin().args(["check", "-c"]).arg(&config).env("CREDENTIALS_DIRECTORY", &creds).output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(&config)
+        .current_dir(&dir)
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("RUST_LOG")
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the daemon starts");
+    let mut at_lug = pair.lug.subscribe();
+    pair.tuna.say("general", "irc", "alice", "through credentials");
+    assert_eq!(next_post(&mut at_lug).await.content, "through credentials", "both keys were accepted");
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -77,3 +77,32 @@ pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &m
     }
     Some(RoomId::new(room))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::heihei::config::HeiheiRoom;
+    use super::missevan::config::MissevanRoom;
+    use super::yunhu::config::Chat;
+    use crate::model::RoomId;
+
+    #[test]
+    fn room_addresses_are_parsed_once_into_their_platforms_types() {
+        assert_eq!(MissevanRoom::parse("868858631"), Some(MissevanRoom(868_858_631)));
+        for bad in ["", "room", "-1", "99999999999999999999", "1 2"] {
+            assert_eq!(MissevanRoom::parse(bad), None, "{bad}");
+        }
+        assert_eq!(HeiheiRoom::parse("host/38298237"), Some(HeiheiRoom::Host(38_298_237)));
+        assert_eq!(HeiheiRoom::parse("live/7"), Some(HeiheiRoom::Live(7)));
+        assert_eq!(HeiheiRoom::parse("im/42"), Some(HeiheiRoom::Im(42)));
+        for bad in ["host/", "room/1", "host/x", "live/99999999999999999999", "im"] {
+            assert_eq!(HeiheiRoom::parse(bad), None, "{bad}");
+        }
+        let chat = Chat::parse(&RoomId::new("group/g-0_1")).unwrap();
+        assert_eq!((chat.id.as_str(), chat.kind), ("g-0_1", 2));
+        assert_eq!(Chat::parse(&RoomId::new("user/9001")).map(|c| c.kind), Some(1));
+        assert_eq!(Chat::parse(&RoomId::new("bot/b")).map(|c| c.kind), Some(3));
+        for bad in ["group/", "channel/1", "group/a b", "group"] {
+            assert!(Chat::parse(&RoomId::new(bad)).is_none(), "{bad}");
+        }
+    }
+}

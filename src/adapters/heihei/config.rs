@@ -34,13 +34,36 @@ pub const SEND_LIMIT: (f64, u32) = (2.0, 5);
 /// What a room address of this platform looks like, for the error that names one that is not.
 pub const ROOM_FORM: &str = "a Heihei room: `host/<userId>`, `live/<liveId>` or `im/<userId>`";
 
+/// A Heihei room, parsed once from its address and used as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeiheiRoom {
+    /// `host/<userId>`: the host's current broadcast, whichever it is.
+    Host(u64),
+    /// `live/<liveId>`: one broadcast.
+    Live(u64),
+    /// `im/<userId>`: private messages with a user.
+    Im(u64),
+}
+
+impl HeiheiRoom {
+    pub fn parse(room: &str) -> Option<Self> {
+        let (kind, id) = room.split_once('/')?;
+        if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let id = id.parse().ok()?;
+        match kind {
+            "host" => Some(Self::Host(id)),
+            "live" => Some(Self::Live(id)),
+            "im" => Some(Self::Im(id)),
+            _ => None,
+        }
+    }
+}
+
 /// Whether `room` (the part after `heihei.<name>:`) has this platform's form.
 pub fn is_room(room: &str) -> bool {
-    // `host/<userId>`, `live/<liveId>`, `im/<userId>`.
-    ["host/", "live/", "im/"].iter().any(|p| {
-        room.strip_prefix(p)
-            .is_some_and(|id| !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit()))
-    })
+    HeiheiRoom::parse(room).is_some()
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).

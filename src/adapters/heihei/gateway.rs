@@ -8,6 +8,7 @@ use tokio::time::{Instant, interval_at, sleep};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tracing::{debug, info, warn};
 
+use super::config::HeiheiRoom;
 use super::wire::{self, Mapped};
 use super::{Live, Shared};
 use crate::adapters::retry::describe;
@@ -139,29 +140,21 @@ async fn dispatch(shared: &Shared, ctx: &AdapterContext, item: &wire::Inbound) -
     }
 }
 
-/// What a follower is following.
-enum Followed {
-    /// The host's current broadcast, whichever it is.
-    Host(u64),
-    /// One broadcast.
-    Live(u64),
-}
-
 /// Keeps `room`'s current broadcast up to date: find it, join it, wait for its end, quit it, repeat.
 pub(super) async fn follow(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId) {
-    let followed = match room.as_str().split_once('/') {
-        Some(("host", id)) => id.parse().map(Followed::Host),
-        Some((_, id)) => id.parse().map(Followed::Live),
-        None => return,
+    let followed = match HeiheiRoom::parse(room.as_str()) {
+        Some(followed @ (HeiheiRoom::Host(_) | HeiheiRoom::Live(_))) => followed,
+        _ => return,
     };
-    let Ok(followed) = followed else { return };
     let mut backoff = ctx.backoff.clone();
     let mut was_on_air = None::<bool>;
     let current = &shared.lives[&room];
     loop {
         let found = match &followed {
-            Followed::Host(user) => find_live(&shared, *user).await,
-            Followed::Live(live) => on_air(&shared, *live).await,
+            HeiheiRoom::Host(user) => find_live(&shared, *user).await,
+            HeiheiRoom::Live(live) => on_air(&shared, *live).await,
+            // Never followed (`im/` rooms are private messages).
+            HeiheiRoom::Im(_) => return,
         };
         let joined = match found {
             Ok(Some(live_id)) => join(&shared, live_id).await,
@@ -182,12 +175,12 @@ pub(super) async fn follow(shared: Arc<Shared>, ctx: AdapterContext, room: RoomI
                 }
                 info!(account = %ctx.account, room = %room, live = live.live_id, "The broadcast ended.");
                 quit(&shared, live.live_id).await;
-                if matches!(followed, Followed::Live(_)) {
+                if matches!(followed, HeiheiRoom::Live(_)) {
                     return;
                 }
             }
             Ok(None) => {
-                if matches!(followed, Followed::Live(_)) {
+                if matches!(followed, HeiheiRoom::Live(_)) {
                     info!(account = %ctx.account, room = %room, "The broadcast has ended; nothing more to follow.");
                     return;
                 }

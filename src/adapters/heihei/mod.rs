@@ -125,8 +125,12 @@ impl Adapter for HeiheiAdapter {
             let Some(endpoints) = discovered else {
                 return super::stopped_at_start(ctx, sends, stop).await;
             };
-            let followed: Vec<RoomId> =
-                ctx.rooms.iter().map(|r| r.room.clone()).filter(|r| !r.as_str().starts_with("im/")).collect();
+            let followed: Vec<RoomId> = ctx
+                .rooms
+                .iter()
+                .map(|r| r.room.clone())
+                .filter(|r| !matches!(config::HeiheiRoom::parse(r.as_str()), Some(config::HeiheiRoom::Im(_))))
+                .collect();
             let lives = followed.iter().map(|r| (r.clone(), watch::channel(None).0)).collect();
             let shared = Arc::new(Shared {
                 config: self.config,

@@ -30,11 +30,11 @@ async fn post_parts(
     request: &SendRequest,
     message: &OutMessage,
 ) -> Result<Vec<RemoteId>, SendFailure> {
-    let room_id: u64 = request
-        .room
-        .as_str()
-        .parse()
-        .map_err(|_| SendFailure::RoomBroken { reason: format!("`{}` is not a Missevan room id", request.room) })?;
+    let Some(&super::config::MissevanRoom(room_id)) = shared.rooms.get(&request.room) else {
+        return Err(SendFailure::RoomBroken {
+            reason: format!("`{}` is not one of this account's rooms", request.room),
+        });
+    };
     let mut ids = Vec::with_capacity(message.parts.len());
     // A message that may have arrived before (a retry, a replay after a restart): the room's history says
     // which of its ids did. Without an answer it is sent (at least once).

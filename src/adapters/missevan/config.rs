@@ -32,10 +32,20 @@ pub const SEND_LIMIT: (f64, u32) = (2.0, 5);
 /// What a room address of this platform looks like, for the error that names one that is not.
 pub const ROOM_FORM: &str = "a Missevan live room id (digits)";
 
+/// A live room, by its id: parsed once from the room address, used as it is by the gateway and the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MissevanRoom(pub u64);
+
+impl MissevanRoom {
+    pub fn parse(room: &str) -> Option<Self> {
+        let digits = !room.is_empty() && room.len() <= 19 && room.bytes().all(|b| b.is_ascii_digit());
+        digits.then(|| room.parse().ok().map(Self)).flatten()
+    }
+}
+
 /// Whether `room` (the part after `missevan.<name>:`) has this platform's form.
 pub fn is_room(room: &str) -> bool {
-    // A live room id.
-    !room.is_empty() && room.len() <= 19 && room.bytes().all(|b| b.is_ascii_digit())
+    MissevanRoom::parse(room).is_some()
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).

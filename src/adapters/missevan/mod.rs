@@ -11,7 +11,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -47,6 +47,8 @@ struct Shared {
     delivered: Mutex<VecDeque<String>>,
     /// Stops the account when the login is refused.
     stop: AccountStop,
+    /// The account's rooms, parsed once.
+    rooms: HashMap<crate::model::RoomId, config::MissevanRoom>,
 }
 
 impl Shared {
@@ -77,8 +79,18 @@ impl Adapter for MissevanAdapter {
         let http = super::http_client(self.config.request_timeout);
         let session = Session::new(&self.config, http.clone());
         let stop = AccountStop::default();
-        let shared =
-            Arc::new(Shared { config: self.config, http, session, delivered: Mutex::default(), stop: stop.clone() });
+        let shared = Arc::new(Shared {
+            config: self.config,
+            http,
+            session,
+            delivered: Mutex::default(),
+            stop: stop.clone(),
+            rooms: ctx
+                .rooms
+                .iter()
+                .filter_map(|r| Some((r.room.clone(), config::MissevanRoom::parse(r.room.as_str())?)))
+                .collect(),
+        });
         let receivers = ctx
             .receiving_rooms()
             .into_iter()

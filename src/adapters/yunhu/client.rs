@@ -25,8 +25,10 @@ fn carries_markdown(text: &str) -> bool {
 }
 
 pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: SendRequest) {
-    let result = match Chat::of(&request.room) {
-        None => Err(SendFailure::RoomBroken { reason: format!("`{}` is not a Yunhu chat", request.room) }),
+    let result = match shared.chats.iter().find(|chat| chat.room == request.room).cloned() {
+        None => {
+            Err(SendFailure::RoomBroken { reason: format!("`{}` is not one of this account's chats", request.room) })
+        }
         Some(chat) => match &request.action {
             SendAction::Message(message) => send_message(&shared, &ctx, &chat, &request, message).await,
             SendAction::Edit { target, message } => edit(&shared, &chat, target, message).await,

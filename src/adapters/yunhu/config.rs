@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::model::AccountId;
+use crate::model::{AccountId, RoomId};
 use crate::settings::{Fields, Report, Secret, secret, url};
 
 /// `[accounts.yunhu.<name>]`: a Yunhu (云湖) user, by its token.
@@ -38,13 +38,32 @@ pub const SEND_LIMIT: (f64, u32) = (5.0, 10);
 /// What a room address of this platform looks like, for the error that names one that is not.
 pub const ROOM_FORM: &str = "a Yunhu chat: `group/<id>`, `user/<id>` or `bot/<id>`";
 
+/// A chat of the configuration: its room, id and type (1 user, 2 group, 3 bot), parsed once from the room address
+/// (`group/<id>`, `user/<id>`, `bot/<id>`) and used as it is by the gateway and the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chat {
+    pub room: RoomId,
+    pub id: String,
+    pub kind: u64,
+}
+
+impl Chat {
+    pub fn parse(room: &RoomId) -> Option<Self> {
+        let (kind, id) = room.as_str().split_once('/')?;
+        let kind = match kind {
+            "user" => 1,
+            "group" => 2,
+            "bot" => 3,
+            _ => return None,
+        };
+        let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| Self { room: room.clone(), id: id.to_owned(), kind })
+    }
+}
+
 /// Whether `room` (the part after `yunhu.<name>:`) has this platform's form.
 pub fn is_room(room: &str) -> bool {
-    // `group/<id>`, `user/<id>`, `bot/<id>`.
-    ["group/", "user/", "bot/"].iter().any(|p| {
-        room.strip_prefix(p)
-            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-    })
+    Chat::parse(&RoomId::new(room)).is_some()
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).

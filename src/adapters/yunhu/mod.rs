@@ -31,8 +31,8 @@ use tokio::time::Instant;
 
 use super::retry::describe;
 use super::{AccountStop, Adapter, AdapterContext, SendFailure, SendRequest};
-use crate::model::{Capabilities, ClientIdForm, RoomId};
-use config::YunhuAccount;
+use crate::model::{Capabilities, ClientIdForm};
+use config::{Chat, YunhuAccount};
 
 pub struct YunhuAdapter {
     config: YunhuAccount,
@@ -41,27 +41,6 @@ pub struct YunhuAdapter {
 impl YunhuAdapter {
     pub fn new(config: YunhuAccount) -> Self {
         Self { config }
-    }
-}
-
-/// A chat of the config: its room, id and type (1 user, 2 group, 3 bot).
-#[derive(Clone, Debug)]
-struct Chat {
-    room: RoomId,
-    id: String,
-    kind: u64,
-}
-
-impl Chat {
-    fn of(room: &RoomId) -> Option<Self> {
-        let (kind, id) = room.as_str().split_once('/')?;
-        let kind = match kind {
-            "user" => 1,
-            "group" => 2,
-            "bot" => 3,
-            _ => return None,
-        };
-        Some(Self { room: room.clone(), id: id.to_owned(), kind })
     }
 }
 
@@ -179,7 +158,7 @@ impl Adapter for YunhuAdapter {
             let Some(user_id) = known else {
                 return super::stopped_at_start(ctx, sends, stop).await;
             };
-            let chats = ctx.rooms.iter().filter_map(|r| Chat::of(&r.room)).collect();
+            let chats = ctx.rooms.iter().filter_map(|r| Chat::parse(&r.room)).collect();
             let shared = Arc::new(Shared {
                 config: self.config,
                 http,

@@ -102,7 +102,7 @@ impl Daemon {
         };
         let status_addr = status_listener.as_ref().and_then(|l| l.local_addr().ok());
         // The store opens before anything connects: a state directory that cannot be used stops the start.
-        let mut cursors: HashMap<AccountId, Vec<(model::RoomId, String)>> = HashMap::new();
+        let mut cursors: HashMap<AccountId, Vec<(model::RoomId, model::Cursor)>> = HashMap::new();
         let page_limit = store::PageLimit::default();
         let durable = if config.general.durable {
             let (events_tx, events) = mpsc::unbounded_channel();
@@ -126,9 +126,7 @@ impl Daemon {
                 },
             )?;
             for (room, cursor) in std::mem::take(&mut opened.cursors) {
-                if let Ok(room) = room.parse::<model::RoomAddr>() {
-                    cursors.entry(room.account.clone()).or_default().push((room.room, cursor));
-                }
+                cursors.entry(room.account.clone()).or_default().push((room.room, cursor));
             }
             Some((store, events, opened))
         } else {

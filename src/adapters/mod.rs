@@ -31,7 +31,7 @@ pub use crate::link::{
     AccountState, AdapterRoom, OutMessage, Quote, RouterInput, SendAction, SendFailure, SendRequest,
 };
 
-use crate::model::{AccountId, Capabilities, Event, RemoteId, RoomAddr, RoomId};
+use crate::model::{AccountId, Capabilities, Cursor, Event, RemoteId, RoomAddr, RoomId};
 use crate::stats::{Metric, Stats};
 use config::AccountConfig;
 
@@ -57,22 +57,22 @@ pub struct AdapterContext {
 /// The read cursors of an account's rooms: where gap filling resumes after a reconnect or restart.
 #[derive(Clone, Default)]
 pub struct Cursors {
-    rooms: Arc<std::sync::Mutex<std::collections::HashMap<RoomId, String>>>,
+    rooms: Arc<std::sync::Mutex<std::collections::HashMap<RoomId, Cursor>>>,
     /// Replays reach no further back than this.
     pub window: std::time::Duration,
 }
 
 impl Cursors {
-    pub fn new(rooms: impl IntoIterator<Item = (RoomId, String)>, window: std::time::Duration) -> Self {
+    pub fn new(rooms: impl IntoIterator<Item = (RoomId, Cursor)>, window: std::time::Duration) -> Self {
         Self { rooms: Arc::new(std::sync::Mutex::new(rooms.into_iter().collect())), window }
     }
 
     /// Where the room's reading stands, if it was ever read.
-    pub fn get(&self, room: &RoomId) -> Option<String> {
+    pub fn get(&self, room: &RoomId) -> Option<Cursor> {
         self.rooms.lock().expect("never poisoned").get(room).cloned()
     }
 
-    pub fn set(&self, room: &RoomId, cursor: String) {
+    pub fn set(&self, room: &RoomId, cursor: Cursor) {
         self.rooms.lock().expect("never poisoned").insert(room.clone(), cursor);
     }
 

@@ -14,6 +14,33 @@ pub use ids::{AccountId, EventId, RemoteId, RoomAddr, RoomId, Time, UserId};
 /// include remote ids).
 pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Where a room's reading stands, in the form its platform gives (a time, a sequence number): opaque to the router
+/// and the store, read back by the adapter that wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(String);
+
+impl Cursor {
+    pub fn new(cursor: impl Into<String>) -> Self {
+        Self(cursor.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The cursor read back in the form its adapter wrote (`None` when it is not in that form).
+    pub fn parse<T: FromStr>(&self) -> Option<T> {
+        self.0.parse().ok()
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The platforms chatbridge knows.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub enum Platform {
@@ -86,7 +113,7 @@ pub struct Origin {
     /// How far the room has been read once this event is handled (a sequence number, a time, an id — the
     /// adapter's to interpret): stored with the event's outbox rows, and where gap filling resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<String>,
+    pub cursor: Option<Cursor>,
     /// Fetched by gap filling after a reconnect or restart rather than received live: relayed only if it
     /// was not relayed before and is within `general.gap_fill_window`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

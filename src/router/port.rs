@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::model::{Event, RemoteId, RoomAddr};
+use crate::model::{Cursor, Event, RemoteId, RoomAddr};
 use crate::router::idmap::Snippet;
 
 /// Where the router keeps what must outlive the process. Calls gather one input's work; [`Persist::end`] marks
@@ -17,7 +17,7 @@ pub trait Persist: Send {
     /// instead of dropping its oldest, and a message given up goes to the dead letters instead of nowhere.
     fn durable(&self) -> bool;
     /// A source room's read cursor moved (stored with the outbox rows its event produced).
-    fn cursor(&self, room: &RoomAddr, cursor: &str);
+    fn cursor(&self, room: &RoomAddr, cursor: &Cursor);
     /// A new id-map group, with the original's id when it has one.
     fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &Snippet);
     /// A message queued for `room` in bridge `bridge` under outbox key `key`.
@@ -62,7 +62,7 @@ impl Persist for InMemory {
     fn durable(&self) -> bool {
         false
     }
-    fn cursor(&self, _: &RoomAddr, _: &str) {}
+    fn cursor(&self, _: &RoomAddr, _: &Cursor) {}
     fn group(&self, _: u64, _: Option<(&RoomAddr, &RemoteId)>, _: &Snippet) {}
     fn put(&self, _: u64, _: &RoomAddr, _: &str, _: &Arc<Event>, _: &[RemoteId], _: Option<u64>) {}
     fn delete(&self, _: u64) {}
@@ -89,7 +89,7 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub key: u64,
-    pub room: String,
+    pub room: RoomAddr,
     pub bridge: String,
     pub record: Record,
 }
@@ -106,7 +106,7 @@ pub struct StoredGroup {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredMember {
-    pub room: String,
+    pub room: RoomAddr,
     /// The ids, in part order.
     pub ids: Vec<String>,
     /// A copy we made (not the original).
@@ -119,13 +119,13 @@ pub struct Opened {
     /// The first rows of each configured room's outbox, in key order.
     pub outbox: Vec<Stored>,
     /// Per room (`room`, rows beyond those in `outbox`): read later, as the room's queue drains.
-    pub backlog: Vec<(String, usize)>,
+    pub backlog: Vec<(RoomAddr, usize)>,
     /// The most recent groups of the id map, oldest first.
     pub groups: Vec<StoredGroup>,
     /// The highest group id ever given (new groups continue after it).
     pub last_group: Option<u64>,
     /// Each room's cursor.
-    pub cursors: Vec<(String, String)>,
+    pub cursors: Vec<(RoomAddr, Cursor)>,
     /// The highest outbox key ever given, in the outbox or the dead letters.
     pub last_key: u64,
     /// Outbox rows of rooms that are not in the configuration (kept until they expire).
@@ -141,7 +141,7 @@ pub enum StoreEvent {
     /// Rows read for a room whose queue spilled to the store (`load`), in key order; `through` is the
     /// last key read (rows that could not be decoded are left out, not read again); `exhausted` when fewer
     /// rows than asked for were there.
-    Loaded { room: String, rows: Vec<Stored>, through: u64, exhausted: bool },
+    Loaded { room: RoomAddr, rows: Vec<Stored>, through: u64, exhausted: bool },
     /// A transaction failed: its changes are kept and written again. No message should be taken in until
     /// [`StoreEvent::Recovered`].
     Failing { reason: String },

@@ -62,20 +62,11 @@ impl Rules {
         &self.bridges[at.bridge as usize].rooms[at.room as usize]
     }
 
-    /// The room `room` (an address as text) of the bridge named `bridge`, if the configuration still has it
-    /// (or keeps it for what was queued before a reload).
-    pub fn find(&self, bridge: &str, room: &str) -> Option<Destination> {
-        self.locate(bridge, |r| r.addr.to_string() == room)
-    }
-
-    /// Like [`Rules::find`], by address.
+    /// The room `room` of the bridge named `bridge`, if the configuration still has it (or keeps it for what was
+    /// queued before a reload).
     pub fn find_addr(&self, bridge: &str, room: &RoomAddr) -> Option<Destination> {
-        self.locate(bridge, |r| r.addr == *room)
-    }
-
-    fn locate(&self, bridge: &str, is: impl Fn(&BridgeRoom) -> bool) -> Option<Destination> {
         self.bridges.iter().enumerate().filter(|(_, b)| b.name == bridge).find_map(|(b, rules)| {
-            let r = rules.rooms.iter().position(&is)?;
+            let r = rules.rooms.iter().position(|r| r.addr == *room)?;
             Some(Destination { bridge: b as u32, room: r as u32 })
         })
     }

@@ -24,10 +24,7 @@ impl Router {
             let members = group
                 .members
                 .into_iter()
-                .filter_map(|m| {
-                    let room = m.room.parse::<RoomAddr>().ok()?;
-                    Some((room, m.ids.into_iter().map(RemoteId::new).collect(), m.ours))
-                })
+                .map(|m| (m.room, m.ids.into_iter().map(RemoteId::new).collect(), m.ours))
                 .collect();
             let snippet = Snippet { sender: group.sender, text: group.text, time: crate::model::Time(group.time) };
             self.ids.restore(GroupId(group.id), snippet, members);
@@ -51,7 +48,6 @@ impl Router {
         }
         let mut spilled = 0;
         for (room, count) in opened.backlog {
-            let Ok(room) = room.parse::<RoomAddr>() else { continue };
             let state = self.rooms.entry(room).or_default();
             state.spill_high = opened.last_key;
             state.spilled = count;
@@ -65,7 +61,7 @@ impl Router {
     /// A stored outbox row as a queued message (marked as possibly sent before); `None` for a room no
     /// longer in the configuration.
     pub(super) fn restore(&mut self, row: Stored) -> Option<(RoomAddr, Queued)> {
-        let Some(to) = self.rules.find(&row.bridge, &row.room) else {
+        let Some(to) = self.rules.find_addr(&row.bridge, &row.room) else {
             debug!(room = %row.room, bridge = %row.bridge, "A stored message's room is no longer in the configuration; it stays in the store.");
             return None;
         };
@@ -147,8 +143,8 @@ impl Router {
     }
 
     /// Spilled messages read back from the store.
-    pub(super) fn loaded(&mut self, room: &str, rows: Vec<Stored>, through: u64, exhausted: bool) {
-        let Ok(room) = room.parse::<RoomAddr>() else { return };
+    pub(super) fn loaded(&mut self, room: &RoomAddr, rows: Vec<Stored>, through: u64, exhausted: bool) {
+        let room = room.clone();
         let Some(state) = self.rooms.get_mut(&room) else { return };
         let Some((_, asked_at)) = state.loading.take() else { return };
         state.last_key = state.last_key.max(through);

@@ -125,7 +125,7 @@ enum Op {
     Group { id: u64, origin: Option<(RoomAddr, RemoteId)>, sender: Option<String>, text: String, time: i64 },
     Copy { group: u64, room: RoomAddr, ids: Vec<RemoteId> },
     Cursor { room: String, cursor: String },
-    Load { room: String, after: u64, limit: usize },
+    Load { room: RoomAddr, after: u64, limit: usize },
 }
 
 /// The store's writing side.
@@ -238,7 +238,7 @@ impl Store {
 
     /// Reads up to `limit` outbox rows of `room` with keys after `after`; answered with
     /// [`StoreEvent::Loaded`].
-    pub fn load(&self, room: String, after: u64, limit: usize) {
+    pub fn load(&self, room: RoomAddr, after: u64, limit: usize) {
         self.send(Op::Load { room, after, limit });
     }
 
@@ -279,8 +279,8 @@ impl crate::router::port::Persist for Store {
         true
     }
 
-    fn cursor(&self, room: &RoomAddr, cursor: &str) {
-        Store::cursor(self, room.to_string(), cursor.to_owned());
+    fn cursor(&self, room: &RoomAddr, cursor: &crate::model::Cursor) {
+        Store::cursor(self, room.to_string(), cursor.as_str().to_owned());
     }
 
     fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &crate::router::idmap::Snippet) {
@@ -305,7 +305,7 @@ impl crate::router::port::Persist for Store {
     }
 
     fn load(&self, room: &RoomAddr, after: u64, limit: usize) {
-        Store::load(self, room.to_string(), after, limit);
+        Store::load(self, room.clone(), after, limit);
     }
 
     fn end(&self) {

@@ -136,8 +136,10 @@ pub(super) fn startup(
                     opened.outbox.push(stored);
                 }
             }
-            if count > loaded {
-                opened.backlog.push((room, count - loaded));
+            if count > loaded
+                && let Ok(addr) = room.parse::<RoomAddr>()
+            {
+                opened.backlog.push((addr, count - loaded));
             }
             continue;
         }
@@ -167,7 +169,16 @@ pub(super) fn startup(
     opened.groups = load_groups(&tx, settings.id_map_capacity)?;
     opened.cursors = {
         let mut query = tx.prepare("SELECT room, cursor FROM cursors")?;
-        query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?
+        let rows = query.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+        let mut cursors = Vec::new();
+        for row in rows {
+            let (room, cursor) = row?;
+            match room.parse::<RoomAddr>() {
+                Ok(room) => cursors.push((room, crate::model::Cursor::new(cursor))),
+                Err(e) => warn!(room = %room, error = %e, "A stored cursor names no room; it is left out."),
+            }
+        }
+        cursors
     };
     tx.commit()?;
     Ok(opened)
@@ -200,6 +211,7 @@ pub(super) fn load_groups(tx: &rusqlite::Transaction<'_>, limit: usize) -> rusql
     for row in rows {
         let (grp, room, remote, ours) = row?;
         let Some(&i) = position.get(&grp) else { continue };
+        let Ok(room) = room.parse::<RoomAddr>() else { continue };
         let members = &mut groups[i].members;
         match members.iter_mut().find(|m| m.room == room && m.ours == ours) {
             Some(member) => member.ids.push(remote),
@@ -235,6 +247,13 @@ pub(super) fn row_to_stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 pub(super) fn decode((key, room, bridge, record): Row) -> Option<Stored> {
+    let room = match room.parse::<RoomAddr>() {
+        Ok(room) => room,
+        Err(e) => {
+            error!(key, room = %room, error = %e, "An outbox row names no room; it is left in place.");
+            return None;
+        }
+    };
     match serde_json::from_slice(&record) {
         Ok(record) => Some(Stored { key: key as u64, room, bridge, record }),
         Err(e) => {

@@ -73,7 +73,7 @@ fn rows_survive_a_reopen_and_deleted_ones_do_not() {
     assert_eq!(text(&opened.outbox[1]), "three");
     assert_eq!(opened.outbox[1].record.client_ids, [RemoteId::new("c1")]);
     assert_eq!(opened.outbox[1].record.group, Some(7));
-    assert_eq!((opened.outbox[1].room.as_str(), opened.outbox[1].bridge.as_str()), ("fishroom.t:r", "b"));
+    assert_eq!((opened.outbox[1].room.to_string().as_str(), opened.outbox[1].bridge.as_str()), ("fishroom.t:r", "b"));
     assert_eq!(opened.last_key, 3);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -117,7 +117,7 @@ fn nothing_is_committed_before_the_end_mark() {
     assert_eq!(rows(&reader).unwrap(), 1);
     assert!(matches!(events.lock().unwrap()[..], [StoreEvent::Committed { written: 1, skipped: 0 }]));
     let (_store, opened, _) = open(&dir, &settings());
-    assert_eq!(opened.cursors, [("fishroom.t:r".to_owned(), "42".to_owned())]);
+    assert_eq!(opened.cursors, [("fishroom.t:r".parse().unwrap(), crate::model::Cursor::new("42"))]);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -139,8 +139,8 @@ fn the_id_map_survives_a_reopen_and_old_groups_are_pruned() {
     assert_eq!(
         first.members,
         [
-            StoredMember { room: "missevan.a:1".into(), ids: vec!["m1".into()], ours: false },
-            StoredMember { room: "yunhu.b:g".into(), ids: vec!["y1".into(), "y2".into()], ours: true },
+            StoredMember { room: "missevan.a:1".parse().unwrap(), ids: vec!["m1".into()], ours: false },
+            StoredMember { room: "yunhu.b:g".parse().unwrap(), ids: vec!["y1".into(), "y2".into()], ours: true },
         ]
     );
     drop(_store);
@@ -162,8 +162,8 @@ fn a_spilled_room_is_read_in_slices() {
     drop(store);
     let (store, opened, events) = open(&dir, &StoreSettings { per_room: 4, ..settings() });
     assert_eq!(opened.outbox.len(), 4);
-    assert_eq!(opened.backlog, [("fishroom.t:r".to_owned(), 6)]);
-    store.load("fishroom.t:r".into(), 4, 3);
+    assert_eq!(opened.backlog, [("fishroom.t:r".parse().unwrap(), 6)]);
+    store.load("fishroom.t:r".parse().unwrap(), 4, 3);
     store.end();
     drop(store);
     let events = events.lock().unwrap();
@@ -256,7 +256,7 @@ fn a_queued_event_reads_back_as_a_record_for_each_destination() {
     assert!(matches!(events.lock().unwrap()[..], [StoreEvent::Committed { written: 2, skipped: 0 }]));
     let (_store, opened, _) = open(&dir, &settings());
     assert_eq!(opened.outbox[0].record, original);
-    assert_eq!(opened.outbox[1].room, "fishroom.t:s");
+    assert_eq!(opened.outbox[1].room.to_string(), "fishroom.t:s");
     assert_eq!(opened.outbox[1].record.event, original.event);
     assert_eq!(
         (opened.outbox[1].record.client_ids.as_slice(), opened.outbox[1].record.group),
@@ -274,7 +274,7 @@ fn rows_of_the_open_transaction_are_read_and_dead_lettered_like_written_ones() {
     }
     // No end mark in between: all of it is one transaction, the rows still pending in the writer.
     store.dead_letter(1, "given up".into());
-    store.load("fishroom.t:r".into(), 0, 10);
+    store.load("fishroom.t:r".parse().unwrap(), 0, 10);
     store.end();
     drop(store);
     let events = events.lock().unwrap();
@@ -324,7 +324,7 @@ fn a_full_disk_loses_nothing_the_writer_was_given() {
         store.put(key, "fishroom.t:r".into(), "b".into(), &big(&format!("m{key}")));
         store.end();
     }
-    store.load("fishroom.t:r".into(), 0, 10);
+    store.load("fishroom.t:r".parse().unwrap(), 0, 10);
     store.end();
     wait_for(&events, "the failure", |e| matches!(e, StoreEvent::Failing { reason } if reason.contains("full")));
     assert!(!events.lock().unwrap().iter().any(|e| matches!(e, StoreEvent::Loaded { .. })), "nothing read yet");

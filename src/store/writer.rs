@@ -12,7 +12,7 @@ struct Batch<'a> {
     pending: BTreeMap<u64, (&'a str, &'a Pending)>,
     written: u64,
     skipped: u64,
-    loaded: Vec<(String, Vec<Stored>, u64, bool)>,
+    loaded: Vec<(RoomAddr, Vec<Stored>, u64, bool)>,
 }
 
 /// The first wait before a failed transaction is tried again; it doubles up to [`RETRY_MAX`].
@@ -371,7 +371,7 @@ fn apply<'a>(tx: &rusqlite::Transaction<'_>, op: &'a Op, batch: &mut Batch<'a>) 
             let mut query = tx.prepare_cached(
                 "SELECT key, room, bridge, record FROM outbox WHERE room = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
             )?;
-            let rows = query.query_map(params![room, *after as i64, *limit as i64], row_to_stored)?;
+            let rows = query.query_map(params![room.to_string(), *after as i64, *limit as i64], row_to_stored)?;
             let mut out = Vec::new();
             let mut through = *after;
             let mut scanned = 0;

@@ -14,7 +14,7 @@ use super::wire::{self, Login, Packet, PrivateMessage, PublicMessage, Record};
 use super::{ANONYMOUS, Outgoing, Seen, Shared};
 use crate::adapters::supervise::{Attempt, Ended, Until, supervise};
 use crate::adapters::{AccountState, AdapterContext};
-use crate::model::{Event, EventKind, Message, RemoteId, RoomAddr, RoomId, Time, User};
+use crate::model::{Cursor, Event, EventKind, Message, RemoteId, RoomAddr, RoomId, Time, User};
 use crate::stats::Metric;
 
 pub(super) async fn session(shared: Arc<Shared>, ctx: AdapterContext, queue: mpsc::UnboundedReceiver<Outgoing>) {
@@ -143,7 +143,7 @@ async fn run(
                     // The dump replays recent history: what is newer than the room's cursor was said while
                     // we were away and is relayed (the router drops what it relayed already); the rest is
                     // remembered for quotes only. A room never read has no gap.
-                    let cursor = ctx.cursors.get(&shared.room).and_then(|c| c.parse::<i64>().ok());
+                    let cursor = ctx.cursors.get(&shared.room).and_then(|c| c.parse::<i64>());
                     let mut missed = Vec::new();
                     for record in history {
                         if let Record::Message(m) = &record {
@@ -222,10 +222,10 @@ fn advance(ctx: &AdapterContext, room: &RoomId, event: &mut Event) {
         return;
     }
     let seconds = event.time.0 / 1000;
-    let current = ctx.cursors.get(room).and_then(|c| c.parse::<i64>().ok());
+    let current = ctx.cursors.get(room).and_then(|c| c.parse::<i64>());
     if current.is_none_or(|c| seconds >= c) {
-        ctx.cursors.set(room, seconds.to_string());
-        event.origin.cursor = Some(seconds.to_string());
+        ctx.cursors.set(room, Cursor::new(seconds.to_string()));
+        event.origin.cursor = Some(Cursor::new(seconds.to_string()));
     }
 }
 

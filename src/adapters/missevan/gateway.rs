@@ -15,7 +15,7 @@ use super::wire::{self, Frame, HEARTBEAT, Item, Join};
 use super::{ORIGIN as SITE, Shared};
 use crate::adapters::supervise::{Attempt, Ended, Until, supervise};
 use crate::adapters::{AccountState, AdapterContext, SendFailure};
-use crate::model::{RoomAddr, RoomId};
+use crate::model::{Cursor, RoomAddr, RoomId};
 use crate::stats::Metric;
 
 use crate::adapters::WsStream as Socket;
@@ -180,7 +180,7 @@ async fn listen(
 /// Relays what the room said since its cursor (the `create_time` of the last message read), from the
 /// history API; false when the router is gone. Without a cursor (the room was never read) there is no gap.
 async fn gap_fill(shared: &Shared, ctx: &AdapterContext, room: &RoomId, room_id: u64, addr: &RoomAddr) -> bool {
-    let Some(cursor) = ctx.cursors.get(room).and_then(|c| c.parse::<i64>().ok()) else { return true };
+    let Some(cursor) = ctx.cursors.get(room).and_then(|c| c.parse::<i64>()) else { return true };
     let Some((items, malformed)) = ctx.read_history(room, || history::fetch(shared, room_id)).await else {
         return true;
     };
@@ -208,10 +208,11 @@ async fn relay(shared: &Shared, ctx: &AdapterContext, addr: &RoomAddr, item: &It
     let own_message = item.msg_id.as_deref().is_some_and(|id| shared.was_delivered(id));
     let time = item.create_time.or(item.time);
     let cursor = time.and_then(|t| {
-        let current = ctx.cursors.get(&addr.room).and_then(|c| c.parse::<i64>().ok());
+        let current = ctx.cursors.get(&addr.room).and_then(|c| c.parse::<i64>());
         (current.is_none_or(|c| t >= c)).then(|| {
-            ctx.cursors.set(&addr.room, t.to_string());
-            t.to_string()
+            let cursor = Cursor::new(t.to_string());
+            ctx.cursors.set(&addr.room, cursor.clone());
+            cursor
         })
     });
     for mut event in wire::to_events(item, addr, raw) {

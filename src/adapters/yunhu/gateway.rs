@@ -12,7 +12,7 @@ use super::wire::{self, Frame};
 use super::{Shared, Streaming};
 use crate::adapters::supervise::{Attempt, Ended, Until, supervise};
 use crate::adapters::{AccountState, AdapterContext};
-use crate::model::{Event, RemoteId, RoomId};
+use crate::model::{Cursor, Event, RemoteId, RoomId};
 use crate::stats::Metric;
 
 pub(super) async fn socket(shared: Arc<Shared>, ctx: AdapterContext) {
@@ -51,7 +51,7 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket, attempt: 
     tokio::pin!(idle);
     let mut connected = false;
     // Where each chat stood when this connection began: gap filling starts there.
-    let resume: Vec<(RoomId, String)> =
+    let resume: Vec<(RoomId, Cursor)> =
         shared.chats.iter().filter_map(|c| Some((c.room.clone(), ctx.cursors.get(&c.room)?))).collect();
     let mut early = Vec::new();
     loop {
@@ -193,10 +193,9 @@ fn room_of(shared: &Shared, push: &PushMessage) -> Option<RoomId> {
 
 /// Relays what each chat said since its cursor (the `msg_seq` of the last message read); false when the
 /// router is gone. A chat never read has no gap.
-async fn gap_fill(shared: &Shared, ctx: &AdapterContext, resume: &[(RoomId, String)]) -> bool {
+async fn gap_fill(shared: &Shared, ctx: &AdapterContext, resume: &[(RoomId, Cursor)]) -> bool {
     for chat in &shared.chats {
-        let Some(from) = resume.iter().find(|(room, _)| room == &chat.room).and_then(|(_, c)| c.parse::<u64>().ok())
-        else {
+        let Some(from) = resume.iter().find(|(room, _)| room == &chat.room).and_then(|(_, c)| c.parse::<u64>()) else {
             continue;
         };
         let Some(pushes) = ctx.read_history(&chat.room, || super::history::since(shared, chat, from)).await else {
@@ -223,10 +222,11 @@ async fn relay(shared: &Shared, ctx: &AdapterContext, push: &PushMessage, edit: 
     // New messages advance the chat's cursor (edits and recalls repeat an old sequence number).
     let cursor = (push.msg_seq > 0 && !edit && push.delete_timestamp == 0)
         .then(|| {
-            let current = ctx.cursors.get(&room).and_then(|c| c.parse::<u64>().ok());
+            let current = ctx.cursors.get(&room).and_then(|c| c.parse::<u64>());
             current.is_none_or(|c| push.msg_seq >= c).then(|| {
-                ctx.cursors.set(&room, push.msg_seq.to_string());
-                push.msg_seq.to_string()
+                let cursor = Cursor::new(push.msg_seq.to_string());
+                ctx.cursors.set(&room, cursor.clone());
+                cursor
             })
         })
         .flatten();

@@ -1,7 +1,11 @@
-//! The account factory's side of the configuration: which platform's table reads an account, and each
-//! platform's room address form and default send limit. Adding a platform adds one arm to each match here.
+//! The account factory: one row per platform (its `config::SPEC`) says how its account table is read, what its
+//! room addresses look like, its default send limit, and which adapter serves its accounts. Adding a platform adds
+//! one line to [`spec`].
 
-use super::{api, fishroom, heihei, iirose, missevan, yunhu};
+use std::any::Any;
+use std::sync::Arc;
+
+use super::{Adapter, api, fishroom, heihei, iirose, missevan, yunhu};
 use crate::model::{AccountId, Platform, RoomId};
 use crate::settings::{Fields, Report, Span};
 
@@ -12,67 +16,108 @@ pub use iirose::config::IiroseAccount;
 pub use missevan::config::MissevanAccount;
 pub use yunhu::config::YunhuAccount;
 
-/// The settings of one account.
-#[derive(Clone, Debug, PartialEq)]
-pub enum AccountConfig {
-    Fishroom(FishroomAccount),
-    Missevan(MissevanAccount),
-    Iirose(IiroseAccount),
-    Heihei(HeiheiAccount),
-    Yunhu(YunhuAccount),
-    Api(ApiAccount),
+/// A platform's row in the factory.
+pub struct Spec {
+    /// Reads an account's table (`None` when it has problems, all of them reported).
+    pub(crate) parse: fn(&AccountId, Fields<'_, '_>, &str, &mut Report<'_>) -> Option<AccountConfig>,
+    /// Whether a room address (the part after `<platform>.<name>:`) has the platform's form.
+    pub is_room: fn(&str) -> bool,
+    /// That form, for the error naming an address that does not have it.
+    pub room_form: &'static str,
+    /// The default send limit: (messages per second, burst).
+    pub send_limit: (f64, u32),
+}
+
+/// The factory's rows.
+pub fn spec(platform: Platform) -> &'static Spec {
+    match platform {
+        Platform::Fishroom => &fishroom::config::SPEC,
+        Platform::Missevan => &missevan::config::SPEC,
+        Platform::Iirose => &iirose::config::SPEC,
+        Platform::Heihei => &heihei::config::SPEC,
+        Platform::Yunhu => &yunhu::config::SPEC,
+        Platform::Api => &api::config::SPEC,
+    }
+}
+
+/// A platform's account settings: what its `config.rs` type says of itself.
+pub trait Account: std::fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
+    const PLATFORM: Platform;
+    /// The adapter that runs an account with these settings.
+    fn adapter(&self) -> Box<dyn Adapter>;
+}
+
+/// Any platform's account settings, behind one type.
+trait AnyAccount: std::fmt::Debug + Send + Sync {
+    fn platform(&self) -> Platform;
+    fn adapter(&self) -> Box<dyn Adapter>;
+    fn as_any(&self) -> &dyn Any;
+    fn same(&self, other: &dyn AnyAccount) -> bool;
+}
+
+impl<T: Account> AnyAccount for T {
+    fn platform(&self) -> Platform {
+        T::PLATFORM
+    }
+
+    fn adapter(&self) -> Box<dyn Adapter> {
+        Account::adapter(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn same(&self, other: &dyn AnyAccount) -> bool {
+        other.as_any().downcast_ref::<T>() == Some(self)
+    }
+}
+
+/// The settings of one account, whichever its platform.
+#[derive(Clone, Debug)]
+pub struct AccountConfig(Arc<dyn AnyAccount>);
+
+impl PartialEq for AccountConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same(&*other.0)
+    }
 }
 
 impl AccountConfig {
+    pub fn new(account: impl Account) -> Self {
+        Self(Arc::new(account))
+    }
+
     pub fn platform(&self) -> Platform {
-        match self {
-            AccountConfig::Fishroom(_) => Platform::Fishroom,
-            AccountConfig::Missevan(_) => Platform::Missevan,
-            AccountConfig::Iirose(_) => Platform::Iirose,
-            AccountConfig::Heihei(_) => Platform::Heihei,
-            AccountConfig::Yunhu(_) => Platform::Yunhu,
-            AccountConfig::Api(_) => Platform::Api,
-        }
+        self.0.platform()
+    }
+
+    /// The adapter that runs this account.
+    pub fn adapter(&self) -> Box<dyn Adapter> {
+        self.0.adapter()
+    }
+
+    /// The settings as their platform's type, when they are of that platform.
+    pub fn get<T: Account>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
     }
 }
 
 /// Parses one account table with its platform's schema. `None` when it has problems (all of them reported).
 pub(crate) fn parse_account(id: &AccountId, fields: Fields<'_, '_>, report: &mut Report<'_>) -> Option<AccountConfig> {
-    let what = &format!("[accounts.{id}]");
-    match id.platform() {
-        Platform::Fishroom => fishroom::config::parse(id, fields, what, report).map(AccountConfig::Fishroom),
-        Platform::Missevan => missevan::config::parse(id, fields, what, report).map(AccountConfig::Missevan),
-        Platform::Iirose => iirose::config::parse(id, fields, what, report).map(AccountConfig::Iirose),
-        Platform::Heihei => heihei::config::parse(id, fields, what, report).map(AccountConfig::Heihei),
-        Platform::Yunhu => yunhu::config::parse(id, fields, what, report).map(AccountConfig::Yunhu),
-        Platform::Api => api::config::parse(id, fields, what, report).map(AccountConfig::Api),
-    }
+    (spec(id.platform()).parse)(id, fields, &format!("[accounts.{id}]"), report)
 }
 
 /// A platform's default send limit: (messages per second, burst).
 pub fn send_limit(platform: Platform) -> (f64, u32) {
-    match platform {
-        Platform::Fishroom => fishroom::config::SEND_LIMIT,
-        Platform::Missevan => missevan::config::SEND_LIMIT,
-        Platform::Iirose => iirose::config::SEND_LIMIT,
-        Platform::Heihei => heihei::config::SEND_LIMIT,
-        Platform::Yunhu => yunhu::config::SEND_LIMIT,
-        Platform::Api => api::config::SEND_LIMIT,
-    }
+    spec(platform).send_limit
 }
 
 /// Checks the room part of an address against the platform's form.
 pub(crate) fn parse_room(platform: Platform, room: &str, span: &Span, report: &mut Report<'_>) -> Option<RoomId> {
-    let (ok, form) = match platform {
-        Platform::Fishroom => (fishroom::config::is_room(room), fishroom::config::ROOM_FORM),
-        Platform::Missevan => (missevan::config::is_room(room), missevan::config::ROOM_FORM),
-        Platform::Iirose => (iirose::config::is_room(room), iirose::config::ROOM_FORM),
-        Platform::Heihei => (heihei::config::is_room(room), heihei::config::ROOM_FORM),
-        Platform::Yunhu => (yunhu::config::is_room(room), yunhu::config::ROOM_FORM),
-        Platform::Api => (api::config::is_room(room), api::config::ROOM_FORM),
-    };
-    if !ok {
-        report.error(span, format!("room `{room}` is not {form}"));
+    let spec = spec(platform);
+    if !(spec.is_room)(room) {
+        report.error(span, format!("room `{room}` is not {}", spec.room_form));
         return None;
     }
     Some(RoomId::new(room))

@@ -313,14 +313,7 @@ pub trait Adapter: Send + 'static {
 
 /// The adapter for one configured account.
 pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
-    match account {
-        AccountConfig::Fishroom(config) => Box::new(fishroom::FishroomAdapter::new(config.clone())),
-        AccountConfig::Missevan(config) => Box::new(missevan::MissevanAdapter::new(config.clone())),
-        AccountConfig::Iirose(config) => Box::new(iirose::IiroseAdapter::new(config.clone())),
-        AccountConfig::Heihei(config) => Box::new(heihei::HeiheiAdapter::new(config.clone())),
-        AccountConfig::Yunhu(config) => Box::new(yunhu::YunhuAdapter::new(config.clone())),
-        AccountConfig::Api(config) => Box::new(api::ApiAdapter::new(config.clone())),
-    }
+    account.adapter()
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ impl Config {
             listeners.push((addr, "general.http_listen".to_owned()));
         }
         for (id, account) in &accounts {
-            if let AccountConfig::Api(api) = account {
+            if let Some(api) = account.get::<ApiAccount>() {
                 listeners.push((api.listen, format!("{id}'s `listen`")));
             }
         }
@@ -177,13 +177,12 @@ impl Config {
         Ok(Config { general: general.unwrap_or_default(), accounts, limits, bridges })
     }
 
-    /// One line per bridge, for `chatbridge check`.
-    /// Every `(room, bridge)` a message can be queued for, as the store names them.
     /// An account's send limit (`send_rate`, `send_burst`, or its platform's default).
     pub fn limit(&self, id: &AccountId) -> SendLimit {
         self.limits.get(id).copied().unwrap_or_else(|| SendLimit::default_for(id.platform()))
     }
 
+    /// Every `(room, bridge)` a message can be queued for, as the store names them.
     pub fn destinations(&self) -> std::collections::HashSet<(String, String)> {
         self.bridges.iter().flat_map(|b| b.rooms.iter().map(move |r| (r.addr.to_string(), b.name.clone()))).collect()
     }
@@ -192,7 +191,7 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (id, account) in &self.accounts {
-            if let AccountConfig::Api(api) = account
+            if let Some(api) = account.get::<ApiAccount>()
                 && api.token.is_none()
                 && !api.listen.ip().is_loopback()
             {
@@ -205,6 +204,7 @@ impl Config {
         out
     }
 
+    /// One line per bridge, for `chatbridge check`.
     pub fn summary(&self) -> Vec<String> {
         self.bridges
             .iter()

@@ -26,12 +26,7 @@ pub fn is_room(room: &str) -> bool {
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).
-pub(crate) fn parse(
-    _id: &AccountId,
-    mut fields: Fields<'_, '_>,
-    what: &str,
-    report: &mut Report<'_>,
-) -> Option<ApiAccount> {
+fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Report<'_>) -> Option<ApiAccount> {
     let listen = match fields.required_str("listen", what, report) {
         Some((text, span)) => match text.parse() {
             Ok(addr) => Some(addr),
@@ -51,4 +46,20 @@ pub(crate) fn parse(
     let history = fields.positive_int("history", report).unwrap_or(1000);
     fields.deny_unknown(what, report);
     Some(ApiAccount { listen: listen?, token: token.ok()?, history: usize::try_from(history).unwrap_or(usize::MAX) })
+}
+
+/// This platform's row in the account factory (`adapters::config::spec`).
+pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
+    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
+    is_room,
+    room_form: ROOM_FORM,
+    send_limit: SEND_LIMIT,
+};
+
+impl crate::adapters::config::Account for ApiAccount {
+    const PLATFORM: crate::model::Platform = crate::model::Platform::Api;
+
+    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
+        Box::new(super::ApiAdapter::new(self.clone()))
+    }
 }

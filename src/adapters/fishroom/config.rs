@@ -35,12 +35,7 @@ pub fn is_room(room: &str) -> bool {
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).
-pub(crate) fn parse(
-    _id: &AccountId,
-    mut fields: Fields<'_, '_>,
-    what: &str,
-    report: &mut Report<'_>,
-) -> Option<FishroomAccount> {
+fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Report<'_>) -> Option<FishroomAccount> {
     let api_url = url(&mut fields, "api_url", FISHROOM_DEFAULT_API, report);
     let token_id = fields.required_str("token_id", what, report).map(|(s, _)| s.to_owned());
     let token_key = secret(&mut fields, "token_key", what, report);
@@ -48,4 +43,20 @@ pub(crate) fn parse(
     let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(30));
     fields.deny_unknown(what, report);
     Some(FishroomAccount { api_url: api_url?, token_id: token_id?, token_key: token_key?, token_name, request_timeout })
+}
+
+/// This platform's row in the account factory (`adapters::config::spec`).
+pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
+    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
+    is_room,
+    room_form: ROOM_FORM,
+    send_limit: SEND_LIMIT,
+};
+
+impl crate::adapters::config::Account for FishroomAccount {
+    const PLATFORM: crate::model::Platform = crate::model::Platform::Fishroom;
+
+    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
+        Box::new(super::FishroomAdapter::new(self.clone()))
+    }
 }

@@ -67,12 +67,7 @@ pub fn is_room(room: &str) -> bool {
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).
-pub(crate) fn parse(
-    _id: &AccountId,
-    mut fields: Fields<'_, '_>,
-    what: &str,
-    report: &mut Report<'_>,
-) -> Option<HeiheiAccount> {
+fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Report<'_>) -> Option<HeiheiAccount> {
     let token = secret(&mut fields, "token", what, report);
     let init_url = url(&mut fields, "init_url", HEIHEI_DEFAULT_INIT, report);
     let channel_url = optional_url(&mut fields, "channel_url", report);
@@ -92,4 +87,20 @@ pub(crate) fn parse(
         offair_max_age,
         request_timeout,
     })
+}
+
+/// This platform's row in the account factory (`adapters::config::spec`).
+pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
+    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
+    is_room,
+    room_form: ROOM_FORM,
+    send_limit: SEND_LIMIT,
+};
+
+impl crate::adapters::config::Account for HeiheiAccount {
+    const PLATFORM: crate::model::Platform = crate::model::Platform::Heihei;
+
+    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
+        Box::new(super::HeiheiAdapter::new(self.clone()))
+    }
 }

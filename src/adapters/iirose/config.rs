@@ -43,12 +43,7 @@ pub fn is_room(room: &str) -> bool {
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).
-pub(crate) fn parse(
-    _id: &AccountId,
-    mut fields: Fields<'_, '_>,
-    what: &str,
-    report: &mut Report<'_>,
-) -> Option<IiroseAccount> {
+fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Report<'_>) -> Option<IiroseAccount> {
     let username = fields.required_str("username", what, report).map(|(s, _)| s.to_owned());
     let password = secret(&mut fields, "password", what, report);
     let ws_urls = url_list(&mut fields, "ws_url", IIROSE_DEFAULT_WS, report);
@@ -77,4 +72,20 @@ pub(crate) fn parse(
         echo_timeout,
         request_timeout,
     })
+}
+
+/// This platform's row in the account factory (`adapters::config::spec`).
+pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
+    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
+    is_room,
+    room_form: ROOM_FORM,
+    send_limit: SEND_LIMIT,
+};
+
+impl crate::adapters::config::Account for IiroseAccount {
+    const PLATFORM: crate::model::Platform = crate::model::Platform::Iirose;
+
+    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
+        Box::new(super::IiroseAdapter::new(self.clone()))
+    }
 }

@@ -49,12 +49,7 @@ pub fn is_room(room: &str) -> bool {
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).
-pub(crate) fn parse(
-    _id: &AccountId,
-    mut fields: Fields<'_, '_>,
-    what: &str,
-    report: &mut Report<'_>,
-) -> Option<MissevanAccount> {
+fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Report<'_>) -> Option<MissevanAccount> {
     let cookie = secret(&mut fields, "cookie", what, report);
     let api_url = url(&mut fields, "api_url", MISSEVAN_DEFAULT_API, report);
     let ws_url = url(&mut fields, "ws_url", MISSEVAN_DEFAULT_WS, report);
@@ -72,4 +67,20 @@ pub(crate) fn parse(
         idle_timeout,
         request_timeout,
     })
+}
+
+/// This platform's row in the account factory (`adapters::config::spec`).
+pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
+    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
+    is_room,
+    room_form: ROOM_FORM,
+    send_limit: SEND_LIMIT,
+};
+
+impl crate::adapters::config::Account for MissevanAccount {
+    const PLATFORM: crate::model::Platform = crate::model::Platform::Missevan;
+
+    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
+        Box::new(super::MissevanAdapter::new(self.clone()))
+    }
 }

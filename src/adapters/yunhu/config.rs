@@ -67,12 +67,7 @@ pub fn is_room(room: &str) -> bool {
 }
 
 /// Reads the account's table; `None` when it has problems (all of them reported).
-pub(crate) fn parse(
-    id: &AccountId,
-    mut fields: Fields<'_, '_>,
-    what: &str,
-    report: &mut Report<'_>,
-) -> Option<YunhuAccount> {
+fn parse(id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Report<'_>) -> Option<YunhuAccount> {
     let token = secret(&mut fields, "token", what, report);
     let api_url = url(&mut fields, "api_url", YUNHU_DEFAULT_API, report);
     let ws_url = url(&mut fields, "ws_url", YUNHU_DEFAULT_WS, report);
@@ -107,4 +102,20 @@ pub(crate) fn parse(
         markdown,
         request_timeout,
     })
+}
+
+/// This platform's row in the account factory (`adapters::config::spec`).
+pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
+    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
+    is_room,
+    room_form: ROOM_FORM,
+    send_limit: SEND_LIMIT,
+};
+
+impl crate::adapters::config::Account for YunhuAccount {
+    const PLATFORM: crate::model::Platform = crate::model::Platform::Yunhu;
+
+    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
+        Box::new(super::YunhuAdapter::new(self.clone()))
+    }
 }

@@ -40,6 +40,31 @@ pub fn spec(platform: Platform) -> &'static Spec {
     }
 }
 
+/// A platform's row in the factory (`SPEC`) and its [`Account`] impl, from the items its `config.rs` defines
+/// (`parse`, `is_room`, `ROOM_FORM`, `SEND_LIMIT`): `factory_row!(XAccount, super::XAdapter, X);`.
+macro_rules! factory_row {
+    ($account:ty, $adapter:ty, $platform:ident) => {
+        /// This platform's row in the account factory (`adapters::config::spec`).
+        pub const SPEC: $crate::adapters::config::Spec = $crate::adapters::config::Spec {
+            parse: |id, fields, what, report| {
+                parse(id, fields, what, report).map($crate::adapters::config::AccountConfig::new)
+            },
+            is_room,
+            room_form: ROOM_FORM,
+            send_limit: SEND_LIMIT,
+        };
+
+        impl $crate::adapters::config::Account for $account {
+            const PLATFORM: $crate::model::Platform = $crate::model::Platform::$platform;
+
+            fn adapter(&self) -> Box<dyn $crate::adapters::Adapter> {
+                Box::new(<$adapter>::new(self.clone()))
+            }
+        }
+    };
+}
+pub(crate) use factory_row;
+
 /// A platform's account settings: what its `config.rs` type says of itself.
 pub trait Account: std::fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
     const PLATFORM: Platform;

@@ -48,18 +48,4 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     Some(ApiAccount { listen: listen?, token: token.ok()?, history: usize::try_from(history).unwrap_or(usize::MAX) })
 }
 
-/// This platform's row in the account factory (`adapters::config::spec`).
-pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
-    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
-    is_room,
-    room_form: ROOM_FORM,
-    send_limit: SEND_LIMIT,
-};
-
-impl crate::adapters::config::Account for ApiAccount {
-    const PLATFORM: crate::model::Platform = crate::model::Platform::Api;
-
-    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
-        Box::new(super::ApiAdapter::new(self.clone()))
-    }
-}
+crate::adapters::config::factory_row!(ApiAccount, super::ApiAdapter, Api);

@@ -45,18 +45,4 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     Some(FishroomAccount { api_url: api_url?, token_id: token_id?, token_key: token_key?, token_name, request_timeout })
 }
 
-/// This platform's row in the account factory (`adapters::config::spec`).
-pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
-    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
-    is_room,
-    room_form: ROOM_FORM,
-    send_limit: SEND_LIMIT,
-};
-
-impl crate::adapters::config::Account for FishroomAccount {
-    const PLATFORM: crate::model::Platform = crate::model::Platform::Fishroom;
-
-    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
-        Box::new(super::FishroomAdapter::new(self.clone()))
-    }
-}
+crate::adapters::config::factory_row!(FishroomAccount, super::FishroomAdapter, Fishroom);

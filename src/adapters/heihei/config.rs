@@ -89,18 +89,4 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     })
 }
 
-/// This platform's row in the account factory (`adapters::config::spec`).
-pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
-    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
-    is_room,
-    room_form: ROOM_FORM,
-    send_limit: SEND_LIMIT,
-};
-
-impl crate::adapters::config::Account for HeiheiAccount {
-    const PLATFORM: crate::model::Platform = crate::model::Platform::Heihei;
-
-    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
-        Box::new(super::HeiheiAdapter::new(self.clone()))
-    }
-}
+crate::adapters::config::factory_row!(HeiheiAccount, super::HeiheiAdapter, Heihei);

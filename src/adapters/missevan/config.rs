@@ -69,18 +69,4 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     })
 }
 
-/// This platform's row in the account factory (`adapters::config::spec`).
-pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
-    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
-    is_room,
-    room_form: ROOM_FORM,
-    send_limit: SEND_LIMIT,
-};
-
-impl crate::adapters::config::Account for MissevanAccount {
-    const PLATFORM: crate::model::Platform = crate::model::Platform::Missevan;
-
-    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
-        Box::new(super::MissevanAdapter::new(self.clone()))
-    }
-}
+crate::adapters::config::factory_row!(MissevanAccount, super::MissevanAdapter, Missevan);

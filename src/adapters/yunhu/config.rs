@@ -104,18 +104,4 @@ fn parse(id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Re
     })
 }
 
-/// This platform's row in the account factory (`adapters::config::spec`).
-pub const SPEC: crate::adapters::config::Spec = crate::adapters::config::Spec {
-    parse: |id, fields, what, report| parse(id, fields, what, report).map(crate::adapters::config::AccountConfig::new),
-    is_room,
-    room_form: ROOM_FORM,
-    send_limit: SEND_LIMIT,
-};
-
-impl crate::adapters::config::Account for YunhuAccount {
-    const PLATFORM: crate::model::Platform = crate::model::Platform::Yunhu;
-
-    fn adapter(&self) -> Box<dyn crate::adapters::Adapter> {
-        Box::new(super::YunhuAdapter::new(self.clone()))
-    }
-}
+crate::adapters::config::factory_row!(YunhuAccount, super::YunhuAdapter, Yunhu);

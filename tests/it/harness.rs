@@ -183,12 +183,8 @@ pub async fn missevan(rooms: &[u64], forbidden_word: Option<&str>) -> MissevanSi
 
 /// An `[accounts.missevan.<name>]` table for `sim`, logged in by token only (the session is fetched).
 pub fn missevan_account(name: &str, sim: &MissevanSim, extra: &str) -> String {
-    format!(
-        "\n[accounts.missevan.{name}]\ncookie = \"token={MISSEVAN_TOKEN}\"\napi_url = \"{}\"\nws_url = \"{}\"\n\
-         heartbeat = \"200ms\"\nidle_timeout = \"2s\"\nrequest_timeout = \"3s\"\n{extra}",
-        sim.api_url(),
-        sim.ws_url()
-    )
+    // The simulator's own table (its first user is MISSEVAN_TOKEN's), and the test's keys.
+    format!("{}{extra}", chatbridge::sim::contract::Simulator::account(sim, name))
 }
 
 /// The next message the bridge sends through the Missevan send API.
@@ -241,11 +237,8 @@ pub async fn heihei() -> HeiheiSim {
 
 /// An `[accounts.heihei.<name>]` table for `sim`.
 pub fn heihei_account(name: &str, sim: &HeiheiSim, extra: &str) -> String {
-    format!(
-        "\n[accounts.heihei.{name}]\ntoken = \"{HEIHEI_TOKEN}\"\ninit_url = \"{}\"\nping_interval = \"1s\"\n\
-         request_timeout = \"3s\"\n{extra}",
-        sim.init_url()
-    )
+    // The simulator's own table (its token is HEIHEI_TOKEN), and the test's keys.
+    format!("{}{extra}", chatbridge::sim::contract::Simulator::account(sim, name))
 }
 
 /// The next message the bridge sends through Heihei's `sendMsg`.

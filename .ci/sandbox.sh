@@ -36,11 +36,13 @@ chmod 0644 "$work/sim.toml"
 (umask 0077; STATE_DIRECTORY="$work/state" NOTIFY_SOCKET="$work/notify.sock" RUST_LOG=info \
   "${user[@]}" strace -f -qq -c -o "$work/run.trace" "$binary" run -c "$work/sim.toml" 2>"$work/run.log") &
 daemon=$!
-sleep 3
+# Signals only once the handlers are in place (they are before the bridges start): strace makes start-up slow.
+for _ in $(seq 300); do grep -q "Bridge started" "$work/run.log" 2>/dev/null && break; sleep 0.1; done
+sleep 1
 # The daemon itself, not strace around it (strace's exit status is the daemon's).
 pid="$(pgrep -f "^$binary run -c $work/sim.toml")"
 kill -HUP "$pid"
-sleep 1
+for _ in $(seq 100); do grep -q "Configuration reloaded" "$work/run.log" && break; sleep 0.1; done
 grep -q "Configuration reloaded" "$work/run.log" || { cat "$work/run.log" >&2; echo "sandbox: no reload" >&2; exit 1; }
 kill -TERM "$pid"
 wait "$daemon" || { cat "$work/run.log" >&2; echo "sandbox: the daemon did not exit 0" >&2; exit 1; }

@@ -66,7 +66,7 @@ pub fn summary(states: &BTreeMap<AccountId, AccountState>, queued: usize) -> Str
     format!("{accounts} account{}: {}; {queued} queued", if accounts == 1 { "" } else { "s" }, parts.join(", "))
 }
 
-/// Sends `READY=1` once no account is still making its first attempt (or after [`READY_AT_THE_LATEST`]),
+/// Sends `READY=1` once no account is still making its first attempt (or after `READY_AT_THE_LATEST`),
 /// then a `STATUS=` line whenever the summary changes, until `states` closes.
 pub async fn follow(mut states: watch::Receiver<BTreeMap<AccountId, AccountState>>, stats: Arc<Stats>) {
     let first_attempts = states.wait_for(|s| s.values().all(|s| *s != AccountState::Connecting));

@@ -182,7 +182,7 @@ const MAX_FORWARD_DEPTH: usize = 4;
 pub const LOGIN_ANSWER: &str = "%*\"";
 
 /// Parses one packet; a `z` multi-forward yields the packets it carries. Never recurses: forwards are
-/// unpacked with a work list, at most [`MAX_FORWARD_DEPTH`] deep.
+/// unpacked with a work list, at most `MAX_FORWARD_DEPTH` deep.
 pub fn parse_packet(text: &str) -> Vec<Packet> {
     if !text.starts_with('z') {
         return vec![parse_one(text)];

@@ -1,5 +1,5 @@
 //! The configuration file: one TOML document with `[general]`, `[accounts.<platform>.<name>]` and
-//! `[[bridge]]`. Parsing walks the spanned tree and reports every problem at once (see `validate`).
+//! `[[bridge]]`. Parsing walks the spanned tree and reports every problem at once (see `settings`).
 
 mod accounts;
 mod bridges;
@@ -19,7 +19,7 @@ pub use accounts::{
 pub use general::{General, UNIT_STATE_DIR, default_state_dir};
 
 use crate::model::{AccountId, EventSet, Platform, RoomAddr};
-use crate::settings::{self as validate, Fields, Report};
+use crate::settings::{self, Fields, Report};
 use crate::template::Template;
 
 /// A whole, valid configuration.
@@ -220,13 +220,13 @@ impl Config {
 /// Returns the valid accounts and every declared account id (valid or not), so that a room naming a
 /// broken account is not reported a second time as naming an undefined one.
 fn parse_accounts(
-    value: &validate::Value<'_>,
+    value: &settings::Value<'_>,
     report: &mut Report<'_>,
 ) -> (BTreeMap<AccountId, AccountConfig>, BTreeMap<AccountId, SendLimit>, Vec<AccountId>) {
     let mut accounts = BTreeMap::new();
     let mut limits = BTreeMap::new();
     let mut declared = Vec::new();
-    let Some(platforms) = validate::table(value, "[accounts]", report) else {
+    let Some(platforms) = settings::table(value, "[accounts]", report) else {
         return (accounts, limits, declared);
     };
     for (platform_key, platform_value) in platforms.iter() {
@@ -236,7 +236,7 @@ fn parse_accounts(
             report.error(&platform_key.span(), format!("unknown platform `{name}`; known platforms: {known}"));
             continue;
         };
-        let Some(names) = validate::table(platform_value, &format!("[accounts.{platform}]"), report) else {
+        let Some(names) = settings::table(platform_value, &format!("[accounts.{platform}]"), report) else {
             continue;
         };
         for (account_key, account_value) in names.iter() {

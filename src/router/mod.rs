@@ -10,6 +10,7 @@ pub mod queue;
 pub mod reconfigure;
 pub mod render;
 pub mod rules;
+pub mod sanitise;
 
 mod deliver;
 mod routing;

@@ -7,7 +7,8 @@ use tracing::{debug, error, trace, warn};
 use super::*;
 
 impl Router {
-    pub(super) fn route(&mut self, event: Event) {
+    pub(super) fn route(&mut self, mut event: Event) {
+        super::sanitise::event(&mut event);
         let origin = &event.origin.room;
         if let Some(cursor) = &event.origin.cursor {
             // In the same transaction as the outbox rows this event produces.

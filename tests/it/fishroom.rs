@@ -190,3 +190,21 @@ async fn five_hundred_on_post_does_not_stall_the_room() {
     assert_eq!(lug.posted().len(), 1);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_cannot_fake_another_senders_line() {
+    let pair = Pair::start().await;
+    let running = pair.run().await;
+    let mut at_lug = pair.lug.subscribe();
+    // A nick with a line break and a right-to-left override, a text with a bell and an override.
+    pair.tuna.say("general", "irc", "mal\nlory\u{202E}", "hi\u{7}\nthere\u{202E}!");
+    let post = next_post(&mut at_lug).await;
+    assert_eq!(post.sender, "[fishroom] mallory");
+    assert_eq!(post.content, "hi\nthere!", "line breaks stay, control characters and overrides go");
+    // A very long nick is capped.
+    pair.tuna.say("general", "irc", &"n".repeat(500), "long");
+    let post = next_post(&mut at_lug).await;
+    assert_eq!(post.sender.chars().count(), "[fishroom] ".len() + chatbridge::router::sanitise::NICK_CHARS);
+    assert!(post.sender.ends_with('…'), "{}", post.sender);
+    running.shutdown().await;
+}

@@ -18,6 +18,7 @@ struct RoomOptions {
     nick_format: Template,
     events: EventSet,
     ignore_senders: Vec<Regex>,
+    ignore_text: Vec<Regex>,
 }
 
 impl Default for RoomOptions {
@@ -27,6 +28,7 @@ impl Default for RoomOptions {
             nick_format: Template::parse(DEFAULT_NICK_FORMAT).expect("the default nick format is valid"),
             events: EventSet::default(),
             ignore_senders: Vec::new(),
+            ignore_text: Vec::new(),
         }
     }
 }
@@ -220,11 +222,11 @@ fn parse_room(
 }
 
 fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptions) -> BridgeRoom {
-    let RoomOptions { format, nick_format, events, ignore_senders } = options;
-    BridgeRoom { addr, direction, format, nick_format, events, ignore_senders }
+    let RoomOptions { format, nick_format, events, ignore_senders, ignore_text } = options;
+    BridgeRoom { addr, direction, format, nick_format, events, ignore_senders, ignore_text }
 }
 
-/// `format`, `nick_format`, `events`, `ignore_senders`: taken over from `defaults` where not given.
+/// `format`, `nick_format`, `events`, `ignore_senders`, `ignore_text`: taken over from `defaults` where not given.
 fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &mut Report<'_>) -> RoomOptions {
     let mut options = defaults.clone();
     for (key, slot) in [("format", &mut options.format), ("nick_format", &mut options.nick_format)] {
@@ -248,22 +250,31 @@ fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &m
         }
         options.events = EventSet::of(kinds);
     }
-    if let Some(list) = fields.str_list("ignore_senders", report) {
-        options.ignore_senders.clear();
-        for (text, span) in list {
-            match Regex::new(text) {
-                Ok(re) => options.ignore_senders.push(re),
-                Err(e) => {
-                    // The parser's message spans lines (pattern, caret, reason): keep the reason.
-                    let message = e.to_string();
-                    let reason = message.lines().last().unwrap_or_default().trim_start_matches("error: ");
-                    report
-                        .error(&span, format!("`ignore_senders` entry `{text}` is not a regular expression: {reason}"));
-                }
+    if let Some(list) = regexes(fields, "ignore_senders", report) {
+        options.ignore_senders = list;
+    }
+    if let Some(list) = regexes(fields, "ignore_text", report) {
+        options.ignore_text = list;
+    }
+    options
+}
+
+/// A list of regular expressions; each one that does not compile is reported with its position.
+fn regexes(fields: &mut Fields<'_, '_>, key: &'static str, report: &mut Report<'_>) -> Option<Vec<Regex>> {
+    let list = fields.str_list(key, report)?;
+    let mut out = Vec::with_capacity(list.len());
+    for (text, span) in list {
+        match Regex::new(text) {
+            Ok(re) => out.push(re),
+            Err(e) => {
+                // The parser's message spans lines (pattern, caret, reason): keep the reason.
+                let message = e.to_string();
+                let reason = message.lines().last().unwrap_or_default().trim_start_matches("error: ");
+                report.error(&span, format!("`{key}` entry `{text}` is not a regular expression: {reason}"));
             }
         }
     }
-    options
+    Some(out)
 }
 
 /// `<platform>.<account>:<room>`, naming a defined account.

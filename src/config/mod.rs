@@ -89,6 +89,8 @@ pub struct BridgeRoom {
     pub events: EventSet,
     /// Senders whose messages from this room are not relayed.
     pub ignore_senders: Vec<Regex>,
+    /// Messages from this room whose text matches one of these are not relayed (commands for a bot, say).
+    pub ignore_text: Vec<Regex>,
 }
 
 pub const DEFAULT_FORMAT: &str = "[{platform}] {nick}: {text}";

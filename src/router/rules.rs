@@ -1,7 +1,7 @@
 //! The compiled rules of the bridges: for an event in a room, which rooms receive it.
 
 use crate::config::{Bridge, BridgeRoom};
-use crate::model::{Event, EventKind, RoomAddr};
+use crate::model::{Event, EventKind, Message, RoomAddr};
 use crate::router::Map;
 
 /// A room of a bridge, by index.
@@ -110,6 +110,12 @@ impl Rules {
         for source in sources {
             let source_room = self.room(*source);
             if source_room.ignore_senders.iter().any(|re| re.is_match(sender)) {
+                continue;
+            }
+            if !source_room.ignore_text.is_empty()
+                && let EventKind::Message(Message { content, .. }) | EventKind::Edited { content, .. } = &event.kind
+                && source_room.ignore_text.iter().any(|re| re.is_match(&content.to_plain_text()))
+            {
                 continue;
             }
             let bridge = &self.bridges[source.bridge as usize];

@@ -208,3 +208,22 @@ async fn a_sender_cannot_fake_another_senders_line() {
     assert!(post.sender.ends_with('…'), "{}", post.sender);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignore_text_keeps_matching_messages_in_their_room() {
+    let pair = Pair::start().await;
+    let source = pair
+        .config(FAST)
+        .replace("[[bridge]]\nname = \"b\"\n", "[[bridge]]\nname = \"b\"\nignore_text = [\"^!\", \"(?i)password\"]\n");
+    assert!(source.contains("ignore_text"), "{source}");
+    let running = start(&source, &["fishroom.tuna", "fishroom.lug"]).await;
+    let mut at_lug = pair.lug.subscribe();
+    pair.tuna.say("general", "irc", "alice", "!help");
+    pair.tuna.say("general", "irc", "alice", "my PassWord is hunter2");
+    pair.tuna.say("general", "irc", "alice", "hello");
+    assert_eq!(next_post(&mut at_lug).await.content, "hello", "the matching messages were not relayed");
+    settle().await;
+    assert_eq!(pair.lug.posted().len(), 1);
+    assert_eq!(running.daemon().stats().filtered.get(), 2);
+    running.shutdown().await;
+}

@@ -107,6 +107,8 @@ impl Rules {
         }
         let Some(sources) = self.sources.get(origin) else { return Err(Skip::NoBridge) };
         let sender = event.sender.as_ref().map_or("", |s| s.name.as_str());
+        // The text `ignore_text` looks at, made once for the event and only where a room has such a filter.
+        let mut plain: Option<String> = None;
         for source in sources {
             let source_room = self.room(*source);
             if source_room.ignore_senders.iter().any(|re| re.is_match(sender)) {
@@ -114,9 +116,11 @@ impl Rules {
             }
             if !source_room.ignore_text.is_empty()
                 && let EventKind::Message(Message { content, .. }) | EventKind::Edited { content, .. } = &event.kind
-                && source_room.ignore_text.iter().any(|re| re.is_match(&content.to_plain_text()))
             {
-                continue;
+                let text = plain.get_or_insert_with(|| content.to_plain_text());
+                if source_room.ignore_text.iter().any(|re| re.is_match(text)) {
+                    continue;
+                }
             }
             let bridge = &self.bridges[source.bridge as usize];
             for (r, room) in bridge.rooms.iter().enumerate() {

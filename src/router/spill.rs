@@ -116,7 +116,7 @@ impl Router {
                 self.stats.store_rows_written.add(written);
                 self.stats.store_rows_skipped.add(skipped);
             }
-            StoreEvent::Loaded { room, rows, through, exhausted } => self.loaded(&room, rows, through, exhausted),
+            StoreEvent::Loaded { room, rows, through, exhausted } => self.loaded(room, rows, through, exhausted),
             StoreEvent::Failing { reason } => self.stats.store.set(Some(reason)),
             StoreEvent::Recovered => self.stats.store.set(None),
             StoreEvent::Sizes { outbox, dead_letters } => {
@@ -143,8 +143,7 @@ impl Router {
     }
 
     /// Spilled messages read back from the store.
-    pub(super) fn loaded(&mut self, room: &RoomAddr, rows: Vec<Stored>, through: u64, exhausted: bool) {
-        let room = room.clone();
+    pub(super) fn loaded(&mut self, room: RoomAddr, rows: Vec<Stored>, through: u64, exhausted: bool) {
         let Some(state) = self.rooms.get_mut(&room) else { return };
         let Some((_, asked_at)) = state.loading.take() else { return };
         state.last_key = state.last_key.max(through);

@@ -117,10 +117,12 @@ impl Daemon {
                 max_outbox: config.general.max_stored,
                 max_dead_letters: config.general.max_dead_letters,
             };
-            let (store, mut opened) = store::Store::open(
-                &config.general.state_dir,
+            let mut target = None;
+            let backend = store::Backend::of(&config.general, &mut target)?;
+            let store::Opening { persist, mut opened, ids } = store::open(
+                backend,
                 &settings,
-                |room, bridge| configured.contains(&(room.to_owned(), bridge.to_owned())),
+                move |room, bridge| configured.contains(&(room.to_owned(), bridge.to_owned())),
                 move |event| {
                     let _ = events_tx.send(event);
                 },
@@ -128,7 +130,7 @@ impl Daemon {
             for (room, cursor) in std::mem::take(&mut opened.cursors) {
                 cursors.entry(room.account.clone()).or_default().push((room.room, cursor));
             }
-            Some((store, events, opened))
+            Some((persist, events, opened, ids))
         } else {
             None
         };
@@ -154,14 +156,13 @@ impl Daemon {
         }
         let rules = router::rules::Rules::new(config.bridges);
         let outbox = Box::new(router::queue::MemoryOutbox::new());
-        let ids: Box<dyn router::idmap::IdStore> = if durable.is_some() {
-            Box::new(store::idmap::DurableIdMap::open(&general.state_dir, general.id_map_capacity)?)
-        } else {
-            Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity))
+        let (ids, durable): (Box<dyn router::idmap::IdStore>, _) = match durable {
+            Some((persist, events, opened, ids)) => (Box::new(ids), Some((persist, events, opened))),
+            None => (Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity)), None),
         };
         let mut router = Router::new(rules, links, outbox, ids, router_settings(&general), Arc::clone(&stats));
-        if let Some((store, events, opened)) = durable {
-            router.with_store(Box::new(store), events, opened);
+        if let Some((persist, events, opened)) = durable {
+            router.with_store(persist, events, opened);
         }
         let (control, control_rx) = mpsc::unbounded_channel();
         router.controlled_by(control_rx);

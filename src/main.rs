@@ -34,7 +34,8 @@ fn main() -> ExitCode {
             use clap::CommandFactory;
             report(clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into))
         }
-        Command::Check => check::check(&config),
+        Command::Check { connect } => check::check(&config, connect),
+        Command::Migrate => report(check::migrate(&config)),
         Command::Deadletters { action } => report(deadletters::dead_letters(&config, action)),
         Command::Run => report(run::run(&config, cli.log_format)),
         Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid, in_memory, full_sync } => {

@@ -5,12 +5,15 @@ use std::process::ExitCode;
 
 use crate::config::{Config, LoadError};
 
-pub fn check(path: &std::path::Path) -> ExitCode {
+pub fn check(path: &std::path::Path, connect: bool) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!("ok");
             for line in config.summary() {
                 println!("{line}");
+            }
+            if let Some(store) = &config.general.store {
+                return check_postgres(&config, store, connect);
             }
             if config.general.durable {
                 println!("state: {} (from {})", config.general.state_dir.display(), config.general.state_dir_from);
@@ -24,21 +27,7 @@ pub fn check(path: &std::path::Path) -> ExitCode {
             }
             if config.general.durable {
                 match crate::store::admin::queues(&config.general.state_dir) {
-                    Ok(queues) => {
-                        let configured = config.destinations();
-                        for queue in queues.unwrap_or_default() {
-                            if !configured.contains(&(queue.room.clone(), queue.bridge.clone())) {
-                                println!(
-                                    "stored: {} message(s) queued for {} in bridge `{}`, which the configuration no longer has; \
-                                     kept until general.orphan_max_age ({}) has passed, then moved to the dead letters",
-                                    queue.messages,
-                                    queue.room,
-                                    queue.bridge,
-                                    readable(config.general.orphan_max_age)
-                                );
-                            }
-                        }
-                    }
+                    Ok(queues) => orphans(&config, &queues.unwrap_or_default()),
                     Err(e) => {
                         eprintln!("stored: the state database cannot be read: {e}");
                         eprintln!(
@@ -62,6 +51,89 @@ pub fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Says which stored queues belong to rooms the configuration no longer has.
+fn orphans(config: &Config, queues: &[crate::store::admin::Queue]) {
+    let configured = config.destinations();
+    for queue in queues {
+        if !configured.contains(&(queue.room.clone(), queue.bridge.clone())) {
+            println!(
+                "stored: {} message(s) queued for {} in bridge `{}`, which the configuration no longer has; \
+                 kept until general.orphan_max_age ({}) has passed, then moved to the dead letters",
+                queue.messages,
+                queue.room,
+                queue.bridge,
+                readable(config.general.orphan_max_age)
+            );
+        }
+    }
+}
+
+/// `check` of a configuration whose state is in PostgreSQL: the database is named, and contacted only with
+/// `--connect` (its schema judged, and what it keeps for rooms no longer configured said).
+fn check_postgres(config: &Config, store: &crate::config::StoreUrl, connect: bool) -> ExitCode {
+    use crate::store::pg;
+    let target = match store.resolve().and_then(|url| pg::PgTarget::parse(&url)) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("state: general.store: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("state: PostgreSQL at {} (general.store)", target.describe());
+    if !connect {
+        println!("state: not contacted (`check --connect` connects and checks the schema)");
+    } else {
+        match pg::status(&target) {
+            Ok(state) if state.found == state.current => {
+                println!("state: connected; schema current (version {})", state.current)
+            }
+            Ok(state) if state.found < state.current => println!(
+                "state: connected; schema at version {} — the daemon migrates it to {} at start (or `chatbridge migrate`)",
+                state.found, state.current
+            ),
+            Ok(state) => {
+                eprintln!(
+                    "state: the database's schema (version {}) is from a newer chatbridge than this one (version {})",
+                    state.found, state.current
+                );
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("state: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        if let Ok(queues) = pg::queues(&target) {
+            orphans(config, &queues);
+        }
+    }
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// `chatbridge migrate`: brings the PostgreSQL store's schema to this build's version.
+pub fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = super::load(Config::load_without_secrets(path), "")?;
+    let Some(store) = &config.general.store else {
+        println!(
+            "The state is in SQLite ({}): its schema is migrated when the daemon opens it.",
+            config.general.state_dir.display()
+        );
+        return Ok(());
+    };
+    let target =
+        crate::store::pg::PgTarget::parse(&store.resolve().map_err(anyhow::Error::msg)?).map_err(anyhow::Error::msg)?;
+    let done = crate::store::pg::migrate(&target)?;
+    if done.from == done.to {
+        println!("{}: schema current (version {}); nothing to do.", target.describe(), done.to);
+    } else {
+        println!("{}: schema migrated from version {} to {}.", target.describe(), done.from, done.to);
+    }
+    Ok(())
 }
 
 /// Whether `dir` can be created when it is missing: its nearest existing ancestor is a directory. (Whether the

@@ -47,8 +47,15 @@ pub enum DeadLetterAction {
 pub enum Command {
     /// Run the bridges of a configuration file until SIGTERM or SIGINT.
     Run,
-    /// Check a configuration file: "ok" and a line per bridge, or every problem found.
-    Check,
+    /// Check a configuration file: "ok" and a line per bridge, or every problem found. Nothing is
+    /// contacted unless --connect.
+    Check {
+        /// Also connect to the PostgreSQL store (`general.store`) and say whether its schema is current.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Apply the store's schema migrations and stop (the daemon applies them at start too).
+    Migrate,
     /// List the dead letters (messages given up on) in the store of a configuration, or re-queue them.
     Deadletters {
         #[command(subcommand)]

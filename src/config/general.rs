@@ -51,6 +51,34 @@ pub struct General {
     pub max_stored: u64,
     /// Dead letters kept; past it, the oldest are removed (`max_dead_letters`).
     pub max_dead_letters: u64,
+    /// `store = "postgres://…"`: the state in PostgreSQL instead of SQLite in `state_dir`.
+    pub store: Option<StoreUrl>,
+}
+
+/// `general.store`: a PostgreSQL connection string (a secret: it may carry a password), with the
+/// specification it was read from, for commands that read the configuration without secrets and resolve
+/// only this one.
+#[derive(Clone, PartialEq)]
+pub struct StoreUrl {
+    pub url: crate::settings::Secret,
+    spec: String,
+}
+
+impl StoreUrl {
+    /// The connection string, resolved now if the configuration was read without secrets.
+    pub fn resolve(&self) -> Result<crate::settings::Secret, String> {
+        if self.url.expose() == "unresolved" {
+            crate::settings::Secret::resolve(&self.spec)
+        } else {
+            Ok(self.url.clone())
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreUrl(***)")
+    }
 }
 
 /// The unit's state directory (`StateDirectory=chatbridge`).
@@ -104,6 +132,7 @@ impl Default for General {
             http: crate::listener::Limits::default(),
             max_stored: 1_000_000,
             max_dead_letters: 100_000,
+            store: None,
         }
     }
 }
@@ -202,6 +231,25 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
             other => report.error(&span, format!("`sync` is `{other}`; expected normal or full")),
         }
     }
+    if let Some((spec, span)) = fields.str("store", report) {
+        match crate::settings::Secret::resolve(spec) {
+            Ok(url) if url.expose() == "unresolved" => general.store = Some(StoreUrl { url, spec: spec.to_owned() }),
+            Ok(url) if !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://")) => {
+                report.error(
+                    &span,
+                    "`store` is not a postgres:// URL (leave it out to keep the state in SQLite in `state_dir`)",
+                )
+            }
+            Ok(url) => match crate::store::pg::PgTarget::parse(&url) {
+                Ok(_) => general.store = Some(StoreUrl { url, spec: spec.to_owned() }),
+                Err(e) => report.error(&span, e),
+            },
+            Err(e) => report.error(&span, format!("secret `store` cannot be read: {e}")),
+        }
+        if !general.durable {
+            report.error(&span, "`store` keeps the state, which `durable = false` turns off: set one or the other");
+        }
+    }
     match fields.positive_int("id_map_capacity", report) {
         Some(n) => general.id_map_capacity = usize::try_from(n).unwrap_or(usize::MAX),
         None if !general.durable => general.id_map_capacity = ID_MAP_IN_MEMORY,
@@ -237,6 +285,7 @@ impl General {
         differs("http_header_timeout, http_body_timeout, http_max_connections", self.http != new.http);
         differs("max_stored", self.max_stored != new.max_stored);
         differs("max_dead_letters", self.max_dead_letters != new.max_dead_letters);
+        differs("store", self.store != new.store);
         keys
     }
 }

@@ -16,7 +16,7 @@ pub use crate::settings::{Problem, Problems, Secret};
 pub use accounts::{
     AccountConfig, ApiAccount, FishroomAccount, HeiheiAccount, IiroseAccount, MissevanAccount, SendLimit, YunhuAccount,
 };
-pub use general::{General, UNIT_STATE_DIR, default_state_dir};
+pub use general::{General, StoreUrl, UNIT_STATE_DIR, default_state_dir};
 
 use crate::model::{AccountId, EventSet, Platform, RoomAddr};
 use crate::settings::{self, Fields, Report};

@@ -128,7 +128,7 @@ pub fn queues(dir: &Path) -> Result<Option<Vec<Queue>>, StoreError> {
     rows.collect::<rusqlite::Result<_>>().map(Some).map_err(error)
 }
 
-fn summary(record: &[u8]) -> String {
+pub(super) fn summary(record: &[u8]) -> String {
     match serde_json::from_slice::<Record>(record) {
         Ok(record) => {
             let text = match &record.event.kind {

@@ -15,14 +15,38 @@ use tracing::warn;
 use crate::model::{RemoteId, RoomAddr, Time};
 use crate::router::idmap::{GroupId, IdStore, MemoryIdMap, Snippet};
 
+/// A group as a store reads it: its id, snippet and members `(room, ids, ours)`.
+pub type Found = (GroupId, Snippet, Members);
+
+/// How a store reads one group by a member's id (SQLite: a page read; PostgreSQL: one round trip).
+pub trait GroupRead: Send {
+    fn read(&self, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, String>;
+}
+
 pub struct DurableIdMap {
     cache: MemoryIdMap,
-    db: Connection,
+    reader: Box<dyn GroupRead>,
 }
 
 impl DurableIdMap {
-    /// Opens the store's database (already created and migrated by [`super::Store::open`]) for reading.
+    /// An id map whose misses `reader` reads.
+    pub fn new(reader: Box<dyn GroupRead>, capacity: usize) -> Self {
+        Self { cache: MemoryIdMap::new(capacity), reader }
+    }
+
+    /// Opens the SQLite store's database (already created and migrated by [`super::Store::open`]) for reading.
     pub fn open(dir: &Path, capacity: usize) -> Result<Self, super::StoreError> {
+        Ok(Self::new(Box::new(SqliteReader::open(dir)?), capacity))
+    }
+}
+
+/// Reads groups from the SQLite database, on a read-only connection of its own.
+struct SqliteReader {
+    db: Connection,
+}
+
+impl SqliteReader {
+    fn open(dir: &Path) -> Result<Self, super::StoreError> {
         let path = dir.join(super::FILE_NAME);
         let open = |source| super::StoreError::Open { path: path.clone(), source };
         let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -30,7 +54,7 @@ impl DurableIdMap {
         db.busy_timeout(std::time::Duration::from_secs(1)).map_err(open)?;
         // Point lookups of old groups: a small page cache does.
         db.pragma_update(None, "cache_size", -256).map_err(open)?;
-        Ok(Self { cache: MemoryIdMap::new(capacity), db })
+        Ok(Self { db })
     }
 
     /// The group of `id` in `room` as the database has it, with its members.
@@ -68,7 +92,13 @@ impl DurableIdMap {
     }
 }
 
-type Members = Vec<(RoomAddr, Vec<RemoteId>, bool)>;
+impl GroupRead for SqliteReader {
+    fn read(&self, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, String> {
+        SqliteReader::read(self, room, id).map_err(|e| e.to_string())
+    }
+}
+
+pub type Members = Vec<(RoomAddr, Vec<RemoteId>, bool)>;
 
 impl IdStore for DurableIdMap {
     fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
@@ -87,7 +117,7 @@ impl IdStore for DurableIdMap {
         if let Some(group) = self.cache.group_of(room, id) {
             return Some(group);
         }
-        match self.read(room, id) {
+        match self.reader.read(room, id) {
             Ok(Some((group, snippet, members))) => {
                 self.cache.restore(group, snippet, members);
                 Some(group)

@@ -23,6 +23,8 @@
 pub mod admin;
 mod files;
 pub mod idmap;
+mod intake;
+pub mod pg;
 mod schema;
 mod writer;
 
@@ -47,15 +49,15 @@ use crate::model::{Event, RemoteId, RoomAddr, Time};
 
 /// The longest a transaction of the writer stays open while inputs keep coming: what a crash can cost is
 /// the open transaction, so this bounds how many messages a crash makes their sources deliver again.
-const MAX_BATCH: Duration = Duration::from_millis(5);
+pub(crate) const MAX_BATCH: Duration = Duration::from_millis(5);
 
 /// How long the writer pauses after the inputs it has before it looks for more, and commits when there are
 /// none: under a steady stream the inputs of a few milliseconds share one commit (one write of each touched
 /// page instead of many), and the writer is woken once per pause, not once per input.
-const GATHER: Duration = Duration::from_millis(1);
+pub(crate) const GATHER: Duration = Duration::from_millis(1);
 
 /// How often the writer prunes the id map of entries older than its maximum age.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+pub(crate) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The database's file name inside `state_dir`.
 pub const FILE_NAME: &str = "chatbridge.db";
@@ -74,6 +76,63 @@ pub enum StoreError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("the database {path} is damaged: {found}")]
     Damaged { path: PathBuf, found: String },
+    #[error("PostgreSQL at {target}: {reason}")]
+    Postgres { target: String, reason: String },
+    #[error(
+        "the database at {target} is from a newer chatbridge (schema {found}, this build knows {})",
+        pg::schema::SCHEMA_VERSION
+    )]
+    PgNewer { target: String, found: i32 },
+}
+
+/// Where the state is kept.
+pub enum Backend<'a> {
+    /// SQLite in the state directory (the default).
+    Sqlite(&'a Path),
+    /// PostgreSQL (`general.store`).
+    Postgres(&'a pg::PgTarget),
+}
+
+impl<'a> Backend<'a> {
+    /// The backend `general` names, with the target it parsed for PostgreSQL kept in `target`.
+    pub fn of(general: &'a crate::config::General, target: &'a mut Option<pg::PgTarget>) -> Result<Self, StoreError> {
+        match &general.store {
+            None => Ok(Backend::Sqlite(&general.state_dir)),
+            Some(store) => {
+                let describe = |reason: String| StoreError::Postgres { target: "general.store".into(), reason };
+                let url = store.resolve().map_err(describe)?;
+                Ok(Backend::Postgres(target.insert(pg::PgTarget::parse(&url).map_err(describe)?)))
+            }
+        }
+    }
+}
+
+/// An open store: the router's port, what it held, and the id map that reads it.
+pub struct Opening {
+    pub persist: Box<dyn crate::router::port::Persist>,
+    pub opened: Opened,
+    pub ids: idmap::DurableIdMap,
+}
+
+/// Opens the store of `backend` (see [`Store::open`] and [`pg::PgStore::open`]).
+pub fn open(
+    backend: Backend<'_>,
+    settings: &StoreSettings,
+    configured: impl Fn(&str, &str) -> bool + Send + 'static,
+    notify: impl Fn(StoreEvent) + Send + 'static,
+) -> Result<Opening, StoreError> {
+    match backend {
+        Backend::Sqlite(dir) => {
+            let (store, opened) = Store::open(dir, settings, configured, notify)?;
+            let ids = idmap::DurableIdMap::open(dir, settings.id_map_capacity)?;
+            Ok(Opening { persist: Box::new(store), opened, ids })
+        }
+        Backend::Postgres(target) => {
+            let (store, opened, reader) = pg::PgStore::open(target, settings, configured, notify)?;
+            let ids = idmap::DurableIdMap::new(Box::new(reader), settings.id_map_capacity);
+            Ok(Opening { persist: Box::new(store), opened, ids })
+        }
+    }
 }
 
 /// How the store keeps things.
@@ -106,6 +165,28 @@ struct EncodedRecord<'a> {
     group: Option<u64>,
 }
 
+/// The last event [`encode`] serialised, kept for the next row of the same event.
+type LastEncoded<'a> = Option<(&'a Arc<Event>, Box<serde_json::value::RawValue>)>;
+
+/// A pending row as written: its room and its record's JSON. An event queued for several destinations is
+/// serialised once (`last` keeps it for the next row of the same event).
+fn encode<'a>(row: &'a Pending, last: &mut LastEncoded<'a>) -> (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, [u8]>) {
+    use std::borrow::Cow;
+    match row {
+        Pending::Encoded { room, record } => (Cow::Borrowed(room.as_str()), Cow::Borrowed(record.as_slice())),
+        Pending::Event { room, event, client_ids, group } => {
+            if !last.as_ref().is_some_and(|(seen, _)| Arc::ptr_eq(seen, event)) {
+                let encoded = serde_json::value::to_raw_value(&**event).expect("an event serialises");
+                *last = Some((event, encoded));
+            }
+            let event = &last.as_ref().expect("just set").1;
+            let record = EncodedRecord { event, client_ids, group: *group };
+            let record = serde_json::to_vec(&record).expect("a record serialises");
+            (Cow::Owned(room.to_string()), Cow::Owned(record))
+        }
+    }
+}
+
 /// An outbox row waiting in the writer for its transaction's commit.
 enum Pending {
     Encoded { room: String, record: Vec<u8> },
@@ -114,9 +195,9 @@ enum Pending {
 
 /// How often the writer counts the outbox and the dead letters (often in unit tests, which wait for it).
 #[cfg(not(test))]
-const SIZE_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const SIZE_EVERY: Duration = Duration::from_secs(10);
 #[cfg(test)]
-const SIZE_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const SIZE_EVERY: Duration = Duration::from_millis(100);
 
 enum Op {
     Put { key: u64, bridge: String, row: Pending },
@@ -334,5 +415,7 @@ fn checkpoint(db: &Connection, mode: &str) {
     }
 }
 
+#[cfg(test)]
+mod contract;
 #[cfg(test)]
 mod tests;

@@ -69,51 +69,27 @@ pub(super) fn write(
     let mut failing: Option<(Instant, u64)> = None;
     let mut retry = RETRY_MIN;
     let mut limit_applied = 0;
-    // Set for good once a held file is removed or replaced: no message is taken in from then on.
-    let mut gone: Option<String> = None;
-    // Set while the outbox holds `max_outbox` rows, until it is under 90 % of that.
-    let mut full: Option<String> = None;
-    // The last write error, while writes fail.
-    let mut error_text: Option<String> = None;
-    // What the daemon was last told: taking messages in (`None`) or not, and why.
-    let mut reported: Option<String> = None;
+    let mut intake = super::intake::Intake::default();
     let mut last_look = Instant::now();
     let mut last_size: Option<Instant> = None;
     loop {
         if last_look.elapsed() >= CHECKPOINT_EVERY {
             last_look = Instant::now();
-            if gone.is_none()
+            if !intake.is_gone()
                 && let Some(reason) = held.iter().find_map(Held::gone)
             {
                 error!(reason = %reason, "The state directory changed under the running daemon: what is stored now would be lost, or a second daemon could start. No message is taken in; restart the daemon.");
-                gone = Some(reason);
+                intake.gone(reason);
             }
         }
         if carry.is_empty() && last_size.is_none_or(|t| t.elapsed() >= SIZE_EVERY) {
             last_size = Some(Instant::now());
             if let Some((outbox, dead_letters)) = sizes(&db, &limits) {
                 notify(StoreEvent::Sizes { outbox, dead_letters });
-                if outbox >= limits.max_outbox && full.is_none() {
-                    error!(
-                        messages = outbox,
-                        max = limits.max_outbox,
-                        "The outbox is full (general.max_stored): no message is taken in until deliveries make room."
-                    );
-                    full = Some(format!("the outbox holds {outbox} messages, its limit (general.max_stored)"));
-                } else if outbox < limits.max_outbox / 10 * 9 && full.is_some() {
-                    info!(messages = outbox, "The outbox has room again.");
-                    full = None;
-                }
+                intake.outbox(outbox, limits.max_outbox);
             }
         }
-        let wanted = gone.clone().or_else(|| error_text.clone()).or_else(|| full.clone());
-        if wanted != reported {
-            match &wanted {
-                Some(reason) => notify(StoreEvent::Failing { reason: reason.clone() }),
-                None => notify(StoreEvent::Recovered),
-            }
-            reported = wanted;
-        }
+        intake.report(&notify);
         if carry.is_empty() {
             if closed {
                 break;
@@ -156,7 +132,7 @@ pub(super) fn write(
                 carry.clear();
                 if let Some((since, attempts)) = failing.take() {
                     info!(attempts, after = ?since.elapsed(), "The state database is written again; nothing was lost.");
-                    error_text = None;
+                    intake.failing(None);
                 }
                 retry = RETRY_MIN;
                 unchecked = true;
@@ -167,10 +143,9 @@ pub(super) fn write(
                     error!(error = %e, "Writing the state database failed; the changes are kept in memory and written again, and no message is taken in until they are.");
                     (Instant::now(), 0)
                 });
-                if error_text.is_none() {
-                    error_text = Some(e.to_string());
-                    notify(StoreEvent::Failing { reason: e.to_string() });
-                    reported = error_text.clone().or(gone.clone());
+                if !intake.is_failing() {
+                    intake.failing(Some(e.to_string()));
+                    intake.report(&notify);
                 }
                 *attempts += 1;
                 if (*attempts).is_power_of_two() && *attempts > 1 {
@@ -303,23 +278,10 @@ fn flush(tx: &rusqlite::Transaction<'_>, batch: &mut Batch<'_>) -> rusqlite::Res
         "INSERT OR REPLACE INTO outbox (key, room, bridge, record, queued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let queued_at = now();
-    let mut last: Option<(&Arc<Event>, Box<serde_json::value::RawValue>)> = None;
+    let mut last = None;
     for (key, (bridge, row)) in std::mem::take(&mut batch.pending) {
-        match row {
-            Pending::Encoded { room, record } => {
-                insert.execute(params![key as i64, room, bridge, record, queued_at])?;
-            }
-            Pending::Event { room, event, client_ids, group } => {
-                if !last.as_ref().is_some_and(|(seen, _)| Arc::ptr_eq(seen, event)) {
-                    let encoded = serde_json::value::to_raw_value(&**event).expect("an event serialises");
-                    last = Some((event, encoded));
-                }
-                let event = &last.as_ref().expect("just set").1;
-                let record = EncodedRecord { event, client_ids, group: *group };
-                let record = serde_json::to_vec(&record).expect("a record serialises");
-                insert.execute(params![key as i64, room.to_string(), bridge, record, queued_at])?;
-            }
-        }
+        let (room, record) = encode(row, &mut last);
+        insert.execute(params![key as i64, room, bridge, record, queued_at])?;
         batch.written += 1;
     }
     Ok(())

@@ -13,6 +13,7 @@ mod hostile;
 mod iirose;
 mod load;
 mod missevan;
+mod postgres;
 mod reload;
 mod status;
 mod yunhu;

@@ -1,0 +1,115 @@
+//! What the commands read and change in the PostgreSQL store outside a running daemon: the dead letters,
+//! the outbox summary, and the schema's state (`check --connect`, `migrate`).
+
+use futures_util::FutureExt;
+
+use super::{PgTarget, blocking, schema};
+use crate::store::StoreError;
+use crate::store::admin::{DeadLetter, Queue, summary};
+
+/// Every dead letter, oldest first.
+pub fn dead_letters(target: &PgTarget) -> Result<Vec<DeadLetter>, StoreError> {
+    let t = target.clone();
+    blocking(target, move |client| {
+        async move {
+            let rows = client
+                .query(
+                    "SELECT key, room, bridge, record, queued_at, failed_at, reason, requeued FROM deadletters ORDER BY key",
+                    &[],
+                )
+                .await
+                .map_err(|e| t.error(&e))?;
+            Ok(rows
+                .iter()
+                .map(|row| DeadLetter {
+                    key: row.get::<_, i64>(0) as u64,
+                    room: row.get(1),
+                    bridge: row.get(2),
+                    summary: summary(row.get(3)),
+                    queued_at: row.get(4),
+                    failed_at: row.get(5),
+                    reason: row.get(6),
+                    requeued: row.get(7),
+                })
+                .collect())
+        }
+        .boxed()
+    })
+}
+
+/// Marks dead letters (the given keys, or all) to go back to the outbox at the next start.
+pub fn requeue(target: &PgTarget, keys: Option<&[u64]>) -> Result<usize, StoreError> {
+    let t = target.clone();
+    let keys: Option<Vec<i64>> = keys.map(|keys| keys.iter().map(|k| *k as i64).collect());
+    blocking(target, move |client| {
+        async move {
+            let marked = match keys {
+                None => client.execute("UPDATE deadletters SET requeued = true", &[]).await,
+                Some(keys) => {
+                    client.execute("UPDATE deadletters SET requeued = true WHERE key = ANY($1)", &[&keys]).await
+                }
+            };
+            marked.map(|n| n as usize).map_err(|e| t.error(&e))
+        }
+        .boxed()
+    })
+}
+
+/// What the outbox holds per destination.
+pub fn queues(target: &PgTarget) -> Result<Vec<Queue>, StoreError> {
+    let t = target.clone();
+    blocking(target, move |client| {
+        async move {
+            let rows = client
+                .query(
+                    "SELECT room, bridge, COUNT(*), MIN(queued_at) FROM outbox GROUP BY room, bridge ORDER BY room, bridge",
+                    &[],
+                )
+                .await
+                .map_err(|e| t.error(&e))?;
+            Ok(rows
+                .iter()
+                .map(|row| Queue {
+                    room: row.get(0),
+                    bridge: row.get(1),
+                    messages: row.get::<_, i64>(2) as usize,
+                    oldest: row.get(3),
+                })
+                .collect())
+        }
+        .boxed()
+    })
+}
+
+/// The schema's state: the version the database has, and the one this build writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaState {
+    pub found: i32,
+    pub current: i32,
+}
+
+/// Connects and reads the schema's version (`check --connect`).
+pub fn status(target: &PgTarget) -> Result<SchemaState, StoreError> {
+    let t = target.clone();
+    blocking(target, move |client| {
+        async move {
+            let found = schema::version(&*client).await.map_err(|e| t.error(&e))?;
+            Ok(SchemaState { found, current: schema::SCHEMA_VERSION })
+        }
+        .boxed()
+    })
+}
+
+/// Applies the migrations (`chatbridge migrate`).
+pub fn migrate(target: &PgTarget) -> Result<schema::Migrated, StoreError> {
+    let t = target.clone();
+    blocking(target, move |client| {
+        async move {
+            schema::migrate(client).await.map_err(|e| match e {
+                schema::MigrateError::Newer { found } => StoreError::PgNewer { target: t.describe(), found },
+                schema::MigrateError::Postgres(e) => t.error(&e),
+            })
+        }
+        .boxed()
+    })
+}

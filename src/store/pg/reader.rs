@@ -1,0 +1,84 @@
+//! The id map's reads of groups no longer in memory, from a connection of their own on the store's thread.
+//! The router waits for the answer (one round trip), as it waits for SQLite's page read.
+
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+use tracing::info;
+
+use super::{PgTarget, reason};
+use crate::model::{RemoteId, RoomAddr, Time};
+use crate::router::idmap::{GroupId, Snippet};
+use crate::store::idmap::{Found, GroupRead};
+
+/// The longest the router waits for a lookup; past it the message is treated as unknown.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Request = (RoomAddr, RemoteId, SyncSender<Result<Option<Found>, String>>);
+
+/// Asks the reader task.
+pub struct PgReader {
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl PgReader {
+    pub(super) fn new(requests: mpsc::UnboundedSender<Request>) -> Self {
+        Self { requests }
+    }
+}
+
+impl GroupRead for PgReader {
+    fn read(&self, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, String> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.requests
+            .send((room.clone(), id.clone(), reply))
+            .map_err(|_| "the PostgreSQL store has stopped".to_owned())?;
+        answer.recv_timeout(READ_TIMEOUT).map_err(|_| "PostgreSQL did not answer in time".to_owned())?
+    }
+}
+
+const GROUP_OF: &str = "SELECT g.id, g.sender, g.text, g.time, m.room, m.remote, m.ours
+     FROM copies c JOIN groups g ON g.id = c.grp JOIN copies m ON m.grp = g.id
+     WHERE c.room = $1 AND c.remote = $2
+     ORDER BY m.room, m.part";
+
+/// Answers lookups until the store closes, opening the connection again when it was lost.
+pub(super) async fn serve(target: PgTarget, client: Client, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let mut client = Some(client);
+    while let Some((room, id, reply)) = requests.recv().await {
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = match target.connect().await {
+                Ok(c) => {
+                    info!("The id map's PostgreSQL connection is back.");
+                    Some(c)
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(reason(&e)));
+                    continue;
+                }
+            };
+        }
+        let connection = client.as_ref().expect("connected");
+        let answer = lookup(connection, &room, &id).await.map_err(|e| reason(&e));
+        let _ = reply.send(answer);
+    }
+}
+
+async fn lookup(client: &Client, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, tokio_postgres::Error> {
+    let rows = client.query(GROUP_OF, &[&room.to_string(), &id.as_str()]).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let group = GroupId(first.get::<_, i64>(0) as u64);
+    let snippet = Snippet { sender: first.get(1), text: first.get(2), time: Time(first.get(3)) };
+    let mut members: Vec<(RoomAddr, Vec<RemoteId>, bool)> = Vec::new();
+    for row in &rows {
+        let (member, remote, ours): (String, String, bool) = (row.get(4), row.get(5), row.get(6));
+        let Ok(member) = member.parse::<RoomAddr>() else { continue };
+        match members.iter_mut().find(|(r, _, o)| *r == member && *o == ours) {
+            Some((_, ids, _)) => ids.push(RemoteId::new(remote)),
+            None => members.push((member, vec![RemoteId::new(remote)], ours)),
+        }
+    }
+    Ok(Some((group, snippet, members)))
+}

@@ -1,0 +1,121 @@
+//! What only the PostgreSQL store does: migrations shared by instances, and a server that goes away.
+
+use std::time::Duration;
+
+use super::testing::TestPostgres;
+use super::*;
+use crate::store::contract::{Events, put, settings, wait_for};
+
+fn target(url: &Secret) -> PgTarget {
+    PgTarget::parse(url).unwrap()
+}
+
+fn open(target: &PgTarget) -> (PgStore, Opened, Events) {
+    let events: Events = Default::default();
+    let sink = Arc::clone(&events);
+    let notify = move |e: StoreEvent| {
+        if !matches!(e, StoreEvent::Sizes { .. }) {
+            sink.lock().unwrap().push(e);
+        }
+    };
+    let (store, opened, _) = PgStore::open(target, &settings(), |_, _| true, notify).unwrap();
+    (store, opened, events)
+}
+
+#[test]
+fn the_schema_is_migrated_once_whoever_starts_first() {
+    let Some(server) = TestPostgres::shared() else { return };
+    let target = target(&server.database());
+    assert_eq!(status(&target).unwrap(), SchemaState { found: 0, current: schema::SCHEMA_VERSION });
+    // Four instances starting at once: each migration is applied once, and every one of them finds it done.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let target = target.clone();
+            std::thread::spawn(move || migrate(&target).unwrap())
+        })
+        .collect();
+    let mut from: Vec<i32> = threads.into_iter().map(|t| t.join().unwrap().from).collect();
+    from.sort();
+    assert_eq!(from, [0, 1, 1, 1]);
+    assert_eq!(status(&target).unwrap().found, schema::SCHEMA_VERSION);
+    // Each start is a run of its own: keys and group ids never meet.
+    let (first, a, _) = open(&target);
+    let (second, b, _) = open(&target);
+    assert_ne!(first.run(), second.run());
+    assert!(a.last_key.abs_diff(b.last_key) >= 1 << schema::RUN_SHIFT);
+}
+
+#[test]
+fn a_database_from_a_newer_build_is_refused() {
+    let Some(server) = TestPostgres::shared() else { return };
+    let target = target(&server.database());
+    migrate(&target).unwrap();
+    blocking(&target, |client| {
+        Box::pin(async move {
+            client.execute("INSERT INTO chatbridge_migrations (version) VALUES (99)", &[]).await.unwrap();
+            Ok(())
+        })
+    })
+    .unwrap();
+    let error = PgStore::open(&target, &settings(), |_, _| true, |_| {}).err().expect("refused");
+    assert!(error.to_string().contains("newer chatbridge (schema 99"), "{error}");
+}
+
+#[test]
+fn an_unreachable_server_is_named_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = Secret::resolve(&format!("postgres://bridge:hunter2@127.0.0.1:{port}/chat?connect_timeout=2")).unwrap();
+    let error = PgStore::open(&target(&url), &settings(), |_, _| true, |_| {}).err().expect("nothing listens there");
+    let text = error.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}/chat")) && !text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn a_server_restart_loses_nothing_the_writer_was_given() {
+    let Some(server) = TestPostgres::start() else { return };
+    let target = target(&server.database());
+    let (store, _, events) = open(&target);
+    let store: Box<dyn crate::router::port::Persist> = Box::new(store);
+    for key in 1..=50 {
+        put(&*store, key, &format!("before {key}"));
+        store.end();
+    }
+    wait_for(&events, "the first commits", |e| matches!(e, StoreEvent::Committed { .. }));
+    server.kill();
+    for key in 51..=100 {
+        put(&*store, key, &format!("during {key}"));
+        store.end();
+    }
+    store.delete(1);
+    store.end();
+    wait_for(&events, "the failure", |e| matches!(e, StoreEvent::Failing { .. }));
+    std::thread::sleep(Duration::from_millis(300));
+    server.resume();
+    wait_for(&events, "the recovery", |e| matches!(e, StoreEvent::Recovered));
+    let closing = store.close();
+    assert_eq!(closing, Closing { stored: Some(99), unwritten: 0 });
+    let (_store, opened, _) = open(&target);
+    let keys: Vec<u64> = opened.outbox.iter().map(|s| s.key).collect();
+    assert_eq!(keys, (2..=100).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_store_closed_while_the_server_is_gone_says_what_it_could_not_keep() {
+    let Some(server) = TestPostgres::start() else { return };
+    let target = target(&server.database());
+    let (store, _, events) = open(&target);
+    let store: Box<dyn crate::router::port::Persist> = Box::new(store);
+    for key in 1..=3 {
+        put(&*store, key, "kept");
+    }
+    store.end();
+    wait_for(&events, "the first commit", |e| matches!(e, StoreEvent::Committed { .. }));
+    server.kill();
+    for key in 4..=10 {
+        put(&*store, key, "lost");
+        store.end();
+    }
+    wait_for(&events, "the failure", |e| matches!(e, StoreEvent::Failing { .. }));
+    let closing = store.close();
+    assert_eq!(closing, Closing { stored: None, unwritten: 7 });
+}

@@ -104,6 +104,8 @@ impl Daemon {
         // The store opens before anything connects: a state directory that cannot be used stops the start.
         let mut cursors: HashMap<AccountId, Vec<(model::RoomId, model::Cursor)>> = HashMap::new();
         let page_limit = store::PageLimit::default();
+        let stats = Arc::new(Stats::default());
+        let mut leases = None;
         let durable = if config.general.durable {
             let (events_tx, events) = mpsc::unbounded_channel();
             let configured = config.destinations();
@@ -119,14 +121,26 @@ impl Daemon {
             };
             let mut target = None;
             let backend = store::Backend::of(&config.general, &mut target)?;
-            let store::Opening { persist, mut opened, ids } = store::open(
+            let leasing = store::pg::lease::LeaseSettings {
+                instance: config.general.instance.clone(),
+                ttl: config.general.lease_ttl,
+                accounts: accounts::account_rooms(&config).into_keys().collect(),
+            };
+            let opening = store::open(
                 backend,
                 &settings,
-                move |room, bridge| configured.contains(&(room.to_owned(), bridge.to_owned())),
+                leasing,
+                Arc::clone(&stats),
+                move |room: &str, bridge: &str| configured.contains(&(room.to_owned(), bridge.to_owned())),
                 move |event| {
                     let _ = events_tx.send(event);
                 },
             )?;
+            let store::Opening { persist, mut opened, ids, leases: shared } = opening;
+            if shared.is_some() {
+                let _ = stats.instance.set(config.general.instance.clone());
+            }
+            leases = shared;
             for (room, cursor) in std::mem::take(&mut opened.cursors) {
                 cursors.entry(room.account.clone()).or_default().push((room.room, cursor));
             }
@@ -134,21 +148,29 @@ impl Daemon {
         } else {
             None
         };
-        let stats = Arc::new(Stats::default());
         let general = config.general.clone();
         let (router_tx, router_rx) = mpsc::channel(1024);
         let closed = CancellationToken::new();
         let mut supervisor = Supervisor::new(&config, router_tx.downgrade(), stop.clone(), closed.clone(), &stats);
         let mut links = HashMap::new();
-        for (id, rooms) in accounts::account_rooms(&config) {
+        // With a shared store, accounts start as their leases come to this instance.
+        let started = if leases.is_some() { BTreeMap::new() } else { accounts::account_rooms(&config) };
+        for (id, rooms) in started {
             let account = &config.accounts[&id];
             let cursors = adapters::Cursors::new(cursors.remove(&id).unwrap_or_default(), general.gap_fill_window);
             let (caps, sends) = supervisor.spawn(&id, account.clone(), rooms, cursors, &router_tx);
             let limit = config.limit(&id);
             links.insert(id, AccountLink { caps, sends, limit });
         }
-        for id in config.accounts.keys().filter(|id| !links.contains_key(*id)) {
+        let bridged = accounts::account_rooms(&config);
+        for id in config.accounts.keys().filter(|id| !bridged.contains_key(*id)) {
             info!(account = %id, "Account is in no bridge; not started.");
+        }
+        let limits = config.limits.clone();
+        let mut lease_events = None;
+        if let Some(store::pg::lease::Leases { events, commands, reader, .. }) = leases {
+            supervisor.lease_with(commands, reader, router_tx.clone(), &config);
+            lease_events = Some(events);
         }
         drop(router_tx);
         for bridge in &config.bridges {
@@ -161,6 +183,7 @@ impl Daemon {
             None => (Box::new(router::idmap::MemoryIdMap::new(general.id_map_capacity)), None),
         };
         let mut router = Router::new(rules, links, outbox, ids, router_settings(&general), Arc::clone(&stats));
+        router.with_limits(limits);
         if let Some((persist, events, opened)) = durable {
             router.with_store(persist, events, opened);
         }
@@ -182,6 +205,7 @@ impl Daemon {
                         let _ = reply.send(supervisor.apply(config, &control).await);
                     }
                     Some(done) = supervisor.next_handover() => supervisor.finish(done, &control).await,
+                    Some(event) = next_lease(&mut lease_events) => supervisor.lease(event, &control).await,
                 }
             };
             closed.cancel();
@@ -223,6 +247,16 @@ impl Daemon {
     /// Waits for the daemon to stop.
     pub async fn wait(self) -> Summary {
         self.task.await.unwrap_or(Summary { undelivered: 0, requested: false })
+    }
+}
+
+/// The lease task's next word, with a shared store; pending without one.
+async fn next_lease(
+    events: &mut Option<mpsc::UnboundedReceiver<store::pg::lease::LeaseEvent>>,
+) -> Option<store::pg::lease::LeaseEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
 }
 

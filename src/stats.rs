@@ -156,6 +156,15 @@ pub struct Stats {
     pub store_rows_written: Counter,
     /// Outbox rows never written: their copy was acknowledged before the transaction holding them committed.
     pub store_rows_skipped: Counter,
+    /// Writes the shared store refused: this instance no longer held the account's lease (fencing).
+    pub fencing_refusals: Counter,
+    /// With a shared store: account leases renewed, and accounts taken over (claimed) by this instance.
+    pub lease_renewals: Counter,
+    pub lease_takeovers: Counter,
+    /// Account leases this instance holds now.
+    pub leases_held: AtomicU64,
+    /// This instance's name, with a store instances share (`/health` shows it).
+    pub instance: std::sync::OnceLock<String>,
     /// Send latency.
     pub latency: Histogram,
     /// Whether the store can write (`None`) or why not: while it cannot, no message is taken in.

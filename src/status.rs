@@ -63,7 +63,12 @@ async fn health(State(status): State<Status>) -> Response {
         Some(reason) => json!({"failing": reason}),
     };
     let degraded = stopped || !store.is_string();
-    let body = json!({"status": if degraded { "degraded" } else { "ok" }, "store": store, "accounts": accounts});
+    let mut body = json!({"status": if degraded { "degraded" } else { "ok" }, "store": store, "accounts": accounts});
+    if let Some(name) = status.stats.instance.get() {
+        // With a store instances share: which instance this is, and how many accounts it holds.
+        let held = status.stats.leases_held.load(std::sync::atomic::Ordering::Relaxed);
+        body["instance"] = json!({"name": name, "leases_held": held});
+    }
     let code = if degraded { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, axum::Json(body)).into_response()
 }
@@ -112,6 +117,17 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
             "Outbox rows never written: the copy was delivered before its transaction committed.",
             stats.store_rows_skipped.get(),
         ),
+        (
+            "chatbridge_fencing_refusals_total",
+            "Writes the shared store refused because this instance no longer held the account's lease.",
+            stats.fencing_refusals.get(),
+        ),
+        ("chatbridge_lease_renewals_total", "Account leases renewed by this instance.", stats.lease_renewals.get()),
+        (
+            "chatbridge_lease_takeovers_total",
+            "Account leases this instance claimed (at start, after another instance stopped, or to even the load).",
+            stats.lease_takeovers.get(),
+        ),
     ];
     for (name, help, value) in plain {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -124,6 +140,11 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
     );
     for (name, help, value) in [
         ("chatbridge_store_outbox_rows", "Messages in the store's outbox (general.max_stored).", &stats.stored_outbox),
+        (
+            "chatbridge_leases_held",
+            "Account leases this instance holds (a store shared by instances).",
+            &stats.leases_held,
+        ),
         (
             "chatbridge_store_dead_letters_rows",
             "Dead letters in the store (general.max_dead_letters).",

@@ -53,6 +53,19 @@ pub struct General {
     pub max_dead_letters: u64,
     /// `store = "postgres://…"`: the state in PostgreSQL instead of SQLite in `state_dir`.
     pub store: Option<StoreUrl>,
+    /// With `store`: this instance's name among those sharing the database (default: the host name).
+    pub instance: String,
+    /// With `store`: how long an account's lease lasts without renewal (renewed every third of it).
+    pub lease_ttl: Duration,
+}
+
+/// The machine's host name (`general.instance` when the file names none).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "chatbridge".to_owned())
 }
 
 /// `general.store`: a PostgreSQL connection string (a secret: it may carry a password), with the
@@ -133,6 +146,8 @@ impl Default for General {
             max_stored: 1_000_000,
             max_dead_letters: 100_000,
             store: None,
+            instance: host_name(),
+            lease_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -250,6 +265,21 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
             report.error(&span, "`store` keeps the state, which `durable = false` turns off: set one or the other");
         }
     }
+    if let Some((name, span)) = fields.str("instance", report) {
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            report.error(&span, "`instance` must be a name of 1 to 100 printable characters");
+        } else {
+            general.instance = name.to_owned();
+        }
+    }
+    if let Some(ttl) = fields.duration("lease_ttl", report) {
+        if ttl < Duration::from_secs(3) {
+            let span = fields.span_of("lease_ttl").unwrap_or(fields.span.clone());
+            report.error(&span, "`lease_ttl` must be at least 3s (leases are renewed every third of it)");
+        } else {
+            general.lease_ttl = ttl;
+        }
+    }
     match fields.positive_int("id_map_capacity", report) {
         Some(n) => general.id_map_capacity = usize::try_from(n).unwrap_or(usize::MAX),
         None if !general.durable => general.id_map_capacity = ID_MAP_IN_MEMORY,
@@ -286,6 +316,8 @@ impl General {
         differs("max_stored", self.max_stored != new.max_stored);
         differs("max_dead_letters", self.max_dead_letters != new.max_dead_letters);
         differs("store", self.store != new.store);
+        differs("instance", self.instance != new.instance);
+        differs("lease_ttl", self.lease_ttl != new.lease_ttl);
         keys
     }
 }

@@ -19,6 +19,8 @@ use crate::model::{AccountId, Capabilities};
 use crate::router::reconfigure::{Control, Reconfigure, Settle};
 use crate::router::rules::Rules;
 use crate::stats::Stats;
+use crate::store::pg::PgReader;
+use crate::store::pg::lease::{LeaseCommand, LeaseEvent};
 
 /// A restarted account's sends are held at most this long for an answer to what its old session has out;
 /// then the old session closes and the new one sends it again, marked as maybe sent.
@@ -34,10 +36,30 @@ struct Session {
     cursors: Cursors,
 }
 
+/// What becomes of an account whose session closed.
+enum Next {
+    /// It left the configuration.
+    Detach,
+    /// It starts again with new settings.
+    Restart(AccountConfig, Vec<AdapterRoom>),
+    /// Another instance takes it over (a shared store): its lease is released.
+    HandOver,
+}
+
+/// With a shared store: the lease task's side, and what starting an account that comes here needs.
+struct Leased {
+    commands: mpsc::UnboundedSender<LeaseCommand>,
+    reader: PgReader,
+    /// Keeps the router's inbox open while no account runs here.
+    router: mpsc::Sender<RouterInput>,
+    /// Each account's configuration and rooms, for starting it when its lease comes.
+    accounts: BTreeMap<AccountId, (AccountConfig, Vec<AdapterRoom>)>,
+}
+
 /// An account's old session, closed; with its next settings when it is restarted.
 pub(super) struct HandedOver {
     id: AccountId,
-    next: Option<(AccountConfig, Vec<AdapterRoom>)>,
+    next: Next,
     cursors: Cursors,
     /// Keeps the router's inbox open while the account has no session.
     router: mpsc::Sender<RouterInput>,
@@ -53,6 +75,7 @@ pub(super) struct Supervisor {
     stats: Arc<Stats>,
     general: General,
     bridges: Vec<String>,
+    leased: Option<Leased>,
 }
 
 impl Supervisor {
@@ -72,6 +95,70 @@ impl Supervisor {
             stats: Arc::clone(stats),
             general: config.general.clone(),
             bridges: config.bridges.iter().map(|b| b.name.clone()).collect(),
+            leased: None,
+        }
+    }
+
+    /// With a shared store: accounts start and stop as their leases come and go ([`Supervisor::lease`]).
+    pub(super) fn lease_with(
+        &mut self,
+        commands: mpsc::UnboundedSender<LeaseCommand>,
+        reader: PgReader,
+        router: mpsc::Sender<RouterInput>,
+        config: &Config,
+    ) {
+        self.leased = Some(Leased { commands, reader, router, accounts: configured(config) });
+    }
+
+    /// A lease came, went, or is to be handed over.
+    pub(super) async fn lease(&mut self, event: LeaseEvent, control: &mpsc::UnboundedSender<Control>) {
+        let Some(leased) = &self.leased else { return };
+        match event {
+            LeaseEvent::Acquired(id) => {
+                if self.stop.is_cancelled() || self.sessions.contains_key(&id) {
+                    return;
+                }
+                let Some((config, rooms)) = leased.accounts.get(&id).cloned() else { return };
+                let stored = match leased.reader.cursors(&id).await {
+                    Ok(cursors) => cursors.into_iter().map(|(room, cursor)| (room.room, cursor)).collect(),
+                    Err(e) => {
+                        warn!(account = %id, error = %e, "The account's cursors could not be read: it starts without gap filling.");
+                        Vec::new()
+                    }
+                };
+                let router = leased.router.clone();
+                let cursors = Cursors::new(stored, self.general.gap_fill_window);
+                let (caps, sends) = self.spawn(&id, config, rooms, cursors, &router);
+                info!(account = %id, "Account started here (its lease came to this instance).");
+                let _ = router.send(RouterInput::Attached { account: id, caps, sends }).await;
+            }
+            LeaseEvent::Lost(id) => {
+                let Some(session) = self.sessions.remove(&id) else { return };
+                session.stop_receiving.cancel();
+                session.closed.cancel();
+                session.task.abort();
+                let _ = control.send(Control::Disown(id.clone()));
+                warn!(account = %id, "Account stopped here: its lease is lost.");
+            }
+            LeaseEvent::Release(id) => {
+                let Some(session) = self.sessions.remove(&id) else {
+                    let _ = leased.commands.send(LeaseCommand::Released(id));
+                    return;
+                };
+                session.stop_receiving.cancel();
+                let (done, settled) = oneshot::channel();
+                let _ = control.send(Control::Hold(id.clone(), done));
+                let router = leased.router.clone();
+                self.handovers.spawn(async move {
+                    let _ = tokio::time::timeout(HOLD_AT_MOST, settled).await;
+                    session.closed.cancel();
+                    let mut task = session.task;
+                    if tokio::time::timeout(super::CLOSE_GRACE, &mut task).await.is_err() {
+                        task.abort();
+                    }
+                    HandedOver { id, next: Next::HandOver, cursors: session.cursors, router }
+                });
+            }
         }
     }
 
@@ -158,6 +245,10 @@ impl Supervisor {
                 Some(_) => (Settle::Hold, HOLD_AT_MOST),
                 None => (Settle::Drain, config.general.shutdown_timeout),
             };
+            let next = match next {
+                Some((config, rooms)) => Next::Restart(config, rooms),
+                None => Next::Detach,
+            };
             settle.push((id.clone(), how, done));
             let router = router.clone();
             self.handovers.spawn(async move {
@@ -180,7 +271,15 @@ impl Supervisor {
             return Reloaded::Stopping;
         }
         crate::telemetry::set_level(&config.general.log_level);
+        if let Some(leased) = &mut self.leased {
+            // Accounts start where their leases go: the lease task learns the new list.
+            leased.accounts = configured(&config);
+            let _ = leased.commands.send(LeaseCommand::Accounts(wanted.keys().cloned().collect()));
+        }
         for (id, rooms) in wanted {
+            if self.leased.is_some() {
+                break;
+            }
             let pending = changes.restarted.contains(&id) || changes.removed.contains(&id);
             if self.sessions.contains_key(&id) || pending {
                 continue;
@@ -206,10 +305,16 @@ impl Supervisor {
     pub(super) async fn finish(&mut self, done: HandedOver, control: &mpsc::UnboundedSender<Control>) {
         let HandedOver { id, next, cursors, router } = done;
         match next {
-            None => {
+            Next::Detach => {
                 let _ = control.send(Control::Detach(id));
             }
-            Some((config, rooms)) => {
+            Next::HandOver => {
+                let _ = control.send(Control::Disown(id.clone()));
+                if let Some(leased) = &self.leased {
+                    let _ = leased.commands.send(LeaseCommand::Released(id));
+                }
+            }
+            Next::Restart(config, rooms) => {
                 if self.stop.is_cancelled() {
                     return;
                 }
@@ -223,6 +328,7 @@ impl Supervisor {
     /// After the router stopped: every session closes (`closed` was cancelled), within `grace`.
     pub(super) async fn close(mut self, grace: Duration) {
         self.handovers.abort_all();
+        self.leased = None;
         let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.sessions).into_values().map(|s| s.task).collect();
         let all = async {
             for task in &mut tasks {
@@ -239,6 +345,11 @@ impl Supervisor {
             info!(bridge = %bridge, "Bridge stopped.");
         }
     }
+}
+
+/// Each account in a bridge, with its configuration and rooms.
+fn configured(config: &Config) -> BTreeMap<AccountId, (AccountConfig, Vec<AdapterRoom>)> {
+    account_rooms(config).into_iter().map(|(id, rooms)| (id.clone(), (config.accounts[&id].clone(), rooms))).collect()
 }
 
 fn list(ids: &[AccountId]) -> String {

@@ -100,14 +100,20 @@ impl serde::Serialize for AccountId {
     }
 }
 
+impl std::str::FromStr for AccountId {
+    type Err = String;
+
+    /// `<platform>.<name>`, as [`fmt::Display`] writes it.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (platform, name) = text.split_once('.').ok_or_else(|| "expected <platform>.<name>".to_owned())?;
+        let platform = platform.parse().map_err(|()| format!("unknown platform `{platform}`"))?;
+        Ok(AccountId::new(platform, name))
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for AccountId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let (platform, name) =
-            text.split_once('.').ok_or_else(|| serde::de::Error::custom("expected <platform>.<name>"))?;
-        let platform =
-            platform.parse().map_err(|()| serde::de::Error::custom(format!("unknown platform `{platform}`")))?;
-        Ok(AccountId::new(platform, name))
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 

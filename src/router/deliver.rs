@@ -152,7 +152,7 @@ impl Router {
     /// needs no sending), and reads spilled messages back when the queue runs low.
     pub(super) fn pop(&mut self, room: &RoomAddr) -> Option<Queued> {
         let item = self.outbox.pop_front(room)?;
-        self.store.delete(item.key);
+        self.store.delete(item.key, room);
         self.refill(room);
         Some(item)
     }
@@ -179,7 +179,7 @@ impl Router {
     /// Takes a room's first message off its queue into the dead letters (or nowhere, without a store).
     pub(super) fn retire(&mut self, room: &RoomAddr, reason: String) {
         let Some(item) = self.outbox.pop_front(room) else { return };
-        self.store.dead_letter(item.key, reason);
+        self.store.dead_letter(item.key, room, reason);
         self.refill(room);
     }
 

@@ -208,7 +208,14 @@ impl Router {
                 Some(event) = self.store_events.recv() => self.store_event(event),
                 Some(control) = next_control(&mut self.control) => self.control(control),
                 _ = stop.cancelled(), if deadline.is_none() => {
-                    info!(waiting = self.waiting(), "Shutting down: delivering what is queued.");
+                    if self.store.shared() {
+                        // Other instances take the accounts over at once: nothing new is handed out, and
+                        // the router stops when no send is out; what is queued stays in the store.
+                        info!(waiting = self.waiting(), "Shutting down: handing the accounts over.");
+                        self.held.extend(self.accounts.keys().cloned());
+                    } else {
+                        info!(waiting = self.waiting(), "Shutting down: delivering what is queued.");
+                    }
                     deadline = Some(Instant::now() + self.settings.shutdown_timeout);
                 }
                 _ = sleep_until(deadline) => break,
@@ -234,6 +241,9 @@ impl Router {
     }
 
     fn is_idle(&self) -> bool {
+        if self.store.shared() {
+            return self.rooms.values().all(|r| !r.in_flight);
+        }
         self.waiting() == 0 && self.rooms.values().all(|r| !r.in_flight && !r.has_spilled())
     }
 

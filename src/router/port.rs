@@ -16,24 +16,21 @@ pub trait Persist: Send {
     /// Whether queued messages survive a restart. When they do, a full room queue waits in the store (spills)
     /// instead of dropping its oldest, and a message given up goes to the dead letters instead of nowhere.
     fn durable(&self) -> bool;
+    /// Whether other instances share the store: a room whose account runs elsewhere gets its messages
+    /// through the store only, and rows of this instance's rooms may come from others ([`StoreEvent::Arrived`]).
+    fn shared(&self) -> bool {
+        false
+    }
     /// A source room's read cursor moved (stored with the outbox rows its event produced).
     fn cursor(&self, room: &RoomAddr, cursor: &Cursor);
     /// A new id-map group, with the original's id when it has one.
     fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &Snippet);
-    /// A message queued for `room` in bridge `bridge` under outbox key `key`.
-    fn put(
-        &self,
-        key: u64,
-        room: &RoomAddr,
-        bridge: &str,
-        event: &Arc<Event>,
-        client_ids: &[RemoteId],
-        group: Option<u64>,
-    );
-    /// Delivered (or needs no sending): the row goes.
-    fn delete(&self, key: u64);
+    /// A message queued for a room.
+    fn put(&self, row: Put<'_>);
+    /// Delivered (or needs no sending): the row of `room` goes.
+    fn delete(&self, key: u64, room: &RoomAddr);
     /// Given up: the row moves to the dead letters.
-    fn dead_letter(&self, key: u64, reason: String);
+    fn dead_letter(&self, key: u64, room: &RoomAddr, reason: String);
     /// The confirmed ids of the copy of `group` in `room`.
     fn copy(&self, group: u64, room: &RoomAddr, ids: &[RemoteId]);
     /// Reads up to `limit` rows of `room` after key `after`; answered with [`StoreEvent::Loaded`].
@@ -42,6 +39,20 @@ pub trait Persist: Send {
     fn end(&self);
     /// Writes what it was given and stops; says what it keeps.
     fn close(self: Box<Self>) -> Closing;
+}
+
+/// One message queued for one room.
+pub struct Put<'a> {
+    /// Its outbox key.
+    pub key: u64,
+    pub room: &'a RoomAddr,
+    pub bridge: &'a str,
+    pub event: &'a Arc<Event>,
+    pub client_ids: &'a [RemoteId],
+    pub group: Option<u64>,
+    /// Whether the router keeps it in its queue too; otherwise it waits in the store only (the queue spilled,
+    /// or — with a store several instances share — another instance sends to the room), to be read back.
+    pub in_memory: bool,
 }
 
 /// `durable = false`: nothing is kept, nothing is reported.
@@ -64,9 +75,9 @@ impl Persist for InMemory {
     }
     fn cursor(&self, _: &RoomAddr, _: &Cursor) {}
     fn group(&self, _: u64, _: Option<(&RoomAddr, &RemoteId)>, _: &Snippet) {}
-    fn put(&self, _: u64, _: &RoomAddr, _: &str, _: &Arc<Event>, _: &[RemoteId], _: Option<u64>) {}
-    fn delete(&self, _: u64) {}
-    fn dead_letter(&self, _: u64, _: String) {}
+    fn put(&self, _: Put<'_>) {}
+    fn delete(&self, _: u64, _: &RoomAddr) {}
+    fn dead_letter(&self, _: u64, _: &RoomAddr, _: String) {}
     fn copy(&self, _: u64, _: &RoomAddr, _: &[RemoteId]) {}
     fn load(&self, _: &RoomAddr, _: u64, _: usize) {}
     fn end(&self) {}
@@ -92,6 +103,8 @@ pub struct Stored {
     pub room: RoomAddr,
     pub bridge: String,
     pub record: Record,
+    /// Another run of the daemon had it in its queue (it may have been sent before that run stopped).
+    pub held_before: bool,
 }
 
 /// One id-map group as stored: the message's snippet and every member (origin and copies).
@@ -149,6 +162,12 @@ pub enum StoreEvent {
     Recovered,
     /// How many rows the outbox and the dead letters hold (counted every few seconds).
     Sizes { outbox: u64, dead_letters: u64 },
+    /// Rows for `room` that this instance does not hold came into the store (another instance queued them, or
+    /// the room's account came here from another instance): they are read like spilled ones.
+    Arrived { room: RoomAddr },
+    /// Writes refused because this instance no longer holds the lease of the account they were for
+    /// (fencing): an instance that lost an account neither sends nor acknowledges for it.
+    Fenced { refused: u64 },
 }
 
 /// How the writer ended: what the outbox holds, and what it could not write.

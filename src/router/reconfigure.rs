@@ -21,6 +21,12 @@ pub enum Control {
     /// The account's adapter has closed (it left the configuration): its link goes, and what is still
     /// queued for it leaves memory (with the store it stays there, as for a room no longer configured).
     Detach(AccountId),
+    /// With a store instances share: the account settles as for [`Settle::Hold`] (another instance takes it
+    /// over), and says so on the sender.
+    Hold(AccountId, oneshot::Sender<()>),
+    /// With a store instances share: the account runs elsewhere now. Its link goes, and what is queued for it
+    /// leaves memory — it stays in the store, where the account's new instance reads it.
+    Disown(AccountId),
 }
 
 /// A reload's changes.
@@ -52,7 +58,21 @@ impl Router {
         match control {
             Control::Reconfigure(update) => self.reconfigure(*update),
             Control::Detach(account) => self.detach(&account),
+            Control::Hold(account, done) => {
+                self.held.insert(account.clone());
+                self.settling.insert(account, (Settle::Hold, done));
+                self.settle();
+            }
+            Control::Disown(account) => {
+                let left = self.forget(&account);
+                info!(account = %account, queued = left, "Account handed to another instance; what is queued for it stays in the store.");
+            }
         }
+    }
+
+    /// Send limits of every account of the configuration (accounts attached later start with theirs).
+    pub fn with_limits(&mut self, limits: BTreeMap<AccountId, SendLimit>) {
+        self.limits = limits.into_iter().collect();
     }
 
     fn reconfigure(&mut self, update: Reconfigure) {
@@ -132,9 +152,41 @@ impl Router {
             }
             self.pump(&room);
         }
+        if self.store.shared() {
+            // What other instances queued for its rooms while it ran elsewhere, or before it came here.
+            let rooms: Vec<RoomAddr> = self
+                .rules
+                .rooms()
+                .map(|(_, r)| r.addr.clone())
+                .filter(|r| r.account == account)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for room in rooms {
+                self.arrived(&room);
+            }
+        }
     }
 
     fn detach(&mut self, account: &AccountId) {
+        let left = self.forget(account);
+        match (left, self.store.durable()) {
+            (0, _) => info!(account = %account, "Account removed by the reload: drained and closed."),
+            (left, true) => info!(
+                account = %account,
+                undelivered = left,
+                "Account removed by the reload: closed with messages still queued; they stay in the store (see `chatbridge check`)."
+            ),
+            (left, false) => error!(
+                account = %account,
+                lost = left,
+                "Account removed by the reload: closed with messages still queued (durable = false): they are lost."
+            ),
+        }
+    }
+
+    /// Takes an account's link and queues out of the router; returns how many messages were queued.
+    fn forget(&mut self, account: &AccountId) -> usize {
         self.accounts.remove(account);
         self.buckets.remove(account);
         self.held.remove(account);
@@ -162,18 +214,6 @@ impl Router {
                 }
             }
         }
-        match (left, self.store.durable()) {
-            (0, _) => info!(account = %account, "Account removed by the reload: drained and closed."),
-            (left, true) => info!(
-                account = %account,
-                undelivered = left,
-                "Account removed by the reload: closed with messages still queued; they stay in the store (see `chatbridge check`)."
-            ),
-            (left, false) => error!(
-                account = %account,
-                lost = left,
-                "Account removed by the reload: closed with messages still queued (durable = false): they are lost."
-            ),
-        }
+        left
     }
 }

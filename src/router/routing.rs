@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use tracing::{debug, error, trace, warn};
 
+use super::port::Put;
+
 use super::*;
 
 impl Router {
@@ -96,10 +98,28 @@ impl Router {
             let caps = self.accounts.get(&room.account).map(|l| l.caps.client_ids);
             let client_ids: Vec<RemoteId> = caps.and_then(|form| form.generate()).into_iter().collect();
             if self.store.durable() {
-                self.store.put(key, &room, self.rules.bridge_name(to), &event, &client_ids, group.map(|g| g.0));
+                // With a store several instances share, a room whose account another instance runs gets its
+                // messages through the store only: that instance reads them from there.
+                let elsewhere = self.store.shared() && !self.accounts.contains_key(&room.account);
                 let full = self.outbox.len(&room) >= self.settings.queue_capacity;
+                let spilled = self.rooms.get(&room).is_some_and(RoomState::has_spilled);
+                let in_memory = !(elsewhere || full || spilled);
+                let bridge = self.rules.bridge_name(to);
+                let group = group.map(|g| g.0);
+                self.store.put(Put {
+                    key,
+                    room: &room,
+                    bridge,
+                    event: &event,
+                    client_ids: &client_ids,
+                    group,
+                    in_memory,
+                });
+                if elsewhere {
+                    continue;
+                }
                 let state = self.rooms.entry(room.clone()).or_default();
-                if full || state.has_spilled() {
+                if !in_memory {
                     // Kept in the store only; read back, in order, as the queue drains.
                     if !state.has_spilled() {
                         warn!(room = %room, "Destination queue full: further messages wait in the store.");

@@ -71,6 +71,11 @@ impl Rules {
         })
     }
 
+    /// Whether any bridge has `room`.
+    pub fn has_room(&self, room: &RoomAddr) -> bool {
+        self.bridges.iter().any(|b| b.rooms.iter().any(|r| r.addr == *room))
+    }
+
     /// Keeps a room that a reload removed from bridge `bridge`, for the messages already queued for it:
     /// they are rendered with its old options; nothing new is routed to it.
     pub fn keep(&mut self, bridge: &str, room: BridgeRoom) -> Destination {

@@ -43,7 +43,10 @@ impl Router {
                 item.restored = self.outbox.len(&room) == 0;
                 self.outbox.push(&room, item);
                 let state = self.rooms.entry(room).or_default();
-                state.last_key = state.last_key.max(key);
+                // A shared store's keys come from every instance: only this router's own keys mark the order.
+                if !self.store.shared() {
+                    state.last_key = state.last_key.max(key);
+                }
             }
         }
         let mut spilled = 0;
@@ -123,7 +126,23 @@ impl Router {
                 self.stats.stored_outbox.store(outbox, std::sync::atomic::Ordering::Relaxed);
                 self.stats.stored_dead_letters.store(dead_letters, std::sync::atomic::Ordering::Relaxed);
             }
+            StoreEvent::Arrived { room } => self.arrived(&room),
+            StoreEvent::Fenced { refused } => self.stats.fencing_refusals.add(refused),
         }
+    }
+
+    /// Rows for `room` came into the store from elsewhere: the room reads them as spilled ones, and queues
+    /// what comes next behind them. Ignored for a room whose account does not run here.
+    pub(super) fn arrived(&mut self, room: &RoomAddr) {
+        if !self.accounts.contains_key(&room.account) || !self.rules.has_room(room) {
+            return;
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        let state = self.rooms.entry(room.clone()).or_default();
+        state.spill_high = state.spill_high.max(key);
+        state.spilled = state.spilled.max(1);
+        self.refill(room);
     }
 
     /// Asks the store for a room's spilled messages once its queue is down to half.
@@ -153,9 +172,10 @@ impl Router {
         }
         let count = rows.len();
         for row in rows {
-            // Spilled messages were never handed to an adapter.
+            // Spilled messages were never handed to an adapter; rows another instance held may have been.
+            let held_before = row.held_before;
             if let Some((_, mut item)) = self.restore(row) {
-                item.restored = false;
+                item.restored = held_before;
                 self.outbox.push(&room, item);
             }
         }

@@ -51,16 +51,18 @@ impl Fixture {
         }
     }
 
-    /// Opens the store, recording its events (the periodic counts only when `sizes`).
+    /// Opens the store, recording its events (the periodic counts only when `sizes`; never the shared store's
+    /// sweeps, which say every few seconds that the rows written here wait in the store).
     pub(super) fn open_recording(&self, settings: &StoreSettings, sizes: bool) -> (Opening, Events) {
         let events: Events = Arc::default();
         let sink = Arc::clone(&events);
         let record = move |e: StoreEvent| {
-            if sizes || !matches!(e, StoreEvent::Sizes { .. }) {
+            if !matches!(e, StoreEvent::Arrived { .. }) && (sizes || !matches!(e, StoreEvent::Sizes { .. })) {
                 sink.lock().unwrap().push(e);
             }
         };
-        let opening = open(self.backend(), settings, |_, bridge| bridge == "b", record).unwrap();
+        let opening =
+            open(self.backend(), settings, leasing("test"), Arc::default(), |_, bridge| bridge == "b", record).unwrap();
         (opening, events)
     }
 
@@ -104,6 +106,12 @@ impl Drop for Fixture {
     }
 }
 
+/// How a test instance takes part in a shared store: it holds every account the tests write for.
+pub(super) fn leasing(instance: &str) -> pg::lease::LeaseSettings {
+    let accounts = ["fishroom.t", "missevan.a", "yunhu.b"].iter().map(|a| a.parse().unwrap()).collect();
+    pg::lease::LeaseSettings { instance: instance.to_owned(), ttl: Duration::from_secs(15), accounts }
+}
+
 pub(super) fn room(name: &str) -> RoomAddr {
     RoomAddr::new(AccountId::new(Platform::Fishroom, "t"), RoomId::new(name))
 }
@@ -113,9 +121,21 @@ pub(super) fn event(text: &str) -> Arc<Event> {
     Arc::new(Event::new(room("r"), None, None, kind))
 }
 
+/// A row for `room` in bridge `bridge`, in the store only (as a spilled one).
+pub(super) fn row<'a>(
+    key: u64,
+    room: &'a RoomAddr,
+    bridge: &'a str,
+    event: &'a Arc<Event>,
+    client_ids: &'a [RemoteId],
+    group: Option<u64>,
+) -> crate::router::port::Put<'a> {
+    crate::router::port::Put { key, room, bridge, event, client_ids, group, in_memory: false }
+}
+
 /// Queues `text` for `fishroom.t:r` in bridge `b` under `key`.
 pub(super) fn put(store: &dyn Persist, key: u64, text: &str) {
-    store.put(key, &room("r"), "b", &event(text), &[RemoteId::new("c1")], Some(7));
+    store.put(row(key, &room("r"), "b", &event(text), &[RemoteId::new("c1")], Some(7)));
 }
 
 pub(super) fn text(stored: &Stored) -> String {
@@ -140,7 +160,7 @@ fn rows_survive_a_reopen_and_deleted_ones_do_not(f: &Fixture) {
     for (key, text) in [(1, "one"), (2, "two"), (3, "three")] {
         put(&*store, key, text);
     }
-    store.delete(2);
+    store.delete(2, &room("r"));
     store.end();
     drop(store);
     assert!(
@@ -225,11 +245,20 @@ fn a_spilled_room_is_read_in_slices(f: &Fixture) {
     assert_eq!(opened.backlog, [(room("r"), 6)]);
     store.load(&room("r"), 4, 3);
     store.end();
+    wait_for(&events, "the first read", |e| matches!(e, StoreEvent::Loaded { .. }));
+    let Some(StoreEvent::Loaded { rows, through, exhausted, .. }) = events.lock().unwrap().pop() else {
+        unreachable!()
+    };
+    assert_eq!(rows.iter().map(text).collect::<Vec<_>>(), ["5", "6", "7"]);
+    assert!(!exhausted);
+    // The next read, from where the last one said it got to, goes on with the rest.
+    store.load(&room("r"), through, 5);
+    store.end();
     drop(store);
     let events = events.lock().unwrap();
-    let Some(StoreEvent::Loaded { rows, through, exhausted, .. }) = events.first() else { panic!("{events:?}") };
-    assert_eq!(rows.iter().map(text).collect::<Vec<_>>(), ["5", "6", "7"]);
-    assert_eq!((*through, *exhausted), (7, false));
+    let Some(StoreEvent::Loaded { rows, exhausted, .. }) = events.first() else { panic!("{events:?}") };
+    assert_eq!(rows.iter().map(text).collect::<Vec<_>>(), ["8", "9", "10"]);
+    assert!(exhausted);
 }
 
 fn dead_letters_are_listed_and_requeued_at_the_next_start(f: &Fixture) {
@@ -237,7 +266,7 @@ fn dead_letters_are_listed_and_requeued_at_the_next_start(f: &Fixture) {
     put(&*store, 1, "lost cause");
     put(&*store, 2, "fine");
     store.end();
-    store.dead_letter(1, "attempts exhausted: 503".into());
+    store.dead_letter(1, &room("r"), "attempts exhausted: 503".into());
     store.end();
     drop(store);
     let letters = f.dead_letters();
@@ -256,7 +285,7 @@ fn dead_letters_are_listed_and_requeued_at_the_next_start(f: &Fixture) {
 
 fn rows_of_rooms_no_longer_configured_are_kept_then_expire_to_the_dead_letters(f: &Fixture) {
     let (store, _, _) = f.open(&settings());
-    store.put(1, &room("gone"), "removed", &event("orphan"), &[], None);
+    store.put(row(1, &room("gone"), "removed", &event("orphan"), &[], None));
     store.end();
     drop(store);
     let (store, opened, _) = f.open(&settings());
@@ -274,8 +303,8 @@ fn rows_of_rooms_no_longer_configured_are_kept_then_expire_to_the_dead_letters(f
 fn a_queued_event_reads_back_as_a_record_for_each_destination(f: &Fixture) {
     let (store, _, events) = f.open(&settings());
     let event = event("once for all");
-    store.put(1, &room("r"), "b", &event, &[RemoteId::new("c1")], Some(7));
-    store.put(2, &room("s"), "b", &event, &[RemoteId::new("c2")], None);
+    store.put(row(1, &room("r"), "b", &event, &[RemoteId::new("c1")], Some(7)));
+    store.put(row(2, &room("s"), "b", &event, &[RemoteId::new("c2")], None));
     store.end();
     drop(store);
     assert!(matches!(events.lock().unwrap()[..], [StoreEvent::Committed { written: 2, skipped: 0 }]));
@@ -298,7 +327,7 @@ fn rows_of_the_open_transaction_are_read_and_dead_lettered_like_written_ones(f: 
         put(&*store, key, &key.to_string());
     }
     // No end mark in between: all of it is one transaction, the rows still pending in the writer.
-    store.dead_letter(1, "given up".into());
+    store.dead_letter(1, &room("r"), "given up".into());
     store.load(&room("r"), 0, 10);
     store.end();
     drop(store);
@@ -327,13 +356,13 @@ fn a_full_outbox_stops_the_intake_and_the_dead_letters_keep_their_newest(f: &Fix
     );
     // Deliveries make room: under 90 % the intake opens again.
     for key in 1..=2 {
-        store.delete(key);
+        store.delete(key, &room("r"));
     }
     store.end();
     wait_for(&events, "room again", |e| matches!(e, StoreEvent::Recovered));
     // Six dead letters, three kept: the newest.
     for key in 3..=8 {
-        store.dead_letter(key, "gave up".into());
+        store.dead_letter(key, &room("r"), "gave up".into());
         store.end();
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -107,30 +107,36 @@ impl<'a> Backend<'a> {
     }
 }
 
-/// An open store: the router's port, what it held, and the id map that reads it.
+/// An open store: the router's port, what it held, the id map that reads it, and — for a store instances
+/// share — the account leases.
 pub struct Opening {
     pub persist: Box<dyn crate::router::port::Persist>,
     pub opened: Opened,
     pub ids: idmap::DurableIdMap,
+    pub leases: Option<pg::lease::Leases>,
 }
 
-/// Opens the store of `backend` (see [`Store::open`] and [`pg::PgStore::open`]).
+/// Opens the store of `backend` (see [`Store::open`] and [`pg::PgStore::open`]; `leasing` says how this
+/// instance takes part in a PostgreSQL store).
 pub fn open(
     backend: Backend<'_>,
     settings: &StoreSettings,
+    leasing: pg::lease::LeaseSettings,
+    stats: Arc<crate::stats::Stats>,
     configured: impl Fn(&str, &str) -> bool + Send + 'static,
-    notify: impl Fn(StoreEvent) + Send + 'static,
+    notify: impl Fn(StoreEvent) + Send + Sync + 'static,
 ) -> Result<Opening, StoreError> {
     match backend {
         Backend::Sqlite(dir) => {
             let (store, opened) = Store::open(dir, settings, configured, notify)?;
             let ids = idmap::DurableIdMap::open(dir, settings.id_map_capacity)?;
-            Ok(Opening { persist: Box::new(store), opened, ids })
+            Ok(Opening { persist: Box::new(store), opened, ids, leases: None })
         }
         Backend::Postgres(target) => {
-            let (store, opened, reader) = pg::PgStore::open(target, settings, configured, notify)?;
+            let pg::PgOpened { store, opened, reader, leases } =
+                pg::PgStore::open(target, settings, leasing, stats, configured, notify)?;
             let ids = idmap::DurableIdMap::new(Box::new(reader), settings.id_map_capacity);
-            Ok(Opening { persist: Box::new(store), opened, ids })
+            Ok(Opening { persist: Box::new(store), opened, ids, leases: Some(leases) })
         }
     }
 }
@@ -369,15 +375,16 @@ impl crate::router::port::Persist for Store {
         Store::group(self, id, origin, snippet.sender.clone(), snippet.text.clone(), snippet.time.0);
     }
 
-    fn put(&self, key: u64, room: &RoomAddr, bridge: &str, event: &Arc<Event>, ids: &[RemoteId], group: Option<u64>) {
-        Store::put_event(self, key, room.clone(), bridge.to_owned(), Arc::clone(event), ids.to_vec(), group);
+    fn put(&self, row: crate::router::port::Put<'_>) {
+        let (room, bridge, event) = (row.room.clone(), row.bridge.to_owned(), Arc::clone(row.event));
+        Store::put_event(self, row.key, room, bridge, event, row.client_ids.to_vec(), row.group);
     }
 
-    fn delete(&self, key: u64) {
+    fn delete(&self, key: u64, _: &RoomAddr) {
         Store::delete(self, key);
     }
 
-    fn dead_letter(&self, key: u64, reason: String) {
+    fn dead_letter(&self, key: u64, _: &RoomAddr, reason: String) {
         Store::dead_letter(self, key, reason);
     }
 

@@ -255,7 +255,7 @@ pub(super) fn decode((key, room, bridge, record): Row) -> Option<Stored> {
         }
     };
     match serde_json::from_slice(&record) {
-        Ok(record) => Some(Stored { key: key as u64, room, bridge, record }),
+        Ok(record) => Some(Stored { key: key as u64, room, bridge, record, held_before: false }),
         Err(e) => {
             error!(key, error = %e, "An outbox row cannot be read; it is left in place.");
             None

@@ -60,7 +60,7 @@ async fn a_killed_daemon_on_postgres_delivers_what_was_queued_after_a_restart() 
     let (tuna, lug) = (&pair.tuna, &pair.lug);
     let dir = temp_dir("pg-durable");
     let general = format!(
-        "[general]\nstore = \"{}\"\nretry_delay = \"60s\"\nmax_attempts = 100\nshutdown_timeout = \"1s\"\n",
+        "[general]\nstore = \"{}\"\nlease_ttl = \"3s\"\nretry_delay = \"60s\"\nmax_attempts = 100\nshutdown_timeout = \"1s\"\n",
         url_with_password(server)
     );
     let config = write_config(&dir, &pair.config(&general));
@@ -90,7 +90,8 @@ async fn a_killed_daemon_on_postgres_delivers_what_was_queued_after_a_restart() 
 
     lug.fail_posts(false);
     let mut child = spawn();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The killed run's leases are taken over once they expire (lease_ttl).
+    let deadline = Instant::now() + Duration::from_secs(15);
     while lug.posted().len() < 20 {
         assert!(Instant::now() < deadline, "after the restart only {} arrived", lug.posted().len());
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -11,6 +11,8 @@
 //! gives keys and ids from `run << 40` up, so instances sharing the database never give the same one.
 
 mod admin;
+pub mod lease;
+mod listen;
 mod reader;
 pub mod schema;
 #[doc(hidden)]
@@ -27,10 +29,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
-use tracing::error;
+use tracing::{error, warn};
 
 use super::{Closing, Op, Opened, Pending, StoreError, StoreEvent, StoreSettings};
-use crate::model::{Event, RemoteId, RoomAddr};
+use crate::model::{RemoteId, RoomAddr};
 use crate::settings::Secret;
 
 /// How long a connection attempt may take when the connection string sets no `connect_timeout`.
@@ -74,15 +76,48 @@ impl PgTarget {
     /// A connection, TLS unless the string says `sslmode=disable` (`prefer`, the default, falls back to a
     /// plain connection where the server offers no TLS). Its driver runs on the calling runtime.
     pub async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+        self.connect_with(None).await
+    }
+
+    /// [`PgTarget::connect`], handing what the server notifies (`LISTEN`) to `notifications`.
+    pub(super) async fn connect_with(
+        &self,
+        notifications: Option<mpsc::UnboundedSender<tokio_postgres::Notification>>,
+    ) -> Result<Client, tokio_postgres::Error> {
         if self.config.get_ssl_mode() == SslMode::Disable {
             let (client, connection) = self.config.connect(NoTls).await?;
-            tokio::spawn(async move { drop(connection.await) });
+            drive(connection, notifications);
             return Ok(client);
         }
         let (client, connection) = self.config.connect(tls()).await?;
-        tokio::spawn(async move { drop(connection.await) });
+        drive(connection, notifications);
         Ok(client)
     }
+}
+
+/// Runs a connection's driver on the current runtime, passing on its notifications.
+fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notifications: Option<mpsc::UnboundedSender<tokio_postgres::Notification>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if let Some(to) = &notifications {
+                        let _ = to.send(n);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
 }
 
 /// rustls with the system's roots (as the adapters' websockets use).
@@ -133,31 +168,66 @@ pub(super) fn reason(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The account a write is for, and the epoch of its lease when the write was made (`None`: not held then).
+/// The writer refuses a write whose epoch is not the lease's current one (fencing).
+#[derive(Debug, Clone)]
+pub(super) struct Fence {
+    account: String,
+    epoch: Option<i64>,
+}
+
+/// An operation as the router gave it, with its fence (none for a write that is no account's: a group
+/// without an origin).
+pub(super) struct Stamped {
+    op: Op,
+    fence: Option<Fence>,
+    /// For a put: whether the router keeps the message in its queue (the row is held by this run).
+    in_memory: bool,
+}
+
 /// The PostgreSQL store's writing side (the router's persistence port).
 pub struct PgStore {
-    gathered: std::cell::RefCell<Vec<Op>>,
-    ops: Option<mpsc::UnboundedSender<Vec<Op>>>,
+    gathered: std::cell::RefCell<Vec<Stamped>>,
+    ops: Option<mpsc::UnboundedSender<Vec<Stamped>>>,
     thread: Option<JoinHandle<Closing>>,
     /// This start's number (the prefix of its keys and group ids).
     run: i64,
+    held: lease::Held,
+}
+
+/// What [`PgStore::open`] starts besides the store.
+pub struct PgOpened {
+    pub store: PgStore,
+    pub opened: Opened,
+    pub reader: PgReader,
+    pub leases: lease::Leases,
 }
 
 impl PgStore {
-    /// Connects, migrates, reads what the database holds, and starts the writer and the id-map reader.
+    /// Connects, migrates, reads what the database holds, and starts the writer, the id-map reader, the
+    /// outbox listener and the lease task (which claims this instance's share of `leases.accounts`).
     pub fn open(
         target: &PgTarget,
         settings: &StoreSettings,
+        leasing: lease::LeaseSettings,
+        stats: Arc<crate::stats::Stats>,
         configured: impl Fn(&str, &str) -> bool + Send + 'static,
-        notify: impl Fn(StoreEvent) + Send + 'static,
-    ) -> Result<(Self, Opened, PgReader), StoreError> {
+        notify: impl Fn(StoreEvent) + Send + Sync + 'static,
+    ) -> Result<PgOpened, StoreError> {
         let (ops, inputs) = mpsc::unbounded_channel();
         let (reads, requests) = mpsc::unbounded_channel();
+        let (lease_events, events) = mpsc::unbounded_channel();
+        let (commands, lease_commands) = mpsc::unbounded_channel();
         let (started, start) = std::sync::mpsc::sync_channel(1);
+        let held = lease::Held::default();
         let settings = settings.clone();
         let target = target.clone();
+        let notify: listen::Notify = Arc::new(notify);
+        let thread_held = held.clone();
         let thread = std::thread::Builder::new()
             .name("chatbridge-pg".into())
             .spawn(move || {
+                let held = thread_held;
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(e) => {
@@ -168,25 +238,43 @@ impl PgStore {
                 };
                 runtime.block_on(async move {
                     let opening = async {
-                        let mut client = target.connect().await.map_err(|e| target.error(&e))?;
+                        let error = |e: tokio_postgres::Error| target.error(&e);
+                        let mut client = target.connect().await.map_err(error)?;
                         schema::migrate(&mut client).await.map_err(|e| match e {
                             schema::MigrateError::Newer { found } => {
                                 StoreError::PgNewer { target: target.describe(), found }
                             }
                             schema::MigrateError::Postgres(e) => target.error(&e),
                         })?;
-                        let run: i64 = client
-                            .query_one("SELECT nextval('chatbridge_runs')", &[])
-                            .await
-                            .map_err(|e| target.error(&e))?
-                            .get(0);
-                        let opened = schema::startup(&mut client, run, &settings, &configured)
-                            .await
-                            .map_err(|e| target.error(&e))?;
-                        let reader = target.connect().await.map_err(|e| target.error(&e))?;
-                        Ok::<_, StoreError>((client, reader, run, opened))
+                        if lease::name_taken(&client, &leasing.instance, leasing.ttl).await.map_err(error)? {
+                            warn!(
+                                instance = %leasing.instance,
+                                "An instance of this name renewed its leases moments ago: this instance's last run if it \
+                                 crashed (its accounts come back as their leases expire), else another instance, which \
+                                 needs a general.instance of its own."
+                            );
+                        }
+                        let run: i64 =
+                            client.query_one("SELECT nextval('chatbridge_runs')", &[]).await.map_err(error)?.get(0);
+                        // This instance's share of the accounts is claimed before anything is read, so that
+                        // what their rooms hold is queued at once.
+                        let mut leases = lease::LeaseTask {
+                            target: target.clone(),
+                            client: target.connect().await.map_err(error)?,
+                            run,
+                            settings: leasing,
+                            held: held.clone(),
+                            events: lease_events,
+                            stats,
+                            releasing: Default::default(),
+                        };
+                        leases.round().await.map_err(error)?;
+                        let opened =
+                            schema::startup(&mut client, run, &held, &settings, &configured).await.map_err(error)?;
+                        let reader = target.connect().await.map_err(error)?;
+                        Ok::<_, StoreError>((client, reader, leases, run, opened))
                     };
-                    let (client, reader, run, opened) = match opening.await {
+                    let (client, reader, leases, run, opened) = match opening.await {
                         Ok(done) => done,
                         Err(e) => {
                             let _ = started.send(Err(e));
@@ -195,7 +283,15 @@ impl PgStore {
                     };
                     let _ = started.send(Ok((run, opened)));
                     tokio::spawn(reader::serve(target.clone(), reader, requests));
-                    writer::write(writer::Writer::new(target, client, run, settings), inputs, notify).await
+                    tokio::spawn(listen::listen(target.clone(), run, held.clone(), Arc::clone(&notify)));
+                    let (stop_leases, stopped) = tokio::sync::oneshot::channel();
+                    let leasing = tokio::spawn(leases.run(lease_commands, stopped));
+                    let writer = writer::Writer::new(target, client, run, settings, held);
+                    let closing = writer::write(writer, inputs, notify).await;
+                    // What was acknowledged is written: the leases go back at once.
+                    let _ = stop_leases.send(());
+                    let _ = leasing.await;
+                    closing
                 })
             })
             .map_err(|e| StoreError::Postgres { target: "postgres".into(), reason: e.to_string() })?;
@@ -213,8 +309,11 @@ impl PgStore {
                 });
             }
         };
-        let store = Self { gathered: Default::default(), ops: Some(ops), thread: Some(thread), run };
-        Ok((store, opened, PgReader::new(reads)))
+        let store =
+            Self { gathered: Default::default(), ops: Some(ops), thread: Some(thread), run, held: held.clone() };
+        let reader = PgReader::new(reads);
+        let leases = lease::Leases { events, commands, held, reader: reader.clone() };
+        Ok(PgOpened { store, opened, reader, leases })
     }
 
     /// This start's number in `chatbridge_runs`.
@@ -222,8 +321,13 @@ impl PgStore {
         self.run
     }
 
-    fn send(&self, op: Op) {
-        self.gathered.borrow_mut().push(op);
+    fn send(&self, op: Op, account: Option<&crate::model::AccountId>, in_memory: bool) {
+        let fence = account.map(|account| {
+            let account = account.to_string();
+            let epoch = self.held.epoch(&account);
+            Fence { account, epoch }
+        });
+        self.gathered.borrow_mut().push(Stamped { op, fence, in_memory });
     }
 
     fn finish(&mut self) -> Closing {
@@ -238,35 +342,49 @@ impl crate::router::port::Persist for PgStore {
         true
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn cursor(&self, room: &RoomAddr, cursor: &crate::model::Cursor) {
-        self.send(Op::Cursor { room: room.to_string(), cursor: cursor.as_str().to_owned() });
+        let op = Op::Cursor { room: room.to_string(), cursor: cursor.as_str().to_owned() };
+        self.send(op, Some(&room.account), false);
     }
 
     fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &crate::router::idmap::Snippet) {
+        let account = origin.map(|(room, _)| &room.account);
         let origin = origin.map(|(room, id)| (room.clone(), id.clone()));
         let (sender, text, time) = (snippet.sender.clone(), snippet.text.clone(), snippet.time.0);
-        self.send(Op::Group { id, origin, sender, text, time });
+        self.send(Op::Group { id, origin, sender, text, time }, account, false);
     }
 
-    fn put(&self, key: u64, room: &RoomAddr, bridge: &str, event: &Arc<Event>, ids: &[RemoteId], group: Option<u64>) {
-        let row = Pending::Event { room: room.clone(), event: Arc::clone(event), client_ids: ids.to_vec(), group };
-        self.send(Op::Put { key, bridge: bridge.to_owned(), row });
+    fn put(&self, row: crate::router::port::Put<'_>) {
+        let pending = Pending::Event {
+            room: row.room.clone(),
+            event: Arc::clone(row.event),
+            client_ids: row.client_ids.to_vec(),
+            group: row.group,
+        };
+        // A message is written for whoever sends it as long as the instance that received it still runs its
+        // source.
+        let op = Op::Put { key: row.key, bridge: row.bridge.to_owned(), row: pending };
+        self.send(op, Some(&row.event.origin.room.account), row.in_memory);
     }
 
-    fn delete(&self, key: u64) {
-        self.send(Op::Delete { key });
+    fn delete(&self, key: u64, room: &RoomAddr) {
+        self.send(Op::Delete { key }, Some(&room.account), false);
     }
 
-    fn dead_letter(&self, key: u64, reason: String) {
-        self.send(Op::DeadLetter { key, reason });
+    fn dead_letter(&self, key: u64, room: &RoomAddr, reason: String) {
+        self.send(Op::DeadLetter { key, reason }, Some(&room.account), false);
     }
 
     fn copy(&self, group: u64, room: &RoomAddr, ids: &[RemoteId]) {
-        self.send(Op::Copy { group, room: room.clone(), ids: ids.to_vec() });
+        self.send(Op::Copy { group, room: room.clone(), ids: ids.to_vec() }, Some(&room.account), false);
     }
 
     fn load(&self, room: &RoomAddr, after: u64, limit: usize) {
-        self.send(Op::Load { room: room.clone(), after, limit });
+        self.send(Op::Load { room: room.clone(), after, limit }, Some(&room.account), false);
     }
 
     fn end(&self) {

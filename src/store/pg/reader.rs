@@ -16,9 +16,18 @@ use crate::store::idmap::{Found, GroupRead};
 /// The longest the router waits for a lookup; past it the message is treated as unknown.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Request = (RoomAddr, RemoteId, SyncSender<Result<Option<Found>, String>>);
+/// A room's cursor, as the reader answers.
+pub type RoomCursor = (RoomAddr, crate::model::Cursor);
+
+pub(super) enum Request {
+    /// The group of a member (the router waits).
+    Group(RoomAddr, RemoteId, SyncSender<Result<Option<Found>, String>>),
+    /// The cursors of an account's rooms (an account that came to this instance starts from them).
+    Cursors(String, tokio::sync::oneshot::Sender<Result<Vec<RoomCursor>, String>>),
+}
 
 /// Asks the reader task.
+#[derive(Clone)]
 pub struct PgReader {
     requests: mpsc::UnboundedSender<Request>,
 }
@@ -27,13 +36,22 @@ impl PgReader {
     pub(super) fn new(requests: mpsc::UnboundedSender<Request>) -> Self {
         Self { requests }
     }
+
+    /// The cursors the store has for `account`'s rooms.
+    pub async fn cursors(&self, account: &crate::model::AccountId) -> Result<Vec<RoomCursor>, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests
+            .send(Request::Cursors(account.to_string(), reply))
+            .map_err(|_| "the PostgreSQL store has stopped".to_owned())?;
+        answer.await.map_err(|_| "the PostgreSQL store has stopped".to_owned())?
+    }
 }
 
 impl GroupRead for PgReader {
     fn read(&self, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, String> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         self.requests
-            .send((room.clone(), id.clone(), reply))
+            .send(Request::Group(room.clone(), id.clone(), reply))
             .map_err(|_| "the PostgreSQL store has stopped".to_owned())?;
         answer.recv_timeout(READ_TIMEOUT).map_err(|_| "PostgreSQL did not answer in time".to_owned())?
     }
@@ -47,7 +65,7 @@ const GROUP_OF: &str = "SELECT g.id, g.sender, g.text, g.time, m.room, m.remote,
 /// Answers lookups until the store closes, opening the connection again when it was lost.
 pub(super) async fn serve(target: PgTarget, client: Client, mut requests: mpsc::UnboundedReceiver<Request>) {
     let mut client = Some(client);
-    while let Some((room, id, reply)) = requests.recv().await {
+    while let Some(request) = requests.recv().await {
         if client.as_ref().is_none_or(Client::is_closed) {
             client = match target.connect().await {
                 Ok(c) => {
@@ -55,15 +73,36 @@ pub(super) async fn serve(target: PgTarget, client: Client, mut requests: mpsc::
                     Some(c)
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(reason(&e)));
+                    match request {
+                        Request::Group(_, _, reply) => drop(reply.send(Err(reason(&e)))),
+                        Request::Cursors(_, reply) => drop(reply.send(Err(reason(&e)))),
+                    }
                     continue;
                 }
             };
         }
         let connection = client.as_ref().expect("connected");
-        let answer = lookup(connection, &room, &id).await.map_err(|e| reason(&e));
-        let _ = reply.send(answer);
+        match request {
+            Request::Group(room, id, reply) => {
+                let _ = reply.send(lookup(connection, &room, &id).await.map_err(|e| reason(&e)));
+            }
+            Request::Cursors(account, reply) => {
+                let _ = reply.send(cursors(connection, &account).await.map_err(|e| reason(&e)));
+            }
+        }
     }
+}
+
+async fn cursors(client: &Client, account: &str) -> Result<Vec<RoomCursor>, tokio_postgres::Error> {
+    let prefix = format!("{account}:");
+    let rows = client.query("SELECT room, cursor FROM cursors WHERE starts_with(room, $1)", &[&prefix]).await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let room = row.get::<_, String>(0).parse().ok()?;
+            Some((room, crate::model::Cursor::new(row.get::<_, String>(1))))
+        })
+        .collect())
 }
 
 async fn lookup(client: &Client, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, tokio_postgres::Error> {

@@ -147,6 +147,7 @@ pub(super) fn now() -> i64 {
 pub(super) async fn startup(
     client: &mut Client,
     run: i64,
+    held: &super::lease::Held,
     settings: &StoreSettings,
     configured: &impl Fn(&str, &str) -> bool,
 ) -> Result<Opened, tokio_postgres::Error> {
@@ -176,24 +177,19 @@ pub(super) async fn startup(
     let rooms =
         tx.query("SELECT room, bridge, COUNT(*), MIN(queued_at) FROM outbox GROUP BY room, bridge", &[]).await?;
     let orphan_cutoff = now() - settings.orphan_max_age.as_millis() as i64;
-    let per_room = settings.per_room as i64;
+    // Per configured room of an account this instance holds: its rows (of every bridge).
+    let mut mine: Vec<(String, usize)> = Vec::new();
     for row in rooms {
         let (room, bridge, count, oldest): (String, String, i64, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
         let count = count as usize;
         if configured(&room, &bridge) {
-            let rows = tx
-                .query(
-                    "SELECT key, room, bridge, record FROM outbox WHERE room = $1 AND bridge = $2 ORDER BY key LIMIT $3",
-                    &[&room, &bridge, &per_room],
-                )
-                .await?;
-            let loaded = rows.len();
-            opened.outbox.extend(rows.iter().filter_map(decode));
-            if count > loaded
-                && let Ok(addr) = room.parse::<RoomAddr>()
-            {
-                opened.backlog.push((addr, count - loaded));
+            let account = room.split_once(':').map_or(room.as_str(), |(a, _)| a);
+            if held.epoch(account).is_some() {
+                match mine.iter_mut().find(|(r, _)| *r == room) {
+                    Some((_, n)) => *n += count,
+                    None => mine.push((room, count)),
+                }
             }
             continue;
         }
@@ -213,7 +209,24 @@ pub(super) async fn startup(
             opened.orphans += count;
         }
     }
-    opened.outbox.sort_by_key(|s| s.key);
+    // The first rows of this instance's rooms are taken now, in the order they were queued; the rest as the
+    // rooms drain.
+    mine.sort();
+    for (room, count) in mine {
+        let rows = tx.query(super::writer::CLAIM, &[&room, &run, &(settings.per_room as i64)]).await?;
+        let mut rows: Vec<_> = rows
+            .iter()
+            .map(|row| (row.get::<_, i64>(5), decode(row).map(|s| Stored { held_before: row.get(4), ..s })))
+            .collect();
+        rows.sort_by_key(|(seq, _)| *seq);
+        let taken = rows.len();
+        opened.outbox.extend(rows.into_iter().filter_map(|(_, stored)| stored));
+        if count > taken
+            && let Ok(addr) = room.parse::<RoomAddr>()
+        {
+            opened.backlog.push((addr, count - taken));
+        }
+    }
     opened.last_key = next as u64;
     prune(&tx, settings.id_map_max_age).await?;
     // New groups continue in this run's range; the groups read are the most recent by creation.

@@ -4,22 +4,26 @@ use std::time::Duration;
 
 use super::testing::TestPostgres;
 use super::*;
-use crate::store::contract::{Events, put, settings, wait_for};
+use crate::store::contract::{Events, leasing, put, room, settings, wait_for};
 
 fn target(url: &Secret) -> PgTarget {
     PgTarget::parse(url).unwrap()
 }
 
 fn open(target: &PgTarget) -> (PgStore, Opened, Events) {
+    open_as(target, "test")
+}
+
+fn open_as(target: &PgTarget, instance: &str) -> (PgStore, Opened, Events) {
     let events: Events = Default::default();
     let sink = Arc::clone(&events);
     let notify = move |e: StoreEvent| {
-        if !matches!(e, StoreEvent::Sizes { .. }) {
+        if !matches!(e, StoreEvent::Sizes { .. } | StoreEvent::Arrived { .. }) {
             sink.lock().unwrap().push(e);
         }
     };
-    let (store, opened, _) = PgStore::open(target, &settings(), |_, _| true, notify).unwrap();
-    (store, opened, events)
+    let opened = PgStore::open(target, &settings(), leasing(instance), Arc::default(), |_, _| true, notify).unwrap();
+    (opened.store, opened.opened, events)
 }
 
 #[test]
@@ -39,8 +43,8 @@ fn the_schema_is_migrated_once_whoever_starts_first() {
     assert_eq!(from, [0, 1, 1, 1]);
     assert_eq!(status(&target).unwrap().found, schema::SCHEMA_VERSION);
     // Each start is a run of its own: keys and group ids never meet.
-    let (first, a, _) = open(&target);
-    let (second, b, _) = open(&target);
+    let (first, a, _) = open_as(&target, "one");
+    let (second, b, _) = open_as(&target, "two");
     assert_ne!(first.run(), second.run());
     assert!(a.last_key.abs_diff(b.last_key) >= 1 << schema::RUN_SHIFT);
 }
@@ -57,7 +61,9 @@ fn a_database_from_a_newer_build_is_refused() {
         })
     })
     .unwrap();
-    let error = PgStore::open(&target, &settings(), |_, _| true, |_| {}).err().expect("refused");
+    let error = PgStore::open(&target, &settings(), leasing("test"), Arc::default(), |_, _| true, |_| {})
+        .err()
+        .expect("refused");
     assert!(error.to_string().contains("newer chatbridge (schema 99"), "{error}");
 }
 
@@ -65,7 +71,9 @@ fn a_database_from_a_newer_build_is_refused() {
 fn an_unreachable_server_is_named_without_the_password() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = Secret::resolve(&format!("postgres://bridge:hunter2@127.0.0.1:{port}/chat?connect_timeout=2")).unwrap();
-    let error = PgStore::open(&target(&url), &settings(), |_, _| true, |_| {}).err().expect("nothing listens there");
+    let error = PgStore::open(&target(&url), &settings(), leasing("test"), Arc::default(), |_, _| true, |_| {})
+        .err()
+        .expect("nothing listens there");
     let text = error.to_string();
     assert!(text.contains(&format!("127.0.0.1:{port}/chat")) && !text.contains("hunter2"), "{text}");
 }
@@ -86,7 +94,7 @@ fn a_server_restart_loses_nothing_the_writer_was_given() {
         put(&*store, key, &format!("during {key}"));
         store.end();
     }
-    store.delete(1);
+    store.delete(1, &room("r"));
     store.end();
     wait_for(&events, "the failure", |e| matches!(e, StoreEvent::Failing { .. }));
     std::thread::sleep(Duration::from_millis(300));

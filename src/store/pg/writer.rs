@@ -10,8 +10,10 @@ use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 use tracing::{error, info, warn};
 
+use super::lease::Held;
+use super::listen::Notify;
 use super::schema::{decode, now, prune};
-use super::{PgTarget, reason};
+use super::{Fence, PgTarget, Stamped, reason};
 use crate::model::RoomAddr;
 use crate::store::intake::Intake;
 use crate::store::{
@@ -24,10 +26,22 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 const CLOSE_RETRIES: Duration = Duration::from_secs(3);
 
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (key, account, room, bridge, record, queued_at, holder)
-     SELECT k, a, r, b, rec, $6, $7
-     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[]) WITH ORDINALITY AS t(k, a, r, b, rec, n)
+     SELECT k, a, r, b, rec, $7, h
+     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
+         WITH ORDINALITY AS t(k, a, r, b, rec, h, n)
      ORDER BY n
      ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record";
+const NOTIFY: &str = "SELECT pg_notify('chatbridge_outbox', r) FROM unnest($1::text[]) AS t(r)";
+/// The leases this instance holds among the accounts of a transaction, locked against a takeover until it
+/// commits.
+const FENCES: &str = "SELECT account, epoch FROM leases
+     WHERE run = $1 AND account = ANY($2) AND expires > clock_timestamp() FOR SHARE";
+/// Takes a room's rows this run does not hold yet, in the order they were queued.
+pub(super) const CLAIM: &str = "WITH picked AS (
+         SELECT key, holder AS was FROM outbox WHERE room = $1 AND holder IS DISTINCT FROM $2
+         ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+     UPDATE outbox o SET holder = $2 FROM picked WHERE o.key = picked.key
+     RETURNING o.key, o.room, o.bridge, o.record, picked.was IS NOT NULL, o.seq";
 const DELETE_OUTBOX: &str = "DELETE FROM outbox WHERE key = ANY($1::bigint[])";
 const DEAD_LETTER_STORED: &str = "WITH gone AS (
          DELETE FROM outbox o USING unnest($1::bigint[], $2::text[]) AS d(key, reason)
@@ -49,7 +63,6 @@ const UPSERT_COPIES: &str = "INSERT INTO copies (room, remote, grp, part, ours)
 const UPSERT_CURSORS: &str = "INSERT INTO cursors (room, cursor, updated)
      SELECT r, c, $3 FROM unnest($1::text[], $2::text[]) AS t(r, c)
      ON CONFLICT (room) DO UPDATE SET cursor = EXCLUDED.cursor, updated = EXCLUDED.updated";
-const LOAD: &str = "SELECT key, room, bridge, record FROM outbox WHERE room = $1 AND key > $2 ORDER BY key LIMIT $3";
 
 /// The writer's connection and what it needs to open it again.
 pub(super) struct Writer {
@@ -59,11 +72,12 @@ pub(super) struct Writer {
     cache: HashMap<&'static str, tokio_postgres::Statement>,
     run: i64,
     settings: StoreSettings,
+    held: Held,
 }
 
 impl Writer {
-    pub(super) fn new(target: PgTarget, client: Client, run: i64, settings: StoreSettings) -> Self {
-        Self { target, client: Some(client), cache: HashMap::new(), run, settings }
+    pub(super) fn new(target: PgTarget, client: Client, run: i64, settings: StoreSettings, held: Held) -> Self {
+        Self { target, client: Some(client), cache: HashMap::new(), run, settings, held }
     }
 
     /// The connection, opened again when it was lost.
@@ -82,7 +96,7 @@ impl Writer {
 /// What one transaction gathered, by kind, in the order the operations came.
 #[derive(Default)]
 struct Gathered<'a> {
-    puts: BTreeMap<u64, (&'a str, &'a Pending)>,
+    puts: BTreeMap<u64, (&'a str, &'a Pending, bool)>,
     deletes: Vec<i64>,
     dead_stored: Vec<(i64, &'a str)>,
     dead_new: Vec<(u64, &'a str, &'a Pending, &'a str)>,
@@ -90,22 +104,33 @@ struct Gathered<'a> {
     copies: Vec<(String, &'a str, i64, i32, bool)>,
     cursors: HashMap<&'a str, &'a str>,
     loads: Vec<(&'a RoomAddr, u64, usize)>,
+    /// Loads refused by fencing: answered with nothing.
+    refused_loads: Vec<(&'a RoomAddr, u64)>,
     skipped: u64,
+    refused: u64,
 }
 
-fn gather_ops<'a>(carry: &'a [Vec<Op>]) -> Gathered<'a> {
+/// Sorts the operations `allowed` lets through by kind.
+fn gather_ops<'a>(carry: &'a [Vec<Stamped>], allowed: impl Fn(&Option<Fence>) -> bool) -> Gathered<'a> {
     let mut g = Gathered::default();
-    for op in carry.iter().flatten() {
+    for Stamped { op, fence, in_memory } in carry.iter().flatten() {
+        if !allowed(fence) {
+            g.refused += 1;
+            if let Op::Load { room, after, .. } = op {
+                g.refused_loads.push((room, *after));
+            }
+            continue;
+        }
         match op {
             Op::Put { key, bridge, row } => {
-                g.puts.insert(*key, (bridge, row));
+                g.puts.insert(*key, (bridge, row, *in_memory));
             }
             Op::Delete { key } => match g.puts.remove(key) {
                 Some(_) => g.skipped += 1,
                 None => g.deletes.push(*key as i64),
             },
             Op::DeadLetter { key, reason } => match g.puts.remove(key) {
-                Some((bridge, row)) => g.dead_new.push((*key, bridge, row, reason)),
+                Some((bridge, row, _)) => g.dead_new.push((*key, bridge, row, reason)),
                 None => g.dead_stored.push((*key as i64, reason)),
             },
             Op::Group { id, origin, .. } => {
@@ -136,26 +161,62 @@ fn account_of(room: &str) -> &str {
 
 type Loaded = Vec<(RoomAddr, Vec<Stored>, u64, bool)>;
 
-/// Writes `carry` as one transaction; returns the rows written and skipped, and the rows read.
+/// What a transaction did.
+struct Outcome {
+    written: u64,
+    skipped: u64,
+    loaded: Loaded,
+    /// Operations refused by fencing.
+    refused: u64,
+}
+
+/// Writes `carry` as one transaction: first the leases of the accounts it writes for are read and locked
+/// (so no other instance can take one over until it commits), then what was made under a lease this run no
+/// longer holds, or under an older epoch of it, is refused; the rest is written.
 async fn transaction(
     client: &mut Client,
     cache: &mut HashMap<&'static str, tokio_postgres::Statement>,
-    carry: &[Vec<Op>],
+    carry: &[Vec<Stamped>],
     run: i64,
+    held: &Held,
     prune_older_than: Option<Duration>,
-) -> Result<(u64, u64, Loaded), tokio_postgres::Error> {
-    let g = gather_ops(carry);
+) -> Result<Outcome, tokio_postgres::Error> {
     let at = now();
+    let accounts: Vec<&str> = carry
+        .iter()
+        .flatten()
+        .filter_map(|s| s.fence.as_ref().map(|f| f.account.as_str()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let tx = client.transaction().await?;
+    let valid: HashMap<String, i64> = if accounts.is_empty() {
+        HashMap::new()
+    } else {
+        tx.query(FENCES, &[&run, &accounts]).await?.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let g = gather_ops(carry, |fence| match fence {
+        None => true,
+        Some(Fence { account, epoch }) => epoch.is_some() && valid.get(account) == epoch.as_ref(),
+    });
     // Arrays of the statements' parameters, built before the statements borrow them.
     let mut last = None;
-    let (mut keys, mut accounts, mut rooms, mut bridges, mut records) = (vec![], vec![], vec![], vec![], vec![]);
-    for (key, (bridge, row)) in &g.puts {
+    let (mut keys, mut owners, mut rooms, mut bridges, mut records, mut holders) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    // Rooms whose account runs elsewhere: their instance is told at the commit.
+    let mut notify: Vec<String> = Vec::new();
+    for (key, (bridge, row, in_memory)) in &g.puts {
         let (room, record) = encode(row, &mut last);
+        let account = account_of(&room).to_owned();
+        if held.epoch(&account).is_none() && !notify.iter().any(|r| *r == room) {
+            notify.push(room.clone().into_owned());
+        }
         keys.push(*key as i64);
-        accounts.push(account_of(&room).to_owned());
+        owners.push(account);
         rooms.push(room.into_owned());
         bridges.push(*bridge);
         records.push(record.into_owned());
+        holders.push(in_memory.then_some(run));
     }
     let written = keys.len() as u64;
     let (dead_keys, dead_reasons): (Vec<i64>, Vec<&str>) = g.dead_stored.iter().copied().unzip();
@@ -195,7 +256,10 @@ async fn transaction(
     // The statements go out together (pipelined) and run in this order.
     let mut statements: Vec<(&'static str, Vec<&(dyn ToSql + Sync)>)> = Vec::new();
     if !keys.is_empty() {
-        statements.push((INSERT_OUTBOX, vec![&keys, &accounts, &rooms, &bridges, &records, &at, &run]));
+        statements.push((INSERT_OUTBOX, vec![&keys, &owners, &rooms, &bridges, &records, &holders, &at]));
+    }
+    if !notify.is_empty() {
+        statements.push((NOTIFY, vec![&notify]));
     }
     if !g.deletes.is_empty() {
         statements.push((DELETE_OUTBOX, vec![&g.deletes]));
@@ -218,22 +282,29 @@ async fn transaction(
     // Each statement is prepared once per connection.
     let missing: Vec<&'static str> =
         statements.iter().map(|(sql, _)| *sql).filter(|sql| !cache.contains_key(sql)).collect();
-    let prepared = try_join_all(missing.iter().map(|sql| client.prepare(sql))).await?;
+    let prepared = try_join_all(missing.iter().map(|sql| tx.prepare(sql))).await?;
     cache.extend(missing.into_iter().zip(prepared));
-    let tx = client.transaction().await?;
     try_join_all(statements.iter().map(|(sql, params)| tx.execute(&cache[sql], params))).await?;
     if let Some(max_age) = prune_older_than {
         prune(&tx, max_age).await?;
     }
     let mut loaded = Vec::new();
     for (room, after, limit) in g.loads {
-        let rows = tx.query(LOAD, &[&room.to_string(), &(after as i64), &(limit as i64)]).await?;
-        let through = rows.iter().map(|r| r.get::<_, i64>(0) as u64).max().unwrap_or(0).max(after);
+        let mut rows = tx.query(CLAIM, &[&room.to_string(), &run, &(limit as i64)]).await?;
+        rows.sort_by_key(|r| r.get::<_, i64>(5));
         let exhausted = rows.len() < limit;
-        loaded.push((room.clone(), rows.iter().filter_map(decode).collect(), through, exhausted));
+        let stored = rows
+            .iter()
+            .filter_map(|row| decode(row).map(|stored| Stored { held_before: row.get(4), ..stored }))
+            .collect();
+        // Rows are taken by what holds them, not by key: the next read goes on from what is left.
+        loaded.push((room.clone(), stored, after, exhausted));
+    }
+    for (room, after) in g.refused_loads {
+        loaded.push((room.clone(), Vec::new(), after, true));
     }
     tx.commit().await?;
-    Ok((written, g.skipped, loaded))
+    Ok(Outcome { written, skipped: g.skipped, loaded, refused: g.refused })
 }
 
 /// Counts the outbox and the dead letters, removing the oldest dead letters past their limit.
@@ -259,9 +330,8 @@ async fn sizes(client: &Client, max_dead_letters: u64) -> Result<(u64, u64), tok
 }
 
 /// The rows `carry` would write (puts not cancelled by a delete or moved to the dead letters).
-fn unwritten_rows(carry: &[Vec<Op>]) -> u64 {
-    let g = gather_ops(carry);
-    g.puts.len() as u64
+fn unwritten_rows(carry: &[Vec<Stamped>]) -> u64 {
+    gather_ops(carry, |_| true).puts.len() as u64
 }
 
 /// The writer: gathers inputs as the SQLite writer does and writes them as one transaction; a transaction
@@ -269,10 +339,11 @@ fn unwritten_rows(carry: &[Vec<Op>]) -> u64 {
 /// with [`StoreEvent::Failing`] meanwhile so that no message is taken in.
 pub(super) async fn write(
     mut writer: Writer,
-    mut inputs: mpsc::UnboundedReceiver<Vec<Op>>,
-    notify: impl Fn(StoreEvent),
+    mut inputs: mpsc::UnboundedReceiver<Vec<Stamped>>,
+    notify: Notify,
 ) -> Closing {
-    let mut carry: Vec<Vec<Op>> = Vec::new();
+    let notify = |event| notify(event);
+    let mut carry: Vec<Vec<Stamped>> = Vec::new();
     let mut closed = false;
     let mut intake = Intake::default();
     let mut failing: Option<(Instant, u64)> = None;
@@ -309,12 +380,17 @@ pub(super) async fn write(
             Ok(_) => {
                 let client = writer.client.as_mut().expect("connected");
                 let prune = prune_due.then_some(max_age);
-                transaction(client, &mut writer.cache, &carry, run, prune).await.map_err(|e| reason(&e))
+                let held = &writer.held;
+                transaction(client, &mut writer.cache, &carry, run, held, prune).await.map_err(|e| reason(&e))
             }
             Err(e) => Err(e),
         };
         match result {
-            Ok((written, skipped, loaded)) => {
+            Ok(Outcome { written, skipped, loaded, refused }) => {
+                if refused > 0 {
+                    warn!(refused, "Writes for accounts this instance no longer holds were refused (fencing).");
+                    notify(StoreEvent::Fenced { refused });
+                }
                 if prune_due {
                     last_prune = Instant::now();
                 }
@@ -369,7 +445,7 @@ pub(super) async fn write(
 }
 
 /// Takes the inputs that come within the gathering window; true when the store closed.
-async fn gather(inputs: &mut mpsc::UnboundedReceiver<Vec<Op>>, carry: &mut Vec<Vec<Op>>) -> bool {
+async fn gather(inputs: &mut mpsc::UnboundedReceiver<Vec<Stamped>>, carry: &mut Vec<Vec<Stamped>>) -> bool {
     let started = Instant::now();
     loop {
         loop {

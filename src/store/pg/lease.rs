@@ -1,0 +1,319 @@
+//! Account leases: which instance runs which account, when several share one PostgreSQL store.
+//!
+//! Every instance has a row in `instances`, renewed with its leases (its heartbeat); every account a row in
+//! `leases` with its owner (instance name and run), an expiry on the database's clock, and a fencing epoch that
+//! grows with every claim. Every `ttl / 3` an instance renews what it holds, counts the live instances (a
+//! heartbeat within `ttl`), and claims free or expired leases up to its fair share,
+//! `ceil(accounts / live instances)`; one holding more than its share hands the rest over (gracefully: the
+//! account is settled and closed first, then its lease released). An instance that cannot renew for
+//! `2 ttl / 3` stops all its accounts, before any lease it held can expire and be claimed by another. The
+//! writer checks every write against the epoch it was made under (fencing, in `writer`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+use tracing::{error, info, warn};
+
+use super::{PgTarget, reason};
+use crate::model::AccountId;
+use crate::stats::Stats;
+
+/// The accounts this instance holds, with the epoch of each lease: read by the store's side of the router
+/// (each write stamped with its account's epoch) and the writer (which refuses stale ones).
+#[derive(Clone, Default)]
+pub struct Held(Arc<Mutex<HashMap<String, i64>>>);
+
+impl Held {
+    pub fn epoch(&self, account: &str) -> Option<i64> {
+        self.0.lock().expect("not poisoned").get(account).copied()
+    }
+
+    pub fn accounts(&self) -> Vec<String> {
+        self.0.lock().expect("not poisoned").keys().cloned().collect()
+    }
+
+    fn set(&self, account: &str, epoch: Option<i64>) {
+        let mut held = self.0.lock().expect("not poisoned");
+        match epoch {
+            Some(epoch) => held.insert(account.to_owned(), epoch),
+            None => held.remove(account),
+        };
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+}
+
+/// How this instance takes part.
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    /// `general.instance`.
+    pub instance: String,
+    /// `general.lease_ttl`.
+    pub ttl: Duration,
+    /// The accounts of the configuration that are in a bridge.
+    pub accounts: Vec<AccountId>,
+}
+
+/// What the lease task tells the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseEvent {
+    /// The account is this instance's now: connect it.
+    Acquired(AccountId),
+    /// The account is no longer this instance's (taken over, or the lease could not be renewed): stop it at
+    /// once; its queue stays in the store for the next owner.
+    Lost(AccountId),
+    /// This instance holds more than its share: settle the account and close it, then release it
+    /// ([`LeaseCommand::Released`]).
+    Release(AccountId),
+}
+
+/// What the daemon tells the lease task.
+#[derive(Debug)]
+pub enum LeaseCommand {
+    /// The account is settled and closed: its lease goes back at once.
+    Released(AccountId),
+    /// A reload changed which accounts exist.
+    Accounts(Vec<AccountId>),
+}
+
+/// The lease task's handles, for the daemon.
+pub struct Leases {
+    pub events: mpsc::UnboundedReceiver<LeaseEvent>,
+    pub commands: mpsc::UnboundedSender<LeaseCommand>,
+    pub held: Held,
+    /// Reads the cursors of an account that comes to this instance.
+    pub reader: super::PgReader,
+}
+
+/// A duration as the queries take it (`$n * interval '1 millisecond'`).
+fn millis(d: Duration) -> f64 {
+    d.as_millis() as f64
+}
+
+pub(super) struct LeaseTask {
+    pub(super) target: PgTarget,
+    pub(super) client: Client,
+    pub(super) run: i64,
+    pub(super) settings: LeaseSettings,
+    pub(super) held: Held,
+    pub(super) events: mpsc::UnboundedSender<LeaseEvent>,
+    pub(super) stats: Arc<Stats>,
+    /// Accounts asked to be handed over, not released yet.
+    pub(super) releasing: BTreeSet<String>,
+}
+
+/// Whether a live instance already uses `name` (a second one of that name is counted as the same instance, so
+/// the shares come out wrong; after a crash it is the instance's own last run, until its heartbeat is old).
+pub(super) async fn name_taken(client: &Client, name: &str, ttl: Duration) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM instances WHERE name = $1 AND NOT stopping
+             AND heartbeat > clock_timestamp() - $2 * interval '1 millisecond'",
+            &[&name, &millis(ttl)],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+impl LeaseTask {
+    /// Runs until `stop` fires, then releases every lease at once and marks the instance gone.
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<LeaseCommand>,
+        stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let every = self.settings.ttl / 3;
+        // The first round was made when the store opened.
+        let mut last_ok = Instant::now();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => {}
+                Some(command) = commands.recv() => {
+                    match command {
+                        LeaseCommand::Released(account) => {
+                            let account = account.to_string();
+                            self.releasing.remove(&account);
+                            self.release(&[account]).await;
+                        }
+                        LeaseCommand::Accounts(accounts) => self.settings.accounts = accounts,
+                    }
+                    continue;
+                }
+            }
+            let started = Instant::now();
+            if self.client.is_closed() {
+                match self.target.connect().await {
+                    Ok(client) => self.client = client,
+                    Err(e) => {
+                        self.failed(&reason(&e), started, last_ok);
+                        continue;
+                    }
+                }
+            }
+            match self.round().await {
+                Ok(()) => last_ok = started,
+                Err(e) => self.failed(&reason(&e), started, last_ok),
+            }
+        }
+        if self.client.is_closed()
+            && let Ok(client) = self.target.connect().await
+        {
+            self.client = client;
+        }
+        let all = self.held.accounts();
+        self.release(&all).await;
+        let _ = self
+            .client
+            .execute(
+                "UPDATE instances SET stopping = true WHERE name = $1 AND run = $2",
+                &[&self.settings.instance, &self.run],
+            )
+            .await;
+        info!(instance = %self.settings.instance, released = all.len(), "Leases handed over.");
+    }
+
+    /// A round failed: once nothing was renewed for two thirds of the lease, every account stops, before
+    /// another instance may claim its lease.
+    fn failed(&mut self, why: &str, now: Instant, last_ok: Instant) {
+        warn!(error = %why, "The account leases could not be renewed.");
+        if now.duration_since(last_ok) < self.settings.ttl * 2 / 3 || self.held.len() == 0 {
+            return;
+        }
+        error!(
+            accounts = self.held.len(),
+            "The account leases could not be renewed in time: every account of this instance stops until PostgreSQL answers again."
+        );
+        for account in self.held.accounts() {
+            self.lose(&account);
+        }
+    }
+
+    fn lose(&self, account: &str) {
+        self.held.set(account, None);
+        self.stats.leases_held.store(self.held.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(id) = account.parse() {
+            let _ = self.events.send(LeaseEvent::Lost(id));
+        }
+    }
+
+    /// One round: heartbeat, renewals, claims up to the fair share, hand-overs past it.
+    pub(super) async fn round(&mut self) -> Result<(), tokio_postgres::Error> {
+        let ttl = millis(self.settings.ttl);
+        let (name, run) = (&self.settings.instance.clone(), self.run);
+        let accounts: Vec<String> = self.settings.accounts.iter().map(ToString::to_string).collect();
+        self.client
+            .execute(
+                "INSERT INTO instances (name, run, started, heartbeat) VALUES ($1, $2, clock_timestamp(), clock_timestamp())
+                 ON CONFLICT (name) DO UPDATE SET run = EXCLUDED.run, heartbeat = EXCLUDED.heartbeat, stopping = false,
+                     started = CASE WHEN instances.run = EXCLUDED.run THEN instances.started ELSE EXCLUDED.started END",
+                &[name, &run],
+            )
+            .await?;
+        self.client
+            .execute("INSERT INTO leases (account) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", &[&accounts])
+            .await?;
+        // Renew what is held; what is not renewed was taken.
+        let held = self.held.accounts();
+        let renewed: Vec<String> = self
+            .client
+            .query(
+                "UPDATE leases SET expires = clock_timestamp() + $3 * interval '1 millisecond'
+                 WHERE run = $1 AND account = ANY($2) RETURNING account",
+                &[&run, &held, &ttl],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        self.stats.lease_renewals.add(renewed.len() as u64);
+        for account in held.iter().filter(|a| !renewed.contains(a)) {
+            warn!(account = %account, "Another instance holds this account's lease now: it stops here.");
+            self.releasing.remove(account);
+            self.lose(account);
+        }
+        // Accounts no longer configured are let go.
+        for account in self.held.accounts().into_iter().filter(|a| !accounts.contains(a)) {
+            self.release(std::slice::from_ref(&account)).await;
+        }
+        let live: i64 = self
+            .client
+            .query_one(
+                "SELECT COUNT(*) FROM instances WHERE NOT stopping
+                 AND heartbeat > clock_timestamp() - $1 * interval '1 millisecond'",
+                &[&ttl],
+            )
+            .await?
+            .get(0);
+        let share = accounts.len().div_ceil(live.max(1) as usize);
+        let holding = self.held.len();
+        if holding < share {
+            let claimed = self
+                .client
+                .query(
+                    "UPDATE leases SET owner = $1, run = $2, epoch = epoch + 1,
+                         expires = clock_timestamp() + $3 * interval '1 millisecond'
+                     WHERE account IN (
+                         SELECT account FROM leases
+                         WHERE account = ANY($4) AND (run IS NULL OR expires < clock_timestamp())
+                         ORDER BY account LIMIT $5 FOR UPDATE SKIP LOCKED)
+                     RETURNING account, epoch",
+                    &[name, &run, &ttl, &accounts, &((share - holding) as i64)],
+                )
+                .await?;
+            for row in claimed {
+                let (account, epoch): (String, i64) = (row.get(0), row.get(1));
+                self.held.set(&account, Some(epoch));
+                self.stats.lease_takeovers.inc();
+                info!(account = %account, epoch, "Lease taken: the account runs on this instance.");
+                if let Ok(id) = account.parse() {
+                    let _ = self.events.send(LeaseEvent::Acquired(id));
+                }
+            }
+        } else if holding > share + self.releasing.len() {
+            // More than a fair share (another instance joined): hand the surplus over.
+            let mut mine: Vec<String> =
+                self.held.accounts().into_iter().filter(|a| !self.releasing.contains(a)).collect();
+            mine.sort();
+            let surplus = holding - share - self.releasing.len();
+            for account in mine.into_iter().rev().take(surplus) {
+                info!(account = %account, share, "Handing the account over to even the load.");
+                self.releasing.insert(account.clone());
+                if let Ok(id) = account.parse() {
+                    let _ = self.events.send(LeaseEvent::Release(id));
+                }
+            }
+        }
+        self.stats.leases_held.store(self.held.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gives leases back at once (their accounts are closed): another instance may claim them next round.
+    async fn release(&mut self, accounts: &[String]) {
+        if accounts.is_empty() {
+            return;
+        }
+        for account in accounts {
+            self.held.set(account, None);
+        }
+        self.stats.leases_held.store(self.held.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let released = self
+            .client
+            .execute(
+                "UPDATE leases SET owner = NULL, run = NULL, expires = NULL WHERE run = $1 AND account = ANY($2)",
+                &[&self.run, &accounts],
+            )
+            .await;
+        if let Err(e) = released {
+            warn!(error = %reason(&e), "Leases could not be released; they expire instead.");
+        }
+    }
+}

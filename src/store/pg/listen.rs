@@ -1,0 +1,84 @@
+//! How an instance learns that rows for its rooms came into the shared outbox: the writer of the instance that
+//! queued them notifies `chatbridge_outbox` with the room at commit, and this task, `LISTEN`ing on a connection
+//! of its own, tells the router ([`StoreEvent::Arrived`]) when the room's account is held here. A sweep every
+//! few seconds (and after every reconnect) finds what a lost notification would have said, and the rows of an
+//! account that just came here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::lease::Held;
+use super::{PgTarget, reason};
+use crate::model::RoomAddr;
+use crate::store::StoreEvent;
+
+/// The channel the writers notify.
+pub(super) const CHANNEL: &str = "chatbridge_outbox";
+
+/// How often the outbox is swept for rows of this instance's rooms that it does not hold.
+#[cfg(not(test))]
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+#[cfg(test)]
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+pub(super) type Notify = Arc<dyn Fn(StoreEvent) + Send + Sync>;
+
+pub(super) async fn listen(target: PgTarget, run: i64, held: Held, notify: Notify) {
+    let mut retry = Duration::from_millis(200);
+    loop {
+        let (tx, mut notifications) = mpsc::unbounded_channel();
+        let client = match target.connect_with(Some(tx)).await {
+            Ok(client) => client,
+            Err(e) => {
+                warn!(error = %reason(&e), "The outbox listener cannot connect; trying again.");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+            warn!(error = %reason(&e), "The outbox listener cannot listen; trying again.");
+            continue;
+        }
+        retry = Duration::from_millis(200);
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                Some(n) = notifications.recv() => arrived(n.payload(), &held, &notify),
+                _ = sweep.tick() => {
+                    let accounts = held.accounts();
+                    if accounts.is_empty() {
+                        continue;
+                    }
+                    let rows = client
+                        .query(
+                            "SELECT DISTINCT room FROM outbox WHERE account = ANY($1) AND holder IS DISTINCT FROM $2",
+                            &[&accounts, &run],
+                        )
+                        .await;
+                    match rows {
+                        Ok(rows) => rows.iter().for_each(|row| arrived(row.get(0), &held, &notify)),
+                        Err(e) if client.is_closed() => {
+                            info!(error = %reason(&e), "The outbox listener lost its connection; connecting again.");
+                            break;
+                        }
+                        Err(e) => warn!(error = %reason(&e), "The outbox sweep failed."),
+                    }
+                }
+            }
+            if client.is_closed() {
+                break;
+            }
+        }
+    }
+}
+
+fn arrived(room: &str, held: &Held, notify: &Notify) {
+    let Ok(room) = room.parse::<RoomAddr>() else { return };
+    if held.epoch(&room.account.to_string()).is_some() {
+        notify(StoreEvent::Arrived { room });
+    }
+}

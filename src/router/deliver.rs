@@ -20,6 +20,13 @@ impl Router {
             return;
         }
         let broken = state.broken;
+        if self.outbox.len(room) > 0 && !self.store.may_send(&room.account) {
+            // The account's lease is not current here: nothing goes out until it is renewed (or the account is
+            // handed over, and its queue with it).
+            let key = self.retries.insert(room.clone(), std::time::Duration::from_secs(1));
+            self.rooms.entry(room.clone()).or_default().retry_at = Some(key);
+            return;
+        }
         while let Some(item) = self.outbox.front_mut(room) {
             if broken {
                 self.give_up(room, "the destination room is unusable".to_owned(), true);

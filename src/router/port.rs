@@ -21,6 +21,11 @@ pub trait Persist: Send {
     fn shared(&self) -> bool {
         false
     }
+    /// Whether sends for `account` may go out now (with a shared store: this instance holds its lease, renewed
+    /// recently enough).
+    fn may_send(&self, _account: &crate::model::AccountId) -> bool {
+        true
+    }
     /// A source room's read cursor moved (stored with the outbox rows its event produced).
     fn cursor(&self, room: &RoomAddr, cursor: &Cursor);
     /// A new id-map group, with the original's id when it has one.

@@ -105,3 +105,250 @@ async fn a_killed_daemon_on_postgres_delivers_what_was_queued_after_a_restart() 
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `[general]` of one instance of a shared store: fast retries, a short lease.
+fn instance(url: &str, name: &str) -> String {
+    format!(
+        "[general]\nstore = \"{url}\"\ninstance = \"{name}\"\nlease_ttl = \"3s\"\nshutdown_timeout = \"2s\"\n\
+         retry_delay = \"20ms\"\nbackoff_min = \"50ms\"\nbackoff_max = \"200ms\"\nmax_attempts = 100\n"
+    )
+}
+
+fn start(config: &str) -> crate::harness::Running {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let daemon = chatbridge::Daemon::start(crate::harness::parse(config), stop.clone()).expect("the daemon starts");
+    crate::harness::Running { daemon: Some(daemon), stop, state_dir: None }
+}
+
+fn held(running: &crate::harness::Running) -> u64 {
+    running.daemon().stats().leases_held.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits until `sim` was posted `want` (in order, once each), up to 30 s.
+async fn arrives(what: &str, posted: impl Fn() -> Vec<String>, want: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = posted();
+        if got.len() >= want.len() {
+            assert_eq!(got, want, "{what}: every message, once, in order");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {} of {} arrived", got.len(), want.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_accounts_relay_between_them_and_hand_over_at_a_stop() {
+    let Some(server) = TestPostgres::shared() else { return };
+    let pair = Pair::start().await;
+    let (tuna, lug) = (&pair.tuna, &pair.lug);
+    let url = server.database().expose().to_owned();
+    let a = start(&pair.config(&instance(&url, "a")));
+    eventually("the first instance takes both accounts", || held(&a) == 2).await;
+    let b = start(&pair.config(&instance(&url, "b")));
+    // The first hands one account over (settled, closed, released), the second claims it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(held(&a) == 1 && held(&b) == 1) {
+        assert!(Instant::now() < deadline, "no even split: a holds {}, b holds {}", held(&a), held(&b));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each instance runs one side: every message crosses from one instance to the other through the store.
+    let mut to_lug = Vec::new();
+    let mut to_tuna = Vec::new();
+    for i in 0..60 {
+        tuna.say("general", "irc", "alice", &format!("t{i}"));
+        lug.say("chat", "irc", "bob", &format!("l{i}"));
+        to_lug.push(format!("t{i}"));
+        to_tuna.push(format!("l{i}"));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let texts = |sim: &chatbridge::sim::fishroom::FishroomSim| -> Vec<String> {
+        sim.posted().into_iter().map(|p| p.content).collect()
+    };
+    arrives("tuna → lug", || texts(lug), &to_lug).await;
+    arrives("lug → tuna", || texts(tuna), &to_tuna).await;
+    // A graceful stop releases at once: the other instance runs both accounts within a round.
+    let started = Instant::now();
+    a.shutdown().await;
+    eventually("the second instance takes both accounts", || held(&b) == 2).await;
+    let takeover = started.elapsed();
+    assert!(takeover < Duration::from_secs(3), "released, not left to expire: {takeover:?}");
+    for i in 60..80 {
+        tuna.say("general", "irc", "alice", &format!("t{i}"));
+        lug.say("chat", "irc", "bob", &format!("l{i}"));
+        to_lug.push(format!("t{i}"));
+        to_tuna.push(format!("l{i}"));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    arrives("tuna → lug after the hand-over", || texts(lug), &to_lug).await;
+    arrives("lug → tuna after the hand-over", || texts(tuna), &to_tuna).await;
+    b.shutdown().await;
+}
+
+/// `account → owner` of every lease that is held.
+fn owners(server: &TestPostgres, url: &chatbridge::settings::Secret) -> std::collections::BTreeMap<String, String> {
+    if server.query(url, "SELECT to_regclass('leases') IS NOT NULL").trim() != "t" {
+        return Default::default();
+    }
+    server
+        .query(url, "SELECT account, owner FROM leases WHERE run IS NOT NULL AND expires > clock_timestamp()")
+        .lines()
+        .filter_map(|line| line.split_once('|').map(|(a, o)| (a.to_owned(), o.to_owned())))
+        .collect()
+}
+
+fn daemon(config: &std::path::Path) -> std::process::Child {
+    let log = std::fs::File::create(config.with_extension("log")).expect("a log file");
+    bin()
+        .args(["run", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .arg("--log-format=pretty")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the daemon starts")
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status();
+    assert!(status.expect("kill runs").success());
+}
+
+async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    started.elapsed()
+}
+
+/// Says `count` numbered messages on `sim`, `gap` apart.
+async fn say(sim: &chatbridge::sim::fishroom::FishroomSim, room: &str, prefix: &str, from: usize, to: usize) {
+    for i in from..to {
+        sim.say(room, "irc", "someone", &format!("{prefix}{i}"));
+        tokio::time::sleep(Duration::from_millis(8)).await;
+    }
+}
+
+/// How often each expected text arrived: (missing, extra copies).
+fn tally(posted: &[String], prefix: &str, count: usize) -> (Vec<usize>, usize) {
+    let mut seen = vec![0usize; count];
+    for text in posted {
+        if let Some(i) = text.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok())
+            && i < count
+        {
+            seen[i] += 1;
+        }
+    }
+    let missing = seen.iter().enumerate().filter(|(_, n)| **n == 0).map(|(i, _)| i).collect();
+    let extra = seen.iter().map(|n| n.saturating_sub(1)).sum();
+    (missing, extra)
+}
+
+/// Two daemons on one PostgreSQL, one account each. The one running `lug` is killed (SIGKILL) while
+/// `tuna`'s messages for `lug` flow; the other takes `lug` over once its lease expires, and delivers what the
+/// killed one had queued or in flight. Then an instance frozen (SIGSTOP) past its lease is taken over the same
+/// way, and when it wakes it sends nothing for the account it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_is_taken_over_and_a_frozen_one_is_fenced() {
+    let Some(server) = TestPostgres::shared() else { return };
+    let pair = Pair::start().await;
+    let (tuna, lug) = (&pair.tuna, &pair.lug);
+    let url = server.database();
+    let dir = temp_dir("pg-failover");
+    // No send limit: the test is about what arrives, not how fast Fishroom lets it.
+    let config = |name: &str| {
+        let path = dir.join(name);
+        let body = pair.config(&instance(url.expose(), name));
+        write_config(&path, &body.replace("request_timeout = \"3s\"\n", "request_timeout = \"3s\"\nsend_rate = 0\n"))
+    };
+    let (config_a, config_b, config_c) = (config("a"), config("b"), config("c"));
+    let mut a = daemon(&config_a);
+    until("a runs both accounts", Duration::from_secs(15), || owners(server, &url).len() == 2).await;
+    let mut b = daemon(&config_b);
+    until("one account each", Duration::from_secs(15), || {
+        let owners = owners(server, &url);
+        owners.len() == 2 && owners.values().any(|o| o == "a") && owners.values().any(|o| o == "b")
+    })
+    .await;
+    let texts = |sim: &chatbridge::sim::fishroom::FishroomSim| -> Vec<String> {
+        sim.posted().into_iter().map(|p| p.content).collect()
+    };
+    // Both ways first: 300 each, every one across the two instances.
+    tokio::join!(say(tuna, "general", "t", 0, 300), say(lug, "chat", "l", 0, 300));
+    until("the first 600", Duration::from_secs(30), || texts(lug).len() >= 300 && texts(tuna).len() >= 300).await;
+    // Kill whichever runs lug while tuna's messages for it flow.
+    let lug_owner = owners(server, &url)["fishroom.lug"].clone();
+    let (victim, survivor) = if lug_owner == "a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    let traffic = say(tuna, "general", "t", 300, 1000);
+    let kill = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        Instant::now()
+    };
+    let ((), killed_at) = tokio::join!(traffic, kill);
+    let survivor_name = if lug_owner == "a" { "b" } else { "a" };
+    until("the survivor takes lug over", Duration::from_secs(10), || {
+        owners(server, &url).get("fishroom.lug").is_some_and(|o| o == survivor_name)
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tally(&texts(lug), "t", 1000).0.is_empty() {
+        if Instant::now() > deadline {
+            let missing = tally(&texts(lug), "t", 1000).0;
+            let outbox = server.query(&url, "SELECT key, room, holder, seq FROM outbox ORDER BY seq LIMIT 20");
+            let leases = server.query(&url, "SELECT * FROM leases");
+            panic!(
+                "tuna's 1000: missing {} {:?}…\noutbox:\n{outbox}\nleases:\n{leases}",
+                missing.len(),
+                &missing[..missing.len().min(20)]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (missing, duplicates) = tally(&texts(lug), "t", 1000);
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    // What the killed instance had out when it died is sent again: at most one per room.
+    assert!(duplicates <= 1, "{duplicates} duplicates");
+    // And back the other way, through the survivor alone, 300 more.
+    say(lug, "chat", "l", 300, 600).await;
+    until("lug's 600", Duration::from_secs(30), || tally(&texts(tuna), "l", 600).0.is_empty()).await;
+    eprintln!(
+        "lug owned by the survivor {takeover:?} after the SIGKILL (taken once its lease expired); duplicates: {duplicates}"
+    );
+
+    // Fencing: a third instance joins; the survivor is frozen past its leases; the newcomer takes both.
+    let mut c = daemon(&config_c);
+    until("c runs an account", Duration::from_secs(15), || owners(server, &url).values().any(|o| o == "c")).await;
+    signal(survivor, "STOP");
+    until("c takes both accounts", Duration::from_secs(15), || {
+        let owners = owners(server, &url);
+        owners.len() == 2 && owners.values().all(|o| o == "c")
+    })
+    .await;
+    let before = texts(lug).len() + texts(tuna).len();
+    // The frozen instance had nothing queued; messages said now go through c alone.
+    say(tuna, "general", "t", 1000, 1050).await;
+    signal(survivor, "CONT");
+    until("tuna's 1050", Duration::from_secs(30), || tally(&texts(lug), "t", 1050).0.is_empty()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, extra) = tally(&texts(lug), "t", 1050);
+    assert!(extra <= duplicates, "the woken instance sent for an account it lost ({extra} duplicates)");
+    assert_eq!(texts(lug).len() + texts(tuna).len(), before + 50, "nothing but the 50 new messages");
+    // The woken instance learns it lost its accounts and claims nothing beyond its share.
+    until("the woken instance holds at most its share", Duration::from_secs(10), || {
+        owners(server, &url).values().filter(|o| *o == survivor_name).count() <= 1
+    })
+    .await;
+    for child in [survivor, &mut c] {
+        sigterm(child);
+        let status = wait_exit(child, Duration::from_secs(10));
+        assert!(status.success());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -23,24 +23,39 @@ use crate::stats::Stats;
 
 /// The accounts this instance holds, with the epoch of each lease: read by the store's side of the router
 /// (each write stamped with its account's epoch) and the writer (which refuses stale ones).
+///
+/// Each lease also has a local deadline, two thirds of the lease after the round that claimed or renewed it
+/// began: past it, nothing is handed to the account's adapter (an instance frozen past its lease sends nothing
+/// when it wakes, even before its lease task has seen the account go).
 #[derive(Clone, Default)]
-pub struct Held(Arc<Mutex<HashMap<String, i64>>>);
+pub struct Held(Arc<Mutex<HashMap<String, (i64, Instant)>>>);
 
 impl Held {
     pub fn epoch(&self, account: &str) -> Option<i64> {
-        self.0.lock().expect("not poisoned").get(account).copied()
+        self.0.lock().expect("not poisoned").get(account).map(|(epoch, _)| *epoch)
+    }
+
+    /// Whether the account may be sent for now: held, and renewed recently enough.
+    pub fn current(&self, account: &str) -> bool {
+        self.0.lock().expect("not poisoned").get(account).is_some_and(|(_, until)| Instant::now() < *until)
     }
 
     pub fn accounts(&self) -> Vec<String> {
         self.0.lock().expect("not poisoned").keys().cloned().collect()
     }
 
-    fn set(&self, account: &str, epoch: Option<i64>) {
+    fn set(&self, account: &str, epoch: Option<(i64, Instant)>) {
         let mut held = self.0.lock().expect("not poisoned");
         match epoch {
-            Some(epoch) => held.insert(account.to_owned(), epoch),
+            Some(lease) => held.insert(account.to_owned(), lease),
             None => held.remove(account),
         };
+    }
+
+    fn extend(&self, account: &str, until: Instant) {
+        if let Some((_, at)) = self.0.lock().expect("not poisoned").get_mut(account) {
+            *at = until;
+        }
     }
 
     fn len(&self) -> usize {
@@ -208,6 +223,7 @@ impl LeaseTask {
     /// One round: heartbeat, renewals, claims up to the fair share, hand-overs past it.
     pub(super) async fn round(&mut self) -> Result<(), tokio_postgres::Error> {
         let ttl = millis(self.settings.ttl);
+        let until = Instant::now() + self.settings.ttl * 2 / 3;
         let (name, run) = (&self.settings.instance.clone(), self.run);
         let accounts: Vec<String> = self.settings.accounts.iter().map(ToString::to_string).collect();
         self.client
@@ -235,6 +251,9 @@ impl LeaseTask {
             .map(|r| r.get(0))
             .collect();
         self.stats.lease_renewals.add(renewed.len() as u64);
+        for account in &renewed {
+            self.held.extend(account, until);
+        }
         for account in held.iter().filter(|a| !renewed.contains(a)) {
             warn!(account = %account, "Another instance holds this account's lease now: it stops here.");
             self.releasing.remove(account);
@@ -271,7 +290,7 @@ impl LeaseTask {
                 .await?;
             for row in claimed {
                 let (account, epoch): (String, i64) = (row.get(0), row.get(1));
-                self.held.set(&account, Some(epoch));
+                self.held.set(&account, Some((epoch, until)));
                 self.stats.lease_takeovers.inc();
                 info!(account = %account, epoch, "Lease taken: the account runs on this instance.");
                 if let Ok(id) = account.parse() {

@@ -346,6 +346,10 @@ impl crate::router::port::Persist for PgStore {
         true
     }
 
+    fn may_send(&self, account: &crate::model::AccountId) -> bool {
+        self.held.current(&account.to_string())
+    }
+
     fn cursor(&self, room: &RoomAddr, cursor: &crate::model::Cursor) {
         let op = Op::Cursor { room: room.to_string(), cursor: cursor.as_str().to_owned() };
         self.send(op, Some(&room.account), false);

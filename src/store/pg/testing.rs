@@ -164,6 +164,17 @@ impl TestPostgres {
         Secret::resolve(&url).expect("a literal")
     }
 
+    /// Runs a query on `url`'s database; its rows, one per line, columns separated by `|`.
+    pub fn query(&self, url: &Secret, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .arg(url.expose())
+            .args(["-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs SQL on the `postgres` database.
     pub fn sql(&self, sql: &str) {
         let out = Command::new(self.bin.join("psql"))

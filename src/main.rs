@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         }
         Command::Check { connect } => check::check(&config, connect),
         Command::Migrate => report(check::migrate(&config)),
+        Command::Status => report(check::status(&config)),
         Command::Deadletters { action } => report(deadletters::dead_letters(&config, action)),
         Command::Run => report(run::run(&config, cli.log_format)),
         Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid, in_memory, full_sync } => {

@@ -136,6 +136,41 @@ pub fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `chatbridge status`: the instances sharing the PostgreSQL store and the accounts each runs.
+pub fn status(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = super::load(Config::load_without_secrets(path), "")?;
+    let Some(store) = &config.general.store else {
+        anyhow::bail!(
+            "the state is in SQLite ({}): one instance, no leases to list",
+            config.general.state_dir.display()
+        );
+    };
+    let target =
+        crate::store::pg::PgTarget::parse(&store.resolve().map_err(anyhow::Error::msg)?).map_err(anyhow::Error::msg)?;
+    let (instances, free) = crate::store::pg::instances(&target)?;
+    let live = config.general.lease_ttl.as_secs_f64();
+    for instance in &instances {
+        let state = if instance.stopping {
+            "stopped"
+        } else if instance.seen <= live {
+            "live"
+        } else {
+            "silent"
+        };
+        println!(
+            "{:<20} {:<7} seen {:>6.1}s ago  {}",
+            instance.name,
+            state,
+            instance.seen,
+            if instance.accounts.is_empty() { "(no account)".to_owned() } else { instance.accounts.join(", ") }
+        );
+    }
+    if !free.is_empty() {
+        println!("{:<20} {:<7} {}", "(nobody)", "", free.join(", "));
+    }
+    Ok(())
+}
+
 /// Whether `dir` can be created when it is missing: its nearest existing ancestor is a directory. (Whether the
 /// service's user may write there is not judged: `check` may run as another user than the service.)
 fn creatable(dir: &std::path::Path) -> Result<(), String> {

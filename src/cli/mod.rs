@@ -56,6 +56,8 @@ pub enum Command {
     },
     /// Apply the store's schema migrations and stop (the daemon applies them at start too).
     Migrate,
+    /// With the state in PostgreSQL: every instance, when it was last heard from, and the accounts it runs.
+    Status,
     /// List the dead letters (messages given up on) in the store of a configuration, or re-queue them.
     Deadletters {
         #[command(subcommand)]

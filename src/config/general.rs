@@ -255,9 +255,9 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
                     "`store` is not a postgres:// URL (leave it out to keep the state in SQLite in `state_dir`)",
                 )
             }
-            Ok(url) => match crate::store::pg::PgTarget::parse(&url) {
+            Ok(url) => match url.expose().parse::<tokio_postgres::Config>() {
                 Ok(_) => general.store = Some(StoreUrl { url, spec: spec.to_owned() }),
-                Err(e) => report.error(&span, e),
+                Err(e) => report.error(&span, format!("`store` is not a PostgreSQL connection string ({e})")),
             },
             Err(e) => report.error(&span, format!("secret `store` cannot be read: {e}")),
         }

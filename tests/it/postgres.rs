@@ -153,6 +153,17 @@ async fn two_instances_share_the_accounts_relay_between_them_and_hand_over_at_a_
         assert!(Instant::now() < deadline, "no even split: a holds {}, b holds {}", held(&a), held(&b));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // `chatbridge status` lists both, live, one account each.
+    let dir = temp_dir("pg-status");
+    let config = write_config(&dir, &pair.config(&instance(&url, "admin")));
+    let out = bin().args(["status", "-c"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("a ") && lines[0].contains("live") && lines[0].contains("fishroom."), "{text}");
+    assert!(lines[1].starts_with("b ") && lines[1].contains("live") && lines[1].contains("fishroom."), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
     // Each instance runs one side: every message crosses from one instance to the other through the store.
     let mut to_lug = Vec::new();
     let mut to_tuna = Vec::new();

@@ -113,3 +113,50 @@ pub fn migrate(target: &PgTarget) -> Result<schema::Migrated, StoreError> {
         .boxed()
     })
 }
+
+/// One instance of a shared store, as `chatbridge status` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub name: String,
+    /// Seconds since its last heartbeat.
+    pub seen: f64,
+    pub stopping: bool,
+    /// The accounts whose leases it holds (unexpired).
+    pub accounts: Vec<String>,
+}
+
+/// Every instance, and the accounts no instance holds.
+pub fn instances(target: &PgTarget) -> Result<(Vec<Instance>, Vec<String>), StoreError> {
+    let t = target.clone();
+    blocking(target, move |client| {
+        async move {
+            let rows = client
+                .query(
+                    "SELECT i.name, EXTRACT(EPOCH FROM clock_timestamp() - i.heartbeat)::float8, i.stopping,
+                            COALESCE(array_agg(l.account ORDER BY l.account) FILTER (WHERE l.account IS NOT NULL), '{}')
+                     FROM instances i
+                     LEFT JOIN leases l ON l.run = i.run AND l.expires > clock_timestamp()
+                     GROUP BY i.name, i.heartbeat, i.stopping ORDER BY i.name",
+                    &[],
+                )
+                .await
+                .map_err(|e| t.error(&e))?;
+            let instances = rows
+                .iter()
+                .map(|row| Instance { name: row.get(0), seen: row.get(1), stopping: row.get(2), accounts: row.get(3) })
+                .collect();
+            let free = client
+                .query(
+                    "SELECT account FROM leases WHERE run IS NULL OR expires <= clock_timestamp() ORDER BY account",
+                    &[],
+                )
+                .await
+                .map_err(|e| t.error(&e))?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            Ok((instances, free))
+        }
+        .boxed()
+    })
+}

@@ -19,7 +19,7 @@ pub mod schema;
 pub mod testing;
 mod writer;
 
-pub use admin::{SchemaState, dead_letters, migrate, queues, requeue, status};
+pub use admin::{Instance, SchemaState, dead_letters, instances, migrate, queues, requeue, status};
 pub use reader::PgReader;
 
 use std::sync::Arc;

@@ -205,6 +205,7 @@ fn the_id_map_survives_a_reopen_and_old_groups_are_pruned(f: &Fixture) {
     store.group(1, Some((&addr("missevan.a:1"), &RemoteId::new("m1"))), &snippet(Some("ann"), "hello", 5));
     store.copy(1, &addr("yunhu.b:g"), &[RemoteId::new("y1"), RemoteId::new("y2")]);
     store.group(2, None, &snippet(None, "second", 6));
+    store.copy(2, &addr("yunhu.b:h"), &[RemoteId::new("h1")]);
     store.end();
     drop(store);
     let (opening, _) = f.open_recording(&settings(), false);
@@ -220,8 +221,12 @@ fn the_id_map_survives_a_reopen_and_old_groups_are_pruned(f: &Fixture) {
             StoredMember { room: addr("yunhu.b:g"), ids: vec!["y1".into(), "y2".into()], ours: true },
         ]
     );
-    // A group no longer in memory is read from the store by any member's id.
+    // A group no longer in memory is read from the store by its id (a copy another run made)…
     let mut ids = opening.ids;
+    assert_eq!(ids.ids_in(GroupId(2), &addr("yunhu.b:h")), Some(vec![RemoteId::new("h1")]));
+    assert_eq!(ids.snippet(GroupId(2)).map(|s| s.text), Some("second".to_owned()));
+    assert_eq!(ids.ids_in(GroupId(99), &addr("yunhu.b:g")), None);
+    // … or by any member's id.
     assert_eq!(ids.group_of(&addr("yunhu.b:g"), &RemoteId::new("y2")), Some(GroupId(1)));
     assert_eq!(ids.ids_in(GroupId(1), &addr("missevan.a:1")), Some(vec![RemoteId::new("m1")]));
     assert_eq!(ids.group_of(&addr("yunhu.b:g"), &RemoteId::new("nope")), None);

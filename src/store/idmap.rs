@@ -21,6 +21,8 @@ pub type Found = (GroupId, Snippet, Members);
 /// How a store reads one group by a member's id (SQLite: a page read; PostgreSQL: one round trip).
 pub trait GroupRead: Send {
     fn read(&self, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, String>;
+    /// A group by its id.
+    fn read_group(&self, group: GroupId) -> Result<Option<Found>, String>;
 }
 
 pub struct DurableIdMap {
@@ -66,6 +68,11 @@ impl SqliteReader {
             .query_row(params![room, id.as_str()], |row| row.get(0))
             .optional()?;
         let Some(group) = group else { return Ok(None) };
+        self.group(group)
+    }
+
+    /// A group and its members, by id.
+    fn group(&self, group: i64) -> rusqlite::Result<Option<(GroupId, Snippet, Members)>> {
         let snippet = self
             .db
             .prepare_cached("SELECT sender, text, time FROM groups WHERE id = ?1")?
@@ -96,9 +103,30 @@ impl GroupRead for SqliteReader {
     fn read(&self, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, String> {
         SqliteReader::read(self, room, id).map_err(|e| e.to_string())
     }
+
+    fn read_group(&self, group: GroupId) -> Result<Option<Found>, String> {
+        self.group(group.0 as i64).map_err(|e| e.to_string())
+    }
 }
 
 pub type Members = Vec<(RoomAddr, Vec<RemoteId>, bool)>;
+
+impl DurableIdMap {
+    /// Reads a group from the store into memory; `None` when the store has no such group.
+    fn reread(&mut self, group: GroupId) -> Option<()> {
+        match self.reader.read_group(group) {
+            Ok(Some((id, snippet, members))) => {
+                self.cache.restore(id, snippet, members);
+                Some(())
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "The id map could not be read from the store; treated as unknown.");
+                None
+            }
+        }
+    }
+}
 
 impl IdStore for DurableIdMap {
     fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
@@ -138,11 +166,21 @@ impl IdStore for DurableIdMap {
         self.cache.is_ours(room, id)
     }
 
+    /// From memory; when memory has no copy in `room` (the group was evicted, or the copy was made by another
+    /// run or, with a shared store, another instance), the group is read from the store.
     fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>> {
+        if let Some(ids) = self.cache.ids_in(group, room) {
+            return Some(ids);
+        }
+        self.reread(group)?;
         self.cache.ids_in(group, room)
     }
 
     fn snippet(&mut self, group: GroupId) -> Option<Snippet> {
+        if let Some(snippet) = self.cache.snippet(group) {
+            return Some(snippet);
+        }
+        self.reread(group)?;
         self.cache.snippet(group)
     }
 

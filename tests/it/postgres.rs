@@ -363,3 +363,69 @@ async fn a_killed_instance_is_taken_over_and_a_frozen_one_is_fenced() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A copy made by one instance is edited and recalled by the other after it took the account over: the shared
+/// id map finds it, whichever instance made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_and_a_recall_after_a_hand_over_reach_the_copy_another_instance_made() {
+    use chatbridge::sim::yunhu::Request;
+    let Some(server) = TestPostgres::shared() else { return };
+    let sim = crate::harness::yunhu().await;
+    let url = server.database().expose().to_owned();
+    let config = |name: &str| {
+        format!(
+            "{}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"yunhu.me:group/big\", \"yunhu.other:group/small\"]\n",
+            instance(&url, name),
+            crate::harness::yunhu_account("me", &sim, crate::harness::YUNHU_TOKEN, ""),
+            crate::harness::yunhu_account("other", &sim, crate::harness::YUNHU_TOKEN_2, ""),
+        )
+    };
+    let a = start(&config("a"));
+    eventually("a takes both accounts", || held(&a) == 2).await;
+    let b = start(&config("b"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(held(&a) == 1 && held(&b) == 1) {
+        assert!(Instant::now() < deadline, "no even split");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let runs_other = |r: &crate::harness::Running| {
+        r.daemon().states().borrow().keys().any(|id| id.to_string() == "yunhu.other")
+    };
+    // Both accounts connected, on different instances.
+    let (maker, keeper) = if runs_other(&a) { (a, b) } else { (b, a) };
+    eventually("the copy's account runs", || runs_other(&maker)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let original = sim.say("big", ("u1", "小明"), "typo");
+    let copy = loop {
+        let sent: Vec<_> = sim
+            .requests()
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::Send(sent) if sent.chat_id == "small" => Some(sent.msg_id),
+                _ => None,
+            })
+            .collect();
+        if let Some(id) = sent.first() {
+            break id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    crate::harness::settle().await;
+    // The instance that made the copy stops; the other takes its account over.
+    maker.shutdown().await;
+    eventually("the keeper runs both accounts", || held(&keeper) == 2 && runs_other(&keeper)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.edit(&original, "fixed");
+    eventually("the copy the other instance made is edited", || {
+        sim.requests()
+            .iter()
+            .any(|r| matches!(r, Request::Edit { msg_id, text } if *msg_id == copy && text.contains("fixed")))
+    })
+    .await;
+    sim.recall(&original);
+    eventually("and recalled", || {
+        sim.requests().iter().any(|r| matches!(r, Request::Recall { msg_id, .. } if *msg_id == copy))
+    })
+    .await;
+    keeper.shutdown().await;
+}

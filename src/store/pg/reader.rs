@@ -22,6 +22,8 @@ pub type RoomCursor = (RoomAddr, crate::model::Cursor);
 pub(super) enum Request {
     /// The group of a member (the router waits).
     Group(RoomAddr, RemoteId, SyncSender<Result<Option<Found>, String>>),
+    /// A group by id (the router waits).
+    GroupById(GroupId, SyncSender<Result<Option<Found>, String>>),
     /// The cursors of an account's rooms (an account that came to this instance starts from them).
     Cursors(String, tokio::sync::oneshot::Sender<Result<Vec<RoomCursor>, String>>),
 }
@@ -47,13 +49,24 @@ impl PgReader {
     }
 }
 
+impl PgReader {
+    fn ask(
+        &self,
+        request: impl FnOnce(SyncSender<Result<Option<Found>, String>>) -> Request,
+    ) -> Result<Option<Found>, String> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.requests.send(request(reply)).map_err(|_| "the PostgreSQL store has stopped".to_owned())?;
+        answer.recv_timeout(READ_TIMEOUT).map_err(|_| "PostgreSQL did not answer in time".to_owned())?
+    }
+}
+
 impl GroupRead for PgReader {
     fn read(&self, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, String> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.requests
-            .send(Request::Group(room.clone(), id.clone(), reply))
-            .map_err(|_| "the PostgreSQL store has stopped".to_owned())?;
-        answer.recv_timeout(READ_TIMEOUT).map_err(|_| "PostgreSQL did not answer in time".to_owned())?
+        self.ask(|reply| Request::Group(room.clone(), id.clone(), reply))
+    }
+
+    fn read_group(&self, group: GroupId) -> Result<Option<Found>, String> {
+        self.ask(|reply| Request::GroupById(group, reply))
     }
 }
 
@@ -74,7 +87,9 @@ pub(super) async fn serve(target: PgTarget, client: Client, mut requests: mpsc::
                 }
                 Err(e) => {
                     match request {
-                        Request::Group(_, _, reply) => drop(reply.send(Err(reason(&e)))),
+                        Request::Group(_, _, reply) | Request::GroupById(_, reply) => {
+                            drop(reply.send(Err(reason(&e))))
+                        }
                         Request::Cursors(_, reply) => drop(reply.send(Err(reason(&e)))),
                     }
                     continue;
@@ -85,6 +100,9 @@ pub(super) async fn serve(target: PgTarget, client: Client, mut requests: mpsc::
         match request {
             Request::Group(room, id, reply) => {
                 let _ = reply.send(lookup(connection, &room, &id).await.map_err(|e| reason(&e)));
+            }
+            Request::GroupById(group, reply) => {
+                let _ = reply.send(by_id(connection, group).await.map_err(|e| reason(&e)));
             }
             Request::Cursors(account, reply) => {
                 let _ = reply.send(cursors(connection, &account).await.map_err(|e| reason(&e)));
@@ -105,19 +123,37 @@ async fn cursors(client: &Client, account: &str) -> Result<Vec<RoomCursor>, toki
         .collect())
 }
 
+const GROUP_BY_ID: &str = "SELECT g.id, g.sender, g.text, g.time, m.room, m.remote, m.ours
+     FROM groups g LEFT JOIN copies m ON m.grp = g.id WHERE g.id = $1 ORDER BY m.room, m.part";
+
+async fn by_id(client: &Client, group: GroupId) -> Result<Option<Found>, tokio_postgres::Error> {
+    let rows = client.query(GROUP_BY_ID, &[&(group.0 as i64)]).await?;
+    Ok(found(&rows))
+}
+
 async fn lookup(client: &Client, room: &RoomAddr, id: &RemoteId) -> Result<Option<Found>, tokio_postgres::Error> {
     let rows = client.query(GROUP_OF, &[&room.to_string(), &id.as_str()]).await?;
-    let Some(first) = rows.first() else { return Ok(None) };
+    Ok(found(&rows))
+}
+
+/// A group from the rows of [`GROUP_OF`] or [`GROUP_BY_ID`].
+fn found(rows: &[tokio_postgres::Row]) -> Option<Found> {
+    let first = rows.first()?;
     let group = GroupId(first.get::<_, i64>(0) as u64);
     let snippet = Snippet { sender: first.get(1), text: first.get(2), time: Time(first.get(3)) };
     let mut members: Vec<(RoomAddr, Vec<RemoteId>, bool)> = Vec::new();
-    for row in &rows {
-        let (member, remote, ours): (String, String, bool) = (row.get(4), row.get(5), row.get(6));
+    for row in rows {
+        // (A group without members has one row of nulls.)
+        let (Some(member), Some(remote), Some(ours)) =
+            (row.get::<_, Option<String>>(4), row.get::<_, Option<String>>(5), row.get::<_, Option<bool>>(6))
+        else {
+            continue;
+        };
         let Ok(member) = member.parse::<RoomAddr>() else { continue };
         match members.iter_mut().find(|(r, _, o)| *r == member && *o == ours) {
             Some((_, ids, _)) => ids.push(RemoteId::new(remote)),
             None => members.push((member, vec![RemoteId::new(remote)], ours)),
         }
     }
-    Ok(Some((group, snippet, members)))
+    Some((group, snippet, members))
 }

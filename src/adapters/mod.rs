@@ -85,14 +85,16 @@ impl Cursors {
 impl AdapterContext {
     /// Hands an event to the router; false when the router is gone. While the store cannot write, it waits:
     /// a message taken in then could not be kept, and a source that waits stops reading (what its platform
-    /// says meanwhile comes back through its history, where it has one).
+    /// says meanwhile comes back through its history, where it has one). If the account is told to stop
+    /// receiving meanwhile (a stop, a reload, a lease lost), the event already read is handed over all the same:
+    /// the store's writer keeps what it is given until it can write it, and a source without history could
+    /// not give it again.
     pub async fn emit(&self, event: Event) -> bool {
         if self.stats.store.failing().is_some() {
             tokio::select! {
                 _ = self.stats.store.writable() => {}
                 _ = self.closed.cancelled() => return false,
-                // Shutting down: not taken in; the source's cursor did not move past it in the store.
-                _ = self.stop_receiving.cancelled() => return true,
+                _ = self.stop_receiving.cancelled() => {}
             }
         }
         self.router.send(RouterInput::Event(event)).await.is_ok()
@@ -266,7 +268,21 @@ pub async fn drive<R, S, SF>(
                         tasks.spawn(sending);
                     }
                 }
-                None => return,
+                // The router takes no more sends for this account (it went to another instance, or left the
+                // configuration): what the receivers have read is still handed over, until they end.
+                None => {
+                    loop {
+                        tokio::select! {
+                            _ = ctx.closed.cancelled() => {
+                                tasks.abort_all();
+                                return;
+                            }
+                            joined = tasks.join_next() => if joined.is_none() {
+                                return;
+                            },
+                        }
+                    }
+                }
             },
             // A finished task stays in the set until it is joined: reaped here, or every send would keep
             // its task's memory until the account stops.
@@ -358,10 +374,18 @@ mod tests {
         ctx.stats.store.set(None);
         assert_eq!(ctx.offer(event()).await, Ok(()));
         assert!(matches!(inbox.recv().await, Some(RouterInput::Event(_))));
-        // Shutting down meanwhile: the source is released, nothing is taken in.
+        // Receiving stops meanwhile (a stop, a reload, a lease lost): the source is released, and what it had
+        // read is handed over all the same — the store's writer keeps it until it can write it.
         ctx.stats.store.set(Some("full".into()));
-        ctx.stop_receiving.cancel();
-        assert!(ctx.emit(event()).await);
+        let waiting = tokio::spawn({
+            let ctx = ctx.clone();
+            let event = event();
+            async move { ctx.emit(event).await }
+        });
+        tokio::task::yield_now().await;
         assert!(inbox.try_recv().is_err());
+        ctx.stop_receiving.cancel();
+        assert!(waiting.await.unwrap());
+        assert!(matches!(inbox.recv().await, Some(RouterInput::Event(_))));
     }
 }

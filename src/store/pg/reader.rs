@@ -87,9 +87,7 @@ pub(super) async fn serve(target: PgTarget, client: Client, mut requests: mpsc::
                 }
                 Err(e) => {
                     match request {
-                        Request::Group(_, _, reply) | Request::GroupById(_, reply) => {
-                            drop(reply.send(Err(reason(&e))))
-                        }
+                        Request::Group(_, _, reply) | Request::GroupById(_, reply) => drop(reply.send(Err(reason(&e)))),
                         Request::Cursors(_, reply) => drop(reply.send(Err(reason(&e)))),
                     }
                     continue;

@@ -178,17 +178,17 @@ pub(super) async fn startup(
         tx.query("SELECT room, bridge, COUNT(*), MIN(queued_at) FROM outbox GROUP BY room, bridge", &[]).await?;
     let orphan_cutoff = now() - settings.orphan_max_age.as_millis() as i64;
     // Per configured room of an account this instance holds: its rows (of every bridge).
-    let mut mine: Vec<(String, usize)> = Vec::new();
+    let mut mine: Vec<(String, usize, i64)> = Vec::new();
     for row in rooms {
         let (room, bridge, count, oldest): (String, String, i64, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
         let count = count as usize;
         if configured(&room, &bridge) {
             let account = room.split_once(':').map_or(room.as_str(), |(a, _)| a);
-            if held.epoch(account).is_some() {
-                match mine.iter_mut().find(|(r, _)| *r == room) {
-                    Some((_, n)) => *n += count,
-                    None => mine.push((room, count)),
+            if let Some(epoch) = held.epoch(account) {
+                match mine.iter_mut().find(|(r, _, _)| *r == room) {
+                    Some((_, n, _)) => *n += count,
+                    None => mine.push((room, count, epoch)),
                 }
             }
             continue;
@@ -212,8 +212,8 @@ pub(super) async fn startup(
     // The first rows of this instance's rooms are taken now, in the order they were queued; the rest as the
     // rooms drain.
     mine.sort();
-    for (room, count) in mine {
-        let rows = tx.query(super::writer::CLAIM, &[&room, &run, &(settings.per_room as i64)]).await?;
+    for (room, count, epoch) in mine {
+        let rows = tx.query(super::writer::CLAIM, &[&room, &epoch, &(settings.per_room as i64)]).await?;
         let mut rows: Vec<_> = rows
             .iter()
             .map(|row| (row.get::<_, i64>(5), decode(row).map(|s| Stored { held_before: row.get(4), ..s })))

@@ -226,9 +226,15 @@ fn unsafe_signal(pid: u32, signal: i32) {
     let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
 }
 
-/// A port nothing listens on now (the server binds it a moment later).
+/// A port nothing listens on now (the server binds it a moment later, and again after a restart): below the
+/// kernel's ephemeral range, so that no outgoing connection takes it meanwhile.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    loop {
+        let port = 20_000 + fastrand::u16(..12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Says once per process that the PostgreSQL tests were not run, and why; fails instead under

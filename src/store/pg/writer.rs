@@ -96,14 +96,15 @@ impl Writer {
 /// What one transaction gathered, by kind, in the order the operations came.
 #[derive(Default)]
 struct Gathered<'a> {
-    puts: BTreeMap<u64, (&'a str, &'a Pending, bool)>,
+    puts: BTreeMap<u64, (&'a str, &'a Pending, Option<i64>)>,
     deletes: Vec<i64>,
     dead_stored: Vec<(i64, &'a str)>,
     dead_new: Vec<(u64, &'a str, &'a Pending, &'a str)>,
     groups: Vec<&'a Op>,
     copies: Vec<(String, &'a str, i64, i32, bool)>,
     cursors: HashMap<&'a str, &'a str>,
-    loads: Vec<(&'a RoomAddr, u64, usize)>,
+    /// Reads, each with the epoch of its room's lease.
+    loads: Vec<(&'a RoomAddr, u64, usize, i64)>,
     /// Loads refused by fencing: answered with nothing.
     refused_loads: Vec<(&'a RoomAddr, u64)>,
     skipped: u64,
@@ -113,7 +114,7 @@ struct Gathered<'a> {
 /// Sorts the operations `allowed` lets through by kind.
 fn gather_ops<'a>(carry: &'a [Vec<Stamped>], allowed: impl Fn(&Option<Fence>) -> bool) -> Gathered<'a> {
     let mut g = Gathered::default();
-    for Stamped { op, fence, in_memory } in carry.iter().flatten() {
+    for Stamped { op, fence, holder } in carry.iter().flatten() {
         if !allowed(fence) {
             g.refused += 1;
             if let Op::Load { room, after, .. } = op {
@@ -123,7 +124,7 @@ fn gather_ops<'a>(carry: &'a [Vec<Stamped>], allowed: impl Fn(&Option<Fence>) ->
         }
         match op {
             Op::Put { key, bridge, row } => {
-                g.puts.insert(*key, (bridge, row, *in_memory));
+                g.puts.insert(*key, (bridge, row, *holder));
             }
             Op::Delete { key } => match g.puts.remove(key) {
                 Some(_) => g.skipped += 1,
@@ -148,7 +149,10 @@ fn gather_ops<'a>(carry: &'a [Vec<Stamped>], allowed: impl Fn(&Option<Fence>) ->
             Op::Cursor { room, cursor } => {
                 g.cursors.insert(room, cursor);
             }
-            Op::Load { room, after, limit } => g.loads.push((room, *after, *limit)),
+            Op::Load { room, after, limit } => {
+                let epoch = fence.as_ref().and_then(|f| f.epoch).unwrap_or_default();
+                g.loads.push((room, *after, *limit, epoch));
+            }
         }
     }
     g
@@ -205,7 +209,7 @@ async fn transaction(
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     // Rooms whose account runs elsewhere: their instance is told at the commit.
     let mut notify: Vec<String> = Vec::new();
-    for (key, (bridge, row, in_memory)) in &g.puts {
+    for (key, (bridge, row, holder)) in &g.puts {
         let (room, record) = encode(row, &mut last);
         let account = account_of(&room).to_owned();
         if held.epoch(&account).is_none() && !notify.iter().any(|r| *r == room) {
@@ -216,7 +220,7 @@ async fn transaction(
         rooms.push(room.into_owned());
         bridges.push(*bridge);
         records.push(record.into_owned());
-        holders.push(in_memory.then_some(run));
+        holders.push(*holder);
     }
     let written = keys.len() as u64;
     let (dead_keys, dead_reasons): (Vec<i64>, Vec<&str>) = g.dead_stored.iter().copied().unzip();
@@ -285,19 +289,21 @@ async fn transaction(
     let prepared = try_join_all(missing.iter().map(|sql| tx.prepare(sql))).await?;
     cache.extend(missing.into_iter().zip(prepared));
     try_join_all(statements.iter().map(|(sql, params)| tx.execute(&cache[sql], params))).await?;
+    tracing::trace!(puts = keys.len(), deletes = g.deletes.len(), refused = g.refused, "Transaction written.");
     if let Some(max_age) = prune_older_than {
         prune(&tx, max_age).await?;
     }
     let mut loaded = Vec::new();
-    for (room, after, limit) in g.loads {
-        let mut rows = tx.query(CLAIM, &[&room.to_string(), &run, &(limit as i64)]).await?;
+    for (room, after, limit, epoch) in g.loads {
+        let mut rows = tx.query(CLAIM, &[&room.to_string(), &epoch, &(limit as i64)]).await?;
         rows.sort_by_key(|r| r.get::<_, i64>(5));
         let exhausted = rows.len() < limit;
-        let stored = rows
+        let stored: Vec<Stored> = rows
             .iter()
             .filter_map(|row| decode(row).map(|stored| Stored { held_before: row.get(4), ..stored }))
             .collect();
         // Rows are taken by what holds them, not by key: the next read goes on from what is left.
+        tracing::trace!(room = %room, epoch, rows = stored.len(), "Rows taken.");
         loaded.push((room.clone(), stored, after, exhausted));
     }
     for (room, after) in g.refused_loads {
@@ -404,6 +410,7 @@ pub(super) async fn write(
                 if let Some((since, attempts)) = failing.take() {
                     info!(attempts, after = ?since.elapsed(), "PostgreSQL is written again; nothing was lost.");
                     intake.failing(None);
+                    writer.held.set_failing(false);
                 }
                 retry = RETRY_MIN;
             }
@@ -414,6 +421,7 @@ pub(super) async fn write(
                 });
                 if !intake.is_failing() {
                     intake.failing(Some(e.clone()));
+                    writer.held.set_failing(true);
                     intake.report(&notify);
                 }
                 *attempts += 1;

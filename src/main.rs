@@ -39,7 +39,20 @@ fn main() -> ExitCode {
         Command::Status => report(check::status(&config)),
         Command::Deadletters { action } => report(deadletters::dead_letters(&config, action)),
         Command::Run => report(run::run(&config, cli.log_format)),
-        Command::Bench { post, read, gateway, token, messages, concurrency, rate, pid, in_memory, full_sync } => {
+        Command::Bench {
+            post,
+            read,
+            gateway,
+            token,
+            messages,
+            concurrency,
+            rate,
+            pid,
+            in_memory,
+            full_sync,
+            store,
+            instances,
+        } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
             let options = LoadOptions {
                 post_url: post.unwrap_or_default(),
@@ -52,7 +65,8 @@ fn main() -> ExitCode {
                 grace: std::time::Duration::from_secs(5),
                 pid,
             };
-            report(runtime().and_then(|rt| rt.block_on(bench::bench(options, in_memory, full_sync))))
+            let target = bench::Target { in_memory, full_sync, store, instances };
+            report(runtime().and_then(|rt| rt.block_on(bench::bench(options, target))))
         }
         Command::Sim { config_out, rooms, port, duration } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");

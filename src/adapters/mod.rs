@@ -256,6 +256,10 @@ pub async fn drive<R, S, SF>(
     loop {
         tokio::select! {
             _ = ctx.closed.cancelled() => {
+                // Receivers that stopped receiving may still be handing over what they read (a poll that
+                // was in flight): a moment for them, then everything ends.
+                let finishing = async { while tasks.join_next().await.is_some() {} };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), finishing).await;
                 tasks.abort_all();
                 return;
             }

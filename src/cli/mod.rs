@@ -97,6 +97,14 @@ pub enum Command {
         /// With no endpoints given: the in-process bridge's store with `sync = "full"` (power-loss safety).
         #[arg(long, conflicts_with_all = ["post", "in_memory"])]
         full_sync: bool,
+        /// With no endpoints given: the in-process bridge keeps its state in this PostgreSQL database
+        /// (`general.store`; a secret like it: literal, env:, file:, cred:).
+        #[arg(long, conflicts_with_all = ["post", "in_memory", "full_sync"])]
+        store: Option<String>,
+        /// With --store: run two instances in-process, one API account each, so that every message crosses
+        /// from one instance to the other through PostgreSQL.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2), requires = "store")]
+        instances: u8,
     },
     /// Run every platform's simulator on loopback and write a configuration that bridges them, for running
     /// `chatbridge run` against them by hand or measuring it.

@@ -43,6 +43,10 @@ use rules::{Destination, Rules, Skip};
 
 pub use crate::model::Map;
 
+/// With a shared store, how long a stopping router still takes in what its adapters had read (a poll in flight
+/// finishes within a second).
+const HANDOVER_READS: Duration = Duration::from_millis(1500);
+
 /// The longest text kept in the id map for replies rendered as text.
 const SNIPPET_CHARS: usize = 200;
 
@@ -185,8 +189,11 @@ impl Router {
         self.end();
         // The service manager's watchdog is fed from this loop: a router that stops turning is restarted.
         let mut watchdog = crate::notify::watchdog_interval().map(tokio::time::interval);
+        // With a shared store, the stop waits this long for what the adapters were still reading when it came
+        // (a poll in flight, handed over as it finishes), then ends as soon as no send is out.
+        let mut read_until: Option<Instant> = None;
         loop {
-            if deadline.is_some() && self.is_idle() {
+            if deadline.is_some() && self.is_idle() && read_until.is_none_or(|t| Instant::now() >= t) {
                 break;
             }
             tokio::select! {
@@ -213,12 +220,14 @@ impl Router {
                         // the router stops when no send is out; what is queued stays in the store.
                         info!(waiting = self.waiting(), "Shutting down: handing the accounts over.");
                         self.held.extend(self.accounts.keys().cloned());
+                        read_until = Some(Instant::now() + HANDOVER_READS);
                     } else {
                         info!(waiting = self.waiting(), "Shutting down: delivering what is queued.");
                     }
                     deadline = Some(Instant::now() + self.settings.shutdown_timeout);
                 }
                 _ = sleep_until(deadline) => break,
+                _ = sleep_until(read_until), if read_until.is_some_and(|t| Instant::now() < t) => {}
             }
             if !self.settling.is_empty() {
                 self.settle();

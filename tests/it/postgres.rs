@@ -72,6 +72,7 @@ async fn a_killed_daemon_on_postgres_delivers_what_was_queued_after_a_restart() 
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
+            .map(Reaped)
             .expect("the daemon starts")
     };
     lug.fail_posts(true);
@@ -114,6 +115,11 @@ fn instance(url: &str, name: &str) -> String {
     )
 }
 
+/// No send limit on the accounts: the tests are about what arrives, not how fast Fishroom lets it.
+fn unlimited(config: String) -> String {
+    config.replace("request_timeout = \"3s\"\n", "request_timeout = \"3s\"\nsend_rate = 0\n")
+}
+
 fn start(config: &str) -> crate::harness::Running {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
@@ -150,15 +156,43 @@ async fn two_instances_share_the_accounts_relay_between_them_and_hand_over_at_a_
     let pair = Pair::start().await;
     let (tuna, lug) = (&pair.tuna, &pair.lug);
     let url = server.database().expose().to_owned();
-    let a = start(&pair.config(&instance(&url, "a")));
+    let a = start(&unlimited(pair.config(&instance(&url, "a"))));
     eventually("the first instance takes both accounts", || held(&a) == 2).await;
-    let b = start(&pair.config(&instance(&url, "b")));
-    // The first hands one account over (settled, closed, released), the second claims it.
+    // The second joins while messages flow both ways: the first hands one account over (settled, closed,
+    // released), the second claims it, and nothing said meanwhile is lost.
+    let traffic = async {
+        say(tuna, "general", "r", 0, 150).await;
+    };
+    let back = async {
+        say(lug, "chat", "s", 0, 150).await;
+    };
+    let joining = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        start(&unlimited(pair.config(&instance(&url, "b"))))
+    };
+    let ((), (), b) = tokio::join!(traffic, back, joining);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !(held(&a) == 1 && held(&b) == 1) {
         assert!(Instant::now() < deadline, "no even split: a holds {}, b holds {}", held(&a), held(&b));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let all = |sim: &chatbridge::sim::fishroom::FishroomSim| -> Vec<String> {
+        sim.posted().into_iter().map(|p| p.content).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(tally(&all(lug), "r", 150).0.is_empty() && tally(&all(tuna), "s", 150).0.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "what was said during the rebalance: missing r {:?}, s {:?}",
+            tally(&all(lug), "r", 150).0,
+            tally(&all(tuna), "s", 150).0
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, extra_r) = tally(&all(lug), "r", 150);
+    let (_, extra_s) = tally(&all(tuna), "s", 150);
+    // The account handed over was settled first (nothing in flight): no message goes twice.
+    assert_eq!((extra_r, extra_s), (0, 0), "duplicates during the rebalance");
     // `chatbridge status` lists both, live, one account each.
     let dir = temp_dir("pg-status");
     let config = write_config(&dir, &pair.config(&instance(&url, "admin")));
@@ -180,8 +214,9 @@ async fn two_instances_share_the_accounts_relay_between_them_and_hand_over_at_a_
         to_tuna.push(format!("l{i}"));
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
+    // (What was said during the rebalance, `r…` and `s…`, is counted above.)
     let texts = |sim: &chatbridge::sim::fishroom::FishroomSim| -> Vec<String> {
-        sim.posted().into_iter().map(|p| p.content).collect()
+        sim.posted().into_iter().map(|p| p.content).filter(|c| c.starts_with(['t', 'l'])).collect()
     };
     arrives("tuna → lug", || texts(lug), &to_lug).await;
     arrives("lug → tuna", || texts(tuna), &to_tuna).await;
@@ -215,7 +250,30 @@ fn owners(server: &TestPostgres, url: &chatbridge::settings::Secret) -> std::col
         .collect()
 }
 
-fn daemon(config: &std::path::Path) -> std::process::Child {
+/// A daemon process, killed when the test ends however it ends (a failed assertion must not leave it running).
+struct Reaped(std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(config: &std::path::Path) -> Reaped {
     let log = std::fs::File::create(config.with_extension("log")).expect("a log file");
     bin()
         .args(["run", "-c"])
@@ -225,6 +283,7 @@ fn daemon(config: &std::path::Path) -> std::process::Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Reaped)
         .expect("the daemon starts")
 }
 

@@ -45,13 +45,26 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
     .await;
 }
 
+/// How long a poll in flight when receiving stops may still take to answer.
+const FINISH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Polls until the connection is lost or receiving stops.
 async fn poll(shared: &Shared, ctx: &AdapterContext, room: &RoomId, attempt: &Attempt) -> Ended {
     loop {
+        let mut polling = std::pin::pin!(poll_once(shared, room));
+        let mut last = false;
         let polled = tokio::select! {
-            _ = ctx.stop_receiving.cancelled() => return Ended::Stopped,
             _ = shared.stop.stopped() => return Ended::Stopped,
-            polled = poll_once(shared, room) => polled,
+            polled = &mut polling => polled,
+            _ = ctx.stop_receiving.cancelled() => {
+                // The server takes messages off its queue when it answers a poll: one in flight is let finish
+                // (for a moment), and what it brings is handed over, not dropped.
+                last = true;
+                match tokio::time::timeout(FINISH_POLL, &mut polling).await {
+                    Ok(polled) => polled,
+                    Err(_) => return Ended::Stopped,
+                }
+            }
         };
         match polled {
             Polled::Messages(items) => {
@@ -61,7 +74,11 @@ async fn poll(shared: &Shared, ctx: &AdapterContext, room: &RoomId, attempt: &At
                         return Ended::Stopped;
                     }
                 }
+                if last {
+                    return Ended::Stopped;
+                }
             }
+            _ if last => return Ended::Stopped,
             Polled::Malformed(reason) => {
                 ctx.stats.count_account(Metric::Malformed, &ctx.account);
                 let delay = attempt.next_delay();

@@ -129,6 +129,10 @@ pub(super) struct LeaseTask {
     pub(super) stats: Arc<Stats>,
     /// Accounts asked to be handed over, not released yet.
     pub(super) releasing: BTreeSet<String>,
+    /// After a round short of its share: how soon a lease held elsewhere expires.
+    pub(super) soonest: Option<Duration>,
+    /// Asks the writer to say when what it was given is committed.
+    pub(super) barrier: mpsc::UnboundedSender<super::writer::Barrier>,
 }
 
 /// Whether a live instance already uses `name` (a second one of that name is counted as the same instance, so
@@ -150,22 +154,34 @@ impl LeaseTask {
         mut self,
         mut commands: mpsc::UnboundedReceiver<LeaseCommand>,
         stop: tokio::sync::oneshot::Receiver<()>,
+        released: Arc<tokio::sync::Notify>,
     ) {
         let every = self.settings.ttl / 3;
         // The first round was made when the store opened.
         let mut last_ok = Instant::now();
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = tokio::time::Instant::now() + every.min(self.soonest.take().unwrap_or(every));
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep_until(next) => {
+                    // Renewals every third of the lease; sooner when a lease this instance may claim expires
+                    // before that (a dead instance's accounts are taken over as soon as their leases run out).
+                    next = tokio::time::Instant::now() + every;
+                }
+                // Another instance released leases (a hand-over, a stop): claim now.
+                _ = released.notified() => {}
                 Some(command) = commands.recv() => {
                     match command {
                         LeaseCommand::Released(account) => {
                             let account = account.to_string();
                             self.releasing.remove(&account);
+                            // The account's acknowledgements are committed first: its next instance must not
+                            // take (and send again) what was delivered here.
+                            let (done, committed) = tokio::sync::oneshot::channel();
+                            if self.barrier.send(done).is_ok() {
+                                let _ = tokio::time::timeout(Duration::from_secs(5), committed).await;
+                            }
                             self.release(&[account]).await;
                         }
                         LeaseCommand::Accounts(accounts) => self.settings.accounts = accounts,
@@ -184,7 +200,12 @@ impl LeaseTask {
                 }
             }
             match self.round().await {
-                Ok(()) => last_ok = started,
+                Ok(()) => {
+                    last_ok = started;
+                    if let Some(soon) = self.soonest.take() {
+                        next = next.min(tokio::time::Instant::now() + soon);
+                    }
+                }
                 Err(e) => self.failed(&reason(&e), started, last_ok),
             }
         }
@@ -306,6 +327,19 @@ impl LeaseTask {
                     let _ = self.events.send(LeaseEvent::Acquired(id));
                 }
             }
+            if self.held.len() < share {
+                // Still short: look again as soon as one of the others' leases runs out.
+                let soonest: Option<f64> = self
+                    .client
+                    .query_one(
+                        "SELECT EXTRACT(EPOCH FROM MIN(expires) - clock_timestamp())::float8 FROM leases
+                         WHERE account = ANY($1) AND run IS NOT NULL AND run <> $2",
+                        &[&accounts, &run],
+                    )
+                    .await?
+                    .get(0);
+                self.soonest = soonest.map(|s| Duration::from_secs_f64(s.max(0.0)) + Duration::from_millis(20));
+            }
         } else if holding > share + self.releasing.len() {
             // More than a fair share (another instance joined): hand the surplus over.
             let mut mine: Vec<String> =
@@ -340,6 +374,7 @@ impl LeaseTask {
                 &[&self.run, &accounts],
             )
             .await;
+        let _ = self.client.execute("SELECT pg_notify('chatbridge_leases', '')", &[]).await;
         if let Err(e) = released {
             warn!(error = %reason(&e), "Leases could not be released; they expire instead.");
         }

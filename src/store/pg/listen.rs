@@ -17,6 +17,9 @@ use crate::store::StoreEvent;
 
 /// The channel the writers notify.
 pub(super) const CHANNEL: &str = "chatbridge_outbox";
+/// The channel an instance notifies when it released leases: the others claim at once instead of at their
+/// next round.
+pub(super) const LEASES: &str = "chatbridge_leases";
 
 /// How often the outbox is swept for rows of this instance's rooms that it does not hold.
 #[cfg(not(test))]
@@ -26,7 +29,7 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 pub(super) type Notify = Arc<dyn Fn(StoreEvent) + Send + Sync>;
 
-pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify) {
+pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify, released: Arc<tokio::sync::Notify>) {
     let mut retry = Duration::from_millis(200);
     loop {
         let (tx, mut notifications) = mpsc::unbounded_channel();
@@ -39,7 +42,7 @@ pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify) {
                 continue;
             }
         };
-        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {LEASES}")).await {
             warn!(error = %reason(&e), "The outbox listener cannot listen; trying again.");
             continue;
         }
@@ -47,7 +50,13 @@ pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify) {
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             tokio::select! {
-                Some(n) = notifications.recv() => arrived(n.payload(), &held, &notify),
+                Some(n) = notifications.recv() => {
+                    if n.channel() == LEASES {
+                        released.notify_one();
+                    } else {
+                        arrived(n.payload(), &held, &notify);
+                    }
+                }
                 _ = sweep.tick() => {
                     let accounts = held.accounts();
                     if accounts.is_empty() {

@@ -216,6 +216,7 @@ impl PgStore {
         notify: impl Fn(StoreEvent) + Send + Sync + 'static,
     ) -> Result<PgOpened, StoreError> {
         let (ops, inputs) = mpsc::unbounded_channel();
+        let (barrier, barriers) = mpsc::unbounded_channel();
         let (reads, requests) = mpsc::unbounded_channel();
         let (lease_events, events) = mpsc::unbounded_channel();
         let (commands, lease_commands) = mpsc::unbounded_channel();
@@ -268,6 +269,8 @@ impl PgStore {
                             events: lease_events,
                             stats,
                             releasing: Default::default(),
+                            soonest: None,
+                            barrier,
                         };
                         leases.round().await.map_err(error)?;
                         let opened =
@@ -284,11 +287,12 @@ impl PgStore {
                     };
                     let _ = started.send(Ok((run, opened)));
                     tokio::spawn(reader::serve(target.clone(), reader, requests));
-                    tokio::spawn(listen::listen(target.clone(), held.clone(), Arc::clone(&notify)));
+                    let released = Arc::new(tokio::sync::Notify::new());
+                    tokio::spawn(listen::listen(target.clone(), held.clone(), Arc::clone(&notify), Arc::clone(&released)));
                     let (stop_leases, stopped) = tokio::sync::oneshot::channel();
-                    let leasing = tokio::spawn(leases.run(lease_commands, stopped));
+                    let leasing = tokio::spawn(leases.run(lease_commands, stopped, released));
                     let writer = writer::Writer::new(target, client, run, settings, held);
-                    let closing = writer::write(writer, inputs, notify).await;
+                    let closing = writer::write(writer, inputs, barriers, notify).await;
                     // What was acknowledged is written: the leases go back at once.
                     let _ = stop_leases.send(());
                     let _ = leasing.await;

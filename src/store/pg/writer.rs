@@ -343,13 +343,20 @@ fn unwritten_rows(carry: &[Vec<Stamped>]) -> u64 {
 /// The writer: gathers inputs as the SQLite writer does and writes them as one transaction; a transaction
 /// that fails is kept and written again (the connection opened again when it was lost) until it commits,
 /// with [`StoreEvent::Failing`] meanwhile so that no message is taken in.
+/// A request to be told once everything given to the writer before it is committed (the lease task waits
+/// for that before it releases a lease, so that the account's next instance finds its acknowledgements).
+pub(super) type Barrier = tokio::sync::oneshot::Sender<()>;
+
 pub(super) async fn write(
     mut writer: Writer,
     mut inputs: mpsc::UnboundedReceiver<Vec<Stamped>>,
+    mut barriers: mpsc::UnboundedReceiver<Barrier>,
     notify: Notify,
 ) -> Closing {
     let notify = |event| notify(event);
     let mut carry: Vec<Vec<Stamped>> = Vec::new();
+    // Barriers answered after the next commit.
+    let mut waiting: Vec<Barrier> = Vec::new();
     let mut closed = false;
     let mut intake = Intake::default();
     let mut failing: Option<(Instant, u64)> = None;
@@ -372,13 +379,27 @@ pub(super) async fn write(
             if closed {
                 break;
             }
-            match tokio::time::timeout(SIZE_EVERY, inputs.recv()).await {
-                Ok(Some(ops)) => carry.push(ops),
-                Ok(None) => break,
-                Err(_) => continue,
+            tokio::select! {
+                input = tokio::time::timeout(SIZE_EVERY, inputs.recv()) => match input {
+                    Ok(Some(ops)) => carry.push(ops),
+                    Ok(None) => break,
+                    Err(_) => continue,
+                },
+                Some(barrier) = barriers.recv() => waiting.push(barrier),
             }
         }
+        // What was given before a barrier is in the inputs by now: gathered below, committed with them.
+        while let Ok(barrier) = barriers.try_recv() {
+            waiting.push(barrier);
+        }
         closed |= gather(&mut inputs, &mut carry).await;
+        if carry.is_empty() {
+            // A barrier with nothing before it.
+            waiting.drain(..).for_each(|barrier| {
+                let _ = barrier.send(());
+            });
+            continue;
+        }
         let prune_due = last_prune.elapsed() >= PRUNE_EVERY;
         let max_age = writer.settings.id_map_max_age;
         let run = writer.run;
@@ -407,6 +428,9 @@ pub(super) async fn write(
                     notify(StoreEvent::Loaded { room, rows, through, exhausted });
                 }
                 carry.clear();
+                waiting.drain(..).for_each(|barrier| {
+                    let _ = barrier.send(());
+                });
                 if let Some((since, attempts)) = failing.take() {
                     info!(attempts, after = ?since.elapsed(), "PostgreSQL is written again; nothing was lost.");
                     intake.failing(None);

@@ -193,6 +193,14 @@ async fn two_instances_share_the_accounts_relay_between_them_and_hand_over_at_a_
     let (_, extra_s) = tally(&all(tuna), "s", 150);
     // The account handed over was settled first (nothing in flight): no message goes twice.
     assert_eq!((extra_r, extra_s), (0, 0), "duplicates during the rebalance");
+    // Each instance's /metrics and /health say what it holds.
+    for running in [&a, &b] {
+        let stats = running.daemon().stats();
+        let metrics = chatbridge::status::render(&stats, &running.daemon().states().borrow());
+        assert!(metrics.contains("\nchatbridge_leases_held 1\n"), "{metrics}");
+        assert!(stats.lease_takeovers.get() >= 1 && stats.lease_renewals.get() >= 1);
+        assert!(metrics.contains("chatbridge_fencing_refusals_total 0"), "{metrics}");
+    }
     // `chatbridge status` lists both, live, one account each.
     let dir = temp_dir("pg-status");
     let config = write_config(&dir, &pair.config(&instance(&url, "admin")));

@@ -293,12 +293,14 @@ impl LeaseTask {
         for account in self.held.accounts().into_iter().filter(|a| !accounts.contains(a)) {
             self.release(std::slice::from_ref(&account)).await;
         }
+        // Live: renewed within two thirds of the lease (a live instance renews every third), so that an instance
+        // that died is no longer counted by the time its leases expire, and the survivors' shares cover them.
         let live: i64 = self
             .client
             .query_one(
                 "SELECT COUNT(*) FROM instances WHERE NOT stopping
                  AND heartbeat > clock_timestamp() - $1 * interval '1 millisecond'",
-                &[&ttl],
+                &[&(ttl * 2.0 / 3.0)],
             )
             .await?
             .get(0);
@@ -327,19 +329,6 @@ impl LeaseTask {
                     let _ = self.events.send(LeaseEvent::Acquired(id));
                 }
             }
-            if self.held.len() < share {
-                // Still short: look again as soon as one of the others' leases runs out.
-                let soonest: Option<f64> = self
-                    .client
-                    .query_one(
-                        "SELECT EXTRACT(EPOCH FROM MIN(expires) - clock_timestamp())::float8 FROM leases
-                         WHERE account = ANY($1) AND run IS NOT NULL AND run <> $2",
-                        &[&accounts, &run],
-                    )
-                    .await?
-                    .get(0);
-                self.soonest = soonest.map(|s| Duration::from_secs_f64(s.max(0.0)) + Duration::from_millis(20));
-            }
         } else if holding > share + self.releasing.len() {
             // More than a fair share (another instance joined): hand the surplus over.
             let mut mine: Vec<String> =
@@ -354,6 +343,18 @@ impl LeaseTask {
                 }
             }
         }
+        // Look again as soon as one of the others' leases runs out: if its instance died, this one takes the
+        // account over then, not up to a third of the lease later.
+        let soonest: Option<f64> = self
+            .client
+            .query_one(
+                "SELECT EXTRACT(EPOCH FROM MIN(expires) - clock_timestamp())::float8 FROM leases
+                 WHERE account = ANY($1) AND run IS NOT NULL AND run <> $2",
+                &[&accounts, &run],
+            )
+            .await?
+            .get(0);
+        self.soonest = soonest.map(|s| Duration::from_secs_f64(s.max(0.0)) + Duration::from_millis(20));
         self.stats.leases_held.store(self.held.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }

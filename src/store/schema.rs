@@ -211,14 +211,18 @@ pub(super) fn load_groups(tx: &rusqlite::Transaction<'_>, limit: usize) -> rusql
     for row in rows {
         let (grp, room, remote, ours) = row?;
         let Some(&i) = position.get(&grp) else { continue };
-        let Ok(room) = room.parse::<RoomAddr>() else { continue };
-        let members = &mut groups[i].members;
-        match members.iter_mut().find(|m| m.room == room && m.ours == ours) {
-            Some(member) => member.ids.push(remote),
-            None => members.push(StoredMember { room, ids: vec![remote], ours }),
-        }
+        add_member(&mut groups[i], &room, remote, ours);
     }
     Ok(groups)
+}
+
+/// Adds a stored copy (`room`, `remote`) to its group's members, in part order (both stores read them so).
+pub(super) fn add_member(group: &mut StoredGroup, room: &str, remote: String, ours: bool) {
+    let Ok(room) = room.parse::<RoomAddr>() else { return };
+    match group.members.iter_mut().find(|m| m.room == room && m.ours == ours) {
+        Some(member) => member.ids.push(remote),
+        None => group.members.push(StoredMember { room, ids: vec![remote], ours }),
+    }
 }
 
 /// Deletes id-map entries older than `max_age`.

@@ -6,7 +6,7 @@
 use tokio_postgres::{Client, GenericClient};
 use tracing::{info, warn};
 
-use super::super::{Opened, StoreSettings, Stored, StoredGroup, StoredMember};
+use super::super::{Opened, StoreSettings, Stored, StoredGroup};
 use crate::model::RoomAddr;
 
 /// The schema version this build writes.
@@ -267,12 +267,7 @@ async fn load_groups(tx: &impl GenericClient, limit: usize) -> Result<Vec<Stored
     for row in rows {
         let (grp, room, remote, ours): (i64, String, String, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
         let Some(&i) = position.get(&(grp as u64)) else { continue };
-        let Ok(room) = room.parse::<RoomAddr>() else { continue };
-        let members = &mut groups[i].members;
-        match members.iter_mut().find(|m| m.room == room && m.ours == ours) {
-            Some(member) => member.ids.push(remote),
-            None => members.push(StoredMember { room, ids: vec![remote], ours }),
-        }
+        super::super::schema::add_member(&mut groups[i], &room, remote, ours);
     }
     Ok(groups)
 }

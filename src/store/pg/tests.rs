@@ -127,3 +127,41 @@ fn a_store_closed_while_the_server_is_gone_says_what_it_could_not_keep() {
     let closing = store.close();
     assert_eq!(closing, Closing { stored: None, unwritten: 7 });
 }
+
+#[test]
+fn writes_under_a_lease_another_instance_took_are_refused_and_counted() {
+    let Some(server) = TestPostgres::shared() else { return };
+    let target = target(&server.database());
+    let (store, _, events) = open(&target);
+    let store: Box<dyn crate::router::port::Persist> = Box::new(store);
+    put(&*store, 1, "delivered here, acknowledged too late");
+    store.end();
+    wait_for(&events, "the row", |e| matches!(e, StoreEvent::Committed { .. }));
+    // Another instance claims the account's lease (a new epoch, another run) while this one still runs it.
+    blocking(&target, |client| {
+        Box::pin(async move {
+            let taken = client
+                .execute("UPDATE leases SET run = run + 1000, owner = 'other', epoch = epoch + 1 WHERE account = 'fishroom.t'", &[])
+                .await
+                .unwrap();
+            assert_eq!(taken, 1);
+            Ok(())
+        })
+    })
+    .unwrap();
+    // Its acknowledgement and its cursor are refused: the row stays for the new owner.
+    store.delete(1, &room("r"));
+    store.cursor(&room("r"), &crate::model::Cursor::new("9"));
+    store.end();
+    wait_for(&events, "the refusal", |e| matches!(e, StoreEvent::Fenced { refused: 2 }));
+    drop(store);
+    let left = blocking(&target, |client| {
+        Box::pin(async move {
+            let rows: i64 = client.query_one("SELECT COUNT(*) FROM outbox", &[]).await.unwrap().get(0);
+            let cursors: i64 = client.query_one("SELECT COUNT(*) FROM cursors", &[]).await.unwrap().get(0);
+            Ok((rows, cursors))
+        })
+    })
+    .unwrap();
+    assert_eq!(left, (1, 0), "the row is still there and no cursor was written");
+}

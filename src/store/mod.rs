@@ -21,6 +21,7 @@
 //! (the cursor did not move) — delivered at least once, never lost.
 
 pub mod admin;
+mod backend;
 mod files;
 pub mod idmap;
 mod intake;
@@ -31,6 +32,7 @@ mod writer;
 use files::{Held, LOCK_FILE, lock, private_dir, private_file};
 use schema::{SCHEMA_VERSION, decode, migrate, now, prune, row_to_stored, startup};
 
+pub use backend::{Backend, Opening, open};
 pub use writer::PageLimit;
 // What the router's persistence port exchanges.
 pub use crate::router::port::{Closing, Opened, Record, StoreEvent, Stored, StoredGroup, StoredMember};
@@ -83,62 +85,6 @@ pub enum StoreError {
         pg::schema::SCHEMA_VERSION
     )]
     PgNewer { target: String, found: i32 },
-}
-
-/// Where the state is kept.
-pub enum Backend<'a> {
-    /// SQLite in the state directory (the default).
-    Sqlite(&'a Path),
-    /// PostgreSQL (`general.store`).
-    Postgres(&'a pg::PgTarget),
-}
-
-impl<'a> Backend<'a> {
-    /// The backend `general` names, with the target it parsed for PostgreSQL kept in `target`.
-    pub fn of(general: &'a crate::config::General, target: &'a mut Option<pg::PgTarget>) -> Result<Self, StoreError> {
-        match &general.store {
-            None => Ok(Backend::Sqlite(&general.state_dir)),
-            Some(store) => {
-                let describe = |reason: String| StoreError::Postgres { target: "general.store".into(), reason };
-                let url = store.resolve().map_err(describe)?;
-                Ok(Backend::Postgres(target.insert(pg::PgTarget::parse(&url).map_err(describe)?)))
-            }
-        }
-    }
-}
-
-/// An open store: the router's port, what it held, the id map that reads it, and — for a store instances
-/// share — the account leases.
-pub struct Opening {
-    pub persist: Box<dyn crate::router::port::Persist>,
-    pub opened: Opened,
-    pub ids: idmap::DurableIdMap,
-    pub leases: Option<pg::lease::Leases>,
-}
-
-/// Opens the store of `backend` (see [`Store::open`] and [`pg::PgStore::open`]; `leasing` says how this
-/// instance takes part in a PostgreSQL store).
-pub fn open(
-    backend: Backend<'_>,
-    settings: &StoreSettings,
-    leasing: pg::lease::LeaseSettings,
-    stats: Arc<crate::stats::Stats>,
-    configured: impl Fn(&str, &str) -> bool + Send + 'static,
-    notify: impl Fn(StoreEvent) + Send + Sync + 'static,
-) -> Result<Opening, StoreError> {
-    match backend {
-        Backend::Sqlite(dir) => {
-            let (store, opened) = Store::open(dir, settings, configured, notify)?;
-            let ids = idmap::DurableIdMap::open(dir, settings.id_map_capacity)?;
-            Ok(Opening { persist: Box::new(store), opened, ids, leases: None })
-        }
-        Backend::Postgres(target) => {
-            let pg::PgOpened { store, opened, reader, leases } =
-                pg::PgStore::open(target, settings, leasing, stats, configured, notify)?;
-            let ids = idmap::DurableIdMap::new(Box::new(reader), settings.id_map_capacity);
-            Ok(Opening { persist: Box::new(store), opened, ids, leases: Some(leases) })
-        }
-    }
 }
 
 /// How the store keeps things.
@@ -424,5 +370,7 @@ fn checkpoint(db: &Connection, mode: &str) {
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod fixture;
 #[cfg(test)]
 mod tests;

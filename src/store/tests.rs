@@ -1,4 +1,4 @@
-use super::contract::{Events, settings, wait_for};
+use super::fixture::{Events, settings, wait_for};
 use super::*;
 use crate::model::{AccountId, Content, EventKind, Message, Platform, RoomAddr, RoomId};
 use std::sync::Arc;

@@ -213,7 +213,7 @@ pub(super) async fn startup(
     // rooms drain.
     mine.sort();
     for (room, count, epoch) in mine {
-        let rows = tx.query(super::writer::CLAIM, &[&room, &epoch, &(settings.per_room as i64)]).await?;
+        let rows = tx.query(super::batch::CLAIM, &[&room, &epoch, &(settings.per_room as i64)]).await?;
         let mut rows: Vec<_> = rows
             .iter()
             .map(|row| (row.get::<_, i64>(5), decode(row).map(|s| Stored { held_before: row.get(4), ..s })))

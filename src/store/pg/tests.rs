@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::testing::TestPostgres;
 use super::*;
-use crate::store::contract::{Events, leasing, put, room, settings, wait_for};
+use crate::settings::Secret;
+use crate::store::fixture::{Events, leasing, put, room, settings, wait_for};
 
 fn target(url: &Secret) -> PgTarget {
     PgTarget::parse(url).unwrap()

@@ -17,7 +17,7 @@ use crate::harness::{
 };
 
 /// One chaos test at a time: they load the machine, and their timings assume it is theirs.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const FM_ROOM: u64 = 868858631;
 

@@ -5,6 +5,7 @@ mod binary;
 mod chaos;
 mod config;
 mod contract;
+mod failover;
 mod fishroom;
 mod gaps;
 mod harness;

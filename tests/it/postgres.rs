@@ -247,7 +247,10 @@ async fn two_instances_share_the_accounts_relay_between_them_and_hand_over_at_a_
 }
 
 /// `account → owner` of every lease that is held.
-fn owners(server: &TestPostgres, url: &chatbridge::settings::Secret) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn owners(
+    server: &TestPostgres,
+    url: &chatbridge::settings::Secret,
+) -> std::collections::BTreeMap<String, String> {
     if server.query(url, "SELECT to_regclass('leases') IS NOT NULL").trim() != "t" {
         return Default::default();
     }
@@ -259,7 +262,7 @@ fn owners(server: &TestPostgres, url: &chatbridge::settings::Secret) -> std::col
 }
 
 /// A daemon process, killed when the test ends however it ends (a failed assertion must not leave it running).
-struct Reaped(std::process::Child);
+pub(crate) struct Reaped(std::process::Child);
 
 impl std::ops::Deref for Reaped {
     type Target = std::process::Child;
@@ -281,7 +284,7 @@ impl Drop for Reaped {
     }
 }
 
-fn daemon(config: &std::path::Path) -> Reaped {
+pub(crate) fn daemon(config: &std::path::Path) -> Reaped {
     let log = std::fs::File::create(config.with_extension("log")).expect("a log file");
     bin()
         .args(["run", "-c"])
@@ -300,7 +303,7 @@ fn signal(child: &std::process::Child, name: &str) {
     assert!(status.expect("kill runs").success());
 }
 
-async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+pub(crate) async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !check() {
         assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");

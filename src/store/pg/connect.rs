@@ -2,7 +2,12 @@
 //! drivers (which pass on `LISTEN` notifications), the commands' one-off connections, and errors as one line
 //! without the credentials.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
@@ -19,12 +24,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PgTarget {
     config: tokio_postgres::Config,
+    /// The certificates `sslrootcert` names, trusted in place of the system's roots.
+    roots: Option<Arc<Vec<CertificateDer<'static>>>>,
 }
 
 impl PgTarget {
+    /// Parses a connection string, in URL or `key=value` form. Beyond what `tokio-postgres` reads, it takes
+    /// libpq's `sslrootcert=<file>` (PEM certificates to trust in place of the system's roots, read now so a
+    /// missing file is a configuration error) and `sslmode=verify-ca|verify-full`: the certificate and the host
+    /// name are always verified once TLS is on, so both mean `require`.
     pub fn parse(url: &Secret) -> Result<Self, String> {
+        let (source, root_file) = libpq_options(url.expose());
         let mut config: tokio_postgres::Config =
-            url.expose().parse().map_err(|e| format!("`general.store` is not a PostgreSQL connection string ({e})"))?;
+            source.parse().map_err(|e| format!("`general.store` is not a PostgreSQL connection string ({e})"))?;
+        let roots = match root_file {
+            Some(path) => {
+                if config.get_ssl_mode() == SslMode::Disable {
+                    return Err("`general.store` names an `sslrootcert` but says `sslmode=disable`".into());
+                }
+                config.ssl_mode(SslMode::Require);
+                Some(Arc::new(read_roots(&path)?))
+            }
+            None => None,
+        };
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -32,7 +54,7 @@ impl PgTarget {
             config.application_name("chatbridge");
         }
         config.keepalives_idle(Duration::from_secs(30));
-        Ok(Self { config })
+        Ok(Self { config, roots })
     }
 
     /// The server and database, without the credentials (for logs and errors).
@@ -65,7 +87,7 @@ impl PgTarget {
             drive(connection, notifications);
             return Ok(client);
         }
-        let (client, connection) = self.config.connect(tls()).await?;
+        let (client, connection) = self.config.connect(tls(self.roots.as_deref())).await?;
         drive(connection, notifications);
         Ok(client)
     }
@@ -96,12 +118,98 @@ fn drive<S, T>(
     });
 }
 
-/// rustls with the system's roots (as the adapters' websockets use).
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+/// `source` without the libpq options `tokio-postgres` does not read: `sslrootcert` taken out (and returned),
+/// `sslmode=verify-ca` and `verify-full` made `require`.
+pub(super) fn libpq_options(source: &str) -> (String, Option<PathBuf>) {
+    let mut root = None;
+    // Each `key=value` pair kept as it is, rewritten, or (`sslrootcert`) taken out.
+    let mut keep = |pair: &str, key: &str, value: String| -> Option<String> {
+        match (key, value.as_str()) {
+            ("sslrootcert", _) => {
+                root = Some(PathBuf::from(value));
+                None
+            }
+            ("sslmode", "verify-ca" | "verify-full") => Some("sslmode=require".to_owned()),
+            _ => Some(pair.to_owned()),
+        }
+    };
+    let is_url = source.starts_with("postgres://") || source.starts_with("postgresql://");
+    let out = if is_url {
+        match source.split_once('?') {
+            Some((base, query)) => {
+                let kept: Vec<String> = query
+                    .split('&')
+                    .filter_map(|pair| {
+                        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                        keep(pair, key, percent_decode(value))
+                    })
+                    .collect();
+                if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) }
+            }
+            None => source.to_owned(),
+        }
+    } else {
+        source
+            .split_whitespace()
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                keep(pair, key, value.trim_matches('\'').to_owned())
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (out, root)
+}
+
+/// `%XX` escapes of a URL's query value decoded (a path with spaces or non-ASCII names).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The certificates of a PEM file, or why there are none.
+fn read_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("`sslrootcert` {shown} cannot be read: {e}"))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`sslrootcert` {shown} is not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("`sslrootcert` {shown} holds no certificate"));
+    }
+    Ok(certs)
+}
+
+/// rustls with the roots `sslrootcert` named, else the system's (as the adapters' websockets use).
+fn tls(named: Option<&Vec<CertificateDer<'static>>>) -> tokio_postgres_rustls::MakeRustlsConnect {
     crate::adapters::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
+    match named {
+        Some(certs) => {
+            for cert in certs {
+                let _ = roots.add(cert.clone());
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
     }
     let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     tokio_postgres_rustls::MakeRustlsConnect::new(config)

@@ -25,6 +25,12 @@ pub struct TestPostgres {
     databases: AtomicU32,
 }
 
+/// The test server's certificate and key (for 127.0.0.1 and localhost, until 2126), and the authority that
+/// signed it: made for these tests with `openssl`, never used for anything else.
+const SERVER_CERT: &str = include_str!("testdata/server.pem");
+const SERVER_KEY: &str = include_str!("testdata/server.key");
+const CA_CERT: &str = include_str!("testdata/ca.pem");
+
 /// The user the server runs as when the tests run as root.
 const NOBODY: u32 = 65534;
 
@@ -98,6 +104,16 @@ impl TestPostgres {
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        // TLS on, with a certificate for 127.0.0.1 from the tests' own authority (`testdata/`; [`TestPostgres::ca_file`]).
+        for (name, pem) in [("server.pem", SERVER_CERT), ("server.key", SERVER_KEY), ("ca.pem", CA_CERT)] {
+            let path = if name == "ca.pem" { dir.join(name) } else { data.join(name) };
+            std::fs::write(&path, pem).expect("a certificate written");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("its permissions");
+            if is_root() && name != "ca.pem" {
+                std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).expect("given to nobody");
+            }
+        }
         let port = free_port();
         let server = TestPostgres { bin, dir, port, child: Mutex::new(None), databases: AtomicU32::new(0) };
         server.resume();
@@ -117,6 +133,7 @@ impl TestPostgres {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=300"])
+            .args(["-c", "ssl=on", "-c", "ssl_cert_file=server.pem", "-c", "ssl_key_file=server.key"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the log"))
             .stderr(log)
@@ -145,6 +162,11 @@ impl TestPostgres {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The authority that signed the server's certificate (PEM), for `sslrootcert`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     pub fn port(&self) -> u16 {

@@ -80,6 +80,59 @@ fn an_unreachable_server_is_named_without_the_password() {
 }
 
 #[test]
+fn libpq_tls_options_are_read_where_tokio_postgres_does_not() {
+    let (url, root) = connect::libpq_options(
+        "postgres://u:p@db.example:5433/chat?sslmode=verify-full&sslrootcert=/etc/ssl/our%20ca.pem&application_name=x",
+    );
+    assert_eq!(url, "postgres://u:p@db.example:5433/chat?sslmode=require&application_name=x");
+    assert_eq!(root, Some(std::path::PathBuf::from("/etc/ssl/our ca.pem")));
+    let (kv, root) = connect::libpq_options("host=db.example sslmode=verify-ca sslrootcert='/etc/ca.pem' dbname=chat");
+    assert_eq!(kv, "host=db.example sslmode=require dbname=chat");
+    assert_eq!(root, Some(std::path::PathBuf::from("/etc/ca.pem")));
+    let plain = "postgres://u@h/chat?sslmode=disable";
+    assert_eq!(connect::libpq_options(plain), (plain.to_owned(), None));
+    // A file that is not there, or not certificates, is a configuration error, before anything connects.
+    let missing = Secret::resolve("postgres://u@h/chat?sslrootcert=/nonexistent/ca.pem").unwrap();
+    let error = PgTarget::parse(&missing).err().expect("refused");
+    assert!(error.contains("/nonexistent/ca.pem") && error.contains("cannot be read"), "{error}");
+    let not_pem = Secret::resolve("postgres://u@h/chat?sslrootcert=Cargo.toml").unwrap();
+    assert!(PgTarget::parse(&not_pem).err().expect("refused").contains("no certificate"));
+    let contradiction = Secret::resolve("postgres://u@h/chat?sslmode=disable&sslrootcert=/etc/ca.pem").unwrap();
+    assert!(PgTarget::parse(&contradiction).err().expect("refused").contains("sslmode=disable"));
+}
+
+/// The same server over TLS: trusted through `sslrootcert` (certificate and host name verified), refused with
+/// the system's roots, which do not know the tests' authority.
+#[test]
+fn tls_verifies_the_server_against_sslrootcert() {
+    let Some(server) = TestPostgres::shared() else { return };
+    let plain = server.database();
+    let tls = |options: &str| {
+        let url = plain.expose().replace("sslmode=disable", options);
+        Secret::resolve(&url).unwrap()
+    };
+    let ca = server.ca_file();
+    let trusted = target(&tls(&format!("sslmode=verify-full&sslrootcert={}", ca.display())));
+    migrate(&trusted).unwrap();
+    let (store, _, events) = open(&trusted);
+    let store: Box<dyn crate::router::port::Persist> = Box::new(store);
+    put(&*store, 1, "over TLS");
+    store.end();
+    wait_for(&events, "the commit", |e| matches!(e, StoreEvent::Committed { .. }));
+    store.close();
+    let encrypted = blocking(&trusted, |client| {
+        Box::pin(async move {
+            let row = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await;
+            Ok(row.map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+        })
+    })
+    .unwrap();
+    assert!(encrypted, "the connection is TLS");
+    let error = status(&target(&tls("sslmode=require"))).err().expect("an unknown authority is refused");
+    assert!(error.to_string().to_lowercase().contains("certificate"), "{error}");
+}
+
+#[test]
 fn a_server_restart_loses_nothing_the_writer_was_given() {
     let Some(server) = TestPostgres::start() else { return };
     let target = target(&server.database());

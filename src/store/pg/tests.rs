@@ -128,7 +128,7 @@ fn tls_verifies_the_server_against_sslrootcert() {
     })
     .unwrap();
     assert!(encrypted, "the connection is TLS");
-    let error = status(&target(&tls("sslmode=require"))).err().expect("an unknown authority is refused");
+    let error = status(&target(&tls("sslmode=require"))).expect_err("an unknown authority is refused");
     assert!(error.to_string().to_lowercase().contains("certificate"), "{error}");
 }
 

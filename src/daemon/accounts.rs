@@ -118,7 +118,11 @@ impl Supervisor {
                 if self.stop.is_cancelled() || self.sessions.contains_key(&id) {
                     return;
                 }
-                let Some((config, rooms)) = leased.accounts.get(&id).cloned() else { return };
+                let Some((config, rooms)) = leased.accounts.get(&id).cloned() else {
+                    // Claimed just before a reload removed it: given back.
+                    let _ = leased.commands.send(LeaseCommand::Released(id));
+                    return;
+                };
                 let stored = match leased.reader.cursors(&id).await {
                     Ok(cursors) => cursors.into_iter().map(|(room, cursor)| (room.room, cursor)).collect(),
                     Err(e) => {
@@ -315,7 +319,12 @@ impl Supervisor {
         let HandedOver { id, next, cursors, router } = done;
         match next {
             Next::Detach => {
-                let _ = control.send(Control::Detach(id));
+                let _ = control.send(Control::Detach(id.clone()));
+                // Removed by a reload, drained and closed: its lease goes back (after the acknowledgements of
+                // what it delivered are committed).
+                if let Some(leased) = &self.leased {
+                    let _ = leased.commands.send(LeaseCommand::Released(id));
+                }
             }
             Next::HandOver => {
                 let _ = control.send(Control::Disown(id.clone()));

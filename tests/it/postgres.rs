@@ -567,3 +567,67 @@ async fn a_postgres_restart_stops_the_accounts_and_loses_nothing() {
     assert_eq!(firsts, want, "in order");
     running.shutdown().await;
 }
+
+/// A reload in shared mode: an added account's lease is created and taken, and the account runs; a removed
+/// account delivers what was queued for it, then its lease is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_an_account_through_its_lease_and_a_removed_one_drains_then_lets_go() {
+    let Some(server) = TestPostgres::shared() else { return };
+    let pair = Pair::start().await;
+    let third = crate::harness::fishroom(&["room"], &[("33", "key-third", "bridge")]).await;
+    let url = server.database();
+    let state = crate::harness::fresh_dir("pg-reload");
+    // A long lease (renewed every 10 s) and a long drain, so that "at once" and "while it drains" are clear.
+    let general = instance(url.expose(), "solo")
+        .replace("lease_ttl = \"3s\"", "lease_ttl = \"30s\"")
+        .replace("shutdown_timeout = \"2s\"", "shutdown_timeout = \"10s\"");
+    let general = format!("{general}state_dir = {:?}\n", state.display().to_string());
+    let running = start(&pair.config(&general));
+    eventually("both accounts", || held(&running) == 2).await;
+    crate::harness::wait_state(&running, &["fishroom.tuna", "fishroom.lug"], |s| {
+        *s == chatbridge::adapters::AccountState::Connected
+    })
+    .await;
+    // Two messages wait for lug, whose server fails every post.
+    pair.lug.fail_posts(true);
+    pair.tuna.say("general", "irc", "alice", "queued one");
+    pair.tuna.say("general", "irc", "alice", "queued two");
+    eventually("lug's posts fail", || pair.lug.fail_count() > 1).await;
+    let second = format!(
+        "{general}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"fishroom.tuna:general\", \"fishroom.third:room\"]\n",
+        crate::harness::account("tuna", &pair.tuna, "11", "key-tuna"),
+        crate::harness::account("third", &third, "33", "key-third"),
+    );
+    let applied = tokio::time::timeout(
+        crate::harness::DEADLINE,
+        running.daemon().reloader().reload(crate::harness::parse(&second)),
+    )
+    .await
+    .expect("the reload answers");
+    assert!(matches!(applied, chatbridge::Reloaded::Applied(_)), "{applied:?}");
+    // The reload wakes the lease task: third is claimed at once, not at the next renewal (10 s away).
+    until("third's lease is taken here", Duration::from_secs(5), || {
+        owners(server, &url).get("fishroom.third").is_some_and(|o| o == "solo")
+    })
+    .await;
+    crate::harness::wait_state(&running, &["fishroom.third"], |s| *s == chatbridge::adapters::AccountState::Connected)
+        .await;
+    // lug keeps its lease while it drains (no other instance may run it meanwhile)...
+    assert_eq!(owners(server, &url).get("fishroom.lug").map(String::as_str), Some("solo"));
+    // ...and delivers what was queued for it once its server takes posts again, then closes and lets it go.
+    let mut at_lug = pair.lug.subscribe();
+    pair.lug.fail_posts(false);
+    assert_eq!(crate::harness::next_post(&mut at_lug).await.content, "queued one");
+    assert_eq!(crate::harness::next_post(&mut at_lug).await.content, "queued two");
+    let mut at_third = third.subscribe();
+    pair.tuna.say("general", "irc", "alice", "to the new room");
+    assert_eq!(crate::harness::next_post(&mut at_third).await.content, "to the new room");
+    until("lug's lease is let go", Duration::from_secs(10), || !owners(server, &url).contains_key("fishroom.lug"))
+        .await;
+    eventually("lug is closed", || !running.daemon().states().borrow().keys().any(|a| a.to_string() == "fishroom.lug"))
+        .await;
+    assert_eq!(held(&running), 2);
+    let summary = running.shutdown().await;
+    assert_eq!(summary.undelivered, 0);
+    let _ = std::fs::remove_dir_all(state);
+}

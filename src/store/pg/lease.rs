@@ -172,6 +172,7 @@ impl LeaseTask {
                 // Another instance released leases (a hand-over, a stop): claim now.
                 _ = released.notified() => {}
                 Some(command) = commands.recv() => {
+                    let reload = matches!(command, LeaseCommand::Accounts(_));
                     match command {
                         LeaseCommand::Released(account) => {
                             let account = account.to_string();
@@ -184,9 +185,13 @@ impl LeaseTask {
                             }
                             self.release(&[account]).await;
                         }
+                        // A reload: claim what it added at once. What it removed stays held until the
+                        // account has drained and closed (then `Released`).
                         LeaseCommand::Accounts(accounts) => self.settings.accounts = accounts,
                     }
-                    continue;
+                    if !reload {
+                        continue;
+                    }
                 }
             }
             let started = Instant::now();
@@ -289,10 +294,6 @@ impl LeaseTask {
             self.releasing.remove(account);
             self.lose(account);
         }
-        // Accounts no longer configured are let go.
-        for account in self.held.accounts().into_iter().filter(|a| !accounts.contains(a)) {
-            self.release(std::slice::from_ref(&account)).await;
-        }
         // Live: renewed within two thirds of the lease (a live instance renews every third), so that an instance
         // that died is no longer counted by the time its leases expire, and the survivors' shares cover them.
         let live: i64 = self
@@ -305,7 +306,9 @@ impl LeaseTask {
             .await?
             .get(0);
         let share = accounts.len().div_ceil(live.max(1) as usize);
-        let holding = self.held.len();
+        // An account a reload removed is held while it drains, outside the share.
+        let configured: Vec<String> = self.held.accounts().into_iter().filter(|a| accounts.contains(a)).collect();
+        let holding = configured.len();
         if holding < share {
             let claimed = self
                 .client
@@ -331,8 +334,7 @@ impl LeaseTask {
             }
         } else if holding > share + self.releasing.len() {
             // More than a fair share (another instance joined): hand the surplus over.
-            let mut mine: Vec<String> =
-                self.held.accounts().into_iter().filter(|a| !self.releasing.contains(a)).collect();
+            let mut mine: Vec<String> = configured.into_iter().filter(|a| !self.releasing.contains(a)).collect();
             mine.sort();
             let surplus = holding - share - self.releasing.len();
             for account in mine.into_iter().rev().take(surplus) {

@@ -1,8 +1,9 @@
-//! Failover across every platform: two daemons on one PostgreSQL share accounts on all five simulators; one is
-//! killed (SIGKILL) in the middle of 2,000 messages flowing every way, the other takes its accounts over once
-//! their leases expire, and every message arrives — including what was said meanwhile on the platforms that keep
-//! history (the shared gap-fill cursors) — with duplicates counted and bounded; an edit and a recall made after the
-//! takeover reach the copy the killed instance made.
+//! Rebalance and failover across every platform: two daemons on one PostgreSQL share accounts on all five
+//! simulators; a third joins under traffic and gets its fair share; one is killed (SIGKILL) in the middle of 2,000
+//! messages flowing every way, the others take its accounts over once their leases expire, and every message
+//! arrives — including what was said meanwhile on the platforms that keep history (the shared gap-fill cursors) —
+//! with duplicates counted and bounded; an edit and a recall made after the takeover reach the copies of a message
+//! the killed instance received.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -186,8 +187,18 @@ async fn all_flowing(five: &Five, what: &str) {
     }
 }
 
+/// Whether the six accounts are held `6 / n` each by `n` instances.
+fn even_split(server: &TestPostgres, url: &chatbridge::settings::Secret, n: usize) -> bool {
+    let owners = owners(server, url);
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for owner in owners.values() {
+        *counts.entry(owner.clone()).or_default() += 1;
+    }
+    owners.len() == 6 && counts.len() == n && counts.values().all(|c| *c == 6 / n)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_instance_is_taken_over_on_every_platform_and_nothing_is_lost() {
+async fn a_third_instance_joins_a_killed_one_is_taken_over_on_every_platform_and_nothing_is_lost() {
     let Some(server) = TestPostgres::shared() else { return };
     let _one = crate::chaos::ONE_AT_A_TIME.lock().await;
     let five = Five::start().await;
@@ -202,35 +213,12 @@ async fn a_killed_instance_is_taken_over_on_every_platform_and_nothing_is_lost()
         );
         write_config(&dir.join(name), &five.config(&general))
     };
-    let mut a = daemon(&config("a"));
+    let mut daemons = BTreeMap::new();
+    daemons.insert("a", daemon(&config("a")));
     until("a runs every account", Duration::from_secs(20), || owners(server, &url).len() == 6).await;
-    let mut b = daemon(&config("b"));
-    until("three accounts each", Duration::from_secs(20), || {
-        let owners = owners(server, &url);
-        owners.len() == 6 && owners.values().filter(|o| *o == "a").count() == 3
-    })
-    .await;
+    daemons.insert("b", daemon(&config("b")));
+    until("three accounts each", Duration::from_secs(20), || even_split(server, &url, 2)).await;
     all_flowing(&five, "after the split").await;
-
-    // A Yunhu message whose copy in `small` the instance running `yunhu.other` makes: that instance is killed.
-    let original = five.yh.say("big", ("u1", "阿花"), "to be edited");
-    let copy_in_small = || {
-        five.yh.requests().into_iter().find_map(|r| match r {
-            Request::Send(sent) if sent.chat_id == "small" && sent.text == "to be edited" => Some(sent.msg_id),
-            _ => None,
-        })
-    };
-    until("the copy in small", Duration::from_secs(10), || copy_in_small().is_some()).await;
-    let copy = copy_in_small().unwrap_or_default();
-    let victim_name = owners(server, &url)["yunhu.other"].clone();
-    let (victim, survivor, survivor_name) =
-        if victim_name == "a" { (&mut a, &mut b, "b") } else { (&mut b, &mut a, "a") };
-    let victim_held: Vec<String> =
-        owners(server, &url).into_iter().filter(|(_, o)| *o == victim_name).map(|(a, _)| a).collect();
-    let survivor_held: Vec<char> = {
-        let owners = owners(server, &url);
-        SOURCES.into_iter().filter(|s| owners[account_of(*s)] == survivor_name).collect()
-    };
 
     const MESSAGES: usize = 2000;
     let mut said = Vec::with_capacity(MESSAGES);
@@ -240,27 +228,70 @@ async fn a_killed_instance_is_taken_over_on_every_platform_and_nothing_is_lost()
         five.say(source, &text);
         said.push(text);
     };
-    // Every way, both instances up.
-    while said.len() < 700 {
+    // Every way, two instances.
+    while said.len() < 300 {
         next(&mut said, &SOURCES);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // A third instance joins under traffic: each of the first two hands one account over (settled, closed,
+    // released) and it claims them. Meanwhile the platforms an account may be between two instances on speak
+    // only where what is said waits for the account (history, or Fishroom's queue per token); every destination
+    // goes on receiving, whichever instance runs it.
+    daemons.insert("c", daemon(&config("c")));
+    let joined_at = Instant::now();
+    while !even_split(server, &url, 3) {
+        assert!(joined_at.elapsed() < Duration::from_secs(20), "no even split: {:?}", owners(server, &url));
+        for _ in 0..20 {
+            next(&mut said, &['m', 'y', 'f']);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+    let rebalanced = said.len() - 300;
+    all_flowing(&five, "after the third joined").await;
+    let before_kill = said.len() + 400;
+    while said.len() < before_kill {
+        next(&mut said, &SOURCES);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    // A Yunhu message, received by the instance running `yunhu.me` (killed next): the survivor that takes
+    // `yunhu.me` over must find its copy in `small` through the store (a group the killed instance wrote).
+    let original = five.yh.say("big", ("u1", "阿花"), "to be edited");
+    let copy_in_small = || {
+        five.yh.requests().into_iter().find_map(|r| match r {
+            Request::Send(sent) if sent.chat_id == "small" && sent.text == "to be edited" => Some(sent.msg_id),
+            _ => None,
+        })
+    };
+    until("the copy in small", Duration::from_secs(10), || copy_in_small().is_some()).await;
+    let copy = copy_in_small().unwrap_or_default();
+
+    // SIGKILL the instance running `yunhu.me`, whose history the next must read from the shared cursor.
+    let victim_name = owners(server, &url)["yunhu.me"].clone();
+    let victim_held: Vec<String> =
+        owners(server, &url).into_iter().filter(|(_, o)| *o == victim_name).map(|(a, _)| a).collect();
+    let mut victim = daemons.remove(victim_name.as_str()).expect("the victim runs");
+    let survivors_held: Vec<char> = {
+        let owners = owners(server, &url);
+        SOURCES.into_iter().filter(|s| owners[account_of(*s)] != victim_name).collect()
+    };
     victim.kill().expect("SIGKILL");
     victim.wait().expect("reaped");
     let killed_at = Instant::now();
-    // While nobody runs the victim's accounts, only the survivor's sources and those with history speak.
+    // While nobody runs the victim's accounts, only the survivors' sources and those with history speak.
     let speaking: Vec<char> =
-        SOURCES.into_iter().filter(|s| survivor_held.contains(s) || WITH_HISTORY.contains(s)).collect();
-    while owners(server, &url).values().filter(|o| *o == survivor_name).count() < 6 {
-        assert!(killed_at.elapsed() < Duration::from_secs(10), "the survivor does not take the accounts over");
+        SOURCES.into_iter().filter(|s| survivors_held.contains(s) || WITH_HISTORY.contains(s)).collect();
+    let before = said.len();
+    while owners(server, &url).values().any(|o| *o == victim_name) || owners(server, &url).len() < 6 {
+        assert!(killed_at.elapsed() < Duration::from_secs(10), "the survivors do not take the accounts over");
         for _ in 0..20 {
             next(&mut said, &speaking);
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
     }
     let takeover = killed_at.elapsed();
-    let during = said.len() - 700;
-    // Once the accounts taken over run again on the survivor, every way again.
+    let during = said.len() - before;
+    // Once the accounts taken over run again on the survivors, every way again.
     all_flowing(&five, "after the takeover").await;
     while said.len() < MESSAGES {
         next(&mut said, &SOURCES);
@@ -276,9 +307,9 @@ async fn a_killed_instance_is_taken_over_on_every_platform_and_nothing_is_lost()
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     println!(
-        "{MESSAGES} messages; instance {victim_name} killed, running {victim_held:?}; {during} said (by {speaking:?}) \
-         until the survivor took them over, {takeover:?} after the SIGKILL; (lost, duplicated, in order) per \
-         destination: {counted:?}"
+        "{MESSAGES} messages; {rebalanced} said while a third instance joined; instance {victim_name} killed, \
+         running {victim_held:?}; {during} said (by {speaking:?}) until the survivors took them over, {takeover:?} \
+         after the SIGKILL; (lost, duplicated, in order) per destination: {counted:?}"
     );
     let log = || std::fs::read_to_string(dir.join(&victim_name).join("chatbridge.log")).unwrap_or_default();
     for (destination, (lost, duplicated, ordered)) in &counted {
@@ -289,7 +320,7 @@ async fn a_killed_instance_is_taken_over_on_every_platform_and_nothing_is_lost()
         assert!(*ordered, "{destination}: out of order: {counted:?}\n{}", log());
     }
 
-    // An edit and a recall of the Yunhu message reach the copy the killed instance made.
+    // An edit and a recall of the Yunhu message the killed instance received reach its copy.
     five.yh.edit(&original, "edited after the takeover");
     until("the copy is edited", Duration::from_secs(10), || {
         five.yh
@@ -303,7 +334,9 @@ async fn a_killed_instance_is_taken_over_on_every_platform_and_nothing_is_lost()
         five.yh.requests().iter().any(|r| matches!(r, Request::Recall { msg_id, .. } if *msg_id == copy))
     })
     .await;
-    sigterm(survivor);
-    assert!(wait_exit(survivor, Duration::from_secs(10)).success());
+    for survivor in daemons.values_mut() {
+        sigterm(survivor);
+        assert!(wait_exit(survivor, Duration::from_secs(10)).success());
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

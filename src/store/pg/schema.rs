@@ -10,13 +10,13 @@ use super::super::{Opened, StoreSettings, Stored, StoredGroup};
 use crate::model::RoomAddr;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock the migrations are applied under (any constant of our own).
 const MIGRATION_LOCK: i64 = 0x6368_6174_6272_6467;
 
 /// The steps, version 1 first.
-const STEPS: [&str; 1] = [
+pub(super) const STEPS: [&str; 2] = [
     // 1: the same data as the SQLite store, plus what several instances share: the run that wrote or holds
     // each outbox row, its order of arrival (`seq`), the instances and the account leases.
     "CREATE SEQUENCE chatbridge_runs;
@@ -78,6 +78,11 @@ const STEPS: [&str; 1] = [
          epoch bigint NOT NULL DEFAULT 0,
          expires timestamptz
      );",
+    // 2: a room's rows in their order of arrival, as an instance takes them (`CLAIM`): without it every claim
+    // sorted all of the room's rows, held ones included (2.3 ms a claim at 2,000 msg/s across two instances).
+    "CREATE INDEX outbox_by_room_seq ON outbox (room, seq);
+     ALTER TABLE outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
+         autovacuum_vacuum_cost_delay = 0);",
 ];
 
 /// The schema version of the database (0: none yet).

@@ -13,7 +13,7 @@ use super::lease::Held;
 use super::listen::Notify;
 use super::{PgTarget, Stamped, reason};
 use crate::store::intake::Intake;
-use crate::store::{Closing, GATHER, MAX_BATCH, PRUNE_EVERY, SIZE_EVERY, StoreEvent, StoreSettings};
+use crate::store::{Closing, GATHER, MAX_BATCH, Op, PRUNE_EVERY, SIZE_EVERY, StoreEvent, StoreSettings};
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -207,7 +207,20 @@ pub(super) async fn write(
     Closing { stored, unwritten }
 }
 
-/// Takes the inputs that come within the gathering window; true when the store closed.
+/// Whether someone waits on the commit of `op`: another instance for a row it is to send (written unheld, it
+/// is notified at the commit), or the router for a room's rows (a load). Such a batch is committed as soon as
+/// nothing more is ready, without the gathering window: only this instance's own rows, which its router sends
+/// from memory meanwhile, are worth waiting a few milliseconds to batch.
+fn urgent(stamped: &Stamped) -> bool {
+    match &stamped.op {
+        Op::Load { .. } => true,
+        Op::Put { .. } => stamped.holder.is_none(),
+        _ => false,
+    }
+}
+
+/// Takes the inputs that come within the gathering window (none that are not ready when the batch is
+/// [`urgent`]); true when the store closed.
 async fn gather(inputs: &mut mpsc::UnboundedReceiver<Vec<Stamped>>, carry: &mut Vec<Vec<Stamped>>) -> bool {
     let started = Instant::now();
     loop {
@@ -217,6 +230,9 @@ async fn gather(inputs: &mut mpsc::UnboundedReceiver<Vec<Stamped>>, carry: &mut 
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => return true,
             }
+        }
+        if carry.iter().flatten().any(urgent) {
+            return false;
         }
         let Some(left) = MAX_BATCH.checked_sub(started.elapsed()) else { return false };
         tokio::time::sleep(GATHER.min(left)).await;

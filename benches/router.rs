@@ -74,6 +74,7 @@ fn rules_and_format(c: &mut Criterion) {
                     for &to in &destinations {
                         let target = Target {
                             room: rules.room(to),
+                            source: rules.source_room(to, &event.origin.room),
                             bridge: rules.bridge_name(to),
                             caps: Capabilities::default(),
                         };

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use regex::Regex;
 use toml::de::DeValue;
 
-use super::{AccountConfig, Bridge, BridgeRoom, DEFAULT_FORMAT, DEFAULT_NICK_FORMAT, Direction, accounts};
+use super::{AccountConfig, Bridge, BridgeRoom, DEFAULT_FORMAT, DEFAULT_NICK_FORMAT, Direction, Replacement, accounts};
 use crate::model::{AccountId, EventFilter, EventSet, Platform, RoomAddr};
 use crate::settings::{Fields, Report, Span, Value};
 use crate::template::Template;
@@ -19,6 +19,8 @@ struct RoomOptions {
     events: EventSet,
     ignore_senders: Vec<Regex>,
     ignore_text: Vec<Regex>,
+    replace_text: Vec<Replacement>,
+    replace_nick: Vec<Replacement>,
 }
 
 impl Default for RoomOptions {
@@ -29,6 +31,8 @@ impl Default for RoomOptions {
             events: EventSet::default(),
             ignore_senders: Vec::new(),
             ignore_text: Vec::new(),
+            replace_text: Vec::new(),
+            replace_nick: Vec::new(),
         }
     }
 }
@@ -222,11 +226,12 @@ fn parse_room(
 }
 
 fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptions) -> BridgeRoom {
-    let RoomOptions { format, nick_format, events, ignore_senders, ignore_text } = options;
-    BridgeRoom { addr, direction, format, nick_format, events, ignore_senders, ignore_text }
+    let RoomOptions { format, nick_format, events, ignore_senders, ignore_text, replace_text, replace_nick } = options;
+    BridgeRoom { addr, direction, format, nick_format, events, ignore_senders, ignore_text, replace_text, replace_nick }
 }
 
-/// `format`, `nick_format`, `events`, `ignore_senders`, `ignore_text`: taken over from `defaults` where not given.
+/// `format`, `nick_format`, `events`, `ignore_senders`, `ignore_text`, `replace_text`, `replace_nick`: taken over
+/// from `defaults` where not given.
 fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &mut Report<'_>) -> RoomOptions {
     let mut options = defaults.clone();
     for (key, slot) in [("format", &mut options.format), ("nick_format", &mut options.nick_format)] {
@@ -256,7 +261,83 @@ fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &m
     if let Some(list) = regexes(fields, "ignore_text", report) {
         options.ignore_text = list;
     }
+    for (key, slot) in [("replace_text", &mut options.replace_text), ("replace_nick", &mut options.replace_nick)] {
+        if let Some(list) = replacements(fields, key, report) {
+            *slot = list;
+        }
+    }
     options
+}
+
+/// `[expression, replacement]` pairs; an expression that does not compile, or a replacement naming a group the
+/// expression does not have, is reported with its position.
+fn replacements(fields: &mut Fields<'_, '_>, key: &'static str, report: &mut Report<'_>) -> Option<Vec<Replacement>> {
+    let pairs = fields.str_pairs(key, report)?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for ((pattern, pattern_span), (with, with_span)) in pairs {
+        let pattern = match Regex::new(pattern) {
+            Ok(re) => re,
+            Err(e) => {
+                report.error(
+                    &pattern_span,
+                    format!("`{key}` expression `{pattern}` is not a regular expression: {}", reason(&e)),
+                );
+                continue;
+            }
+        };
+        if let Some(group) = unknown_group(&pattern, with) {
+            report.error(
+                &with_span,
+                format!(
+                    "`{key}` replacement `{with}` refers to group `{group}`, which `{pattern}` does not have \
+                     (write `$$` for a dollar sign)"
+                ),
+            );
+            continue;
+        }
+        out.push(Replacement { pattern, with: with.to_owned() });
+    }
+    Some(out)
+}
+
+/// The first group a replacement refers to (`$1`, `$name`, `${name}`) that the expression does not have.
+fn unknown_group(pattern: &Regex, with: &str) -> Option<String> {
+    let mut rest = with;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            rest = after;
+            continue;
+        }
+        let (name, after) = match rest.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], &braced[end + 1..]),
+                None => return None,
+            },
+            None => {
+                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
+        };
+        rest = after;
+        if name.is_empty() {
+            continue;
+        }
+        let known = match name.parse::<usize>() {
+            Ok(n) => n < pattern.captures_len(),
+            Err(_) => pattern.capture_names().flatten().any(|n| n == name),
+        };
+        if !known {
+            return Some(name.to_owned());
+        }
+    }
+    None
+}
+
+/// A regular expression's error without the pattern and caret lines it repeats.
+fn reason(e: &regex::Error) -> String {
+    let message = e.to_string();
+    message.lines().last().unwrap_or_default().trim_start_matches("error: ").to_owned()
 }
 
 /// A list of regular expressions; each one that does not compile is reported with its position.
@@ -268,9 +349,7 @@ fn regexes(fields: &mut Fields<'_, '_>, key: &'static str, report: &mut Report<'
             Ok(re) => out.push(re),
             Err(e) => {
                 // The parser's message spans lines (pattern, caret, reason): keep the reason.
-                let message = e.to_string();
-                let reason = message.lines().last().unwrap_or_default().trim_start_matches("error: ");
-                report.error(&span, format!("`{key}` entry `{text}` is not a regular expression: {reason}"));
+                report.error(&span, format!("`{key}` entry `{text}` is not a regular expression: {}", reason(&e)));
             }
         }
     }

@@ -91,6 +91,31 @@ pub struct BridgeRoom {
     pub ignore_senders: Vec<Regex>,
     /// Messages from this room whose text matches one of these are not relayed (commands for a bot, say).
     pub ignore_text: Vec<Regex>,
+    /// Rewrites of the text of messages from this room, in order, before they are formatted.
+    pub replace_text: Vec<Replacement>,
+    /// Rewrites of the sender's name of messages from this room, in order, before they are formatted.
+    pub replace_nick: Vec<Replacement>,
+}
+
+/// One `[expression, replacement]` of `replace_text` or `replace_nick`: every match is replaced, `$1`,
+/// `${name}` standing for the expression's groups (the `regex` crate's syntax; `$$` is a dollar sign).
+#[derive(Clone, Debug)]
+pub struct Replacement {
+    pub pattern: Regex,
+    pub with: String,
+}
+
+impl Replacement {
+    /// `text` with every rewrite of `list` applied in order.
+    pub fn apply_all<'a>(list: &[Replacement], text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for rewrite in list {
+            if let std::borrow::Cow::Owned(changed) = rewrite.pattern.replace_all(&out, rewrite.with.as_str()) {
+                out = std::borrow::Cow::Owned(changed);
+            }
+        }
+        out
+    }
 }
 
 pub const DEFAULT_FORMAT: &str = "[{platform}] {nick}: {text}";

@@ -35,7 +35,12 @@ impl Router {
             // Every room's account has a link, but for one a reload removed (its rooms are forgotten with it).
             let Some(link) = self.accounts.get(&room.account) else { return };
             let to = item.to;
-            let target = Target { room: self.rules.room(to), bridge: self.rules.bridge_name(to), caps: link.caps };
+            let target = Target {
+                room: self.rules.room(to),
+                source: self.rules.source_room(to, &item.event.origin.room),
+                bridge: self.rules.bridge_name(to),
+                caps: link.caps,
+            };
             let action = match render(&item.event, &target, self.ids.as_mut(), &self.directory) {
                 Rendered::Send(action) => action,
                 Rendered::Skip(reason) => {

@@ -1,7 +1,7 @@
 //! Rendering one event for one destination room, at send time: formats applied, replies, edits and
 //! recalls resolved through the id map, and whatever the destination cannot show natively written as text.
 
-use crate::config::BridgeRoom;
+use crate::config::{BridgeRoom, Replacement};
 use crate::link::{OutMessage, Quote, SendAction};
 use crate::model::{Capabilities, Content, Event, EventKind, Message, Segment, push_plain};
 use crate::router::directory::Directory;
@@ -22,6 +22,8 @@ pub enum Rendered {
 /// Everything rendering needs besides the event.
 pub struct Target<'a> {
     pub room: &'a BridgeRoom,
+    /// The room the event came from, as a room of the same bridge (its `replace_text` and `replace_nick`).
+    pub source: Option<&'a BridgeRoom>,
     pub bridge: &'a str,
     pub caps: Capabilities,
 }
@@ -29,6 +31,11 @@ pub struct Target<'a> {
 pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directory: &Directory) -> Rendered {
     let origin = &event.origin.room;
     let sender = event.sender.as_ref().map_or("", |s| s.name.as_str());
+    let sender = match target.source {
+        Some(source) => Replacement::apply_all(&source.replace_nick, sender),
+        None => std::borrow::Cow::Borrowed(sender),
+    };
+    let sender = sender.as_ref();
     let vars = Vars {
         platform: origin.platform().as_str(),
         account: origin.account.name(),
@@ -119,8 +126,14 @@ fn render_message(
             body.push(Segment::Text(quote_line(sender.as_deref(), &text)));
         }
     }
+    let rewrites = target.source.map_or(&[][..], |source| &source.replace_text[..]);
     for segment in &message.content.0 {
-        body.push(native_or_text(segment, caps, directory, target));
+        match segment {
+            Segment::Text(text) if !rewrites.is_empty() => {
+                body.push(Segment::Text(Replacement::apply_all(rewrites, text).into_owned()));
+            }
+            segment => body.push(native_or_text(segment, caps, directory, target)),
+        }
     }
     let (sender, content) = if caps.separate_sender {
         (Some(target.room.nick_format.render(vars)), body)

@@ -94,6 +94,12 @@ impl Rules {
         Destination { bridge: b as u32, room: (self.bridges[b].rooms.len() - 1) as u32 }
     }
 
+    /// The room `origin` as a room of the bridge `at` belongs to (its options say how its messages are rewritten
+    /// there), if that bridge has it.
+    pub fn source_room(&self, at: Destination, origin: &RoomAddr) -> Option<&BridgeRoom> {
+        self.bridges[at.bridge as usize].rooms.iter().find(|r| r.addr == *origin)
+    }
+
     pub fn bridge_name(&self, at: Destination) -> &str {
         &self.bridges[at.bridge as usize].name
     }

@@ -204,6 +204,41 @@ impl<'t, 'i> Fields<'t, 'i> {
         }
     }
 
+    /// A list of pairs of strings, `[["a", "b"], ...]`; a lone pair is taken as a list of one.
+    #[allow(clippy::type_complexity)]
+    pub fn str_pairs(
+        &mut self,
+        key: &'static str,
+        report: &mut Report<'_>,
+    ) -> Option<Vec<((&'t str, Span), (&'t str, Span))>> {
+        let value = self.get(key)?;
+        let pair = |item: &'t Value<'i>| -> Option<((&'t str, Span), (&'t str, Span))> {
+            let DeValue::Array(two) = item.get_ref() else { return None };
+            match two.iter().map(|v| (v.get_ref(), v.span())).collect::<Vec<_>>().as_slice() {
+                [(DeValue::String(a), sa), (DeValue::String(b), sb)] => {
+                    Some(((a.as_ref(), sa.clone()), (b.as_ref(), sb.clone())))
+                }
+                _ => None,
+            }
+        };
+        let shape = format!("`{key}` must be a list of [\"expression\", \"replacement\"] pairs");
+        let DeValue::Array(items) = value.get_ref() else {
+            report.error(&value.span(), shape);
+            return None;
+        };
+        if let Some(one) = pair(value) {
+            return Some(vec![one]);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            match pair(item) {
+                Some(p) => out.push(p),
+                None => report.error(&item.span(), shape.clone()),
+            }
+        }
+        Some(out)
+    }
+
     /// A list of strings; a lone string is taken as a list of one.
     pub fn str_list(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<Vec<(&'t str, Span)>> {
         let value = self.get(key)?;

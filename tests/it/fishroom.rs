@@ -227,3 +227,34 @@ async fn ignore_text_keeps_matching_messages_in_their_room() {
     assert_eq!(running.daemon().stats().filtered.get(), 2);
     running.shutdown().await;
 }
+
+/// `replace_text` and `replace_nick`, in order and with groups, on the messages of the rooms they are set for
+/// (a room's own list replaces the bridge's); and an expression that a backtracking engine would take 2^n steps
+/// for: the `regex` crate has no backtracking (linear in the text), so it costs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_text_and_replace_nick_rewrite_before_formatting() {
+    let pair = Pair::start().await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\n\
+         replace_text = [[\"(?i)\\\\bcolour\\\\b\", \"color\"], [\"color\", \"hue\"], [\"(\\\\w+)@example\\\\.com\", \"$1@…\"]]\n\
+         replace_nick = [[\"^irc_(?P<who>.+)$\", \"${{who}}\"]]\n\
+         ignore_text = [\"^(a|a)*b$\"]\n\
+         [[bridge.room]]\nroom = \"fishroom.tuna:general\"\n\
+         [[bridge.room]]\nroom = \"fishroom.lug:chat\"\nreplace_text = []\n",
+        account("tuna", &pair.tuna, "11", "key-tuna"),
+        account("lug", &pair.lug, "22", "key-lug"),
+    );
+    let running = start(&source, &["fishroom.tuna", "fishroom.lug"]).await;
+    let (mut at_lug, mut at_tuna) = (pair.lug.subscribe(), pair.tuna.subscribe());
+    pair.tuna.say("general", "irc", "irc_alice", "Colour of bob@example.com, $5");
+    let post = next_post(&mut at_lug).await;
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[fishroom] alice", "hue of bob@…, $5"));
+    // lug's room clears the text rewrites for its own messages; the nick rewrite is the bridge's.
+    pair.lug.say("chat", "irc", "irc_bob", "my colour");
+    let post = next_post(&mut at_tuna).await;
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[fishroom] bob", "my colour"));
+    let slow = "a".repeat(5_000);
+    pair.tuna.say("general", "irc", "carol", &slow);
+    assert_eq!(next_post(&mut at_lug).await.content, slow);
+    running.shutdown().await;
+}

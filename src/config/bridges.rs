@@ -21,6 +21,8 @@ struct RoomOptions {
     ignore_text: Vec<Regex>,
     replace_text: Vec<Replacement>,
     replace_nick: Vec<Replacement>,
+    /// Unset: on for Fishroom rooms, off elsewhere.
+    anti_ping: Option<bool>,
 }
 
 impl Default for RoomOptions {
@@ -33,6 +35,7 @@ impl Default for RoomOptions {
             ignore_text: Vec::new(),
             replace_text: Vec::new(),
             replace_nick: Vec::new(),
+            anti_ping: None,
         }
     }
 }
@@ -226,12 +229,26 @@ fn parse_room(
 }
 
 fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptions) -> BridgeRoom {
-    let RoomOptions { format, nick_format, events, ignore_senders, ignore_text, replace_text, replace_nick } = options;
-    BridgeRoom { addr, direction, format, nick_format, events, ignore_senders, ignore_text, replace_text, replace_nick }
+    let RoomOptions { format, nick_format, events, ignore_senders, ignore_text, replace_text, replace_nick, anti_ping } =
+        options;
+    // IRC behind Fishroom highlights a user's name wherever it appears; the other platforms ping by mention only.
+    let anti_ping = anti_ping.unwrap_or(addr.platform() == Platform::Fishroom);
+    BridgeRoom {
+        addr,
+        direction,
+        format,
+        nick_format,
+        events,
+        ignore_senders,
+        ignore_text,
+        replace_text,
+        replace_nick,
+        anti_ping,
+    }
 }
 
-/// `format`, `nick_format`, `events`, `ignore_senders`, `ignore_text`, `replace_text`, `replace_nick`: taken over
-/// from `defaults` where not given.
+/// `format`, `nick_format`, `events`, `ignore_senders`, `ignore_text`, `replace_text`, `replace_nick`, `anti_ping`:
+/// taken over from `defaults` where not given.
 fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &mut Report<'_>) -> RoomOptions {
     let mut options = defaults.clone();
     for (key, slot) in [("format", &mut options.format), ("nick_format", &mut options.nick_format)] {
@@ -260,6 +277,9 @@ fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &m
     }
     if let Some(list) = regexes(fields, "ignore_text", report) {
         options.ignore_text = list;
+    }
+    if let Some(on) = fields.bool("anti_ping", report) {
+        options.anti_ping = Some(on);
     }
     for (key, slot) in [("replace_text", &mut options.replace_text), ("replace_nick", &mut options.replace_nick)] {
         if let Some(list) = replacements(fields, key, report) {

@@ -95,6 +95,10 @@ pub struct BridgeRoom {
     pub replace_text: Vec<Replacement>,
     /// Rewrites of the sender's name of messages from this room, in order, before they are formatted.
     pub replace_nick: Vec<Replacement>,
+    /// Senders' names arriving in this room carry a zero-width space after their first character, so that a
+    /// client highlighting its user's name wherever it appears (IRC, behind Fishroom) is not pinged by a
+    /// relayed message from someone of the same name. On by default in Fishroom rooms only.
+    pub anti_ping: bool,
 }
 
 /// One `[expression, replacement]` of `replace_text` or `replace_nick`: every match is replaced, `$1`,

@@ -35,6 +35,7 @@ pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directo
         Some(source) => Replacement::apply_all(&source.replace_nick, sender),
         None => std::borrow::Cow::Borrowed(sender),
     };
+    let sender = if target.room.anti_ping { no_ping(&sender) } else { sender };
     let sender = sender.as_ref();
     let vars = Vars {
         platform: origin.platform().as_str(),
@@ -150,6 +151,22 @@ fn render_message(
         }
     };
     OutMessage { sender, parts: split(merge_text(content), caps.max_text_len), reply_to, quote }
+}
+
+/// A name that reads the same but is not the name: a zero-width space after its first character (a name of one
+/// character cannot be a highlight word in practice, and is kept).
+fn no_ping<'a>(name: &std::borrow::Cow<'a, str>) -> std::borrow::Cow<'a, str> {
+    let mut chars = name.char_indices();
+    match (chars.next(), chars.next()) {
+        (Some(_), Some((second, _))) => {
+            let mut out = String::with_capacity(name.len() + 3);
+            out.push_str(&name[..second]);
+            out.push('\u{200B}');
+            out.push_str(&name[second..]);
+            std::borrow::Cow::Owned(out)
+        }
+        _ => name.clone(),
+    }
 }
 
 fn quote_line(sender: Option<&str>, text: &str) -> String {

@@ -49,8 +49,19 @@ fn text_only() -> Capabilities {
     Capabilities::default()
 }
 
+/// The test accounts with `general` and `bridges`. The rooms here are Fishroom's, whose names get a zero-width
+/// space by default (`anti_ping`): these tests are about routing, and read names as they are unless they say
+/// `anti_ping`.
+fn parse(general: &str, bridges: &str) -> Config {
+    let mut config = Config::parse(&format!("{general}{ACCOUNTS}{bridges}"), "t.toml").unwrap();
+    if !bridges.contains("anti_ping") {
+        config.bridges.iter_mut().flat_map(|b| b.rooms.iter_mut()).for_each(|r| r.anti_ping = false);
+    }
+    config
+}
+
 fn harness(bridges: &str, caps: [Capabilities; 3], general: &str) -> Harness {
-    let config = Config::parse(&format!("{general}{ACCOUNTS}{bridges}"), "t.toml").unwrap();
+    let config = parse(general, bridges);
     let stats = Arc::new(Stats::default());
     let mut links = HashMap::new();
     let mut sends = HashMap::new();
@@ -126,6 +137,24 @@ fn sent_message(request: SendRequest) -> OutMessage {
 
 fn text_of(out: &OutMessage) -> String {
     out.parts.iter().map(Content::to_plain_text).collect::<Vec<_>>().join("|")
+}
+
+/// A Fishroom room (IRC behind it highlights names anywhere) gets names with a zero-width space after the first
+/// character by default; `anti_ping = false` turns that off; a real mention is left alone.
+#[tokio::test]
+async fn relayed_names_do_not_ping_where_anti_ping_is_on() {
+    let bridges = "[[bridge]]\nname = \"x\"\n[[bridge.room]]\nroom = \"fishroom.a:r\"\n\
+                   [[bridge.room]]\nroom = \"fishroom.b:r\"\n[[bridge.room]]\nroom = \"fishroom.c:r\"\nanti_ping = false\n";
+    let mut h = harness(bridges, [text_only(), text_only(), text_only()], "");
+    let mention = Segment::Mention { user: None, name: "bob".into() };
+    let content = Content(vec![Segment::Text("hi ".into()), mention]);
+    h.input(event("a", None, "alice", EventKind::Message(Message { content, ..Message::default() })));
+    assert_eq!(text_of(&sent_message(h.next("b").unwrap())), "[fishroom] a\u{200B}lice: hi @bob");
+    assert_eq!(text_of(&sent_message(h.next("c").unwrap())), "[fishroom] alice: hi @bob");
+    // A name of one character is kept.
+    h.delivered("b", &["1"]);
+    h.input(message("a", None, "z", "short"));
+    assert_eq!(text_of(&sent_message(h.next("b").unwrap())), "[fishroom] z: short");
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ async fn every_route_answers_and_refuses_as_documented() {
     assert!(!stored["id"].as_str().unwrap().is_empty(), "the stored message carries its id: {stored}");
     assert_eq!((stored["gateway"].as_str(), stored["protocol"].as_str()), (Some("b"), Some("api")));
     let post = next_post(&mut at_fish).await;
-    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[api] bot", "hello from a bot"));
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[api] b\u{200B}ot", "hello from a bot"));
     running.shutdown().await;
 }
 

@@ -65,13 +65,14 @@ fn the_demo_relays_and_exits_zero() {
     let relayed: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with('→')).collect();
     assert_eq!(relayed.len(), 35, "{stdout}");
     let arrived = |room: &str, text: &str| relayed.iter().any(|l| l.contains(room) && l.contains(text));
-    assert!(arrived("fishroom.lug:chat", "[fishroom/tuna] alice: Hello from IRC"), "{stdout}");
+    // Names arriving in Fishroom rooms carry a zero-width space after their first character (`anti_ping`).
+    assert!(arrived("fishroom.lug:chat", "[fishroom/tuna] a\u{200B}lice: Hello from IRC"), "{stdout}");
     assert!(arrived("missevan.fm:868858631", "[fishroom] alice: Hello from IRC"), "{stdout}");
-    assert!(arrived("fishroom.tuna:general", "[missevan/fm] 小明: 晚上好"), "{stdout}");
+    assert!(arrived("fishroom.tuna:general", "[missevan/fm] 小\u{200B}明: 晚上好"), "{stdout}");
     assert!(arrived("iirose.rose:5ce6a4b520a90", "[missevan] 小明: 晚上好"), "{stdout}");
     assert!(arrived("missevan.fm:868858631", "[iirose] 上学: 蔷薇花园 says hi <3 & welcome"), "{stdout}");
     assert!(arrived("heihei.hh:host/38298237", "[fishroom] alice: Hello from IRC"), "{stdout}");
-    assert!(arrived("fishroom.lug:chat", "[heihei/hh] 观众: 黑黑直播间的观众也来了"), "{stdout}");
+    assert!(arrived("fishroom.lug:chat", "[heihei/hh] 观\u{200B}众: 黑黑直播间的观众也来了"), "{stdout}");
     assert!(arrived("yunhu.me:group/fans", "[iirose] 上学: 蔷薇花园 says hi"), "{stdout}");
     assert!(arrived("heihei.hh:host/38298237", "[yunhu] 云朵: 云湖群里也能看到大家"), "{stdout}");
     assert!(stdout.contains("35 messages relayed, none echoed back, 0 left undelivered."), "{stdout}");
@@ -478,7 +479,7 @@ async fn sighup_reloads_the_file_or_keeps_the_running_one() {
     for n in 0..100 {
         pair.tuna.say("general", "irc", "alice", &format!("reloaded {n}"));
         let post = next_post(&mut at_lug).await;
-        if post.sender == "<alice>" {
+        if post.sender == "<a\u{200B}lice>" {
             relayed = Some(post);
             break;
         }

@@ -25,12 +25,16 @@ nick_format = \"<{{nick}}@{{account}}/{{room}} via {{bridge}} on {{platform}}>\"
     tuna.say("general", "irc", "alice", "hello from irc");
     let post = next_post(&mut at_lug).await;
     assert_eq!(post.room, "chat");
-    assert_eq!(post.sender, "<alice@tuna/general via fans on fishroom>");
+    // `{nick}` with a zero-width space after its first letter (`anti_ping`, on for Fishroom rooms).
+    assert_eq!(post.sender, "<a\u{200B}lice@tuna/general via fans on fishroom>");
     assert_eq!(post.content, "hello from irc");
 
     lug.say("chat", "telegram", "bob", "hi alice");
     let post = next_post(&mut at_tuna).await;
-    assert_eq!((post.sender.as_str(), post.content.as_str()), ("<bob@lug/chat via fans on fishroom>", "hi alice"));
+    assert_eq!(
+        (post.sender.as_str(), post.content.as_str()),
+        ("<b\u{200B}ob@lug/chat via fans on fishroom>", "hi alice")
+    );
 
     settle().await;
     assert_eq!(tuna.posted().len(), 1, "nothing came back to tuna: {:?}", tuna.posted());
@@ -199,12 +203,13 @@ async fn a_sender_cannot_fake_another_senders_line() {
     // A nick with a line break and a right-to-left override, a text with a bell and an override.
     pair.tuna.say("general", "irc", "mal\nlory\u{202E}", "hi\u{7}\nthere\u{202E}!");
     let post = next_post(&mut at_lug).await;
-    assert_eq!(post.sender, "[fishroom] mallory");
+    assert_eq!(post.sender, "[fishroom] m\u{200B}allory");
     assert_eq!(post.content, "hi\nthere!", "line breaks stay, control characters and overrides go");
     // A very long nick is capped.
     pair.tuna.say("general", "irc", &"n".repeat(500), "long");
     let post = next_post(&mut at_lug).await;
-    assert_eq!(post.sender.chars().count(), "[fishroom] ".len() + chatbridge::router::sanitise::NICK_CHARS);
+    // (and the zero-width space of `anti_ping`)
+    assert_eq!(post.sender.chars().count(), "[fishroom] ".len() + chatbridge::router::sanitise::NICK_CHARS + 1);
     assert!(post.sender.ends_with('…'), "{}", post.sender);
     running.shutdown().await;
 }
@@ -248,11 +253,11 @@ async fn replace_text_and_replace_nick_rewrite_before_formatting() {
     let (mut at_lug, mut at_tuna) = (pair.lug.subscribe(), pair.tuna.subscribe());
     pair.tuna.say("general", "irc", "irc_alice", "Colour of bob@example.com, $5");
     let post = next_post(&mut at_lug).await;
-    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[fishroom] alice", "hue of bob@…, $5"));
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[fishroom] a\u{200B}lice", "hue of bob@…, $5"));
     // lug's room clears the text rewrites for its own messages; the nick rewrite is the bridge's.
     pair.lug.say("chat", "irc", "irc_bob", "my colour");
     let post = next_post(&mut at_tuna).await;
-    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[fishroom] bob", "my colour"));
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[fishroom] b\u{200B}ob", "my colour"));
     let slow = "a".repeat(5_000);
     pair.tuna.say("general", "irc", "carol", &slow);
     assert_eq!(next_post(&mut at_lug).await.content, slow);

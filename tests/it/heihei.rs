@@ -35,7 +35,7 @@ async fn relays_both_ways_without_echoes() {
     hh.say(HEIHEI_HOST, 5, "观众", "你好");
     hh.say(HEIHEI_HOST, 6, "viewer", "second form");
     let first = next_post(&mut at_fish).await;
-    assert_eq!((first.sender.as_str(), first.content.as_str()), ("[heihei] 观众", "你好"));
+    assert_eq!((first.sender.as_str(), first.content.as_str()), ("[heihei] 观\u{200B}众", "你好"));
     assert_eq!(next_post(&mut at_fish).await.content, "second form");
 
     fish.say("general", "irc", "alice", "hi from irc");
@@ -135,7 +135,10 @@ async fn im_reaches_only_an_im_bridge() {
     hh.push(None, im(10045, "psst"));
     hh.push(None, im(20000, "no bridge for me"));
     let post = next_post(&mut at_fish).await;
-    assert_eq!((post.room.as_str(), post.sender.as_str(), post.content.as_str()), ("dm", "[heihei] 小红", "psst"));
+    assert_eq!(
+        (post.room.as_str(), post.sender.as_str(), post.content.as_str()),
+        ("dm", "[heihei] 小\u{200B}红", "psst")
+    );
     settle().await;
     assert_eq!(fish.posted().len(), 1, "IM never enters the room bridge: {:?}", fish.posted());
     running.shutdown().await;

@@ -45,7 +45,10 @@ async fn relays_with_fishroom_both_ways_without_echoes_or_history() {
     let (mut at_fish, mut at_rose) = (fish.subscribe(), sim.subscribe());
     sim.say(ROSE_ROOM, "u1", "小明", "你好 <b>&amp;</b> \"quoted\"");
     let post = next_post(&mut at_fish).await;
-    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[iirose] 小明", "你好 <b>&amp;</b> \"quoted\""));
+    assert_eq!(
+        (post.sender.as_str(), post.content.as_str()),
+        ("[iirose] 小\u{200B}明", "你好 <b>&amp;</b> \"quoted\"")
+    );
 
     fish.say("general", "irc", "alice", "hi there");
     let said = next_said(&mut at_rose).await;
@@ -129,7 +132,7 @@ async fn private_and_anonymous_messages_never_reach_a_room_bridge() {
     let post = next_post(&mut at_fish).await;
     assert_eq!(
         (post.room.as_str(), post.sender.as_str(), post.content.as_str()),
-        ("dm", "[iirose] dora", "just between us")
+        ("dm", "[iirose] d\u{200B}ora", "just between us")
     );
     sim.say_private("rosebot", "u9", "dora", "guess who", true);
     sim.say_private("rosebot", "u7", "eve", "to nobody's bridge", false);
@@ -151,11 +154,11 @@ async fn joins_leaves_and_broadcasts_follow_the_events_filter() {
     let (sim, fish, running) = with_fishroom("events = [\"message\", \"join\", \"leave\"]\n").await;
     let mut at_fish = fish.subscribe();
     sim.presence(ROSE_ROOM, "uc", "carol", true);
-    assert_eq!(next_post(&mut at_fish).await.content, "carol joined");
+    assert_eq!(next_post(&mut at_fish).await.content, "c\u{200B}arol joined");
     sim.broadcast("上学", "site-wide news");
     sim.raw(ROSE_ROOM, "&1some media>now");
     sim.presence(ROSE_ROOM, "uc", "carol", false);
-    assert_eq!(next_post(&mut at_fish).await.content, "carol left", "the broadcast is a notice: not asked for");
+    assert_eq!(next_post(&mut at_fish).await.content, "c\u{200B}arol left", "the broadcast is a notice: not asked for");
     running.shutdown().await;
 }
 

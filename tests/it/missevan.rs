@@ -38,7 +38,7 @@ async fn relays_both_ways_with_formats_and_no_echo_loop() {
     // Text frame, then a Brotli binary frame: the simulator alternates.
     fm.say(ROOM, 42, "小明", "@主播 晚上好\u{200B}");
     let post = next_post(&mut at_fish).await;
-    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[missevan] 小明", "@主播 晚上好"));
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[missevan] 小\u{200B}明", "@主播 晚上好"));
     fm.say(ROOM, 43, "阿花", "second, in a binary frame");
     assert_eq!(next_post(&mut at_fish).await.content, "second, in a binary frame");
 
@@ -83,8 +83,8 @@ async fn batches_foreign_horns_and_malformed_frames() {
     assert_eq!(
         got,
         [
-            "[missevan] giver | giver sent 3 × 小鱼干",
-            "[missevan] newcomer | newcomer joined",
+            "[missevan] g\u{200B}iver | g\u{200B}iver sent 3 × 小鱼干",
+            "[missevan] n\u{200B}ewcomer | n\u{200B}ewcomer joined",
             "[missevan]  | 本房间&公告"
         ]
     );

@@ -116,7 +116,7 @@ async fn a_streamed_message_arrives_once_and_whole() {
     let mut at_fish = fish.subscribe();
     sim.stream("big", ("b1", "helperbot"), &["Once ", "upon ", "a time."], Duration::from_millis(100)).await;
     let post = next_post(&mut at_fish).await;
-    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[yunhu] helperbot", "Once upon a time."));
+    assert_eq!((post.sender.as_str(), post.content.as_str()), ("[yunhu] h\u{200B}elperbot", "Once upon a time."));
     settle().await;
     assert_eq!(fish.posted().len(), 1);
     running.shutdown().await;

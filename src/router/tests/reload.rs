@@ -8,7 +8,7 @@ use super::*;
 use crate::router::reconfigure::{Control, Reconfigure, Settle};
 
 fn update(bridges: &str, settle: Vec<(AccountId, Settle, oneshot::Sender<()>)>) -> Control {
-    let config = Config::parse(&format!("{ACCOUNTS}{bridges}"), "t.toml").unwrap();
+    let config = parse("", bridges);
     Control::Reconfigure(Box::new(Reconfigure {
         rules: rules::Rules::new(config.bridges),
         settings: RouterSettings {

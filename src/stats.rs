@@ -36,10 +36,12 @@ pub enum Metric {
     Malformed,
     RoomUnusable,
     Reconnect,
+    Coalesced,
+    Summarised,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Received,
         Metric::Relayed,
         Metric::Rejected,
@@ -48,6 +50,8 @@ impl Metric {
         Metric::Malformed,
         Metric::RoomUnusable,
         Metric::Reconnect,
+        Metric::Coalesced,
+        Metric::Summarised,
     ];
 
     /// The Prometheus name and help text.
@@ -73,6 +77,14 @@ impl Metric {
                 ("chatbridge_rooms_unusable_total", "Rooms the platform refused (unknown room, join refused).")
             }
             Metric::Reconnect => ("chatbridge_reconnects_total", "Connections lost and tried again."),
+            Metric::Coalesced => (
+                "chatbridge_messages_coalesced_total",
+                "Messages that went out merged with others into one platform message (they waited for a send token).",
+            ),
+            Metric::Summarised => (
+                "chatbridge_messages_summarised_total",
+                "Messages older than the room's max_lag replaced by one summary line (on_lag = \"summarise\").",
+            ),
         }
     }
 }
@@ -113,6 +125,8 @@ impl Histogram {
 pub struct Series {
     counts: [AtomicU64; Metric::ALL.len()],
     queued: AtomicU64,
+    /// The age of the oldest message waiting, in milliseconds.
+    lag_ms: AtomicU64,
 }
 
 impl Series {
@@ -122,6 +136,10 @@ impl Series {
 
     pub fn set_queued(&self, depth: usize) {
         self.queued.store(depth as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_lag(&self, lag: Duration) {
+        self.lag_ms.store(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 }
 
@@ -150,6 +168,8 @@ pub struct Stats {
     pub rooms_unusable: Counter,
     /// Lost connections tried again.
     pub reconnects: Counter,
+    pub coalesced: Counter,
+    pub summarised: Counter,
     /// Transactions of the store's writer.
     pub store_commits: Counter,
     /// Outbox rows the store wrote.
@@ -251,6 +271,8 @@ impl Stats {
             Metric::Malformed => &self.malformed,
             Metric::RoomUnusable => &self.rooms_unusable,
             Metric::Reconnect => &self.reconnects,
+            Metric::Coalesced => &self.coalesced,
+            Metric::Summarised => &self.summarised,
         }
     }
 
@@ -298,14 +320,22 @@ impl Stats {
 
     /// Queue depths by destination room, sorted.
     pub fn queued(&self) -> Vec<(String, usize)> {
+        self.per_room(|series| series.queued.load(Ordering::Relaxed) as usize)
+    }
+
+    /// The age of each destination room's oldest waiting message, sorted by room.
+    pub fn lags(&self) -> Vec<(String, Duration)> {
+        self.per_room(|series| Duration::from_millis(series.lag_ms.load(Ordering::Relaxed)))
+    }
+
+    fn per_room<T: Ord>(&self, value: impl Fn(&Series) -> T) -> Vec<(String, T)> {
         let all = self.series.read().expect("a stats lock is never poisoned");
-        let mut out: Vec<(String, usize)> = all
+        let mut out: Vec<(String, T)> = all
             .iter()
             .filter_map(|(label, series)| match label {
-                Label::Room(room) => Some((
-                    format!("{}:{}", room.account, public_room(room.room.as_str())),
-                    series.queued.load(Ordering::Relaxed) as usize,
-                )),
+                Label::Room(room) => {
+                    Some((format!("{}:{}", room.account, public_room(room.room.as_str())), value(series)))
+                }
                 Label::Account(_) => None,
             })
             .collect();

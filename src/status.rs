@@ -169,6 +169,14 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
     }
     let _ = writeln!(
         out,
+        "# HELP chatbridge_queue_lag_seconds Age of the oldest message waiting per destination room.\n\
+         # TYPE chatbridge_queue_lag_seconds gauge"
+    );
+    for (room, lag) in stats.lags() {
+        let _ = writeln!(out, "chatbridge_queue_lag_seconds{{room=\"{}\"}} {:.3}", label(&room), lag.as_secs_f64());
+    }
+    let _ = writeln!(
+        out,
         "# HELP chatbridge_account_up Whether an account is connected.\n# TYPE chatbridge_account_up gauge"
     );
     for (account, state) in states {

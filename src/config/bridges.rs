@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 use regex::Regex;
 use toml::de::DeValue;
 
-use super::{AccountConfig, Bridge, BridgeRoom, DEFAULT_FORMAT, DEFAULT_NICK_FORMAT, Direction, Replacement, accounts};
+use super::{
+    AccountConfig, Bridge, BridgeRoom, DEFAULT_FORMAT, DEFAULT_NICK_FORMAT, Direction, OnLag, Replacement, accounts,
+};
 use crate::model::{AccountId, EventFilter, EventSet, Platform, RoomAddr};
 use crate::settings::{Fields, Report, Span, Value};
 use crate::template::Template;
@@ -23,7 +25,13 @@ struct RoomOptions {
     replace_nick: Vec<Replacement>,
     /// Unset: on for Fishroom rooms, off elsewhere.
     anti_ping: Option<bool>,
+    coalesce: bool,
+    max_lag: std::time::Duration,
+    on_lag: OnLag,
 }
+
+/// `max_lag`'s default: a conversation relayed later than this is hardly a conversation.
+const MAX_LAG: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Default for RoomOptions {
     fn default() -> Self {
@@ -36,6 +44,9 @@ impl Default for RoomOptions {
             replace_text: Vec::new(),
             replace_nick: Vec::new(),
             anti_ping: None,
+            coalesce: true,
+            max_lag: MAX_LAG,
+            on_lag: OnLag::Deliver,
         }
     }
 }
@@ -229,8 +240,19 @@ fn parse_room(
 }
 
 fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptions) -> BridgeRoom {
-    let RoomOptions { format, nick_format, events, ignore_senders, ignore_text, replace_text, replace_nick, anti_ping } =
-        options;
+    let RoomOptions {
+        format,
+        nick_format,
+        events,
+        ignore_senders,
+        ignore_text,
+        replace_text,
+        replace_nick,
+        anti_ping,
+        coalesce,
+        max_lag,
+        on_lag,
+    } = options;
     // IRC behind Fishroom highlights a user's name wherever it appears; the other platforms ping by mention only.
     let anti_ping = anti_ping.unwrap_or(addr.platform() == Platform::Fishroom);
     BridgeRoom {
@@ -244,11 +266,13 @@ fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptions) -> Brid
         replace_text,
         replace_nick,
         anti_ping,
+        coalesce,
+        max_lag,
+        on_lag,
     }
 }
 
-/// `format`, `nick_format`, `events`, `ignore_senders`, `ignore_text`, `replace_text`, `replace_nick`, `anti_ping`:
-/// taken over from `defaults` where not given.
+/// The room options (`format` … `on_lag`): taken over from `defaults` where not given.
 fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &mut Report<'_>) -> RoomOptions {
     let mut options = defaults.clone();
     for (key, slot) in [("format", &mut options.format), ("nick_format", &mut options.nick_format)] {
@@ -280,6 +304,18 @@ fn parse_options(fields: &mut Fields<'_, '_>, defaults: &RoomOptions, report: &m
     }
     if let Some(on) = fields.bool("anti_ping", report) {
         options.anti_ping = Some(on);
+    }
+    if let Some(on) = fields.bool("coalesce", report) {
+        options.coalesce = on;
+    }
+    if let Some(lag) = fields.duration("max_lag", report) {
+        options.max_lag = lag;
+    }
+    match fields.str("on_lag", report) {
+        None => {}
+        Some(("deliver", _)) => options.on_lag = OnLag::Deliver,
+        Some(("summarise" | "summarize", _)) => options.on_lag = OnLag::Summarise,
+        Some((other, span)) => report.error(&span, format!("`on_lag` is `{other}`; expected deliver or summarise")),
     }
     for (key, slot) in [("replace_text", &mut options.replace_text), ("replace_nick", &mut options.replace_nick)] {
         if let Some(list) = replacements(fields, key, report) {

@@ -99,6 +99,21 @@ pub struct BridgeRoom {
     /// client highlighting its user's name wherever it appears (IRC, behind Fishroom) is not pinged by a
     /// relayed message from someone of the same name. On by default in Fishroom rooms only.
     pub anti_ping: bool,
+    /// Plain messages waiting for a send token in this room go out merged, one line each, as one message.
+    pub coalesce: bool,
+    /// How old a message waiting for this room may be before `on_lag` applies.
+    pub max_lag: std::time::Duration,
+    /// What happens to messages older than `max_lag` when their send token comes.
+    pub on_lag: OnLag,
+}
+
+/// `on_lag`: what a room does with messages that waited longer than its `max_lag`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnLag {
+    /// Every message is delivered, however late.
+    Deliver,
+    /// The late ones are replaced by one line saying how many were skipped, and from where.
+    Summarise,
 }
 
 /// One `[expression, replacement]` of `replace_text` or `replace_nick`: every match is replaced, `$1`,

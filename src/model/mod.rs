@@ -68,6 +68,18 @@ impl Platform {
         }
     }
 
+    /// The platform's name as people write it (in lines the bridge writes itself).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Platform::Missevan => "Missevan",
+            Platform::Heihei => "Heihei",
+            Platform::Iirose => "IIROSE",
+            Platform::Fishroom => "Fishroom",
+            Platform::Yunhu => "Yunhu",
+            Platform::Api => "the API",
+        }
+    }
+
     /// The known platform names, comma-separated, for error messages.
     pub fn known_list() -> String {
         Self::ALL.map(Platform::as_str).join(", ")

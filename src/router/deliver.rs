@@ -34,19 +34,34 @@ impl Router {
             }
             // Every room's account has a link, but for one a reload removed (its rooms are forgotten with it).
             let Some(link) = self.accounts.get(&room.account) else { return };
-            let to = item.to;
-            let target = Target {
-                room: self.rules.room(to),
-                source: self.rules.source_room(to, &item.event.origin.room),
-                bridge: self.rules.bridge_name(to),
-                caps: link.caps,
-            };
-            let action = match render(&item.event, &target, self.ids.as_mut(), &self.directory) {
-                Rendered::Send(action) => action,
-                Rendered::Skip(reason) => {
-                    debug!(route = %route(&item.event, room), reason, "Not sent.");
-                    self.pop(room);
-                    continue;
+            let caps = link.caps;
+            // A merged or summary send tried again goes as it was, while the message it began with is still the
+            // first (a reload or a give-up may have taken that one: then the send is forgotten).
+            let front_key = item.key;
+            let state = self.rooms.entry(room.clone()).or_default();
+            if state.outgoing.as_ref().is_some_and(|o| o.front_key != front_key) {
+                state.outgoing = None;
+            }
+            let again = state.outgoing.as_ref().map(|o| o.action.clone());
+            let Some(item) = self.outbox.front_mut(room) else { return };
+            let action = match again {
+                Some(action) => action,
+                None => {
+                    let to = item.to;
+                    let target = Target {
+                        room: self.rules.room(to),
+                        source: self.rules.source_room(to, &item.event.origin.room),
+                        bridge: self.rules.bridge_name(to),
+                        caps,
+                    };
+                    match render(&item.event, &target, self.ids.as_mut(), &self.directory) {
+                        Rendered::Send(action) => action,
+                        Rendered::Skip(reason) => {
+                            debug!(route = %route(&item.event, room), reason, "Not sent.");
+                            self.pop(room);
+                            continue;
+                        }
+                    }
                 }
             };
             if let Some(bucket) = self.buckets.get_mut(&room.account)
@@ -54,7 +69,50 @@ impl Router {
             {
                 trace!(room = %room, "Rate limited: waiting {wait:?}.");
                 let key = self.retries.insert(room.clone(), wait);
-                self.rooms.entry(room.clone()).or_default().retry_at = Some(key);
+                let state = self.rooms.entry(room.clone()).or_default();
+                state.retry_at = Some(key);
+                state.waited = true;
+                return;
+            }
+            // The token came: what waited for it may go with the front message, or be summarised.
+            let state = self.rooms.entry(room.clone()).or_default();
+            let waited = std::mem::take(&mut state.waited);
+            let mut action = action;
+            if state.outgoing.is_none()
+                && let Some(outgoing) = self.compose(room, caps, waited)
+            {
+                action = outgoing.action.clone();
+                // What it stands for is out with it (a full queue drops only messages not yet handed out).
+                for index in 1..outgoing.covers {
+                    if let Some(covered) = self.outbox.get_mut(room, index) {
+                        covered.attempts = 1;
+                    }
+                }
+                self.rooms.entry(room.clone()).or_default().outgoing = Some(outgoing);
+            }
+            let Some(item) = self.outbox.front_mut(room) else { return };
+            let Some(link) = self.accounts.get(&room.account) else { return };
+            let outgoing = self.rooms.get(room).and_then(|s| s.outgoing.as_ref());
+            if let Some(outgoing) = outgoing {
+                item.attempts += 1;
+                let request = SendRequest {
+                    room: room.room.clone(),
+                    action,
+                    client_ids: outgoing.client_ids.clone(),
+                    attempt: item.attempts,
+                    maybe_sent: item.attempts > 1,
+                    event_time: item.event.time,
+                };
+                if link.sends.send(request).is_err() {
+                    let covers = self.rooms.get_mut(room).and_then(|s| s.outgoing.take()).map_or(1, |o| o.covers);
+                    for _ in 0..covers {
+                        self.give_up(room, "the account has stopped".to_owned(), false);
+                    }
+                    continue;
+                }
+                let state = self.rooms.entry(room.clone()).or_default();
+                state.in_flight = true;
+                state.sent_at = Some(std::time::Instant::now());
                 return;
             }
             if let SendAction::Message(out) = &action
@@ -98,6 +156,23 @@ impl Router {
         state.in_flight = false;
         if let Some(sent_at) = state.sent_at.take() {
             self.stats.latency.observe(sent_at.elapsed());
+        }
+        // A merged or summary send is answered for every message it stands for.
+        let retried = matches!(&result, Err(SendFailure::Transient { .. }))
+            && self.outbox.peek(room, 0).is_some_and(|item| {
+                item.attempts < self.settings.max_attempts || item.since.elapsed() < self.settings.max_age
+            });
+        if let Some(outgoing) = self.rooms.get(room).and_then(|s| s.outgoing.as_ref())
+            && !retried
+        {
+            let (covers, kind, group) = (outgoing.covers, outgoing.kind, outgoing.group);
+            if let Some(state) = self.rooms.get_mut(room) {
+                state.outgoing = None;
+            }
+            self.answered_cover(room, covers, kind, group, result);
+            self.pump(room);
+            self.gauge(room);
+            return;
         }
         let Some(item) = self.outbox.front_mut(room) else { return };
         let origin = item.event.origin.room.clone();
@@ -160,6 +235,67 @@ impl Router {
         self.gauge(room);
     }
 
+    /// The answer to a send that stood for the first `covers` messages (not a transient failure: that is retried
+    /// as any other send).
+    fn answered_cover(
+        &mut self,
+        room: &RoomAddr,
+        covers: usize,
+        kind: coalesce::Cover,
+        group: Option<GroupId>,
+        result: Result<Vec<RemoteId>, SendFailure>,
+    ) {
+        match result {
+            Ok(remote_ids) => {
+                if let Some(group) = group
+                    && !remote_ids.is_empty()
+                {
+                    self.ids.add_copy(group, room, &remote_ids);
+                    self.store.copy(group.0, room, &remote_ids);
+                }
+                let metric = match kind {
+                    coalesce::Cover::Merged => Metric::Coalesced,
+                    coalesce::Cover::Summary => Metric::Summarised,
+                };
+                debug!(room = %room, messages = covers, ?kind, "Delivered as one message.");
+                for _ in 0..covers {
+                    count(&mut self.rooms, &self.stats, metric, room);
+                    if kind == coalesce::Cover::Merged {
+                        count(&mut self.rooms, &self.stats, Metric::Relayed, room);
+                    }
+                    self.pop(room);
+                }
+            }
+            Err(SendFailure::Rejected { reason }) => {
+                warn!(room = %room, messages = covers, reason = %reason, "The platform rejected a merged message; its messages are not sent again.");
+                for _ in 0..covers {
+                    count(&mut self.rooms, &self.stats, Metric::Rejected, room);
+                    self.pop(room);
+                }
+            }
+            Err(SendFailure::RoomBroken { reason }) => {
+                error!(room = %room, reason = %reason, "Destination room is unusable; fix the configuration. Its messages are given up.");
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.broken = true;
+                }
+                for _ in 0..covers {
+                    count(&mut self.rooms, &self.stats, Metric::Rejected, room);
+                    self.retire(room, format!("the destination room is unusable: {reason}"));
+                }
+            }
+            Err(SendFailure::Fatal { reason }) => {
+                for _ in 0..covers {
+                    self.give_up(room, format!("the account failed: {reason}"), false);
+                }
+            }
+            Err(SendFailure::Transient { reason, .. }) => {
+                for _ in 0..covers {
+                    self.give_up(room, reason.clone(), false);
+                }
+            }
+        }
+    }
+
     /// Takes a room's first message off its queue and out of the store (it was delivered, rejected, or
     /// needs no sending), and reads spilled messages back when the queue runs low.
     pub(super) fn pop(&mut self, room: &RoomAddr) -> Option<Queued> {
@@ -198,7 +334,10 @@ impl Router {
     /// Updates a room's queue-depth gauge (memory and store).
     pub(super) fn gauge(&mut self, room: &RoomAddr) {
         let spilled = self.rooms.get(room).map_or(0, |r| r.spilled);
-        series(&mut self.rooms, &self.stats, room).set_queued(self.outbox.len(room) + spilled);
+        let lag = self.outbox.peek(room, 0).map_or(std::time::Duration::ZERO, |item| item.since.elapsed());
+        let series = series(&mut self.rooms, &self.stats, room);
+        series.set_queued(self.outbox.len(room) + spilled);
+        series.set_lag(lag);
     }
 }
 

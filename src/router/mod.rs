@@ -12,6 +12,7 @@ pub mod render;
 pub mod rules;
 pub mod sanitise;
 
+mod coalesce;
 mod deliver;
 mod routing;
 mod spill;
@@ -92,6 +93,10 @@ struct RoomState {
     spilled: usize,
     /// A read of spilled messages is under way: `(limit, highest key given when it was asked for)`.
     loading: Option<(usize, u64)>,
+    /// The last send waited for a token: the next may carry what queued meanwhile (`coalesce`).
+    waited: bool,
+    /// The send out (or to be tried again) stands for more than the front message: merged, or a summary.
+    outgoing: Option<coalesce::Outgoing>,
 }
 
 impl RoomState {

@@ -33,9 +33,14 @@ pub struct Queued {
 pub trait Outbox: Send {
     /// Appends to a room's queue (how long a queue may grow is the router's to decide: `queue_capacity`).
     fn push(&mut self, room: &RoomAddr, item: Queued);
-    /// Takes out the oldest message of a room that is not being sent (the front may be in flight).
+    /// Takes out the oldest message of a room that is not being sent (the front, and what is merged into its
+    /// send, may be in flight).
     fn drop_oldest_waiting(&mut self, room: &RoomAddr) -> Option<Queued>;
     fn front_mut(&mut self, room: &RoomAddr) -> Option<&mut Queued>;
+    /// The room's message at `index` from the front.
+    fn peek(&self, room: &RoomAddr, index: usize) -> Option<&Queued>;
+    /// The room's message at `index` from the front, to change.
+    fn get_mut(&mut self, room: &RoomAddr, index: usize) -> Option<&mut Queued>;
     fn pop_front(&mut self, room: &RoomAddr) -> Option<Queued>;
     fn len(&self, room: &RoomAddr) -> usize;
     /// Messages waiting in all rooms.
@@ -65,8 +70,9 @@ impl Outbox for MemoryOutbox {
 
     fn drop_oldest_waiting(&mut self, room: &RoomAddr) -> Option<Queued> {
         let queue = self.rooms.get_mut(room)?;
-        // The front may be in flight; the oldest waiting message is then the one after it.
-        let oldest = if queue.front().is_some_and(|q| q.attempts > 0) { 1 } else { 0 };
+        // The front may be in flight (with the messages merged into its send): the oldest waiting message is
+        // the first one not yet handed out.
+        let oldest = queue.iter().position(|q| q.attempts == 0)?;
         let dropped = queue.remove(oldest)?;
         self.total -= 1;
         Some(dropped)
@@ -74,6 +80,14 @@ impl Outbox for MemoryOutbox {
 
     fn front_mut(&mut self, room: &RoomAddr) -> Option<&mut Queued> {
         self.rooms.get_mut(room)?.front_mut()
+    }
+
+    fn peek(&self, room: &RoomAddr, index: usize) -> Option<&Queued> {
+        self.rooms.get(room)?.get(index)
+    }
+
+    fn get_mut(&mut self, room: &RoomAddr, index: usize) -> Option<&mut Queued> {
+        self.rooms.get_mut(room)?.get_mut(index)
     }
 
     fn pop_front(&mut self, room: &RoomAddr) -> Option<Queued> {

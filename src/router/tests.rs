@@ -407,5 +407,6 @@ async fn private_messages_never_enter_a_room_bridge() {
     assert_eq!(h.stats.filtered.get(), 2);
 }
 
+mod coalesce;
 mod durable;
 mod reload;

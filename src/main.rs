@@ -52,8 +52,27 @@ fn main() -> ExitCode {
             full_sync,
             store,
             instances,
+            burst,
+            to,
+            no_coalesce,
         } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
+            if let Some(messages) = burst {
+                let coalesce = !no_coalesce;
+                return report(runtime().and_then(|rt| {
+                    let burst = rt.block_on(chatbridge::cli::burst::run(messages, to, coalesce))?;
+                    println!(
+                        "burst of {messages} → {to:?} (coalesce {}): last visible after {:.2} s; {} platform messages; \
+                         lost {}; {}",
+                        if coalesce { "on" } else { "off" },
+                        burst.elapsed.as_secs_f64(),
+                        burst.sent,
+                        burst.lost,
+                        if burst.in_order { "in order" } else { "OUT OF ORDER" }
+                    );
+                    Ok(())
+                }));
+            }
             let options = LoadOptions {
                 post_url: post.unwrap_or_default(),
                 read_url: read.unwrap_or_default(),

@@ -2,6 +2,7 @@
 //! a module of its own, `main` only parses and dispatches.
 
 pub mod bench;
+pub mod burst;
 pub mod check;
 pub mod deadletters;
 pub mod run;
@@ -105,6 +106,16 @@ pub enum Command {
         /// from one instance to the other through PostgreSQL.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2), requires = "store")]
         instances: u8,
+        /// Instead of the API load: a Missevan live room says this many messages at once, relayed through the
+        /// simulators with the default send limits; reports the time until the last is visible.
+        #[arg(long, conflicts_with_all = ["post", "in_memory", "full_sync", "store"])]
+        burst: Option<usize>,
+        /// With --burst: where the messages go (Fishroom sends 10 a second, Missevan 2).
+        #[arg(long, value_enum, default_value = "fishroom", requires = "burst")]
+        to: burst::BurstTo,
+        /// With --burst: the destination room sends each message alone (`coalesce = false`).
+        #[arg(long, requires = "burst")]
+        no_coalesce: bool,
     },
     /// Run every platform's simulator on loopback and write a configuration that bridges them, for running
     /// `chatbridge run` against them by hand or measuring it.

@@ -128,7 +128,10 @@ impl MissevanSim {
 
     /// Listens on loopback port `port` (0: any free one).
     pub async fn start_on(config: MissevanSimConfig, port: u16) -> std::io::Result<Self> {
-        let rooms = config.rooms.iter().map(|r| (*r, broadcast::channel(4096).0)).collect();
+        // Room pushes wait here for slow connections: a burst beyond this is skipped for a connection that lags (a
+        // real server would hold it in the socket's buffers instead), so it is sized for the busiest test (the
+        // 5,000-message burst of `chatbridge bench --burst`).
+        let rooms = config.rooms.iter().map(|r| (*r, broadcast::channel(1 << 16).0)).collect();
         let shared = Arc::new(Shared {
             config,
             inner: Mutex::default(),

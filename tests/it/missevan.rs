@@ -214,3 +214,56 @@ async fn heartbeats_keep_a_quiet_room_connected() {
     assert_eq!(fm.joins(), [(ROOM, false)], "one join, no reconnect");
     running.shutdown().await;
 }
+
+/// A burst from a busy live room into a Fishroom room behind a send limit: what waits for a token goes merged, one
+/// line each, every message once and in order, the merged ones under the bridge's name; with `coalesce = false`,
+/// one post each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_behind_a_send_limit_goes_merged_in_order() {
+    for coalesce in [true, false] {
+        let fm = missevan(&[ROOM], None).await;
+        let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+        let source = format!(
+            "{FAST}{}{}send_rate = 50\nsend_burst = 1\n\n[[bridge]]\nname = \"live\"\nformat = \"{{nick}}: {{text}}\"\n\
+             [[bridge.room]]\nroom = \"missevan.fm:{ROOM}\"\n[[bridge.room]]\nroom = \"fishroom.tuna:general\"\n\
+             coalesce = {coalesce}\nanti_ping = false\n",
+            missevan_account("fm", &fm, ""),
+            account("tuna", &fish, "11", "key"),
+        );
+        let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
+        for n in 0..200 {
+            fm.say(ROOM, 42 + n % 3, ["小明", "阿花", "小红"][n as usize % 3], &format!("burst {n}"));
+        }
+        let lines = || -> Vec<String> {
+            fish.posted().iter().flat_map(|p| p.content.lines().map(str::to_owned).collect::<Vec<_>>()).collect()
+        };
+        crate::harness::eventually("the whole burst", || lines().len() >= 200).await;
+        let expected: Vec<String> =
+            (0..200).map(|n| format!("{}: burst {n}", ["小明", "阿花", "小红"][n % 3])).collect();
+        let posted = fish.posted();
+        if coalesce {
+            // A message with a token there for it goes alone (its sender field names its sender, the text is
+            // bare); what waited for a token goes merged, each line formatted, under the bridge's name.
+            let as_lines: Vec<String> = posted
+                .iter()
+                .flat_map(|p| match p.sender.strip_prefix("[missevan] ") {
+                    Some(nick) => vec![format!("{nick}: {}", p.content)],
+                    None => {
+                        assert_eq!(p.sender, "live");
+                        p.content.lines().map(str::to_owned).collect()
+                    }
+                })
+                .collect();
+            assert_eq!(as_lines, expected, "every message once, in order");
+            let merged = posted.iter().filter(|p| p.sender == "live").count();
+            assert!(merged > 0 && posted.len() < 100, "{} posts for 200 messages, {merged} merged", posted.len());
+            let alone = posted.len() - merged;
+            assert_eq!(running.daemon().stats().coalesced.get() as usize, 200 - alone);
+        } else {
+            let texts: Vec<&str> = posted.iter().map(|p| p.content.as_str()).collect();
+            assert_eq!(texts, (0..200).map(|n| format!("burst {n}")).collect::<Vec<_>>());
+            assert_eq!(running.daemon().stats().coalesced.get(), 0);
+        }
+        running.shutdown().await;
+    }
+}

@@ -5,7 +5,8 @@
 //!
 //! A merged copy gets a group of its own in the id map: its ids are recorded there (so it is ours, and a reply to it
 //! quotes what it says). The messages it stands for have no copy of their own in that room, so a recall of one of them
-//! is not sent there (it would take the others' lines with it), and an edit goes as a new line marked "(edited)".
+//! is not sent there (it would take the others' lines with it), and an edit goes as a new line marked "(edited)"; a
+//! reply to one of them points at the merged copy while the id map holds them in memory.
 
 use super::*;
 use crate::config::OnLag;
@@ -33,6 +34,8 @@ pub(super) struct Outgoing {
     pub(super) client_ids: Vec<RemoteId>,
     /// The merged copy's group (its ids are recorded there); none for a summary.
     pub(super) group: Option<GroupId>,
+    /// The groups of the messages merged (a reply to one of them points at the merged copy).
+    pub(super) members: Vec<GroupId>,
     pub(super) kind: Cover,
 }
 
@@ -101,7 +104,7 @@ impl Router {
         let message = OutMessage { sender, parts: vec![Content::text(text)], reply_to: None, quote: None };
         let client_ids = caps.client_ids.generate().into_iter().collect();
         let action = SendAction::Message(message);
-        Some(Outgoing { front_key, covers, action, client_ids, group: None, kind: Cover::Summary })
+        Some(Outgoing { front_key, covers, action, client_ids, group: None, members: Vec::new(), kind: Cover::Summary })
     }
 
     /// The plain messages at the front of the queue, each rendered with its room's `format`, as the lines of one
@@ -110,6 +113,7 @@ impl Router {
         // Lines carry their sender: rendered as where there is no separate sender field.
         let line_caps = Capabilities { separate_sender: false, ..caps };
         let mut lines: Vec<String> = Vec::new();
+        let mut members: Vec<GroupId> = Vec::new();
         let mut chars = 0;
         while lines.len() < MAX_LINES {
             let Some(item) = self.outbox.peek(room, lines.len()) else { break };
@@ -137,6 +141,7 @@ impl Router {
             }
             chars = needed;
             lines.push(line);
+            members.extend(self.outbox.peek(room, lines.len() - 1).and_then(|item| item.group));
         }
         if lines.len() < 2 {
             return None;
@@ -157,7 +162,7 @@ impl Router {
         let sender = caps.separate_sender.then_some(bridge);
         let message = OutMessage { sender, parts: vec![Content::text(text)], reply_to: None, quote: None };
         let action = SendAction::Message(message);
-        Some(Outgoing { front_key, covers, action, client_ids, group: Some(group), kind: Cover::Merged })
+        Some(Outgoing { front_key, covers, action, client_ids, group: Some(group), members, kind: Cover::Merged })
     }
 }
 

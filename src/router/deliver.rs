@@ -162,14 +162,9 @@ impl Router {
             && self.outbox.peek(room, 0).is_some_and(|item| {
                 item.attempts < self.settings.max_attempts || item.since.elapsed() < self.settings.max_age
             });
-        if let Some(outgoing) = self.rooms.get(room).and_then(|s| s.outgoing.as_ref())
-            && !retried
-        {
-            let (covers, kind, group) = (outgoing.covers, outgoing.kind, outgoing.group);
-            if let Some(state) = self.rooms.get_mut(room) {
-                state.outgoing = None;
-            }
-            self.answered_cover(room, covers, kind, group, result);
+        if !retried && let Some(outgoing) = self.rooms.get_mut(room).and_then(|s| s.outgoing.take()) {
+            let coalesce::Outgoing { covers, kind, group, members, .. } = outgoing;
+            self.answered_cover(room, covers, kind, group, members, result);
             self.pump(room);
             self.gauge(room);
             return;
@@ -243,6 +238,7 @@ impl Router {
         covers: usize,
         kind: coalesce::Cover,
         group: Option<GroupId>,
+        members: Vec<GroupId>,
         result: Result<Vec<RemoteId>, SendFailure>,
     ) {
         match result {
@@ -252,6 +248,9 @@ impl Router {
                 {
                     self.ids.add_copy(group, room, &remote_ids);
                     self.store.copy(group.0, room, &remote_ids);
+                    for member in members {
+                        self.ids.merged_into(member, room, group);
+                    }
                 }
                 let metric = match kind {
                     coalesce::Cover::Merged => Metric::Coalesced,

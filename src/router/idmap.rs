@@ -43,6 +43,11 @@ pub trait IdStore: Send {
     fn restore(&mut self, group: GroupId, snippet: Snippet, members: Vec<(RoomAddr, Vec<RemoteId>, bool)>);
     /// New groups get ids after `last` (the highest the store has seen).
     fn continue_after(&mut self, last: GroupId);
+    /// `group`'s message went to `room` merged into the copy of group `merged` (coalescing): a reply to it there
+    /// points at that copy. Kept in memory only.
+    fn merged_into(&mut self, group: GroupId, room: &RoomAddr, merged: GroupId);
+    /// The group whose copy in `room` carries `group`'s message merged with others.
+    fn merged_copy(&mut self, group: GroupId, room: &RoomAddr) -> Option<GroupId>;
 }
 
 #[derive(Debug)]
@@ -59,6 +64,8 @@ struct Member {
 struct Group {
     members: Vec<Member>,
     snippet: Snippet,
+    /// Rooms where the message went merged into another group's copy.
+    merged: Vec<(RoomAddr, GroupId)>,
 }
 
 /// The in-memory id map: an LRU of groups plus an index from room and id to group (nested, so a
@@ -132,7 +139,7 @@ impl IdStore for MemoryIdMap {
             members.push(Member { room: room.clone(), ids: vec![remote.clone()], pending: Vec::new(), ours: false });
             self.index.entry(room.clone()).or_default().insert(remote.clone(), id);
         }
-        self.insert(id, Group { members, snippet });
+        self.insert(id, Group { members, snippet, merged: Vec::new() });
         id
     }
 
@@ -174,11 +181,21 @@ impl IdStore for MemoryIdMap {
             }
             restored.push(Member { room, ids, pending: Vec::new(), ours });
         }
-        self.insert(group, Group { members: restored, snippet });
+        self.insert(group, Group { members: restored, snippet, merged: Vec::new() });
     }
 
     fn continue_after(&mut self, last: GroupId) {
         self.next = self.next.max(last.0 + 1);
+    }
+
+    fn merged_into(&mut self, group: GroupId, room: &RoomAddr, merged: GroupId) {
+        if let Some(entry) = self.groups.peek_mut(&group) {
+            entry.merged.push((room.clone(), merged));
+        }
+    }
+
+    fn merged_copy(&mut self, group: GroupId, room: &RoomAddr) -> Option<GroupId> {
+        self.groups.get(&group)?.merged.iter().find(|(r, _)| r == room).map(|(_, m)| *m)
     }
 }
 

@@ -113,7 +113,11 @@ fn render_message(
     let mut quote = None;
     if let Some(reply) = &message.reply {
         let group = reply.target.as_ref().and_then(|t| ids.group_of(&event.origin.room, t));
-        let copy = group.and_then(|g| ids.ids_in(g, &target.room.addr)).and_then(|c| c.into_iter().next());
+        let room = &target.room.addr;
+        // The copy there, or the merged copy that carries it (coalescing).
+        let copy = group
+            .and_then(|g| ids.ids_in(g, room).or_else(|| ids.merged_copy(g, room).and_then(|m| ids.ids_in(m, room))))
+            .and_then(|c| c.into_iter().next());
         // The quoted message as the bridge saw it, when it did; else what the reply itself carries.
         let (sender, text, time) = match group.and_then(|g| ids.snippet(g)) {
             Some(snippet) => (snippet.sender, Some(snippet.text), Some(snippet.time)),

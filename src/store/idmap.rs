@@ -191,4 +191,12 @@ impl IdStore for DurableIdMap {
     fn continue_after(&mut self, last: GroupId) {
         self.cache.continue_after(last);
     }
+
+    fn merged_into(&mut self, group: GroupId, room: &RoomAddr, merged: GroupId) {
+        self.cache.merged_into(group, room, merged);
+    }
+
+    fn merged_copy(&mut self, group: GroupId, room: &RoomAddr) -> Option<GroupId> {
+        self.cache.merged_copy(group, room)
+    }
 }

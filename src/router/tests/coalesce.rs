@@ -142,3 +142,22 @@ async fn messages_older_than_max_lag_are_summarised_where_the_room_says_so() {
     h.input(message("a", None, "al", "fresh"));
     assert_eq!(text_of(&sent_message(h.next("b").unwrap())), "[fishroom] al: fresh");
 }
+
+#[tokio::test]
+async fn a_reply_to_a_merged_message_points_at_the_merged_copy() {
+    let mut h = limited(AB, [rich(), rich(), text_only()]);
+    for n in 0..3 {
+        h.input(message("a", Some(&format!("m{n}")), "al", &format!("n{n}")));
+    }
+    h.next("b").unwrap();
+    h.delivered("b", &["c0"]);
+    h.token().await;
+    assert_eq!(text_of(&sent_message(h.next("b").unwrap())), "[fishroom] al: n1\n[fishroom] al: n2");
+    h.delivered("b", &["merged"]);
+    let mut reply = Message { content: Content::text("indeed"), ..Message::default() };
+    reply.reply = Some(crate::model::Reply { target: Some(RemoteId::new("m2")), ..Default::default() });
+    h.input(event("a", Some("r1"), "bo", EventKind::Message(reply)));
+    h.token().await;
+    let out = sent_message(h.next("b").unwrap());
+    assert_eq!(out.reply_to, Some(RemoteId::new("merged")));
+}

@@ -13,8 +13,11 @@ use crate::config::OnLag;
 use crate::link::OutMessage;
 use crate::model::{Content, Message, Platform, Segment};
 
-/// The most lines one merged message carries where the destination sets no length limit.
+/// The most lines one merged message carries.
 pub(super) const MAX_LINES: usize = 50;
+
+/// The longest merged message, in characters, where the destination sets no length limit: about a screenful.
+pub(super) const MAX_CHARS: usize = 2000;
 
 /// What a send covering several queued messages is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +111,7 @@ impl Router {
     }
 
     /// The plain messages at the front of the queue, each rendered with its room's `format`, as the lines of one
-    /// message: as many as fit the destination's length limit (at most [`MAX_LINES`] where it has none).
+    /// message: as many as fit the destination's length limit ([`MAX_CHARS`] where it has none), [`MAX_LINES`] at most.
     fn merge(&mut self, room: &RoomAddr, caps: Capabilities) -> Option<Outgoing> {
         // Lines carry their sender: rendered as where there is no separate sender field.
         let line_caps = Capabilities { separate_sender: false, ..caps };
@@ -136,7 +139,7 @@ impl Router {
             let line = part.to_plain_text();
             let len = line.chars().count();
             let needed = if lines.is_empty() { len } else { chars + 1 + len };
-            if caps.max_text_len.is_some_and(|max| needed > max) {
+            if needed > caps.max_text_len.unwrap_or(MAX_CHARS) {
                 break;
             }
             chars = needed;

@@ -240,35 +240,22 @@ fn parse_room(
 }
 
 fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptions) -> BridgeRoom {
-    let RoomOptions {
-        format,
-        nick_format,
-        events,
-        ignore_senders,
-        ignore_text,
-        replace_text,
-        replace_nick,
-        anti_ping,
-        coalesce,
-        max_lag,
-        on_lag,
-    } = options;
     // IRC behind Fishroom highlights a user's name wherever it appears; the other platforms ping by mention only.
-    let anti_ping = anti_ping.unwrap_or(addr.platform() == Platform::Fishroom);
+    let anti_ping = options.anti_ping.unwrap_or(addr.platform() == Platform::Fishroom);
     BridgeRoom {
         addr,
         direction,
-        format,
-        nick_format,
-        events,
-        ignore_senders,
-        ignore_text,
-        replace_text,
-        replace_nick,
         anti_ping,
-        coalesce,
-        max_lag,
-        on_lag,
+        format: options.format,
+        nick_format: options.nick_format,
+        events: options.events,
+        ignore_senders: options.ignore_senders,
+        ignore_text: options.ignore_text,
+        replace_text: options.replace_text,
+        replace_nick: options.replace_nick,
+        coalesce: options.coalesce,
+        max_lag: options.max_lag,
+        on_lag: options.on_lag,
     }
 }
 

@@ -92,52 +92,40 @@ impl Router {
             }
             let Some(item) = self.outbox.front_mut(room) else { return };
             let Some(link) = self.accounts.get(&room.account) else { return };
-            let outgoing = self.rooms.get(room).and_then(|s| s.outgoing.as_ref());
-            if let Some(outgoing) = outgoing {
-                item.attempts += 1;
-                let request = SendRequest {
-                    room: room.room.clone(),
-                    action,
-                    client_ids: outgoing.client_ids.clone(),
-                    attempt: item.attempts,
-                    maybe_sent: item.attempts > 1,
-                    event_time: item.event.time,
-                };
-                if link.sends.send(request).is_err() {
-                    let covers = self.rooms.get_mut(room).and_then(|s| s.outgoing.take()).map_or(1, |o| o.covers);
-                    for _ in 0..covers {
-                        self.give_up(room, "the account has stopped".to_owned(), false);
+            // A merged or summary send carries its own client id; a message of its own, the ones stored with it.
+            let merged_ids = self.rooms.get(room).and_then(|s| s.outgoing.as_ref()).map(|o| o.client_ids.clone());
+            let (client_ids, restored) = match merged_ids {
+                Some(ids) => (ids, false),
+                None => {
+                    if let SendAction::Message(out) = &action
+                        && item.attempts == 0
+                    {
+                        while item.client_ids.len() < out.parts.len() {
+                            let Some(id) = link.caps.client_ids.generate() else { break };
+                            item.client_ids.push(id);
+                        }
+                        // Registered before the send: the platform's echo may beat its answer.
+                        if let Some(group) = item.group {
+                            self.ids.add_pending(group, room, &item.client_ids);
+                        }
                     }
-                    continue;
+                    (item.client_ids.clone(), item.restored)
                 }
-                let state = self.rooms.entry(room.clone()).or_default();
-                state.in_flight = true;
-                state.sent_at = Some(std::time::Instant::now());
-                return;
-            }
-            if let SendAction::Message(out) = &action
-                && item.attempts == 0
-            {
-                while item.client_ids.len() < out.parts.len() {
-                    let Some(id) = link.caps.client_ids.generate() else { break };
-                    item.client_ids.push(id);
-                }
-                // Registered before the send: the platform's echo may beat its answer.
-                if let Some(group) = item.group {
-                    self.ids.add_pending(group, room, &item.client_ids);
-                }
-            }
+            };
             item.attempts += 1;
             let request = SendRequest {
                 room: room.room.clone(),
                 action,
-                client_ids: item.client_ids.clone(),
+                client_ids,
                 attempt: item.attempts,
-                maybe_sent: item.attempts > 1 || item.restored,
+                maybe_sent: item.attempts > 1 || restored,
                 event_time: item.event.time,
             };
             if link.sends.send(request).is_err() {
-                self.give_up(room, "the account has stopped".to_owned(), false);
+                let covers = self.rooms.get_mut(room).and_then(|s| s.outgoing.take()).map_or(1, |o| o.covers);
+                for _ in 0..covers {
+                    self.give_up(room, "the account has stopped".to_owned(), false);
+                }
                 continue;
             }
             let state = self.rooms.entry(room.clone()).or_default();

@@ -203,6 +203,10 @@ async fn long_texts_go_out_in_ordered_parts() {
     assert_eq!(ids.len(), 3, "each part has its own msg_id");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fm.sent().len(), 3);
+    // A link that fits a part is not cut, though the only space is early in the part.
+    fish.say("general", "irc", "alice", "https://ex.am/abcd x");
+    let texts = [next_sent(&mut at_fm).await.message, next_sent(&mut at_fm).await.message];
+    assert_eq!(texts, ["alice:", "https://ex.am/abcd x"]);
     running.shutdown().await;
 }
 

@@ -38,11 +38,12 @@ impl Router {
             // A merged or summary send tried again goes as it was, while the message it began with is still the
             // first (a reload or a give-up may have taken that one: then the send is forgotten).
             let front_key = item.key;
-            let state = self.rooms.entry(room.clone()).or_default();
-            if state.outgoing.as_ref().is_some_and(|o| o.front_key != front_key) {
-                state.outgoing = None;
-            }
-            let again = state.outgoing.as_ref().map(|o| o.action.clone());
+            let again = self.rooms.get_mut(room).and_then(|state| {
+                if state.outgoing.as_ref().is_some_and(|o| o.front_key != front_key) {
+                    state.outgoing = None;
+                }
+                state.outgoing.as_ref().map(|o| o.action.clone())
+            });
             let Some(item) = self.outbox.front_mut(room) else { return };
             let action = match again {
                 Some(action) => action,
@@ -75,12 +76,12 @@ impl Router {
                 return;
             }
             // The token came: what waited for it may go with the front message, or be summarised.
-            let state = self.rooms.entry(room.clone()).or_default();
-            let waited = std::mem::take(&mut state.waited);
+            let (waited, resending) = self
+                .rooms
+                .get_mut(room)
+                .map_or((false, false), |state| (std::mem::take(&mut state.waited), state.outgoing.is_some()));
             let mut action = action;
-            if state.outgoing.is_none()
-                && let Some(outgoing) = self.compose(room, caps, waited)
-            {
+            if !resending && let Some(outgoing) = self.compose(room, caps, waited) {
                 action = outgoing.action.clone();
                 // What it stands for is out with it (a full queue drops only messages not yet handed out).
                 for index in 1..outgoing.covers {
@@ -88,7 +89,9 @@ impl Router {
                         covered.attempts = 1;
                     }
                 }
-                self.rooms.entry(room.clone()).or_default().outgoing = Some(outgoing);
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.outgoing = Some(outgoing);
+                }
             }
             let Some(item) = self.outbox.front_mut(room) else { return };
             let Some(link) = self.accounts.get(&room.account) else { return };

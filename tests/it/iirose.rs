@@ -279,3 +279,30 @@ async fn a_message_without_its_echo_is_retried_then_given_up() {
     eventually("its echo confirms it", || stats.relayed.get() == 1).await;
     running.shutdown().await;
 }
+
+/// With `max_text_len`, a long text goes out as ordered parts, each said with an id of its own, and a link that fits
+/// a part is not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_text_len_splits_without_cutting_a_link() {
+    let sim = iirose().await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nformat = \"{{nick}}: {{text}}\"\n\
+         rooms = [\"iirose.rose:{ROSE_ROOM}\", \"fishroom.tuna:general\"]\n",
+        iirose_account("rose", &sim, "max_text_len = 20\n"),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["iirose.rose", "fishroom.tuna"]).await;
+    let mut at_rose = sim.subscribe();
+    fish.say("general", "irc", "alice", "one two three four five https://ex.am/abcd x");
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        parts.push(next_said(&mut at_rose).await);
+    }
+    let texts: Vec<&str> = parts.iter().map(|p| p.text.as_str()).collect();
+    // The second part ends before the link (cutting at 20 would have left "four five https://ex").
+    assert_eq!(texts, ["alice: one two three", "four five", "https://ex.am/abcd x"]);
+    let ids: std::collections::HashSet<&str> = parts.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "each part has its own id");
+    running.shutdown().await;
+}

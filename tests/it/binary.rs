@@ -15,7 +15,30 @@ pub(crate) fn bin() -> Command {
 }
 
 /// `chatbridge run -c <config>` at `RUST_LOG=info`, its output discarded unless `stderr` is piped.
-fn run_daemon(config: &std::path::Path, stderr: Stdio) -> Child {
+/// A daemon process, killed when the test ends however it ends (a failed assertion must not leave it running).
+pub(crate) struct Reaped(pub(crate) std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_daemon(config: &std::path::Path, stderr: Stdio) -> Reaped {
     // The state (outbox, id map) goes next to the configuration, in `state/`.
     bin()
         .args(["run", "-c"])
@@ -26,6 +49,7 @@ fn run_daemon(config: &std::path::Path, stderr: Stdio) -> Child {
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
+        .map(Reaped)
         .expect("the daemon starts")
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chatbridge::store::pg::testing::TestPostgres;
 
-use crate::binary::{bin, read_all, sigterm, temp_dir, wait_exit, write_config};
+use crate::binary::{Reaped, bin, read_all, sigterm, temp_dir, wait_exit, write_config};
 use crate::harness::{Pair, eventually};
 
 /// The database's connection string with a password in it (the test server trusts loopback, so it is never
@@ -259,29 +259,6 @@ pub(crate) fn owners(
         .lines()
         .filter_map(|line| line.split_once('|').map(|(a, o)| (a.to_owned(), o.to_owned())))
         .collect()
-}
-
-/// A daemon process, killed when the test ends however it ends (a failed assertion must not leave it running).
-pub(crate) struct Reaped(std::process::Child);
-
-impl std::ops::Deref for Reaped {
-    type Target = std::process::Child;
-    fn deref(&self) -> &std::process::Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reaped {
-    fn deref_mut(&mut self) -> &mut std::process::Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 pub(crate) fn daemon(config: &std::path::Path) -> Reaped {

@@ -4,6 +4,7 @@
 mod accounts;
 mod bridges;
 mod general;
+mod options;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -100,6 +100,8 @@ pub struct BridgeRoom {
     /// client highlighting its user's name wherever it appears (IRC, behind Fishroom) is not pinged by a
     /// relayed message from someone of the same name. On by default in Fishroom rooms only.
     pub anti_ping: bool,
+    /// Formatting goes as markdown where the platform shows it (Yunhu); else as plain text.
+    pub markdown: bool,
     /// Plain messages waiting for a send token in this room go out merged, one line each, as one message.
     pub coalesce: bool,
     /// How old a message waiting for this room may be before `on_lag` applies.

@@ -20,6 +20,7 @@ pub(super) struct RoomOptions {
     replace_nick: Vec<Replacement>,
     /// Unset: on for Fishroom rooms, off elsewhere.
     anti_ping: Option<bool>,
+    markdown: bool,
     coalesce: bool,
     max_lag: std::time::Duration,
     on_lag: OnLag,
@@ -39,6 +40,7 @@ impl Default for RoomOptions {
             replace_text: Vec::new(),
             replace_nick: Vec::new(),
             anti_ping: None,
+            markdown: true,
             coalesce: true,
             max_lag: MAX_LAG,
             on_lag: OnLag::Deliver,
@@ -53,6 +55,7 @@ pub(super) fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptio
         addr,
         direction,
         anti_ping,
+        markdown: options.markdown,
         format: options.format,
         nick_format: options.nick_format,
         events: options.events,
@@ -102,6 +105,9 @@ pub(super) fn parse_options(
     }
     if let Some(on) = fields.bool("anti_ping", report) {
         options.anti_ping = Some(on);
+    }
+    if let Some(on) = fields.bool("markdown", report) {
+        options.markdown = on;
     }
     if let Some(on) = fields.bool("coalesce", report) {
         options.coalesce = on;

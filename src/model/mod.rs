@@ -3,11 +3,12 @@
 
 mod content;
 mod ids;
+pub mod rich;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use content::{Content, Segment, push_plain};
+pub use content::{Content, Segment, Style, push_plain};
 pub use ids::{AccountId, EventId, RemoteId, RoomAddr, RoomId, Time, UserId};
 
 /// The hash map of the hot paths (the router's state, the metrics' series): foldhash, randomly seeded (keys
@@ -297,6 +298,9 @@ pub struct Capabilities {
     pub max_text_len: Option<usize>,
     /// The platform has a sender field apart from the text (Fishroom, the API): `nick_format` fills it.
     pub separate_sender: bool,
+    /// The platform shows formatting (styled text, code blocks, quotes, links with a text): the adapter is given it
+    /// as segments and writes it in the platform's markup (Yunhu: markdown). Elsewhere it arrives as plain text.
+    pub rich_text: bool,
     /// How the platform's client-chosen message ids look, where it lets the sender choose one.
     pub client_ids: ClientIdForm,
 }

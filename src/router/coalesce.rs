@@ -42,13 +42,21 @@ pub(super) struct Outgoing {
     pub(super) kind: Cover,
 }
 
-/// A message that may go merged with others: text, mentions and links only, no reply, never handed out before.
+/// A message that may go merged with others: text (styled or not: a merged line is plain), mentions and links
+/// only, no code block or quote (lines of their own), no reply, never handed out before.
 fn mergeable(item: &Queued) -> bool {
     let EventKind::Message(Message { content, reply: None, .. }) = &item.event.kind else { return false };
     item.attempts == 0
         && !item.restored
         && content.0.iter().all(|s| {
-            matches!(s, Segment::Text(_) | Segment::Mention { .. } | Segment::Link { .. } | Segment::RoomLink { .. })
+            matches!(
+                s,
+                Segment::Text(_)
+                    | Segment::Styled { .. }
+                    | Segment::Mention { .. }
+                    | Segment::Link { .. }
+                    | Segment::RoomLink { .. }
+            )
         })
 }
 

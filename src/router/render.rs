@@ -3,7 +3,7 @@
 
 use crate::config::{BridgeRoom, Replacement};
 use crate::link::{OutMessage, Quote, SendAction};
-use crate::model::{Capabilities, Content, Event, EventKind, Message, Segment, push_plain};
+use crate::model::{Capabilities, Content, Event, EventKind, Message, Segment, Style, push_plain};
 use crate::router::directory::Directory;
 use crate::router::idmap::IdStore;
 use crate::template::Vars;
@@ -133,12 +133,38 @@ fn render_message(
     }
     let rewrites = target.source.map_or(&[][..], |source| &source.replace_text[..]);
     for segment in &message.content.0 {
-        match segment {
-            Segment::Text(text) if !rewrites.is_empty() => {
-                body.push(Segment::Text(Replacement::apply_all(rewrites, text).into_owned()));
+        let rewrite = |text: &String| Replacement::apply_all(rewrites, text).into_owned();
+        let rewritten;
+        let segment = match segment {
+            _ if rewrites.is_empty() => segment,
+            Segment::Text(text) => {
+                body.push(Segment::Text(rewrite(text)));
+                continue;
             }
-            segment => body.push(native_or_text(segment, caps, directory, target)),
+            Segment::Styled { text, style } if !style.code => {
+                rewritten = Segment::Styled { text: rewrite(text), style: *style };
+                &rewritten
+            }
+            Segment::Quote { text } => {
+                rewritten = Segment::Quote { text: rewrite(text) };
+                &rewritten
+            }
+            segment => segment,
+        };
+        let out = native_or_text(segment, caps, directory, target);
+        // A code block or quote written as text begins a line of its own.
+        let at_line_start = match body.last() {
+            None => true,
+            Some(Segment::Text(text)) => text.ends_with('\n'),
+            Some(_) => false,
+        };
+        if !at_line_start
+            && matches!(segment, Segment::CodeBlock { .. } | Segment::Quote { .. })
+            && matches!(out, Segment::Text(_))
+        {
+            body.push(Segment::Text("\n".to_owned()));
         }
+        body.push(out);
     }
     let (sender, content) = if caps.separate_sender {
         (Some(target.room.nick_format.render(vars)), body)
@@ -189,6 +215,9 @@ fn quote_line(sender: Option<&str>, text: &str) -> String {
 fn native_or_text(segment: &Segment, caps: Capabilities, directory: &Directory, target: &Target<'_>) -> Segment {
     let native = match segment {
         Segment::Text(_) => true,
+        Segment::Styled { .. } | Segment::CodeBlock { .. } | Segment::Quote { .. } | Segment::Link { .. } => {
+            caps.rich_text && target.room.markdown
+        }
         Segment::Mention { name, .. } if caps.mention => {
             if let Some(user) = directory.lookup(&target.room.addr, name) {
                 return Segment::Mention { user: Some(user), name: name.clone() };
@@ -200,7 +229,7 @@ fn native_or_text(segment: &Segment, caps: Capabilities, directory: &Directory, 
         Segment::Video { .. } => caps.media.video,
         Segment::File { .. } => caps.media.file,
         Segment::Sticker { .. } => caps.media.sticker,
-        Segment::Mention { .. } | Segment::RoomLink { .. } | Segment::Link { .. } => false,
+        Segment::Mention { .. } | Segment::RoomLink { .. } => false,
     };
     if native {
         return segment.clone();
@@ -210,7 +239,8 @@ fn native_or_text(segment: &Segment, caps: Capabilities, directory: &Directory, 
     Segment::Text(text)
 }
 
-/// Joins neighbouring text segments and drops empty ones.
+/// Joins neighbouring text segments and drops empty ones; no line break at the end (a code block or quote written
+/// as text ends its line).
 fn merge_text(segments: Vec<Segment>) -> Content {
     let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
     for segment in segments {
@@ -220,6 +250,11 @@ fn merge_text(segments: Vec<Segment>) -> Content {
             (_, segment) => out.push(segment),
         }
     }
+    if let Some(Segment::Text(last)) = out.last_mut() {
+        let kept = last.trim_end_matches('\n').len();
+        last.truncate(kept);
+    }
+    out.retain(|s| !matches!(s, Segment::Text(t) if t.is_empty()));
     Content(out)
 }
 
@@ -274,7 +309,11 @@ fn text_and_unbroken(content: &Content) -> (String, Vec<(usize, usize)>) {
             Segment::Text(_) => {
                 kept.extend(UNBROKEN.find_iter(&text[from..]).map(|m| (from + m.start(), from + m.end())));
             }
-            Segment::Mention { .. } | Segment::Link { .. } | Segment::RoomLink { .. } => kept.push((from, text.len())),
+            Segment::Mention { .. }
+            | Segment::Link { .. }
+            | Segment::RoomLink { .. }
+            | Segment::CodeBlock { .. }
+            | Segment::Styled { style: Style { code: true, .. }, .. } => kept.push((from, text.len())),
             _ => {}
         }
     }

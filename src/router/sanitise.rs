@@ -37,7 +37,13 @@ pub fn text(text: &mut String) {
 fn content(content: &mut Content) {
     for segment in &mut content.0 {
         match segment {
-            Segment::Text(t) => text(t),
+            Segment::Text(t) | Segment::Styled { text: t, .. } | Segment::Quote { text: t } => text(t),
+            Segment::CodeBlock { code, lang } => {
+                text(code);
+                if let Some(lang) = lang {
+                    nick(lang);
+                }
+            }
             Segment::Mention { name, .. } => nick(name),
             Segment::Link { text: Some(t), .. } => text(t),
             _ => {}

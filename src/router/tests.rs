@@ -157,6 +157,36 @@ async fn relayed_names_do_not_ping_where_anti_ping_is_on() {
     assert_eq!(text_of(&sent_message(h.next("b").unwrap())), "[fishroom] z: short");
 }
 
+/// Formatting stays segments for a destination that shows it (unless its room says `markdown = false`) and is
+/// plain text elsewhere, a block on a line of its own; the origin's `replace_text` rewrites styled and quoted text,
+/// never code.
+#[tokio::test]
+async fn formatting_is_kept_where_shown_and_written_as_text_elsewhere() {
+    let bridges = "[[bridge]]\nname = \"x\"\nformat = \"{nick}: {text}\"\n\
+                   [[bridge.room]]\nroom = \"fishroom.a:r\"\nreplace_text = [[\"colour\", \"color\"]]\n\
+                   [[bridge.room]]\nroom = \"fishroom.b:r\"\n[[bridge.room]]\nroom = \"fishroom.c:r\"\nmarkdown = false\n";
+    let shows = Capabilities { rich_text: true, ..text_only() };
+    let mut h = harness(bridges, [text_only(), shows, shows], "");
+    let styled = |text: &str, style| Segment::Styled { text: text.into(), style };
+    let content = Content(vec![
+        styled("colour", crate::model::Style::BOLD),
+        Segment::CodeBlock { code: "colour = 1".into(), lang: None },
+        Segment::Quote { text: "colour".into() },
+    ]);
+    h.input(event("a", None, "alice", EventKind::Message(Message { content, ..Message::default() })));
+    let shown = sent_message(h.next("b").unwrap());
+    assert_eq!(
+        shown.parts[0].0,
+        vec![
+            Segment::Text("alice: ".into()),
+            styled("color", crate::model::Style::BOLD),
+            Segment::CodeBlock { code: "colour = 1".into(), lang: None },
+            Segment::Quote { text: "color".into() },
+        ]
+    );
+    assert_eq!(text_of(&sent_message(h.next("c").unwrap())), "alice: color\ncolour = 1\n> color");
+}
+
 #[tokio::test]
 async fn formats_and_relays_to_every_other_room_once() {
     let mut h = harness(ABC, [text_only(), text_only(), rich()], "");

@@ -7,6 +7,7 @@ mod config;
 mod contract;
 mod failover;
 mod fishroom;
+mod formatting;
 mod gaps;
 mod harness;
 mod heihei;

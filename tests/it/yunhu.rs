@@ -145,20 +145,37 @@ async fn a_bad_token_stops_only_its_account() {
     running.shutdown().await;
 }
 
+/// Formatting goes as markdown by default; an account with `markdown = false` sends it as plain text. Plain text
+/// that looks like markdown goes as text either way (tests/it/formatting.rs has every pair).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn markdown_goes_out_as_markdown_where_the_account_asks() {
+async fn formatting_goes_as_markdown_unless_the_account_says_not() {
     let sim = yunhu().await;
     let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
     let source = format!(
-        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"yunhu.me:group/big\", \"fishroom.tuna:general\"]\n",
-        yunhu_account("me", &sim, YUNHU_TOKEN, "markdown = true\n"),
+        "{FAST}{}{}{}\n[[bridge]]\nname = \"b\"\nformat = \"{{text}}\"\n\
+         rooms = [\"yunhu.me:group/big\", \"yunhu.plain:group/small\", \"fishroom.tuna:general\"]\n",
+        yunhu_account("me", &sim, YUNHU_TOKEN, ""),
+        yunhu_account("plain", &sim, YUNHU_TOKEN_2, "markdown = false\n"),
         account("tuna", &fish, "11", "key"),
     );
-    let running = start(&source, &["yunhu.me", "fishroom.tuna"]).await;
+    let running = start(&source, &["yunhu.me", "yunhu.plain", "fishroom.tuna"]).await;
     let mut requests = sim.subscribe();
-    fish.say("general", "irc", "alice", "this is **important**");
-    fish.say("general", "irc", "alice", "plain words");
-    assert_eq!(sent(next_request(&mut requests).await).content_type, 3);
-    assert_eq!(sent(next_request(&mut requests).await).content_type, 1);
+    fish.say_rich("general", "alice", &[(&[], "this is "), (&["bold"], "important")]);
+    fish.say("general", "irc", "alice", "this is **typed**");
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let sent = sent(next_request(&mut requests).await);
+        got.push((sent.chat_id, sent.content_type, sent.text));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("big".into(), 1, "this is **typed**".into()),
+            ("big".into(), 3, "this is **important**".into()),
+            ("small".into(), 1, "this is **typed**".into()),
+            ("small".into(), 1, "this is important".into()),
+        ]
+    );
     running.shutdown().await;
 }

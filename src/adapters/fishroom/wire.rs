@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Content, Segment};
+use crate::model::{Content, Segment, Style};
 
 /// The answer of `GET /api/messages?room=`.
 #[derive(Debug, Deserialize)]
@@ -22,6 +22,10 @@ pub struct FishMessage {
     pub mtype: Option<String>,
     pub content: Option<String>,
     pub media_url: Option<String>,
+    /// IRC formatting: `[[{"color": …, "style": ["bold", "italic", "underline"]}, "text"], …]` (`models.py
+    /// RichTextField`), the texts together making `content`. Kept as a value: a malformed one costs only itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rich_text: Option<serde_json::Value>,
     pub date: Option<String>,
     pub time: Option<String>,
     pub botmsg: Option<bool>,
@@ -48,11 +52,15 @@ pub fn parse_poll(body: &[u8]) -> Result<Vec<Result<FishMessage, String>>, Strin
     Ok(answer.messages.into_iter().map(|item| serde_json::from_value(item).map_err(|e| e.to_string())).collect())
 }
 
-/// What a feed message says, as segments: the text, then the media it carries.
+/// What a feed message says, as segments: the text (bold and italic where its `rich_text` says so), then the media
+/// it carries.
 pub fn content_of(message: &FishMessage) -> Content {
     let mut segments = Vec::new();
     if let Some(text) = message.content.as_deref().filter(|t| !t.is_empty()) {
-        segments.push(Segment::Text(text.to_owned()));
+        match message.rich_text.as_ref().and_then(|rich| styled(rich, text)) {
+            Some(styled) => segments.extend(styled),
+            None => segments.push(Segment::Text(text.to_owned())),
+        }
     }
     if let Some(url) = message.media_url.as_deref().filter(|u| !u.is_empty()) {
         let url = url.to_owned();
@@ -70,6 +78,29 @@ pub fn content_of(message: &FishMessage) -> Content {
         segments.push(media);
     }
     Content(segments)
+}
+
+/// `rich_text` as segments, when it is the documented list and its texts make `content` (else the plain text
+/// stands: colours and underlining have no place in the model and are dropped).
+fn styled(rich: &serde_json::Value, content: &str) -> Option<Vec<Segment>> {
+    let mut out: Vec<Segment> = Vec::new();
+    let mut whole = String::new();
+    for item in rich.as_array()? {
+        let [style, text] = item.as_array()?.as_slice() else { return None };
+        let text = text.as_str()?;
+        whole.push_str(text);
+        let names = style.get("style").and_then(|s| s.as_array());
+        let has = |name: &str| names.is_some_and(|list| list.iter().any(|s| s.as_str() == Some(name)));
+        let style = Style { bold: has("bold"), italic: has("italic"), ..Style::default() };
+        match out.last_mut() {
+            Some(Segment::Text(last)) if style.is_plain() => last.push_str(text),
+            Some(Segment::Styled { text: last, style: s }) if *s == style => last.push_str(text),
+            _ if text.is_empty() => {}
+            _ if style.is_plain() => out.push(Segment::Text(text.to_owned())),
+            _ => out.push(Segment::Styled { text: text.to_owned(), style }),
+        }
+    }
+    (whole == content).then_some(out)
 }
 
 #[cfg(test)]
@@ -92,6 +123,38 @@ mod tests {
                 Segment::Image { url: "https://img/cat.jpg".into() }
             ]
         );
+    }
+
+    #[test]
+    fn irc_formatting_reads_as_styles() {
+        let message = |rich: serde_json::Value, content: &str| FishMessage {
+            content: Some(content.into()),
+            rich_text: Some(rich),
+            ..FishMessage::default()
+        };
+        // As `TextFormatter.parseIRC` gives "a \x02bold\x02 \x1d\x02both\x0f \x033red": colour dropped.
+        let rich = serde_json::json!([
+            [{"color": "", "style": []}, "a "],
+            [{"color": "", "style": ["bold"]}, "bold"],
+            [{"color": "", "style": []}, " "],
+            [{"color": "", "style": ["italic", "bold"]}, "both"],
+            [{"color": [3, null], "style": ["underline"]}, " red"],
+        ]);
+        assert_eq!(
+            content_of(&message(rich.clone(), "a bold both red")).0,
+            vec![
+                Segment::Text("a ".into()),
+                Segment::Styled { text: "bold".into(), style: Style::BOLD },
+                Segment::Text(" ".into()),
+                Segment::Styled { text: "both".into(), style: Style { bold: true, italic: true, ..Style::default() } },
+                Segment::Text(" red".into()),
+            ]
+        );
+        // Texts that do not make the content, or a shape that is not the documented one: the content stands.
+        for rich in [rich, serde_json::json!({"bold": true}), serde_json::json!([["x"]]), serde_json::json!([[{}, 1]])]
+        {
+            assert_eq!(content_of(&message(rich, "something else")).0, vec![Segment::Text("something else".into())]);
+        }
     }
 
     #[test]
@@ -118,7 +181,8 @@ mod tests {
         assert_eq!(content_of(&items[0]), Content::text("有人在吗？ <b>not bold</b> &amp; co"));
         assert_eq!(content_of(&items[1]).0, vec![Segment::Image { url: "https://ex.example/photo/abc.jpg".into() }]);
         assert!(matches!(content_of(&items[2]).0[..], [Segment::Sticker { .. }]));
-        assert_eq!(content_of(&items[3]), Content::text("bold and red"));
+        // IRC formatting: bold kept, colour dropped.
+        assert_eq!(content_of(&items[3]).0, [Segment::Styled { text: "bold and red".into(), style: Style::BOLD }]);
         assert_eq!(items[4].mtype.as_deref(), Some("event"));
         assert_eq!(items[6].channel.as_deref(), Some("api-chatbridge"));
         assert_eq!(items[7].sender, None);

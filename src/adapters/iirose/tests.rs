@@ -1,7 +1,7 @@
 //! The IIROSE parsers on the seed's receive samples, escaping, batches, compression and quote syntax.
 
 use super::wire::*;
-use crate::model::{Content, Segment, Time};
+use crate::model::{Content, Segment, Style, Time};
 
 const SEED: &str = include_str!("../../../tests/fixtures/wire/iirose/seed_receive.txt");
 const SEED_SEND: &str = include_str!("../../../tests/fixtures/wire/iirose/seed_send.txt");
@@ -10,6 +10,7 @@ const DUMP: &str = include_str!("../../../tests/fixtures/wire/iirose/login_dump.
 const REFUSALS: &str = include_str!("../../../tests/fixtures/wire/iirose/login_refusals.txt");
 const KEEPALIVE: &str = include_str!("../../../tests/fixtures/wire/iirose/keepalive.txt");
 const PRESENCE: &str = include_str!("../../../tests/fixtures/wire/iirose/presence.txt");
+const MARKDOWN: &str = include_str!("../../../tests/fixtures/wire/iirose/markdown.txt");
 
 fn one(text: &str) -> Packet {
     let mut packets = parse_packet(text);
@@ -198,6 +199,29 @@ fn multi_forward_packets_are_dispatched_again() {
     let packets = parse_packet(&format!("z{}\"{}", escape(&inner), escape("-k")));
     assert!(matches!(&packets[0], Packet::Chat { public, .. } if public.len() == 1));
     assert_eq!(packets[1], Packet::Kicked);
+}
+
+#[test]
+fn markdown_messages_read_as_formatting_with_their_markup() {
+    let Packet::Chat { public, .. } = one(crate::corpus::split(MARKDOWN).1) else { panic!() };
+    let Record::Message(m) = &public[0] else { panic!() };
+    let bold = |t: &str| Segment::Styled { text: t.into(), style: Style::BOLD };
+    assert_eq!(
+        parse_text(&m.text).0.0,
+        vec![
+            bold("网易云热评："),
+            Segment::Text("\n".into()),
+            bold("好听"),
+            Segment::Text(" 对".into()),
+            Segment::Mention { user: None, name: "小学".into() },
+            Segment::Text("说 ——".into()),
+            Segment::Styled { text: "(昨天)".into(), style: Style::ITALIC },
+            Segment::Text(" ".into()),
+            Segment::Image { url: "https://r.iirose.com/i/a_b_c.png".into() },
+        ]
+    );
+    // Without the prefix the same text is plain: asterisks are what someone typed.
+    assert_eq!(parse_text("**not bold**").0, Content::text("**not bold**"));
 }
 
 #[test]

@@ -9,6 +9,9 @@ use crate::model::{Content, Reply, Segment, Time};
 
 const QUOTE_END: &str = " (hr_) ";
 const QUOTE_MARK: &str = " (_hr) ";
+/// What a markdown message begins with: three backslashes, an asterisk, a line feed (KOISHI-GH `sendMessage.ts`,
+/// IIROSEBOT `send_markdown`; it arrives as `&#092;&#092;&#092;*` before the fields are unescaped).
+const MARKDOWN: &str = "\\\\\\*\n";
 
 static MARKUP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|\s)\[\*(?P<mention>[^\]]+)\*\](?:\s|$)|(?:^|\s)\[_(?P<room>[0-9A-Za-z]+)_\](?:\s|$)|\[(?P<image>https?://[^\]\s]+)\]")
@@ -20,6 +23,10 @@ pub fn parse_text(text: &str) -> (Content, Option<Reply>) {
     if text.is_empty() {
         return (Content::default(), None);
     }
+    let (markdown, text) = match text.strip_prefix(MARKDOWN) {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
     let (reply, new) = match text.rsplit_once(QUOTE_END) {
         Some((chain, new)) => {
             // The innermost quote is the last `quoted (_hr) name_time` of the chain.
@@ -38,7 +45,35 @@ pub fn parse_text(text: &str) -> (Content, Option<Reply>) {
         }
         None => (None, text),
     };
-    (segments(new), reply)
+    match new.strip_prefix(MARKDOWN) {
+        Some(new) => (markdown_segments(new), reply),
+        None if markdown => (markdown_segments(new), reply),
+        None => (segments(new), reply),
+    }
+}
+
+/// A markdown message: IIROSE's own markup (mentions `[*name*]`, room links `[_id_]`, images `[url]`) escaped so
+/// that markdown does not read it as emphasis, the markdown read, then the markup in its plain text.
+fn markdown_segments(text: &str) -> Content {
+    let text = text.trim_start();
+    let escaped = MARKUP.replace_all(text, |caps: &regex::Captures<'_>| {
+        let mut out = String::new();
+        for c in caps[0].chars() {
+            if matches!(c, '\\' | '*' | '_' | '[' | ']' | '`' | '~' | '<' | '&') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    });
+    let mut out = Vec::new();
+    for segment in crate::model::rich::markdown::parse(&escaped).0 {
+        match segment {
+            Segment::Text(text) => out.extend(segments(&text).0),
+            other => out.push(other),
+        }
+    }
+    Content(out)
 }
 
 fn segments(text: &str) -> Content {

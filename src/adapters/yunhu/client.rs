@@ -8,21 +8,11 @@ use super::proto::{
 };
 use super::{Chat, Shared};
 use crate::adapters::{AdapterContext, OutMessage, SendAction, SendFailure, SendRequest};
-use crate::model::{ClientIdForm, Content, RemoteId, Segment, push_plain};
+use crate::model::{ClientIdForm, Content, RemoteId, Segment, push_plain, rich};
 
 /// `content_type` 1: text; 3: Markdown.
 const TEXT: u64 = 1;
 const MARKDOWN: u64 = 3;
-
-/// Whether a text carries Markdown worth showing as such.
-fn carries_markdown(text: &str) -> bool {
-    text.contains("**")
-        || text.contains('`')
-        || (text.contains("](") && text.contains('['))
-        || text
-            .lines()
-            .any(|l| l.starts_with("# ") || l.starts_with("## ") || l.starts_with("- ") || l.starts_with("> "))
-}
 
 pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: SendRequest) {
     let result = match shared.chats.iter().find(|chat| chat.room == request.room).cloned() {
@@ -38,22 +28,33 @@ pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: Send
     shared.stop.answer(&ctx, &request.room, result).await;
 }
 
-/// The text of a part, with its native mentions' ids.
-fn text_and_mentions(part: &Content) -> (String, Vec<String>) {
+/// A part as Yunhu text with its native mentions' ids, and its content type: markdown where it carries formatting
+/// (the router leaves formatting in only where the account and the room send markdown), else plain text.
+fn text_and_mentions(part: &Content) -> (String, Vec<String>, u64) {
+    let markdown = part.is_rich();
     let mut text = String::new();
     let mut ids = Vec::new();
     for segment in &part.0 {
         match segment {
             Segment::Mention { user: Some(id), name } => {
                 text.push('@');
-                text.push_str(name);
+                if markdown {
+                    rich::markdown::escape(&mut text, name);
+                } else {
+                    text.push_str(name);
+                }
                 text.push(' ');
                 ids.push(id.to_string());
             }
+            other if markdown => rich::markdown::push(&mut text, other),
             other => push_plain(&mut text, other),
         }
     }
-    (text, ids)
+    if markdown {
+        let kept = text.trim_end().len();
+        text.truncate(kept);
+    }
+    (text, ids, if markdown { MARKDOWN } else { TEXT })
 }
 
 fn check(status: Option<Status>) -> Result<(), SendFailure> {
@@ -95,7 +96,7 @@ async fn send_message(
             ids.push(id);
             continue;
         }
-        let (text, mentioned_id) = text_and_mentions(part);
+        let (text, mentioned_id, content_type) = text_and_mentions(part);
         let mut content = SendContent { text, mentioned_id, ..SendContent::default() };
         let mut quote_msg_id = String::new();
         if i == 0 {
@@ -107,7 +108,6 @@ async fn send_message(
                 };
             }
         }
-        let content_type = if shared.config.markdown && carries_markdown(&content.text) { MARKDOWN } else { TEXT };
         let body = SendMessageRequest {
             msg_id: id.to_string(),
             chat_id: chat.id.clone(),
@@ -130,13 +130,14 @@ async fn edit(
     target: &RemoteId,
     message: &OutMessage,
 ) -> Result<Vec<RemoteId>, SendFailure> {
-    let (text, mentioned_id) = message.parts.first().map(text_and_mentions).unwrap_or_default();
+    let (text, mentioned_id, content_type) =
+        message.parts.first().map(text_and_mentions).unwrap_or_else(|| (String::new(), Vec::new(), TEXT));
     let body = EditMessageRequest {
         msg_id: target.to_string(),
         chat_id: chat.id.clone(),
         chat_type: chat.kind,
         content: Some(SendContent { text, mentioned_id, ..SendContent::default() }),
-        content_type: TEXT,
+        content_type,
         quote_msg_id: String::new(),
     };
     let answer: EditMessageResponse = shared.call("/v1/msg/edit-message", &body).await?;
@@ -164,15 +165,20 @@ async fn recall(shared: &Shared, chat: &Chat, targets: &[RemoteId]) -> Result<Ve
 
 #[cfg(test)]
 mod tests {
-    use super::carries_markdown;
+    use super::{MARKDOWN, TEXT, text_and_mentions};
+    use crate::model::{Content, Segment, Style, UserId};
 
     #[test]
-    fn markdown_is_recognised() {
-        for text in ["**bold**", "use `cargo`", "[site](https://x)", "# Title\nbody", "a\n- item"] {
-            assert!(carries_markdown(text), "{text}");
-        }
-        for text in ["plain", "3 * 4 = 12", "[not a link]", "#hashtag"] {
-            assert!(!carries_markdown(text), "{text}");
-        }
+    fn formatting_goes_as_markdown_and_plain_text_as_it_is() {
+        let mention = Segment::Mention { user: Some(UserId::new("42")), name: "a_b".into() };
+        let plain = Content(vec![Segment::Text("3 * 4 = **12** ".into()), mention.clone()]);
+        assert_eq!(text_and_mentions(&plain), ("3 * 4 = **12** @a_b ".into(), vec!["42".into()], TEXT));
+        let rich = Content(vec![
+            Segment::Text("3 * 4 = ".into()),
+            Segment::Styled { text: "12".into(), style: Style::BOLD },
+            Segment::Text(" ".into()),
+            mention,
+        ]);
+        assert_eq!(text_and_mentions(&rich), ("3 \\* 4 = **12** @a\\_b".into(), vec!["42".into()], MARKDOWN));
     }
 }

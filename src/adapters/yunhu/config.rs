@@ -23,7 +23,8 @@ pub struct YunhuAccount {
     pub idle_timeout: Duration,
     /// A streamed message is relayed when no part has come for this long.
     pub stream_settle: Duration,
-    /// Send texts that carry Markdown (`**`, `` ` ``, `[text](url)`, headings, lists) as Markdown.
+    /// Formatting (bold, italic, code, links with a text, quotes) goes as Markdown (`content_type` 3); off: as
+    /// plain text. Plain messages go as text either way.
     pub markdown: bool,
     pub request_timeout: Duration,
 }
@@ -86,7 +87,7 @@ fn parse(id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Re
     let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
     let idle_timeout = fields.duration("idle_timeout", report).unwrap_or(Duration::from_secs(70));
     let stream_settle = fields.duration("stream_settle", report).unwrap_or(Duration::from_secs(2));
-    let markdown = fields.bool("markdown", report).unwrap_or(false);
+    let markdown = fields.bool("markdown", report).unwrap_or(true);
     let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
     fields.deny_unknown(what, report);
     Some(YunhuAccount {

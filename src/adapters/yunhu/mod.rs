@@ -138,6 +138,7 @@ impl Adapter for YunhuAdapter {
             recall: true,
             reply: true,
             mention: true,
+            rich_text: self.config.markdown,
             client_ids: ClientIdForm::UuidHex,
             ..Capabilities::default()
         }

@@ -60,8 +60,9 @@ fn segments(p: &PushMessage) -> Vec<Segment> {
 fn every_content_type_maps_to_segments() {
     let text = |t: &str| MsgContent { text: t.into(), ..MsgContent::default() };
     assert_eq!(segments(&push(1, text("hello"))), [Segment::Text("hello".into())]);
-    assert_eq!(segments(&push(3, text("**bold**"))), [Segment::Text("**bold**".into())], "markdown as its text");
-    assert_eq!(segments(&push(8, text("<b>a</b> &amp; b"))), [Segment::Text("a & b".into())], "html reduced");
+    let bold = |t: &str| Segment::Styled { text: t.into(), style: crate::model::Style::BOLD };
+    assert_eq!(segments(&push(3, text("**bold** & b"))), [bold("bold"), Segment::Text(" & b".into())], "markdown");
+    assert_eq!(segments(&push(8, text("<b>a</b> &amp; b"))), [bold("a"), Segment::Text(" & b".into())], "html");
     let image = MsgContent { image_url: "https://img/1.png".into(), ..MsgContent::default() };
     assert_eq!(segments(&push(2, image)), [Segment::Image { url: "https://img/1.png".into() }]);
     let file = MsgContent {

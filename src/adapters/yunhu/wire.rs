@@ -5,7 +5,7 @@ use prost::Message as _;
 use serde_json::json;
 
 use super::proto::{MsgContent, PushMessage, StreamMessage, WsWrapper};
-use crate::model::{Content, EventKind, Message, RemoteId, Reply, Segment, Time, User, UserId};
+use crate::model::{Content, EventKind, Message, RemoteId, Reply, Segment, Time, User, UserId, rich};
 
 /// A decoded server frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,17 +52,15 @@ pub fn heartbeat(seq: &str) -> String {
     json!({"seq": seq, "cmd": "heartbeat", "data": {}}).to_string()
 }
 
-/// The content of a push as segments. Markdown and HTML arrive as their text (HTML with its tags taken out).
+/// The content of a push as segments: markdown (3) and HTML (8) read for their formatting.
 pub fn content(kind: u64, c: &MsgContent) -> Content {
-    let mut segments = Vec::new();
-    let text = match kind {
-        8 => strip_tags(&c.text),
-        _ => c.text.clone(),
+    let mut segments = match kind {
+        3 => rich::markdown::parse(&c.text).0,
+        8 => rich::html::parse(&c.text).0,
+        _ if c.text.is_empty() => Vec::new(),
+        _ => vec![Segment::Text(c.text.clone())],
     };
     // A mention is written into the text as `@name`; the ids come separately.
-    if !text.is_empty() {
-        segments.push(Segment::Text(text));
-    }
     let url = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     if let Some(url) = url(&c.image_url) {
         segments.push(Segment::Image { url });
@@ -89,20 +87,6 @@ pub fn content(kind: u64, c: &MsgContent) -> Content {
 
 fn url_name(name: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
-}
-
-fn strip_tags(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    htmlize::unescape(out.as_str()).into_owned()
 }
 
 pub fn sender(push: &PushMessage) -> Option<User> {

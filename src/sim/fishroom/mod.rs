@@ -124,6 +124,16 @@ impl FishroomSim {
         self.shared.publish(message(room, channel, sender, content));
     }
 
+    /// Someone on IRC says something formatted: (styles, text) runs as fishroom's IRC handler gives them in
+    /// `rich_text` (`["bold"]`, `["italic", "underline"]`…), their texts together the `content`.
+    pub fn say_rich(&self, room: &str, sender: &str, runs: &[(&[&str], &str)]) {
+        let content: String = runs.iter().map(|(_, text)| *text).collect();
+        let mut message = message(room, "irc", sender, &content);
+        message["rich_text"] =
+            runs.iter().map(|(styles, text)| json!([{"color": "", "style": styles}, text])).collect();
+        self.shared.publish(message);
+    }
+
     /// Publishes a message object as given (media, events, odd fields).
     pub fn publish(&self, message: Value) {
         self.shared.publish(message);

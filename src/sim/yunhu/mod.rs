@@ -157,6 +157,15 @@ impl YunhuSim {
         self.post(group, user, text, &[], ("", ""))
     }
 
+    /// `user` says `text` in `group` as a message of `content_type` (3 markdown, 8 HTML); returns the message id.
+    pub fn say_as(&self, group: &str, user: (&str, &str), content_type: u64, text: &str) -> String {
+        let msg_id = uuid::Uuid::new_v4().simple().to_string();
+        let content = MsgContent { text: text.to_owned(), ..MsgContent::default() };
+        let push = self.shared.message(&msg_id, group, 2, user, 1, content_type, content, "");
+        self.shared.publish("push_message", &push);
+        msg_id
+    }
+
     /// A text message with mentions (ids for the `@name`s of the text) quoting (msg_id, text).
     pub fn post(
         &self,

@@ -12,6 +12,7 @@ use super::*;
 use crate::config::OnLag;
 use crate::link::OutMessage;
 use crate::model::{Content, Message, Platform, Segment};
+use crate::router::idmap::MergedLines;
 
 /// The most lines one merged message carries.
 pub(super) const MAX_LINES: usize = 50;
@@ -125,6 +126,7 @@ impl Router {
         let line_caps = Capabilities { separate_sender: false, ..caps };
         let mut lines: Vec<String> = Vec::new();
         let mut members: Vec<GroupId> = Vec::new();
+        let mut standing: Vec<(GroupId, Option<String>)> = Vec::new();
         let mut chars = 0;
         while lines.len() < MAX_LINES {
             let Some(item) = self.outbox.peek(room, lines.len()) else { break };
@@ -151,8 +153,11 @@ impl Router {
                 break;
             }
             chars = needed;
+            if let Some(group) = self.outbox.peek(room, lines.len()).and_then(|item| item.group) {
+                members.push(group);
+                standing.push((group, Some(line.clone())));
+            }
             lines.push(line);
-            members.extend(self.outbox.peek(room, lines.len() - 1).and_then(|item| item.group));
         }
         if lines.len() < 2 {
             return None;
@@ -171,6 +176,7 @@ impl Router {
         let client_ids: Vec<RemoteId> = caps.client_ids.generate().into_iter().collect();
         self.ids.add_pending(group, room, &client_ids);
         let sender = caps.separate_sender.then_some(bridge);
+        self.ids.set_merged_lines(group, MergedLines { sender: sender.clone(), lines: standing });
         let message = OutMessage { sender, parts: vec![Content::text(text)], reply_to: None, quote: None };
         let action = SendAction::Message(message);
         Some(Outgoing { front_key, covers, action, client_ids, group: Some(group), members, kind: Cover::Merged })

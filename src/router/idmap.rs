@@ -21,6 +21,22 @@ pub struct Snippet {
     pub time: Time,
 }
 
+/// What a merged copy says, line by line: a recall or an edit of one of its messages edits the copy to match.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MergedLines {
+    /// The copy's sender field (the bridge's name), where the platform has one.
+    pub sender: Option<String>,
+    /// Each message's group and its line as it stands now (`None` once the message is recalled).
+    pub lines: Vec<(GroupId, Option<String>)>,
+}
+
+impl MergedLines {
+    /// The copy's text now: the lines still standing.
+    pub fn text(&self) -> String {
+        self.lines.iter().filter_map(|(_, line)| line.as_deref()).collect::<Vec<_>>().join("\n")
+    }
+}
+
 /// The operations the router and the destination queues need from the id map.
 pub trait IdStore: Send {
     /// A new group for a message seen in `origin` (with its id, when the platform gives one).
@@ -48,6 +64,9 @@ pub trait IdStore: Send {
     fn merged_into(&mut self, group: GroupId, room: &RoomAddr, merged: GroupId);
     /// The group whose copy in `room` carries `group`'s message merged with others.
     fn merged_copy(&mut self, group: GroupId, room: &RoomAddr) -> Option<GroupId>;
+    /// The lines of the merged copy of group `merged` (kept in memory only, as `merged_into`).
+    fn merged_lines(&mut self, merged: GroupId) -> Option<&mut MergedLines>;
+    fn set_merged_lines(&mut self, merged: GroupId, lines: MergedLines);
 }
 
 #[derive(Debug)]
@@ -66,6 +85,8 @@ struct Group {
     snippet: Snippet,
     /// Rooms where the message went merged into another group's copy.
     merged: Vec<(RoomAddr, GroupId)>,
+    /// For a merged copy: what it says, line by line.
+    lines: Option<Box<MergedLines>>,
 }
 
 /// The in-memory id map: an LRU of groups plus an index from room and id to group (nested, so a
@@ -139,7 +160,7 @@ impl IdStore for MemoryIdMap {
             members.push(Member { room: room.clone(), ids: vec![remote.clone()], pending: Vec::new(), ours: false });
             self.index.entry(room.clone()).or_default().insert(remote.clone(), id);
         }
-        self.insert(id, Group { members, snippet, merged: Vec::new() });
+        self.insert(id, Group { members, snippet, merged: Vec::new(), lines: None });
         id
     }
 
@@ -181,7 +202,9 @@ impl IdStore for MemoryIdMap {
             }
             restored.push(Member { room, ids, pending: Vec::new(), ours });
         }
-        self.insert(group, Group { members: restored, snippet, merged: Vec::new() });
+        // What only memory knows (merges) survives a group read again from the store.
+        let (merged, lines) = self.groups.pop(&group).map(|g| (g.merged, g.lines)).unwrap_or_default();
+        self.insert(group, Group { members: restored, snippet, merged, lines });
     }
 
     fn continue_after(&mut self, last: GroupId) {
@@ -196,6 +219,16 @@ impl IdStore for MemoryIdMap {
 
     fn merged_copy(&mut self, group: GroupId, room: &RoomAddr) -> Option<GroupId> {
         self.groups.get(&group)?.merged.iter().find(|(r, _)| r == room).map(|(_, m)| *m)
+    }
+
+    fn merged_lines(&mut self, merged: GroupId) -> Option<&mut MergedLines> {
+        self.groups.get_mut(&merged)?.lines.as_deref_mut()
+    }
+
+    fn set_merged_lines(&mut self, merged: GroupId, lines: MergedLines) {
+        if let Some(entry) = self.groups.peek_mut(&merged) {
+            entry.lines = Some(Box::new(lines));
+        }
     }
 }
 

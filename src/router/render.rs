@@ -55,6 +55,16 @@ pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directo
         }
         EventKind::Edited { target: edited, content } => {
             let copy = copy_of(ids, edited).and_then(|ids| ids.into_iter().next());
+            if copy.is_none() && target.caps.edit {
+                // A message that went merged: its line in the merged copy rewritten.
+                let line_target = Target { caps: Capabilities { separate_sender: false, ..target.caps }, ..*target };
+                let message = Message { content: content.clone(), ..Message::default() };
+                let line = render_message(&message, &vars, &line_target, ids, directory, event);
+                let line = line.parts.iter().map(Content::to_plain_text).collect::<Vec<_>>().join(" ");
+                if let Some(action) = merged_change(ids, origin, edited, Some(line), target) {
+                    return Rendered::Send(action);
+                }
+            }
             match copy.filter(|_| target.caps.edit) {
                 Some(copy) => {
                     let message = Message { content: content.clone(), ..Message::default() };
@@ -70,6 +80,9 @@ pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directo
             }
         }
         EventKind::Recalled { target: recalled } => {
+            if let Some(action) = merged_change(ids, origin, recalled, None, target) {
+                return Rendered::Send(action);
+            }
             if !target.caps.recall {
                 return Rendered::Skip("the destination cannot recall messages");
             }
@@ -85,6 +98,36 @@ pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directo
         EventKind::Unsupported { .. } => return Rendered::Skip("unsupported events are not relayed"),
     };
     Rendered::Send(action)
+}
+
+/// An edit (`line`: its new line) or a recall (`None`) of a message that went to this room merged with others
+/// (coalescing), where the platform edits: the merged copy edited to say what it says now — recalled once none of
+/// its lines stands. Rendering it again (a retry) gives the same.
+fn merged_change(
+    ids: &mut dyn IdStore,
+    origin: &crate::model::RoomAddr,
+    changed: &crate::model::RemoteId,
+    line: Option<String>,
+    target: &Target<'_>,
+) -> Option<SendAction> {
+    if !target.caps.edit {
+        return None;
+    }
+    let room = &target.room.addr;
+    let group = ids.group_of(origin, changed)?;
+    // A message goes to a room alone or merged: one with a merged copy there has no copy of its own.
+    let merged = ids.merged_copy(group, room)?;
+    let copy = ids.ids_in(merged, room).filter(|c| !c.is_empty())?;
+    let lines = ids.merged_lines(merged)?;
+    let (_, standing) = lines.lines.iter_mut().find(|(g, _)| *g == group)?;
+    *standing = line;
+    let text = lines.text();
+    if text.is_empty() {
+        return target.caps.recall.then_some(SendAction::Recall { targets: copy });
+    }
+    let sender = lines.sender.clone();
+    let message = OutMessage { sender, parts: vec![Content::text(text)], reply_to: None, quote: None };
+    Some(SendAction::Edit { target: copy[0].clone(), message })
 }
 
 /// Joins, leaves, gifts and notices: one line, with the sender field filled where the platform has one,

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tracing::warn;
 
 use crate::model::{RemoteId, RoomAddr, Time};
-use crate::router::idmap::{GroupId, IdStore, MemoryIdMap, Snippet};
+use crate::router::idmap::{GroupId, IdStore, MemoryIdMap, MergedLines, Snippet};
 
 /// A group as a store reads it: its id, snippet and members `(room, ids, ours)`.
 pub type Found = (GroupId, Snippet, Members);
@@ -198,5 +198,13 @@ impl IdStore for DurableIdMap {
 
     fn merged_copy(&mut self, group: GroupId, room: &RoomAddr) -> Option<GroupId> {
         self.cache.merged_copy(group, room)
+    }
+
+    fn merged_lines(&mut self, merged: GroupId) -> Option<&mut MergedLines> {
+        self.cache.merged_lines(merged)
+    }
+
+    fn set_merged_lines(&mut self, merged: GroupId, lines: MergedLines) {
+        self.cache.set_merged_lines(merged, lines);
     }
 }

@@ -179,3 +179,30 @@ async fn formatting_goes_as_markdown_unless_the_account_says_not() {
     );
     running.shutdown().await;
 }
+
+/// Messages that waited for a send token go to Yunhu merged; a recall of one of them edits the merged copy without
+/// its line, and an edit rewrites its line (Yunhu edits; elsewhere the recall is not sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recall_of_a_merged_message_edits_the_merged_copy() {
+    let sim = yunhu().await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nformat = \"{{nick}}: {{text}}\"\n\
+         rooms = [\"yunhu.me:group/big\", \"yunhu.slow:group/small\"]\n",
+        yunhu_account("me", &sim, YUNHU_TOKEN, "send_rate = 0\n"),
+        yunhu_account("slow", &sim, YUNHU_TOKEN_2, "send_rate = 0.5\nsend_burst = 1\n"),
+    );
+    let running = start(&source, &["yunhu.me", "yunhu.slow"]).await;
+    let mut requests = sim.subscribe();
+    let ids: Vec<String> = (0..4).map(|n| sim.say("big", ("u1", "阿花"), &format!("n{n}"))).collect();
+    assert_eq!(sent(next_request(&mut requests).await).text, "阿花: n0");
+    // The other three wait two seconds for the next token and go as one.
+    let merged = sent(next_request(&mut requests).await);
+    assert_eq!(merged.text, "阿花: n1\n阿花: n2\n阿花: n3");
+    sim.recall(&ids[2]);
+    let edit = next_request(&mut requests).await;
+    assert_eq!(edit, Request::Edit { msg_id: merged.msg_id.clone(), text: "阿花: n1\n阿花: n3".into() });
+    sim.edit(&ids[3], "n3, better");
+    let edit = next_request(&mut requests).await;
+    assert_eq!(edit, Request::Edit { msg_id: merged.msg_id, text: "阿花: n1\n阿花: n3, better".into() });
+    running.shutdown().await;
+}

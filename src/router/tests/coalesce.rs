@@ -161,3 +161,47 @@ async fn a_reply_to_a_merged_message_points_at_the_merged_copy() {
     let out = sent_message(h.next("b").unwrap());
     assert_eq!(out.reply_to, Some(RemoteId::new("merged")));
 }
+
+/// Where the platform edits, a recall of one merged message edits the merged copy without its line, an edit
+/// rewrites its line, and the recall of the last line standing recalls the copy; where it cannot, a recall is not
+/// sent (the test above).
+#[tokio::test]
+async fn a_merged_copy_is_edited_to_match_its_messages_where_the_platform_edits() {
+    let mut h = limited(AB, [rich(), rich(), text_only()]);
+    for n in 0..4 {
+        h.input(message("a", Some(&format!("m{n}")), "al", &format!("n{n}")));
+    }
+    h.next("b").unwrap();
+    h.delivered("b", &["c0"]);
+    h.token().await;
+    assert_eq!(text_of(&sent_message(h.next("b").unwrap())), "[fishroom] al: n1\n[fishroom] al: n2\n[fishroom] al: n3");
+    h.delivered("b", &["merged"]);
+    let edit_of = |request: SendRequest| match request.action {
+        SendAction::Edit { target, message } => (target.to_string(), text_of(&message)),
+        other => panic!("expected an edit, got {other:?}"),
+    };
+    h.input(recall("a", "m2"));
+    h.token().await;
+    assert_eq!(edit_of(h.next("b").unwrap()), ("merged".into(), "[fishroom] al: n1\n[fishroom] al: n3".into()));
+    h.delivered("b", &["merged"]);
+    let edited = EventKind::Edited { target: RemoteId::new("m3"), content: Content::text("n3, better") };
+    h.input(event("a", None, "al", edited));
+    h.token().await;
+    assert_eq!(edit_of(h.next("b").unwrap()), ("merged".into(), "[fishroom] al: n1\n[fishroom] al: n3, better".into()));
+    h.delivered("b", &["merged"]);
+    h.input(recall("a", "m1"));
+    h.token().await;
+    assert_eq!(edit_of(h.next("b").unwrap()).1, "[fishroom] al: n3, better");
+    h.delivered("b", &["merged"]);
+    h.input(recall("a", "m3"));
+    h.token().await;
+    match h.next("b").unwrap().action {
+        SendAction::Recall { targets } => assert_eq!(targets, [RemoteId::new("merged")]),
+        other => panic!("expected a recall, got {other:?}"),
+    }
+    // The message sent alone is recalled as any other.
+    h.delivered("b", &[]);
+    h.input(recall("a", "m0"));
+    h.token().await;
+    assert!(matches!(h.next("b").unwrap().action, SendAction::Recall { targets } if targets == [RemoteId::new("c0")]));
+}

@@ -47,7 +47,7 @@ impl AccountState {
 }
 
 /// One message for one room, rendered for its platform.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct OutMessage {
     /// The rendered `nick_format`, for platforms with a separate sender field.
     pub sender: Option<String>,
@@ -58,6 +58,24 @@ pub struct OutMessage {
     /// What is being replied to, for platforms that show quotes natively (IIROSE's quote syntax,
     /// Yunhu's quoted text); elsewhere the quote is already in the text as `> sender: text`.
     pub quote: Option<Quote>,
+    /// The message replies to one that has no copy here (the API says so: `msg-parent-not-found`).
+    pub parent_missing: bool,
+    /// Where the message comes from and who sent it, for platforms that show these apart from the text
+    /// (`Capabilities::sender_details`: the API).
+    pub origin: Option<Box<Origin>>,
+}
+
+/// The origin of a relayed message, as the API passes it on (matterbridge's `account`, `channel`, `protocol`,
+/// `userid`, `avatar`, `event`, `Extra`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub account: String,
+    pub room: String,
+    pub platform: &'static str,
+    pub user_id: String,
+    pub avatar: Option<String>,
+    pub action: bool,
+    pub extra: Option<serde_json::Value>,
 }
 
 /// A quoted message, as a reply carries it.

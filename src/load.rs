@@ -29,15 +29,22 @@ pub struct LoadOptions {
     pub grace: Duration,
     /// The daemon's process, for CPU time and peak memory.
     pub pid: Option<u32>,
+    /// Posting stops after this long, whatever is left to post (the run then waits `grace` for stragglers).
+    pub time_limit: Option<Duration>,
 }
 
 /// What was measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoadReport {
+    /// Messages posted (fewer than asked when the time limit ended the run).
     pub sent: usize,
+    /// Posts that failed: no answer, or an answer other than 200.
+    pub failed: usize,
     pub delivered: usize,
     pub lost: usize,
     pub duplicated: usize,
+    /// Messages that arrived before an earlier message of the same sender.
+    pub out_of_order: usize,
     pub seconds: f64,
     pub throughput: f64,
     pub p50_ms: f64,
@@ -52,8 +59,8 @@ impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "sent {}  delivered {}  lost {}  duplicated {}",
-            self.sent, self.delivered, self.lost, self.duplicated
+            "sent {}  failed posts {}  delivered {}  lost {}  duplicated {}  out of order {}",
+            self.sent, self.failed, self.delivered, self.lost, self.duplicated, self.out_of_order
         )?;
         writeln!(f, "throughput {:.0} msg/s over {:.2} s", self.throughput, self.seconds)?;
         writeln!(
@@ -117,18 +124,28 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let sent_at: Arc<Vec<std::sync::OnceLock<Instant>>> =
         Arc::new((0..options.messages).map(|_| std::sync::OnceLock::new()).collect());
     let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    // Which sender posted each message: a sender posts in order, so its messages must arrive in order.
+    let sender_of: Arc<Vec<std::sync::atomic::AtomicU32>> =
+        Arc::new((0..options.messages).map(|_| std::sync::atomic::AtomicU32::new(0)).collect());
     let run_tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let stop_posting = options.time_limit.map(|limit| started + limit);
     let mut senders = tokio::task::JoinSet::new();
-    for _ in 0..options.concurrency.max(1) {
+    for sender in 0..options.concurrency.max(1) {
         let (http, sent_at, next, options, tag) =
             (http.clone(), Arc::clone(&sent_at), Arc::clone(&next), options.clone(), run_tag.clone());
+        let (failed, sender_of) = (Arc::clone(&failed), Arc::clone(&sender_of));
         senders.spawn(async move {
             let url = format!("{}/api/message", options.post_url.trim_end_matches('/'));
             loop {
+                if stop_posting.is_some_and(|stop| Instant::now() >= stop) {
+                    return;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= options.messages {
                     return;
                 }
+                sender_of[i].store(sender as u32, Ordering::Relaxed);
                 if let Some(rate) = options.rate {
                     tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into()).await;
                 }
@@ -138,23 +155,32 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
                     request = request.bearer_auth(token);
                 }
                 let _ = sent_at[i].set(Instant::now());
-                let _ = request.send().await;
+                match request.send().await {
+                    Ok(answer) if answer.status() == reqwest::StatusCode::OK => {}
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         });
     }
+    let mut last_of_sender: HashMap<u32, usize> = HashMap::new();
+    let mut out_of_order = 0;
     let mut seen: HashMap<usize, usize> = HashMap::new();
     let mut latencies = Vec::with_capacity(options.messages);
     let mut last_arrival = started;
     let mut senders_done = false;
+    let mut expected = options.messages;
     let mut deadline = Instant::now() + Duration::from_secs(3600);
     loop {
-        if senders_done && seen.len() >= options.messages {
+        if senders_done && seen.len() >= expected {
             break;
         }
         let frame = tokio::select! {
             _ = senders.join_next(), if !senders_done => {
                 if senders.is_empty() {
                     senders_done = true;
+                    expected = sent_at.iter().filter(|at| at.get().is_some()).count();
                     deadline = Instant::now() + options.grace;
                 }
                 continue;
@@ -181,9 +207,16 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         {
             latencies.push(now.duration_since(*at).as_secs_f64() * 1000.0);
             last_arrival = now;
+            let latest = last_of_sender.entry(sender_of[i].load(Ordering::Relaxed)).or_insert(i);
+            if *latest > i {
+                out_of_order += 1;
+            } else {
+                *latest = i;
+            }
         }
     }
     let delivered = seen.len();
+    let sent = sent_at.iter().filter(|at| at.get().is_some()).count();
     let duplicated: usize = seen.values().map(|n| n - 1).sum();
     latencies.sort_by(f64::total_cmp);
     let seconds = last_arrival.duration_since(started).as_secs_f64().max(1e-9);
@@ -194,10 +227,12 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         _ => None,
     };
     Ok(LoadReport {
-        sent: options.messages,
+        sent,
+        failed: failed.load(Ordering::Relaxed),
         delivered,
-        lost: options.messages - delivered,
+        lost: sent.saturating_sub(delivered),
         duplicated,
+        out_of_order,
         seconds,
         throughput: delivered as f64 / seconds,
         p50_ms: percentile(&latencies, 50.0),

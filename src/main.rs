@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             concurrency,
             rate,
             pid,
+            time_limit,
             in_memory,
             full_sync,
             store,
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
                 rate,
                 grace: std::time::Duration::from_secs(5),
                 pid,
+                time_limit,
             };
             let target = bench::Target { in_memory, full_sync, store, instances };
             report(runtime().and_then(|rt| rt.block_on(bench::bench(options, target))))

@@ -91,6 +91,9 @@ pub enum Command {
         /// The daemon's pid, for CPU time and peak memory.
         #[arg(long)]
         pid: Option<u32>,
+        /// Stop posting after this long (e.g. "30s"), whatever is left to post.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        time_limit: Option<Duration>,
         /// With no endpoints given: run the in-process bridge with `durable = false` (no store), for
         /// comparing what durability costs.
         #[arg(long, conflicts_with = "post")]

@@ -150,6 +150,12 @@ pub struct Message {
     pub reply: Option<Reply>,
     /// A private conversation: relayed only through a room address naming that conversation.
     pub private: bool,
+    /// An action (`/me waves`; the API's `event: "user_action"`): the text says what the sender does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub action: bool,
+    /// What an API client attached (matterbridge's `Extra`), passed on untouched to API clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Value>,
 }
 
 /// What happened.
@@ -301,6 +307,10 @@ pub struct Capabilities {
     /// The platform shows formatting (styled text, code blocks, quotes, links with a text): the adapter is given it
     /// as segments and writes it in the platform's markup (Yunhu: markdown). Elsewhere it arrives as plain text.
     pub rich_text: bool,
+    /// The platform shows where a message comes from and who sent it apart from the text (the API: origin
+    /// account, room and platform, the sender's id and avatar, actions, attachments): rendering fills
+    /// `OutMessage::origin`.
+    pub sender_details: bool,
     /// How the platform's client-chosen message ids look, where it lets the sender choose one.
     pub client_ids: ClientIdForm,
 }

@@ -113,7 +113,7 @@ impl Router {
         let front = self.outbox.peek(room, 0)?;
         let (front_key, bridge) = (front.key, self.rules.bridge_name(front.to).to_owned());
         let sender = caps.separate_sender.then_some(bridge);
-        let message = OutMessage { sender, parts: vec![Content::text(text)], reply_to: None, quote: None };
+        let message = OutMessage { sender, parts: vec![Content::text(text)], ..OutMessage::default() };
         let client_ids = caps.client_ids.generate().into_iter().collect();
         let action = SendAction::Message(message);
         Some(Outgoing { front_key, covers, action, client_ids, group: None, members: Vec::new(), kind: Cover::Summary })
@@ -177,7 +177,7 @@ impl Router {
         self.ids.add_pending(group, room, &client_ids);
         let sender = caps.separate_sender.then_some(bridge);
         self.ids.set_merged_lines(group, MergedLines { sender: sender.clone(), lines: standing });
-        let message = OutMessage { sender, parts: vec![Content::text(text)], reply_to: None, quote: None };
+        let message = OutMessage { sender, parts: vec![Content::text(text)], ..OutMessage::default() };
         let action = SendAction::Message(message);
         Some(Outgoing { front_key, covers, action, client_ids, group: Some(group), members, kind: Cover::Merged })
     }

@@ -2,7 +2,7 @@
 //! recalls resolved through the id map, and whatever the destination cannot show natively written as text.
 
 use crate::config::{BridgeRoom, Replacement};
-use crate::link::{OutMessage, Quote, SendAction};
+use crate::link::{Origin, OutMessage, Quote, SendAction};
 use crate::model::{Capabilities, Content, Event, EventKind, Message, Segment, Style, push_plain};
 use crate::router::directory::Directory;
 use crate::router::idmap::IdStore;
@@ -126,7 +126,7 @@ fn merged_change(
         return target.caps.recall.then_some(SendAction::Recall { targets: copy });
     }
     let sender = lines.sender.clone();
-    let message = OutMessage { sender, parts: vec![Content::text(text)], reply_to: None, quote: None };
+    let message = OutMessage { sender, parts: vec![Content::text(text)], ..OutMessage::default() };
     Some(SendAction::Edit { target: copy[0].clone(), message })
 }
 
@@ -139,7 +139,7 @@ fn event_line(line: String, vars: &Vars<'_>, target: &Target<'_>) -> SendAction 
         (None, format!("[{}] {line}", vars.platform))
     };
     let parts = split(Content::text(text), target.caps.max_text_len);
-    SendAction::Message(OutMessage { sender, parts, reply_to: None, quote: None })
+    SendAction::Message(OutMessage { sender, parts, ..OutMessage::default() })
 }
 
 fn render_message(
@@ -154,6 +154,7 @@ fn render_message(
     let mut body: Vec<Segment> = Vec::with_capacity(message.content.0.len() + 2);
     let mut reply_to = None;
     let mut quote = None;
+    let mut parent_missing = false;
     if let Some(reply) = &message.reply {
         let group = reply.target.as_ref().and_then(|t| ids.group_of(&event.origin.room, t));
         let room = &target.room.addr;
@@ -168,6 +169,7 @@ fn render_message(
         };
         if caps.reply {
             // The platform shows quotes itself: the copy's id where there is one, and what was quoted.
+            parent_missing = copy.is_none() && reply.target.is_some();
             reply_to = copy;
             quote = text.map(|text| Quote { sender, text, time });
         } else if let Some(text) = text {
@@ -179,6 +181,11 @@ fn render_message(
         let rewrite = |text: &String| Replacement::apply_all(rewrites, text).into_owned();
         let rewritten;
         let segment = match segment {
+            // An action where the platform cannot say so: its text in italics.
+            Segment::Text(text) if message.action && !caps.sender_details => {
+                rewritten = Segment::Styled { text: rewrite(text), style: Style::ITALIC };
+                &rewritten
+            }
             _ if rewrites.is_empty() => segment,
             Segment::Text(text) => {
                 body.push(Segment::Text(rewrite(text)));
@@ -223,7 +230,20 @@ fn render_message(
             None => (None, vec![Segment::Text(target.room.format.render(vars))]),
         }
     };
-    OutMessage { sender, parts: split(merge_text(content), caps.max_text_len), reply_to, quote }
+    let origin = caps.sender_details.then(|| {
+        let from = &event.origin.room;
+        Box::new(Origin {
+            account: from.account.to_string(),
+            room: from.room.to_string(),
+            platform: from.platform().as_str(),
+            user_id: event.sender.as_ref().map(|s| s.id.to_string()).unwrap_or_default(),
+            avatar: event.sender.as_ref().and_then(|s| s.avatar.clone()),
+            action: message.action,
+            extra: message.extra.clone(),
+        })
+    });
+    let parts = split(merge_text(content), caps.max_text_len);
+    OutMessage { sender, parts, reply_to, quote, parent_missing, origin }
 }
 
 /// A name that reads the same but is not the name: a zero-width space after its first character (a name of one

@@ -358,7 +358,7 @@ async fn replies_are_native_where_possible_and_quoted_elsewhere() {
         "a",
         Some("m2"),
         "alice",
-        EventKind::Message(Message { content, reply: Some(reply), private: false }),
+        EventKind::Message(Message { content, reply: Some(reply), ..Message::default() }),
     ));
     let at_b = sent_message(h.next("b").unwrap());
     assert_eq!(at_b.reply_to.as_ref().map(RemoteId::as_str), Some("b-1"));
@@ -373,7 +373,12 @@ async fn replies_are_native_where_possible_and_quoted_elsewhere() {
     h.delivered("b", &["b-2"]);
     let quote = Reply { quoted_sender: Some("eve".into()), quoted_text: Some("old news".into()), ..Reply::default() };
     let content = Content::text("indeed");
-    h.input(event("a", None, "alice", EventKind::Message(Message { content, reply: Some(quote), private: false })));
+    h.input(event(
+        "a",
+        None,
+        "alice",
+        EventKind::Message(Message { content, reply: Some(quote), ..Message::default() }),
+    ));
     let at_b = sent_message(h.next("b").unwrap());
     assert_eq!(text_of(&at_b), "[fishroom] alice: indeed", "b shows quotes itself");
     let quote = at_b.quote.expect("the quote travels with the message");

@@ -12,7 +12,7 @@ use crate::harness::{
     FAST, Running, YUNHU_TOKEN, account, fishroom, free_port, next_post, next_request, start, yunhu, yunhu_account,
 };
 
-const TOKEN: &str = "api-secret-token";
+pub const TOKEN: &str = "api-secret-token";
 
 struct Api {
     base: String,
@@ -151,15 +151,15 @@ async fn a_websocket_client_resumes_from_its_last_id() {
     running.shutdown().await;
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect_ws(url: &str) -> Ws {
+pub async fn connect_ws(url: &str) -> Ws {
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
     tokio_tungstenite::connect_async(request).await.unwrap().0
 }
 
-async fn next_ws(ws: &mut Ws) -> Value {
+pub async fn next_ws(ws: &mut Ws) -> Value {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
         if let WsMessage::Text(text) = frame {

@@ -74,7 +74,76 @@ fn options(post_url: String, read_url: String, messages: usize) -> LoadOptions {
         rate: None,
         grace: Duration::from_millis(500),
         pid: None,
+        time_limit: None,
     }
+}
+
+/// A fake bridge that answers every 13th post with 500 (delivering it all the same) and delivers every 20th
+/// message only after the one posted next.
+async fn unruly_endpoint() -> String {
+    type Shared = (broadcast::Sender<String>, Arc<std::sync::Mutex<Option<String>>>);
+    let (tx, _) = broadcast::channel::<String>(10_000);
+    let held: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let app = Router::new()
+        .route(
+            "/api/message",
+            post(|State((tx, held)): State<Shared>, body: axum::Json<Value>| async move {
+                let text = body["text"].as_str().unwrap_or_default().to_owned();
+                let n: usize = text.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                let message = json!({"text": text, "gateway": "g"}).to_string();
+                let earlier = held.lock().unwrap().take();
+                if n % 20 == 3 {
+                    *held.lock().unwrap() = Some(message);
+                } else {
+                    let _ = tx.send(message);
+                }
+                if let Some(earlier) = earlier {
+                    let _ = tx.send(earlier);
+                }
+                if n % 13 == 12 { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK }
+            }),
+        )
+        .route(
+            "/api/websocket",
+            get(|State((tx, _)): State<Shared>, upgrade: WebSocketUpgrade| async move {
+                let mut rx = tx.subscribe();
+                upgrade.on_upgrade(|mut ws| async move {
+                    let _ = ws.send(Message::text(json!({"event": "api_connected"}).to_string())).await;
+                    while let Ok(frame) = rx.recv().await {
+                        if ws.send(Message::text(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            }),
+        )
+        .with_state((tx, held));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_posts_and_messages_out_of_a_sender_s_order_are_counted() {
+    let url = unruly_endpoint().await;
+    let mut opts = options(url.clone(), url, 100);
+    opts.concurrency = 1;
+    let report = run(opts).await.unwrap();
+    let failed = (0..100).filter(|n| n % 13 == 12).count();
+    // Held back: 3, 23, 43, 63, 83 (each arrives after the next); the last post's successor never comes.
+    assert_eq!((report.failed, report.out_of_order, report.delivered), (failed, 5, 100), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posting_stops_at_the_time_limit() {
+    let url = lossy_endpoint().await;
+    let mut opts = options(url.clone(), url, 10_000);
+    opts.rate = Some(100.0);
+    opts.time_limit = Some(Duration::from_millis(300));
+    let report = run(opts).await.unwrap();
+    assert!(report.sent > 0 && report.sent < 100, "{report}");
+    assert_eq!(report.delivered + report.lost, report.sent, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Integration tests: the daemon against the in-process simulators on 127.0.0.1:0.
 
 mod api;
+mod api_compat;
 mod binary;
 mod chaos;
 mod config;

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::{error, info};
 
-use super::{AccountStop, Adapter, AdapterContext, SendAction, SendFailure, SendRequest};
-use crate::model::{Capabilities, ClientIdForm, RemoteId, Time};
+use super::{AccountStop, Adapter, AdapterContext, OutMessage, SendAction, SendFailure, SendRequest};
+use crate::model::{Capabilities, ClientIdForm, RemoteId};
 use config::ApiAccount;
-use wire::{ApiMessage, DELETE};
+use wire::{ACTION, ApiMessage, DELETE, PARENT_NOT_FOUND};
 
 pub struct ApiAdapter {
     config: ApiAccount,
@@ -54,13 +54,19 @@ struct Reader {
 struct Kept {
     id: Arc<str>,
     line: axum::body::Bytes,
+    /// The websocket session that posted it (not sent back there), or 0.
+    from: u64,
 }
 
 impl Kept {
     fn new(message: &ApiMessage) -> Self {
+        Self::from_session(message, 0)
+    }
+
+    fn from_session(message: &ApiMessage, from: u64) -> Self {
         let mut line = serde_json::to_vec(message).expect("a message serialises");
         line.push(b'\n');
-        Self { id: Arc::from(message.id.as_str()), line: line.into() }
+        Self { id: Arc::from(message.id.as_str()), line: line.into(), from }
     }
 
     /// The JSON without the newline.
@@ -85,6 +91,31 @@ const MAX_READERS: usize = 1024;
 /// A reader that has not read for this long is forgotten.
 const READER_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// The ids of messages this account relayed to clients or took from them, the most recent [`KNOWN_IDS`]: a
+/// client's `id` makes its post an edit only when it names one of them (matterbridge ignores client ids; an
+/// unknown one is a new message).
+#[derive(Default)]
+struct KnownIds {
+    set: std::collections::HashSet<Arc<str>>,
+    order: VecDeque<Arc<str>>,
+}
+
+const KNOWN_IDS: usize = 65_536;
+
+impl KnownIds {
+    fn add(&mut self, id: &Arc<str>) {
+        if id.is_empty() || !self.set.insert(Arc::clone(id)) {
+            return;
+        }
+        self.order.push_back(Arc::clone(id));
+        if self.order.len() > KNOWN_IDS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+    }
+}
+
 struct Hub {
     config: ApiAccount,
     ctx: AdapterContext,
@@ -99,13 +130,17 @@ struct Hub {
     waiting: AtomicUsize,
     /// Websocket clients connected now (capped at `http_max_connections`, as the listener's connections).
     websockets: AtomicUsize,
+    /// Numbers websocket sessions (from 1), so that what one posts is not sent back to it.
+    sessions: AtomicU64,
+    known: Mutex<KnownIds>,
     slow_reader_wait: std::time::Duration,
 }
 
 impl Hub {
-    /// Keeps a message for clients and hands it to the connected ones.
-    fn publish(&self, message: ApiMessage) {
-        let message = Kept::new(&message);
+    /// Keeps a message for clients and hands it to the connected ones (but the websocket session `from`).
+    fn publish(&self, message: ApiMessage, from: u64) {
+        let message = Kept::from_session(&message, from);
+        self.know(&message.id);
         let mut log = self.log.lock().expect("never poisoned");
         let seq = log.next;
         log.next += 1;
@@ -120,11 +155,19 @@ impl Hub {
     /// Publishes once every streaming client has room for the message: a client `history` messages behind
     /// would otherwise lose the oldest one it still needs. One that stays that far behind for
     /// [`SLOW_READER_WAIT`] is disconnected instead of holding everyone back.
-    async fn deliver(&self, message: ApiMessage) {
+    async fn deliver(&self, message: ApiMessage, from: u64) {
         if self.slowest_behind().is_some() {
             self.wait_for_readers().await;
         }
-        self.publish(message);
+        self.publish(message, from);
+    }
+
+    fn know(&self, id: &Arc<str>) {
+        self.known.lock().expect("never poisoned").add(id);
+    }
+
+    fn knows(&self, id: &str) -> bool {
+        self.known.lock().expect("never poisoned").set.contains(id)
     }
 
     async fn wait_for_readers(&self) {
@@ -226,6 +269,7 @@ impl Adapter for ApiAdapter {
             recall: true,
             reply: true,
             separate_sender: true,
+            sender_details: true,
             client_ids: ClientIdForm::Uuid,
             ..Capabilities::default()
         }
@@ -246,6 +290,8 @@ impl Adapter for ApiAdapter {
                 advanced: Notify::new(),
                 waiting: AtomicUsize::new(0),
                 websockets: AtomicUsize::new(0),
+                sessions: AtomicU64::new(1),
+                known: Mutex::default(),
                 slow_reader_wait: SLOW_READER_WAIT,
             });
             let listener = match tokio::net::TcpListener::bind(hub.config.listen).await {
@@ -266,7 +312,9 @@ impl Adapter for ApiAdapter {
     }
 }
 
-/// A message for the clients of a gateway: a new one, an edit (same id) or a deletion.
+/// A message for the clients of a gateway: a new one, an edit (same id) or a deletion. As matterbridge passes a
+/// relayed message to its API clients: `account`, `channel` and `protocol` are the origin's, with the sender's
+/// `userid` and `avatar`, `event: "user_action"` for an action and the `Extra` an API client attached.
 async fn send(hub: Arc<Hub>, request: SendRequest) {
     let gateway = request.room.to_string();
     let base = ApiMessage {
@@ -274,36 +322,47 @@ async fn send(hub: Arc<Hub>, request: SendRequest) {
         account: hub.ctx.account.to_string(),
         protocol: "api".into(),
         gateway,
-        timestamp: wire::timestamp(Time::now().0),
+        timestamp: wire::now(),
         ..ApiMessage::default()
+    };
+    let relayed = |out: &OutMessage, id: String| {
+        let mut message = ApiMessage {
+            text: out.parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n"),
+            username: out.sender.clone().unwrap_or_default(),
+            parent_id: match &out.reply_to {
+                Some(parent) => parent.to_string(),
+                None if out.parent_missing => PARENT_NOT_FOUND.into(),
+                None => String::new(),
+            },
+            id,
+            ..base.clone()
+        };
+        if let Some(origin) = &out.origin {
+            message.account.clone_from(&origin.account);
+            message.channel.clone_from(&origin.room);
+            message.protocol = origin.platform.into();
+            message.userid.clone_from(&origin.user_id);
+            message.avatar = origin.avatar.clone().unwrap_or_default();
+            message.event = if origin.action { ACTION.into() } else { String::new() };
+            message.extra.clone_from(&origin.extra);
+        }
+        message
     };
     let (message, ids) = match &request.action {
         SendAction::Message(out) => {
             let id = request.client_ids.first().cloned().or_else(|| ClientIdForm::Uuid.generate()).expect("a uuid");
-            let text = out.parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n");
-            let message = ApiMessage {
-                text,
-                username: out.sender.clone().unwrap_or_default(),
-                parent_id: out.reply_to.as_ref().map(ToString::to_string).unwrap_or_default(),
-                id: id.to_string(),
-                ..base
-            };
-            (message, vec![id])
+            (relayed(out, id.to_string()), vec![id])
         }
-        SendAction::Edit { target, message } => {
-            let text = message.parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n");
-            let username = message.sender.clone().unwrap_or_default();
-            (ApiMessage { text, username, id: target.to_string(), ..base }, vec![target.clone()])
-        }
+        SendAction::Edit { target, message } => (relayed(message, target.to_string()), vec![target.clone()]),
         SendAction::Recall { targets } => {
             for target in targets {
-                hub.deliver(ApiMessage { event: DELETE.into(), id: target.to_string(), ..base.clone() }).await;
+                hub.deliver(ApiMessage { event: DELETE.into(), id: target.to_string(), ..base.clone() }, 0).await;
             }
             hub.ctx.ack(&request.room, Ok(Vec::new())).await;
             return;
         }
     };
-    hub.deliver(message).await;
+    hub.deliver(message, 0).await;
     let result: Result<Vec<RemoteId>, SendFailure> = Ok(ids);
     hub.ctx.ack(&request.room, result).await;
 }

@@ -16,9 +16,9 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use super::wire::{self, ApiMessage, CONNECTED, DELETE};
+use super::wire::{self, ACTION, ApiMessage, CONNECTED, DELETE};
 use super::{Hub, Kept};
-use crate::model::{Content, Event, EventKind, Message, RemoteId, Reply, RoomId, Time, User};
+use crate::model::{Content, Event, EventKind, Message, RemoteId, Reply, RoomId, User};
 
 pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
     let app = Router::new()
@@ -27,6 +27,9 @@ pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
         .route("/api/messages", get(messages))
         .route("/api/stream", get(stream))
         .route("/api/websocket", get(super::websocket::websocket))
+        // As echo (matterbridge's HTTP framework) answers: JSON `{"message": …}`.
+        .fallback(|| async { refuse(StatusCode::NOT_FOUND, "Not Found") })
+        .method_not_allowed_fallback(|| async { refuse(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(middleware::from_fn_with_state(Arc::clone(&hub), auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE))
         .with_state(Arc::clone(&hub));
@@ -39,11 +42,18 @@ pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Response
     (status, axum::Json(json!({ "message": message.into() }))).into_response()
 }
 
+/// The credentials of `Authorization: <scheme> <credentials>` when the scheme is Bearer, in any case (RFC 9110:
+/// schemes are case-insensitive; matterbridge's echo accepts `bearer`).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim_start_matches(' '))
+}
+
 /// `Authorization: Bearer <token>`: missing is 400, wrong is 401, as matterbridge answers.
 async fn auth(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
     if let Some(token) = &hub.config.token {
         let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let Some(given) = given.and_then(|v| v.strip_prefix("Bearer ")) else {
+        let Some(given) = given.and_then(bearer) else {
             return refuse(StatusCode::BAD_REQUEST, "missing or malformed Authorization: Bearer <token> header");
         };
         // In constant time: how long the comparison takes says nothing of how much of the token was right.
@@ -122,7 +132,12 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     if !deleting && message.text.is_empty() {
         return Err("missing `text`".into());
     }
-    let editing = !deleting && !message.id.is_empty();
+    // An id makes a post an edit only when it names a message of this account's (matterbridge ignores the ids
+    // clients send: an unknown one is a new message, with an id of ours).
+    let editing = !deleting && !message.id.is_empty() && hub.knows(&message.id);
+    if !deleting && !editing {
+        message.id.clear();
+    }
     if message.id.is_empty() {
         // Time-ordered, like the ids the bridge gives its copies (see `ClientIdForm::generate`).
         message.id = uuid::Uuid::now_v7().to_string();
@@ -130,7 +145,7 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     message.account = hub.ctx.account.to_string();
     message.protocol = "api".into();
     message.channel = "api".into();
-    message.timestamp = wire::timestamp(Time::now().0);
+    message.timestamp = wire::now();
     let room = hub.ctx.room_addr(&RoomId::new(message.gateway.as_str()));
     let target = RemoteId::new(message.id.as_str());
     let kind = if deleting {
@@ -140,7 +155,13 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     } else {
         let reply = (!message.parent_id.is_empty())
             .then(|| Reply { target: Some(RemoteId::new(message.parent_id.as_str())), ..Reply::default() });
-        EventKind::Message(Message { content: Content::text(message.text.as_str()), reply, private: false })
+        EventKind::Message(Message {
+            content: Content::text(message.text.as_str()),
+            reply,
+            action: message.event == ACTION,
+            extra: message.extra.clone().filter(|extra| !extra.is_null()),
+            ..Message::default()
+        })
     };
     let user_id = if message.userid.is_empty() { message.username.as_str() } else { message.userid.as_str() };
     let mut sender = User::new(user_id, message.username.as_str());
@@ -148,7 +169,10 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     let remote_id = matches!(kind, EventKind::Message(_)).then(|| RemoteId::new(message.id.as_str()));
     // The store may have started failing since the check above: refused at once, never a request left waiting.
     match hub.ctx.offer(Event::new(room, remote_id, Some(sender), kind)).await {
-        Ok(()) => Ok(message),
+        Ok(()) => {
+            hub.know(&Arc::from(message.id.as_str()));
+            Ok(message)
+        }
         Err(Some(reason)) => Err(unavailable(reason)),
         Err(None) => Err("the bridge is shutting down".into()),
     }
@@ -180,11 +204,7 @@ async fn messages(
 }
 
 fn connected() -> Kept {
-    Kept::new(&ApiMessage {
-        event: CONNECTED.into(),
-        timestamp: wire::timestamp(Time::now().0),
-        ..ApiMessage::default()
-    })
+    Kept::new(&ApiMessage { event: CONNECTED.into(), timestamp: wire::now(), ..ApiMessage::default() })
 }
 
 /// What a streaming client gets: the connected line, what it missed after `last_id`, then everything live. A
@@ -201,10 +221,12 @@ pub(super) struct Feed {
     from: u64,
     /// Where this client is, for the sends that wait for slow clients.
     reader: Arc<super::Reader>,
+    /// The websocket session this feed serves (what it posted is not sent back to it), or 0.
+    session: u64,
 }
 
 impl Feed {
-    pub(super) fn new(hub: &Arc<Hub>, last_id: Option<&str>) -> Self {
+    pub(super) fn new(hub: &Arc<Hub>, last_id: Option<&str>, session: u64) -> Self {
         // Subscribed before the replay is read: nothing falls between the two.
         let live = hub.live.subscribe();
         let from = hub.log.lock().expect("never poisoned").next;
@@ -213,7 +235,7 @@ impl Feed {
             first.extend(hub.since(last_id).into_iter().map(|(seq, message)| (Some(seq), message)));
         }
         let needed = first.get(1).and_then(|(seq, _)| *seq).unwrap_or(from);
-        Self { hub: Arc::clone(hub), first, live, last: None, from, reader: hub.reader(needed) }
+        Self { hub: Arc::clone(hub), first, live, last: None, from, reader: hub.reader(needed), session }
     }
 
     /// Notes that message `seq` was handed out.
@@ -233,12 +255,18 @@ impl Feed {
                 if let Some(seq) = seq {
                     self.handed(seq);
                 }
+                if self.session != 0 && message.from == self.session {
+                    continue;
+                }
                 return Some(message);
             }
             match self.live.recv().await {
                 Ok((seq, _)) if self.last.is_some_and(|last| seq <= last) => continue,
                 Ok((seq, message)) => {
                     self.handed(seq);
+                    if self.session != 0 && message.from == self.session {
+                        continue;
+                    }
                     return Some(message);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -258,7 +286,7 @@ impl Feed {
 }
 
 async fn stream(State(hub): State<Arc<Hub>>, Query(args): Query<HashMap<String, String>>) -> Response {
-    let feed = Feed::new(&hub, args.get("last_id").map(String::as_str));
+    let feed = Feed::new(&hub, args.get("last_id").map(String::as_str), 0);
     let lines = futures_util::stream::unfold(feed, |mut feed| async move {
         let message = feed.next().await?;
         Some((Ok::<_, Infallible>(message.line), feed))
@@ -311,6 +339,8 @@ mod tests {
             advanced: Default::default(),
             waiting: Default::default(),
             websockets: Default::default(),
+            sessions: Default::default(),
+            known: Default::default(),
             slow_reader_wait,
         })
     }
@@ -327,17 +357,17 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_falls_behind_the_live_feed_catches_up_from_the_kept_messages() {
         let hub = hub(5000);
-        let mut feed = Feed::new(&hub, None);
+        let mut feed = Feed::new(&hub, None, 0);
         assert_eq!(next(&mut feed).await.event, CONNECTED);
         // Far more than the live buffer holds, while the client reads nothing.
         let count = super::super::LIVE_BUFFER * 4;
         for i in 0..count {
-            hub.publish(message(&i.to_string()));
+            hub.publish(message(&i.to_string()), 0);
         }
         for i in 0..count {
             assert_eq!(next(&mut feed).await.text, i.to_string(), "every message, in order");
         }
-        hub.publish(message("live again"));
+        hub.publish(message("live again"), 0);
         assert_eq!(next(&mut feed).await.text, "live again");
     }
 
@@ -346,12 +376,12 @@ mod tests {
         // Far more messages than the live buffer and the kept ones hold, to a client slower than the sender.
         let hub = hub(8);
         let count = super::super::LIVE_BUFFER * 3;
-        let mut feed = Feed::new(&hub, None);
+        let mut feed = Feed::new(&hub, None, 0);
         assert_eq!(next(&mut feed).await.event, CONNECTED);
         let sender = Arc::clone(&hub);
         let sending = tokio::spawn(async move {
             for i in 0..count {
-                sender.deliver(message(&i.to_string())).await;
+                sender.deliver(message(&i.to_string()), 0).await;
             }
         });
         for i in 0..count {
@@ -366,14 +396,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_stops_reading_is_disconnected_and_the_others_go_on() {
         let hub = hub_waiting(4, std::time::Duration::from_millis(100));
-        let mut stuck = Feed::new(&hub, None);
-        let mut reading = Feed::new(&hub, None);
+        let mut stuck = Feed::new(&hub, None, 0);
+        let mut reading = Feed::new(&hub, None, 0);
         assert_eq!(next(&mut stuck).await.event, CONNECTED);
         assert_eq!(next(&mut reading).await.event, CONNECTED);
         let sender = Arc::clone(&hub);
         let sending = tokio::spawn(async move {
             for i in 0..20 {
-                sender.deliver(message(&i.to_string())).await;
+                sender.deliver(message(&i.to_string()), 0).await;
             }
         });
         for i in 0..20 {

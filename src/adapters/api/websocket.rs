@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::Hub;
-use super::server::{Feed, MAX_MESSAGE, RETRY_AFTER_SECONDS, Refused, accept, refuse};
+use super::server::{Feed, MAX_MESSAGE, RETRY_AFTER_SECONDS, accept, refuse};
 use super::wire::ApiMessage;
 
 pub(super) async fn websocket(
@@ -95,7 +95,8 @@ async fn send_within(
 }
 
 async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
-    let mut feed = Feed::new(&hub, last_id.as_deref());
+    let session = hub.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut feed = Feed::new(&hub, last_id.as_deref(), session);
     let (mut sink, mut incoming) = socket.split();
     loop {
         tokio::select! {
@@ -111,7 +112,15 @@ async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
                 let Some(Ok(frame)) = frame else { return };
                 let WsMessage::Text(text) = frame else { continue };
                 let answer = match serde_json::from_str::<ApiMessage>(&text) {
-                    Ok(message) => accept(&hub, message).await.err().map(Refused::text),
+                    Ok(message) => match accept(&hub, message).await {
+                        // As matterbridge does, what one websocket client posts goes to the account's other
+                        // streaming clients too (not to the bridge's rooms a second time: they have it).
+                        Ok(stored) => {
+                            hub.deliver(stored, session).await;
+                            None
+                        }
+                        Err(refused) => Some(refused.text()),
+                    },
                     Err(e) => Some(format!("not a JSON message: {e}")),
                 };
                 if let Some(why) = answer {

@@ -24,13 +24,29 @@ pub struct ApiMessage {
 
 /// The event of a deletion, as matterbridge names it.
 pub const DELETE: &str = "msg_delete";
+/// The event of an action (`/me`), as matterbridge names it.
+pub const ACTION: &str = "user_action";
+/// The `parent_id` of a reply whose parent has no copy here, as matterbridge says it (`config.ParentIDNotFound`).
+pub const PARENT_NOT_FOUND: &str = "msg-parent-not-found";
 /// The first line of a stream.
 pub const CONNECTED: &str = "api_connected";
 
-/// RFC 3339 time (UTC, milliseconds) of a Unix time in milliseconds.
-pub fn timestamp(millis: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(millis).unwrap_or_default());
-    humantime::format_rfc3339_millis(at).to_string()
+/// A time as Go writes a `time.Time` in JSON, the form matterbridge's clients parse: RFC 3339 with as many
+/// fractional digits as needed (none to nine; `time.RFC3339Nano`), in UTC.
+pub fn timestamp(at: std::time::SystemTime) -> String {
+    let mut text = humantime::format_rfc3339_nanos(at).to_string();
+    // "….123450000Z" → "….12345Z"; "….000000000Z" → "…Z".
+    if let Some(dot) = text.rfind('.') {
+        let fraction = text[dot + 1..text.len() - 1].trim_end_matches('0').len();
+        let cut = if fraction == 0 { dot } else { dot + 1 + fraction };
+        text.replace_range(cut..text.len() - 1, "");
+    }
+    text
+}
+
+/// The time now, as [`timestamp`] writes it.
+pub fn now() -> String {
+    timestamp(std::time::SystemTime::now())
 }
 
 #[cfg(test)]
@@ -38,10 +54,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_are_rfc3339() {
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(timestamp(1_764_097_200_123), "2025-11-25T19:00:00.123Z");
-        assert_eq!(timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    fn timestamps_are_written_as_go_writes_them() {
+        let at = |nanos: u64| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos);
+        assert_eq!(timestamp(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(at(1_764_097_200_123_000_000)), "2025-11-25T19:00:00.123Z");
+        assert_eq!(timestamp(at(1_764_097_200_123_456_789)), "2025-11-25T19:00:00.123456789Z");
+        assert_eq!(timestamp(at(951_782_400_000_100_000)), "2000-02-29T00:00:00.0001Z");
     }
 
     #[test]

@@ -130,7 +130,7 @@ async fn dispatch(shared: &Shared, ctx: &AdapterContext, item: &wire::Inbound) -
         Mapped::Im { from, msg_id, mut sender, content, time } => {
             sender.is_self = shared.config.user_id == Some(from);
             let addr = RoomAddr::new(ctx.account.clone(), RoomId::new(format!("im/{from}")));
-            let kind = EventKind::Message(Message { content, reply: None, private: true });
+            let kind = EventKind::Message(Message { content, private: true, ..Message::default() });
             let mut event = Event::new(addr, msg_id.map(RemoteId::new), Some(sender), kind);
             if let Some(time) = time {
                 event.time = time;

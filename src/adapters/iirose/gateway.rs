@@ -261,7 +261,7 @@ fn events(shared: &Shared, room: &RoomAddr, packet: Packet) -> Vec<Event> {
                         if sender.is_self {
                             *shared.own_uid.lock().expect("never poisoned") = Some(m.uid.clone());
                         }
-                        let kind = EventKind::Message(Message { content, reply, private: false });
+                        let kind = EventKind::Message(Message { content, reply, ..Message::default() });
                         let mut event = Event::new(room.clone(), Some(RemoteId::new(m.msg_id)), Some(sender), kind);
                         event.time = Time(m.time * 1000);
                         out.push(event);
@@ -336,7 +336,7 @@ fn private_event(shared: &Shared, room: &RoomAddr, m: PrivateMessage) -> Event {
     sender.is_self = confirmed || m.receiver.is_some();
     let (content, reply) = wire::parse_text(&m.text);
     let addr = RoomAddr::new(room.account.clone(), RoomId::new(conversation));
-    let kind = EventKind::Message(Message { content, reply, private: true });
+    let kind = EventKind::Message(Message { content, reply, private: true, ..Message::default() });
     let mut event = Event::new(addr, Some(RemoteId::new(m.msg_id)), Some(sender), kind);
     event.time = Time(m.time * 1000);
     event

@@ -115,7 +115,7 @@ pub fn kind(push: &PushMessage, edit: bool) -> EventKind {
         quoted_text: (!c.quote_msg_text.is_empty()).then(|| c.quote_msg_text.clone()),
         quoted_time: None,
     });
-    EventKind::Message(Message { content, reply, private: push.chat_type == 1 })
+    EventKind::Message(Message { content, reply, private: push.chat_type == 1, ..Message::default() })
 }
 
 /// `@name` tokens of the text become mentions; the ids go with them in order when the counts agree.

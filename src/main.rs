@@ -56,8 +56,29 @@ fn main() -> ExitCode {
             burst,
             to,
             no_coalesce,
+            suite,
+            rounds,
+            null_relay,
         } => {
             telemetry::init(cli.log_format.unwrap_or(LogFormat::Pretty), "warn");
+            if let Some([post, read]) = null_relay.as_deref() {
+                let (post, read) = (*post, *read);
+                return report(runtime().and_then(|rt| {
+                    rt.block_on(async move {
+                        let stop = tokio_util::sync::CancellationToken::new();
+                        let on_signal = stop.clone();
+                        tokio::spawn(async move {
+                            let _ = tokio::signal::ctrl_c().await;
+                            on_signal.cancel();
+                        });
+                        chatbridge::cli::null_relay::run(post, read, stop).await
+                    })
+                }));
+            }
+            if suite {
+                let options = chatbridge::cli::suite::SuiteOptions { rounds, messages };
+                return report(runtime().and_then(|rt| rt.block_on(chatbridge::cli::suite::run(options))));
+            }
             if let Some(messages) = burst {
                 let coalesce = !no_coalesce;
                 return report(runtime().and_then(|rt| {

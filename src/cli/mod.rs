@@ -5,7 +5,9 @@ pub mod bench;
 pub mod burst;
 pub mod check;
 pub mod deadletters;
+pub mod null_relay;
 pub mod run;
+pub mod suite;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -119,6 +121,18 @@ pub enum Command {
         /// With --burst: the destination room sends each message alone (`coalesce = false`).
         #[arg(long, requires = "burst")]
         no_coalesce: bool,
+        /// The whole API-path table (docs/performance.md): the null relay and chatbridge as processes of their
+        /// own, alternately, each measured for start-up, memory, 1 and 8 senders, 1,000 and 10,000 msg/s;
+        /// min / median / max over the rounds (use a release build).
+        #[arg(long, conflicts_with_all = ["post", "in_memory", "full_sync", "store", "burst"])]
+        suite: bool,
+        /// With --suite: how many rounds.
+        #[arg(long, default_value_t = 5, requires = "suite")]
+        rounds: usize,
+        /// The floor of the API path: serve POST /api/message on POST and /api/websocket on READ with nothing
+        /// between them but decoding and encoding (what --suite measures beside chatbridge).
+        #[arg(long, hide = true, num_args = 2, value_names = ["POST", "READ"])]
+        null_relay: Option<Vec<std::net::SocketAddr>>,
     },
     /// Run every platform's simulator on loopback and write a configuration that bridges them, for running
     /// `chatbridge run` against them by hand or measuring it.

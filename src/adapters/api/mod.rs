@@ -93,26 +93,32 @@ const READER_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The ids of messages this account relayed to clients or took from them, the most recent [`KNOWN_IDS`]: a
 /// client's `id` makes its post an edit only when it names one of them (matterbridge ignores client ids; an
-/// unknown one is a new message).
+/// unknown one is a new message). The ids are uuids (the bridge gives every message one), kept as numbers: 16
+/// bytes each, twice.
 #[derive(Default)]
 struct KnownIds {
-    set: std::collections::HashSet<Arc<str>>,
-    order: VecDeque<Arc<str>>,
+    set: std::collections::HashSet<u128, foldhash::fast::RandomState>,
+    order: VecDeque<u128>,
 }
 
-const KNOWN_IDS: usize = 65_536;
+const KNOWN_IDS: usize = 4_096;
 
 impl KnownIds {
-    fn add(&mut self, id: &Arc<str>) {
-        if id.is_empty() || !self.set.insert(Arc::clone(id)) {
+    fn add(&mut self, id: &str) {
+        let Ok(id) = uuid::Uuid::parse_str(id).map(|u| u.as_u128()) else { return };
+        if !self.set.insert(id) {
             return;
         }
-        self.order.push_back(Arc::clone(id));
+        self.order.push_back(id);
         if self.order.len() > KNOWN_IDS
             && let Some(oldest) = self.order.pop_front()
         {
             self.set.remove(&oldest);
         }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        uuid::Uuid::parse_str(id).is_ok_and(|u| self.set.contains(&u.as_u128()))
     }
 }
 
@@ -162,12 +168,12 @@ impl Hub {
         self.publish(message, from);
     }
 
-    fn know(&self, id: &Arc<str>) {
+    fn know(&self, id: &str) {
         self.known.lock().expect("never poisoned").add(id);
     }
 
     fn knows(&self, id: &str) -> bool {
-        self.known.lock().expect("never poisoned").set.contains(id)
+        self.known.lock().expect("never poisoned").contains(id)
     }
 
     async fn wait_for_readers(&self) {

@@ -170,7 +170,7 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     // The store may have started failing since the check above: refused at once, never a request left waiting.
     match hub.ctx.offer(Event::new(room, remote_id, Some(sender), kind)).await {
         Ok(()) => {
-            hub.know(&Arc::from(message.id.as_str()));
+            hub.know(&message.id);
             Ok(message)
         }
         Err(Some(reason)) => Err(unavailable(reason)),
@@ -245,6 +245,48 @@ impl Feed {
         self.hub.live_wake();
     }
 
+    /// The next message when one is ready now, without waiting (what [`Feed::next`] would return at once).
+    pub(super) fn try_next(&mut self) -> Option<Kept> {
+        loop {
+            if self.reader.cut.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            if let Some((seq, message)) = self.first.pop_front() {
+                if let Some(seq) = seq {
+                    self.handed(seq);
+                }
+                if self.session != 0 && message.from == self.session {
+                    continue;
+                }
+                return Some(message);
+            }
+            match self.live.try_recv() {
+                Ok((seq, _)) if self.last.is_some_and(|last| seq <= last) => continue,
+                Ok((seq, message)) => {
+                    self.handed(seq);
+                    if self.session != 0 && message.from == self.session {
+                        continue;
+                    }
+                    return Some(message);
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.catch_up(),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// After the live feed ran past this client: what it missed, from the kept messages.
+    fn catch_up(&mut self) {
+        let after = self.last.map_or(self.from, |last| last + 1);
+        let missed = self.hub.numbered_from(after);
+        if let Some((oldest, _)) = missed.first()
+            && *oldest > after
+        {
+            tracing::warn!(account = %self.hub.ctx.account, lost = oldest - after, "A streaming client fell further behind than `history`: it missed messages (it can see them nowhere now).");
+        }
+        self.first.extend(missed.into_iter().map(|(seq, message)| (Some(seq), message)));
+    }
+
     pub(super) async fn next(&mut self) -> Option<Kept> {
         loop {
             if self.reader.cut.load(std::sync::atomic::Ordering::SeqCst) {
@@ -269,16 +311,7 @@ impl Feed {
                     }
                     return Some(message);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let after = self.last.map_or(self.from, |last| last + 1);
-                    let missed = self.hub.numbered_from(after);
-                    if let Some((oldest, _)) = missed.first()
-                        && *oldest > after
-                    {
-                        tracing::warn!(account = %self.hub.ctx.account, lost = oldest - after, "A streaming client fell further behind than `history`: it missed messages (it can see them nowhere now).");
-                    }
-                    self.first.extend(missed.into_iter().map(|(seq, message)| (Some(seq), message)));
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(),
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
@@ -352,6 +385,26 @@ mod tests {
 
     fn message(text: &str) -> ApiMessage {
         ApiMessage { text: text.into(), gateway: "g".into(), ..ApiMessage::default() }
+    }
+
+    /// What is ready is taken without waiting, in order, past the live buffer too, and never what the session
+    /// itself posted (a websocket writes these together, flushed once).
+    #[tokio::test]
+    async fn ready_messages_are_taken_without_waiting() {
+        let hub = hub(5000);
+        let mut feed = Feed::new(&hub, None, 7);
+        assert_eq!(next(&mut feed).await.event, CONNECTED);
+        assert!(feed.try_next().is_none(), "nothing ready");
+        let count = super::super::LIVE_BUFFER * 2;
+        for i in 0..count {
+            hub.publish(message(&i.to_string()), if i == 5 { 7 } else { 0 });
+        }
+        let mut got = Vec::new();
+        while let Some(kept) = feed.try_next() {
+            got.push(serde_json::from_slice::<ApiMessage>(&kept.json()).unwrap().text);
+        }
+        let want: Vec<String> = (0..count).filter(|i| *i != 5).map(|i| i.to_string()).collect();
+        assert_eq!(got, want);
     }
 
     #[tokio::test]

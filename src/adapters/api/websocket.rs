@@ -68,17 +68,25 @@ impl Drop for WebsocketClient {
     }
 }
 
-/// Both ways: every message to the client, and what it sends posted as with `POST /api/message`.
-/// Sends one frame to a websocket client, which must take it within the slow-reader wait: a client that
-/// stopped reading would otherwise hold its session (and what is queued for it) for ever. False when the
-/// session is to end.
+/// The most frames written to a client at once (messages that were ready together).
+const MAX_FRAMES_AT_ONCE: usize = 64;
+
+/// Sends frames to a websocket client — all that were ready, written together and flushed once: one write
+/// system call for several messages when several are ready — which must take them within the slow-reader wait:
+/// a client that stopped reading would otherwise hold its session (and what is queued for it) for ever. False
+/// when the session is to end.
 async fn send_within(
     hub: &Hub,
     sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
-    frame: WsMessage,
+    frames: impl IntoIterator<Item = WsMessage>,
 ) -> bool {
     use futures_util::SinkExt;
-    let mut send = std::pin::pin!(sink.send(frame));
+    let mut send = std::pin::pin!(async move {
+        for frame in frames {
+            sink.feed(frame).await?;
+        }
+        sink.flush().await
+    });
     // Most sends complete at once: only one that has to wait gets a timer (one per message would cost CPU).
     if let std::task::Poll::Ready(sent) =
         std::future::poll_fn(|cx| std::task::Poll::Ready(send.as_mut().poll(cx))).await
@@ -103,8 +111,14 @@ async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
             _ = hub.ctx.closed.cancelled() => return,
             message = feed.next() => {
                 let Some(message) = message else { return };
-                let Ok(text) = axum::extract::ws::Utf8Bytes::try_from(message.json()) else { return };
-                if !send_within(&hub, &mut sink, WsMessage::Text(text)).await {
+                let mut frames = Vec::with_capacity(4);
+                let mut next = Some(message);
+                while let Some(message) = next {
+                    let Ok(text) = axum::extract::ws::Utf8Bytes::try_from(message.json()) else { return };
+                    frames.push(WsMessage::Text(text));
+                    next = if frames.len() < MAX_FRAMES_AT_ONCE { feed.try_next() } else { None };
+                }
+                if !send_within(&hub, &mut sink, frames).await {
                     return;
                 }
             }
@@ -125,7 +139,7 @@ async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
                 };
                 if let Some(why) = answer {
                     let error = json!({"event": "error", "text": why}).to_string();
-                    if !send_within(&hub, &mut sink, WsMessage::text(error)).await {
+                    if !send_within(&hub, &mut sink, [WsMessage::text(error)]).await {
                         return;
                     }
                 }

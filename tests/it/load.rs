@@ -39,24 +39,25 @@ async fn lossy_endpoint() -> String {
                     },
                 ),
             )
-            .route(
-                "/api/websocket",
-                get(
-                    |State((tx, _)): State<(broadcast::Sender<String>, Arc<AtomicUsize>)>,
-                     upgrade: WebSocketUpgrade| async move {
-                        let mut rx = tx.subscribe();
-                        upgrade.on_upgrade(|mut ws| async move {
-                            let _ = ws.send(Message::text(json!({"event": "api_connected"}).to_string())).await;
-                            while let Ok(frame) = rx.recv().await {
-                                if ws.send(Message::text(frame)).await.is_err() {
-                                    return;
-                                }
-                            }
-                        })
-                    },
-                ),
-            )
-            .with_state((tx, count));
+            .with_state((tx.clone(), count));
+    serve_fake(app, tx).await
+}
+
+/// Serves a fake's posting side with a websocket that hands every frame sent on `tx` to its readers.
+async fn serve_fake(posting: Router, tx: broadcast::Sender<String>) -> String {
+    let reading = get(|State(tx): State<broadcast::Sender<String>>, upgrade: WebSocketUpgrade| async move {
+        let mut rx = tx.subscribe();
+        upgrade.on_upgrade(|mut ws| async move {
+            let _ = ws.send(Message::text(json!({"event": "api_connected"}).to_string())).await;
+            while let Ok(frame) = rx.recv().await {
+                if ws.send(Message::text(frame)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    })
+    .with_state(tx);
+    let app = posting.route("/api/websocket", reading);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -103,25 +104,8 @@ async fn unruly_endpoint() -> String {
                 if n % 13 == 12 { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK }
             }),
         )
-        .route(
-            "/api/websocket",
-            get(|State((tx, _)): State<Shared>, upgrade: WebSocketUpgrade| async move {
-                let mut rx = tx.subscribe();
-                upgrade.on_upgrade(|mut ws| async move {
-                    let _ = ws.send(Message::text(json!({"event": "api_connected"}).to_string())).await;
-                    while let Ok(frame) = rx.recv().await {
-                        if ws.send(Message::text(frame)).await.is_err() {
-                            return;
-                        }
-                    }
-                })
-            }),
-        )
-        .with_state((tx, held));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+        .with_state((tx.clone(), held));
+    serve_fake(app, tx).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

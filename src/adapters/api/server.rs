@@ -245,6 +245,23 @@ impl Feed {
         self.hub.live_wake();
     }
 
+    /// A kept message (the connected line, a replayed or caught-up one): handed out unless this session posted it.
+    fn kept_one(&mut self, seq: Option<u64>, message: Kept) -> Option<Kept> {
+        if let Some(seq) = seq {
+            self.handed(seq);
+        }
+        (self.session == 0 || message.from != self.session).then_some(message)
+    }
+
+    /// A message of the live feed: handed out unless it was already (from the kept ones) or this session posted it.
+    fn live_one(&mut self, seq: u64, message: Kept) -> Option<Kept> {
+        if self.last.is_some_and(|last| seq <= last) {
+            return None;
+        }
+        self.handed(seq);
+        (self.session == 0 || message.from != self.session).then_some(message)
+    }
+
     /// The next message when one is ready now, without waiting (what [`Feed::next`] would return at once).
     pub(super) fn try_next(&mut self) -> Option<Kept> {
         loop {
@@ -252,22 +269,16 @@ impl Feed {
                 return None;
             }
             if let Some((seq, message)) = self.first.pop_front() {
-                if let Some(seq) = seq {
-                    self.handed(seq);
+                match self.kept_one(seq, message) {
+                    Some(message) => return Some(message),
+                    None => continue,
                 }
-                if self.session != 0 && message.from == self.session {
-                    continue;
-                }
-                return Some(message);
             }
             match self.live.try_recv() {
-                Ok((seq, _)) if self.last.is_some_and(|last| seq <= last) => continue,
                 Ok((seq, message)) => {
-                    self.handed(seq);
-                    if self.session != 0 && message.from == self.session {
-                        continue;
+                    if let Some(message) = self.live_one(seq, message) {
+                        return Some(message);
                     }
-                    return Some(message);
                 }
                 Err(broadcast::error::TryRecvError::Lagged(_)) => self.catch_up(),
                 Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return None,
@@ -293,23 +304,17 @@ impl Feed {
                 tracing::warn!(account = %self.hub.ctx.account, behind = self.hub.config.history, "A streaming client stayed `history` messages behind for too long: disconnected (it can reconnect with its last id).");
                 return None;
             }
-            if let Some((seq, message)) = self.first.pop_front() {
-                if let Some(seq) = seq {
-                    self.handed(seq);
-                }
-                if self.session != 0 && message.from == self.session {
-                    continue;
-                }
+            if let Some(message) = self.try_next() {
                 return Some(message);
             }
+            if self.reader.cut.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
             match self.live.recv().await {
-                Ok((seq, _)) if self.last.is_some_and(|last| seq <= last) => continue,
                 Ok((seq, message)) => {
-                    self.handed(seq);
-                    if self.session != 0 && message.from == self.session {
-                        continue;
+                    if let Some(message) = self.live_one(seq, message) {
+                        return Some(message);
                     }
-                    return Some(message);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(),
                 Err(broadcast::error::RecvError::Closed) => return None,

@@ -53,9 +53,10 @@ use crate::model::{Event, RemoteId, RoomAddr, Time};
 /// the open transaction, so this bounds how many messages a crash makes their sources deliver again.
 pub(crate) const MAX_BATCH: Duration = Duration::from_millis(5);
 
-/// How long the writer pauses after the inputs it has before it looks for more, and commits when there are
-/// none: under a steady stream the inputs of a few milliseconds share one commit (one write of each touched
-/// page instead of many), and the writer is woken once per pause, not once per input.
+/// How long the PostgreSQL writer pauses after the inputs it has before it looks for more, and commits when there
+/// are none: under a steady stream the inputs of a few milliseconds share one commit (one write of each touched
+/// page instead of many), and the writer is woken once per pause, not once per input. (The SQLite writer sleeps
+/// through its whole window at once: `writer::gather`.)
 pub(crate) const GATHER: Duration = Duration::from_millis(1);
 
 /// How often the writer prunes the id map of entries older than its maximum age.

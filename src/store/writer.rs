@@ -43,9 +43,9 @@ impl PageLimit {
     }
 }
 
-/// The writer: gathers inputs (each one input's operations) until no input came during a pause of
-/// [`GATHER`] or [`MAX_BATCH`] has passed, then writes them as one transaction, so a burst of inputs is one
-/// transaction and one input's work is never split between two.
+/// The writer: gathers inputs (each one input's operations) until [`MAX_BATCH`] has passed since the first (or a
+/// load came), then writes them as one transaction, so a burst of inputs is one transaction and one input's work is
+/// never split between two.
 ///
 /// A transaction that fails (a full disk, an I/O error) is never dropped: its operations are kept and
 /// written again, with what came meanwhile, until they commit — after [`StoreEvent::Failing`], so that the
@@ -199,7 +199,10 @@ fn sizes(db: &Connection, limits: &Limits) -> Option<(u64, u64)> {
     Some((outbox, dead_letters))
 }
 
-/// Takes the inputs that come within the gathering window; true when the store closed.
+/// Takes the inputs that come within the gathering window ([`MAX_BATCH`] from the first), sleeping through it once
+/// rather than in steps: nothing waits for a commit (copies go out before theirs), so a longer window costs no
+/// latency, and each wake-up of this thread costs CPU — at a thousand messages a second, steps of a millisecond woke it
+/// once per message. A load ends the window at once: the router waits for what it loads. True when the store closed.
 fn gather(inputs: &mpsc::Receiver<Vec<Op>>, carry: &mut Vec<Vec<Op>>) -> bool {
     let started = Instant::now();
     loop {
@@ -210,15 +213,13 @@ fn gather(inputs: &mpsc::Receiver<Vec<Op>>, carry: &mut Vec<Vec<Op>>) -> bool {
                 Err(mpsc::TryRecvError::Disconnected) => return true,
             }
         }
-        let Some(left) = MAX_BATCH.checked_sub(started.elapsed()) else { return false };
-        // Sleeping rather than waiting on the channel: inputs that come meanwhile queue up without waking
-        // this thread once each.
-        std::thread::sleep(GATHER.min(left));
-        match inputs.try_recv() {
-            Ok(ops) => carry.push(ops),
-            Err(mpsc::TryRecvError::Empty) => return false,
-            Err(mpsc::TryRecvError::Disconnected) => return true,
+        if carry.iter().flatten().any(|op| matches!(op, Op::Load { .. })) {
+            return false;
         }
+        let Some(left) = MAX_BATCH.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else {
+            return false;
+        };
+        std::thread::sleep(left);
     }
 }
 

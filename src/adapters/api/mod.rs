@@ -64,7 +64,10 @@ impl Kept {
     }
 
     fn from_session(message: &ApiMessage, from: u64) -> Self {
-        let mut line = serde_json::to_vec(message).expect("a message serialises");
+        // Room for the field names and the usual values at once: growing from empty took six reallocations a message.
+        let guess = 320 + message.text.len() + message.username.len() + message.channel.len() + message.id.len();
+        let mut line = Vec::with_capacity(guess);
+        serde_json::to_writer(&mut line, message).expect("a message serialises");
         line.push(b'\n');
         Self { id: Arc::from(message.id.as_str()), line: line.into(), from }
     }

@@ -11,6 +11,7 @@ pub mod reconfigure;
 pub mod render;
 pub mod rules;
 pub mod sanitise;
+pub mod split;
 
 mod coalesce;
 mod deliver;

@@ -4,6 +4,7 @@
 //! carry ids for replies, edits and deletes, and a client can resume from the last id it saw.
 
 pub mod config;
+mod feed;
 mod server;
 mod websocket;
 pub mod wire;

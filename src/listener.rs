@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+
 use axum::Router;
-use axum::extract::Request;
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -37,11 +38,26 @@ impl Default for Limits {
 /// How often a listener at its cap says so.
 const CAP_WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// A check of every request before it is routed: `Some(answer)` refuses the request with that answer (the API's
+/// token). Made here rather than as a router layer: each layer wraps every route in boxed services that are
+/// cloned per request, about as many allocations as the rest of a request's handling (heaptrack).
+pub type Gate = Arc<dyn Fn(&HeaderMap) -> Option<Response> + Send + Sync>;
+
 /// Serves `app` on `listener` until `stop`, then lets open requests finish (websockets and streams are closed
 /// by their own handlers on the same signal).
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, name: &'static str, stop: CancellationToken) {
-    let app =
-        app.layer(axum::middleware::from_fn(move |request: Request, next: Next| body_deadline(request, next, limits)));
+    serve_gated(listener, app, limits, name, stop, None).await;
+}
+
+/// [`serve`], with every request checked by `gate` first.
+pub async fn serve_gated(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    name: &'static str,
+    stop: CancellationToken,
+    gate: Option<Gate>,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut refused = 0u64;
     let mut last_warn: Option<Instant> = None;
@@ -78,7 +94,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, name: &'s
         // Small writes (one websocket frame or stream line per message) go out at once, not after the peer's
         // delayed acknowledgement of the previous one (Nagle's algorithm).
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let service = {
+            let (app, gate) = (app.clone(), gate.clone());
+            service_fn(move |request| answer(app.clone(), gate.clone(), request, limits))
+        };
         let stop = stop.clone();
         connections.spawn(async move {
             let _slot = slot;
@@ -98,25 +117,35 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, name: &'s
     connections.shutdown().await;
 }
 
-/// Requests that carry a body (anything but GET and HEAD) are read and answered within `body_timeout`:
-/// a client that claims a large body and sends a few bytes is answered 408, not waited for.
-async fn body_deadline(request: Request, next: Next, limits: Limits) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
-        return next.run(request).await;
+/// One request: the gate, then the routes. Requests that carry a body (anything but GET and HEAD) are read and
+/// answered within `body_timeout`: a client that claims a large body and sends a few bytes is answered 408, not
+/// waited for.
+async fn answer(
+    mut app: Router,
+    gate: Option<Gate>,
+    request: Request<Incoming>,
+    limits: Limits,
+) -> Result<Response, Infallible> {
+    if let Some(refusal) = gate.as_deref().and_then(|gate| gate(request.headers())) {
+        return Ok(refusal);
     }
-    let mut answer = std::pin::pin!(next.run(request));
+    let bodyless = matches!(*request.method(), Method::GET | Method::HEAD);
+    let mut answer = std::pin::pin!(tower_service::Service::call(&mut app, request));
+    if bodyless {
+        return answer.await;
+    }
     // A small body that is already here is answered at once: only a request that has to wait gets a timer.
     if let std::task::Poll::Ready(response) =
         std::future::poll_fn(|cx| std::task::Poll::Ready(answer.as_mut().poll(cx))).await
     {
         return response;
     }
-    match tokio::time::timeout(limits.body_timeout, answer).await {
-        Ok(response) => response,
+    Ok(match tokio::time::timeout(limits.body_timeout, answer).await {
+        Ok(Ok(response)) => response,
         Err(_) => (
             StatusCode::REQUEST_TIMEOUT,
             axum::Json(serde_json::json!({"message": "the request's body did not arrive in time"})),
         )
             .into_response(),
-    }
+    })
 }

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -19,6 +18,7 @@ use super::Hub;
 pub(super) use super::feed::Feed;
 use super::wire::{self, ACTION, ApiMessage, DELETE};
 use crate::model::{Content, Event, EventKind, Message, RemoteId, Reply, RoomId, User};
+use crate::settings::Secret;
 
 pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
     let app = Router::new()
@@ -30,12 +30,16 @@ pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
         // As echo (matterbridge's HTTP framework) answers: JSON `{"message": …}`.
         .fallback(|| async { refuse(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async { refuse(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
-        .layer(middleware::from_fn_with_state(Arc::clone(&hub), auth))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE))
+        // No body limit layer: axum's default for a body read whole is 2 MiB, MAX_MESSAGE (tests/it/hostile).
         .with_state(Arc::clone(&hub));
     let closed = hub.ctx.closed.clone();
+    let gate = hub
+        .config
+        .token
+        .clone()
+        .map(|token| Arc::new(move |headers: &HeaderMap| refusal(&token, headers)) as crate::listener::Gate);
     hub.ctx.set_state(crate::adapters::AccountState::Connected).await;
-    crate::listener::serve(listener, app, hub.ctx.http, "api", closed).await;
+    crate::listener::serve_gated(listener, app, hub.ctx.http, "api", closed, gate).await;
 }
 
 pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
@@ -49,19 +53,16 @@ fn bearer(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim_start_matches(' '))
 }
 
-/// `Authorization: Bearer <token>`: missing is 400, wrong is 401, as matterbridge answers.
-async fn auth(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
-    if let Some(token) = &hub.config.token {
-        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let Some(given) = given.and_then(bearer) else {
-            return refuse(StatusCode::BAD_REQUEST, "missing or malformed Authorization: Bearer <token> header");
-        };
-        // In constant time: how long the comparison takes says nothing of how much of the token was right.
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.expose().as_bytes())) {
-            return refuse(StatusCode::UNAUTHORIZED, "invalid token");
-        }
-    }
-    next.run(request).await
+/// `Authorization: Bearer <token>` on every request, whatever its path: missing is 400, wrong is 401, as
+/// matterbridge answers.
+fn refusal(token: &Secret, headers: &HeaderMap) -> Option<Response> {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(given) = given.and_then(bearer) else {
+        return Some(refuse(StatusCode::BAD_REQUEST, "missing or malformed Authorization: Bearer <token> header"));
+    };
+    // In constant time: how long the comparison takes says nothing of how much of the token was right.
+    (!bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.expose().as_bytes())))
+        .then(|| refuse(StatusCode::UNAUTHORIZED, "invalid token"))
 }
 
 /// The largest message a client may send, by POST (413 past it) or over the websocket (the connection is

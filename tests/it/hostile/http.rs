@@ -96,17 +96,26 @@ async fn messages_over_the_size_limit_are_refused_on_every_api_path() {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     use tokio_tungstenite::tungstenite::{Bytes, Message};
     let (port, running, fish) = api("").await;
-    let text = "x".repeat(3 << 20);
-    let body = serde_json::json!({"text": text, "username": "bot", "gateway": "b"}).to_string();
+    // A body of `size` bytes exactly.
+    let sized = |size: usize, gateway: &str| {
+        let envelope = serde_json::json!({"text": "", "username": "bot", "gateway": gateway}).to_string().len();
+        serde_json::json!({"text": "x".repeat(size - envelope), "username": "bot", "gateway": gateway}).to_string()
+    };
+    const LIMIT: usize = 2 << 20;
     let http = chatbridge::adapters::http_client(Duration::from_secs(5));
-    let answer = http
-        .post(format!("http://127.0.0.1:{port}/api/message"))
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 413);
+    let post = |body: String| {
+        http.post(format!("http://127.0.0.1:{port}/api/message"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .body(body)
+            .send()
+    };
+    // At the limit the body is read and judged (an unknown gateway), one byte past it it is refused unread.
+    let at_limit = post(sized(LIMIT, "nope")).await.unwrap();
+    assert_eq!(at_limit.status(), 400);
+    assert!(at_limit.text().await.unwrap().contains("unknown gateway"));
+    assert_eq!(post(sized(LIMIT + 1, "b")).await.unwrap().status(), 413);
+    let body = sized(3 << 20, "b");
+    assert_eq!(post(body.clone()).await.unwrap().status(), 413);
     // The same message over the websocket, in 64 KiB fragments: the connection is closed, nothing relayed.
     let mut request = format!("ws://127.0.0.1:{port}/api/websocket").into_client_request().unwrap();
     request.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());

@@ -122,6 +122,8 @@ impl MemoryIdMap {
             }
         };
         let list = if pending { &mut member.pending } else { &mut member.ids };
+        // Most copies are one message: room for exactly what comes (a first push would make room for four).
+        list.reserve_exact(ids.len());
         for id in ids {
             if !list.contains(id) {
                 list.push(id.clone());
@@ -155,7 +157,8 @@ impl IdStore for MemoryIdMap {
     fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
         let id = GroupId(self.next);
         self.next += 1;
-        let mut members = Vec::new();
+        // The origin and, most often, one destination (a first push would make room for four).
+        let mut members = Vec::with_capacity(2);
         if let Some((room, remote)) = origin {
             members.push(Member { room: room.clone(), ids: vec![remote.clone()], pending: Vec::new(), ours: false });
             self.index.entry(room.clone()).or_default().insert(remote.clone(), id);

@@ -76,7 +76,12 @@ impl Router {
         let group = match &event.kind {
             EventKind::Message(message) => {
                 let origin = event.origin.remote_id.as_ref().map(|id| (&event.origin.room, id));
-                let text: String = message.content.to_plain_text().chars().take(SNIPPET_CHARS).collect();
+                let mut text = message.content.to_plain_text();
+                if let Some((end, _)) = text.char_indices().nth(SNIPPET_CHARS) {
+                    text.truncate(end);
+                }
+                // Kept for as long as the group is (`id_map_capacity` of them): no more room than it needs.
+                text.shrink_to_fit();
                 let sender = event.sender.as_ref().map(|s| s.name.clone());
                 let snippet = Snippet { sender, text, time: event.time };
                 if self.store.durable() {

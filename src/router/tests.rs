@@ -344,6 +344,28 @@ async fn recalls_reach_every_part_or_are_skipped() {
     assert_eq!(h.stats.echoes.get(), 1);
 }
 
+/// A quote carries the first 200 characters of its message (characters, not bytes: cut on a boundary).
+#[tokio::test]
+async fn a_quoted_snippet_is_the_first_200_characters() {
+    let mut h = harness(ABC, [text_only(), rich(), text_only()], "");
+    let long: String = "云朵".repeat(150);
+    h.input(message("a", Some("m1"), "bob", &long));
+    h.next("b").unwrap();
+    h.delivered("b", &["b-1"]);
+    h.next("c").unwrap();
+    h.delivered("c", &[]);
+    let reply = Reply { target: Some(RemoteId::new("m1")), ..Reply::default() };
+    h.input(event(
+        "a",
+        Some("m2"),
+        "alice",
+        EventKind::Message(Message { content: Content::text("yes"), reply: Some(reply), ..Message::default() }),
+    ));
+    let at_b = sent_message(h.next("b").unwrap());
+    let quote = at_b.quote.as_ref().expect("the quoted message's snippet comes along");
+    assert_eq!(quote.text, "云朵".repeat(100));
+}
+
 #[tokio::test]
 async fn replies_are_native_where_possible_and_quoted_elsewhere() {
     let mut h = harness(ABC, [text_only(), rich(), text_only()], "");

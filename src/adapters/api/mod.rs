@@ -327,36 +327,44 @@ impl Adapter for ApiAdapter {
 /// `userid` and `avatar`, `event: "user_action"` for an action and the `Extra` an API client attached.
 async fn send(hub: Arc<Hub>, request: SendRequest) {
     let gateway = request.room.to_string();
-    let base = ApiMessage {
+    let timestamp = wire::now();
+    let ours = || ApiMessage {
         channel: "api".into(),
         account: hub.ctx.account.to_string(),
         protocol: "api".into(),
-        gateway,
-        timestamp: wire::now(),
+        gateway: gateway.clone(),
+        timestamp: timestamp.clone(),
         ..ApiMessage::default()
     };
     let relayed = |out: &OutMessage, id: String| {
-        let mut message = ApiMessage {
-            text: out.parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n"),
-            username: out.sender.clone().unwrap_or_default(),
-            parent_id: match &out.reply_to {
-                Some(parent) => parent.to_string(),
-                None if out.parent_missing => PARENT_NOT_FOUND.into(),
-                None => String::new(),
-            },
-            id,
-            ..base.clone()
+        let text = match out.parts.as_slice() {
+            [one] => one.to_plain_text(),
+            parts => parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n"),
         };
-        if let Some(origin) = &out.origin {
-            message.account.clone_from(&origin.account);
-            message.channel.clone_from(&origin.room);
-            message.protocol = origin.platform.into();
-            message.userid.clone_from(&origin.user_id);
-            message.avatar = origin.avatar.clone().unwrap_or_default();
-            message.event = if origin.action { ACTION.into() } else { String::new() };
-            message.extra.clone_from(&origin.extra);
+        let parent_id = match &out.reply_to {
+            Some(parent) => parent.to_string(),
+            None if out.parent_missing => PARENT_NOT_FOUND.into(),
+            None => String::new(),
+        };
+        let username = out.sender.clone().unwrap_or_default();
+        match &out.origin {
+            Some(origin) => ApiMessage {
+                text,
+                channel: origin.room.clone(),
+                username,
+                userid: origin.user_id.clone(),
+                avatar: origin.avatar.clone().unwrap_or_default(),
+                account: origin.account.clone(),
+                event: if origin.action { ACTION.into() } else { String::new() },
+                protocol: origin.platform.into(),
+                gateway: gateway.clone(),
+                parent_id,
+                timestamp: timestamp.clone(),
+                id,
+                extra: origin.extra.clone(),
+            },
+            None => ApiMessage { text, username, parent_id, id, ..ours() },
         }
-        message
     };
     let (message, ids) = match &request.action {
         SendAction::Message(out) => {
@@ -366,7 +374,7 @@ async fn send(hub: Arc<Hub>, request: SendRequest) {
         SendAction::Edit { target, message } => (relayed(message, target.to_string()), vec![target.clone()]),
         SendAction::Recall { targets } => {
             for target in targets {
-                hub.deliver(ApiMessage { event: DELETE.into(), id: target.to_string(), ..base.clone() }, 0).await;
+                hub.deliver(ApiMessage { event: DELETE.into(), id: target.to_string(), ..ours() }, 0).await;
             }
             hub.ctx.ack(&request.room, Ok(Vec::new())).await;
             return;

@@ -110,15 +110,18 @@ const KNOWN_IDS: usize = 4_096;
 impl KnownIds {
     fn add(&mut self, id: &str) {
         let Ok(id) = uuid::Uuid::parse_str(id).map(|u| u.as_u128()) else { return };
-        if !self.set.insert(id) {
+        if self.set.contains(&id) {
             return;
         }
-        self.order.push_back(id);
-        if self.order.len() > KNOWN_IDS
+        // The oldest goes before the newest comes, so the queue never holds more than KNOWN_IDS (one more
+        // would double its allocation).
+        if self.order.len() >= KNOWN_IDS
             && let Some(oldest) = self.order.pop_front()
         {
             self.set.remove(&oldest);
         }
+        self.set.insert(id);
+        self.order.push_back(id);
     }
 
     fn contains(&self, id: &str) -> bool {
@@ -383,4 +386,25 @@ async fn send(hub: Arc<Hub>, request: SendRequest) {
     hub.deliver(message, 0).await;
     let result: Result<Vec<RemoteId>, SendFailure> = Ok(ids);
     hub.ctx.ack(&request.room, result).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KNOWN_IDS, KnownIds};
+
+    #[test]
+    fn known_ids_keep_the_most_recent_and_no_more() {
+        let id = |n: u128| uuid::Uuid::from_u128(n).to_string();
+        let mut known = KnownIds::default();
+        for n in 0..KNOWN_IDS as u128 + 10 {
+            known.add(&id(n));
+            // Known twice is known once.
+            known.add(&id(n));
+        }
+        assert_eq!((known.order.len(), known.set.len()), (KNOWN_IDS, KNOWN_IDS));
+        assert!((0..10).all(|n| !known.contains(&id(n))), "the oldest are forgotten");
+        assert!((10..KNOWN_IDS as u128 + 10).all(|n| known.contains(&id(n))));
+        assert!(known.order.capacity() < 2 * KNOWN_IDS, "the queue never grew past its bound");
+        assert!(!known.contains("not a uuid"));
+    }
 }

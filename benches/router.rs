@@ -99,7 +99,11 @@ fn router_task(c: &mut Criterion) {
         let (tx, rx) = mpsc::unbounded_channel();
         links.insert(
             AccountId::new(Platform::Fishroom, name),
-            AccountLink { caps: Capabilities::default(), sends: tx, limit: SendLimit::default_for(Platform::Api) },
+            AccountLink {
+                caps: Capabilities::default(),
+                sends: tx.into(),
+                limit: SendLimit::default_for(Platform::Api),
+            },
         );
         receivers.push((room(name), rx));
     }

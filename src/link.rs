@@ -21,7 +21,7 @@ pub enum RouterInput {
     State { account: AccountId, state: AccountState },
     /// An account's adapter started after the daemon did (a reload added the account, or replaced its
     /// session): its sends go to `sends` from now on.
-    Attached { account: AccountId, caps: Capabilities, sends: mpsc::UnboundedSender<SendRequest> },
+    Attached { account: AccountId, caps: Capabilities, sends: Outlet },
 }
 
 /// An account's connection state, as `/health` will show it.
@@ -109,6 +109,51 @@ pub struct SendRequest {
     pub maybe_sent: bool,
     /// When the event happened (messages that cannot be delivered for too long are given up).
     pub event_time: crate::model::Time,
+}
+
+/// A send an adapter completes at once, on the router's task, where handing a message over is a write to memory
+/// (the API's: its clients read from the account's buffer). It spares each message two task hops — the request to
+/// the adapter's task and the acknowledgement back — and lets the router hand a room's queued messages out one
+/// after the other without waiting for either.
+pub trait SendNow: Send + Sync {
+    /// The answer to `request`, or `None` when it would have to wait (the request then goes to the adapter's
+    /// queue, as any other send).
+    fn send_now(&self, request: &SendRequest) -> Option<Result<Vec<RemoteId>, SendFailure>>;
+}
+
+/// Filled by an adapter that can answer sends at once, when it is ready to; empty for the others.
+#[derive(Clone, Default)]
+pub struct SendNowSlot(std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn SendNow>>>);
+
+impl SendNowSlot {
+    /// Offers `sender` for this session's sends (the first offer stands).
+    pub fn offer(&self, sender: std::sync::Arc<dyn SendNow>) {
+        let _ = self.0.set(sender);
+    }
+
+    pub fn get(&self) -> Option<&dyn SendNow> {
+        self.0.get().map(|sender| &**sender)
+    }
+}
+
+impl std::fmt::Debug for SendNowSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "SendNowSlot(offered)" } else { "SendNowSlot(empty)" })
+    }
+}
+
+/// Where the router hands an account's sends: its adapter's queue, and what the adapter offers for sends it can
+/// answer at once.
+#[derive(Clone, Debug)]
+pub struct Outlet {
+    pub queue: mpsc::UnboundedSender<SendRequest>,
+    pub now: SendNowSlot,
+}
+
+impl From<mpsc::UnboundedSender<SendRequest>> for Outlet {
+    fn from(queue: mpsc::UnboundedSender<SendRequest>) -> Self {
+        Self { queue, now: SendNowSlot::default() }
+    }
 }
 
 /// A room of an account, with the directions it is used in.

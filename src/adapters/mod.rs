@@ -28,7 +28,8 @@ pub use backoff::Backoff;
 pub use net::{WS_READ_BUFFER, connect_ws, http_client, install_crypto_provider};
 // The contract with the router, for the adapters' code to name as its own.
 pub use crate::link::{
-    AccountState, AdapterRoom, OutMessage, Quote, RouterInput, SendAction, SendFailure, SendRequest,
+    AccountState, AdapterRoom, OutMessage, Outlet, Quote, RouterInput, SendAction, SendFailure, SendNow, SendNowSlot,
+    SendRequest,
 };
 
 use crate::model::{AccountId, Capabilities, Cursor, Event, RemoteId, RoomAddr, RoomId};
@@ -52,6 +53,8 @@ pub struct AdapterContext {
     pub cursors: Cursors,
     /// The limits of the HTTP listeners an adapter serves (the API's).
     pub http: crate::listener::Limits,
+    /// Where an adapter that can answer sends at once offers to (the API's); the router looks here first.
+    pub send_now: SendNowSlot,
 }
 
 /// The read cursors of an account's rooms: where gap filling resumes after a reconnect or restart.
@@ -355,6 +358,7 @@ mod tests {
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(2)),
             cursors: Cursors::default(),
             http: Default::default(),
+            send_now: Default::default(),
         };
         let room = RoomAddr::new(ctx.account.clone(), crate::model::RoomId::new("r"));
         let event = || Event::new(room.clone(), None, None, crate::model::EventKind::Joined);

@@ -144,6 +144,7 @@ mod tests {
             backoff: Backoff::new(ms, 2 * ms),
             cursors: Cursors::default(),
             http: Default::default(),
+            send_now: Default::default(),
         };
         (ctx, inbox)
     }

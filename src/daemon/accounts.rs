@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{Changes, Reloaded, router_settings};
-use crate::adapters::{self, AdapterContext, AdapterRoom, Backoff, Cursors, RouterInput, SendRequest};
+use crate::adapters::{self, AdapterContext, AdapterRoom, Backoff, Cursors, Outlet, RouterInput, SendNowSlot};
 use crate::config::{AccountConfig, Config, General};
 use crate::model::{AccountId, Capabilities};
 use crate::router::reconfigure::{Control, Reconfigure, Settle};
@@ -183,10 +183,11 @@ impl Supervisor {
         rooms: Vec<AdapterRoom>,
         cursors: Cursors,
         router: &mpsc::Sender<RouterInput>,
-    ) -> (Capabilities, mpsc::UnboundedSender<SendRequest>) {
+    ) -> (Capabilities, Outlet) {
         let adapter = adapters::build(&config);
         let caps = adapter.capabilities();
-        let (sends, requests) = mpsc::unbounded_channel();
+        let (queue, requests) = mpsc::unbounded_channel();
+        let sends = Outlet { queue, now: SendNowSlot::default() };
         let stop_receiving = self.stop.child_token();
         let closed = self.closed.child_token();
         let ctx = AdapterContext {
@@ -199,6 +200,7 @@ impl Supervisor {
             backoff: Backoff::new(self.general.backoff_min, self.general.backoff_max),
             cursors: cursors.clone(),
             http: self.general.http,
+            send_now: sends.now.clone(),
         };
         let task = tokio::spawn(adapter.run(ctx, requests).instrument(info_span!("adapter", account = %id)));
         self.sessions.insert(id.clone(), Session { config, rooms, stop_receiving, closed, task, cursors });

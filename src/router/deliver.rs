@@ -124,7 +124,20 @@ impl Router {
                 maybe_sent: item.attempts > 1 || restored,
                 event_time: item.event.time,
             };
-            if link.sends.send(request).is_err() {
+            // An adapter that answers at once is asked first, while its queue is open (an account that stopped
+            // answers through its queue, or not at all).
+            let answer = match link.sends.now.get() {
+                Some(now) if !link.sends.queue.is_closed() => now.send_now(&request),
+                _ => None,
+            };
+            if let Some(result) = answer {
+                let state = self.rooms.entry(room.clone()).or_default();
+                state.in_flight = true;
+                state.sent_at = Some(std::time::Instant::now());
+                self.answered.push_back((room.clone(), result));
+                return;
+            }
+            if link.sends.queue.send(request).is_err() {
                 let covers = self.rooms.get_mut(room).and_then(|s| s.outgoing.take()).map_or(1, |o| o.covers);
                 for _ in 0..covers {
                     self.give_up(room, "the account has stopped".to_owned(), false);
@@ -135,6 +148,13 @@ impl Router {
             state.in_flight = true;
             state.sent_at = Some(std::time::Instant::now());
             return;
+        }
+    }
+
+    /// Acknowledges the sends answered at once, and the ones their answers hand out in turn.
+    pub(super) fn take_answers(&mut self) {
+        while let Some((room, result)) = self.answered.pop_front() {
+            self.acknowledge(&room, result);
         }
     }
 

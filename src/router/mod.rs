@@ -32,7 +32,7 @@ use tokio_util::time::DelayQueue;
 use tracing::{error, info};
 
 use crate::config::SendLimit;
-use crate::link::{AccountState, RouterInput, SendAction, SendFailure, SendRequest, doubled};
+use crate::link::{AccountState, Outlet, RouterInput, SendAction, SendFailure, SendRequest, doubled};
 use crate::model::{AccountId, Capabilities, Event, EventKind, RemoteId, RoomAddr};
 use crate::stats::{Metric, Stats};
 use directory::Directory;
@@ -70,7 +70,7 @@ pub struct RouterSettings {
 /// A destination account, as the router sees it.
 pub struct AccountLink {
     pub caps: Capabilities,
-    pub sends: mpsc::UnboundedSender<SendRequest>,
+    pub sends: Outlet,
     pub limit: SendLimit,
 }
 
@@ -118,6 +118,9 @@ pub struct Router {
     settings: RouterSettings,
     stats: Arc<Stats>,
     scratch: Vec<Destination>,
+    /// Sends answered at once (`SendNow`), acknowledged once the input that handed them out is done: taken in a
+    /// loop, not from inside `pump` (each answer hands out the room's next message, which may be answered too).
+    answered: std::collections::VecDeque<(RoomAddr, Result<Vec<RemoteId>, SendFailure>)>,
     /// The persistence port: with a durable store, every queued message is put there before it is handed to its
     /// adapter (the writer's order keeps the put ahead of the acknowledgement's delete).
     store: Box<dyn Persist>,
@@ -166,6 +169,7 @@ impl Router {
             settings,
             stats,
             scratch: Vec::new(),
+            answered: Default::default(),
             store: Box::new(store),
             store_events,
             next_key: 1,
@@ -238,6 +242,7 @@ impl Router {
             if !self.settling.is_empty() {
                 self.settle();
             }
+            self.take_answers();
             self.end();
         }
         let left = self.waiting();
@@ -294,6 +299,7 @@ impl Router {
                 }
             }
         }
+        self.take_answers();
         self.end();
     }
 }

@@ -11,7 +11,7 @@ use super::limit::Bucket;
 use super::rules::Rules;
 use super::{AccountLink, Router, RouterSettings, count};
 use crate::config::SendLimit;
-use crate::link::{AccountState, SendRequest};
+use crate::link::AccountState;
 use crate::model::{AccountId, Capabilities, RoomAddr};
 use crate::stats::Metric;
 
@@ -133,7 +133,7 @@ impl Router {
 
     /// A new session of an account (added by a reload, or replacing the held one): sends resume through it.
     /// A send the old session still had out is handed out again, marked as maybe sent.
-    pub(super) fn attach(&mut self, account: AccountId, caps: Capabilities, sends: mpsc::UnboundedSender<SendRequest>) {
+    pub(super) fn attach(&mut self, account: AccountId, caps: Capabilities, sends: crate::link::Outlet) {
         let limit = self.limits.get(&account).copied().unwrap_or_else(|| SendLimit::default_for(account.platform()));
         let now = std::time::Instant::now();
         if self.accounts.insert(account.clone(), AccountLink { caps, sends, limit }).is_none() {

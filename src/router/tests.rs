@@ -69,7 +69,7 @@ fn harness(bridges: &str, caps: [Capabilities; 3], general: &str) -> Harness {
         let (tx, rx) = mpsc::unbounded_channel();
         links.insert(
             AccountId::new(Platform::Fishroom, name),
-            AccountLink { caps, sends: tx, limit: crate::config::SendLimit::default_for(Platform::Api) },
+            AccountLink { caps, sends: tx.into(), limit: crate::config::SendLimit::default_for(Platform::Api) },
         );
         sends.insert(name, rx);
     }
@@ -464,6 +464,7 @@ async fn private_messages_never_enter_a_room_bridge() {
     assert_eq!(h.stats.filtered.get(), 2);
 }
 
+mod at_once;
 mod coalesce;
 mod durable;
 mod reload;

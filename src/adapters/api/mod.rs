@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::{error, info};
 
-use super::{AccountStop, Adapter, AdapterContext, OutMessage, SendAction, SendFailure, SendRequest};
+use super::{AccountStop, Adapter, AdapterContext, OutMessage, SendAction, SendFailure, SendNow, SendRequest};
 use crate::model::{Capabilities, ClientIdForm, RemoteId};
 use config::ApiAccount;
 use wire::{ACTION, ApiMessage, DELETE, PARENT_NOT_FOUND};
@@ -209,6 +209,11 @@ impl Hub {
 
     /// The slowest connected streaming client, when it is `history` messages behind.
     fn slowest_behind(&self) -> Option<Arc<Reader>> {
+        self.behind_by(0)
+    }
+
+    /// The slowest connected streaming client, when `extra` more messages would leave it `history` behind.
+    fn behind_by(&self, extra: u64) -> Option<Arc<Reader>> {
         let limit = self.config.history.max(1) as u64;
         let next = self.log.lock().expect("never poisoned").next;
         let mut readers = self.readers.lock().expect("never poisoned");
@@ -218,7 +223,7 @@ impl Hub {
             .filter_map(Weak::upgrade)
             .filter(|r| !r.cut.load(Ordering::SeqCst))
             .min_by_key(|r| r.next.load(Ordering::SeqCst))
-            .filter(|r| next.saturating_sub(r.next.load(Ordering::SeqCst)) >= limit)
+            .filter(|r| next.saturating_sub(r.next.load(Ordering::SeqCst)) + extra >= limit)
     }
 
     /// Lets waiting sends look again (a reader moved on or was cut).
@@ -317,6 +322,7 @@ impl Adapter for ApiAdapter {
                 }
             };
             info!(account = %ctx.account, listen = %hub.config.listen, "API listening.");
+            ctx.send_now.offer(Arc::new(SendsAtOnce(Arc::downgrade(&hub))));
             let server: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> =
                 vec![Box::pin(server::serve(Arc::clone(&hub), listener))];
             let send = move |request| send(Arc::clone(&hub), request);
@@ -329,6 +335,42 @@ impl Adapter for ApiAdapter {
 /// relayed message to its API clients: `account`, `channel` and `protocol` are the origin's, with the sender's
 /// `userid` and `avatar`, `event: "user_action"` for an action and the `Extra` an API client attached.
 async fn send(hub: Arc<Hub>, request: SendRequest) {
+    let (messages, ids) = messages(&hub, &request);
+    for message in messages {
+        hub.deliver(message, 0).await;
+    }
+    hub.ctx.ack(&request.room, Ok(ids)).await;
+}
+
+/// The API's sends answered on the router's task: handing messages to the clients is a write to the account's
+/// buffer, unless a streaming client is so far behind that it must be waited for (then [`send`] does, on the
+/// adapter's task). Holds the hub weakly: the hub's context holds this.
+struct SendsAtOnce(Weak<Hub>);
+
+impl SendNow for SendsAtOnce {
+    fn send_now(&self, request: &SendRequest) -> Option<Result<Vec<RemoteId>, SendFailure>> {
+        let hub = self.0.upgrade()?;
+        if hub.ctx.closed.is_cancelled() {
+            return None;
+        }
+        let count = match &request.action {
+            SendAction::Recall { targets } => targets.len(),
+            _ => 1,
+        };
+        // Each of them would find every reader within `history`: none would wait.
+        if hub.behind_by(count.saturating_sub(1) as u64).is_some() {
+            return None;
+        }
+        let (messages, ids) = messages(&hub, request);
+        for message in messages {
+            hub.publish(message, 0);
+        }
+        Some(Ok(ids))
+    }
+}
+
+/// What a send hands the clients of the request's gateway, and the ids it answers with.
+fn messages(hub: &Hub, request: &SendRequest) -> (Vec<ApiMessage>, Vec<RemoteId>) {
     let gateway = request.room.to_string();
     let timestamp = wire::now();
     let ours = || ApiMessage {
@@ -369,23 +411,18 @@ async fn send(hub: Arc<Hub>, request: SendRequest) {
             None => ApiMessage { text, username, parent_id, id, ..ours() },
         }
     };
-    let (message, ids) = match &request.action {
+    match &request.action {
         SendAction::Message(out) => {
             let id = request.client_ids.first().cloned().or_else(|| ClientIdForm::Uuid.generate()).expect("a uuid");
-            (relayed(out, id.to_string()), vec![id])
+            (vec![relayed(out, id.to_string())], vec![id])
         }
-        SendAction::Edit { target, message } => (relayed(message, target.to_string()), vec![target.clone()]),
+        SendAction::Edit { target, message } => (vec![relayed(message, target.to_string())], vec![target.clone()]),
         SendAction::Recall { targets } => {
-            for target in targets {
-                hub.deliver(ApiMessage { event: DELETE.into(), id: target.to_string(), ..ours() }, 0).await;
-            }
-            hub.ctx.ack(&request.room, Ok(Vec::new())).await;
-            return;
+            let deletions =
+                targets.iter().map(|target| ApiMessage { event: DELETE.into(), id: target.to_string(), ..ours() });
+            (deletions.collect(), Vec::new())
         }
-    };
-    hub.deliver(message, 0).await;
-    let result: Result<Vec<RemoteId>, SendFailure> = Ok(ids);
-    hub.ctx.ack(&request.room, result).await;
+    }
 }
 
 #[cfg(test)]

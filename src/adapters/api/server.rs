@@ -249,6 +249,7 @@ mod tests {
             backoff: Backoff::new(std::time::Duration::from_secs(1), std::time::Duration::from_secs(2)),
             cursors: Cursors::default(),
             http: Default::default(),
+            send_now: Default::default(),
         };
         let config = crate::config::ApiAccount { listen: "127.0.0.1:0".parse().unwrap(), token: None, history };
         Arc::new(Hub {
@@ -265,6 +266,43 @@ mod tests {
             known: Default::default(),
             slow_reader_wait,
         })
+    }
+
+    fn request(action: crate::adapters::SendAction) -> crate::adapters::SendRequest {
+        crate::adapters::SendRequest {
+            room: RoomId::new("g"),
+            action,
+            client_ids: Vec::new(),
+            attempt: 1,
+            maybe_sent: false,
+            event_time: crate::model::Time::now(),
+        }
+    }
+
+    /// A send is answered on the router's task while every streaming client has room for what it hands out, and
+    /// declined (to wait on the adapter's task) when one would be `history` behind.
+    #[test]
+    fn sends_are_answered_at_once_only_while_every_reader_has_room() {
+        use crate::adapters::{OutMessage, SendAction, SendNow};
+        let hub = hub(4);
+        let _reader = hub.reader(0);
+        let at_once = super::super::SendsAtOnce(Arc::downgrade(&hub));
+        let say =
+            || request(SendAction::Message(OutMessage { parts: vec![Content::text("x")], ..OutMessage::default() }));
+        let recall =
+            |n: usize| request(SendAction::Recall { targets: (0..n).map(|i| RemoteId::new(i.to_string())).collect() });
+        for _ in 0..2 {
+            assert!(matches!(at_once.send_now(&say()), Some(Ok(ids)) if ids.len() == 1));
+        }
+        // Two behind: three deletions would make the third wait (the reader four behind), two would not.
+        assert!(at_once.send_now(&recall(3)).is_none());
+        assert_eq!(hub.log.lock().unwrap().next, 2, "a declined send hands nothing out");
+        assert!(matches!(at_once.send_now(&recall(2)), Some(Ok(ids)) if ids.is_empty()));
+        assert_eq!(hub.log.lock().unwrap().next, 4);
+        // Four behind: nothing more at once.
+        assert!(at_once.send_now(&say()).is_none());
+        drop(hub);
+        assert!(at_once.send_now(&say()).is_none(), "a session that ended answers nothing");
     }
 
     /// What a feed handed out, read back.

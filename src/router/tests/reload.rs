@@ -68,7 +68,7 @@ async fn a_held_account_settles_when_nothing_is_out_and_its_new_session_takes_th
     assert!(h.next("b").is_none(), "nothing more is handed to the held session");
     // The new session: the queue resumes through it.
     let (tx, mut rx) = mpsc::unbounded_channel();
-    h.router.handle(RouterInput::Attached { account: account("b"), caps: text_only(), sends: tx });
+    h.router.handle(RouterInput::Attached { account: account("b"), caps: text_only(), sends: tx.into() });
     let request = rx.try_recv().expect("the new session gets the queue");
     assert_eq!(text_of(&sent_message(request)), "[fishroom] alice: two");
 }
@@ -82,7 +82,7 @@ async fn a_send_the_old_session_left_unanswered_goes_again_marked_as_maybe_sent(
     h.router.control(update(AB, vec![(account("b"), Settle::Hold, done)]));
     // The hold ran out; the old session closed without answering.
     let (tx, mut rx) = mpsc::unbounded_channel();
-    h.router.handle(RouterInput::Attached { account: account("b"), caps: text_only(), sends: tx });
+    h.router.handle(RouterInput::Attached { account: account("b"), caps: text_only(), sends: tx.into() });
     let again = rx.try_recv().expect("sent again through the new session");
     assert!(again.maybe_sent && again.attempt == 2, "{again:?}");
 }

@@ -85,3 +85,23 @@ async fn the_bridges_own_echoes_are_not_counted_as_received() {
     assert!(!text.contains("chatbridge_messages_received_total{account=\"fishroom.lug\""), "{text}");
     running.shutdown().await;
 }
+
+/// The store's commits are counted on the writer's own thread (they no longer pass through the router): every
+/// queued row is counted once, written or skipped, and `/metrics` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stores_commits_are_counted() {
+    let pair = crate::harness::Pair::start().await;
+    let running = pair.run().await;
+    let mut at_lug = pair.lug.subscribe();
+    for n in 0..3 {
+        pair.tuna.say("general", "irc", "alice", &format!("kept {n}"));
+        let _ = crate::harness::next_post(&mut at_lug).await;
+    }
+    let stats = running.daemon().stats();
+    let rows = || stats.store_rows_written.get() + stats.store_rows_skipped.get();
+    crate::harness::eventually("every queued row is committed", || rows() == 3).await;
+    assert!(stats.store_commits.get() >= 1);
+    let text = chatbridge::status::render(&stats, &running.daemon().states().borrow());
+    assert!(text.contains(&format!("\nchatbridge_store_commits_total {}\n", stats.store_commits.get())), "{text}");
+    running.shutdown().await;
+}

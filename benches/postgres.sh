@@ -9,28 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 messages="${2:-20000}"
-bin_dir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
-cargo build --release --quiet
-cb="$PWD/target/release/chatbridge"
-work="$(mktemp -d /tmp/chatbridge-pgbench-XXXXXX)"
-as=()
-if [ "$(id -u)" = 0 ]; then chown nobody "$work"; as=(setpriv --reuid=nobody --regid=nogroup --clear-groups); fi
-port=$((20000 + RANDOM % 10000))
-"${as[@]}" "$bin_dir/initdb" -A trust -U postgres -D "$work/data" >/dev/null
-"${as[@]}" "$bin_dir/postgres" -D "$work/data" -p "$port" -c listen_addresses=127.0.0.1 \
-  -c unix_socket_directories= -c max_connections=100 >"$work/server.log" 2>&1 &
-server=$!
-cleanup() { kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-until "$bin_dir/pg_isready" -q -h 127.0.0.1 -p "$port"; do sleep 0.1; done
-psql() { "$bin_dir/psql" -qAt -h 127.0.0.1 -p "$port" -U postgres "$@"; }
-n=0
-# A fresh database b$n (call as `fresh; url=$made`: a subshell would lose the count).
-fresh() {
-  n=$((n + 1))
-  psql -d postgres -c "CREATE DATABASE b$n" >/dev/null
-  made="postgres://postgres@127.0.0.1:$port/b$n?sslmode=disable"
-}
+# shellcheck source=benches/pg-server.sh
+source "benches/pg-server.sh" pgbench
 
 echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# PostgreSQL $("$bin_dir/postgres" --version | awk '{print $3}'), default durability; $messages messages per run"

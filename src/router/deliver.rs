@@ -7,6 +7,9 @@ use tracing::{debug, error, trace, warn};
 
 use super::*;
 
+/// How many sends answered at once are acknowledged in one turn of the router before it looks at its other inputs.
+pub(super) const ANSWERS_PER_TURN: usize = 256;
+
 impl Router {
     /// Hands the room's next message to its adapter, unless one is out, a retry is scheduled, the
     /// account is reconnecting, or its rate limit says wait.
@@ -151,9 +154,12 @@ impl Router {
         }
     }
 
-    /// Acknowledges the sends answered at once, and the ones their answers hand out in turn.
+    /// Acknowledges the sends answered at once, and the ones their answers hand out in turn — at most
+    /// [`ANSWERS_PER_TURN`], so that a room with a long queue does not hold the router from its other inputs; the
+    /// router's loop comes back for the rest.
     pub(super) fn take_answers(&mut self) {
-        while let Some((room, result)) = self.answered.pop_front() {
+        for _ in 0..ANSWERS_PER_TURN {
+            let Some((room, result)) = self.answered.pop_front() else { return };
             self.acknowledge(&room, result);
         }
     }

@@ -223,6 +223,9 @@ impl Router {
                     self.pump(&room);
                 }
                 Some(event) = self.store_events.recv() => self.store_event(event),
+                // Answers left from the last turn (a long queue answered at once): taken below, after any other
+                // input that is ready.
+                _ = std::future::ready(()), if !self.answered.is_empty() => {}
                 Some(control) = next_control(&mut self.control) => self.control(control),
                 _ = stop.cancelled(), if deadline.is_none() => {
                     if self.store.shared() {

@@ -83,3 +83,31 @@ async fn an_account_whose_queue_closed_is_not_asked() {
     assert!(seen(&b).is_empty());
     assert_eq!(h.stats.relayed.get(), 0);
 }
+
+/// A long queue answered at once goes out a bounded number per turn of the router, so its other inputs are not
+/// held back; the next turns take the rest, in order.
+#[tokio::test]
+async fn a_long_queue_answered_at_once_goes_out_a_turn_at_a_time() {
+    let mut h = harness(AB, [text_only(), text_only(), text_only()], "[general]\nqueue_capacity = 1000\n");
+    let b = at_once(&mut h, "b");
+    b.busy.store(true, Ordering::SeqCst);
+    let count = crate::router::deliver::ANSWERS_PER_TURN * 2 + 10;
+    for n in 0..count {
+        h.input(message("a", Some(&format!("m{n}")), "bob", &format!("line {n}")));
+    }
+    // The first went through the queue (declined); the rest wait behind it.
+    assert_eq!(seen(&b).len(), 1);
+    h.next("b").unwrap();
+    b.busy.store(false, Ordering::SeqCst);
+    h.delivered("b", &["q-0"]);
+    // One turn: the answers it took, and the one send they handed out last (answered, waiting for the next turn).
+    let first_turn = seen(&b).len();
+    assert_eq!(first_turn, 1 + crate::router::deliver::ANSWERS_PER_TURN + 1);
+    assert!(!h.router.answered.is_empty(), "the rest waits for the next turn");
+    while !h.router.answered.is_empty() {
+        h.router.take_answers();
+    }
+    let expected: Vec<String> = (0..count).map(|n| format!("[fishroom] bob: line {n}")).collect();
+    assert_eq!(seen(&b), expected);
+    assert_eq!(h.stats.relayed.get(), count as u64);
+}

@@ -2,10 +2,9 @@
 //! limits a public socket needs: a deadline for a request's headers (which also closes connections left
 //! idle between requests), a deadline for a request's body, and a cap on open connections.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::convert::Infallible;
 
 use axum::Router;
 use axum::http::{HeaderMap, Method, Request, StatusCode};

@@ -5,6 +5,7 @@
 
 pub mod config;
 mod feed;
+mod send;
 mod server;
 mod websocket;
 pub mod wire;
@@ -18,10 +19,10 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::{error, info};
 
-use super::{AccountStop, Adapter, AdapterContext, OutMessage, SendAction, SendFailure, SendNow, SendRequest};
-use crate::model::{Capabilities, ClientIdForm, RemoteId};
+use super::{AccountStop, Adapter, AdapterContext, SendRequest};
+use crate::model::{Capabilities, ClientIdForm};
 use config::ApiAccount;
-use wire::{ACTION, ApiMessage, DELETE, PARENT_NOT_FOUND};
+use wire::ApiMessage;
 
 pub struct ApiAdapter {
     config: ApiAccount,
@@ -322,106 +323,12 @@ impl Adapter for ApiAdapter {
                 }
             };
             info!(account = %ctx.account, listen = %hub.config.listen, "API listening.");
-            ctx.send_now.offer(Arc::new(SendsAtOnce(Arc::downgrade(&hub))));
+            ctx.send_now.offer(Arc::new(send::SendsAtOnce(Arc::downgrade(&hub))));
             let server: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> =
                 vec![Box::pin(server::serve(Arc::clone(&hub), listener))];
-            let send = move |request| send(Arc::clone(&hub), request);
+            let send = move |request| send::send(Arc::clone(&hub), request);
             super::drive(ctx, sends, stop, server, send).await;
         })
-    }
-}
-
-/// A message for the clients of a gateway: a new one, an edit (same id) or a deletion. As matterbridge passes a
-/// relayed message to its API clients: `account`, `channel` and `protocol` are the origin's, with the sender's
-/// `userid` and `avatar`, `event: "user_action"` for an action and the `Extra` an API client attached.
-async fn send(hub: Arc<Hub>, request: SendRequest) {
-    let (messages, ids) = messages(&hub, &request);
-    for message in messages {
-        hub.deliver(message, 0).await;
-    }
-    hub.ctx.ack(&request.room, Ok(ids)).await;
-}
-
-/// The API's sends answered on the router's task: handing messages to the clients is a write to the account's
-/// buffer, unless a streaming client is so far behind that it must be waited for (then [`send`] does, on the
-/// adapter's task). Holds the hub weakly: the hub's context holds this.
-struct SendsAtOnce(Weak<Hub>);
-
-impl SendNow for SendsAtOnce {
-    fn send_now(&self, request: &SendRequest) -> Option<Result<Vec<RemoteId>, SendFailure>> {
-        let hub = self.0.upgrade()?;
-        if hub.ctx.closed.is_cancelled() {
-            return None;
-        }
-        let count = match &request.action {
-            SendAction::Recall { targets } => targets.len(),
-            _ => 1,
-        };
-        // Each of them would find every reader within `history`: none would wait.
-        if hub.behind_by(count.saturating_sub(1) as u64).is_some() {
-            return None;
-        }
-        let (messages, ids) = messages(&hub, request);
-        for message in messages {
-            hub.publish(message, 0);
-        }
-        Some(Ok(ids))
-    }
-}
-
-/// What a send hands the clients of the request's gateway, and the ids it answers with.
-fn messages(hub: &Hub, request: &SendRequest) -> (Vec<ApiMessage>, Vec<RemoteId>) {
-    let gateway = request.room.to_string();
-    let timestamp = wire::now();
-    let ours = || ApiMessage {
-        channel: "api".into(),
-        account: hub.ctx.account.to_string(),
-        protocol: "api".into(),
-        gateway: gateway.clone(),
-        timestamp: timestamp.clone(),
-        ..ApiMessage::default()
-    };
-    let relayed = |out: &OutMessage, id: String| {
-        let text = match out.parts.as_slice() {
-            [one] => one.to_plain_text(),
-            parts => parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n"),
-        };
-        let parent_id = match &out.reply_to {
-            Some(parent) => parent.to_string(),
-            None if out.parent_missing => PARENT_NOT_FOUND.into(),
-            None => String::new(),
-        };
-        let username = out.sender.clone().unwrap_or_default();
-        match &out.origin {
-            Some(origin) => ApiMessage {
-                text,
-                channel: origin.room.clone(),
-                username,
-                userid: origin.user_id.clone(),
-                avatar: origin.avatar.clone().unwrap_or_default(),
-                account: origin.account.clone(),
-                event: if origin.action { ACTION.into() } else { String::new() },
-                protocol: origin.platform.into(),
-                gateway: gateway.clone(),
-                parent_id,
-                timestamp: timestamp.clone(),
-                id,
-                extra: origin.extra.clone(),
-            },
-            None => ApiMessage { text, username, parent_id, id, ..ours() },
-        }
-    };
-    match &request.action {
-        SendAction::Message(out) => {
-            let id = request.client_ids.first().cloned().or_else(|| ClientIdForm::Uuid.generate()).expect("a uuid");
-            (vec![relayed(out, id.to_string())], vec![id])
-        }
-        SendAction::Edit { target, message } => (vec![relayed(message, target.to_string())], vec![target.clone()]),
-        SendAction::Recall { targets } => {
-            let deletions =
-                targets.iter().map(|target| ApiMessage { event: DELETE.into(), id: target.to_string(), ..ours() });
-            (deletions.collect(), Vec::new())
-        }
     }
 }
 

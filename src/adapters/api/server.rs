@@ -286,7 +286,7 @@ mod tests {
         use crate::adapters::{OutMessage, SendAction, SendNow};
         let hub = hub(4);
         let _reader = hub.reader(0);
-        let at_once = super::super::SendsAtOnce(Arc::downgrade(&hub));
+        let at_once = super::super::send::SendsAtOnce(Arc::downgrade(&hub));
         let say =
             || request(SendAction::Message(OutMessage { parts: vec![Content::text("x")], ..OutMessage::default() }));
         let recall =

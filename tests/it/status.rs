@@ -65,15 +65,21 @@ async fn health_is_ok_when_every_account_runs() {
     running.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bridges_own_echoes_are_not_counted_as_received() {
+/// A running pair of Fishroom accounts, with three messages said on tuna (`<word> <n>`) and relayed to lug.
+async fn three_relayed(word: &str) -> (crate::harness::Pair, crate::harness::Running) {
     let pair = crate::harness::Pair::start().await;
     let running = pair.run().await;
     let mut at_lug = pair.lug.subscribe();
     for n in 0..3 {
-        pair.tuna.say("general", "irc", "alice", &format!("real {n}"));
+        pair.tuna.say("general", "irc", "alice", &format!("{word} {n}"));
         let _ = crate::harness::next_post(&mut at_lug).await;
     }
+    (pair, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridges_own_echoes_are_not_counted_as_received() {
+    let (_pair, running) = three_relayed("real").await;
     // Fishroom hands every poster its own posts back: lug's poll sees the three copies as echoes.
     let stats = running.daemon().stats();
     crate::harness::eventually("the echoes come back", || stats.echoes.get() >= 3).await;
@@ -90,13 +96,7 @@ async fn the_bridges_own_echoes_are_not_counted_as_received() {
 /// queued row is counted once, written or skipped, and `/metrics` says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stores_commits_are_counted() {
-    let pair = crate::harness::Pair::start().await;
-    let running = pair.run().await;
-    let mut at_lug = pair.lug.subscribe();
-    for n in 0..3 {
-        pair.tuna.say("general", "irc", "alice", &format!("kept {n}"));
-        let _ = crate::harness::next_post(&mut at_lug).await;
-    }
+    let (_pair, running) = three_relayed("kept").await;
     let stats = running.daemon().stats();
     let rows = || stats.store_rows_written.get() + stats.store_rows_skipped.get();
     crate::harness::eventually("every queued row is committed", || rows() == 3).await;

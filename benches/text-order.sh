@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Writes link/text-order.txt: the functions the release binary runs, hottest first, for the linker to place together
+# (build.rs explains why). Runs the release build under callgrind three times — the daemon serving the API while
+# `chatbridge bench` posts 600 messages through it, the null relay under the same load, and `chatbridge demo` (every
+# platform's adapter against its simulator) — and lists the functions of the binary that ran: the daemon's first,
+# then the null relay's, then the demo's. Needs valgrind and python3. Run it again after a compiler or dependency
+# upgrade (names carry hashes of both) and after large changes; about two minutes here.
+# Usage: benches/text-order.sh [--check]   (--check: how many of the listed functions the release build has)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --quiet
+if [ "${1:-}" = --check ]; then
+  listed="$(wc -l < link/text-order.txt)"
+  found="$(nm --defined-only target/release/chatbridge | awk '{ print $3 }' | sort -u | grep -cxFf link/text-order.txt || true)"
+  echo "link/text-order.txt: $found of $listed functions are in the release build"
+  exit 0
+fi
+command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cb="$work/chatbridge"
+cp target/release/chatbridge "$cb"
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Run in a subshell or in the background: it becomes valgrind (so that a signal reaches it).
+grind() { local name="$1"; shift; exec valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/$name.cg" "$cb" "$@"; }
+ready() { for _ in $(seq 1 120); do curl -sf "$1/api/health" >/dev/null && return; sleep 0.5; done; echo "$1 never answered" >&2; exit 1; }
+load() {
+  "$cb" bench --post "$1" --read "$2" --messages 400 --concurrency 8 | grep '^sent'
+  "$cb" bench --post "$1" --read "$2" --messages 200 --concurrency 1 | grep '^sent'
+}
+
+post="$(port)"; read="$(port)"
+cat > "$work/bench.toml" <<TOML
+[general]
+state_dir = "$work/state"
+[accounts.api.post]
+listen = "127.0.0.1:$post"
+[accounts.api.read]
+listen = "127.0.0.1:$read"
+[[bridge]]
+name = "load"
+format = "{text}"
+nick_format = "{nick}"
+[[bridge.room]]
+room = "api.post:load"
+direction = "in"
+[[bridge.room]]
+room = "api.read:load"
+direction = "out"
+TOML
+grind daemon --config "$work/bench.toml" run 2>"$work/daemon.log" &
+daemon=$!
+ready "http://127.0.0.1:$post"; ready "http://127.0.0.1:$read"
+sleep 3 # the idle writer's checkpoint and the timers
+load "http://127.0.0.1:$post" "http://127.0.0.1:$read"
+kill -TERM "$daemon"; wait "$daemon"
+
+post="$(port)"; read="$(port)"
+grind null bench --null-relay "127.0.0.1:$post" "127.0.0.1:$read" 2>"$work/null.log" &
+relay=$!
+ready "http://127.0.0.1:$post"; ready "http://127.0.0.1:$read"
+load "http://127.0.0.1:$post" "http://127.0.0.1:$read"
+kill -TERM "$relay"; wait "$relay" || true
+
+(grind demo demo) >/dev/null 2>"$work/demo.log"
+
+python3 benches/text-order.py chatbridge "$work/daemon.cg" "$work/null.cg" "$work/demo.cg" > link/text-order.txt
+echo "link/text-order.txt: $(wc -l < link/text-order.txt) functions"

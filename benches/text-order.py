@@ -1,9 +1,20 @@
 """The functions of a binary that ran under callgrind, for the linker's --symbol-ordering-file (benches/text-order.sh).
 
-Usage: text-order.py BINARY_NAME CALLGRIND_OUT...   (callgrind run with --demangle=no: names are the symbols')
+Usage: text-order.py BINARY_NAME RUN...
+       text-order.py --native BINARY LIST PERF
 
-Prints the functions of BINARY_NAME's object that ran in the first run, costliest first (the hot ones share pages),
-then those that ran only in the second, and so on: what a run of the first kind touches comes first, together.
+Each RUN is a callgrind output (run with --demangle=no: names are the symbols') or, ending in `.perf`, the output of
+`perf script --no-demangle -F event,addr,ip,sym,dso` of a native run recorded with `-d -e cpu-clock -e page-faults`:
+the functions sampled, and those whose code faulted in (an instruction fetch: the address is the instruction's). A
+native run finds what callgrind does not run: a contended lock's slow path (callgrind runs one thread at a time),
+code picked by CPU features valgrind does not offer (SHA-1 instructions), a cache's pressure path under a long burst.
+Or, ending in `.txt`, a list of symbols, one a line, in order.
+
+With --native LIST PERF: prints what LIST (a `.txt` list, if it exists) and PERF add up to, LIST's first, keeping only
+the names BINARY (a path) defines: the native finds of earlier runs, kept (a fault shows only the first function
+touched in each run of pages the kernel maps at once, and which that is depends on the placement). Prints the functions of BINARY_NAME's object that ran
+in the first run, costliest first (the hot ones share pages), then those that ran only in the second, and so on:
+what a run of the first kind touches comes first, together.
 """
 
 import collections
@@ -50,12 +61,61 @@ def costs(path, binary):
     return cost
 
 
+PERF_LINE = re.compile(r"^\s*(\S+?):?\s+([0-9a-f]+)\s+(?:(\S+)\s+\((.*?)\)\s+)?([0-9a-f]+)\s+(\S+)\s+\((.*?)\)\s*$")
+
+
+def sampled(path, binary):
+    """The functions of `binary` a native run faulted in (first) or was sampled in (by samples), from perf script."""
+    faulted, samples = [], collections.Counter()
+    with open(path, errors="replace") as lines:
+        for line in lines:
+            found = PERF_LINE.match(line)
+            if not found:
+                continue
+            event, address, _, _, ip, symbol, dso = found.groups()
+            if not dso.endswith("/" + binary) or symbol.startswith("["):
+                continue
+            if event.startswith("page-faults"):
+                if address == ip and symbol not in faulted:
+                    faulted.append(symbol)
+            else:
+                samples[symbol] += 1
+    return faulted + [name for name, _ in samples.most_common() if name not in faulted]
+
+
+def native(binary_path, previous, perf):
+    import os
+    import subprocess
+
+    defined = set(subprocess.run(["nm", "--defined-only", binary_path], capture_output=True, text=True).stdout.split())
+    names = []
+    if os.path.exists(previous):
+        with open(previous) as lines:
+            names = [line.strip() for line in lines if line.strip()]
+    for name in sampled(perf, os.path.basename(binary_path)):
+        if name not in names:
+            names.append(name)
+    for name in names:
+        if name in defined:
+            print(name)
+
+
 def main():
+    if sys.argv[1] == "--native":
+        native(*sys.argv[2:5])
+        return
     binary, paths = sys.argv[1], sys.argv[2:]
     listed = set()
     for path in paths:
-        run = costs(path, binary)
-        for name, _ in sorted(run.items(), key=lambda item: (-item[1], item[0])):
+        if path.endswith(".perf"):
+            names = sampled(path, binary)
+        elif path.endswith(".txt"):
+            with open(path) as lines:
+                names = [line.strip() for line in lines if line.strip()]
+        else:
+            run = costs(path, binary)
+            names = [name for name, _ in sorted(run.items(), key=lambda item: (-item[1], item[0]))]
+        for name in names:
             if name not in listed:
                 listed.add(name)
                 print(name)

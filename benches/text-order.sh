@@ -2,9 +2,11 @@
 # Writes link/text-order.txt: the functions the release binary runs, hottest first, for the linker to place together
 # (build.rs explains why). Runs the release build under callgrind three times — the daemon serving the API while
 # `chatbridge bench` posts 600 messages through it, the null relay under the same load, and `chatbridge demo` (every
-# platform's adapter against its simulator) — and lists the functions of the binary that ran: the daemon's first,
-# then the null relay's, then the demo's. Needs valgrind and python3. Run it again after a compiler or dependency
-# upgrade (names carry hashes of both) and after large changes; about two minutes here.
+# platform's adapter against its simulator) — and, where perf is installed, records the daemon run natively through
+# a burst of 20,000 messages (the code it faults in, and samples: what callgrind does not run, text-order.py says
+# which). Lists the functions of the binary that ran: the daemon's first, then what the native run adds, then the
+# null relay's, then the demo's. Needs valgrind and python3. Run it again after a compiler or dependency upgrade (names carry hashes of
+# both) and after large changes; under a minute here.
 # Usage: benches/text-order.sh [--check]   (--check: how many of the listed functions the release build has)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,14 +31,17 @@ load() {
   "$cb" bench --post "$1" --read "$2" --messages 200 --concurrency 1 | grep '^sent'
 }
 
-post="$(port)"; read="$(port)"
-cat > "$work/bench.toml" <<TOML
+# The configuration `chatbridge bench` builds: two API accounts, one bridged into the other, the store on.
+config() {
+  cat <<TOML
 [general]
-state_dir = "$work/state"
+shutdown_timeout = "2s"
+queue_capacity = 100000
+state_dir = "$work/state-$1"
 [accounts.api.post]
-listen = "127.0.0.1:$post"
+listen = "127.0.0.1:$1"
 [accounts.api.read]
-listen = "127.0.0.1:$read"
+listen = "127.0.0.1:$2"
 [[bridge]]
 name = "load"
 format = "{text}"
@@ -48,6 +53,10 @@ direction = "in"
 room = "api.read:load"
 direction = "out"
 TOML
+}
+
+post="$(port)"; read="$(port)"
+config "$post" "$read" > "$work/bench.toml"
 grind daemon --config "$work/bench.toml" run 2>"$work/daemon.log" &
 daemon=$!
 ready "http://127.0.0.1:$post"; ready "http://127.0.0.1:$read"
@@ -64,5 +73,25 @@ kill -TERM "$relay"; wait "$relay" || true
 
 (grind demo demo) >/dev/null 2>"$work/demo.log"
 
-python3 benches/text-order.py chatbridge "$work/daemon.cg" "$work/null.cg" "$work/demo.cg" > link/text-order.txt
+touch "$work/native.perf"
+if command -v perf >/dev/null; then
+  post="$(port)"; read="$(port)"
+  config "$post" "$read" > "$work/native.toml"
+  # From its start: every page of code faulted in, and samples of the burst.
+  (exec perf record -q -d -e cpu-clock/freq=20000/ -e page-faults/period=1/ -o "$work/perf.data" -- \
+    "$cb" --config "$work/native.toml" run 2>"$work/native.log") &
+  sampler=$!
+  ready "http://127.0.0.1:$post"; ready "http://127.0.0.1:$read"
+  sleep 3
+  "$cb" bench --post "http://127.0.0.1:$post" --read "http://127.0.0.1:$read" --messages 20000 --concurrency 8 | grep '^sent'
+  pkill -TERM -P "$sampler"; wait "$sampler"
+  perf script -i "$work/perf.data" --no-demangle -F event,addr,ip,sym,dso > "$work/native.perf" 2>/dev/null
+fi
+# What native runs found, this one's and earlier ones' (each sees only the first function faulted in per run of
+# pages, and which that is depends on the placement the run had): kept in link/native.txt.
+python3 benches/text-order.py --native "$cb" link/native.txt "$work/native.perf" > "$work/native.txt"
+cp "$work/native.txt" link/native.txt
+
+python3 benches/text-order.py chatbridge "$work/daemon.cg" link/native.txt "$work/null.cg" "$work/demo.cg" \
+  > link/text-order.txt
 echo "link/text-order.txt: $(wc -l < link/text-order.txt) functions"

@@ -71,6 +71,8 @@ impl Kept {
         let mut line = Vec::with_capacity(guess);
         serde_json::to_writer(&mut line, message).expect("a message serialises");
         line.push(b'\n');
+        // Kept for as long as the history holds it: no more room than the line needs (the guess is ~100 bytes over).
+        line.shrink_to_fit();
         Self { id: Arc::from(message.id.as_str()), line: line.into(), from }
     }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Writes link/text-order.txt: the functions the release binary runs, hottest first, for the linker to place together
-# (build.rs explains why). Runs the release build under callgrind three times — the daemon serving the API while
-# `chatbridge bench` posts 600 messages through it, the null relay under the same load, and `chatbridge demo` (every
-# platform's adapter against its simulator) — and, where perf is installed, records the daemon run natively through
-# a burst of 20,000 messages (the code it faults in, and samples: what callgrind does not run, text-order.py says
-# which). Lists the functions of the binary that ran: the daemon's first, then what the native run adds, then the
-# null relay's, then the demo's. Needs valgrind and python3. Run it again after a compiler or dependency upgrade (names carry hashes of
-# both) and after large changes; under a minute here.
+# (build.rs explains why). Runs the release build under callgrind four times — the daemon serving the API while
+# `chatbridge bench` posts 600 messages through it, the daemon connected to every platform's simulator (idle), the
+# null relay under the API's load, and `chatbridge demo` (a conversation through every platform) — and, where perf is
+# installed, records the daemon natively through a burst of 20,000 messages (the code it faults in, and samples: what
+# callgrind does not run; text-order.py says which). Lists the functions of the binary that ran: the API daemon's
+# first, then what native runs added, then the five platforms', the null relay's, the demo's. Needs valgrind and
+# python3. Run it again after a compiler or dependency upgrade (names carry hashes of both) and after large changes;
+# about a minute here.
 # Usage: benches/text-order.sh [--check]   (--check: how many of the listed functions the release build has)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +65,16 @@ sleep 3 # the idle writer's checkpoint and the timers
 load "http://127.0.0.1:$post" "http://127.0.0.1:$read"
 kill -TERM "$daemon"; wait "$daemon"
 
+# Every platform's adapter connected to its simulator (run natively), idle: what a bridge of five platforms runs.
+"$cb" sim --rooms 2 --config-out "$work/sim.toml" >/dev/null 2>&1 &
+simulators=$!
+for _ in $(seq 1 100); do [ -s "$work/sim.toml" ] && break; sleep 0.1; done
+STATE_DIRECTORY="$work/state-sim" grind platforms run -c "$work/sim.toml" 2>"$work/platforms.log" &
+platforms=$!
+sleep 20 # start-up under callgrind, five logins, then heartbeats and polls
+kill -TERM "$platforms"; wait "$platforms"
+kill "$simulators"; wait "$simulators" || true
+
 post="$(port)"; read="$(port)"
 grind null bench --null-relay "127.0.0.1:$post" "127.0.0.1:$read" 2>"$work/null.log" &
 relay=$!
@@ -92,6 +103,6 @@ fi
 python3 benches/text-order.py --native "$cb" link/native.txt "$work/native.perf" > "$work/native.txt"
 cp "$work/native.txt" link/native.txt
 
-python3 benches/text-order.py chatbridge "$work/daemon.cg" link/native.txt "$work/null.cg" "$work/demo.cg" \
+python3 benches/text-order.py chatbridge "$work/daemon.cg" link/native.txt "$work/platforms.cg" "$work/null.cg" "$work/demo.cg" \
   > link/text-order.txt
 echo "link/text-order.txt: $(wc -l < link/text-order.txt) functions"

@@ -17,13 +17,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// The kernel maps a program's code in runs of 64 KiB around every page it touches (fault-around), so what is
 /// resident follows how widely the code that runs is spread, not how much of it there is: spread by the linker's
 /// default order, the 2 MB a daemon runs kept ~8 MB of code resident. `link/text-order.txt` lists the functions that
-/// ran under callgrind (the daemon serving the API, the null relay, `chatbridge demo`; `benches/text-order.sh`
-/// writes it) for LLD's `--symbol-ordering-file`. Names it lists that a build does not have (another compiler,
-/// other dependency versions, renamed functions) are passed over: the layout goes back towards the default, the
-/// binary is the same otherwise.
+/// ran (under callgrind: the daemon serving the API, the daemon against every platform's simulator, the null relay,
+/// `chatbridge demo`; natively under perf: what callgrind never runs), written by `benches/text-order.sh`, for LLD's
+/// `--symbol-ordering-file`. Names it lists that a build does not have (another compiler, other dependency
+/// versions, renamed functions) are passed over: the layout goes back towards the default, the binary is the same
+/// otherwise. Where the build machine's glibc can load them (2.36), relative relocations are packed too: the table
+/// the loader reads whole at every start goes from 850 KB to a few.
 ///
 /// Only where rustc links with its own LLD, as it does by default on x86_64 Linux since 1.90: another linker may
-/// not know the option, so with a linker of one's own (`RUSTC_LINKER`, or one named in the flags) nothing is added.
+/// not know the options, so with a linker of one's own (`RUSTC_LINKER`, or one named in the flags) nothing is added.
 fn order_text() {
     const ORDER: &str = "link/text-order.txt";
     println!("cargo:rerun-if-changed={ORDER}");

@@ -1,24 +1,26 @@
-"""The functions of a binary that ran under callgrind, for the linker's --symbol-ordering-file (benches/text-order.sh).
+"""The functions of a binary that ran, for the linker's --symbol-ordering-file (benches/text-order.sh).
 
 Usage: text-order.py BINARY_NAME RUN...
        text-order.py --native BINARY LIST PERF
 
-Each RUN is a callgrind output (run with --demangle=no: names are the symbols') or, ending in `.perf`, the output of
-`perf script --no-demangle -F event,addr,ip,sym,dso` of a native run recorded with `-d -e cpu-clock -e page-faults`:
-the functions sampled, and those whose code faulted in (an instruction fetch: the address is the instruction's). A
-native run finds what callgrind does not run: a contended lock's slow path (callgrind runs one thread at a time),
-code picked by CPU features valgrind does not offer (SHA-1 instructions), a cache's pressure path under a long burst.
-Or, ending in `.txt`, a list of symbols, one a line, in order.
+With RUNs: prints the functions of BINARY_NAME's object that ran in the first run, then those that ran only in the
+second, and so on, so that what a run of the first kind touches comes first, together. A RUN is a callgrind output
+(run with --demangle=no: names are the symbols'), listed costliest first (the hot ones share pages), or, ending in
+`.txt`, a list of symbols, one a line, in order.
 
-With --native LIST PERF: prints what LIST (a `.txt` list, if it exists) and PERF add up to, LIST's first, keeping only
-the names BINARY (a path) defines: the native finds of earlier runs, kept (a fault shows only the first function
-touched in each run of pages the kernel maps at once, and which that is depends on the placement). Prints the functions of BINARY_NAME's object that ran
-in the first run, costliest first (the hot ones share pages), then those that ran only in the second, and so on:
-what a run of the first kind touches comes first, together.
+With --native: prints LIST (a `.txt` list, if it exists) and what PERF adds to it, keeping only the names BINARY (a
+path) defines. PERF is the output of `perf script --no-demangle -F event,addr,ip,sym,dso` of a native run recorded
+with `-d -e cpu-clock -e page-faults`: the functions whose code faulted in (an instruction fetch: the address is the
+instruction's), then those sampled. A native run finds what callgrind does not run: a contended lock's slow path
+(callgrind runs one thread at a time), code picked by CPU features valgrind does not offer (SHA-1 instructions), a
+cache's pressure path under a long burst. A fault names only the first function touched in each run of pages the
+kernel maps at once, and which that is depends on the placement, so the finds of earlier runs are kept.
 """
 
 import collections
+import os
 import re
+import subprocess
 import sys
 
 DEFINITION = re.compile(r"^(c?ob|c?fi|c?fe|c?fn)=\((\d+)\)(?: (.*))?$")
@@ -84,20 +86,19 @@ def sampled(path, binary):
 
 
 def native(binary_path, previous, perf):
-    import os
-    import subprocess
-
     defined = set(subprocess.run(["nm", "--defined-only", binary_path], capture_output=True, text=True).stdout.split())
-    names = []
-    if os.path.exists(previous):
-        with open(previous) as lines:
-            names = [line.strip() for line in lines if line.strip()]
-    for name in sampled(perf, os.path.basename(binary_path)):
-        if name not in names:
-            names.append(name)
+    names = listed(previous) if os.path.exists(previous) else []
+    known = set(names)
+    names += [name for name in sampled(perf, os.path.basename(binary_path)) if name not in known]
     for name in names:
         if name in defined:
             print(name)
+
+
+def listed(path):
+    """A `.txt` list of symbols, one a line."""
+    with open(path) as lines:
+        return [line.strip() for line in lines if line.strip()]
 
 
 def main():
@@ -105,19 +106,16 @@ def main():
         native(*sys.argv[2:5])
         return
     binary, paths = sys.argv[1], sys.argv[2:]
-    listed = set()
+    printed = set()
     for path in paths:
-        if path.endswith(".perf"):
-            names = sampled(path, binary)
-        elif path.endswith(".txt"):
-            with open(path) as lines:
-                names = [line.strip() for line in lines if line.strip()]
+        if path.endswith(".txt"):
+            names = listed(path)
         else:
             run = costs(path, binary)
             names = [name for name, _ in sorted(run.items(), key=lambda item: (-item[1], item[0]))]
         for name in names:
-            if name not in listed:
-                listed.add(name)
+            if name not in printed:
+                printed.add(name)
                 print(name)
 
 

@@ -103,6 +103,6 @@ fi
 python3 benches/text-order.py --native "$cb" link/native.txt "$work/native.perf" > "$work/native.txt"
 cp "$work/native.txt" link/native.txt
 
-python3 benches/text-order.py chatbridge "$work/daemon.cg" link/native.txt "$work/platforms.cg" "$work/null.cg" "$work/demo.cg" \
-  > link/text-order.txt
+python3 benches/text-order.py chatbridge "$work/daemon.cg" link/native.txt "$work/platforms.cg" "$work/null.cg" \
+  "$work/demo.cg" > link/text-order.txt
 echo "link/text-order.txt: $(wc -l < link/text-order.txt) functions"

@@ -7,8 +7,9 @@
 #     -v chatbridge-state:/var/lib/chatbridge \
 #     chatbridge
 #
-# Secrets: `env:NAME` with `docker run -e NAME=…` (or `--env-file`), or `file:/run/secrets/NAME` with a mounted
-# file. `docker kill -s HUP chatbridge` reloads the configuration; `docker stop` drains the queues first (give it
+# The configuration must be readable by the image's user (65532): install it 0644, with no secret in it.
+# Secrets: `env:NAME` with `docker run -e NAME=…` (or `--env-file`, a file only root reads), or
+# `file:/run/secrets/NAME` with a mounted file that user can read. `docker kill -s HUP chatbridge` reloads the configuration; `docker stop` drains the queues first (give it
 # `--time` beyond general.shutdown_timeout). CI lints this file with hadolint (.ci/container.sh).
 
 FROM rust:1.95-slim-bookworm AS build

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             use clap::CommandFactory;
             report(clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into))
         }
-        Command::Check { connect } => check::check(&config, connect),
+        Command::Check { connect, without_secrets } => check::check(&config, connect, without_secrets),
         Command::Migrate => report(check::migrate(&config)),
         Command::Status => report(check::status(&config)),
         Command::Deadletters { action } => report(deadletters::dead_letters(&config, action)),

@@ -84,6 +84,11 @@ impl Template {
         Ok(Self { pieces, source: source.to_owned() })
     }
 
+    /// Whether the template shows the message's text (`{text}`).
+    pub fn has_text(&self) -> bool {
+        self.pieces.contains(&Piece::Var(Var::Text))
+    }
+
     pub fn render_into(&self, vars: &Vars<'_>, out: &mut String) {
         for piece in &self.pieces {
             out.push_str(match piece {

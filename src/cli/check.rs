@@ -5,14 +5,35 @@ use std::process::ExitCode;
 
 use crate::config::{Config, LoadError};
 
-pub fn check(path: &std::path::Path, connect: bool) -> ExitCode {
-    match Config::load(path) {
+pub fn check(path: &std::path::Path, connect: bool, without_secrets: bool) -> ExitCode {
+    let loaded = if without_secrets { Config::load_without_secrets(path) } else { Config::load(path) };
+    match loaded {
         Ok(config) => {
             println!("ok");
             for line in config.summary() {
                 println!("{line}");
             }
+            if without_secrets {
+                println!(
+                    "secrets: not read (--without-secrets): their form was checked, not their values; the service \
+                     reads them at start, and its `check` (ExecStartPre=) with them"
+                );
+            }
+            if let Ok(spec) = std::env::var("RUST_LOG")
+                && let Err(e) = crate::settings::check_filter(&spec)
+            {
+                eprintln!(
+                    "warning: RUST_LOG `{spec}` in this environment: {e}; the daemon would use general.log_level instead"
+                );
+            }
             if let Some(store) = &config.general.store {
+                if without_secrets && !connect {
+                    println!("state: PostgreSQL (general.store, a secret: not read with --without-secrets)");
+                    for warning in config.warnings() {
+                        eprintln!("warning: {warning}");
+                    }
+                    return ExitCode::SUCCESS;
+                }
                 return check_postgres(&config, store, connect);
             }
             if config.general.durable {
@@ -23,6 +44,13 @@ pub fn check(path: &std::path::Path, connect: bool) -> ExitCode {
                         config.general.state_dir.display()
                     );
                     return ExitCode::FAILURE;
+                }
+                match writable(&config.general.state_dir) {
+                    Ok(note) => println!("state: {note}"),
+                    Err(why) => {
+                        eprintln!("state: {}: {why}", config.general.state_dir.display());
+                        return ExitCode::FAILURE;
+                    }
                 }
             }
             if config.general.durable {
@@ -44,6 +72,15 @@ pub fn check(path: &std::path::Path, connect: bool) -> ExitCode {
         }
         Err(LoadError::Invalid(problems)) => {
             eprintln!("{}", super::invalid(&problems, ""));
+            let unreadable = |p: &crate::config::Problem| {
+                p.message.contains("is not set") || p.message.contains("CREDENTIALS_DIRECTORY")
+            };
+            if !without_secrets && problems.0.iter().any(unreadable) {
+                eprintln!(
+                    "Where the service's environment or credentials are not at hand (an admin shell), \
+                     `chatbridge check --without-secrets` checks everything but the secrets' values."
+                );
+            }
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -185,6 +222,40 @@ fn creatable(dir: &std::path::Path) -> Result<(), String> {
         return Err(format!("{} is not a directory", existing.display()));
     }
     Ok(())
+}
+
+/// Whether this user can write in `dir` (tried: a file made and removed), and what that says of the service. Run as
+/// root, the answer is no answer: root writes anywhere, so the service's own user is named instead.
+fn writable(dir: &std::path::Path) -> Result<String, String> {
+    let uid = crate::config::effective_uid();
+    if dir.is_dir() {
+        let probe = dir.join(format!(".chatbridge-check-{}", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => {
+                return Err(format!(
+                    "not writable by uid {} ({e}): the daemon keeps its store there; give the directory to the \
+                     service's user, or set general.state_dir",
+                    uid.map_or("?".to_owned(), |u| u.to_string())
+                ));
+            }
+        }
+    }
+    Ok(match uid {
+        Some(0) if dir != std::path::Path::new(crate::config::UNIT_STATE_DIR) => format!(
+            "{} checked as root, who may write anywhere: under the shipped unit the daemon runs as its own user \
+             and may write only {} (StateDirectory=, ProtectSystem=strict); elsewhere add ReadWritePaths= and \
+             give the directory to that user",
+            dir.display(),
+            crate::config::UNIT_STATE_DIR
+        ),
+        Some(0) => format!("{} is the unit's StateDirectory=, made the service's own by systemd", dir.display()),
+        _ if !dir.is_dir() => format!("{} is made at the first start", dir.display()),
+        Some(uid) => format!("{} writable by uid {uid}, who runs this check", dir.display()),
+        None => format!("{} writable", dir.display()),
+    })
 }
 
 /// A duration as people write it: "7 days", "90 s".

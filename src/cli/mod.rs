@@ -56,6 +56,10 @@ pub enum Command {
         /// Also connect to the PostgreSQL store (`general.store`) and say whether its schema is current.
         #[arg(long)]
         connect: bool,
+        /// Check everything but the secrets' values (`env:`, `file:`, `cred:` are not read): for an admin shell,
+        /// which has neither the service's environment nor its credentials. Says that it did.
+        #[arg(long)]
+        without_secrets: bool,
     },
     /// Apply the store's schema migrations and stop (the daemon applies them at start too).
     Migrate,

@@ -39,6 +39,7 @@ pub(super) fn parse(
             report.error(&item.span(), format!("a second bridge is named `{name}`; bridge names must be unique"));
         }
         let Some((bridge, spans)) = parse_bridge(fields, &known, report) else { continue };
+        private_with_public(&bridge, &spans, report);
         for (room, span) in bridge.rooms.iter().zip(spans) {
             all_rooms.push((room.addr.clone(), span.clone()));
             if one_room_rule(room) {
@@ -94,6 +95,28 @@ pub(super) fn parse(
         }
     }
     bridges
+}
+
+/// A private conversation (`user/…`, `im/…`) in a bridge of public rooms: what is said in public reaches one
+/// person's private chat. Meant sometimes (a moderator who follows a room from a private chat), so said, not
+/// refused. A private chat paired with one room (its relay to a room of its own) and the other way (a bot's
+/// private messages relayed to a room of its keepers) are common and not said.
+fn private_with_public(bridge: &Bridge, spans: &[Span], report: &mut Report<'_>) {
+    let public: Vec<&BridgeRoom> =
+        bridge.rooms.iter().filter(|r| !r.addr.room.is_conversation() && r.direction.feeds()).collect();
+    let [first, _, ..] = public.as_slice() else { return };
+    for (room, span) in bridge.rooms.iter().zip(spans) {
+        if room.addr.room.is_conversation() && room.direction.receives() {
+            report.warn(
+                span,
+                format!(
+                    "`{}` is a private conversation, and bridge `{}` sends it what is said in public rooms (`{}`): if \
+                     that is not meant, give the private chat a bridge of its own, or direction = \"in\"",
+                    room.addr, bridge.name, first.addr
+                ),
+            );
+        }
+    }
 }
 
 /// Rooms of which an account may have only one: Fishroom rooms it receives from, IIROSE rooms (private

@@ -104,15 +104,18 @@ pub fn default_state_dir() -> (PathBuf, &'static str) {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
         return (PathBuf::from(dir), "$STATE_DIRECTORY");
     }
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| status.lines().find_map(|l| l.strip_prefix("Uid:").map(str::to_owned)))
-        .and_then(|uids| uids.split_whitespace().nth(1).map(|euid| euid == "0"))
-        .unwrap_or(false);
+    let root = effective_uid() == Some(0);
     if root && Path::new(UNIT_STATE_DIR).is_dir() {
         return (PathBuf::from(UNIT_STATE_DIR), "the shipped unit's directory (run as root, $STATE_DIRECTORY unset)");
     }
     (PathBuf::from("state"), "the default ./state ($STATE_DIRECTORY unset)")
+}
+
+/// This process's effective user id, from `/proc/self/status`.
+pub fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    uids.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `id_map_capacity` without the store: everything an edit or reply can reach.
@@ -154,9 +157,17 @@ impl Default for General {
 
 pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>) -> General {
     let mut general = General::default();
-    if let Some((dir, _)) = fields.str("state_dir", report) {
+    if let Some((dir, span)) = fields.str("state_dir", report) {
         general.state_dir = PathBuf::from(dir);
         general.state_dir_from = "general.state_dir";
+        if general.state_dir.is_relative() {
+            report.warn(
+                &span,
+                format!(
+                    "`state_dir` `{dir}` is relative: it is found from the working directory of whoever starts the                      daemon (under systemd `/`, which the unit makes read-only); give an absolute path"
+                ),
+            );
+        }
     }
     if let Some((text, span)) = fields.str("log_format", report) {
         match text {
@@ -167,8 +178,8 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
         }
     }
     if let Some((text, span)) = fields.str("log_level", report) {
-        match tracing_subscriber::EnvFilter::try_new(text) {
-            Ok(_) => general.log_level = text.to_owned(),
+        match crate::settings::check_filter(text) {
+            Ok(()) => general.log_level = text.to_owned(),
             Err(e) => report.error(
                 &span,
                 format!("`log_level` is `{text}`: {e}; expected a filter like \"info\" or \"chatbridge=debug,info\""),
@@ -255,9 +266,9 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
                     "`store` is not a postgres:// URL (leave it out to keep the state in SQLite in `state_dir`)",
                 )
             }
-            Ok(url) => match url.expose().parse::<tokio_postgres::Config>() {
-                Ok(_) => general.store = Some(StoreUrl { url, spec: spec.to_owned() }),
-                Err(e) => report.error(&span, format!("`store` is not a PostgreSQL connection string ({e})")),
+            Ok(url) => match store_url(&url) {
+                Ok(()) => general.store = Some(StoreUrl { url, spec: spec.to_owned() }),
+                Err(e) => report.error(&span, format!("`store` {e}")),
             },
             Err(e) => report.error(&span, format!("secret `store` cannot be read: {e}")),
         }
@@ -270,6 +281,9 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
             report.error(&span, "`instance` must be a name of 1 to 100 printable characters");
         } else {
             general.instance = name.to_owned();
+        }
+        if general.store.is_none() {
+            report.warn(&span, "`instance` names this daemon among those sharing a PostgreSQL `store`; without `store` it has no effect");
         }
     }
     if let Some(ttl) = fields.duration("lease_ttl", report) {
@@ -287,6 +301,22 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
     }
     fields.deny_unknown("[general]", report);
     general
+}
+
+/// Whether a resolved `store` is a connection string the store can use: libpq's TLS options (`sslmode=verify-ca`,
+/// `verify-full`, `sslrootcert=`) are read as the store reads them, and the certificate file must be there.
+fn store_url(url: &crate::settings::Secret) -> Result<(), String> {
+    let (source, root) = crate::settings::libpq_options(url.expose());
+    let config =
+        source.parse::<tokio_postgres::Config>().map_err(|e| format!("is not a PostgreSQL connection string ({e})"))?;
+    if let Some(root) = root {
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+            return Err("names an `sslrootcert` but says `sslmode=disable`".into());
+        }
+        std::fs::metadata(&root)
+            .map_err(|e| format!("names `sslrootcert={}`, which cannot be read: {e}", root.display()))?;
+    }
+    Ok(())
 }
 
 impl General {

@@ -17,10 +17,10 @@ pub use crate::settings::{Problem, Problems, Secret};
 pub use accounts::{
     AccountConfig, ApiAccount, FishroomAccount, HeiheiAccount, IiroseAccount, MissevanAccount, SendLimit, YunhuAccount,
 };
-pub use general::{General, StoreUrl, UNIT_STATE_DIR, default_state_dir};
+pub use general::{General, StoreUrl, UNIT_STATE_DIR, default_state_dir, effective_uid};
 
-use crate::model::{AccountId, EventSet, Platform, RoomAddr};
-use crate::settings::{self, Fields, Report};
+use crate::model::{AccountId, EventSet, RoomAddr};
+use crate::settings::{Fields, Report};
 use crate::template::Template;
 
 /// A whole, valid configuration.
@@ -31,6 +31,10 @@ pub struct Config {
     /// Each account's send rate limit (`send_rate`, `send_burst`; platform defaults otherwise).
     pub limits: BTreeMap<AccountId, SendLimit>,
     pub bridges: Vec<Bridge>,
+    /// What is allowed but probably not meant, with where the file says it (`check` prints them).
+    pub notes: Vec<Problem>,
+    /// Where secrets are written in the file itself: a warning once the file turns out readable by others.
+    literals: Vec<Problem>,
 }
 
 /// `log_format`.
@@ -162,7 +166,23 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, LoadError> {
         let source =
             std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        Self::parse(&source, &path.display().to_string()).map_err(LoadError::Invalid)
+        let mut config = Self::parse(&source, &path.display().to_string()).map_err(LoadError::Invalid)?;
+        // Installed for a service with a user of its own, the file is readable by all: no secret belongs in it.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?.permissions(),
+        );
+        if mode & 0o044 != 0 {
+            for mut literal in std::mem::take(&mut config.literals) {
+                literal.message = format!(
+                    "{} (mode {:04o}): put it in secrets.env and write `env:NAME` here, or use `cred:NAME` (docs/operations.md#secrets)",
+                    literal.message,
+                    mode & 0o7777
+                );
+                config.notes.push(literal);
+            }
+            config.notes.sort_by_key(|note| (note.line, note.column));
+        }
+        Ok(config)
     }
 
     /// Checks a configuration given as text; `file` names it in problems.
@@ -191,12 +211,13 @@ impl Config {
             Some(value) => Fields::of(value, "[general]", &mut report).map(|f| general::parse_general(f, &mut report)),
             None => Some(General::default()),
         };
-        let (accounts, limits, declared) = match top.get("accounts") {
-            Some(value) => parse_accounts(value, &mut report),
+        let accounts::Parsed { accounts, limits, declared, spans } = match top.get("accounts") {
+            Some(value) => accounts::parse_accounts(value, &mut report),
             None => Default::default(),
         };
         let bridge_span = top.span_of("bridge");
         let bridges = bridges::parse(top.get("bridge"), &accounts, &declared, &mut report);
+        accounts::unused(&spans, &bridges, &mut report);
         top.deny_unknown("the top level", &mut report);
         if bridge_span.is_none() {
             report.error(
@@ -222,8 +243,9 @@ impl Config {
                     .error(&(0..0), format!("{what} is {addr}, which {first} uses already: give each its own address"));
             }
         }
-        report.finish()?;
-        Ok(Config { general: general.unwrap_or_default(), accounts, limits, bridges })
+        let literals = report.literal_secrets();
+        let notes = report.finish_with_warnings()?;
+        Ok(Config { general: general.unwrap_or_default(), accounts, limits, bridges, notes, literals })
     }
 
     /// An account's send limit (`send_rate`, `send_burst`, or its platform's default).
@@ -238,7 +260,7 @@ impl Config {
 
     /// What is allowed but probably not meant: said by `check`, which still accepts the file.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = self.notes.iter().map(ToString::to_string).collect();
         for (id, account) in &self.accounts {
             if let Some(api) = account.get::<ApiAccount>()
                 && api.token.is_none()
@@ -264,42 +286,6 @@ impl Config {
             })
             .collect()
     }
-}
-
-/// Returns the valid accounts and every declared account id (valid or not), so that a room naming a
-/// broken account is not reported a second time as naming an undefined one.
-fn parse_accounts(
-    value: &settings::Value<'_>,
-    report: &mut Report<'_>,
-) -> (BTreeMap<AccountId, AccountConfig>, BTreeMap<AccountId, SendLimit>, Vec<AccountId>) {
-    let mut accounts = BTreeMap::new();
-    let mut limits = BTreeMap::new();
-    let mut declared = Vec::new();
-    let Some(platforms) = settings::table(value, "[accounts]", report) else {
-        return (accounts, limits, declared);
-    };
-    for (platform_key, platform_value) in platforms.iter() {
-        let name = platform_key.get_ref().as_ref();
-        let Ok(platform) = name.parse::<Platform>() else {
-            let known = Platform::known_list();
-            report.error(&platform_key.span(), format!("unknown platform `{name}`; known platforms: {known}"));
-            continue;
-        };
-        let Some(names) = settings::table(platform_value, &format!("[accounts.{platform}]"), report) else {
-            continue;
-        };
-        for (account_key, account_value) in names.iter() {
-            let id = AccountId::new(platform, account_key.get_ref().as_ref());
-            declared.push(id.clone());
-            let Some(mut fields) = Fields::of(account_value, &format!("[accounts.{id}]"), report) else { continue };
-            let limit = accounts::send_limit(platform, &mut fields, report);
-            if let Some(account) = accounts::parse_account(&id, fields, report) {
-                limits.insert(id.clone(), limit);
-                accounts.insert(id, account);
-            }
-        }
-    }
-    (accounts, limits, declared)
 }
 
 impl fmt::Display for Direction {

@@ -79,6 +79,10 @@ pub(super) fn parse_options(
     for (key, slot) in [("format", &mut options.format), ("nick_format", &mut options.nick_format)] {
         if let Some((text, span)) = fields.str(key, report) {
             match Template::parse(text) {
+                Ok(template) if key == "format" && !template.has_text() => report.error(
+                    &span,
+                    format!("`format` is `{text}`, without `{{text}}`: every message would arrive without what was said; add `{{text}}`"),
+                ),
                 Ok(template) => *slot = template,
                 Err(e) => report.error(&span, format!("`{key}`: {e}")),
             }

@@ -2,11 +2,15 @@
 //! `chatbridge check` reports them all at once instead of stopping at the first. The configuration and each
 //! platform's account table (`adapters/<platform>/config.rs`) read their keys with these.
 
+mod forms;
+mod report;
 mod secret;
 
+pub use forms::{check_filter, libpq_options};
+pub(crate) use report::Report;
+pub use report::{Problem, Problems};
 pub use secret::{Secret, without_secrets};
 
-use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -14,68 +18,8 @@ use reqwest::Url;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// One thing wrong with a configuration file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
-    }
-}
-
-/// All problems of one file, in file order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for problem in &self.0 {
-            writeln!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Problems {}
-
-/// Collects problems while the tree is walked.
-pub(crate) struct Report<'s> {
-    source: &'s str,
-    file: &'s str,
-    problems: Vec<(usize, Problem)>,
-}
-
 pub(crate) type Span = Range<usize>;
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
-
-impl<'s> Report<'s> {
-    pub fn new(source: &'s str, file: &'s str) -> Self {
-        Self { source, file, problems: Vec::new() }
-    }
-
-    pub fn error(&mut self, span: &Span, message: impl Into<String>) {
-        let offset = span.start.min(self.source.len());
-        let before = &self.source[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        let problem = Problem { file: self.file.to_owned(), line, column, message: message.into() };
-        self.problems.push((offset, problem));
-    }
-
-    pub fn finish(mut self) -> Result<(), Problems> {
-        if self.problems.is_empty() {
-            return Ok(());
-        }
-        self.problems.sort_by_key(|(offset, _)| *offset);
-        Err(Problems(self.problems.into_iter().map(|(_, p)| p).collect()))
-    }
-}
 
 /// The value as a table, or a reported type error.
 pub(crate) fn table<'t, 'i>(value: &'t Value<'i>, what: &str, report: &mut Report<'_>) -> Option<&'t DeTable<'i>> {
@@ -159,6 +103,31 @@ impl<'t, 'i> Fields<'t, 'i> {
                 None
             }
         }
+    }
+
+    /// `heartbeat` and `idle_timeout`, each or its default (`idle` from the heartbeat in effect): a session that
+    /// hears nothing for `idle_timeout` is taken for lost, so a heartbeat as long would end every quiet session.
+    pub fn heartbeat_and_idle(
+        &mut self,
+        report: &mut Report<'_>,
+        heartbeat: Duration,
+        idle: impl FnOnce(Duration) -> Duration,
+    ) -> (Duration, Duration) {
+        let heartbeat = self.duration("heartbeat", report).unwrap_or(heartbeat);
+        let idle_timeout = self.duration("idle_timeout", report).unwrap_or_else(|| idle(heartbeat));
+        if heartbeat >= idle_timeout {
+            let span = self.span_of("heartbeat").or_else(|| self.span_of("idle_timeout")).unwrap_or(self.span.clone());
+            report.error(
+                &span,
+                format!(
+                    "`heartbeat` ({}) is not shorter than `idle_timeout` ({}): a quiet session would be taken for \
+                     lost before its next heartbeat; make `idle_timeout` two or three heartbeats",
+                    humantime::format_duration(heartbeat),
+                    humantime::format_duration(idle_timeout)
+                ),
+            );
+        }
+        (heartbeat, idle_timeout)
     }
 
     pub fn bool(&mut self, key: &'static str, report: &mut Report<'_>) -> Option<bool> {
@@ -335,8 +304,12 @@ pub(crate) fn secret(
     report: &mut Report<'_>,
 ) -> Option<Secret> {
     let (spec, span) = fields.required_str(key, what, report)?;
+    report.note_literal(&span, key, spec);
     match Secret::resolve(spec) {
-        Ok(secret) => Some(secret),
+        Ok(secret) => {
+            report.secrets.push((span, spec.to_owned(), secret.clone()));
+            Some(secret)
+        }
         Err(e) => {
             report.error(&span, format!("secret `{key}` cannot be read: {e}"));
             None

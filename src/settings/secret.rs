@@ -34,6 +34,10 @@ impl Secret {
                 prefix.to_ascii_lowercase()
             ));
         }
+        // ` env:X` would be taken as a literal password, `tok ` sent with its space: neither is meant.
+        if spec.trim() != spec {
+            return Err("it has spaces or line breaks around it: write it without them".to_owned());
+        }
         if UNRESOLVED.with(std::cell::Cell::get) {
             return Ok(Self("unresolved".into()));
         }

@@ -110,6 +110,11 @@ pub fn queues(dir: &Path) -> Result<Option<Vec<Queue>>, StoreError> {
     if verdict != "ok" {
         return Err(StoreError::Damaged { path: path.clone(), found: verdict });
     }
+    // A database a newer chatbridge wrote is refused by `run`: `check` says so first.
+    let version: i64 = db.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(error)?;
+    if version > super::schema::SCHEMA_VERSION {
+        return Err(StoreError::Newer { path: path.clone(), found: version });
+    }
     let mut query = db
         .prepare(
             "SELECT room, bridge, COUNT(*), MIN(queued_at) FROM outbox GROUP BY room, bridge ORDER BY room, bridge",

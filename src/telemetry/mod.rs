@@ -61,16 +61,18 @@ pub fn init(format: LogFormat, default_filter: &str) {
     let mut invalid = None;
     let mut from_env = false;
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
-            Ok(filter) => {
-                from_env = true;
-                filter
+        Ok(spec) if !spec.trim().is_empty() => {
+            match crate::settings::check_filter(&spec).and_then(|()| parse_filter(&spec)) {
+                Ok(filter) => {
+                    from_env = true;
+                    filter
+                }
+                Err(e) => {
+                    invalid = Some((spec, e));
+                    EnvFilter::new(default_filter)
+                }
             }
-            Err(e) => {
-                invalid = Some((spec, e.to_string()));
-                EnvFilter::new(default_filter)
-            }
-        },
+        }
         _ => EnvFilter::new(default_filter),
     };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
@@ -99,6 +101,10 @@ pub fn init(format: LogFormat, default_filter: &str) {
     if let Some((spec, error)) = invalid {
         tracing::warn!(rust_log = %spec, error = %error, default = default_filter, "RUST_LOG is not valid; using the default levels.");
     }
+}
+
+fn parse_filter(spec: &str) -> Result<EnvFilter, String> {
+    EnvFilter::try_new(spec).map_err(|e| e.to_string())
 }
 
 /// The levels and the cap on libraries that print payloads, with the most verbose level the levels allow as its

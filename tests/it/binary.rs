@@ -194,8 +194,8 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
             yunhu_account("yh", &yh, YUNHU_TOKEN, ""),
             account("tuna", &tuna, "11", "env:CHATBRIDGE_IT_TUNA_KEY"),
             account("lug", &lug, "22", &format!("file:{}", key_file.display())),
-            // A key the server refuses (403, the account stops) for a room it does not have.
-            account("bad", &lug, "22", "wrong-secret-key-3"),
+            // A token the server refuses (403, the account stops) for a room it does not have.
+            account("bad", &lug, "33", "wrong-secret-key-3"),
         ),
     );
     let mut child = bin()
@@ -438,8 +438,9 @@ async fn the_log_says_what_started_and_what_was_wrong_with_rust_log() {
             .spawn()
             .expect("the daemon starts")
     };
-    // An invalid RUST_LOG is said; the start-up line names the version, the file and the state directory.
-    let mut child = spawn("chatbridge=loud");
+    // An invalid RUST_LOG is said (a bare word that is not a level, which the filter's own syntax would take for a
+    // module's name and so print nothing); the start-up line names the version, the file and the state directory.
+    let mut child = spawn("verbose");
     let stderr = child.stderr.take();
     let log = std::thread::spawn(move || read_all(stderr));
     let mut at_lug = pair.lug.subscribe();

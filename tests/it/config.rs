@@ -46,6 +46,28 @@ fn invalid_fixtures_report_exactly_their_expected_problems() {
 }
 
 #[test]
+fn warning_fixtures_load_and_say_exactly_their_expected_warnings() {
+    for file in fixtures("warn") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expected: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# warn: ")).collect();
+        assert!(!expected.is_empty(), "{} has no `# warn:` lines", file.display());
+        // Parsed, not loaded: the file's mode (which adds its own warnings) is another test's.
+        let config = Config::parse(&text, "f").unwrap_or_else(|e| panic!("{} should load:\n{e}", file.display()));
+        let lines: Vec<String> =
+            config.notes.iter().map(|p| format!("{}:{}: {}", p.line, p.column, p.message)).collect();
+        assert_eq!(lines.len(), expected.len(), "{}: warned\n{}", file.display(), lines.join("\n"));
+        for (line, expect) in lines.iter().zip(&expected) {
+            assert!(line.starts_with(expect), "{}:\n  warned   {line}\n  expected {expect}", file.display());
+        }
+    }
+    // Every valid fixture is meant as written: no warning.
+    for file in fixtures("valid") {
+        let config = Config::parse(&std::fs::read_to_string(&file).unwrap(), "f").expect("valid");
+        assert!(config.notes.is_empty(), "{}: {:?}", file.display(), config.notes);
+    }
+}
+
+#[test]
 fn problems_name_the_file() {
     let file = &fixtures("invalid")[0];
     let Err(LoadError::Invalid(problems)) = Config::load(file) else { panic!("invalid") };
@@ -90,7 +112,9 @@ fn the_example_file_is_valid_and_check_summarises_it() {
         "bridge announcements: 3 rooms: fishroom.tuna:general (in), heihei.hh:host/38298237 (in), fishroom.lug:announce (out)"
     );
     assert_eq!(lines[3], "state: /var/lib/chatbridge (from general.state_dir)");
-    assert_eq!(lines.len(), 4);
+    // Whether the daemon could write there, judged as far as this user can (root writes anywhere: it says so).
+    assert!(lines[4].starts_with("state: /var/lib/chatbridge "), "{}", lines[4]);
+    assert_eq!(lines.len(), 5);
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod api;
 mod api_compat;
 mod binary;
 mod chaos;
+mod check;
 mod config;
 mod contract;
 mod failover;

@@ -39,9 +39,12 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     };
     let token = match fields.str("token", report) {
         None => Ok(None),
-        Some((spec, span)) => Secret::resolve(spec).map(Some).map_err(|e| {
-            report.error(&span, format!("secret `token` cannot be read: {e}"));
-        }),
+        Some((spec, span)) => {
+            report.note_literal(&span, "token", spec);
+            Secret::resolve(spec).map(Some).map_err(|e| {
+                report.error(&span, format!("secret `token` cannot be read: {e}"));
+            })
+        }
     };
     let history = fields.positive_int("history", report).unwrap_or(1000);
     fields.deny_unknown(what, report);

@@ -56,8 +56,7 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
         }
     };
     let max_text_len = fields.positive_int("max_text_len", report).map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
-    let idle_timeout = fields.duration("idle_timeout", report).unwrap_or(heartbeat * 3);
+    let (heartbeat, idle_timeout) = fields.heartbeat_and_idle(report, Duration::from_secs(30), |hb| hb * 3);
     let echo_timeout = fields.duration("echo_timeout", report).unwrap_or(Duration::from_secs(10));
     let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
     fields.deny_unknown(what, report);

@@ -54,8 +54,8 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     let api_url = url(&mut fields, "api_url", MISSEVAN_DEFAULT_API, report);
     let ws_url = url(&mut fields, "ws_url", MISSEVAN_DEFAULT_WS, report);
     let max_text_len = fields.positive_int("max_text_len", report).unwrap_or(200);
-    let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
-    let idle_timeout = fields.duration("idle_timeout", report).unwrap_or(Duration::from_secs(90));
+    let (heartbeat, idle_timeout) =
+        fields.heartbeat_and_idle(report, Duration::from_secs(30), |_| Duration::from_secs(90));
     let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
     fields.deny_unknown(what, report);
     Some(MissevanAccount {

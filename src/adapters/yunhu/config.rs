@@ -84,8 +84,8 @@ fn parse(id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Re
     };
     let device_id =
         fields.str("device_id", report).map_or_else(|| format!("chatbridge-{}", id.name()), |(s, _)| s.to_owned());
-    let heartbeat = fields.duration("heartbeat", report).unwrap_or(Duration::from_secs(30));
-    let idle_timeout = fields.duration("idle_timeout", report).unwrap_or(Duration::from_secs(70));
+    let (heartbeat, idle_timeout) =
+        fields.heartbeat_and_idle(report, Duration::from_secs(30), |_| Duration::from_secs(70));
     let stream_settle = fields.duration("stream_settle", report).unwrap_or(Duration::from_secs(2));
     let markdown = fields.bool("markdown", report).unwrap_or(true);
     let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));

@@ -2,7 +2,6 @@
 //! drivers (which pass on `LISTEN` notifications), the commands' one-off connections, and errors as one line
 //! without the credentials.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
-use crate::settings::Secret;
+use crate::settings::{Secret, libpq_options};
 use crate::store::StoreError;
 
 /// How long a connection attempt may take when the connection string sets no `connect_timeout`.
@@ -116,70 +115,6 @@ fn drive<S, T>(
             }
         }
     });
-}
-
-/// `source` without the libpq options `tokio-postgres` does not read: `sslrootcert` taken out (and returned),
-/// `sslmode=verify-ca` and `verify-full` made `require`.
-pub(super) fn libpq_options(source: &str) -> (String, Option<PathBuf>) {
-    let mut root = None;
-    // Each `key=value` pair kept as it is, rewritten, or (`sslrootcert`) taken out.
-    let mut keep = |pair: &str, key: &str, value: String| -> Option<String> {
-        match (key, value.as_str()) {
-            ("sslrootcert", _) => {
-                root = Some(PathBuf::from(value));
-                None
-            }
-            ("sslmode", "verify-ca" | "verify-full") => Some("sslmode=require".to_owned()),
-            _ => Some(pair.to_owned()),
-        }
-    };
-    let is_url = source.starts_with("postgres://") || source.starts_with("postgresql://");
-    let out = if is_url {
-        match source.split_once('?') {
-            Some((base, query)) => {
-                let kept: Vec<String> = query
-                    .split('&')
-                    .filter_map(|pair| {
-                        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                        keep(pair, key, percent_decode(value))
-                    })
-                    .collect();
-                if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) }
-            }
-            None => source.to_owned(),
-        }
-    } else {
-        source
-            .split_whitespace()
-            .filter_map(|pair| {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                keep(pair, key, value.trim_matches('\'').to_owned())
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    (out, root)
-}
-
-/// `%XX` escapes of a URL's query value decoded (a path with spaces or non-ASCII names).
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The certificates of a PEM file, or why there are none.

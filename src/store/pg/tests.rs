@@ -117,16 +117,17 @@ fn an_unreachable_server_is_named_without_the_password() {
 
 #[test]
 fn libpq_tls_options_are_read_where_tokio_postgres_does_not() {
-    let (url, root) = connect::libpq_options(
+    let (url, root) = crate::settings::libpq_options(
         "postgres://u:p@db.example:5433/chat?sslmode=verify-full&sslrootcert=/etc/ssl/our%20ca.pem&application_name=x",
     );
     assert_eq!(url, "postgres://u:p@db.example:5433/chat?sslmode=require&application_name=x");
     assert_eq!(root, Some(std::path::PathBuf::from("/etc/ssl/our ca.pem")));
-    let (kv, root) = connect::libpq_options("host=db.example sslmode=verify-ca sslrootcert='/etc/ca.pem' dbname=chat");
+    let (kv, root) =
+        crate::settings::libpq_options("host=db.example sslmode=verify-ca sslrootcert='/etc/ca.pem' dbname=chat");
     assert_eq!(kv, "host=db.example sslmode=require dbname=chat");
     assert_eq!(root, Some(std::path::PathBuf::from("/etc/ca.pem")));
     let plain = "postgres://u@h/chat?sslmode=disable";
-    assert_eq!(connect::libpq_options(plain), (plain.to_owned(), None));
+    assert_eq!(crate::settings::libpq_options(plain), (plain.to_owned(), None));
     // A file that is not there, or not certificates, is a configuration error, before anything connects.
     let missing = Secret::resolve("postgres://u@h/chat?sslrootcert=/nonexistent/ca.pem").unwrap();
     let error = PgTarget::parse(&missing).err().expect("refused");

@@ -95,7 +95,7 @@ fn accounts(at: &str) -> Vec<(&'static str, String, String)> {
         (
             "missevan.m",
             format!(
-                "[accounts.missevan.m]\ncookie = \"token=missevan-token-secret\"\napi_url = \"{http}\"\nws_url = \"{ws}\"\nrequest_timeout = \"1s\"\nidle_timeout = \"2s\"\n"
+                "[accounts.missevan.m]\ncookie = \"token=missevan-token-secret\"\napi_url = \"{http}\"\nws_url = \"{ws}\"\nrequest_timeout = \"1s\"\nheartbeat = \"1s\"\nidle_timeout = \"2s\"\n"
             ),
             "missevan.m:868858631".to_owned(),
         ),
@@ -109,7 +109,7 @@ fn accounts(at: &str) -> Vec<(&'static str, String, String)> {
         (
             "yunhu.y",
             format!(
-                "[accounts.yunhu.y]\ntoken = \"yunhu-token-secret\"\napi_url = \"{http}\"\nws_url = \"{ws}\"\nrequest_timeout = \"1s\"\nidle_timeout = \"2s\"\n"
+                "[accounts.yunhu.y]\ntoken = \"yunhu-token-secret\"\napi_url = \"{http}\"\nws_url = \"{ws}\"\nrequest_timeout = \"1s\"\nheartbeat = \"1s\"\nidle_timeout = \"2s\"\n"
             ),
             "yunhu.y:group/g".to_owned(),
         ),

@@ -9,7 +9,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, ["proto"])?;
     prost_build::Config::new().compile_fds(descriptors)?;
     order_text();
+    build_identity();
     Ok(())
+}
+
+/// The commit the build is made from (`--version`, `chatbridge_build_info`), and its profile: "unknown" outside a
+/// git checkout (a source archive).
+fn build_identity() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .filter(|text| !text.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=CHATBRIDGE_COMMIT={commit}");
+    println!("cargo:rustc-env=CHATBRIDGE_PROFILE={}", std::env::var("PROFILE").unwrap_or_default());
+    // Built again when HEAD moves (a path that is not there would make every build run this script again).
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        let dir = std::path::Path::new(&dir);
+        let head = dir.join("HEAD");
+        if head.exists() {
+            println!("cargo:rerun-if-changed={}", head.display());
+        }
+        if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]).map(|r| dir.join(r)).filter(|r| r.exists()) {
+            println!("cargo:rerun-if-changed={}", reference.display());
+        }
+    }
 }
 
 /// The functions the daemon runs, placed together at the start of the release binary's code.

@@ -48,3 +48,15 @@ pub mod template;
 mod corpus;
 
 pub use daemon::{Changes, Daemon, Reloaded, Reloader, StartError, Summary};
+
+/// The commit this build was made from ("unknown" outside a git checkout).
+pub const BUILD_COMMIT: &str = env!("CHATBRIDGE_COMMIT");
+/// What `--version` prints: the version, the commit and the build profile.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CHATBRIDGE_COMMIT"),
+    ", ",
+    env!("CHATBRIDGE_PROFILE"),
+    " build)"
+);

@@ -44,6 +44,19 @@ pub fn ready() {
     send(&[NotifyState::Ready]);
 }
 
+/// What `STATUS=` adds while the last reload stands refused.
+pub fn refused(errors: &[String]) -> String {
+    let first = errors.first().map_or("", String::as_str);
+    let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+    format!("; reload refused, the configuration before it runs: {first}{more}")
+}
+
+/// `READY=1` after a refused reload, with a `STATUS=` that says so at once.
+pub fn ready_refused(errors: &[String]) {
+    let status = format!("reload refused{}", refused(errors).trim_start_matches("; reload refused"));
+    send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+}
+
 /// `STOPPING=1`, as the shutdown begins.
 pub fn stopping() {
     send(&[NotifyState::Stopping]);
@@ -75,7 +88,10 @@ pub async fn follow(mut states: watch::Receiver<BTreeMap<AccountId, AccountState
     let mut first = true;
     loop {
         let queued = stats.queued().iter().map(|(_, n)| n).sum();
-        let line = summary(&states.borrow(), queued);
+        let mut line = summary(&states.borrow(), queued);
+        if let Some(reload) = stats.last_reload().filter(|r| !r.applied) {
+            line.push_str(&refused(&reload.errors));
+        }
         if line != last {
             if first {
                 send(&[NotifyState::Ready, NotifyState::Status(&line)]);

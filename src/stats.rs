@@ -196,6 +196,29 @@ pub struct Stats {
     pub stored_dead_letters: AtomicU64,
     /// The series of each room, and of each account for account-wide counts (created on first use).
     series: RwLock<crate::model::Map<Label, Arc<Series>>>,
+    /// What the last reload did (`/health`, `/metrics`, `STATUS=`); `None` before the first.
+    pub reload: std::sync::Mutex<Option<LastReload>>,
+}
+
+/// The last reload's result: applied, or refused with the problems of the file (the running configuration stays).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastReload {
+    pub at: crate::model::Time,
+    pub applied: bool,
+    pub errors: Vec<String>,
+}
+
+impl Stats {
+    /// Records a reload's result.
+    pub fn reloaded(&self, applied: bool, errors: Vec<String>) {
+        let record = LastReload { at: crate::model::Time::now(), applied, errors };
+        *self.reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record);
+    }
+
+    /// The last reload's result, if there was one.
+    pub fn last_reload(&self) -> Option<LastReload> {
+        self.reload.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// The store's state, watched by everything that takes messages in.

@@ -64,6 +64,15 @@ async fn health(State(status): State<Status>) -> Response {
     };
     let degraded = stopped || !store.is_string();
     let mut body = json!({"status": if degraded { "degraded" } else { "ok" }, "store": store, "accounts": accounts});
+    // The configuration: the last reload's result, so a refused reload is seen (the old configuration runs on).
+    body["config"] = match status.stats.last_reload() {
+        None => json!({"last_reload": null}),
+        Some(reload) => json!({"last_reload": {
+            "result": if reload.applied { "applied" } else { "refused" },
+            "at_ms": reload.at.0,
+            "errors": reload.errors,
+        }}),
+    };
     if let Some(name) = status.stats.instance.get() {
         // With a store instances share: which instance this is, and how many accounts it holds.
         let held = status.stats.leases_held.load(std::sync::atomic::Ordering::Relaxed);
@@ -154,6 +163,21 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
         let value = value.load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     }
+    let reload = stats.last_reload();
+    let _ = writeln!(
+        out,
+        "# HELP chatbridge_config_last_reload_success Whether the last reload of the configuration was applied (1 \
+         before any; 0: refused, the configuration before it runs on).\n\
+         # TYPE chatbridge_config_last_reload_success gauge\nchatbridge_config_last_reload_success {}",
+        u8::from(reload.as_ref().is_none_or(|r| r.applied))
+    );
+    let _ = writeln!(
+        out,
+        "# HELP chatbridge_build_info The running build: version and commit.\n# TYPE chatbridge_build_info gauge\n\
+         chatbridge_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        crate::BUILD_COMMIT
+    );
     let writable = u8::from(stats.store.failing().is_none());
     let _ = writeln!(
         out,

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use crate::config::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "chatbridge", version, about = "Keeps chat rooms on five platforms talking as one")]
+#[command(name = "chatbridge", version = crate::VERSION_LINE, about = "Keeps chat rooms on five platforms talking as one")]
 pub struct Cli {
     /// Log format; overrides `general.log_format`.
     #[arg(long, global = true, value_enum)]

@@ -10,6 +10,7 @@ pub fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Res
     telemetry::init(log_format.unwrap_or(config.general.log_format), &config.general.log_level);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
+        commit = crate::BUILD_COMMIT,
         config = %path.display(),
         state_dir = %config.general.state_dir.display(),
         durable = config.general.durable,
@@ -19,10 +20,16 @@ pub fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Res
         let stop = shutdown::on_signals().context("installing the signal handlers")?;
         let mut reloads = shutdown::on_reload().context("installing the signal handlers")?;
         let mut config = config;
+        // The last reload's result, carried over an in-process restart.
+        let mut last_reload: Option<(bool, Vec<String>)> = None;
         loop {
             // Each run has a token of its own: a reload ends the run, SIGTERM ends them all.
             let run = stop.child_token();
             let daemon = Daemon::start(config, run.clone())?;
+            let stats = daemon.stats();
+            if let Some((applied, errors)) = last_reload.take() {
+                stats.reloaded(applied, errors);
+            }
             let reloader = daemon.reloader();
             let finished = daemon.wait();
             tokio::pin!(finished);
@@ -34,18 +41,26 @@ pub fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Res
                     }
                     Some(()) = reloads.recv() => {
                         crate::notify::reloading();
-                        // Not valid: the running configuration stays.
-                        let Some(next) = reload(path) else {
-                            crate::notify::ready();
-                            continue;
+                        // Not valid: the running configuration stays, and /health, /metrics and STATUS= say so.
+                        let next = match reload(path) {
+                            Ok(next) => next,
+                            Err(errors) => {
+                                crate::notify::ready_refused(&errors);
+                                stats.reloaded(false, errors);
+                                continue;
+                            }
                         };
                         match reloader.reload(next).await {
-                            Reloaded::Applied(_) => crate::notify::ready(),
+                            Reloaded::Applied(_) => {
+                                stats.reloaded(true, Vec::new());
+                                crate::notify::ready();
+                            }
                             Reloaded::NeedsRestart { keys, config } => {
                                 tracing::info!(
                                     keys = %keys.join(", "),
                                     "These [general] settings take effect only at a start: starting again with the new configuration."
                                 );
+                                last_reload = Some((true, Vec::new()));
                                 break *config;
                             }
                             Reloaded::Stopping => {}
@@ -66,20 +81,20 @@ pub fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Res
     })
 }
 
-/// SIGHUP: the file read and checked again; `None` (the running configuration stays) when it is not valid.
-fn reload(path: &std::path::Path) -> Option<Config> {
+/// SIGHUP: the file read and checked again; its problems (the running configuration stays) when it is not valid.
+fn reload(path: &std::path::Path) -> Result<Config, Vec<String>> {
     tracing::info!(config = %path.display(), "SIGHUP: reading the configuration again.");
     match Config::load(path) {
-        Ok(config) => Some(config),
+        Ok(config) => Ok(config),
         Err(LoadError::Invalid(problems)) => {
             for problem in &problems.0 {
                 tracing::error!(problem = %problem, "The new configuration is not valid; the running one stays.");
             }
-            None
+            Err(problems.0.iter().map(ToString::to_string).collect())
         }
         Err(e) => {
             tracing::error!(error = %e, "The new configuration cannot be read; the running one stays.");
-            None
+            Err(vec![e.to_string()])
         }
     }
 }

@@ -467,7 +467,7 @@ async fn the_log_says_what_started_and_what_was_wrong_with_rust_log() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn sighup(child: &Child) {
+pub(crate) fn sighup(child: &Child) {
     let status = Command::new("kill").arg("-HUP").arg(child.id().to_string()).status().expect("kill runs");
     assert!(status.success());
 }

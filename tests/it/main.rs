@@ -19,5 +19,6 @@ mod load;
 mod missevan;
 mod postgres;
 mod reload;
+mod reload_refused;
 mod status;
 mod yunhu;

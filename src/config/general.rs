@@ -244,6 +244,12 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
     if let Some(n) = fields.positive_int("http_max_connections", report) {
         general.http.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    if let Some(n) = fields.positive_int("http_max_connections_per_address", report) {
+        general.http.max_per_address = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(rate) = fields.non_negative("http_min_rate", report) {
+        general.http.min_rate = rate as u64;
+    }
     if let Some(value) = fields.get("durable") {
         match value.get_ref() {
             toml::de::DeValue::Boolean(b) => general.durable = *b,
@@ -342,7 +348,10 @@ impl General {
         differs("http_listen", self.http_listen != new.http_listen);
         differs("durable", self.durable != new.durable);
         differs("sync", self.full_sync != new.full_sync);
-        differs("http_header_timeout, http_body_timeout, http_max_connections", self.http != new.http);
+        differs(
+            "http_header_timeout, http_body_timeout, http_max_connections, http_max_connections_per_address, http_min_rate",
+            self.http != new.http,
+        );
         differs("max_stored", self.max_stored != new.max_stored);
         differs("max_dead_letters", self.max_dead_letters != new.max_dead_letters);
         differs("store", self.store != new.store);

@@ -30,7 +30,9 @@ async fn until_closed(stream: &mut TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_slow_clients_are_cut() {
-    let (port, running, _fish) = api("http_header_timeout = \"1s\"\nhttp_body_timeout = \"1s\"\n").await;
+    // The minimum rate (which would cut the last client first) is another test's: here the deadlines.
+    let (port, running, _fish) =
+        api("http_header_timeout = \"1s\"\nhttp_body_timeout = \"1s\"\nhttp_min_rate = 0\n").await;
     // Connected and silent: closed once the header deadline passes.
     let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     until_closed(&mut silent).await;
@@ -57,16 +59,35 @@ async fn silent_and_slow_clients_are_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_cap_are_closed_and_the_rest_served() {
     let (port, running, _fish) = api("http_max_connections = 4\n").await;
-    let mut held = Vec::new();
+    let health = format!("GET /api/health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    // Four connections that said nothing: at the cap, a newcomer takes the oldest one's place and is served.
+    let mut idle = Vec::new();
     for _ in 0..4 {
-        held.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
     }
-    // The fifth is closed at once, unanswered.
+    let mut newcomer = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    newcomer.write_all(health.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), newcomer.read(&mut answer)).await.expect("answered").unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"), "the newcomer is served");
+    assert_eq!(until_closed(&mut idle[0]).await, "", "the oldest idle connection made room");
+    drop((idle, newcomer));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Four connections whose requests passed the token check hold their places: a fifth is closed unanswered.
+    let mut admitted = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(health.as_bytes()).await.unwrap();
+        let n =
+            tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer)).await.expect("answered").unwrap();
+        assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+        admitted.push(stream);
+    }
     let mut fifth = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let _ = fifth.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = fifth.write_all(health.as_bytes()).await;
     assert_eq!(until_closed(&mut fifth).await, "");
     // One of the four goes away: a request is served again.
-    drop(held.pop());
+    drop(admitted.pop());
     let http = chatbridge::adapters::http_client(Duration::from_secs(5));
     let mut served = false;
     for _ in 0..100 {
@@ -83,8 +104,8 @@ async fn connections_past_the_cap_are_closed_and_the_rest_served() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(served, "a freed slot is used again");
-    drop(held);
+    assert!(served, "a freed place is used again");
+    drop(admitted);
     running.shutdown().await;
 }
 

@@ -69,7 +69,9 @@ pub struct Changes {
     pub added: Vec<AccountId>,
     pub removed: Vec<AccountId>,
     pub restarted: Vec<AccountId>,
-    /// Accounts that stayed connected.
+    /// Accounts whose rooms changed while their sessions went on (rooms joined or left one by one).
+    pub rooms_changed: Vec<AccountId>,
+    /// Accounts that stayed connected (those whose rooms changed among them).
     pub kept: usize,
 }
 

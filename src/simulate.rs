@@ -44,6 +44,9 @@ pub async fn start_on(rooms: usize, port: u16) -> anyhow::Result<Simulators> {
         FishroomSimConfig {
             rooms: names.clone(),
             tokens: vec![("1".into(), TOKEN.into(), "bridge".into())],
+            // The real server holds a poll 10 s; a daemon stopping waits for the poll it has out (the server
+            // would lose what that poll takes), so a shorter hold keeps a stop or restart by hand quick.
+            poll_timeout: std::time::Duration::from_secs(2),
             ..FishroomSimConfig::default()
         },
         at(0),

@@ -168,6 +168,8 @@ pub struct Stats {
     pub rooms_unusable: Counter,
     /// Lost connections tried again.
     pub reconnects: Counter,
+    /// Events a platform handed to a connection after its session closed, when nothing took them in any more.
+    pub lost_after_close: Counter,
     pub coalesced: Counter,
     pub summarised: Counter,
     /// Transactions of the store's writer.
@@ -198,6 +200,34 @@ pub struct Stats {
     series: RwLock<crate::model::Map<Label, Arc<Series>>>,
     /// What the last reload did (`/health`, `/metrics`, `STATUS=`); `None` before the first.
     pub reload: std::sync::Mutex<Option<LastReload>>,
+    /// Reads in flight that a stop waits for.
+    pub reads: Reads,
+}
+
+/// Reads in flight whose answer a platform would not give again (a Fishroom poll: the server takes the messages
+/// off its queue when it answers, whether the client still waits or not). A stop waits for them.
+#[derive(Debug, Default)]
+pub struct Reads(tokio::sync::watch::Sender<usize>);
+
+/// One read in flight, until dropped.
+pub struct Reading<'a>(&'a Reads);
+
+impl Reads {
+    pub fn begin(&self) -> Reading<'_> {
+        self.0.send_modify(|n| *n += 1);
+        Reading(self)
+    }
+
+    /// How many reads are in flight, as they change.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.0.subscribe()
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n -= 1);
+    }
 }
 
 /// The last reload's result: applied, or refused with the problems of the file (the running configuration stays).

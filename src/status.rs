@@ -115,6 +115,11 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
             "Events seen again through gap filling after they were relayed: not relayed twice.",
             stats.duplicates.get(),
         ),
+        (
+            "chatbridge_events_lost_after_close_total",
+            "Events a platform handed to a connection after its session had closed (a Fishroom poll in flight at a restart), when nothing took them in any more.",
+            stats.lost_after_close.get(),
+        ),
         ("chatbridge_store_commits_total", "Transactions the state database committed.", stats.store_commits.get()),
         (
             "chatbridge_store_outbox_written_total",

@@ -5,12 +5,14 @@
 pub mod api;
 pub mod backoff;
 pub mod config;
+mod drive;
 pub mod fishroom;
 pub mod heihei;
 pub mod iirose;
 pub mod missevan;
 pub mod net;
 pub mod retry;
+mod rooms;
 pub mod supervise;
 pub mod yunhu;
 
@@ -25,7 +27,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
+pub use drive::drive;
 pub use net::{WS_READ_BUFFER, connect_ws, http_client, install_crypto_provider};
+pub use rooms::{RoomList, per_room};
 // The contract with the router, for the adapters' code to name as its own.
 pub use crate::link::{
     AccountState, AdapterRoom, OutMessage, Outlet, Quote, RouterInput, SendAction, SendFailure, SendNow, SendNowSlot,
@@ -40,7 +44,9 @@ use config::AccountConfig;
 #[derive(Clone)]
 pub struct AdapterContext {
     pub account: AccountId,
-    pub rooms: Vec<AdapterRoom>,
+    /// The account's rooms; a reload changes them while the session runs where the adapter can follow
+    /// ([`Adapter::live_rooms`]).
+    pub rooms: RoomList,
     pub router: mpsc::Sender<RouterInput>,
     /// Cancelled on shutdown: stop receiving, keep sending.
     pub stop_receiving: CancellationToken,
@@ -188,15 +194,6 @@ impl AdapterContext {
         }
         None
     }
-
-    /// The rooms the account listens to.
-    pub fn receiving_rooms(&self) -> Vec<RoomId> {
-        self.rooms.iter().filter(|r| r.receive).map(|r| r.room.clone()).collect()
-    }
-
-    pub fn room_addr(&self, room: &RoomId) -> RoomAddr {
-        RoomAddr::new(self.account.clone(), room.clone())
-    }
 }
 
 /// A client websocket, plain or TLS.
@@ -233,79 +230,6 @@ impl AccountStop {
     }
 }
 
-/// The task structure every adapter shares: the `receivers` (a connection per room, or one for the
-/// account) and `send(request)` for each send, concurrently. Returns when the daemon closes; when the
-/// account stops, what is still asked of it is answered with `Fatal` and the sends in flight finish.
-pub async fn drive<R, S, SF>(
-    ctx: AdapterContext,
-    mut sends: mpsc::UnboundedReceiver<SendRequest>,
-    stop: AccountStop,
-    receivers: Vec<R>,
-    send: S,
-) where
-    R: Future<Output = ()> + Send + 'static,
-    S: Fn(SendRequest) -> SF,
-    SF: Future<Output = ()> + Send + 'static,
-{
-    let mut tasks = tokio::task::JoinSet::new();
-    // One state for the account, whatever its number of rooms: connecting until a room is up.
-    if !stop.is_stopped() {
-        let first = if receivers.is_empty() { AccountState::Connected } else { AccountState::Connecting };
-        ctx.set_state(first).await;
-    }
-    for receiver in receivers {
-        tasks.spawn(receiver);
-    }
-    loop {
-        tokio::select! {
-            _ = ctx.closed.cancelled() => {
-                // Receivers that stopped receiving may still be handing over what they read (a poll that
-                // was in flight): a moment for them, then everything ends.
-                let finishing = async { while tasks.join_next().await.is_some() {} };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), finishing).await;
-                tasks.abort_all();
-                return;
-            }
-            _ = stop.stopped() => break,
-            request = sends.recv() => match request {
-                Some(request) => {
-                    // A send that completes at once (the API's, most of the time) needs no task of its own.
-                    let mut sending = Box::pin(send(request));
-                    if futures_util::FutureExt::now_or_never(sending.as_mut()).is_none() {
-                        tasks.spawn(sending);
-                    }
-                }
-                // The router takes no more sends for this account (it went to another instance, or left the
-                // configuration): what the receivers have read is still handed over, until they end.
-                None => {
-                    loop {
-                        tokio::select! {
-                            _ = ctx.closed.cancelled() => {
-                                tasks.abort_all();
-                                return;
-                            }
-                            joined = tasks.join_next() => if joined.is_none() {
-                                return;
-                            },
-                        }
-                    }
-                }
-            },
-            // A finished task stays in the set until it is joined: reaped here, or every send would keep
-            // its task's memory until the account stops.
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-        }
-    }
-    sends.close();
-    while let Some(request) = sends.recv().await {
-        ctx.ack(&request.room, Err(SendFailure::Fatal { reason: "the account has stopped".to_owned() })).await;
-    }
-    tokio::select! {
-        _ = ctx.closed.cancelled() => tasks.abort_all(),
-        _ = async { while tasks.join_next().await.is_some() {} } => {}
-    }
-}
-
 /// How a start-up call failed.
 pub enum StartUp {
     /// The platform refused for good (a bad token): the account stops.
@@ -332,6 +256,11 @@ pub trait Adapter: Send + 'static {
     /// Runs until `ctx.closed` is cancelled or the account stops; answers every request of `sends`
     /// with an acknowledgement.
     fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> Running;
+    /// Whether the session follows a change of its rooms (`ctx.rooms`): a reload that only adds or takes away
+    /// rooms then leaves it running. Otherwise the session is replaced.
+    fn live_rooms(&self) -> bool {
+        false
+    }
 }
 
 /// The adapter for one configured account.
@@ -350,7 +279,7 @@ mod tests {
         let (router, mut inbox) = mpsc::channel(8);
         let ctx = AdapterContext {
             account: AccountId::new(crate::model::Platform::Fishroom, "t"),
-            rooms: Vec::new(),
+            rooms: RoomList::default(),
             router,
             stop_receiving: Default::default(),
             closed: Default::default(),

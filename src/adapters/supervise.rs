@@ -136,7 +136,7 @@ mod tests {
         let ms = Duration::from_millis(1);
         let ctx = AdapterContext {
             account: AccountId::new(Platform::Fishroom, "t"),
-            rooms: Vec::new(),
+            rooms: Default::default(),
             router,
             stop_receiving: Default::default(),
             closed: Default::default(),

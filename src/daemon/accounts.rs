@@ -13,14 +13,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{Changes, Reloaded, router_settings};
-use crate::adapters::{self, AdapterContext, AdapterRoom, Backoff, Cursors, Outlet, RouterInput, SendNowSlot};
+use crate::adapters::{
+    self, AdapterContext, AdapterRoom, Backoff, Cursors, Outlet, RoomList, RouterInput, SendNowSlot,
+};
 use crate::config::{AccountConfig, Config, General};
 use crate::model::{AccountId, Capabilities};
 use crate::router::reconfigure::{Control, Reconfigure, Settle};
 use crate::router::rules::Rules;
 use crate::stats::Stats;
 use crate::store::pg::PgReader;
-use crate::store::pg::lease::{LeaseCommand, LeaseEvent};
+use crate::store::pg::lease::LeaseCommand;
+
+mod leases;
 
 /// A restarted account's sends are held at most this long for an answer to what its old session has out;
 /// then the old session closes and the new one sends it again, marked as maybe sent.
@@ -30,6 +34,8 @@ const HOLD_AT_MOST: Duration = Duration::from_secs(10);
 struct Session {
     config: AccountConfig,
     rooms: Vec<AdapterRoom>,
+    /// Where a change of the rooms goes, when the session follows one ([`adapters::Adapter::live_rooms`]).
+    room_changes: Option<tokio::sync::watch::Sender<Arc<Vec<AdapterRoom>>>>,
     stop_receiving: CancellationToken,
     closed: CancellationToken,
     task: JoinHandle<()>,
@@ -99,82 +105,6 @@ impl Supervisor {
         }
     }
 
-    /// With a shared store: accounts start and stop as their leases come and go ([`Supervisor::lease`]).
-    pub(super) fn lease_with(
-        &mut self,
-        commands: mpsc::UnboundedSender<LeaseCommand>,
-        reader: PgReader,
-        router: mpsc::Sender<RouterInput>,
-        config: &Config,
-    ) {
-        self.leased = Some(Leased { commands, reader, router, accounts: configured(config) });
-    }
-
-    /// A lease came, went, or is to be handed over.
-    pub(super) async fn lease(&mut self, event: LeaseEvent, control: &mpsc::UnboundedSender<Control>) {
-        let Some(leased) = &self.leased else { return };
-        match event {
-            LeaseEvent::Acquired(id) => {
-                if self.stop.is_cancelled() || self.sessions.contains_key(&id) {
-                    return;
-                }
-                let Some((config, rooms)) = leased.accounts.get(&id).cloned() else {
-                    // Claimed just before a reload removed it: given back.
-                    let _ = leased.commands.send(LeaseCommand::Released(id));
-                    return;
-                };
-                let stored = match leased.reader.cursors(&id).await {
-                    Ok(cursors) => cursors.into_iter().map(|(room, cursor)| (room.room, cursor)).collect(),
-                    Err(e) => {
-                        warn!(account = %id, error = %e, "The account's cursors could not be read: it starts without gap filling.");
-                        Vec::new()
-                    }
-                };
-                let router = leased.router.clone();
-                let cursors = Cursors::new(stored, self.general.gap_fill_window);
-                let (caps, sends) = self.spawn(&id, config, rooms, cursors, &router);
-                info!(account = %id, "Account started here (its lease came to this instance).");
-                let _ = router.send(RouterInput::Attached { account: id, caps, sends }).await;
-            }
-            LeaseEvent::Lost(id) => {
-                let Some(session) = self.sessions.remove(&id) else { return };
-                // Nothing more is read or sent; what was read is handed over (it goes to the store for the
-                // account's next instance), then the connection closes.
-                session.stop_receiving.cancel();
-                let _ = control.send(Control::Disown(id.clone()));
-                warn!(account = %id, "Account stopped here: its lease is lost.");
-                tokio::spawn(async move {
-                    let mut task = session.task;
-                    if tokio::time::timeout(super::CLOSE_GRACE, &mut task).await.is_err() {
-                        session.closed.cancel();
-                        if tokio::time::timeout(super::CLOSE_GRACE, &mut task).await.is_err() {
-                            task.abort();
-                        }
-                    }
-                });
-            }
-            LeaseEvent::Release(id) => {
-                let Some(session) = self.sessions.remove(&id) else {
-                    let _ = leased.commands.send(LeaseCommand::Released(id));
-                    return;
-                };
-                session.stop_receiving.cancel();
-                let (done, settled) = oneshot::channel();
-                let _ = control.send(Control::Hold(id.clone(), done));
-                let router = leased.router.clone();
-                self.handovers.spawn(async move {
-                    let _ = tokio::time::timeout(HOLD_AT_MOST, settled).await;
-                    session.closed.cancel();
-                    let mut task = session.task;
-                    if tokio::time::timeout(super::CLOSE_GRACE, &mut task).await.is_err() {
-                        task.abort();
-                    }
-                    HandedOver { id, next: Next::HandOver, cursors: session.cursors, router }
-                });
-            }
-        }
-    }
-
     /// Starts an account's session; returns what the router needs to send through it.
     pub(super) fn spawn(
         &mut self,
@@ -186,13 +116,19 @@ impl Supervisor {
     ) -> (Capabilities, Outlet) {
         let adapter = adapters::build(&config);
         let caps = adapter.capabilities();
+        let (room_changes, room_list) = if adapter.live_rooms() {
+            let (sender, list) = RoomList::changing(rooms.clone());
+            (Some(sender), list)
+        } else {
+            (None, RoomList::fixed(rooms.clone()))
+        };
         let (queue, requests) = mpsc::unbounded_channel();
         let sends = Outlet { queue, now: SendNowSlot::default() };
         let stop_receiving = self.stop.child_token();
         let closed = self.closed.child_token();
         let ctx = AdapterContext {
             account: id.clone(),
-            rooms: rooms.clone(),
+            rooms: room_list,
             router: router.clone(),
             stop_receiving: stop_receiving.clone(),
             closed: closed.clone(),
@@ -203,7 +139,8 @@ impl Supervisor {
             send_now: sends.now.clone(),
         };
         let task = tokio::spawn(adapter.run(ctx, requests).instrument(info_span!("adapter", account = %id)));
-        self.sessions.insert(id.clone(), Session { config, rooms, stop_receiving, closed, task, cursors });
+        let session = Session { config, rooms, room_changes, stop_receiving, closed, task, cursors };
+        self.sessions.insert(id.clone(), session);
         (caps, sends)
     }
 
@@ -240,9 +177,20 @@ impl Supervisor {
         for id in ids {
             let next = match (config.accounts.get(&id), wanted.get(&id)) {
                 (Some(account), Some(rooms)) => {
-                    let session = &self.sessions[&id];
+                    let session = self.sessions.get_mut(&id).expect("listed above");
                     if *account == session.config && *rooms == session.rooms {
                         changes.kept += 1;
+                        continue;
+                    }
+                    // Only the rooms changed, and the session joins and leaves rooms one by one (or receives
+                    // every chat anyway): it is told, not replaced.
+                    if *account == session.config
+                        && let Some(room_changes) = &session.room_changes
+                        && room_changes.send(Arc::new(rooms.clone())).is_ok()
+                    {
+                        session.rooms = rooms.clone();
+                        changes.kept += 1;
+                        changes.rooms_changed.push(id.clone());
                         continue;
                     }
                     changes.restarted.push(id.clone());
@@ -310,6 +258,7 @@ impl Supervisor {
             kept = changes.kept,
             added = %list(&changes.added),
             restarted = %list(&changes.restarted),
+            rooms_changed = %list(&changes.rooms_changed),
             removed = %list(&changes.removed),
             "Configuration reloaded."
         );

@@ -202,9 +202,38 @@ impl Router {
         // With a shared store, the stop waits this long for what the adapters were still reading when it came
         // (a poll in flight, handed over as it finishes), then ends as soon as no send is out.
         let mut read_until: Option<Instant> = None;
+        let mut said_reading = false;
+        // Reads in flight (a Fishroom poll, whose server loses what it takes for a poll given up on): a stop waits
+        // for them to hand over what they bring, within its deadline.
+        let mut reads = self.stats.reads.watch();
         loop {
-            if deadline.is_some() && self.is_idle() && read_until.is_none_or(|t| Instant::now() >= t) {
-                break;
+            let in_flight = *reads.borrow();
+            let read = in_flight == 0 && read_until.is_none_or(|t| Instant::now() >= t);
+            if deadline.is_some() && self.is_idle() {
+                if read {
+                    // What the last read handed over before it ended may still wait in the inbox.
+                    let mut more = false;
+                    while let Ok(input) = inbox.try_recv() {
+                        self.handle(input);
+                        more = true;
+                    }
+                    if !more {
+                        break;
+                    }
+                    if !self.settling.is_empty() {
+                        self.settle();
+                    }
+                    self.take_answers();
+                    self.end();
+                    continue;
+                }
+                if !said_reading && in_flight > 0 {
+                    info!(
+                        reads = in_flight,
+                        "Delivered; waiting for the reads still in flight (a poll hands over what it brings)."
+                    );
+                    said_reading = true;
+                }
             }
             tokio::select! {
                 _ = async { watchdog.as_mut().expect("only polled when set").tick().await }, if watchdog.is_some() => {
@@ -240,6 +269,7 @@ impl Router {
                     deadline = Some(Instant::now() + self.settings.shutdown_timeout);
                 }
                 _ = sleep_until(deadline) => break,
+                _ = reads.changed(), if deadline.is_some() => {}
                 _ = sleep_until(read_until), if read_until.is_some_and(|t| Instant::now() < t) => {}
             }
             if !self.settling.is_empty() {

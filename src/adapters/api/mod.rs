@@ -299,7 +299,7 @@ impl Adapter for ApiAdapter {
     fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
         Box::pin(async move {
             let stop = AccountStop::default();
-            let gateways = ctx.rooms.iter().map(|r| r.room.to_string()).collect();
+            let gateways = ctx.rooms.now().iter().map(|r| r.room.to_string()).collect();
             let hub = Arc::new(Hub {
                 config: self.config,
                 ctx: ctx.clone(),

@@ -241,7 +241,7 @@ mod tests {
     fn hub_waiting(history: usize, slow_reader_wait: std::time::Duration) -> Arc<Hub> {
         let ctx = AdapterContext {
             account: AccountId::new(Platform::Api, "t"),
-            rooms: Vec::new(),
+            rooms: Default::default(),
             router: tokio::sync::mpsc::channel(1).0,
             stop_receiving: Default::default(),
             closed: Default::default(),

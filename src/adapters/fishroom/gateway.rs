@@ -45,24 +45,28 @@ pub(super) async fn poll_room(shared: Arc<Shared>, ctx: AdapterContext, room: Ro
     .await;
 }
 
-/// How long a poll in flight when receiving stops may still take to answer.
-const FINISH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Polls until the connection is lost or receiving stops.
-async fn poll(shared: &Shared, ctx: &AdapterContext, room: &RoomId, attempt: &Attempt) -> Ended {
+async fn poll(shared: &Arc<Shared>, ctx: &AdapterContext, room: &RoomId, attempt: &Attempt) -> Ended {
     loop {
-        let mut polling = std::pin::pin!(poll_once(shared, room));
+        let mut polling = Box::pin(poll_once(Arc::clone(shared), room.clone()));
+        // A stop waits for this poll, and for what it brings to be handed over: what the server hands it is gone
+        // from the server's queue.
+        let _reading = ctx.stats.reads.begin();
         let mut last = false;
         let polled = tokio::select! {
             _ = shared.stop.stopped() => return Ended::Stopped,
             polled = &mut polling => polled,
             _ = ctx.stop_receiving.cancelled() => {
-                // The server takes messages off its queue when it answers a poll: one in flight is let finish
-                // (for a moment), and what it brings is handed over, not dropped.
+                // The server takes messages off its queue when it answers a poll: one in flight is let finish,
+                // and what it brings is handed over, not dropped — until the session closes, when the poll
+                // goes on alone and what it brings is handed over if anything still takes it, else counted.
                 last = true;
-                match tokio::time::timeout(FINISH_POLL, &mut polling).await {
-                    Ok(polled) => polled,
-                    Err(_) => return Ended::Stopped,
+                tokio::select! {
+                    polled = &mut polling => polled,
+                    _ = ctx.closed.cancelled() => {
+                        tokio::spawn(outlive(Arc::clone(shared), ctx.clone(), room.clone(), polling));
+                        return Ended::Stopped;
+                    }
                 }
             }
         };
@@ -109,7 +113,25 @@ async fn probe(shared: &Shared) -> Result<(), String> {
     }
 }
 
-async fn poll_once(shared: &Shared, room: &RoomId) -> Polled {
+/// A poll still in flight when its session closed: what it brings is relayed if the router still takes it (a
+/// session replaced by a reload: the same router), else counted as lost and said.
+async fn outlive(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId, polling: impl Future<Output = Polled>) {
+    debug!(account = %ctx.account, room = %room, "The session closed with a poll in flight: it is let finish.");
+    let Polled::Messages(items) = polling.await else { return };
+    let mut lost = 0;
+    let total = items.len();
+    for item in items {
+        if lost > 0 || !relay(&shared, &ctx, &room, item).await {
+            lost += 1;
+        }
+    }
+    if lost > 0 {
+        ctx.stats.lost_after_close.add(lost as u64);
+        warn!(account = %ctx.account, room = %room, lost, total, "A poll answered after its session closed; what nothing took in any more is lost.");
+    }
+}
+
+async fn poll_once(shared: Arc<Shared>, room: RoomId) -> Polled {
     let request =
         shared.http.get(shared.api("messages")).headers(shared.auth.clone()).query(&[("room", room.as_str())]);
     let response = match request.send().await {

@@ -98,6 +98,10 @@ impl Shared {
 }
 
 impl Adapter for FishroomAdapter {
+    fn live_rooms(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities { separate_sender: true, ..Capabilities::default() }
     }
@@ -105,11 +109,12 @@ impl Adapter for FishroomAdapter {
     fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
         let shared = Arc::new(Shared::new(self.config));
         let stop = shared.stop.clone();
-        let receivers = ctx
-            .receiving_rooms()
-            .into_iter()
-            .map(|room| gateway::poll_room(Arc::clone(&shared), ctx.clone(), room))
-            .collect();
+        // A poll per receiving room, following the rooms a reload gives the account.
+        let poll = {
+            let shared = Arc::clone(&shared);
+            move |ctx, room| gateway::poll_room(Arc::clone(&shared), ctx, room)
+        };
+        let receivers = vec![super::per_room(ctx.clone(), |r| r.receive, poll)];
         let send_ctx = ctx.clone();
         let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
         Box::pin(super::drive(ctx, sends, stop, receivers, send))

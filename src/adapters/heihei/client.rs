@@ -25,7 +25,7 @@ async fn send_message(
     request: &SendRequest,
     message: &OutMessage,
 ) -> Result<Vec<RemoteId>, SendFailure> {
-    let Some(current) = shared.lives.get(&request.room) else {
+    let Some(mut changes) = shared.lives().get(&request.room).map(|current| current.subscribe()) else {
         return Err(SendFailure::RoomBroken {
             reason: format!("`{}` cannot be written to (IM is receive-only)", request.room),
         });
@@ -33,7 +33,6 @@ async fn send_message(
     // Off air: the message waits for the next broadcast, up to its age limit.
     let age = Duration::from_millis(u64::try_from(Time::now().0 - request.event_time.0).unwrap_or_default());
     let left = shared.config.offair_max_age.saturating_sub(age);
-    let mut changes = current.subscribe();
     let live: Live = match tokio::time::timeout(left, changes.wait_for(Option::is_some)).await {
         Ok(Ok(live)) => (*live).expect("waited for a broadcast"),
         _ => {

@@ -122,8 +122,10 @@ async fn dispatch(shared: &Shared, ctx: &AdapterContext, item: &wire::Inbound) -
             ctx.emit(event).await
         }
         Mapped::StopLive { room_id, live_id } => {
-            if let Some((room, _)) = shared.room_of(room_id, live_id) {
-                shared.lives[&room].send_replace(None);
+            if let Some((room, _)) = shared.room_of(room_id, live_id)
+                && let Some(current) = shared.lives().get(&room)
+            {
+                current.send_replace(None);
             }
             true
         }
@@ -148,7 +150,8 @@ pub(super) async fn follow(shared: Arc<Shared>, ctx: AdapterContext, room: RoomI
     };
     let mut backoff = ctx.backoff.clone();
     let mut was_on_air = None::<bool>;
-    let current = &shared.lives[&room];
+    let Some(current) = shared.lives().get(&room).cloned() else { return };
+    let current = &current;
     loop {
         let found = match &followed {
             HeiheiRoom::Host(user) => find_live(&shared, *user).await,

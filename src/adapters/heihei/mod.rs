@@ -63,8 +63,8 @@ struct Shared {
     http: reqwest::Client,
     endpoints: Endpoints,
     stop: AccountStop,
-    /// Each followed room's current broadcast (`None`: off air).
-    lives: HashMap<RoomId, watch::Sender<Option<Live>>>,
+    /// Each followed room's current broadcast (`None`: off air); a reload adds and takes away rooms.
+    lives: std::sync::RwLock<HashMap<RoomId, watch::Sender<Option<Live>>>>,
     /// Texts we sent, per live room id, for their echoes.
     sent: Mutex<VecDeque<(u64, String)>>,
     own_id: Mutex<Option<u64>>,
@@ -95,9 +95,17 @@ impl Shared {
         true
     }
 
+    fn lives(&self) -> std::sync::RwLockReadGuard<'_, HashMap<RoomId, watch::Sender<Option<Live>>>> {
+        self.lives.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lives_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<RoomId, watch::Sender<Option<Live>>>> {
+        self.lives.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The configured room following broadcast `live`, by its live room id or live id.
     fn room_of(&self, room_id: Option<u64>, live_id: Option<u64>) -> Option<(RoomId, Live)> {
-        self.lives.iter().find_map(|(room, current)| {
+        self.lives().iter().find_map(|(room, current)| {
             let live = (*current.borrow())?;
             (Some(live.room_id) == room_id || Some(live.live_id) == live_id).then(|| (room.clone(), live))
         })
@@ -105,6 +113,10 @@ impl Shared {
 }
 
 impl Adapter for HeiheiAdapter {
+    fn live_rooms(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> Capabilities {
         // Text only: no ids come back from sending, so nothing can be edited, recalled or replied to.
         Capabilities::default()
@@ -125,28 +137,40 @@ impl Adapter for HeiheiAdapter {
             let Some(endpoints) = discovered else {
                 return super::stopped_at_start(ctx, sends, stop).await;
             };
-            let followed: Vec<RoomId> = ctx
-                .rooms
-                .iter()
-                .map(|r| r.room.clone())
-                .filter(|r| !matches!(config::HeiheiRoom::parse(r.as_str()), Some(config::HeiheiRoom::Im(_))))
-                .collect();
-            let lives = followed.iter().map(|r| (r.clone(), watch::channel(None).0)).collect();
             let shared = Arc::new(Shared {
                 config: self.config,
                 http,
                 endpoints,
                 stop: stop.clone(),
-                lives,
+                lives: std::sync::RwLock::default(),
                 sent: Mutex::default(),
                 own_id: Mutex::default(),
             });
             *shared.own_id.lock().expect("never poisoned") = shared.config.user_id;
-            let mut receivers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> =
-                vec![Box::pin(gateway::channel(Arc::clone(&shared), ctx.clone()))];
-            for room in followed {
-                receivers.push(Box::pin(gateway::follow(Arc::clone(&shared), ctx.clone(), room)));
-            }
+            // Every room but IM follows its host's broadcasts (sending needs the broadcast joined too), as the
+            // rooms a reload gives the account come and go; one channel socket receives them all.
+            let account_stop = ctx.stop_receiving.clone();
+            let follow = {
+                let shared = Arc::clone(&shared);
+                move |ctx, room: RoomId| {
+                    shared.lives_mut().entry(room.clone()).or_insert_with(|| watch::channel(None).0);
+                    let (shared, account_stop) = (Arc::clone(&shared), account_stop.clone());
+                    async move {
+                        gateway::follow(Arc::clone(&shared), ctx, room.clone()).await;
+                        // Taken away by a reload (not a stop, whose drain may still send there).
+                        if !account_stop.is_cancelled() {
+                            shared.lives_mut().remove(&room);
+                        }
+                    }
+                }
+            };
+            let followed = |r: &super::AdapterRoom| {
+                !matches!(config::HeiheiRoom::parse(r.room.as_str()), Some(config::HeiheiRoom::Im(_)))
+            };
+            let receivers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = vec![
+                Box::pin(gateway::channel(Arc::clone(&shared), ctx.clone())),
+                Box::pin(super::per_room(ctx.clone(), followed, follow)),
+            ];
             let send_ctx = ctx.clone();
             let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
             super::drive(ctx, sends, stop, receivers, send).await;

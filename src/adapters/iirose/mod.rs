@@ -112,7 +112,7 @@ impl Adapter for IiroseAdapter {
     }
 
     fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
-        let room = ctx.rooms.iter().map(|r| &r.room).find(|r| !r.is_conversation()).cloned();
+        let room = ctx.rooms.now().iter().map(|r| &r.room).find(|r| !r.is_conversation()).cloned();
         let Some(room) = room else {
             // `check` requires a room address per IIROSE account; nothing to log into without one.
             return Box::pin(async move {

@@ -30,7 +30,7 @@ async fn post_parts(
     request: &SendRequest,
     message: &OutMessage,
 ) -> Result<Vec<RemoteId>, SendFailure> {
-    let Some(&super::config::MissevanRoom(room_id)) = shared.rooms.get(&request.room) else {
+    let Some(super::config::MissevanRoom(room_id)) = super::config::MissevanRoom::parse(request.room.as_str()) else {
         return Err(SendFailure::RoomBroken {
             reason: format!("`{}` is not one of this account's rooms", request.room),
         });

@@ -21,7 +21,7 @@ use crate::stats::Metric;
 use crate::adapters::WsStream as Socket;
 
 pub(super) async fn follow_room(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId) {
-    let Some(&super::config::MissevanRoom(room_id)) = shared.rooms.get(&room) else {
+    let Some(super::config::MissevanRoom(room_id)) = super::config::MissevanRoom::parse(room.as_str()) else {
         error!(account = %ctx.account, room = %room, "Not a Missevan room id.");
         return;
     };

@@ -11,7 +11,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -47,8 +47,6 @@ struct Shared {
     delivered: Mutex<VecDeque<String>>,
     /// Stops the account when the login is refused.
     stop: AccountStop,
-    /// The account's rooms, parsed once.
-    rooms: HashMap<crate::model::RoomId, config::MissevanRoom>,
 }
 
 impl Shared {
@@ -66,6 +64,10 @@ impl Shared {
 }
 
 impl Adapter for MissevanAdapter {
+    fn live_rooms(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             mention: true,
@@ -79,23 +81,14 @@ impl Adapter for MissevanAdapter {
         let http = super::http_client(self.config.request_timeout);
         let session = Session::new(&self.config, http.clone());
         let stop = AccountStop::default();
-        let shared = Arc::new(Shared {
-            config: self.config,
-            http,
-            session,
-            delivered: Mutex::default(),
-            stop: stop.clone(),
-            rooms: ctx
-                .rooms
-                .iter()
-                .filter_map(|r| Some((r.room.clone(), config::MissevanRoom::parse(r.room.as_str())?)))
-                .collect(),
-        });
-        let receivers = ctx
-            .receiving_rooms()
-            .into_iter()
-            .map(|room| gateway::follow_room(Arc::clone(&shared), ctx.clone(), room))
-            .collect();
+        let shared =
+            Arc::new(Shared { config: self.config, http, session, delivered: Mutex::default(), stop: stop.clone() });
+        // A connection per receiving room, following the rooms a reload gives the account.
+        let follow = {
+            let shared = Arc::clone(&shared);
+            move |ctx, room| gateway::follow_room(Arc::clone(&shared), ctx, room)
+        };
+        let receivers = vec![super::per_room(ctx.clone(), |r| r.receive, follow)];
         let send_ctx = ctx.clone();
         let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
         Box::pin(super::drive(ctx, sends, stop, receivers, send))

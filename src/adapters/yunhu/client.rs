@@ -15,7 +15,7 @@ const TEXT: u64 = 1;
 const MARKDOWN: u64 = 3;
 
 pub(super) async fn send(shared: Arc<Shared>, ctx: AdapterContext, request: SendRequest) {
-    let result = match shared.chats.iter().find(|chat| chat.room == request.room).cloned() {
+    let result = match shared.chats().iter().find(|chat| chat.room == request.room).cloned() {
         None => {
             Err(SendFailure::RoomBroken { reason: format!("`{}` is not one of this account's chats", request.room) })
         }

@@ -52,7 +52,7 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket, attempt: 
     let mut connected = false;
     // Where each chat stood when this connection began: gap filling starts there.
     let resume: Vec<(RoomId, Cursor)> =
-        shared.chats.iter().filter_map(|c| Some((c.room.clone(), ctx.cursors.get(&c.room)?))).collect();
+        shared.chats().iter().filter_map(|c| Some((c.room.clone(), ctx.cursors.get(&c.room)?))).collect();
     let mut early = Vec::new();
     loop {
         let frame = tokio::select! {
@@ -181,7 +181,8 @@ async fn flush_streams(shared: &Shared, ctx: &AdapterContext, all: bool) -> bool
 /// The configured room a push belongs to: groups and bots by chat id; a user chat by the other person.
 fn room_of(shared: &Shared, push: &PushMessage) -> Option<RoomId> {
     let sender = push.sender.as_ref().map_or("", |s| s.chat_id.as_str());
-    let chat = shared.chats.iter().find(|chat| match (chat.kind, push.chat_type) {
+    let chats = shared.chats();
+    let chat = chats.iter().find(|chat| match (chat.kind, push.chat_type) {
         (1, 1) => {
             let other = if sender == shared.user_id { push.recv_id.as_str() } else { sender };
             chat.id == other
@@ -194,7 +195,7 @@ fn room_of(shared: &Shared, push: &PushMessage) -> Option<RoomId> {
 /// Relays what each chat said since its cursor (the `msg_seq` of the last message read); false when the
 /// router is gone. A chat never read has no gap.
 async fn gap_fill(shared: &Shared, ctx: &AdapterContext, resume: &[(RoomId, Cursor)]) -> bool {
-    for chat in &shared.chats {
+    for chat in shared.chats().iter() {
         let Some(from) = resume.iter().find(|(room, _)| room == &chat.room).and_then(|(_, c)| c.parse::<u64>()) else {
             continue;
         };

@@ -54,7 +54,8 @@ struct Shared {
     config: YunhuAccount,
     http: reqwest::Client,
     user_id: String,
-    chats: Vec<Chat>,
+    /// The account's chats, as the last reload left them.
+    chats: std::sync::RwLock<Arc<Vec<Chat>>>,
     stop: AccountStop,
     streams: Mutex<HashMap<String, Streaming>>,
 }
@@ -131,7 +132,36 @@ async fn whoami(config: &YunhuAccount, http: &reqwest::Client) -> Result<String,
     }
 }
 
+fn chats_of(rooms: &[super::AdapterRoom]) -> Vec<Chat> {
+    rooms.iter().filter_map(|r| Chat::parse(&r.room)).collect()
+}
+
+/// Takes the chats a reload gives the account, until it stops receiving.
+async fn follow_chats(shared: Arc<Shared>, ctx: AdapterContext) {
+    let mut rooms = ctx.rooms.clone();
+    loop {
+        tokio::select! {
+            _ = ctx.stop_receiving.cancelled() => return,
+            changed = rooms.changed() => match changed {
+                Some(list) => *shared.chats.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(chats_of(&list)),
+                None => return,
+            },
+        }
+    }
+}
+
+impl Shared {
+    /// The account's chats now.
+    fn chats(&self) -> Arc<Vec<Chat>> {
+        Arc::clone(&self.chats.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
 impl Adapter for YunhuAdapter {
+    fn live_rooms(&self) -> bool {
+        true
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             edit: true,
@@ -159,7 +189,7 @@ impl Adapter for YunhuAdapter {
             let Some(user_id) = known else {
                 return super::stopped_at_start(ctx, sends, stop).await;
             };
-            let chats = ctx.rooms.iter().filter_map(|r| Chat::parse(&r.room)).collect();
+            let chats = std::sync::RwLock::new(Arc::new(chats_of(&ctx.rooms.now())));
             let shared = Arc::new(Shared {
                 config: self.config,
                 http,
@@ -168,7 +198,11 @@ impl Adapter for YunhuAdapter {
                 stop: stop.clone(),
                 streams: Mutex::default(),
             });
-            let receivers = vec![gateway::socket(Arc::clone(&shared), ctx.clone())];
+            // One socket receives every chat: a reload that changes the chats changes which pushes are kept.
+            let receivers: Vec<super::Running> = vec![
+                Box::pin(gateway::socket(Arc::clone(&shared), ctx.clone())),
+                Box::pin(follow_chats(Arc::clone(&shared), ctx.clone())),
+            ];
             let send_ctx = ctx.clone();
             let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
             super::drive(ctx, sends, stop, receivers, send).await;

@@ -273,18 +273,29 @@ async fn poll(
     let Some(room) = args.get("room").filter(|r| shared.rooms.contains(*r)) else { return room_not_found() };
     shared.lock().polls += 1;
     let deadline = tokio::time::Instant::now() + shared.config.poll_timeout;
-    // A non-empty queue: take everything. An empty one: wait for one message (BLPOP with a timeout).
-    let mut taken = shared.take(&token, true);
-    while matches!(&taken, Ok(items) if items.is_empty()) {
-        let arrived = shared.arrived.notified();
-        tokio::pin!(arrived);
-        arrived.as_mut().enable();
-        taken = shared.take(&token, false);
-        if matches!(&taken, Ok(items) if items.is_empty()) && tokio::time::timeout_at(deadline, arrived).await.is_err()
-        {
-            break;
+    // A non-empty queue: take everything. An empty one: wait for one message (BLPOP with a timeout). As on the
+    // real server, the wait and the take go on whether or not the client is still there: a client that gave up
+    // on its poll loses what that poll takes.
+    let waiting = Arc::clone(&shared);
+    let taking = tokio::spawn(async move {
+        let shared = waiting;
+        let mut taken = shared.take(&token, true);
+        while matches!(&taken, Ok(items) if items.is_empty()) {
+            let arrived = shared.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            taken = shared.take(&token, false);
+            if matches!(&taken, Ok(items) if items.is_empty())
+                && tokio::time::timeout_at(deadline, arrived).await.is_err()
+            {
+                break;
+            }
         }
-    }
+        taken
+    });
+    let Ok(taken) = taking.await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the poll failed").into_response();
+    };
     match taken {
         Ok(items) => {
             let messages: Vec<Value> = items.into_iter().filter(|m| m["room"] == room.as_str()).collect();

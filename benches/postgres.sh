@@ -44,6 +44,7 @@ instance = "$1"
 log_format = "json"
 [accounts.api.post]
 listen = "127.0.0.1:$p1"
+post_rate = 0
 [accounts.api.read]
 listen = "127.0.0.1:$p2"
 [[bridge]]

@@ -41,6 +41,7 @@ queue_capacity = 100000
 state_dir = "$work/state-$1"
 [accounts.api.post]
 listen = "127.0.0.1:$1"
+post_rate = 0
 [accounts.api.read]
 listen = "127.0.0.1:$2"
 [[bridge]]

@@ -262,7 +262,7 @@ pub fn in_process_config(post_port: u16, read_port: u16, state_dir: Option<&std:
     };
     format!(
         "[general]\nshutdown_timeout = \"2s\"\nqueue_capacity = 100000\n{store}\n\
-         [accounts.api.post]\nlisten = \"127.0.0.1:{post_port}\"\n\n\
+         [accounts.api.post]\nlisten = \"127.0.0.1:{post_port}\"\npost_rate = 0\n\n\
          [accounts.api.read]\nlisten = \"127.0.0.1:{read_port}\"\n\n\
          [[bridge]]\nname = \"load\"\nformat = \"{{text}}\"\nnick_format = \"{{nick}}\"\n\
          [[bridge.room]]\nroom = \"api.post:load\"\ndirection = \"in\"\n\

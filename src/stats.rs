@@ -38,10 +38,11 @@ pub enum Metric {
     Reconnect,
     Coalesced,
     Summarised,
+    RateLimited,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 11] = [
         Metric::Received,
         Metric::Relayed,
         Metric::Rejected,
@@ -52,6 +53,7 @@ impl Metric {
         Metric::Reconnect,
         Metric::Coalesced,
         Metric::Summarised,
+        Metric::RateLimited,
     ];
 
     /// The Prometheus name and help text.
@@ -84,6 +86,10 @@ impl Metric {
             Metric::Summarised => (
                 "chatbridge_messages_summarised_total",
                 "Messages older than the room's max_lag replaced by one summary line (on_lag = \"summarise\").",
+            ),
+            Metric::RateLimited => (
+                "chatbridge_api_posts_rate_limited_total",
+                "Posts to an API account refused (429) for coming faster than its post_rate.",
             ),
         }
     }
@@ -172,6 +178,8 @@ pub struct Stats {
     pub lost_after_close: Counter,
     pub coalesced: Counter,
     pub summarised: Counter,
+    /// Posts to API accounts refused for their rate.
+    pub rate_limited: Counter,
     /// Transactions of the store's writer.
     pub store_commits: Counter,
     /// Outbox rows the store wrote.
@@ -326,6 +334,7 @@ impl Stats {
             Metric::Reconnect => &self.reconnects,
             Metric::Coalesced => &self.coalesced,
             Metric::Summarised => &self.summarised,
+            Metric::RateLimited => &self.rate_limited,
         }
     }
 

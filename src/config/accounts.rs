@@ -13,11 +13,7 @@ pub(crate) use crate::adapters::config::{parse_account, parse_room};
 
 /// How fast the bridge may send through one account: a token bucket of `burst` messages refilled at
 /// `per_second` (0: no limit).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SendLimit {
-    pub per_second: f64,
-    pub burst: u32,
-}
+pub use crate::bucket::SendLimit;
 
 impl SendLimit {
     /// Conservative defaults: none of these platforms publishes its limits, so they stay well under what a
@@ -25,10 +21,6 @@ impl SendLimit {
     pub fn default_for(platform: Platform) -> Self {
         let (per_second, burst) = crate::adapters::config::send_limit(platform);
         Self { per_second, burst }
-    }
-
-    pub fn is_limited(&self) -> bool {
-        self.per_second > 0.0
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod api;
 mod api_compat;
+mod api_limits;
 mod binary;
 mod chaos;
 mod check;

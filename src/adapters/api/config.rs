@@ -11,7 +11,17 @@ pub struct ApiAccount {
     pub token: Option<Secret>,
     /// Messages kept per gateway for clients that read late or reconnect.
     pub history: usize,
+    /// At most this many bytes of them (the oldest go first): a count alone let 1,000 posts of 2 MB take 3 GB.
+    pub history_bytes: usize,
+    /// How fast its clients may post (`post_rate` a second, bursts of `post_burst`): past it a post is answered
+    /// 429 with `Retry-After`. Two clients that post what they read would otherwise loop without end.
+    pub post_limit: crate::bucket::SendLimit,
 }
+
+/// `history_bytes`'s default.
+pub const HISTORY_BYTES: usize = 16 << 20;
+/// `post_rate` and `post_burst`'s defaults: well above what a bot relays, well below a loop.
+pub const POST_LIMIT: crate::bucket::SendLimit = crate::bucket::SendLimit { per_second: 20.0, burst: 60 };
 
 /// The default send limit: (messages per second, burst).
 pub const SEND_LIMIT: (f64, u32) = (0.0, 1);
@@ -47,8 +57,24 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
         }
     };
     let history = fields.positive_int("history", report).unwrap_or(1000);
+    let history_bytes = fields
+        .positive_int("history_bytes", report)
+        .map_or(HISTORY_BYTES, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let mut post_limit = POST_LIMIT;
+    if let Some(rate) = fields.non_negative("post_rate", report) {
+        post_limit.per_second = rate;
+    }
+    if let Some(burst) = fields.positive_int("post_burst", report) {
+        post_limit.burst = u32::try_from(burst).unwrap_or(u32::MAX);
+    }
     fields.deny_unknown(what, report);
-    Some(ApiAccount { listen: listen?, token: token.ok()?, history: usize::try_from(history).unwrap_or(usize::MAX) })
+    Some(ApiAccount {
+        listen: listen?,
+        token: token.ok()?,
+        history: usize::try_from(history).unwrap_or(usize::MAX),
+        history_bytes,
+        post_limit,
+    })
 }
 
 crate::adapters::config::factory_row!(ApiAccount, super::ApiAdapter, Api);

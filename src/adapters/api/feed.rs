@@ -64,6 +64,11 @@ impl Feed {
         if self.last.is_some_and(|last| seq <= last) {
             return None;
         }
+        if message.line.is_empty() {
+            // A large message goes through the live feed as its number only: taken from the kept ones.
+            self.catch_up();
+            return None;
+        }
         self.handed(seq);
         (self.session == 0 || message.from != self.session).then_some(message)
     }

@@ -36,6 +36,8 @@ impl ApiAdapter {
 
 /// Messages buffered for the live feed of streaming clients (a slow one catches up from `history`).
 const LIVE_BUFFER: usize = 256;
+/// Messages larger than this go through the live feed by number only (the buffer stays within 16 MiB).
+const LIVE_INLINE: usize = 64 << 10;
 
 /// How long the bridge holds a message back for a streaming client that is `history` messages behind (so it
 /// loses nothing) before it disconnects that client (which can come back with its last id).
@@ -87,6 +89,8 @@ impl Kept {
 struct Log {
     next: u64,
     messages: VecDeque<(u64, Kept)>,
+    /// The bytes of `messages`' lines.
+    bytes: usize,
     /// Each reader's position for `GET /api/messages`, and when it last read: at most [`MAX_READERS`],
     /// forgotten after [`READER_IDLE`] without a read (a forgotten reader starts again from the kept messages).
     cursors: HashMap<String, (u64, std::time::Instant)>,
@@ -150,6 +154,8 @@ struct Hub {
     sessions: AtomicU64,
     known: Mutex<KnownIds>,
     slow_reader_wait: std::time::Duration,
+    /// What its clients may post (`post_rate`, `post_burst`).
+    posts: Mutex<crate::bucket::Bucket>,
 }
 
 impl Hub {
@@ -160,12 +166,25 @@ impl Hub {
         let mut log = self.log.lock().expect("never poisoned");
         let seq = log.next;
         log.next += 1;
+        log.bytes += message.line.len();
         log.messages.push_back((seq, message.clone()));
-        while log.messages.len() > self.config.history {
-            log.messages.pop_front();
+        // The last `history` messages, within `history_bytes` (the newest is kept whatever its size).
+        while log.messages.len() > self.config.history
+            || (log.bytes > self.config.history_bytes && log.messages.len() > 1)
+        {
+            if let Some((_, oldest)) = log.messages.pop_front() {
+                log.bytes -= oldest.line.len();
+            }
         }
         drop(log);
-        let _ = self.live.send((seq, message));
+        // The live feed's buffer holds the last LIVE_BUFFER messages whoever has read them: a large one goes as its
+        // number only (clients take it from the kept ones), so the buffer stays small whatever clients post.
+        let live = if message.line.len() > LIVE_INLINE {
+            Kept { id: message.id, line: axum::body::Bytes::new(), from: message.from }
+        } else {
+            message
+        };
+        let _ = self.live.send((seq, live));
     }
 
     /// Publishes once every streaming client has room for the message: a client `history` messages behind
@@ -300,6 +319,7 @@ impl Adapter for ApiAdapter {
         Box::pin(async move {
             let stop = AccountStop::default();
             let gateways = ctx.rooms.now().iter().map(|r| r.room.to_string()).collect();
+            let posts = crate::bucket::Bucket::new(self.config.post_limit, std::time::Instant::now());
             let hub = Arc::new(Hub {
                 config: self.config,
                 ctx: ctx.clone(),
@@ -314,6 +334,7 @@ impl Adapter for ApiAdapter {
                 sessions: AtomicU64::new(1),
                 known: Mutex::default(),
                 slow_reader_wait: SLOW_READER_WAIT,
+                posts: Mutex::new(posts),
             });
             let listener = match tokio::net::TcpListener::bind(hub.config.listen).await {
                 Ok(listener) => listener,

@@ -33,6 +33,8 @@ pub enum AccountState {
     BackingOff {
         delay: Duration,
         until: crate::model::Time,
+        /// What failed (`/health` shows it).
+        reason: String,
     },
     Stopped {
         reason: String,
@@ -40,9 +42,9 @@ pub enum AccountState {
 }
 
 impl AccountState {
-    pub fn backing_off(delay: Duration) -> Self {
+    pub fn backing_off(delay: Duration, reason: impl Into<String>) -> Self {
         let until = crate::model::Time(crate::model::Time::now().0 + i64::try_from(delay.as_millis()).unwrap_or(0));
-        AccountState::BackingOff { delay, until }
+        AccountState::BackingOff { delay, until, reason: reason.into() }
     }
 }
 

@@ -30,10 +30,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "chatbridge", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Manpage => {
-            use clap::CommandFactory;
-            report(clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into))
-        }
+        Command::Manpage => report(chatbridge::cli::manpage::render(&mut std::io::stdout()).map_err(Into::into)),
         Command::Check { connect, without_secrets } => check::check(&config, connect, without_secrets),
         Command::Migrate => report(check::migrate(&config)),
         Command::Status => report(check::status(&config)),

@@ -119,7 +119,7 @@ mod tests {
         for (name, state) in [
             ("a", AccountState::Connected),
             ("b", AccountState::Connected),
-            ("c", AccountState::backing_off(Duration::from_secs(1))),
+            ("c", AccountState::backing_off(Duration::from_secs(1), "connection refused")),
         ] {
             states.insert(AccountId::new(Platform::Fishroom, name), state);
         }

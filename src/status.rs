@@ -45,8 +45,8 @@ fn state_json(state: &AccountState) -> Value {
     match state {
         AccountState::Connecting => json!({"state": "connecting"}),
         AccountState::Connected => json!({"state": "connected"}),
-        AccountState::BackingOff { delay, until } => {
-            json!({"state": "backing_off", "until_ms": until.0, "retry_in_ms": (until.0 - Time::now().0).max(0), "delay_ms": delay.as_millis() as u64})
+        AccountState::BackingOff { delay, until, reason } => {
+            json!({"state": "backing_off", "until_ms": until.0, "retry_in_ms": (until.0 - Time::now().0).max(0), "delay_ms": delay.as_millis() as u64, "reason": reason})
         }
         AccountState::Stopped { reason } => json!({"state": "stopped", "reason": reason}),
     }
@@ -228,6 +228,16 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_backing_off_shows_why() {
+        let state = state_json(&AccountState::backing_off(std::time::Duration::from_secs(2), "connection refused"));
+        assert_eq!(
+            (state["state"].as_str(), state["reason"].as_str()),
+            (Some("backing_off"), Some("connection refused"))
+        );
+        assert_eq!(state["delay_ms"], 2000);
+    }
     use crate::model::{Platform, RoomAddr, RoomId};
 
     #[test]

@@ -27,7 +27,8 @@ pub async fn drive<R, S, SF>(
         ctx.set_state(first).await;
     }
     for receiver in receivers {
-        tasks.spawn(receiver);
+        // In the adapter's span (its `account`): a spawned task does not inherit it.
+        tasks.spawn(tracing::Instrument::in_current_span(receiver));
     }
     loop {
         tokio::select! {
@@ -38,7 +39,7 @@ pub async fn drive<R, S, SF>(
                     // A send that completes at once (the API's, most of the time) needs no task of its own.
                     let mut sending = Box::pin(send(request));
                     if futures_util::FutureExt::now_or_never(sending.as_mut()).is_none() {
-                        tasks.spawn(sending);
+                        tasks.spawn(tracing::Instrument::in_current_span(sending));
                     }
                 }
                 // The router takes no more sends for this account (it went to another instance, or left the

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod bounded;
 pub mod config;
 mod drive;
 pub mod fishroom;
@@ -137,7 +138,7 @@ impl AdapterContext {
         let delay = backoff.next_delay();
         tracing::warn!(account = %self.account, reason, "{what} failed; trying again in {delay:.1?}.");
         self.stats.count_account(Metric::Reconnect, &self.account);
-        self.set_state(AccountState::backing_off(delay)).await;
+        self.set_state(AccountState::backing_off(delay, format!("{what}: {reason}"))).await;
         tokio::select! {
             // Nothing can be sent before start-up succeeds: what is queued stays queued.
             _ = self.stop_receiving.cancelled() => false,

@@ -9,9 +9,14 @@ use super::WsStream;
 /// connection. Chat frames are small; a larger frame is read in several steps.
 pub const WS_READ_BUFFER: usize = 8 * 1024;
 
+/// The largest websocket message a platform may send (the library's default is 64 MiB). The platforms' frames
+/// are a few KiB — a chat line and its notices, compressed where the platform compresses — so 4 MiB is room
+/// enough, and a hostile server costs at most that much a message before the decoders' own caps.
+pub const WS_MAX_MESSAGE: usize = 4 << 20;
+
 /// Opens a platform's websocket with Nagle's algorithm off (a chat client writes small frames — a message,
-/// a heartbeat — that should leave at once, not wait for the acknowledgement of the previous one) and a
-/// small read buffer ([`WS_READ_BUFFER`]).
+/// a heartbeat — that should leave at once, not wait for the acknowledgement of the previous one), a
+/// small read buffer ([`WS_READ_BUFFER`]) and messages of at most [`WS_MAX_MESSAGE`].
 pub async fn connect_ws<R>(
     request: R,
 ) -> Result<
@@ -21,7 +26,10 @@ pub async fn connect_ws<R>(
 where
     R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
 {
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(WS_READ_BUFFER);
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .max_message_size(Some(WS_MAX_MESSAGE))
+        .max_frame_size(Some(WS_MAX_MESSAGE));
     tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
 }
 

@@ -97,7 +97,7 @@ where
             let mut room_ctx = ctx.clone();
             room_ctx.stop_receiving = ctx.stop_receiving.child_token();
             running.insert(room.clone(), room_ctx.stop_receiving.clone());
-            tasks.spawn(start(room_ctx, room));
+            tasks.spawn(tracing::Instrument::in_current_span(start(room_ctx, room)));
         }
         tokio::select! {
             changed = rooms.changed(), if more => more = changed.is_some(),

@@ -100,7 +100,7 @@ pub async fn supervise<F, Fut>(
                 let delay = backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next_delay();
                 ctx.stats.count_account(Metric::Reconnect, &ctx.account);
                 info!(account = %ctx.account, room = room_name, reason = %reason, "Reconnecting in {delay:.1?}.");
-                ctx.set_state(AccountState::backing_off(delay)).await;
+                ctx.set_state(AccountState::backing_off(delay, reason.as_str())).await;
                 delay
             }
         };

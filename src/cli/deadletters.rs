@@ -52,6 +52,8 @@ pub fn dead_letters(path: &std::path::Path, action: Option<DeadLetterAction>) ->
             };
             if marked > 0 {
                 println!("{marked} dead letter(s) re-queued: delivered when the daemon next starts.");
+            } else if keys.is_none() {
+                println!("No dead letters: nothing to re-queue.");
             }
             if let Some(keys) = keys
                 && marked < keys.len()

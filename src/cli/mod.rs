@@ -5,6 +5,7 @@ pub mod bench;
 pub mod burst;
 pub mod check;
 pub mod deadletters;
+pub mod manpage;
 pub mod null_relay;
 pub mod run;
 pub mod suite;
@@ -65,7 +66,8 @@ pub enum Command {
     Migrate,
     /// With the state in PostgreSQL: every instance, when it was last heard from, and the accounts it runs.
     Status,
-    /// List the dead letters (messages given up on) in the store of a configuration, or re-queue them.
+    /// List the dead letters (messages given up on) in the store of a configuration, or re-queue them:
+    /// `deadletters list`, `deadletters requeue KEY…`, `deadletters requeue --all`.
     Deadletters {
         #[command(subcommand)]
         action: Option<DeadLetterAction>,

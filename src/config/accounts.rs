@@ -86,8 +86,10 @@ pub(super) fn parse_accounts(value: &settings::Value<'_>, report: &mut Report<'_
 /// Two Fishroom accounts with one token of one server: the server keeps one queue per token, so each would take
 /// the other's messages.
 fn same_fishroom_token(parsed: &Parsed, report: &mut Report<'_>) {
-    let fishroom: Vec<(&AccountId, &super::FishroomAccount)> =
+    let mut fishroom: Vec<(&AccountId, &super::FishroomAccount)> =
         parsed.accounts.iter().filter_map(|(id, a)| Some((id, a.get::<super::FishroomAccount>()?))).collect();
+    // In file order: the later one is the one reported.
+    fishroom.sort_by_key(|(id, _)| parsed.spans.get(*id).map_or(0, |span| span.start));
     for (i, (id, account)) in fishroom.iter().enumerate() {
         let same = |(_, other): &&(&AccountId, &super::FishroomAccount)| {
             other.api_url == account.api_url && other.token_id == account.token_id

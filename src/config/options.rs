@@ -13,6 +13,8 @@ use crate::template::Template;
 pub(super) struct RoomOptions {
     format: Template,
     nick_format: Template,
+    /// Whether `nick_format` was written (else an API room's is the sender's name alone, as matterbridge's).
+    nick_format_given: bool,
     events: EventSet,
     ignore_senders: Vec<Regex>,
     ignore_text: Vec<Regex>,
@@ -34,6 +36,7 @@ impl Default for RoomOptions {
         Self {
             format: Template::parse(DEFAULT_FORMAT).expect("the default format is valid"),
             nick_format: Template::parse(DEFAULT_NICK_FORMAT).expect("the default nick format is valid"),
+            nick_format_given: false,
             events: EventSet::default(),
             ignore_senders: Vec::new(),
             ignore_text: Vec::new(),
@@ -51,13 +54,19 @@ impl Default for RoomOptions {
 pub(super) fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptions) -> BridgeRoom {
     // IRC behind Fishroom highlights a user's name wherever it appears; the other platforms ping by mention only.
     let anti_ping = options.anti_ping.unwrap_or(addr.platform() == Platform::Fishroom);
+    let api = addr.platform() == Platform::Api;
     BridgeRoom {
         addr,
         direction,
         anti_ping,
         markdown: options.markdown,
         format: options.format,
-        nick_format: options.nick_format,
+        // An API client gets the sender's name in `username` (and the platform in `protocol`), as matterbridge's.
+        nick_format: if !options.nick_format_given && api {
+            Template::parse("{nick}").expect("a valid template")
+        } else {
+            options.nick_format
+        },
         events: options.events,
         ignore_senders: options.ignore_senders,
         ignore_text: options.ignore_text,
@@ -76,6 +85,7 @@ pub(super) fn parse_options(
     report: &mut Report<'_>,
 ) -> RoomOptions {
     let mut options = defaults.clone();
+    let mut given = false;
     for (key, slot) in [("format", &mut options.format), ("nick_format", &mut options.nick_format)] {
         if let Some((text, span)) = fields.str(key, report) {
             match Template::parse(text) {
@@ -83,11 +93,17 @@ pub(super) fn parse_options(
                     &span,
                     format!("`format` is `{text}`, without `{{text}}`: every message would arrive without what was said; add `{{text}}`"),
                 ),
-                Ok(template) => *slot = template,
+                Ok(template) => {
+                    *slot = template;
+                    if key == "nick_format" {
+                        given = true;
+                    }
+                }
                 Err(e) => report.error(&span, format!("`{key}`: {e}")),
             }
         }
     }
+    options.nick_format_given |= given;
     if let Some(list) = fields.str_list("events", report) {
         let mut kinds = Vec::new();
         for (text, span) in list {

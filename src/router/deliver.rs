@@ -198,7 +198,7 @@ impl Router {
                     self.store.copy(group.0, room, &remote_ids);
                 }
                 count(&mut self.rooms, &self.stats, Metric::Relayed, room);
-                debug!(route = %route, key = item.key, "Delivered.");
+                debug!(route = %route, key = item.key, id = %item.event.id, remote = ?remote_ids.first(), "Delivered.");
                 self.pop(room);
             }
             Err(SendFailure::Transient { after, reason })

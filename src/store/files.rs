@@ -30,8 +30,17 @@ pub(super) fn private_file(path: &Path) -> std::io::Result<()> {
 /// The lock's file name inside `state_dir`.
 pub(super) const LOCK_FILE: &str = "chatbridge.lock";
 
+/// How long a lock held by someone else is waited for before the start is refused: a store closed a moment ago
+/// (an in-process restart) can still be locked through a process another thread was starting at that moment —
+/// the child shares the lock's open file until its `exec` closes it.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Takes the state directory's lock (released by the kernel when the process ends, however it ends).
 pub(super) fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
+    lock_within(dir, LOCK_PATIENCE)
+}
+
+pub(super) fn lock_within(dir: &Path, patience: std::time::Duration) -> Result<std::fs::File, StoreError> {
     let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -39,10 +48,16 @@ pub(super) fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
         .write(true)
         .open(&path)
         .map_err(|source| StoreError::Lock { path: path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
-        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
+    let until = std::time::Instant::now() + patience;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
+            Err(std::fs::TryLockError::Error(source)) => return Err(StoreError::Lock { path, source }),
+        }
     }
 }
 

@@ -90,6 +90,27 @@ fn one_store_per_state_directory() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A lock released a moment after the start tries it (a store just closed, whose lock a process being started by
+/// another thread still shares until its exec) is waited for; one held for good is refused after the wait.
+#[test]
+fn a_lock_released_a_moment_later_is_waited_for() {
+    let dir = temp();
+    std::fs::create_dir_all(&dir).unwrap();
+    let held = files::lock_within(&dir, std::time::Duration::ZERO).unwrap();
+    let releasing = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    let taken = files::lock_within(&dir, std::time::Duration::from_secs(2)).expect("taken once released");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    releasing.join().unwrap();
+    let refused = files::lock_within(&dir, std::time::Duration::from_millis(200)).expect_err("still held");
+    assert!(matches!(refused, StoreError::Locked { .. }));
+    drop(taken);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn big(text: &str) -> Record {
     record(&format!("{text} {}", "x".repeat(2000)))
 }

@@ -110,7 +110,9 @@ async fn every_client_gets_every_message() {
     for stream in &mut streams {
         let (a, b) = (stream.next().await, stream.next().await);
         assert_eq!((a["text"].as_str(), b["text"].as_str()), (Some("one"), Some("two")));
-        assert_eq!(a["username"], "[fishroom] alice");
+        // The sender's name alone, as docs/api.md says (and matterbridge does); the platform is in `protocol`.
+        assert_eq!(a["username"], "alice");
+        assert_eq!(a["protocol"], "fishroom");
         assert_eq!(a["gateway"], "b");
     }
     // Polling readers each have their own cursor.

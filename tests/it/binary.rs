@@ -246,6 +246,16 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     let output = format!("{stdout}{stderr}");
     assert!(output.contains("Account stopped"), "the 403 path was exercised");
     assert!(output.contains("TRACE"), "trace level was on");
+    // Every line of an account's work names the account, those of its sends included (they run in tasks of
+    // their own, which used to lose the adapter's span).
+    let of_accounts: Vec<&str> = output
+        .lines()
+        .filter(|l| ["\"Posted.\"", "\"Missevan session obtained.\"", "\"Connected.\""].iter().any(|m| l.contains(m)))
+        .collect();
+    assert!(of_accounts.iter().any(|l| l.contains("Posted.")), "a post was logged");
+    for line in &of_accounts {
+        assert!(line.contains("\"account\":"), "{line}");
+    }
     let sessions = fm.issued_sessions();
     assert!(!sessions.is_empty(), "a Missevan session was handed out at run time");
     let rose_md5 = chatbridge::adapters::iirose::wire::md5_hex("rose-password");

@@ -6,6 +6,7 @@ mod api_limits;
 mod binary;
 mod chaos;
 mod check;
+mod cli;
 mod config;
 mod contract;
 mod failover;

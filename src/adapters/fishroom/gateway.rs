@@ -64,7 +64,8 @@ async fn poll(shared: &Arc<Shared>, ctx: &AdapterContext, room: &RoomId, attempt
                 tokio::select! {
                     polled = &mut polling => polled,
                     _ = ctx.closed.cancelled() => {
-                        tokio::spawn(outlive(Arc::clone(shared), ctx.clone(), room.clone(), polling));
+                        let outliving = outlive(Arc::clone(shared), ctx.clone(), room.clone(), polling);
+                        tokio::spawn(tracing::Instrument::in_current_span(outliving));
                         return Ended::Stopped;
                     }
                 }

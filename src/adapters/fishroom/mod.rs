@@ -4,7 +4,7 @@
 mod client;
 pub mod config;
 mod gateway;
-pub(crate) mod wire;
+pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -7,9 +7,13 @@ use crate::model::{Content, Segment, Style};
 /// The answer of `GET /api/messages?room=`.
 #[derive(Debug, Deserialize)]
 pub struct PollAnswer {
-    /// Kept as raw values so one bad item does not cost the others.
-    pub messages: Vec<serde_json::Value>,
+    /// Kept as raw values so one bad item does not cost the others; at most [`MAX_ITEMS`] (the server's queue
+    /// holds 15 a token), counted as they are read.
+    pub messages: crate::adapters::bounded::Bounded<Box<serde_json::value::RawValue>, MAX_ITEMS>,
 }
+
+/// Items of one poll answer: the server keeps 15 a token; more is refused before they are built.
+pub const MAX_ITEMS: usize = 100;
 
 /// One message of the feed (all fields may be `null`; unknown fields are ignored).
 #[derive(Debug, Default, Deserialize, Serialize, Clone, PartialEq, Eq)]
@@ -49,7 +53,7 @@ pub struct StatusBody {
 /// so that one bad item costs only itself.
 pub fn parse_poll(body: &[u8]) -> Result<Vec<Result<FishMessage, String>>, String> {
     let answer: PollAnswer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    Ok(answer.messages.into_iter().map(|item| serde_json::from_value(item).map_err(|e| e.to_string())).collect())
+    Ok(answer.messages.0.iter().map(|item| serde_json::from_str(item.get()).map_err(|e| e.to_string())).collect())
 }
 
 /// What a feed message says, as segments: the text (bold and italic where its `rich_text` says so), then the media
@@ -113,7 +117,7 @@ mod tests {
             "mtype":"photo","content":"cat","media_url":"https://img/cat.jpg","rich_text":null,"date":"2026-11-25",
             "time":"19:00:00","botmsg":false,"opt":{},"route":null}]}"#;
         let answer: PollAnswer = serde_json::from_str(body).unwrap();
-        let message: FishMessage = serde_json::from_value(answer.messages[0].clone()).unwrap();
+        let message: FishMessage = serde_json::from_str(answer.messages.0[0].get()).unwrap();
         assert_eq!(message.sender.as_deref(), Some("alice"));
         assert_eq!(
             content_of(&message).0,

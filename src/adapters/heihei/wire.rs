@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
+use crate::adapters::bounded::Bounded;
 use crate::model::{Content, EventKind, Message, Segment, Time, User};
 
 /// One item of a frame: the message and, when the envelope says, the broadcast it is for.
@@ -105,13 +107,22 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
     })
 }
 
+/// Items of one frame: the platform sends a few at a time; more is refused before they are built.
+pub const MAX_ITEMS: usize = 1000;
+
 /// Decodes one text frame into its items; a bad item costs only itself.
 pub fn decode_frame(text: &str) -> Result<Vec<Result<Inbound, String>>, String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    match value {
-        Value::Array(items) => Ok(items.into_iter().map(item).collect()),
-        envelope @ Value::Object(_) => Ok(vec![item(envelope)]),
-        other => Err(format!("expected an array or an object, got {other}")),
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let items = serde_json::from_str::<Bounded<Box<RawValue>, MAX_ITEMS>>(text).map_err(|e| e.to_string())?;
+            Ok(items
+                .0
+                .iter()
+                .map(|raw| serde_json::from_str(raw.get()).map_err(|e| e.to_string()).and_then(item))
+                .collect())
+        }
+        Some(b'{') => Ok(vec![item(serde_json::from_str(text).map_err(|e| e.to_string())?)]),
+        _ => Err("expected an array or an object".to_owned()),
     }
 }
 

@@ -160,16 +160,23 @@ async fn run(
                         info!(account = %ctx.account, room = %shared.room, "Logged in.");
                         ctx.set_state(AccountState::Connected).await;
                     }
-                    if missed.len() > 1 {
-                        info!(account = %ctx.account, room = %shared.room, messages = missed.len(), "Gap filling: relaying what was said while disconnected.");
-                    }
                     let packet = Packet::Chat { public: missed, private: Vec::new() };
+                    // Said is what others said: the bridge's own copies among them are not relayed again.
+                    let (mut theirs, mut own) = (0usize, 0usize);
                     for mut event in events(shared, &addr, packet) {
                         event.origin.replayed = true;
+                        if event.sender.as_ref().is_some_and(|s| s.is_self) {
+                            own += 1
+                        } else {
+                            theirs += 1
+                        }
                         advance(ctx, &shared.room, &mut event);
                         if !ctx.emit(event).await {
                             return Ended::Stopped;
                         }
+                    }
+                    if theirs > 0 {
+                        info!(account = %ctx.account, room = %shared.room, messages = theirs, own_copies = own, "Gap filling: relayed what was said while disconnected.");
                     }
                 }
                 Packet::LoginRefused(code) => {

@@ -177,6 +177,8 @@ pub enum Packet {
 
 /// How deeply `z` multi-forwards may nest; deeper pieces are dropped as malformed.
 const MAX_FORWARD_DEPTH: usize = 4;
+/// Packets one forward carries at most (the server batches a room's recent messages, a few dozen).
+pub const MAX_FORWARDED: usize = 1000;
 
 /// The start of the login answer, shared by the dump and the refusals.
 pub const LOGIN_ANSWER: &str = "%*\"";
@@ -199,8 +201,17 @@ pub fn parse_packet(text: &str) -> Vec<Packet> {
             out.push(Packet::Other { kind, raw: preview(&text, 64) });
             continue;
         }
-        // Pushed in reverse so that the pieces come out in their order.
-        for piece in rest.split('"').filter(|p| !p.is_empty()).collect::<Vec<_>>().into_iter().rev() {
+        // Pushed in reverse so that the pieces come out in their order; past what a forward carries, the rest
+        // is one skipped packet (a forward of millions of pieces would cost many times its bytes once built).
+        let mut pieces = rest.split('"').filter(|p| !p.is_empty());
+        let taken: Vec<&str> = pieces.by_ref().take(MAX_FORWARDED).collect();
+        if pieces.next().is_some() {
+            out.push(Packet::Other {
+                kind: "z".to_owned(),
+                raw: format!("more than {MAX_FORWARDED} forwarded packets"),
+            });
+        }
+        for piece in taken.into_iter().rev() {
             pending.push((unescape(piece), depth + 1));
         }
     }

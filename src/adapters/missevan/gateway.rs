@@ -190,13 +190,24 @@ async fn gap_fill(shared: &Shared, ctx: &AdapterContext, room: &RoomId, room_id:
     // The last message read has the cursor's time too: the router knows it and drops it.
     let missed: Vec<_> =
         items.into_iter().filter(|(item, _)| item.create_time.or(item.time).is_some_and(|t| t >= cursor)).collect();
-    if missed.len() > 1 {
-        info!(account = %ctx.account, room = %room, messages = missed.len(), "Gap filling: relaying what was said while disconnected.");
-    }
+    // What others said, counted: the bridge's own copies and the message the cursor names are not relayed again.
+    let own_user = shared.session.user_id().await;
+    let theirs = missed
+        .iter()
+        .skip(1)
+        .filter(|(item, _)| {
+            let own_message = item.msg_id.as_deref().is_some_and(|id| shared.was_delivered(id));
+            let by_us = item.user.as_ref().is_some_and(|u| own_user.is_some_and(|own| u.user_id == Some(own)));
+            !own_message && !by_us
+        })
+        .count();
     for (item, raw) in &missed {
         if !relay(shared, ctx, addr, item, raw, true).await {
             return false;
         }
+    }
+    if theirs > 0 {
+        info!(account = %ctx.account, room = %room, messages = theirs, read = missed.len(), "Gap filling: relayed what was said while disconnected.");
     }
     true
 }

@@ -12,14 +12,20 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::adapters::bounded::Bounded;
 use crate::model::{Content, Event, EventKind, Message, RemoteId, RoomAddr, Segment, Time, User};
 
 /// The keep-alive text, both ways.
 pub const HEARTBEAT: &str = "❤️";
 /// Flag byte of a Brotli-compressed binary frame.
 const FLAG_BROTLI: u8 = 1;
-/// Decoded payloads larger than this are refused (the 24-bit header allows 16 MiB).
-const MAX_PAYLOAD: usize = 1 << 24;
+/// Decoded payloads larger than this are refused. The 24-bit header allows 16 MiB; the frames the platform sends
+/// are a few KiB (the largest of the golden corpus, a room's info with its gift list, is 1.6 KiB), so 1 MiB
+/// leaves room for any of them while a hostile frame costs little.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+/// Items of one frame: the platform sends a few (a message and its notices); a frame of millions of tiny items
+/// would cost far more than its bytes once built. Counted as they are read, refused past it.
+pub const MAX_ITEMS: usize = 1000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -33,6 +39,8 @@ pub enum FrameError {
     Length { declared: usize, actual: usize },
     #[error("not JSON: {0}")]
     Json(String),
+    #[error("declared length {0} is over the {MAX_PAYLOAD} bytes a frame may have")]
+    Large(usize),
 }
 
 /// One server frame, decoded.
@@ -56,6 +64,9 @@ pub fn decode_binary(bytes: &[u8]) -> Result<Frame, FrameError> {
         return Err(FrameError::Flag(*flag));
     }
     let declared = usize::from(*a) | usize::from(*b) << 8 | usize::from(*c) << 16;
+    if declared > MAX_PAYLOAD {
+        return Err(FrameError::Large(declared));
+    }
     // Grown as the stream decodes: a header may lie, and 16 MiB up front per frame is a gift to a hostile server.
     let mut payload = Vec::with_capacity(declared.min(64 << 10));
     // One byte more than declared is enough to tell a longer stream.
@@ -69,7 +80,8 @@ pub fn decode_binary(bytes: &[u8]) -> Result<Frame, FrameError> {
 
 /// A binary frame as the server sends it (for the simulator and tests).
 pub fn encode_binary(payload: &[u8]) -> Vec<u8> {
-    let len = payload.len().min(MAX_PAYLOAD - 1);
+    // The header's 24 bits: what a server can declare, whatever the client takes.
+    let len = payload.len().min((1 << 24) - 1);
     let mut out = vec![FLAG_BROTLI, len as u8, (len >> 8) as u8, (len >> 16) as u8];
     let params = brotli::enc::BrotliEncoderParams { quality: 5, ..Default::default() };
     let mut input = &payload[..len];
@@ -80,7 +92,9 @@ pub fn encode_binary(payload: &[u8]) -> Vec<u8> {
 fn items(payload: &[u8]) -> Result<Frame, FrameError> {
     let json = |e: serde_json::Error| FrameError::Json(e.to_string());
     match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice::<Vec<Box<RawValue>>>(payload).map(Frame::Items).map_err(json),
+        Some(b'[') => serde_json::from_slice::<Bounded<Box<RawValue>, MAX_ITEMS>>(payload)
+            .map(|b| Frame::Items(b.0))
+            .map_err(json),
         Some(b'{') => {
             serde_json::from_slice::<Box<RawValue>>(payload).map(|item| Frame::Items(vec![item])).map_err(json)
         }

@@ -202,14 +202,17 @@ async fn gap_fill(shared: &Shared, ctx: &AdapterContext, resume: &[(RoomId, Curs
         let Some(pushes) = ctx.read_history(&chat.room, || super::history::since(shared, chat, from)).await else {
             continue;
         };
-        // The first is the message the cursor names: the router knows it and drops it.
-        if pushes.len() > 1 {
-            info!(account = %ctx.account, room = %chat.room, messages = pushes.len() - 1, "Gap filling: relaying what was said while disconnected.");
-        }
+        // The first is the message the cursor names: the router knows it and drops it. What others said is
+        // counted; the bridge's own copies are not relayed again.
+        let theirs =
+            pushes.iter().skip(1).filter(|p| p.sender.as_ref().is_none_or(|s| s.chat_id != shared.user_id)).count();
         for push in &pushes {
             if !relay(shared, ctx, push, false, true).await {
                 return false;
             }
+        }
+        if theirs > 0 {
+            info!(account = %ctx.account, room = %chat.room, messages = theirs, read = pushes.len(), "Gap filling: relayed what was said while disconnected.");
         }
     }
     true

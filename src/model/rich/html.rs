@@ -9,9 +9,10 @@ use super::Builder;
 use crate::model::{Content, Style};
 
 pub fn parse(html: &str) -> Content {
+    let (html, rest) = super::split_rich(html);
     let mut builder = Builder::default();
     feed(&mut builder, html);
-    builder.finish()
+    super::with_rest(builder.finish(), rest)
 }
 
 fn attribute(tag: &html5gum::StartTag<()>, name: &str) -> Option<String> {

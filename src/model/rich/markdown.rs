@@ -9,6 +9,11 @@ use crate::model::{Content, Segment, Style, push_plain};
 /// Markdown read into rich text: emphasis, strong, strikethrough, inline code, code blocks, block quotes and links
 /// kept; headings read as bold lines, list items as `- ` or `1. ` lines, images as images, inline HTML as HTML.
 pub fn parse(text: &str) -> Content {
+    let (text, rest) = super::split_rich(text);
+    super::with_rest(parse_whole(text), rest)
+}
+
+fn parse_whole(text: &str) -> Content {
     let mut b = Builder::default();
     let mut in_image = 0u16;
     for event in Parser::new_ext(text, Options::ENABLE_STRIKETHROUGH) {

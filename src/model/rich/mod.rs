@@ -7,6 +7,31 @@ pub mod markdown;
 
 use super::{Content, Segment, Style};
 
+/// Formatted text is read as formatting up to this many bytes; the rest is kept as plain text. Chat messages are
+/// far shorter (the platforms' own clients cap theirs at a few thousand characters), and a parser's events for
+/// megabytes of markup cost many times the text (16 MB of markdown once took 530 MB).
+pub const RICH_MAX: usize = 64 << 10;
+
+/// `text` cut at [`RICH_MAX`] (on a character boundary): what is read as formatting, and the rest.
+pub(crate) fn split_rich(text: &str) -> (&str, &str) {
+    if text.len() <= RICH_MAX {
+        return (text, "");
+    }
+    let mut at = RICH_MAX;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text.split_at(at)
+}
+
+/// What is past [`RICH_MAX`], added to `content` as plain text.
+pub(crate) fn with_rest(mut content: Content, rest: &str) -> Content {
+    if !rest.is_empty() {
+        content.0.push(Segment::Text(rest.to_owned()));
+    }
+    content
+}
+
 /// Where text goes while a block is being read.
 enum Target {
     Out,

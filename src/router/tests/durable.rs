@@ -276,7 +276,7 @@ async fn a_retry_after_pauses_the_whole_account() {
 async fn sends_wait_while_their_account_reconnects() {
     let mut h = harness(AB, [text_only(), text_only(), text_only()], "");
     let until = crate::model::Time::now();
-    let backing_off = AccountState::BackingOff { delay: Duration::from_secs(1), until };
+    let backing_off = AccountState::BackingOff { delay: Duration::from_secs(1), until, reason: "down".into() };
     h.router.handle(RouterInput::State { account: room("b").account, state: backing_off });
     h.input(message("a", None, "alice", "later"));
     assert!(h.next("b").is_none(), "held while the account reconnects");

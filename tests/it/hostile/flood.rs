@@ -54,9 +54,13 @@ async fn a_frame_of_two_million_bad_items_logs_a_few_lines() {
     let stderr = child.stderr.take();
     let log = std::thread::spawn(move || read_all(stderr));
     eventually("the live room is joined", || !fm.joins().is_empty()).await;
-    // A few dozen bytes of Brotli that decode to two million items, none of them an event.
+    // A few dozen bytes of Brotli that decode to two million items: past what a frame may hold, refused whole
+    // before any item is built (one malformed frame); then a frame of a thousand bad items, each counted.
     let items = format!("[{}0]", "0,".repeat(2_000_000 - 1));
     fm.push_raw(ROOM, RawFrame::Binary(chatbridge::adapters::missevan::wire::encode_binary(items.as_bytes())));
+    let bad = format!("[{}0]", "0,".repeat(chatbridge::adapters::missevan::wire::MAX_ITEMS - 1));
+    fm.push_raw(ROOM, RawFrame::Binary(chatbridge::adapters::missevan::wire::encode_binary(bad.as_bytes())));
+    let expected = 1 + chatbridge::adapters::missevan::wire::MAX_ITEMS as u64;
     let http = chatbridge::adapters::http_client(Duration::from_secs(5));
     let mut counted = 0u64;
     for _ in 0..500 {
@@ -68,13 +72,13 @@ async fn a_frame_of_two_million_bad_items_logs_a_few_lines() {
                 .filter(|l| l.starts_with("chatbridge_frames_malformed_total{"))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
                 .sum();
-            if counted >= 2_000_000 {
+            if counted >= expected {
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(counted, 2_000_000, "every bad item is counted");
+    assert_eq!(counted, expected, "the refused frame once, every bad item of the other");
     sigterm(&child);
     let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10))).await.unwrap();
     assert!(status.success());

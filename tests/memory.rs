@@ -1,0 +1,127 @@
+//! What one hostile frame may cost (issue #30 §5): no single frame raises the memory its decoding holds by more
+//! than 64 MB, on any platform. Measured with a counting allocator: the peak of the bytes live on the decoding
+//! thread (so the tests running beside it do not count), from the frame as it arrives to its events.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn note(delta: isize) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; only sizes are noted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            note(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            note(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        note(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            note(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const BUDGET: isize = 64 << 20;
+
+/// The most bytes `work` held at once beyond what was live when it began.
+fn peak_of<R>(work: impl FnOnce() -> R) -> isize {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let result = work();
+    let peak = PEAK.with(Cell::get) - base;
+    drop(result);
+    peak
+}
+
+fn mb(bytes: isize) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+#[test]
+fn missevan_a_brotli_bomb_of_tiny_items() {
+    use chatbridge::adapters::missevan::wire;
+    // 117 bytes on the wire once compressed: eight million items.
+    let bomb = wire::encode_binary(format!("[{}0]", "0,".repeat(8_000_000)).as_bytes());
+    let peak = peak_of(|| wire::decode_binary(&bomb));
+    assert!(peak < BUDGET, "{:.0} MB", mb(peak));
+    assert!(wire::decode_binary(&bomb).is_err(), "refused");
+    // Within the size a frame may have, but items past what a frame carries: refused as they are counted.
+    let many = wire::encode_binary(format!("[{}0]", "0,".repeat(500_000)).as_bytes());
+    let peak = peak_of(|| wire::decode_binary(&many));
+    assert!(peak < BUDGET, "{:.0} MB", mb(peak));
+    assert!(wire::decode_binary(&many).is_err());
+}
+
+#[test]
+fn yunhu_sixteen_megabytes_of_markdown_and_html() {
+    use chatbridge::model::rich::{html, markdown};
+    let text = "**bold** _it_ `code` [link](https://example.org) ".repeat(16 << 20 >> 6);
+    let peak = peak_of(|| markdown::parse(&text));
+    assert!(peak < BUDGET, "markdown: {:.0} MB", mb(peak));
+    let kept: usize = markdown::parse(&text).to_plain_text().len();
+    assert!(kept > text.len() / 2, "what is past the formatted part is kept as text");
+    let html_text = "<b>bold</b> <i>it</i> <a href=\"https://example.org\">link</a> ".repeat(16 << 20 >> 6);
+    let peak = peak_of(|| html::parse(&html_text));
+    assert!(peak < BUDGET, "html: {:.0} MB", mb(peak));
+}
+
+#[test]
+fn heihei_a_frame_of_tiny_items() {
+    use chatbridge::adapters::heihei::wire;
+    // As large as a websocket message may be.
+    let frame = format!("[{}0]", "0,".repeat((4 << 20) / 2 - 2));
+    let peak = peak_of(|| wire::decode_frame(&frame));
+    assert!(peak < BUDGET, "{:.0} MB", mb(peak));
+}
+
+#[test]
+fn iirose_a_packet_of_tiny_forwards() {
+    use chatbridge::adapters::iirose::wire;
+    let text = format!("z{}", "a\"".repeat((4 << 20) / 2));
+    let peak = peak_of(|| wire::parse_packet(&text));
+    assert!(peak < BUDGET, "{:.0} MB", mb(peak));
+}
+
+#[test]
+fn fishroom_a_poll_answer_of_tiny_items() {
+    use chatbridge::adapters::fishroom::wire;
+    // As large as an answer may be (4 MiB).
+    let body = format!("{{\"messages\": [{}0]}}", "0,".repeat((4 << 20) / 2 - 16));
+    let peak = peak_of(|| wire::parse_poll(body.as_bytes()));
+    assert!(peak < BUDGET, "{:.0} MB", mb(peak));
+    assert!(wire::parse_poll(body.as_bytes()).is_err(), "refused");
+}

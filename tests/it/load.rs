@@ -161,6 +161,34 @@ async fn the_simulated_platforms_configuration_connects_every_account() {
     running.shutdown().await;
 }
 
+/// `chatbridge sim`'s control API drives the simulators by hand: a user says something on one platform, and what
+/// the bridge sent to the others is listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulators_control_api_says_and_lists_what_was_sent() {
+    let sims = std::sync::Arc::new(chatbridge::simulate::start(2).await.unwrap());
+    let running = start(&sims.config, &["fishroom.sim", "missevan.sim", "iirose.sim", "heihei.sim", "yunhu.sim"]).await;
+    let control = chatbridge::simulate::control(std::sync::Arc::clone(&sims), 0).await.unwrap();
+    let http = chatbridge::adapters::http_client(std::time::Duration::from_secs(5));
+    let said = http
+        .post(format!("http://{control}/say"))
+        .body(r#"{"platform": "yunhu", "room": 1, "user": "alice", "text": "typed by hand"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(said.status(), 200);
+    let mut sent = serde_json::Value::Null;
+    for _ in 0..100 {
+        sent = http.get(format!("http://{control}/sent")).send().await.unwrap().json().await.unwrap();
+        if sent["fishroom"].as_array().is_some_and(|p| p.iter().any(|m| m["text"] == "typed by hand")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let to_fishroom = sent["fishroom"].as_array().unwrap().iter().find(|m| m["text"] == "typed by hand").cloned();
+    assert_eq!(to_fishroom.map(|m| m["room"].clone()), Some("room1".into()), "{sent}");
+    running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulators_take_fixed_ports_when_asked() {
     // Six consecutive free ports from a random base below the kernel's ephemeral range (32768 and up here), so

@@ -2,6 +2,8 @@
 //! file that bridges them — for measuring a daemon run as its own process (memory, start-up time) and for
 //! trying chatbridge by hand.
 
+mod control;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,13 +19,15 @@ const TOKEN: &str = "sim-token";
 
 /// The running simulators; dropping them stops them.
 pub struct Simulators {
-    _fishroom: FishroomSim,
+    fishroom: FishroomSim,
     missevan: MissevanSim,
     iirose: IiroseSim,
     heihei: HeiheiSim,
     yunhu: YunhuSim,
     live_rooms: Vec<u64>,
     hosts: Vec<u64>,
+    /// Fishroom's rooms.
+    names: Vec<String>,
     /// A configuration joining `rooms` rooms of each platform in `rooms` bridges.
     pub config: String,
 }
@@ -36,7 +40,7 @@ pub async fn start(rooms: usize) -> anyhow::Result<Simulators> {
 /// Like [`start`], on fixed loopback ports when `port` is not 0: Fishroom on `port`, then Missevan, IIROSE,
 /// Heihei and Yunhu on the next four, and the daemon's `/health` and `/metrics` on `port + 5`.
 pub async fn start_on(rooms: usize, port: u16) -> anyhow::Result<Simulators> {
-    anyhow::ensure!(port <= u16::MAX - 5, "--port {port}: the six ports from it must fit under 65536");
+    anyhow::ensure!(port <= u16::MAX - 6, "--port {port}: the seven ports from it must fit under 65536");
     let at = |n: u16| if port == 0 { 0 } else { port + n };
     let rooms = rooms.max(1);
     let names: Vec<String> = (0..rooms).map(|i| format!("room{i}")).collect();
@@ -116,7 +120,7 @@ pub async fn start_on(rooms: usize, port: u16) -> anyhow::Result<Simulators> {
             names[i], live_rooms[i], hosts[i]
         ));
     }
-    Ok(Simulators { _fishroom: fishroom, missevan, iirose, heihei, yunhu, live_rooms, hosts, config })
+    Ok(Simulators { fishroom, missevan, iirose, heihei, yunhu, live_rooms, hosts, names, config })
 }
 
 impl Simulators {
@@ -137,11 +141,21 @@ impl Simulators {
     }
 }
 
-/// Runs the simulators until interrupted (or for `duration`), after writing their configuration to `out`.
+/// Serves the control API (`POST /say`, `GET /sent`) of `sims` on 127.0.0.1:`port` (0: a free port); returns
+/// where.
+pub async fn control(sims: std::sync::Arc<Simulators>, port: u16) -> anyhow::Result<std::net::SocketAddr> {
+    control::serve(sims, port).await
+}
+
+/// Runs the simulators until interrupted (or for `duration`), after writing their configuration to `out`, with
+/// their control API (`control`) on `port + 6` (a free port when `port` is 0).
 pub async fn run(rooms: usize, port: u16, out: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
-    let sims = start_on(rooms, port).await?;
+    let sims = std::sync::Arc::new(start_on(rooms, port).await?);
     std::fs::write(out, &sims.config).with_context(|| format!("writing {}", out.display()))?;
+    let control_port = if port == 0 { 0 } else { port + 6 };
+    let control = control::serve(std::sync::Arc::clone(&sims), control_port).await?;
     println!("Simulators running: 5 platforms, {rooms} rooms each. Configuration: {}", out.display());
+    println!("Control API: http://{control}/ (POST /say, GET /sent; docs/operations.md)");
     let signals = crate::shutdown::on_signals()?;
     match duration {
         Some(duration) => tokio::select! {

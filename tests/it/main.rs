@@ -13,6 +13,7 @@ mod failover;
 mod fishroom;
 mod fishroom_polls;
 mod formatting;
+mod gap_log;
 mod gaps;
 mod harness;
 mod heihei;

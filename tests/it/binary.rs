@@ -477,6 +477,30 @@ async fn the_log_says_what_started_and_what_was_wrong_with_rust_log() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// What the service manager would be told on `socket`, collected until `STOPPING=1` (or `limit`).
+pub(crate) fn notifications(
+    socket: std::os::unix::net::UnixDatagram,
+    limit: Duration,
+) -> (std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let collected = std::sync::Arc::clone(&messages);
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let stop = text.contains("STOPPING=1");
+                collected.lock().unwrap().push(text);
+                if stop {
+                    return;
+                }
+            }
+        }
+    });
+    (messages, reader)
+}
+
 pub(crate) fn sighup(child: &Child) {
     let status = Command::new("kill").arg("-HUP").arg(child.id().to_string()).status().expect("kill runs");
     assert!(status.success());
@@ -555,22 +579,7 @@ async fn the_service_manager_is_told_ready_reloading_alive_and_stopping() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the daemon starts");
-    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let collected = std::sync::Arc::clone(&messages);
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(n) = socket.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let stop = text.contains("STOPPING=1");
-                collected.lock().unwrap().push(text);
-                if stop {
-                    return;
-                }
-            }
-        }
-    });
+    let (messages, reader) = notifications(socket, Duration::from_secs(20));
     let seen = |what: &str| messages.lock().unwrap().iter().any(|m| m.contains(what));
     eventually("READY=1", || seen("READY=1")).await;
     assert!(seen("STATUS=2 accounts: 2 connected; 0 queued"), "{:?}", messages.lock().unwrap());

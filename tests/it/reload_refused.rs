@@ -3,9 +3,9 @@
 //! before it runs on. A good file afterwards clears all three (issue #30 §3).
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::binary::{bin, read_all, sighup, sigterm, temp_dir, wait_exit, write_config};
+use crate::binary::{bin, notifications, read_all, sighup, sigterm, temp_dir, wait_exit, write_config};
 use crate::harness::{Pair, eventually, free_port, next_post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,22 +32,7 @@ async fn a_refused_reload_shows_in_health_metrics_and_status() {
         .expect("the daemon starts");
     let stderr = child.stderr.take();
     let log = std::thread::spawn(move || read_all(stderr));
-    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let collected = std::sync::Arc::clone(&messages);
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(n) = socket.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let stop = text.contains("STOPPING=1");
-                collected.lock().unwrap().push(text);
-                if stop {
-                    return;
-                }
-            }
-        }
-    });
+    let (messages, reader) = notifications(socket, Duration::from_secs(30));
     let seen = |what: &str| messages.lock().unwrap().iter().any(|m| m.contains(what));
     eventually("READY=1", || seen("READY=1")).await;
     let http = chatbridge::adapters::http_client(Duration::from_secs(5));

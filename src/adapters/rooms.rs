@@ -66,8 +66,9 @@ impl AdapterContext {
 /// One receiver per room `which` selects (those it receives from, say) for as long as the room is the account's: `start(ctx, room)` runs with a
 /// context whose `stop_receiving` is the room's own, cancelled when a reload takes the room away (the receiver
 /// then ends as at a stop: what it read is handed over) or when the account stops receiving. Ends when the
-/// account stops receiving and every receiver has ended.
-pub async fn per_room<F, R>(ctx: AdapterContext, which: fn(&AdapterRoom) -> bool, start: F)
+/// account stops receiving and every receiver has ended. `sole`: these are the account's only receivers, so with no
+/// room to receive from the account is connected (it has nothing to connect).
+pub async fn per_room<F, R>(ctx: AdapterContext, which: fn(&AdapterRoom) -> bool, sole: bool, start: F)
 where
     F: Fn(AdapterContext, RoomId) -> R,
     R: Future<Output = ()> + Send + 'static,
@@ -78,7 +79,7 @@ where
     let mut more = true;
     loop {
         let wanted: Vec<RoomId> = rooms.now().iter().filter(|r| which(r)).map(|r| r.room.clone()).collect();
-        if wanted.is_empty() {
+        if wanted.is_empty() && sole {
             // Nothing to receive from (send-only rooms): nothing to connect, so nothing to wait for.
             ctx.set_state(super::AccountState::Connected).await;
         }

@@ -114,7 +114,7 @@ impl Adapter for FishroomAdapter {
             let shared = Arc::clone(&shared);
             move |ctx, room| gateway::poll_room(Arc::clone(&shared), ctx, room)
         };
-        let receivers = vec![super::per_room(ctx.clone(), |r| r.receive, poll)];
+        let receivers = vec![super::per_room(ctx.clone(), |r| r.receive, true, poll)];
         let send_ctx = ctx.clone();
         let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
         Box::pin(super::drive(ctx, sends, stop, receivers, send))

@@ -169,7 +169,7 @@ impl Adapter for HeiheiAdapter {
             };
             let receivers: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = vec![
                 Box::pin(gateway::channel(Arc::clone(&shared), ctx.clone())),
-                Box::pin(super::per_room(ctx.clone(), followed, follow)),
+                Box::pin(super::per_room(ctx.clone(), followed, false, follow)),
             ];
             let send_ctx = ctx.clone();
             let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);

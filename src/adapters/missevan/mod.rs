@@ -88,7 +88,7 @@ impl Adapter for MissevanAdapter {
             let shared = Arc::clone(&shared);
             move |ctx, room| gateway::follow_room(Arc::clone(&shared), ctx, room)
         };
-        let receivers = vec![super::per_room(ctx.clone(), |r| r.receive, follow)];
+        let receivers = vec![super::per_room(ctx.clone(), |r| r.receive, true, follow)];
         let send_ctx = ctx.clone();
         let send = move |request| client::send(Arc::clone(&shared), send_ctx.clone(), request);
         Box::pin(super::drive(ctx, sends, stop, receivers, send))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{
     HEIHEI_HOST, HEIHEI_TOKEN, MISSEVAN_TOKEN, Pair, ROSE_ROOM, YUNHU_TOKEN, account, eventually, fishroom, heihei,
     heihei_account, heihei_following, iirose, iirose_account, missevan, missevan_account, next_post, next_request,
-    next_said, next_sent, yunhu, yunhu_account,
+    next_said, next_sent, notifications, yunhu, yunhu_account,
 };
 
 pub(crate) fn bin() -> Command {
@@ -475,30 +475,6 @@ async fn the_log_says_what_started_and_what_was_wrong_with_rust_log() {
     let log = log.join().unwrap();
     assert!(log.lines().any(|l| l.contains("Delivered.") && l.contains("fishroom.lug:chat")), "{log}");
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// What the service manager would be told on `socket`, collected until `STOPPING=1` (or `limit`).
-pub(crate) fn notifications(
-    socket: std::os::unix::net::UnixDatagram,
-    limit: Duration,
-) -> (std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
-    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let collected = std::sync::Arc::clone(&messages);
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(n) = socket.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let stop = text.contains("STOPPING=1");
-                collected.lock().unwrap().push(text);
-                if stop {
-                    return;
-                }
-            }
-        }
-    });
-    (messages, reader)
 }
 
 pub(crate) fn sighup(child: &Child) {

@@ -286,3 +286,27 @@ pub async fn heihei_following(sim: &HeiheiSim) {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// What the service manager would be told on `socket`, collected until `STOPPING=1` (or `limit`).
+pub(crate) fn notifications(
+    socket: std::os::unix::net::UnixDatagram,
+    limit: std::time::Duration,
+) -> (std::sync::Arc<std::sync::Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let collected = std::sync::Arc::clone(&messages);
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let stop = text.contains("STOPPING=1");
+                collected.lock().unwrap().push(text);
+                if stop {
+                    return;
+                }
+            }
+        }
+    });
+    (messages, reader)
+}

@@ -5,8 +5,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::binary::{bin, notifications, read_all, sighup, sigterm, temp_dir, wait_exit, write_config};
-use crate::harness::{Pair, eventually, free_port, next_post};
+use crate::binary::{bin, read_all, sighup, sigterm, temp_dir, wait_exit, write_config};
+use crate::harness::{Pair, eventually, free_port, next_post, notifications};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_reload_shows_in_health_metrics_and_status() {

@@ -32,6 +32,7 @@ pub mod demo;
 pub mod link;
 pub mod listener;
 pub mod load;
+pub mod media;
 pub mod model;
 pub mod notify;
 pub mod router;

@@ -1,0 +1,5 @@
+//! Media that arrives as media (issue #31): what a platform marks as media is fetched, bounded and guarded, kept
+//! in a signed store and sent on in the richest form each destination takes. Beside `adapters/` and `router/`: it
+//! imports neither. First part here: the fetcher's guard (guard.rs).
+
+pub mod guard;

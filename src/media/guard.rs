@@ -136,7 +136,15 @@ pub struct Guard {
 pub enum FetchError {
     #[error("refused: {0}")]
     Refused(#[from] Refused),
-    /// The resolver refused, a redirect was refused, the deadlines passed, or the connection failed.
+    /// A redirect was refused (to a refused URL, or one too many).
+    #[error("{0}")]
+    Redirect(String),
+    /// The name resolves to no public address.
+    #[error("{0}")]
+    NotPublic(String),
+    #[error("timed out")]
+    TimedOut,
+    /// Anything else: the connection failed.
     #[error("{0}")]
     Request(String),
 }
@@ -149,7 +157,26 @@ impl Guard {
     /// `GET url`, when the URL may be fetched. The query string is left out of the error (it may hold a token).
     pub async fn get(&self, url: &Url) -> Result<reqwest::Response, FetchError> {
         check_url(url, &self.trusted)?;
-        self.client.get(url.clone()).send().await.map_err(|e| FetchError::Request(e.without_url().to_string()))
+        self.client.get(url.clone()).send().await.map_err(|e| {
+            // Said without the URL: its query string may hold a token.
+            let (redirect, timeout) = (e.is_redirect(), e.is_timeout());
+            let e = e.without_url();
+            let mut said = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                said = format!("{said}: {cause}");
+                source = cause.source();
+            }
+            if redirect {
+                FetchError::Redirect(said)
+            } else if timeout {
+                FetchError::TimedOut
+            } else if said.contains("not a public address") {
+                FetchError::NotPublic(said)
+            } else {
+                FetchError::Request(said)
+            }
+        })
     }
 }
 

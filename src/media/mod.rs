@@ -1,5 +1,6 @@
 //! Media that arrives as media (issue #31): what a platform marks as media is fetched, bounded and guarded, kept
 //! in a signed store and sent on in the richest form each destination takes. Beside `adapters/` and `router/`: it
-//! imports neither. First part here: the fetcher's guard (guard.rs).
+//! imports neither. So far: the fetcher's guard (guard.rs) and the bounded fetch itself (fetch.rs).
 
+pub mod fetch;
 pub mod guard;

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::binary::{bin, read_all, sigterm, temp_dir, wait_exit, write_config};
+use crate::binary::{Reaped, bin, read_all, sigterm, temp_dir, wait_exit, write_config};
 use crate::harness::{account, eventually, fishroom, missevan, missevan_account, next_post};
 
 const ROOM: u64 = 868_858_631;
@@ -25,16 +25,19 @@ async fn the_gap_filling_line_counts_what_others_said() {
             account("tuna", &fish, "11", "key"),
         ),
     );
+    // Killed when the test ends, however it ends.
     let spawn = || {
-        bin()
-            .args(["run", "--log-format", "json", "-c"])
-            .arg(&config)
-            .env_remove("STATE_DIRECTORY")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the daemon starts")
+        Reaped(
+            bin()
+                .args(["run", "--log-format", "json", "-c"])
+                .arg(&config)
+                .env_remove("STATE_DIRECTORY")
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the daemon starts"),
+        )
     };
     let mut at_fish = fish.subscribe();
     let mut child = spawn();

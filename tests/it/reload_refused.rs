@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::binary::{bin, read_all, sighup, sigterm, temp_dir, wait_exit, write_config};
+use crate::binary::{Reaped, bin, read_all, sighup, sigterm, temp_dir, wait_exit, write_config};
 use crate::harness::{Pair, eventually, free_port, next_post, notifications};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,17 +19,20 @@ async fn a_refused_reload_shows_in_health_metrics_and_status() {
     let socket_path = dir.join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut child = bin()
-        .args(["run", "-c"])
-        .arg(&config)
-        .current_dir(&dir)
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("RUST_LOG")
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the daemon starts");
+    // Killed when the test ends, however it ends.
+    let mut child = Reaped(
+        bin()
+            .args(["run", "-c"])
+            .arg(&config)
+            .current_dir(&dir)
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("RUST_LOG")
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the daemon starts"),
+    );
     let stderr = child.stderr.take();
     let log = std::thread::spawn(move || read_all(stderr));
     let (messages, reader) = notifications(socket, Duration::from_secs(30));

@@ -40,6 +40,8 @@ pub struct Ticket {
     address: IpAddr,
     /// Cancelled when a newcomer takes this connection's place (it was not admitted yet).
     pub evicted: CancellationToken,
+    /// Admitted already: the next requests of a kept-alive connection take no lock.
+    admitted: std::sync::atomic::AtomicBool,
 }
 
 impl Admission {
@@ -72,13 +74,17 @@ impl Admission {
         inner.next += 1;
         let token = CancellationToken::new();
         inner.waiting.push_back((id, token.clone()));
-        Ok((Ticket { admission: Arc::clone(self), id, address, evicted: token }, evicted))
+        let ticket = Ticket { admission: Arc::clone(self), id, address, evicted: token, admitted: Default::default() };
+        Ok((ticket, evicted))
     }
 }
 
 impl Ticket {
     /// The connection made a request that passed the gate: it keeps its place.
     pub fn admit(&self) {
+        if self.admitted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let mut inner = self.admission.inner();
         if let Some(at) = inner.waiting.iter().position(|(id, _)| *id == self.id) {
             inner.waiting.remove(at);
@@ -96,7 +102,9 @@ impl Drop for Ticket {
                 inner.addresses.remove(&self.address);
             }
         }
-        if let Some(at) = inner.waiting.iter().position(|(id, _)| *id == self.id) {
+        if !self.admitted.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(at) = inner.waiting.iter().position(|(id, _)| *id == self.id)
+        {
             inner.waiting.remove(at);
         }
     }

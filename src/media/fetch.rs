@@ -3,13 +3,13 @@
 //! on fetches at once; its type sniffed from its first bytes, and refused when it is not the kind the platform
 //! said. What cannot be fetched says why in a few words, for the note that goes with the message's link.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 use sha2::Digest;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use super::guard::{FetchError, Guard, Trusted};
@@ -139,7 +139,7 @@ impl Fetcher {
         let path = self.dir.join(format!(".fetching-{}", uuid::Uuid::new_v4()));
         let result = self.stream(&mut response, &path, kind).await;
         if result.is_err() {
-            let _ = std::fs::remove_file(&path);
+            let _ = tokio::fs::remove_file(&path).await;
         }
         result.map(|(size, sha256, mime)| Fetched { path, size, sha256, mime })
     }
@@ -150,7 +150,7 @@ impl Fetcher {
         path: &Path,
         kind: Kind,
     ) -> Result<(u64, [u8; 32], &'static str), Failure> {
-        let mut file = std::fs::File::create(path).map_err(|_| Failure::Disk)?;
+        let mut file = tokio::fs::File::create(path).await.map_err(|_| Failure::Disk)?;
         let mut hash = sha2::Sha256::new();
         let mut size = 0u64;
         let mut head: Vec<u8> = Vec::with_capacity(SNIFF);
@@ -170,14 +170,13 @@ impl Fetcher {
                 }
             }
             hash.update(&chunk);
-            // The fetcher's own thread pool is the runtime's: a chunk is small, a blocking write of it brief.
-            file.write_all(&chunk).map_err(|_| Failure::Disk)?;
+            file.write_all(&chunk).await.map_err(|_| Failure::Disk)?;
         }
         let mime = sniff(&head);
         if !fits(kind, mime) {
             return Err(Failure::NotWhatItClaims(kind.as_str()));
         }
-        file.flush().map_err(|_| Failure::Disk)?;
+        file.flush().await.map_err(|_| Failure::Disk)?;
         Ok((size, hash.finalize().into(), mime))
     }
 }

@@ -201,15 +201,11 @@ pub fn parse_packet(text: &str) -> Vec<Packet> {
             out.push(Packet::Other { kind, raw: preview(&text, 64) });
             continue;
         }
-        // Pushed in reverse so that the pieces come out in their order; past what a forward carries, the rest
-        // is one skipped packet (a forward of millions of pieces would cost many times its bytes once built).
+        // Pushed in reverse so that the pieces come out in their order; past MAX_FORWARDED, one skipped packet.
         let mut pieces = rest.split('"').filter(|p| !p.is_empty());
         let taken: Vec<&str> = pieces.by_ref().take(MAX_FORWARDED).collect();
         if pieces.next().is_some() {
-            out.push(Packet::Other {
-                kind: "z".to_owned(),
-                raw: format!("more than {MAX_FORWARDED} forwarded packets"),
-            });
+            out.push(Packet::Other { kind: "z".to_owned(), raw: format!("over {MAX_FORWARDED} forwarded packets") });
         }
         for piece in taken.into_iter().rev() {
             pending.push((unescape(piece), depth + 1));

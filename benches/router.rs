@@ -77,6 +77,7 @@ fn rules_and_format(c: &mut Criterion) {
                             source: rules.source_room(to, &event.origin.room),
                             bridge: rules.bridge_name(to),
                             caps: Capabilities::default(),
+                            media: &Vec::new(),
                         };
                         let rendered = render(event, &target, &mut ids, &directory);
                         sent += std::hint::black_box(&rendered as *const _ as usize) & 1;

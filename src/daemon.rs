@@ -3,6 +3,7 @@
 //! and closed, accounts whose settings or rooms changed get a new session, the rest stay connected.
 
 mod accounts;
+mod media;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub enum StartError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("cannot open the media store in {dir}: {source}")]
+    Media { dir: std::path::PathBuf, source: std::io::Error },
 }
 
 /// What a reload did.
@@ -190,6 +193,8 @@ impl Daemon {
         for bridge in &config.bridges {
             info!(bridge = %bridge.name, rooms = bridge.rooms.len(), "Bridge started.");
         }
+        let media = media::start(&config, &stats)
+            .map_err(|source| StartError::Media { dir: config.general.state_dir.join("media"), source })?;
         let rules = router::rules::Rules::new(config.bridges);
         let outbox = Box::new(router::queue::MemoryOutbox::new());
         let (ids, durable): (Box<dyn router::idmap::IdStore>, _) = match durable {
@@ -201,12 +206,23 @@ impl Daemon {
         if let Some((persist, events, opened)) = durable {
             router.with_store(persist, events, opened);
         }
+        let media_routes = media.map(|(service, known, routes)| {
+            router.with_media(Box::new(service), known);
+            routes
+        });
         let (control, control_rx) = mpsc::unbounded_channel();
         router.controlled_by(control_rx);
         let states = router.states();
         tokio::spawn(notify::follow(states.clone(), Arc::clone(&stats)));
         if let Some(listener) = status_listener {
-            tokio::spawn(status::serve(listener, states.clone(), Arc::clone(&stats), general.http, closed.clone()));
+            tokio::spawn(status::serve(
+                listener,
+                states.clone(),
+                Arc::clone(&stats),
+                general.http,
+                media_routes,
+                closed.clone(),
+            ));
         }
         let (reloads_tx, mut reloads) = mpsc::unbounded_channel::<(Config, oneshot::Sender<Reloaded>)>();
         let task = tokio::spawn(async move {

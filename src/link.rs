@@ -65,6 +65,23 @@ pub struct OutMessage {
     /// Where the message comes from and who sent it, for platforms that show these apart from the text
     /// (`Capabilities::sender_details`: the API).
     pub origin: Option<Box<Origin>>,
+    /// The media store's items among the parts' media segments (named by their `url`), for platforms that upload
+    /// them rather than link them (Yunhu).
+    pub files: Vec<std::sync::Arc<MediaFile>>,
+}
+
+/// An item of the media store, as a media segment's `url` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaFile {
+    /// The signed address on `public_url` (valid for `url_ttl` from when it was asked for).
+    pub url: String,
+    pub size: u64,
+    /// Sniffed from its bytes.
+    pub mime: String,
+    /// SHA-256 of its bytes, in hex.
+    pub sha256: String,
+    /// The file itself.
+    pub path: std::path::PathBuf,
 }
 
 /// The origin of a relayed message, as the API passes it on (matterbridge's `account`, `channel`, `protocol`,

@@ -1,5 +1,5 @@
 //! The status server on `general.http_listen`: `GET /health` (each account's state; 503 when one has stopped)
-//! and `GET /metrics` (Prometheus text format).
+//! and `GET /metrics` (Prometheus text format); with a media store, `GET /media/` (`media::serve`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -32,12 +32,16 @@ pub async fn serve(
     states: States,
     stats: Arc<Stats>,
     limits: crate::listener::Limits,
+    media: Option<Router>,
     stop: CancellationToken,
 ) {
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(Status { states, stats });
+    if let Some(media) = media {
+        app = app.merge(media);
+    }
     crate::listener::serve(listener, app, limits, "status", stop).await;
 }
 
@@ -146,6 +150,7 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
     for (name, help, value) in plain {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
+    stats.media.render(&mut out);
     let clients = stats.websocket_clients.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
         out,

@@ -1,5 +1,6 @@
-//! `format` / `nick_format` templates: `{platform} {account} {room} {bridge} {nick} {text}`, with
-//! `{{` and `}}` for literal braces. Parsed once at start, rendered without allocation beyond the output.
+//! `format` / `nick_format` templates: `{platform} {account} {room} {bridge} {nick} {text}`, and `media_format`:
+//! `{kind} {size} {url} {name}`; `{{` and `}}` for literal braces. Parsed once at start, rendered without allocation
+//! beyond the output.
 
 use std::fmt;
 
@@ -12,6 +13,10 @@ pub enum Var {
     Bridge,
     Nick,
     Text,
+    Kind,
+    Size,
+    Url,
+    Name,
 }
 
 const VARS: [(&str, Var); 6] = [
@@ -22,6 +27,21 @@ const VARS: [(&str, Var); 6] = [
     ("nick", Var::Nick),
     ("text", Var::Text),
 ];
+
+/// A `media_format`'s placeholders.
+const MEDIA_VARS: [(&str, Var); 4] = [("kind", Var::Kind), ("size", Var::Size), ("url", Var::Url), ("name", Var::Name)];
+
+/// The values of a `media_format`'s placeholders for one media item.
+#[derive(Clone, Copy, Debug)]
+pub struct MediaVars<'a> {
+    /// `image`, `video`, `audio`, `file`.
+    pub kind: &'a str,
+    /// `1.2 MB`.
+    pub size: &'a str,
+    pub url: &'a str,
+    /// The file's name, where the platform gave one; else the kind.
+    pub name: &'a str,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Piece {
@@ -49,6 +69,35 @@ pub struct Vars<'a> {
 
 impl Template {
     pub fn parse(source: &str) -> Result<Self, String> {
+        Self::parse_among(source, &VARS)
+    }
+
+    /// A `media_format`: `{kind} {size} {url} {name}`.
+    pub fn parse_media(source: &str) -> Result<Self, String> {
+        Self::parse_among(source, &MEDIA_VARS)
+    }
+
+    /// Whether the template shows the item's address (`{url}`).
+    pub fn has_url(&self) -> bool {
+        self.pieces.contains(&Piece::Var(Var::Url))
+    }
+
+    pub fn render_media(&self, vars: &MediaVars<'_>) -> String {
+        let mut out = String::with_capacity(self.source.len() + vars.url.len() + 16);
+        for piece in &self.pieces {
+            out.push_str(match piece {
+                Piece::Literal(text) => text,
+                Piece::Var(Var::Kind) => vars.kind,
+                Piece::Var(Var::Size) => vars.size,
+                Piece::Var(Var::Url) => vars.url,
+                Piece::Var(Var::Name) => vars.name,
+                Piece::Var(_) => "",
+            });
+        }
+        out
+    }
+
+    fn parse_among(source: &str, known_vars: &[(&str, Var)]) -> Result<Self, String> {
         let mut pieces = Vec::new();
         let mut literal = String::new();
         let mut rest = source;
@@ -67,8 +116,8 @@ impl Template {
                 return Err(format!("unclosed `{{` in `{source}` (write `{{{{` for a literal brace)"));
             };
             let name = &tail[1..end];
-            let Some((_, var)) = VARS.iter().find(|(n, _)| *n == name) else {
-                let known: Vec<String> = VARS.iter().map(|(n, _)| format!("{{{n}}}")).collect();
+            let Some((_, var)) = known_vars.iter().find(|(n, _)| *n == name) else {
+                let known: Vec<String> = known_vars.iter().map(|(n, _)| format!("{{{n}}}")).collect();
                 return Err(format!("unknown placeholder `{{{name}}}`; known placeholders: {}", known.join(" ")));
             };
             if !literal.is_empty() {
@@ -131,6 +180,7 @@ impl Vars<'_> {
             Var::Bridge => self.bridge,
             Var::Nick => self.nick,
             Var::Text => self.text,
+            Var::Kind | Var::Size | Var::Url | Var::Name => "",
         }
     }
 }
@@ -173,6 +223,16 @@ mod tests {
         assert!(Template::parse("{name}").unwrap_err().contains("unknown placeholder `{name}`"));
         assert!(Template::parse("{nick").unwrap_err().contains("unclosed"));
         assert!(Template::parse("nick}").unwrap_err().contains("unmatched"));
+    }
+
+    #[test]
+    fn media_formats_take_their_own_placeholders() {
+        let t = Template::parse_media("[{kind} {size}] {name} {url}").unwrap();
+        let vars = MediaVars { kind: "image", size: "1.2 MB", url: "https://m/x", name: "cat.png" };
+        assert_eq!(t.render_media(&vars), "[image 1.2 MB] cat.png https://m/x");
+        assert!(t.has_url());
+        assert!(Template::parse_media("{nick}").unwrap_err().contains("{kind} {size} {url} {name}"));
+        assert!(Template::parse("{url}").is_err(), "a message's format has no {{url}}");
     }
 
     proptest::proptest! {

@@ -60,6 +60,10 @@ macro_rules! factory_row {
             fn adapter(&self) -> Box<dyn $crate::adapters::Adapter> {
                 Box::new(<$adapter>::new(self.clone()))
             }
+
+            fn servers(&self) -> Vec<&reqwest::Url> {
+                servers(self)
+            }
         }
     };
 }
@@ -70,6 +74,8 @@ pub trait Account: std::fmt::Debug + Clone + PartialEq + Send + Sync + 'static {
     const PLATFORM: Platform;
     /// The adapter that runs an account with these settings.
     fn adapter(&self) -> Box<dyn Adapter>;
+    /// The addresses of the account's own servers (the media fetcher trusts their hosts, private or not).
+    fn servers(&self) -> Vec<&reqwest::Url>;
 }
 
 /// Any platform's account settings, behind one type.
@@ -77,6 +83,7 @@ trait AnyAccount: std::fmt::Debug + Send + Sync {
     fn platform(&self) -> Platform;
     fn adapter(&self) -> Box<dyn Adapter>;
     fn as_any(&self) -> &dyn Any;
+    fn hosts(&self) -> Vec<String>;
     fn same(&self, other: &dyn AnyAccount) -> bool;
 }
 
@@ -91,6 +98,10 @@ impl<T: Account> AnyAccount for T {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        self.servers().iter().filter_map(|url| url.host_str().map(str::to_owned)).collect()
     }
 
     fn same(&self, other: &dyn AnyAccount) -> bool {
@@ -120,6 +131,11 @@ impl AccountConfig {
     /// The adapter that runs this account.
     pub fn adapter(&self) -> Box<dyn Adapter> {
         self.0.adapter()
+    }
+
+    /// The hosts of the account's own servers.
+    pub fn hosts(&self) -> Vec<String> {
+        self.0.hosts()
     }
 
     /// The settings as their platform's type, when they are of that platform.

@@ -4,6 +4,7 @@
 mod accounts;
 mod bridges;
 mod general;
+mod media;
 mod options;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ pub use accounts::{
     AccountConfig, ApiAccount, FishroomAccount, HeiheiAccount, IiroseAccount, MissevanAccount, SendLimit, YunhuAccount,
 };
 pub use general::{General, StoreUrl, UNIT_STATE_DIR, default_state_dir, effective_uid};
+pub use media::MediaSettings;
 
 use crate::model::{AccountId, EventSet, RoomAddr};
 use crate::settings::{Fields, Report};
@@ -27,6 +29,8 @@ use crate::template::Template;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub general: General,
+    /// `[media]`: the media store (off without `public_url`).
+    pub media: MediaSettings,
     pub accounts: BTreeMap<AccountId, AccountConfig>,
     /// Each account's send rate limit (`send_rate`, `send_burst`; platform defaults otherwise).
     pub limits: BTreeMap<AccountId, SendLimit>,
@@ -112,6 +116,8 @@ pub struct BridgeRoom {
     pub max_lag: std::time::Duration,
     /// What happens to messages older than `max_lag` when their send token comes.
     pub on_lag: OnLag,
+    /// How a media item in the store arrives where the platform cannot show it (`[{kind} {size}] {url}`).
+    pub media_format: Template,
 }
 
 /// `on_lag`: what a room does with messages that waited longer than its `max_lag`.
@@ -211,11 +217,16 @@ impl Config {
             Some(value) => Fields::of(value, "[general]", &mut report).map(|f| general::parse_general(f, &mut report)),
             None => Some(General::default()),
         };
+        let media = match top.get("media") {
+            Some(value) => Fields::of(value, "[media]", &mut report).map(|f| media::parse(f, &mut report)),
+            None => Some(MediaSettings::default()),
+        };
         let accounts::Parsed { accounts, limits, declared, spans } = match top.get("accounts") {
             Some(value) => accounts::parse_accounts(value, &mut report),
             None => Default::default(),
         };
         let bridge_span = top.span_of("bridge");
+        let media_span = top.span_of("media").unwrap_or(0..0);
         let bridges = bridges::parse(top.get("bridge"), &accounts, &declared, &mut report);
         accounts::unused(&spans, &bridges, &mut report);
         top.deny_unknown("the top level", &mut report);
@@ -223,6 +234,15 @@ impl Config {
             report.error(
                 &(0..0),
                 "there is no [[bridge]]: nothing would be relayed (an account is started only for the bridges it is in)",
+            );
+        }
+        if let (Some(general), Some(media)) = (&general, &media)
+            && media.enabled()
+            && general.http_listen.is_none()
+        {
+            report.error(
+                &media_span,
+                "[media] `public_url` is set but `general.http_listen` is not: the media store is served there (behind the address `public_url` names); set `http_listen`",
             );
         }
         // Two listeners on one address: the second fails at run time with "address already in use".
@@ -245,7 +265,15 @@ impl Config {
         }
         let literals = report.literal_secrets();
         let notes = report.finish_with_warnings()?;
-        Ok(Config { general: general.unwrap_or_default(), accounts, limits, bridges, notes, literals })
+        Ok(Config {
+            general: general.unwrap_or_default(),
+            media: media.unwrap_or_default(),
+            accounts,
+            limits,
+            bridges,
+            notes,
+            literals,
+        })
     }
 
     /// An account's send limit (`send_rate`, `send_burst`, or its platform's default).
@@ -272,7 +300,37 @@ impl Config {
                 ));
             }
         }
+        out.extend(self.media_without_store());
         out
+    }
+
+    /// Without `[media] public_url`: the rooms that receive media from a platform that carries them, which get the
+    /// platform's own links (that may need its cookies, or expire) instead of the store's.
+    fn media_without_store(&self) -> Option<String> {
+        use crate::model::Platform;
+        if self.media.enabled() {
+            return None;
+        }
+        let carries =
+            |p: Platform| matches!(p, Platform::Yunhu | Platform::Iirose | Platform::Fishroom | Platform::Heihei);
+        let mut rooms: Vec<String> = Vec::new();
+        for bridge in &self.bridges {
+            for room in bridge.rooms.iter().filter(|r| r.direction.receives()) {
+                let fed = bridge
+                    .rooms
+                    .iter()
+                    .any(|s| s.addr != room.addr && s.direction.feeds() && carries(s.addr.platform()));
+                if fed && !rooms.contains(&room.addr.to_string()) {
+                    rooms.push(room.addr.to_string());
+                }
+            }
+        }
+        (!rooms.is_empty()).then(|| {
+            format!(
+                "[media] has no `public_url`: images and files reach {} as the source platform's links, which may need its cookies or expire; set `public_url` to keep them in the media store and send them natively (docs/configuration.md#media)",
+                rooms.join(", ")
+            )
+        })
     }
 
     /// One line per bridge, for `chatbridge check`.

@@ -26,7 +26,11 @@ pub(super) struct RoomOptions {
     coalesce: bool,
     max_lag: std::time::Duration,
     on_lag: OnLag,
+    media_format: Template,
 }
+
+/// `media_format`'s default: the item's kind and size, then its link.
+pub const DEFAULT_MEDIA_FORMAT: &str = "[{kind} {size}] {url}";
 
 /// `max_lag`'s default: a conversation relayed later than this is hardly a conversation.
 const MAX_LAG: std::time::Duration = std::time::Duration::from_secs(120);
@@ -47,6 +51,7 @@ impl Default for RoomOptions {
             coalesce: true,
             max_lag: MAX_LAG,
             on_lag: OnLag::Deliver,
+            media_format: Template::parse_media(DEFAULT_MEDIA_FORMAT).expect("the default media format is valid"),
         }
     }
 }
@@ -75,6 +80,7 @@ pub(super) fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptio
         coalesce: options.coalesce,
         max_lag: options.max_lag,
         on_lag: options.on_lag,
+        media_format: options.media_format,
     }
 }
 
@@ -140,6 +146,16 @@ pub(super) fn parse_options(
         Some(("deliver", _)) => options.on_lag = OnLag::Deliver,
         Some(("summarise" | "summarize", _)) => options.on_lag = OnLag::Summarise,
         Some((other, span)) => report.error(&span, format!("`on_lag` is `{other}`; expected deliver or summarise")),
+    }
+    if let Some((text, span)) = fields.str("media_format", report) {
+        match Template::parse_media(text) {
+            Ok(template) if !template.has_url() => report.error(
+                &span,
+                format!("`media_format` is `{text}`, without `{{url}}`: a media item would arrive without its link; add `{{url}}`"),
+            ),
+            Ok(template) => options.media_format = template,
+            Err(e) => report.error(&span, format!("`media_format`: {e}")),
+        }
     }
     for (key, slot) in [("replace_text", &mut options.replace_text), ("replace_nick", &mut options.replace_nick)] {
         if let Some(list) = replacements(fields, key, report) {

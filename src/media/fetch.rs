@@ -64,13 +64,14 @@ pub struct Fetched {
 /// Why an item was not fetched, as the note beside its link says it.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
+    /// Past the cap; the size the server declared, when it did.
     #[error("too large")]
-    TooLarge,
+    TooLarge(Option<u64>),
     #[error("refused")]
     Refused,
     #[error("timed out")]
     TimedOut,
-    #[error("not {0}")]
+    #[error("not {}", article(.0))]
     NotWhatItClaims(&'static str),
     #[error("answered {0}")]
     Status(u16),
@@ -80,11 +81,20 @@ pub enum Failure {
     Disk,
 }
 
+/// `an image`, `a video`, `audio`.
+fn article(kind: &str) -> String {
+    match kind {
+        "image" => "an image".to_owned(),
+        "audio" => "audio".to_owned(),
+        other => format!("a {other}"),
+    }
+}
+
 impl Failure {
     /// The `/metrics` label.
     pub fn reason(&self) -> &'static str {
         match self {
-            Failure::TooLarge => "too_large",
+            Failure::TooLarge(_) => "too_large",
             Failure::Refused => "refused",
             Failure::TimedOut => "timed_out",
             Failure::NotWhatItClaims(_) => "not_what_it_claims",
@@ -133,8 +143,8 @@ impl Fetcher {
             return Err(Failure::Status(response.status().as_u16()));
         }
         // A declared length past the cap is refused before a byte is read; a smaller one is not believed.
-        if response.content_length().is_some_and(|n| n > self.limits.max_size) {
-            return Err(Failure::TooLarge);
+        if let Some(declared) = response.content_length().filter(|n| *n > self.limits.max_size) {
+            return Err(Failure::TooLarge(Some(declared)));
         }
         let path = self.dir.join(format!(".fetching-{}", uuid::Uuid::new_v4()));
         let result = self.stream(&mut response, &path, kind).await;
@@ -159,7 +169,7 @@ impl Fetcher {
         {
             size += chunk.len() as u64;
             if size > self.limits.max_size {
-                return Err(Failure::TooLarge);
+                return Err(Failure::TooLarge(None));
             }
             if head.len() < SNIFF {
                 let take = (SNIFF - head.len()).min(chunk.len());

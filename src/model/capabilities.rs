@@ -11,6 +11,8 @@ pub struct MediaKinds {
     pub video: bool,
     pub file: bool,
     pub sticker: bool,
+    /// Images are shown only from https addresses (IIROSE): an image elsewhere goes as a link.
+    pub https_only: bool,
 }
 
 /// What an adapter can do natively; everything else is rendered as text by the destination queue.

@@ -139,6 +139,7 @@ impl Router {
                 source: self.rules.source_room(to, &item.event.origin.room),
                 bridge: self.rules.bridge_name(to),
                 caps: line_caps,
+                media: &Vec::new(),
             };
             let Rendered::Send(SendAction::Message(out)) =
                 render(&item.event, &target, self.ids.as_mut(), &self.directory)

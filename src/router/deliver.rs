@@ -16,6 +16,7 @@ impl Router {
     pub(super) fn pump(&mut self, room: &RoomAddr) {
         let state = self.rooms.entry(room.clone()).or_default();
         if state.in_flight
+            || state.media_wait
             || state.retry_at.is_some()
             || self.backing_off.contains(&room.account)
             || self.held.contains(&room.account)
@@ -47,6 +48,14 @@ impl Router {
                 }
                 state.outgoing.as_ref().map(|o| o.action.clone())
             });
+            // Its media fetched first, where there is a media store (the room waits meanwhile).
+            let media = match again {
+                Some(_) => Vec::new(),
+                None => match self.media_for(room) {
+                    Some(media) => media,
+                    None => return,
+                },
+            };
             let Some(item) = self.outbox.front_mut(room) else { return };
             let action = match again {
                 Some(action) => action,
@@ -57,6 +66,7 @@ impl Router {
                         source: self.rules.source_room(to, &item.event.origin.room),
                         bridge: self.rules.bridge_name(to),
                         caps,
+                        media: &media,
                     };
                     match render(&item.event, &target, self.ids.as_mut(), &self.directory) {
                         Rendered::Send(action) => action,

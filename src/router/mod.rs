@@ -5,6 +5,7 @@
 pub mod directory;
 pub mod idmap;
 pub mod limit;
+pub mod media;
 pub mod port;
 pub mod queue;
 pub mod reconfigure;
@@ -98,6 +99,8 @@ struct RoomState {
     waited: bool,
     /// The send out (or to be tried again) stands for more than the front message: merged, or a summary.
     outgoing: Option<coalesce::Outgoing>,
+    /// The front message's media are being fetched: the room waits for them.
+    media_wait: bool,
 }
 
 impl RoomState {
@@ -139,6 +142,10 @@ pub struct Router {
     settling: Map<AccountId, (reconfigure::Settle, tokio::sync::oneshot::Sender<()>)>,
     /// The daemon's reload requests.
     control: Option<mpsc::UnboundedReceiver<reconfigure::Control>>,
+    /// The media store, and the items it has come to know since asked (`media.rs`).
+    media: Option<(Box<dyn media::MediaPort>, mpsc::UnboundedReceiver<String>)>,
+    /// Rooms waiting for an item, by its URL.
+    media_waits: std::collections::HashMap<String, Vec<RoomAddr>>,
 }
 
 impl Router {
@@ -179,6 +186,8 @@ impl Router {
             held: Default::default(),
             settling: Map::default(),
             control: None,
+            media: None,
+            media_waits: Default::default(),
         }
     }
 
@@ -256,6 +265,7 @@ impl Router {
                 // input that is ready.
                 _ = std::future::ready(()), if !self.answered.is_empty() => {}
                 Some(control) = next_control(&mut self.control) => self.control(control),
+                Some(url) = media::next_known(&mut self.media) => self.media_known(&url),
                 _ = stop.cancelled(), if deadline.is_none() => {
                     if self.store.shared() {
                         // Other instances take the accounts over at once: nothing new is handed out, and

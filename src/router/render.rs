@@ -27,6 +27,8 @@ pub struct Target<'a> {
     pub source: Option<&'a BridgeRoom>,
     pub bridge: &'a str,
     pub caps: Capabilities,
+    /// The message's media, fetched into the store (empty without one).
+    pub media: &'a super::media::Resolved,
 }
 
 pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directory: &Directory) -> Rendered {
@@ -178,6 +180,7 @@ fn render_message(
         }
     }
     let rewrites = target.source.map_or(&[][..], |source| &source.replace_text[..]);
+    let mut files = Vec::new();
     for segment in &message.content.0 {
         let rewrite = |text: &String| Replacement::apply_all(rewrites, text).into_owned();
         let rewritten;
@@ -202,7 +205,17 @@ fn render_message(
             }
             segment => segment,
         };
-        let out = native_or_text(segment, caps, directory, target);
+        let resolved = super::media::item(segment).and_then(|(url, _)| target.media.iter().find(|(u, _)| u == url));
+        let out = match resolved {
+            Some((_, resolution)) => {
+                let out = super::media::render_item(segment, resolution, caps, &target.room.media_format);
+                if let (super::media::Resolution::Stored(file), false) = (resolution, matches!(out, Segment::Text(_))) {
+                    files.push(std::sync::Arc::clone(file));
+                }
+                out
+            }
+            None => native_or_text(segment, caps, directory, target),
+        };
         // A code block or quote written as text begins a line of its own.
         let at_line_start = match body.last() {
             None => true,
@@ -240,11 +253,24 @@ fn render_message(
             user_id: event.sender.as_ref().map(|s| s.id.to_string()).unwrap_or_default(),
             avatar: event.sender.as_ref().and_then(|s| s.avatar.clone()),
             action: message.action,
-            extra: message.extra.clone(),
+            extra: with_files(message.extra.clone(), super::media::extra_files(&message.content.0, target.media)),
         })
     });
     let parts = split(merge_text(content), caps.max_text_len);
-    OutMessage { sender, parts, reply_to, quote, parent_missing, origin }
+    OutMessage { sender, parts, reply_to, quote, parent_missing, origin, files }
+}
+
+/// The API's `Extra`, with the message's media in the store added as `file` (matterbridge's attachments).
+fn with_files(extra: Option<serde_json::Value>, files: Vec<serde_json::Value>) -> Option<serde_json::Value> {
+    if files.is_empty() {
+        return extra;
+    }
+    let mut extra = match extra {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    extra.insert("file".to_owned(), serde_json::Value::Array(files));
+    Some(serde_json::Value::Object(extra))
 }
 
 /// A name that reads the same but is not the name: a zero-width space after its first character (a name of one

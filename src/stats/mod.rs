@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::model::{AccountId, RoomAddr};
 
+pub mod media;
 mod watched;
+
 pub use watched::{LastReload, Reading, Reads, StoreHealth};
 
 /// One monotonically increasing counter.
@@ -213,6 +215,8 @@ pub struct Stats {
     pub reload: std::sync::Mutex<Option<LastReload>>,
     /// Reads in flight that a stop waits for.
     pub reads: Reads,
+    /// The media store's counters.
+    pub media: media::MediaCounts,
 }
 
 /// A room as the unauthenticated `/metrics` may show it: a private conversation (`user/<id>`) by a salted hash

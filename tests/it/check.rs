@@ -171,3 +171,27 @@ fn a_log_filter_that_would_silence_everything_is_refused() {
     assert!(stderr.contains("warning: RUST_LOG `verbose` in this environment"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn without_a_media_store_check_names_the_rooms_that_get_the_platforms_links() {
+    let dir = scratch("media");
+    let file = dir.join("config.toml");
+    let state =
+        format!("[general]\nstate_dir = \"{}\"\nhttp_listen = \"127.0.0.1:0\"\n\n", dir.join("state").display());
+    std::fs::write(&file, format!("{state}{TWO_ROOMS}")).unwrap();
+    let (stdout, stderr) = text(&check(&file, &["--without-secrets"], &[]));
+    let warned = format!("{stdout}{stderr}");
+    assert!(
+        warned
+            .contains("[media] has no `public_url`: images and files reach fishroom.tuna:general, yunhu.me:group/1 as"),
+        "both rooms receive from a platform that carries media: {warned}"
+    );
+    // With the store on: no such warning.
+    std::fs::write(&file, format!("{state}[media]\npublic_url = \"https://media.example.org\"\n\n{TWO_ROOMS}"))
+        .unwrap();
+    let out = check(&file, &["--without-secrets"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("[media]"), "{stdout}{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

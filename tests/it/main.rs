@@ -20,6 +20,7 @@ mod heihei;
 mod hostile;
 mod iirose;
 mod load;
+mod media;
 mod missevan;
 mod postgres;
 mod reload;

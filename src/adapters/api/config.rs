@@ -77,4 +77,9 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     })
 }
 
+/// The account's own servers (`Account::servers`).
+fn servers(_account: &ApiAccount) -> Vec<&reqwest::Url> {
+    Vec::new()
+}
+
 crate::adapters::config::factory_row!(ApiAccount, super::ApiAdapter, Api);

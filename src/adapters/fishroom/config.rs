@@ -45,4 +45,9 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     Some(FishroomAccount { api_url: api_url?, token_id: token_id?, token_key: token_key?, token_name, request_timeout })
 }
 
+/// The account's own servers (`Account::servers`).
+fn servers(account: &FishroomAccount) -> Vec<&reqwest::Url> {
+    vec![&account.api_url]
+}
+
 crate::adapters::config::factory_row!(FishroomAccount, super::FishroomAdapter, Fishroom);

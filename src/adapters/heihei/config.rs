@@ -89,4 +89,9 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     })
 }
 
+/// The account's own servers (`Account::servers`).
+fn servers(account: &HeiheiAccount) -> Vec<&reqwest::Url> {
+    [Some(&account.init_url), account.channel_url.as_ref(), account.api_url.as_ref()].into_iter().flatten().collect()
+}
+
 crate::adapters::config::factory_row!(HeiheiAccount, super::HeiheiAdapter, Heihei);

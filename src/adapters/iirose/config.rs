@@ -73,4 +73,9 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     })
 }
 
+/// The account's own servers (`Account::servers`).
+fn servers(account: &IiroseAccount) -> Vec<&reqwest::Url> {
+    account.ws_urls.iter().collect()
+}
+
 crate::adapters::config::factory_row!(IiroseAccount, super::IiroseAdapter, Iirose);

@@ -104,7 +104,7 @@ impl Adapter for IiroseAdapter {
             recall: true,
             reply: true,
             mention: true,
-            media: MediaKinds { image: true, ..MediaKinds::default() },
+            media: MediaKinds { image: true, https_only: true, ..MediaKinds::default() },
             max_text_len: self.config.max_text_len,
             client_ids: ClientIdForm::Digits(12),
             ..Capabilities::default()

@@ -232,7 +232,7 @@ fn outbound_markup_and_quotes() {
         Segment::Text("look".into()),
         Segment::Image { url: "https://i/1.png".into() },
     ]);
-    assert_eq!(render(&content), "hi [*小学*] look[https://i/1.png]");
+    assert_eq!(render(&content), "hi [*小学*] look[https://i/1.png#e]");
     let text = with_quote("第一条消息", "上学", Time(1762414014000), "第二条消息");
     assert_eq!(text, "第一条消息 (_hr) 上学_1762414014 (hr_) 第二条消息");
     let (content, reply) = parse_text(&text);

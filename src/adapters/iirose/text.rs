@@ -117,9 +117,13 @@ pub fn render(content: &Content) -> String {
                 out.push_str(room);
                 out.push_str("_] ");
             }
+            // `#e` marks the link an image whatever its address looks like (IIROSEBOT's `file_pares`, koishi).
             Segment::Image { url } => {
                 out.push('[');
                 out.push_str(url);
+                if !url.ends_with("#e") {
+                    out.push_str("#e");
+                }
                 out.push(']');
             }
             other => crate::model::push_plain(&mut out, other),

@@ -69,4 +69,9 @@ fn parse(_id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut R
     })
 }
 
+/// The account's own servers (`Account::servers`).
+fn servers(account: &MissevanAccount) -> Vec<&reqwest::Url> {
+    vec![&account.api_url, &account.ws_url]
+}
+
 crate::adapters::config::factory_row!(MissevanAccount, super::MissevanAdapter, Missevan);

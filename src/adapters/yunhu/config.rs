@@ -105,4 +105,9 @@ fn parse(id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Re
     })
 }
 
+/// The account's own servers (`Account::servers`).
+fn servers(account: &YunhuAccount) -> Vec<&reqwest::Url> {
+    vec![&account.api_url, &account.ws_url]
+}
+
 crate::adapters::config::factory_row!(YunhuAccount, super::YunhuAdapter, Yunhu);

@@ -98,11 +98,11 @@ async fn hostile_servers_are_refused_and_leave_nothing_behind() {
         let fetcher = &fetcher;
         async move { fetcher.fetch(&url, kind).await.map(|f| f.size) }
     };
-    assert_eq!(fetch("/endless", Kind::File).await, Err(Failure::TooLarge), "the cap is counted on the bytes");
+    assert_eq!(fetch("/endless", Kind::File).await, Err(Failure::TooLarge(None)), "the cap is counted on the bytes");
     let claims = Url::parse(&format!("http://{}/claims-huge", claims_huge().await)).unwrap();
     assert_eq!(
         fetcher.fetch(&claims, Kind::Image).await.map(|f| f.size),
-        Err(Failure::TooLarge),
+        Err(Failure::TooLarge(Some(104_857_600))),
         "a length past the cap"
     );
     assert_eq!(fetch("/drip", Kind::File).await, Err(Failure::TimedOut), "the total deadline, whatever the pace");

@@ -21,6 +21,7 @@ mod hostile;
 mod iirose;
 mod load;
 mod media;
+mod media_pairs;
 mod missevan;
 mod postgres;
 mod reload;

@@ -21,13 +21,14 @@ pub fn png(len: usize, seed: u8) -> Vec<u8> {
     bytes
 }
 
-/// A media host on loopback: `/cat.png`, `/slow.png` (after 700 ms), `/page.png` (HTML said to be a PNG),
+/// A media host on loopback: `/cat.png`, `/report.pdf`, `/slow.png` (after 700 ms), `/page.png` (HTML said to be a PNG),
 /// `/bomb.png` (a gzip body), `/endless.png`, redirects to private addresses and a redirect loop. Counts what it
 /// serves.
 pub struct MediaHost {
     pub addr: std::net::SocketAddr,
     pub hits: Arc<AtomicUsize>,
     pub cat: Vec<u8>,
+    pub pdf: Vec<u8>,
 }
 
 impl MediaHost {
@@ -35,6 +36,9 @@ impl MediaHost {
         let hits = Arc::new(AtomicUsize::new(0));
         let cat = png(5000, 7);
         let served = cat.clone();
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        pdf.extend((0..1200u32).map(|i| b'a' + (i % 26) as u8));
+        let served_pdf = pdf.clone();
         let counter = Arc::clone(&hits);
         // 16 MB of zeros in a few kilobytes: inflated, it would pass any cap the test sets.
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -74,6 +78,10 @@ impl MediaHost {
                     ([(header::CONTENT_TYPE, "image/png")], axum::body::Body::from_stream(chunks))
                 }),
             )
+            .route(
+                "/report.pdf",
+                axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/pdf")], served_pdf) }),
+            )
             .route("/loop.png", axum::routing::get(|| async { redirect("/loop.png") }))
             .route(
                 "/to/{target}",
@@ -97,7 +105,7 @@ impl MediaHost {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { addr, hits, cat }
+        Self { addr, hits, cat, pdf }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use super::proto::{
     EditMessageRequest, EditMessageResponse, RecallBatchRequest, RecallBatchResponse, RecallMessageRequest,
-    RecallMessageResponse, SendContent, SendMessageRequest, SendMessageResponse, Status,
+    RecallMessageResponse, SendContent, SendMedia, SendMessageRequest, SendMessageResponse, Status,
 };
+use super::upload;
 use super::{Chat, Shared};
 use crate::adapters::{AdapterContext, OutMessage, SendAction, SendFailure, SendRequest};
+use crate::link::MediaFile;
 use crate::model::{ClientIdForm, Content, RemoteId, Segment, push_plain, rich};
 
 /// `content_type` 1: text; 3: Markdown.
@@ -96,32 +98,103 @@ async fn send_message(
             ids.push(id);
             continue;
         }
-        let (text, mentioned_id, content_type) = text_and_mentions(part);
-        let mut content = SendContent { text, mentioned_id, ..SendContent::default() };
-        let mut quote_msg_id = String::new();
-        if i == 0 {
-            quote_msg_id = message.reply_to.as_ref().map(ToString::to_string).unwrap_or_default();
-            if let Some(quote) = &message.quote {
-                content.quote_msg_text = match &quote.sender {
-                    Some(sender) => format!("{sender}: {}", quote.text),
-                    None => quote.text.clone(),
-                };
-            }
+        // The text first (when there is any), then each media item as a message of its own; the first message
+        // carries the part's id and the quote.
+        let (text_part, media) = split_media(part, &message.files);
+        let mut first = Some(id);
+        if !text_part.is_empty() || media.is_empty() {
+            let (text, mentioned_id, content_type) = text_and_mentions(&text_part);
+            let content = SendContent { text, mentioned_id, ..SendContent::default() };
+            let id = first.take().expect("the first message");
+            send_one(shared, chat, &id, content, content_type, None, (i == 0).then_some(message)).await?;
+            ids.push(id);
         }
-        let body = SendMessageRequest {
-            msg_id: id.to_string(),
-            chat_id: chat.id.clone(),
-            chat_type: chat.kind,
-            content: Some(content),
-            content_type,
-            quote_msg_id,
-            ..SendMessageRequest::default()
-        };
-        let answer: SendMessageResponse = shared.call("/v1/msg/send-message", &body).await?;
-        check(answer.status)?;
-        ids.push(id);
+        for (segment, file) in media {
+            let id = first.take().or_else(|| ClientIdForm::UuidHex.generate()).expect("a uuid is always generated");
+            let quoting = (i == 0 && ids.is_empty()).then_some(message);
+            let (kind, name, seconds) = match segment {
+                Segment::Video { .. } => (upload::Kind::Video, None, None),
+                Segment::Audio { seconds, .. } => (upload::Kind::Audio, None, *seconds),
+                Segment::File { name, .. } => (upload::Kind::File, name.as_deref(), None),
+                _ => (upload::Kind::Image, None, None),
+            };
+            match upload::upload(shared, file, kind, name, seconds).await {
+                Ok((content, media)) => {
+                    send_one(shared, chat, &id, content, kind.content_type(), media, quoting).await?
+                }
+                // An item that cannot be uploaded goes as its link.
+                Err(failure) => {
+                    tracing::warn!(reason = %failure, "A media item could not be uploaded to Yunhu; sending its link.");
+                    let mut text = String::new();
+                    push_plain(&mut text, segment);
+                    let content = SendContent { text, ..SendContent::default() };
+                    send_one(shared, chat, &id, content, TEXT, None, quoting).await?;
+                }
+            }
+            ids.push(id);
+        }
     }
     Ok(ids)
+}
+
+/// A part's text, and its media items that are in the store (sent as Yunhu media).
+fn split_media<'a>(part: &'a Content, files: &'a [Arc<MediaFile>]) -> (Content, Vec<(&'a Segment, &'a MediaFile)>) {
+    let mut text = Vec::with_capacity(part.0.len());
+    let mut media = Vec::new();
+    for segment in &part.0 {
+        let url = match segment {
+            Segment::Image { url }
+            | Segment::Video { url }
+            | Segment::Audio { url, .. }
+            | Segment::File { url, .. } => Some(url),
+            _ => None,
+        };
+        match url.and_then(|url| files.iter().find(|f| &f.url == url)) {
+            Some(file) => media.push((segment, &**file)),
+            None => text.push(segment.clone()),
+        }
+    }
+    // What was written around the items is no longer followed by them.
+    if let Some(Segment::Text(last)) = text.last_mut() {
+        let kept = last.trim_end().len();
+        last.truncate(kept);
+    }
+    text.retain(|s| !matches!(s, Segment::Text(t) if t.is_empty()));
+    (Content(text), media)
+}
+
+/// One `send-message`; `quoting`: the message whose reply this is, for the first message sent for it.
+async fn send_one(
+    shared: &Shared,
+    chat: &Chat,
+    id: &RemoteId,
+    mut content: SendContent,
+    content_type: u64,
+    media: Option<SendMedia>,
+    quoting: Option<&OutMessage>,
+) -> Result<(), SendFailure> {
+    let mut quote_msg_id = String::new();
+    if let Some(message) = quoting {
+        quote_msg_id = message.reply_to.as_ref().map(ToString::to_string).unwrap_or_default();
+        if let Some(quote) = &message.quote {
+            content.quote_msg_text = match &quote.sender {
+                Some(sender) => format!("{sender}: {}", quote.text),
+                None => quote.text.clone(),
+            };
+        }
+    }
+    let body = SendMessageRequest {
+        msg_id: id.to_string(),
+        chat_id: chat.id.clone(),
+        chat_type: chat.kind,
+        content: Some(content),
+        content_type,
+        quote_msg_id,
+        media,
+        ..SendMessageRequest::default()
+    };
+    let answer: SendMessageResponse = shared.call("/v1/msg/send-message", &body).await?;
+    check(answer.status)
 }
 
 async fn edit(

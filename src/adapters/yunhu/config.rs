@@ -27,10 +27,17 @@ pub struct YunhuAccount {
     /// plain text. Plain messages go as text either way.
     pub markdown: bool,
     pub request_timeout: Duration,
+    /// Media of the media store go as Yunhu images, files, videos and voice (uploaded to Qiniu with a token from
+    /// the Yunhu API, as Yunhu's own clients do); off: as links.
+    pub media: bool,
+    /// Where uploads go (Qiniu's upload host for Yunhu's buckets).
+    pub upload_url: Url,
 }
 
 pub const YUNHU_DEFAULT_API: &str = "https://chat-go.jwzhd.com";
 pub const YUNHU_DEFAULT_WS: &str = "wss://chat-ws-go.jwzhd.com/ws";
+/// Qiniu's upload host for Yunhu's buckets (the default of public Yunhu clients when its region query fails).
+pub const YUNHU_DEFAULT_UPLOAD: &str = "https://upload-z2.qiniup.com";
 const YUNHU_PLATFORMS: [&str; 7] = ["windows", "macos", "android", "linux", "ios", "fuchsia", "Web"];
 
 /// The default send limit: (messages per second, burst).
@@ -89,6 +96,8 @@ fn parse(id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Re
     let stream_settle = fields.duration("stream_settle", report).unwrap_or(Duration::from_secs(2));
     let markdown = fields.bool("markdown", report).unwrap_or(true);
     let request_timeout = fields.duration("request_timeout", report).unwrap_or(Duration::from_secs(10));
+    let media = fields.bool("media", report).unwrap_or(true);
+    let upload_url = url(&mut fields, "upload_url", YUNHU_DEFAULT_UPLOAD, report);
     fields.deny_unknown(what, report);
     Some(YunhuAccount {
         token: token?,
@@ -102,6 +111,8 @@ fn parse(id: &AccountId, mut fields: Fields<'_, '_>, what: &str, report: &mut Re
         stream_settle,
         markdown,
         request_timeout,
+        media,
+        upload_url: upload_url?,
     })
 }
 

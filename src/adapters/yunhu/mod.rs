@@ -5,6 +5,7 @@ mod client;
 pub mod config;
 mod gateway;
 mod history;
+mod upload;
 pub mod wire;
 
 #[cfg(test)]
@@ -169,6 +170,11 @@ impl Adapter for YunhuAdapter {
             reply: true,
             mention: true,
             rich_text: self.config.markdown,
+            media: if self.config.media {
+                crate::model::MediaKinds { image: true, file: true, video: true, audio: true, ..Default::default() }
+            } else {
+                crate::model::MediaKinds::default()
+            },
             client_ids: ClientIdForm::UuidHex,
             ..Capabilities::default()
         }

@@ -235,3 +235,51 @@ fn outbound_requests_have_the_golden_shape() {
     assert_json_shape("heartbeat", &[&json(HEARTBEAT)], &heartbeat, &["seq", "cmd", "data"]);
     assert_eq!(heartbeat["cmd"], json(HEARTBEAT)["cmd"]);
 }
+
+const SEND_IMAGE: &str = include_str!("../../../tests/fixtures/wire/yunhu/send_image.pb.json");
+const SEND_FILE: &str = include_str!("../../../tests/fixtures/wire/yunhu/send_file.pb.json");
+const SEND_VIDEO: &str = include_str!("../../../tests/fixtures/wire/yunhu/send_video.pb.json");
+const SEND_AUDIO: &str = include_str!("../../../tests/fixtures/wire/yunhu/send_audio.pb.json");
+const UPLOAD_TOKEN: &str = include_str!("../../../tests/fixtures/wire/yunhu/upload_token.json");
+
+/// Media messages name the uploaded key where seed 004's send schema puts it, with the golden field numbers.
+#[test]
+fn media_messages_have_the_golden_shape() {
+    use super::proto::SendMessageRequest;
+    use super::upload::{Kind, message_parts, token_of};
+    use crate::corpus::{assert_protobuf_shape, json};
+    let file = |mime: &str| crate::link::MediaFile {
+        url: "https://media.example.org/media/x".into(),
+        size: 5000,
+        mime: mime.into(),
+        sha256: "ab".repeat(32),
+        path: "/nonexistent".into(),
+    };
+    let cases = [
+        (
+            Kind::Image,
+            "image/png",
+            SEND_IMAGE,
+            &["2", "3", "4", "5", "5.9", "6", "9", "9.1", "9.2", "9.3", "9.7", "9.8", "9.9"][..],
+        ),
+        (Kind::File, "application/pdf", SEND_FILE, &["5.4", "5.5", "5.18", "6"][..]),
+        (Kind::Video, "video/mp4", SEND_VIDEO, &["5.19", "6", "9.1", "9.3", "9.7", "9.8", "9.9"][..]),
+        (Kind::Audio, "audio/ogg", SEND_AUDIO, &["5.21", "5.22", "6", "9.1", "9.3", "9.8"][..]),
+    ];
+    for (kind, mime, golden, fields) in cases {
+        let (content, media) = message_parts(kind, "k.png", "h", &file(mime), "a.pdf".into(), Some(4));
+        let request = SendMessageRequest {
+            msg_id: "m".into(),
+            chat_id: "c".into(),
+            chat_type: 2,
+            content: Some(content),
+            content_type: kind.content_type(),
+            media,
+            ..SendMessageRequest::default()
+        };
+        assert_protobuf_shape(&format!("{kind:?}"), &json(golden), &request.encode_to_vec(), fields);
+        assert_eq!(json(golden)["6"], kind.content_type(), "{kind:?}: the golden content type");
+    }
+    assert_eq!(token_of(&json(UPLOAD_TOKEN)).unwrap(), "sim-ak:5b2e0c:eyJzY29wZSI6ImNoYXQ2OCJ9");
+    assert!(token_of(&serde_json::json!({"code": -1, "msg": "token invalid"})).is_err());
+}

@@ -15,6 +15,10 @@ const STATUS: &str = include_str!("../../../tests/fixtures/wire/yunhu/status_ans
 const SEND: &str = include_str!("../../../tests/fixtures/wire/yunhu/send_message.pb.json");
 const EDIT: &str = include_str!("../../../tests/fixtures/wire/yunhu/edit_message.pb.json");
 const RECALL: &str = include_str!("../../../tests/fixtures/wire/yunhu/recall_message.pb.json");
+const SEND_IMAGE: &str = include_str!("../../../tests/fixtures/wire/yunhu/send_image.pb.json");
+const SEND_FILE: &str = include_str!("../../../tests/fixtures/wire/yunhu/send_file.pb.json");
+const UPLOAD_TOKEN: &str = include_str!("../../../tests/fixtures/wire/yunhu/upload_token.json");
+const UPLOAD_ANSWER: &str = include_str!("../../../tests/fixtures/wire/yunhu/qiniu_upload_answer.json");
 
 const TOKEN: &str = "0d6f5c1e-7a2b-4c3d-9e8f-112233445566";
 
@@ -90,5 +94,72 @@ async fn the_yunhu_simulator_speaks_the_golden_frames() {
         matches!(&requests[0], crate::sim::yunhu::Request::Send(sent)
         if sent.text == "hello" && sent.quote_msg_text == "小明: 你好" && sent.mentioned_id == ["7654321"]),
         "{requests:?}"
+    );
+}
+
+/// The upload route and the upload host answer as the golden answers do; media messages are taken as the golden
+/// requests write them.
+#[tokio::test]
+async fn the_yunhu_simulator_takes_uploads_as_the_golden_frames_show() {
+    use crate::corpus::assert_json_shape;
+    let sim =
+        YunhuSim::start(YunhuSimConfig { users: vec![(TOKEN.into(), "1234567".into(), "云朵".into())] }).await.unwrap();
+    let http = super::http();
+    for route in ["qiniu-token", "qiniu-token2", "qiniu-token-video", "qiniu-token-audio"] {
+        let answer =
+            http.get(format!("{}/v1/misc/{route}", sim.api_url())).header("token", TOKEN).send().await.unwrap();
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        assert_json_shape(route, &[&json(UPLOAD_TOKEN)], &answer, &["code", "data.token", "msg"]);
+    }
+    let answer = http.get(format!("{}/v1/misc/qiniu-token", sim.api_url())).send().await.unwrap();
+    let answer: serde_json::Value = answer.json().await.unwrap();
+    assert_ne!(answer["code"], 1, "no token without the user's token");
+    let token: serde_json::Value = http
+        .get(format!("{}/v1/misc/qiniu-token", sim.api_url()))
+        .header("token", TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["data"]["token"].as_str().unwrap().to_owned();
+    let form = |token: &str| {
+        reqwest::multipart::Form::new()
+            .text("token", token.to_owned())
+            .text("key", "748b2244a5461d41bd02c41074646fc1.png")
+            .part("file", reqwest::multipart::Part::bytes(b"\x89PNG\r\n\x1a\nxyz".to_vec()).file_name("a.png"))
+    };
+    let upload = http.post(sim.upload_url()).multipart(form(&token)).send().await.unwrap();
+    assert!(upload.status().is_success(), "{}", upload.status());
+    let upload: serde_json::Value = upload.json().await.unwrap();
+    assert_json_shape("upload", &[&json(UPLOAD_ANSWER)], &upload, &["key", "hash"]);
+    assert_eq!(sim.uploaded("748b2244a5461d41bd02c41074646fc1.png").unwrap(), b"\x89PNG\r\n\x1a\nxyz");
+    let refused = http.post(sim.upload_url()).multipart(form("forged")).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "an upload token the API did not give is refused");
+    for golden in [SEND_IMAGE, SEND_FILE] {
+        let answer = http
+            .post(format!("{}/v1/msg/send-message", sim.api_url()))
+            .header("token", TOKEN)
+            .body(protobuf(&json(golden)))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+    }
+    let keys: Vec<(u64, String)> = sim
+        .requests()
+        .into_iter()
+        .filter_map(|r| match r {
+            crate::sim::yunhu::Request::Send(sent) => Some((sent.content_type, sent.media_key)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (2, "748b2244a5461d41bd02c41074646fc1.png".to_owned()),
+            (4, "disk/b126e6db706f176a316b2049353edab4.pdf".to_owned())
+        ]
     );
 }

@@ -5,6 +5,7 @@
 //! service does. Clients can be dropped and sent garbage.
 
 mod contract;
+mod media;
 mod server;
 
 use server::*;
@@ -49,6 +50,10 @@ pub struct Sent {
     pub mentioned_id: Vec<String>,
     pub quote_msg_id: String,
     pub quote_msg_text: String,
+    /// The uploaded key a media message names (`image`, `video`, `audio` or `file_key`), and a file's name and size.
+    pub media_key: String,
+    pub file_name: String,
+    pub file_size: u64,
 }
 
 /// What a client asked of the HTTP API.
@@ -65,6 +70,9 @@ struct Inner {
     history: HashMap<String, Vec<PushMessage>>,
     requests: Vec<Request>,
     logins: usize,
+    /// Upload tokens given out, and what was uploaded with them, by key.
+    upload_tokens: Vec<String>,
+    uploads: HashMap<String, Vec<u8>>,
 }
 
 struct Shared {
@@ -139,6 +147,11 @@ impl YunhuSim {
             .route("/v1/msg/recall-msg-batch", post(recall_batch))
             .route("/v1/msg/list-message-by-seq", post(list_by_seq))
             .route("/ws", get(socket))
+            .route("/v1/misc/qiniu-token", get(media::upload_token))
+            .route("/v1/misc/qiniu-token2", get(media::upload_token))
+            .route("/v1/misc/qiniu-token-video", get(media::upload_token))
+            .route("/v1/misc/qiniu-token-audio", get(media::upload_token))
+            .route("/qiniu/upload", post(media::qiniu_upload).layer(axum::extract::DefaultBodyLimit::max(64 << 20)))
             .layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), unless_down))
             .with_state(Arc::clone(&shared));
         Ok(Self { server: SimServer::start_at(super::loopback(port), app).await?, shared })

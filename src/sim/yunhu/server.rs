@@ -24,6 +24,13 @@ pub(super) async fn send_message(State(shared): State<Arc<Shared>>, headers: Hea
         mentioned_id: c.mentioned_id.clone(),
         quote_msg_id: request.quote_msg_id.clone(),
         quote_msg_text: c.quote_msg_text.clone(),
+        media_key: [&c.image, &c.video, &c.audio, &c.file_key]
+            .into_iter()
+            .find(|k| !k.is_empty())
+            .cloned()
+            .unwrap_or_default(),
+        file_name: c.file_name.clone(),
+        file_size: c.file_size,
     }));
     let content = MsgContent {
         text: c.text,

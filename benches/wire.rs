@@ -88,8 +88,12 @@ fn yunhu(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let frames: Vec<Vec<u8>> = runtime.block_on(async {
         use futures_util::{SinkExt, StreamExt};
-        let sim =
-            YunhuSim::start(YunhuSimConfig { users: vec![("t".into(), "1".into(), "bot".into())] }).await.unwrap();
+        let sim = YunhuSim::start(YunhuSimConfig {
+            users: vec![("t".into(), "1".into(), "bot".into())],
+            ..YunhuSimConfig::default()
+        })
+        .await
+        .unwrap();
         let (mut ws, _) = tokio_tungstenite::connect_async(sim.ws_url()).await.unwrap();
         let login =
             r#"{"seq":"1","cmd":"login","data":{"userId":"1","token":"t","platform":"windows","deviceId":"d"}}"#;

@@ -72,7 +72,10 @@ impl Platforms {
         let config = HeiheiSimConfig { token: "demo-heihei-token".into(), user_id: 777, hosts: vec![HOST] };
         let heihei = HeiheiSim::start(config).await.context("starting a simulated Heihei server")?;
         heihei.start_live(HOST);
-        let config = YunhuSimConfig { users: vec![(YUNHU_TOKEN.into(), "9001".into(), "bridgebot".into())] };
+        let config = YunhuSimConfig {
+            users: vec![(YUNHU_TOKEN.into(), "9001".into(), "bridgebot".into())],
+            ..YunhuSimConfig::default()
+        };
         let yunhu = YunhuSim::start(config).await.context("starting a simulated Yunhu server")?;
         Ok(Self { fishroom, missevan, iirose, heihei, yunhu })
     }

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             store,
             instances,
             burst,
+            media,
             to,
             no_coalesce,
             suite,
@@ -75,6 +76,23 @@ fn main() -> ExitCode {
             if suite {
                 let options = chatbridge::cli::suite::SuiteOptions { rounds, messages };
                 return report(runtime().and_then(|rt| rt.block_on(chatbridge::cli::suite::run(options))));
+            }
+            if let Some(items) = media {
+                return report(runtime().and_then(|rt| {
+                    let run = rt.block_on(chatbridge::cli::media_bench::run(items))?;
+                    println!(
+                        "media: {items} photos of 200 KB → Fishroom (links) and Yunhu (uploads): all arrived after {:.2} s \
+                         ({:.0} items/s); {} links, {} images, {} failed; RSS {:.1} MB before, rose {:.1} MB at most",
+                        run.elapsed.as_secs_f64(),
+                        items as f64 / run.elapsed.as_secs_f64(),
+                        run.linked,
+                        run.uploaded,
+                        run.failed,
+                        run.rss_before as f64 / 1e6,
+                        run.rss_growth as f64 / 1e6,
+                    );
+                    Ok(())
+                }));
             }
             if let Some(messages) = burst {
                 let coalesce = !no_coalesce;

@@ -125,3 +125,57 @@ fn fishroom_a_poll_answer_of_tiny_items() {
     assert!(peak < BUDGET, "{:.0} MB", mb(peak));
     assert!(wire::parse_poll(body.as_bytes()).is_err(), "refused");
 }
+
+/// A media item is streamed to disk (issue #31 §1): fetching 64 MB holds a few hundred kilobytes at most, and an
+/// endless body past the cap costs no more.
+#[test]
+fn media_a_large_item_and_an_endless_body_are_streamed_not_held() {
+    use chatbridge::media::fetch::{Failure, Fetcher, Kind, Limits};
+    use chatbridge::media::guard::Trusted;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("chatbridge-memory-media-{}", std::process::id()));
+    let large = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut request = [0u8; 1024];
+                    let n = socket.read(&mut request).await.unwrap_or(0);
+                    let endless = String::from_utf8_lossy(&request[..n]).contains("endless");
+                    let head = if endless {
+                        "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n\r\n".to_owned()
+                    } else {
+                        format!("HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n", 64 << 20)
+                    };
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(b"\x89PNG\r\n\x1a\n").await;
+                    let chunk = vec![7u8; 64 << 10];
+                    let mut sent = 8usize;
+                    while endless || sent < 64 << 20 {
+                        let take = if endless { chunk.len() } else { chunk.len().min((64 << 20) - sent) };
+                        if socket.write_all(&chunk[..take]).await.is_err() {
+                            return;
+                        }
+                        sent += take;
+                    }
+                });
+            }
+        });
+        addr
+    });
+    let limits = Limits { max_size: 100 << 20, ..Limits::default() };
+    let fetcher = Fetcher::new(Trusted::new(["127.0.0.1".to_owned()]), limits, &dir).unwrap();
+    let url = |path: &str| reqwest::Url::parse(&format!("http://{large}{path}")).unwrap();
+    let mut fetched = None;
+    let peak = peak_of(|| fetched = Some(runtime.block_on(fetcher.fetch(&url("/large.png"), Kind::Image))));
+    let item = fetched.unwrap().expect("fetched");
+    assert_eq!(item.size, 64 << 20);
+    assert!(peak < 4 << 20, "64 MB fetched holding {:.1} MB", mb(peak));
+    let mut failed = None;
+    let peak = peak_of(|| failed = Some(runtime.block_on(fetcher.fetch(&url("/endless.png"), Kind::Image))));
+    assert_eq!(failed.unwrap().map(|f| f.size), Err(Failure::TooLarge(None)));
+    assert!(peak < 4 << 20, "an endless body cut at 100 MB holding {:.1} MB", mb(peak));
+    let _ = std::fs::remove_dir_all(&dir);
+}

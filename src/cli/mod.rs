@@ -6,6 +6,7 @@ pub mod burst;
 pub mod check;
 pub mod deadletters;
 pub mod manpage;
+pub mod media_bench;
 pub mod null_relay;
 pub mod run;
 pub mod suite;
@@ -121,6 +122,11 @@ pub enum Command {
         /// simulators with the default send limits; reports the time until the last is visible.
         #[arg(long, conflicts_with_all = ["post", "in_memory", "full_sync", "store"])]
         burst: Option<usize>,
+        /// Instead of the API load: a Fishroom room says this many photos of 200 KB at once, fetched into the media
+        /// store and relayed to Fishroom (as links) and Yunhu (uploaded); reports the time, items a second and the
+        /// rise of resident memory.
+        #[arg(long, conflicts_with_all = ["post", "in_memory", "full_sync", "store", "burst"])]
+        media: Option<usize>,
         /// With --burst: where the messages go (Fishroom sends 10 a second, Missevan 2).
         #[arg(long, value_enum, default_value = "fishroom", requires = "burst")]
         to: burst::BurstTo,

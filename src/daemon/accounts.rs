@@ -80,6 +80,8 @@ pub(super) struct Supervisor {
     closed: CancellationToken,
     stats: Arc<Stats>,
     general: General,
+    /// `[media]`: the media store is opened at start, so a change of it waits for a restart.
+    media: crate::config::MediaSettings,
     bridges: Vec<String>,
     leased: Option<Leased>,
 }
@@ -100,6 +102,7 @@ impl Supervisor {
             closed,
             stats: Arc::clone(stats),
             general: config.general.clone(),
+            media: config.media.clone(),
             bridges: config.bridges.iter().map(|b| b.name.clone()).collect(),
             leased: None,
         }
@@ -165,7 +168,10 @@ impl Supervisor {
 
     /// Applies a checked configuration to the running accounts and router.
     pub(super) async fn apply(&mut self, config: Config, control: &mpsc::UnboundedSender<Control>) -> Reloaded {
-        let keys = self.general.restart_keys(&config.general);
+        let mut keys = self.general.restart_keys(&config.general);
+        if self.media != config.media {
+            keys.push("[media]");
+        }
         if !keys.is_empty() {
             return Reloaded::NeedsRestart { keys, config: Box::new(config) };
         }

@@ -84,10 +84,12 @@ pub async fn start_on(rooms: usize, port: u16) -> anyhow::Result<Simulators> {
     for host in &hosts {
         heihei.start_live(*host);
     }
-    let yunhu =
-        YunhuSim::start_on(YunhuSimConfig { users: vec![(TOKEN.into(), "9001".into(), "bridgebot".into())] }, at(4))
-            .await
-            .with_context(|| format!("the Yunhu simulator on port {}", at(4)))?;
+    let yunhu = YunhuSim::start_on(
+        YunhuSimConfig { users: vec![(TOKEN.into(), "9001".into(), "bridgebot".into())], ..YunhuSimConfig::default() },
+        at(4),
+    )
+    .await
+    .with_context(|| format!("the Yunhu simulator on port {}", at(4)))?;
 
     let mut config = format!(
         // The simulators are there to be measured: no send rate limits (`send_rate = 0`).

@@ -256,6 +256,7 @@ pub async fn yunhu() -> YunhuSim {
             (YUNHU_TOKEN.to_owned(), "9001".to_owned(), "bridgebot".to_owned()),
             (YUNHU_TOKEN_2.to_owned(), "9002".to_owned(), "bridgebot2".to_owned()),
         ],
+        ..YunhuSimConfig::default()
     };
     YunhuSim::start(config).await.expect("the simulator starts")
 }

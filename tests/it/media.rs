@@ -351,3 +351,11 @@ async fn a_room_keeps_its_order_while_its_media_are_fetched_and_other_rooms_go_o
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(state);
 }
+
+/// The media benchmark's run, small: every photo arrives as a link and as an uploaded image (its figures are
+/// docs/performance.md's, never asserted here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_media_benchmark_relays_every_photo_both_ways() {
+    let run = chatbridge::cli::media_bench::run(20).await.expect("the benchmark runs");
+    assert_eq!((run.linked, run.uploaded, run.failed), (20, 20, 0), "{run:?}");
+}

@@ -147,6 +147,13 @@ async fn settings_that_shape_the_store_or_listeners_ask_for_a_restart() {
         Reloaded::NeedsRestart { keys, .. } => assert_eq!(keys, ["queue_capacity"]),
         other => panic!("{other:?}"),
     }
+    // The media store is opened at start: turning it on waits for a restart too.
+    let media = pair.config(&PATIENT.replace("[general]\n", "[general]\nhttp_listen = \"127.0.0.1:0\"\n"));
+    let media = media.replacen("\n[accounts", "\n[media]\npublic_url = \"https://media.example.org\"\n\n[accounts", 1);
+    match reload(&running, &media).await {
+        Reloaded::NeedsRestart { keys, .. } => assert_eq!(keys, ["http_listen", "[media]"]),
+        other => panic!("{other:?}"),
+    }
     // The running daemon is untouched.
     let mut at_lug = pair.lug.subscribe();
     pair.tuna.say("general", "irc", "alice", "still here");

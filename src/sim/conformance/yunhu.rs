@@ -37,8 +37,12 @@ fn cmd(frame: &[u8]) -> String {
 
 #[tokio::test]
 async fn the_yunhu_simulator_speaks_the_golden_frames() {
-    let sim =
-        YunhuSim::start(YunhuSimConfig { users: vec![(TOKEN.into(), "1234567".into(), "云朵".into())] }).await.unwrap();
+    let sim = YunhuSim::start(YunhuSimConfig {
+        users: vec![(TOKEN.into(), "1234567".into(), "云朵".into())],
+        ..YunhuSimConfig::default()
+    })
+    .await
+    .unwrap();
     let http = super::http();
 
     // user/info: the golden UserInfo's shape, with the id.
@@ -102,8 +106,12 @@ async fn the_yunhu_simulator_speaks_the_golden_frames() {
 #[tokio::test]
 async fn the_yunhu_simulator_takes_uploads_as_the_golden_frames_show() {
     use crate::corpus::assert_json_shape;
-    let sim =
-        YunhuSim::start(YunhuSimConfig { users: vec![(TOKEN.into(), "1234567".into(), "云朵".into())] }).await.unwrap();
+    let sim = YunhuSim::start(YunhuSimConfig {
+        users: vec![(TOKEN.into(), "1234567".into(), "云朵".into())],
+        ..YunhuSimConfig::default()
+    })
+    .await
+    .unwrap();
     let http = super::http();
     for route in ["qiniu-token", "qiniu-token2", "qiniu-token-video", "qiniu-token-audio"] {
         let answer =

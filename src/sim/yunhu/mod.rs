@@ -37,6 +37,8 @@ use crate::adapters::yunhu::proto::{
 pub struct YunhuSimConfig {
     /// Known users: (token, user id, name).
     pub users: Vec<(String, String, String)>,
+    /// The upload host keeps no bytes, only that a key was uploaded (a benchmark's thousands of pictures).
+    pub discard_uploads: bool,
 }
 
 /// A message a client sent through the API.

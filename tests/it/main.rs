@@ -22,6 +22,7 @@ mod iirose;
 mod load;
 mod media;
 mod media_pairs;
+mod media_pg;
 mod missevan;
 mod postgres;
 mod reload;

@@ -174,6 +174,8 @@ fn config(
 ) -> String {
     let room =
         |room: &str, direction: &str| format!("[[bridge.room]]\nroom = \"{room}\"\ndirection = \"{direction}\"\n");
+    // Room `d` writes media its own way.
+    let d = format!("{}media_format = \"📎 {{name}} ({{size}}): {{url}}\"\n", room("fishroom.out:d", "out"));
     format!(
         "{FAST}http_listen = \"127.0.0.1:0\"\nstate_dir = \"{state}\"\n\n[media]\npublic_url = \"https://media.example.org\"\nmax_size = \"1 MB\"\nfetch_timeout = \"1s\"\n{}{}{}{}\n\
          [[bridge]]\nname = \"pics\"\n{}{}{}[[bridge]]\nname = \"talk\"\n{}{}",
@@ -185,7 +187,7 @@ fn config(
         room("fishroom.out:b", "out"),
         room(&format!("iirose.rose:{ROSE_ROOM}"), "inout"),
         room("fishroom.tc:c", "inout"),
-        room("fishroom.out:d", "out"),
+        d,
     )
 }
 
@@ -271,8 +273,21 @@ async fn an_image_arrives_as_the_stores_link_natively_where_shown_and_its_bytes_
     let again = next_in(&mut posted, "b").await;
     assert_eq!(signed_path(&again).split('?').next(), path.split('?').next());
     assert_eq!(host.hits.load(Ordering::SeqCst), 1);
+    // A room's own media_format.
+    fish.publish(photo("c", &host.url("/cat.png"), "photo"));
+    let custom = next_in(&mut posted, "d").await;
+    assert!(custom.contains("look 📎 image (5.0 KB): https://media.example.org/media/"), "{custom}");
+    // A file that a browser would run is kept, and served as an attachment under a policy that allows nothing.
+    fish.publish(photo("a", &host.url("/page.png"), "file"));
+    let page = signed_path(&next_in(&mut posted, "b").await);
+    let served = get(addr, &page, None).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()[header::CONTENT_TYPE], "text/html");
+    assert!(served.headers()[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    assert_eq!(served.headers()[header::CONTENT_SECURITY_POLICY], "default-src 'none'; sandbox");
+    assert_eq!(served.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("chatbridge_media_stored_total 1"), "{metrics}");
+    assert!(metrics.contains("chatbridge_media_stored_total 2"), "{metrics}");
     assert!(metrics.contains("chatbridge_media_refused_total 2"), "{metrics}");
     running.shutdown().await;
     // A restart keeps the store, its key, and so its links.

@@ -225,6 +225,18 @@ fn markdown_messages_read_as_formatting_with_their_markup() {
 }
 
 #[test]
+fn images_and_voice_in_brackets_are_media() {
+    assert_eq!(
+        parse_text("[https://r.iirose.com/i/a.png#e] [https://r.iirose.com/v/b.mp3?iiroseaudio=.weba]").0,
+        Content(vec![
+            Segment::Image { url: "https://r.iirose.com/i/a.png".into() },
+            Segment::Text(" ".into()),
+            Segment::Audio { url: "https://r.iirose.com/v/b.mp3?iiroseaudio=.weba".into(), seconds: None },
+        ])
+    );
+}
+
+#[test]
 fn outbound_markup_and_quotes() {
     let content = Content(vec![
         Segment::Text("hi".into()),

@@ -92,7 +92,13 @@ fn segments(text: &str) -> Content {
         } else if let Some(room) = caps.name("room") {
             out.push(Segment::RoomLink { room: room.as_str().to_owned() });
         } else if let Some(url) = caps.name("image") {
-            out.push(Segment::Image { url: url.as_str().trim_end_matches("#e").to_owned() });
+            let url = url.as_str().trim_end_matches("#e");
+            // A link ending `.weba` is voice (the protocol notes: koishi appends `?iiroseaudio=.weba`).
+            if url.ends_with(".weba") {
+                out.push(Segment::Audio { url: url.to_owned(), seconds: None });
+            } else {
+                out.push(Segment::Image { url: url.to_owned() });
+            }
         }
         last = whole.end();
     }

@@ -103,6 +103,8 @@ pub struct Quote {
     pub sender: Option<String>,
     pub text: String,
     pub time: Option<crate::model::Time>,
+    /// The quoted message's image (the store's link where it was fetched), for platforms that show it (Yunhu).
+    pub image: Option<String>,
 }
 
 /// What the adapter is asked to do.

@@ -143,6 +143,10 @@ pub struct Reply {
     pub quoted_sender: Option<String>,
     pub quoted_text: Option<String>,
     pub quoted_time: Option<Time>,
+    /// The quoted message's image, where the platform gives it (Yunhu `quote_image_url`): media like the
+    /// message's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted_image: Option<String>,
 }
 
 /// A chat message.

@@ -57,12 +57,15 @@ pub type Resolved = Vec<(String, Resolution)>;
 
 /// The items a platform marked as media in an event: its URL and kind, each once.
 pub fn media_of(kind: &EventKind) -> Vec<(String, MediaKind)> {
-    let content = match kind {
-        EventKind::Message(message) => &message.content,
-        EventKind::Edited { content, .. } => content,
+    let (content, quoted) = match kind {
+        EventKind::Message(message) => (&message.content, message.reply.as_ref().and_then(|r| r.quoted_image.as_ref())),
+        EventKind::Edited { content, .. } => (content, None),
         _ => return Vec::new(),
     };
     let mut out: Vec<(String, MediaKind)> = Vec::new();
+    if let Some(url) = quoted {
+        out.push((url.clone(), MediaKind::Image));
+    }
     for segment in &content.0 {
         if let Some((url, kind)) = item(segment)
             && !out.iter().any(|(u, _)| u == url)

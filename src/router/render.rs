@@ -170,13 +170,33 @@ fn render_message(
             Some(snippet) => (snippet.sender, Some(snippet.text), Some(snippet.time)),
             None => (reply.quoted_sender.clone(), reply.quoted_text.clone(), reply.quoted_time),
         };
+        // The quoted message's image: the store's link where it was fetched, else its own.
+        let image = reply.quoted_image.as_ref().map(|url| match target.media.iter().find(|(u, _)| u == url) {
+            Some((_, super::media::Resolution::Stored(file))) => {
+                (file.url.clone(), format!("[image {}] {}", super::media::human_size(file.size), file.url))
+            }
+            _ => (url.clone(), format!("[image] {url}")),
+        });
         if caps.reply {
             // The platform shows quotes itself: the copy's id where there is one, and what was quoted.
             parent_missing = copy.is_none() && reply.target.is_some();
             reply_to = copy;
-            quote = text.map(|text| Quote { sender, text, time });
-        } else if let Some(text) = text {
-            body.push(Segment::Text(quote_line(sender.as_deref(), &text)));
+            let image_url = image.map(|(url, _)| url);
+            quote = match text {
+                Some(text) => Some(Quote { sender, text, time, image: image_url }),
+                None => image_url.map(|url| Quote { sender, text: String::new(), time, image: Some(url) }),
+            };
+        } else if text.is_some() || image.is_some() {
+            let mut line = quote_line(sender.as_deref(), text.as_deref().unwrap_or_default());
+            if let Some((_, written)) = image {
+                line.pop();
+                if !line.ends_with(' ') {
+                    line.push(' ');
+                }
+                line.push_str(&written);
+                line.push('\n');
+            }
+            body.push(Segment::Text(line));
         }
     }
     let rewrites = target.source.map_or(&[][..], |source| &source.replace_text[..]);

@@ -467,4 +467,5 @@ async fn private_messages_never_enter_a_room_bridge() {
 mod at_once;
 mod coalesce;
 mod durable;
+mod media;
 mod reload;

@@ -39,6 +39,7 @@ pub fn parse_text(text: &str) -> (Content, Option<Reply>) {
                     quoted_sender: Some(name.to_owned()),
                     quoted_text: Some(quoted.to_owned()),
                     quoted_time: time.parse::<i64>().ok().map(|s| Time(s * 1000)),
+                    quoted_image: None,
                 }
             });
             (reply, new)

@@ -181,6 +181,8 @@ async fn send_one(
                 Some(sender) => format!("{sender}: {}", quote.text),
                 None => quote.text.clone(),
             };
+            // "引用图片直链,https://…" (seed 004).
+            content.quote_image_url = quote.image.clone().filter(|url| url.starts_with("https://")).unwrap_or_default();
         }
     }
     let body = SendMessageRequest {

@@ -109,11 +109,13 @@ pub fn kind(push: &PushMessage, edit: bool) -> EventKind {
     if edit {
         return EventKind::Edited { target: msg_id, content };
     }
-    let reply = (!push.quote_msg_id.is_empty() || !c.quote_msg_text.is_empty()).then(|| Reply {
+    let quoting = !push.quote_msg_id.is_empty() || !c.quote_msg_text.is_empty() || !c.quote_image_url.is_empty();
+    let reply = quoting.then(|| Reply {
         target: (!push.quote_msg_id.is_empty()).then(|| RemoteId::new(push.quote_msg_id.as_str())),
         quoted_sender: None,
         quoted_text: (!c.quote_msg_text.is_empty()).then(|| c.quote_msg_text.clone()),
         quoted_time: None,
+        quoted_image: (!c.quote_image_url.is_empty()).then(|| c.quote_image_url.clone()),
     });
     EventKind::Message(Message { content, reply, private: push.chat_type == 1, ..Message::default() })
 }

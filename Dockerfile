@@ -31,7 +31,8 @@ ENV CHATBRIDGE_CONFIG=/etc/chatbridge/config.toml \
 VOLUME ["/var/lib/chatbridge"]
 # The image's `nonroot` user (65532); the state directory is its own.
 USER 65532:65532
-# Serve /health and /metrics with general.http_listen = "0.0.0.0:9780" to publish them.
+# Serve /health and /metrics with general.http_listen = "0.0.0.0:9780" to publish them (with general.admin_token set:
+# beyond loopback, the status page and the admin API need it, and `check` refuses the file without it).
 EXPOSE 9780
 ENTRYPOINT ["/usr/local/bin/chatbridge"]
 CMD ["run"]

@@ -3,6 +3,7 @@
 //! and closed, accounts whose settings or rooms changed get a new session, the rest stay connected.
 
 mod accounts;
+mod admin;
 mod media;
 
 use std::collections::{BTreeMap, HashMap};
@@ -193,6 +194,9 @@ impl Daemon {
         for bridge in &config.bridges {
             info!(bridge = %bridge.name, rooms = bridge.rooms.len(), "Bridge started.");
         }
+        let operator = std::sync::Arc::new(admin::StoreOperator::new(&config));
+        let layout = admin::layout(&config);
+        let admin_token = config.general.admin_token.as_ref().map(|t| t.expose().to_owned());
         let media = media::start(&config, &stats)
             .map_err(|source| StartError::Media { dir: config.general.state_dir.join("media"), source })?;
         let rules = router::rules::Rules::new(config.bridges);
@@ -215,14 +219,13 @@ impl Daemon {
         let states = router.states();
         tokio::spawn(notify::follow(states.clone(), Arc::clone(&stats)));
         if let Some(listener) = status_listener {
-            tokio::spawn(status::serve(
-                listener,
-                states.clone(),
-                Arc::clone(&stats),
-                general.http,
-                media_routes,
-                closed.clone(),
-            ));
+            let window = crate::admin::Admin::new(states.clone(), Arc::clone(&stats), operator, layout, admin_token);
+            let routes = match media_routes {
+                Some(media) => media.merge(window.routes()),
+                None => window.routes(),
+            };
+            let (states, stats, closed) = (states.clone(), Arc::clone(&stats), closed.clone());
+            tokio::spawn(status::serve(listener, states, stats, general.http, Some(routes), closed));
         }
         let (reloads_tx, mut reloads) = mpsc::unbounded_channel::<(Config, oneshot::Sender<Reloaded>)>();
         let task = tokio::spawn(async move {

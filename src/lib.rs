@@ -24,6 +24,7 @@
 //! `general.shutdown_timeout`, then closes everything.
 
 pub mod adapters;
+pub mod admin;
 pub mod bucket;
 pub mod cli;
 pub mod config;

@@ -36,6 +36,7 @@ pub fn on_signals() -> std::io::Result<CancellationToken> {
 pub fn on_reload() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
     let mut hup = signal(SignalKind::hangup())?;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let _ = RELOADS.set(tx.clone());
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             // One pending request is enough: reloads asked while one waits are the same reload.
@@ -43,4 +44,19 @@ pub fn on_reload() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
         }
     });
     Ok(rx)
+}
+
+/// Where a reload is asked for besides SIGHUP (the admin API), once `on_reload` has run.
+static RELOADS: std::sync::OnceLock<tokio::sync::mpsc::Sender<()>> = std::sync::OnceLock::new();
+
+/// Asks for a reload exactly as SIGHUP does; `false` where nothing takes reloads (a daemon run in-process, not by
+/// `chatbridge run`).
+pub fn request_reload() -> bool {
+    match RELOADS.get() {
+        Some(tx) => {
+            let _ = tx.try_send(());
+            true
+        }
+        None => false,
+    }
 }

@@ -142,6 +142,16 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
         ),
         ("chatbridge_lease_renewals_total", "Account leases renewed by this instance.", stats.lease_renewals.get()),
         (
+            "chatbridge_admin_login_failures_total",
+            "Failed logins to the status page.",
+            stats.admin_login_failures.get(),
+        ),
+        (
+            "chatbridge_admin_refused_total",
+            "Admin actions refused: no CSRF token, or another site's origin.",
+            stats.admin_refused.get(),
+        ),
+        (
             "chatbridge_lease_takeovers_total",
             "Account leases this instance claimed (at start, after another instance stopped, or to even the load).",
             stats.lease_takeovers.get(),

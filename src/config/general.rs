@@ -57,6 +57,9 @@ pub struct General {
     pub instance: String,
     /// With `store`: how long an account's lease lasts without renewal (renewed every third of it).
     pub lease_ttl: Duration,
+    /// The status page and the admin API ask for it (a login, or `Authorization: Bearer`); unset, they are open to
+    /// whoever reaches `http_listen`, which must then be on loopback.
+    pub admin_token: Option<crate::settings::Secret>,
 }
 
 /// The machine's host name (`general.instance` when the file names none).
@@ -151,6 +154,7 @@ impl Default for General {
             store: None,
             instance: host_name(),
             lease_ttl: Duration::from_secs(15),
+            admin_token: None,
         }
     }
 }
@@ -305,6 +309,27 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
         None if !general.durable => general.id_map_capacity = ID_MAP_IN_MEMORY,
         None => {}
     }
+    if let Some((spec, span)) = fields.str("admin_token", report) {
+        report.note_literal(&span, "admin_token", spec);
+        match crate::settings::Secret::resolve(spec) {
+            Ok(token) if token.expose().len() < 16 && token.expose() != "unresolved" => {
+                report.error(&span, "`admin_token` is shorter than 16 characters: anyone could guess it")
+            }
+            Ok(token) => general.admin_token = Some(token),
+            Err(e) => report.error(&span, format!("secret `admin_token` cannot be read: {e}")),
+        }
+    }
+    if let Some(addr) = general.http_listen
+        && !addr.ip().is_loopback()
+        && general.admin_token.is_none()
+        && fields.span_of("admin_token").is_none()
+    {
+        let span = fields.span_of("http_listen").unwrap_or(fields.span.clone());
+        report.error(
+            &span,
+            format!("`http_listen` is {addr}, beyond loopback, without an `admin_token`: anyone who reaches it could see the status page and use the admin API; set `admin_token` (docs/operations.md#the-status-page), or listen on 127.0.0.1 behind a reverse proxy"),
+        );
+    }
     fields.deny_unknown("[general]", report);
     general
 }
@@ -357,6 +382,8 @@ impl General {
         differs("store", self.store != new.store);
         differs("instance", self.instance != new.instance);
         differs("lease_ttl", self.lease_ttl != new.lease_ttl);
+        let token = |general: &General| general.admin_token.as_ref().map(|t| t.expose().to_owned());
+        differs("admin_token", token(self) != token(new));
         keys
     }
 }

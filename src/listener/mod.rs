@@ -128,7 +128,9 @@ pub async fn serve_gated(
         let ticket = Arc::new(ticket);
         let service = {
             let (app, gate, flow, ticket) = (app.clone(), gate.clone(), Arc::clone(&flow), Arc::clone(&ticket));
-            service_fn(move |request| {
+            service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                // The peer, for handlers that need it (the admin login's throttle).
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 let seen = Seen { flow: Arc::clone(&flow), ticket: Arc::clone(&ticket) };
                 answer(app.clone(), gate.clone(), request, limits, seen)
             })

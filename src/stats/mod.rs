@@ -217,6 +217,9 @@ pub struct Stats {
     pub reads: Reads,
     /// The media store's counters.
     pub media: media::MediaCounts,
+    /// Failed logins to the status page, and actions refused for a missing CSRF token or another origin.
+    pub admin_login_failures: Counter,
+    pub admin_refused: Counter,
 }
 
 /// A room as the unauthenticated `/metrics` may show it: a private conversation (`user/<id>`) by a salted hash

@@ -97,6 +97,19 @@ pub fn requeue(dir: &Path, keys: Option<&[u64]>) -> Result<usize, StoreError> {
     Ok(marked)
 }
 
+/// Removes dead letters for good (the status page's "drop"). Returns how many went.
+pub fn drop_letters(dir: &Path, keys: &[u64]) -> Result<usize, StoreError> {
+    let mut db = open_existing(dir)?;
+    let error = |source| StoreError::Open { path: path(dir), source };
+    let tx = db.transaction().map_err(error)?;
+    let mut dropped = 0;
+    for key in keys {
+        dropped += tx.execute("DELETE FROM deadletters WHERE key = ?1", params![*key as i64]).map_err(error)?;
+    }
+    tx.commit().map_err(error)?;
+    Ok(dropped)
+}
+
 /// What the outbox holds per destination, read-only; `None` when there is no database yet.
 pub fn queues(dir: &Path) -> Result<Option<Vec<Queue>>, StoreError> {
     let path = path(dir);

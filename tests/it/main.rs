@@ -1,5 +1,6 @@
 //! Integration tests: the daemon against the in-process simulators on 127.0.0.1:0.
 
+mod admin;
 mod api;
 mod api_compat;
 mod api_limits;

@@ -55,6 +55,19 @@ pub fn requeue(target: &PgTarget, keys: Option<&[u64]>) -> Result<usize, StoreEr
     })
 }
 
+/// Removes dead letters for good. Returns how many went.
+pub fn drop_letters(target: &PgTarget, keys: &[u64]) -> Result<usize, StoreError> {
+    let t = target.clone();
+    let keys: Vec<i64> = keys.iter().map(|k| *k as i64).collect();
+    blocking(target, move |client| {
+        async move {
+            let dropped = client.execute("DELETE FROM deadletters WHERE key = ANY($1)", &[&keys]).await;
+            dropped.map(|n| n as usize).map_err(|e| t.error(&e))
+        }
+        .boxed()
+    })
+}
+
 /// What the outbox holds per destination.
 pub fn queues(target: &PgTarget) -> Result<Vec<Queue>, StoreError> {
     let t = target.clone();

@@ -1,0 +1,105 @@
+//! The operator's window (issue #32): the status page at `/` and the admin API under `/admin/api/v1/` on
+//! `general.http_listen`, behind `general.admin_token`. Beside `router/` and `adapters/`: it reads the accounts'
+//! states and the counters, and acts through [`Operator`], which the daemon implements (the dead letters in the
+//! store, the reload). The page is drawn from the same snapshot the API serves, and its buttons post to the API.
+//!
+//! - model.rs: the snapshot; auth.rs: the token, sessions, CSRF, the hardened headers;
+//! - api.rs: the routes; page.rs: the page.
+
+pub mod api;
+pub mod auth;
+pub mod model;
+pub mod page;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::link::AccountState;
+use crate::model::{AccountId, Time};
+use crate::stats::Stats;
+use model::{DeadLetterView, Layout};
+
+/// What the admin side asks of the daemon.
+pub trait Operator: Send + Sync + 'static {
+    /// Every dead letter (blocking: called off the runtime's threads).
+    fn dead_letters(&self) -> Result<Vec<DeadLetterView>, String>;
+    /// Marks dead letters to go back to their rooms' queues at the next start; how many were.
+    fn requeue(&self, keys: &[u64]) -> Result<usize, String>;
+    /// Removes dead letters for good; how many went.
+    fn drop_letters(&self, keys: &[u64]) -> Result<usize, String>;
+}
+
+/// Everything the routes share.
+#[derive(Clone)]
+pub struct Admin {
+    pub(crate) states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) operator: Arc<dyn Operator>,
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) auth: Arc<auth::Auth>,
+    pub(crate) started: std::time::Instant,
+    /// When each account came to its state.
+    pub(crate) since: Arc<Mutex<BTreeMap<AccountId, Time>>>,
+}
+
+impl Admin {
+    pub fn new(
+        states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
+        stats: Arc<Stats>,
+        operator: Arc<dyn Operator>,
+        layout: Layout,
+        token: Option<String>,
+    ) -> Self {
+        let since = Arc::new(Mutex::new(BTreeMap::new()));
+        tokio::spawn(follow(states.clone(), Arc::clone(&since)));
+        Self {
+            states,
+            stats,
+            operator,
+            layout: Arc::new(layout),
+            auth: Arc::new(auth::Auth::new(token)),
+            started: std::time::Instant::now(),
+            since,
+        }
+    }
+
+    /// The snapshot of now (reads the dead letters: call it off the runtime's threads).
+    pub fn snapshot(&self) -> model::Snapshot {
+        let states = self.states.borrow().clone();
+        let since = self.since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let letters = self.operator.dead_letters();
+        model::snapshot(&self.stats, &states, &since, &self.layout, self.started, letters)
+    }
+
+    /// The page's and the API's routes.
+    pub fn routes(self) -> axum::Router {
+        api::routes(self)
+    }
+}
+
+/// Notes when each account's state changed, for as long as the states are told.
+async fn follow(
+    mut states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
+    since: Arc<Mutex<BTreeMap<AccountId, Time>>>,
+) {
+    let mut last: BTreeMap<AccountId, AccountState> = BTreeMap::new();
+    loop {
+        {
+            let now = states.borrow_and_update().clone();
+            let mut since = since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (id, state) in &now {
+                let same =
+                    last.get(id).is_some_and(|before| std::mem::discriminant(before) == std::mem::discriminant(state));
+                if !same {
+                    since.insert(id.clone(), Time::now());
+                }
+            }
+            last = now;
+        }
+        if states.changed().await.is_err() {
+            return;
+        }
+    }
+}

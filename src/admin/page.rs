@@ -1,0 +1,190 @@
+//! The status page: server-rendered HTML from the API's snapshot, readable without JavaScript (it refreshes itself
+//! every 15 seconds with a `<meta>`), its buttons plain forms posting to the API with the session's CSRF token.
+
+use std::fmt::Write as _;
+
+use super::api::PREFIX;
+use super::model::{AccountView, Snapshot};
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d232a;background:#f5f6f8}\
+header{background:#1d232a;color:#fff;padding:12px 24px;display:flex;gap:24px;align-items:baseline;flex-wrap:wrap}\
+header h1{font-size:18px;margin:0}header span{opacity:.8}main{padding:16px 24px;display:grid;gap:16px}\
+section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:12px 16px}h2{font-size:15px;margin:0 0 8px}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f3;vertical-align:top}\
+th{font-weight:600;color:#56606b;font-size:12px;text-transform:uppercase}.num{text-align:right;font-variant-numeric:tabular-nums}\
+.state{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}\
+.connected{background:#d8f3dc;color:#1b5e20}.connecting{background:#e3e8ef;color:#37474f}\
+.backing_off{background:#fff3cd;color:#7a5a00}.stopped{background:#f8d7da;color:#842029}\
+.advice{color:#56606b;font-size:12px}.error{color:#842029}form{display:inline}button{font:inherit;padding:2px 10px;cursor:pointer}\
+.muted{color:#8a939c}.refused{background:#f8d7da;padding:8px;border-radius:4px}";
+
+fn esc(text: &str) -> String {
+    htmlize::escape_attribute(text).into_owned()
+}
+
+fn time(ms: i64) -> String {
+    if ms <= 0 {
+        return "—".to_owned();
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    humantime::format_rfc3339_seconds(at).to_string().replace('T', " ").trim_end_matches('Z').to_owned() + " UTC"
+}
+
+fn duration(ms: u64) -> String {
+    if ms == 0 {
+        return "—".to_owned();
+    }
+    humantime::format_duration(std::time::Duration::from_secs(ms.div_ceil(1000))).to_string()
+}
+
+fn head(out: &mut String, title: &str, refresh: bool) {
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{}<title>{}</title><style>{STYLE}</style></head><body>",
+        if refresh { "<meta http-equiv=\"refresh\" content=\"15\">" } else { "" },
+        esc(title)
+    );
+}
+
+/// The login form (`message`: why the last attempt failed).
+pub fn login(message: Option<&str>) -> String {
+    let mut out = String::new();
+    head(&mut out, "chatbridge — log in", false);
+    out.push_str("<header><h1>chatbridge</h1></header><main><section><h2>Log in</h2>");
+    if let Some(message) = message {
+        let _ = write!(out, "<p class=\"refused\">{}</p>", esc(message));
+    }
+    out.push_str(
+        "<form method=\"post\" action=\"/login\"><label>Admin token <input type=\"password\" name=\"token\" \
+         autocomplete=\"current-password\" autofocus required></label> <button type=\"submit\">Log in</button></form>\
+         </section></main></body></html>",
+    );
+    out
+}
+
+fn account_row(out: &mut String, a: &AccountView) {
+    let _ = write!(
+        out,
+        "<tr data-account=\"{id}\"><td>{id}</td><td>{platform}</td><td><span class=\"state {state}\">{state_text}</span></td>\
+         <td>{since}</td><td class=\"num\">{reconnects}</td><td>",
+        id = esc(&a.id),
+        platform = a.platform,
+        state = a.state,
+        state_text = a.state.replace('_', " "),
+        since = time(a.since_ms),
+        reconnects = a.reconnects,
+    );
+    if let Some(error) = &a.error {
+        let _ = write!(out, "<span class=\"error\">{}</span>", esc(error));
+    }
+    if let Some(advice) = a.advice {
+        let _ = write!(out, "<div class=\"advice\">{}</div>", esc(advice));
+    }
+    out.push_str("</td></tr>");
+}
+
+/// A form posting `key` to an action of the API.
+fn button(out: &mut String, action: &str, key: u64, label: &str, csrf: Option<&str>) {
+    let _ = write!(
+        out,
+        "<form method=\"post\" action=\"{PREFIX}/dead-letters/{action}\"><input type=\"hidden\" name=\"key\" value=\"{key}\">"
+    );
+    if let Some(csrf) = csrf {
+        let _ = write!(out, "<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf));
+    }
+    let _ = write!(out, "<button type=\"submit\" data-action=\"{action}\" data-key=\"{key}\">{label}</button></form> ");
+}
+
+/// The whole page.
+pub fn render(s: &Snapshot, csrf: Option<&str>, logged_in: bool) -> String {
+    let mut out = String::with_capacity(16 << 10);
+    head(&mut out, "chatbridge — status", true);
+    let _ = write!(
+        out,
+        "<header><h1>chatbridge</h1><span>{} ({})</span><span>up {}</span>{}",
+        esc(s.version),
+        esc(s.commit),
+        duration(s.uptime_s * 1000),
+        s.instance.as_deref().map(|i| format!("<span>instance {}</span>", esc(i))).unwrap_or_default()
+    );
+    if logged_in {
+        out.push_str("<form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form>");
+    }
+    out.push_str("</header><main>");
+    if let Some(reload) = &s.last_reload {
+        out.push_str("<section><h2>Last reload</h2>");
+        if reload.applied {
+            let _ = write!(out, "<p>Applied at {}.</p>", time(reload.at_ms));
+        } else {
+            let _ = write!(
+                out,
+                "<div class=\"refused\"><p>Refused at {}; the configuration before it runs on:</p><ul>",
+                time(reload.at_ms)
+            );
+            for error in &reload.errors {
+                let _ = write!(out, "<li>{}</li>", esc(error));
+            }
+            out.push_str("</ul></div>");
+        }
+        out.push_str("</section>");
+    }
+    out.push_str("<section id=\"accounts\"><h2>Accounts</h2><table><tr><th>account</th><th>platform</th><th>state</th><th>since</th><th class=\"num\">reconnects</th><th>last error</th></tr>");
+    for account in &s.accounts {
+        account_row(&mut out, account);
+    }
+    out.push_str("</table></section><section id=\"bridges\"><h2>Bridges</h2>");
+    for bridge in &s.bridges {
+        let _ = write!(
+            out,
+            "<h3>{}</h3><table><tr><th>room</th><th>direction</th><th class=\"num\">queued</th><th class=\"num\">lag</th><th class=\"num\">in</th><th class=\"num\">out</th><th class=\"num\">dead letters</th></tr>",
+            esc(&bridge.name)
+        );
+        for room in &bridge.rooms {
+            let _ = write!(
+                out,
+                "<tr data-room=\"{r}\"><td>{r}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                room.direction,
+                room.queued,
+                duration(room.lag_ms),
+                room.received,
+                room.relayed,
+                room.dead_lettered,
+                r = esc(&room.room),
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section><section id=\"dead-letters\"><h2>Dead letters</h2>");
+    if let Some(error) = &s.dead_letters_error {
+        let _ = write!(out, "<p class=\"muted\">{}</p>", esc(error));
+    } else if s.dead_letters.is_empty() {
+        out.push_str("<p class=\"muted\">None: nothing was given up.</p>");
+    } else {
+        out.push_str(
+            "<table><tr><th>key</th><th>given up</th><th>to</th><th>message</th><th>reason</th><th></th></tr>",
+        );
+        for letter in &s.dead_letters {
+            let _ = write!(
+                out,
+                "<tr data-letter=\"{}\"><td class=\"num\">{}</td><td>{}</td><td>{} <span class=\"muted\">[{}]</span></td><td>{}</td><td>{}</td><td>",
+                letter.key,
+                letter.key,
+                time(letter.failed_at_ms),
+                esc(&letter.room),
+                esc(&letter.bridge),
+                esc(&letter.summary),
+                esc(&letter.reason)
+            );
+            if letter.requeued {
+                out.push_str("<span class=\"muted\">re-queued: delivered at the next start</span> ");
+            } else {
+                button(&mut out, "requeue", letter.key, "Requeue", csrf);
+            }
+            button(&mut out, "drop", letter.key, "Drop", csrf);
+            out.push_str("</td></tr>");
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section></main></body></html>");
+    out
+}

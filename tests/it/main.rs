@@ -5,6 +5,7 @@ mod api;
 mod api_compat;
 mod api_limits;
 mod binary;
+mod browser;
 mod chaos;
 mod check;
 mod cli;

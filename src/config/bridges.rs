@@ -142,6 +142,11 @@ fn parse_bridge(mut fields: Fields<'_, '_>, known: &Known<'_>, report: &mut Repo
         Some(s.to_owned())
     });
     let defaults = parse_options(&mut fields, &RoomOptions::default(), report);
+    let notices = fields.bool("notices", report).unwrap_or(false);
+    let notice_after = fields.duration("notice_after", report).unwrap_or(std::time::Duration::from_secs(120));
+    if !notices && let Some(span) = fields.span_of("notice_after") {
+        report.warn(&span, "`notice_after` without `notices = true` has no effect");
+    }
     let mut rooms: Vec<(BridgeRoom, Span)> = Vec::new();
     let mut all_parsed = true;
     if let Some(list) = fields.str_list("rooms", report) {
@@ -194,7 +199,7 @@ fn parse_bridge(mut fields: Fields<'_, '_>, known: &Known<'_>, report: &mut Repo
         return None;
     }
     let (rooms, spans) = rooms.into_iter().unzip();
-    Some((Bridge { name, rooms }, spans))
+    Some((Bridge { name, rooms, notices: notices.then_some(notice_after) }, spans))
 }
 
 fn parse_room(

@@ -83,6 +83,9 @@ impl Direction {
 pub struct Bridge {
     pub name: String,
     pub rooms: Vec<BridgeRoom>,
+    /// When an account of the bridge has been down for `notice_after`, one line says so in its other rooms, and
+    /// one when it is back (`notices`).
+    pub notices: Option<std::time::Duration>,
 }
 
 /// One room of a bridge, with the options of its own side.

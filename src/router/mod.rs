@@ -16,6 +16,7 @@ pub mod split;
 
 mod coalesce;
 mod deliver;
+mod notices;
 mod routing;
 mod spill;
 
@@ -146,6 +147,8 @@ pub struct Router {
     media: Option<(Box<dyn media::MediaPort>, mpsc::UnboundedReceiver<String>)>,
     /// Rooms waiting for an item, by its URL.
     media_waits: std::collections::HashMap<String, Vec<RoomAddr>>,
+    /// What the bridges with `notices` were told of their accounts' outages.
+    notices: notices::Notices,
 }
 
 impl Router {
@@ -188,6 +191,7 @@ impl Router {
             control: None,
             media: None,
             media_waits: Default::default(),
+            notices: Default::default(),
         }
     }
 
@@ -266,6 +270,9 @@ impl Router {
                 _ = std::future::ready(()), if !self.answered.is_empty() => {}
                 Some(control) = next_control(&mut self.control) => self.control(control),
                 Some(url) = media::next_known(&mut self.media) => self.media_known(&url),
+                Some(due) = std::future::poll_fn(|cx| self.notices.checks.poll_expired(cx)), if !self.notices.checks.is_empty() => {
+                    self.notice_due(due.into_inner());
+                }
                 _ = stop.cancelled(), if deadline.is_none() => {
                     if self.store.shared() {
                         // Other instances take the accounts over at once: nothing new is handed out, and
@@ -322,6 +329,7 @@ impl Router {
             RouterInput::Ack { room, result } => self.acknowledge(&room, result),
             RouterInput::Attached { account, caps, sends } => self.attach(account, caps, sends),
             RouterInput::State { account, state } => {
+                self.notice_state(&account, &state);
                 if let AccountState::Stopped { reason } = &state {
                     error!(account = %account, reason = %reason, "Account stopped; the other accounts go on.");
                 }

@@ -86,7 +86,7 @@ impl Rules {
         let b = match kept {
             Some(b) => self.configured + b,
             None => {
-                self.bridges.push(Bridge { name: bridge.to_owned(), rooms: Vec::new() });
+                self.bridges.push(Bridge { name: bridge.to_owned(), rooms: Vec::new(), notices: None });
                 self.bridges.len() - 1
             }
         };

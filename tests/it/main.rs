@@ -26,6 +26,7 @@ mod media;
 mod media_pairs;
 mod media_pg;
 mod missevan;
+mod notices;
 mod postgres;
 mod reload;
 mod reload_refused;

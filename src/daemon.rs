@@ -218,6 +218,11 @@ impl Daemon {
         router.controlled_by(control_rx);
         let states = router.states();
         tokio::spawn(notify::follow(states.clone(), Arc::clone(&stats)));
+        if let Some((url, secret)) = &general.state_webhook {
+            let webhook =
+                crate::admin::webhook::run(url.clone(), secret.expose().to_owned(), states.clone(), Arc::clone(&stats));
+            tokio::spawn(webhook);
+        }
         if let Some(listener) = status_listener {
             let window = crate::admin::Admin::new(states.clone(), Arc::clone(&stats), operator, layout, admin_token);
             let routes = match media_routes {

@@ -147,6 +147,16 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
             stats.admin_login_failures.get(),
         ),
         (
+            "chatbridge_state_webhook_sent_total",
+            "Account state changes the state webhook delivered.",
+            stats.webhook_sent.get(),
+        ),
+        (
+            "chatbridge_state_webhook_dropped_total",
+            "Account state changes the state webhook gave up (its receiver failing, or its queue of 100 full).",
+            stats.webhook_dropped.get(),
+        ),
+        (
             "chatbridge_admin_refused_total",
             "Admin actions refused: no CSRF token, or another site's origin.",
             stats.admin_refused.get(),

@@ -4,12 +4,13 @@
 //! store, the reload). The page is drawn from the same snapshot the API serves, and its buttons post to the API.
 //!
 //! - model.rs: the snapshot; auth.rs: the token, sessions, CSRF, the hardened headers;
-//! - api.rs: the routes; page.rs: the page.
+//! - api.rs: the routes; page.rs: the page; webhook.rs: `state_webhook`.
 
 pub mod api;
 pub mod auth;
 pub mod model;
 pub mod page;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

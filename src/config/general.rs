@@ -60,6 +60,8 @@ pub struct General {
     /// The status page and the admin API ask for it (a login, or `Authorization: Bearer`); unset, they are open to
     /// whoever reaches `http_listen`, which must then be on loopback.
     pub admin_token: Option<crate::settings::Secret>,
+    /// `state_webhook`: each account state change is POSTed there, signed with `state_webhook_secret`.
+    pub state_webhook: Option<(reqwest::Url, crate::settings::Secret)>,
 }
 
 /// The machine's host name (`general.instance` when the file names none).
@@ -155,6 +157,7 @@ impl Default for General {
             instance: host_name(),
             lease_ttl: Duration::from_secs(15),
             admin_token: None,
+            state_webhook: None,
         }
     }
 }
@@ -309,27 +312,7 @@ pub(super) fn parse_general(mut fields: Fields<'_, '_>, report: &mut Report<'_>)
         None if !general.durable => general.id_map_capacity = ID_MAP_IN_MEMORY,
         None => {}
     }
-    if let Some((spec, span)) = fields.str("admin_token", report) {
-        report.note_literal(&span, "admin_token", spec);
-        match crate::settings::Secret::resolve(spec) {
-            Ok(token) if token.expose().len() < 16 && token.expose() != "unresolved" => {
-                report.error(&span, "`admin_token` is shorter than 16 characters: anyone could guess it")
-            }
-            Ok(token) => general.admin_token = Some(token),
-            Err(e) => report.error(&span, format!("secret `admin_token` cannot be read: {e}")),
-        }
-    }
-    if let Some(addr) = general.http_listen
-        && !addr.ip().is_loopback()
-        && general.admin_token.is_none()
-        && fields.span_of("admin_token").is_none()
-    {
-        let span = fields.span_of("http_listen").unwrap_or(fields.span.clone());
-        report.error(
-            &span,
-            format!("`http_listen` is {addr}, beyond loopback, without an `admin_token`: anyone who reaches it could see the status page and use the admin API; set `admin_token` (docs/operations.md#the-status-page), or listen on 127.0.0.1 behind a reverse proxy"),
-        );
-    }
+    super::window::parse(&mut fields, &mut general, report);
     fields.deny_unknown("[general]", report);
     general
 }
@@ -384,6 +367,9 @@ impl General {
         differs("lease_ttl", self.lease_ttl != new.lease_ttl);
         let token = |general: &General| general.admin_token.as_ref().map(|t| t.expose().to_owned());
         differs("admin_token", token(self) != token(new));
+        let webhook =
+            |general: &General| general.state_webhook.as_ref().map(|(u, s)| (u.clone(), s.expose().to_owned()));
+        differs("state_webhook", webhook(self) != webhook(new));
         keys
     }
 }

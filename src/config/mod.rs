@@ -6,6 +6,7 @@ mod bridges;
 mod general;
 mod media;
 mod options;
+mod window;
 
 use std::collections::BTreeMap;
 use std::fmt;

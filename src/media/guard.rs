@@ -156,8 +156,26 @@ impl Guard {
 
     /// `GET url`, when the URL may be fetched. The query string is left out of the error (it may hold a token).
     pub async fn get(&self, url: &Url) -> Result<reqwest::Response, FetchError> {
+        self.send(url, |client| client.get(url.clone())).await
+    }
+
+    /// `POST url` with `body` and `headers`, under the same rules (the state webhook).
+    pub async fn post(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        headers: reqwest::header::HeaderMap,
+    ) -> Result<reqwest::Response, FetchError> {
+        self.send(url, |client| client.post(url.clone()).headers(headers).body(body)).await
+    }
+
+    async fn send(
+        &self,
+        url: &Url,
+        build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, FetchError> {
         check_url(url, &self.trusted)?;
-        self.client.get(url.clone()).send().await.map_err(|e| {
+        build(&self.client).send().await.map_err(|e| {
             // Said without the URL: its query string may hold a token.
             let (redirect, timeout) = (e.is_redirect(), e.is_timeout());
             let e = e.without_url();

@@ -220,6 +220,9 @@ pub struct Stats {
     /// Failed logins to the status page, and actions refused for a missing CSRF token or another origin.
     pub admin_login_failures: Counter,
     pub admin_refused: Counter,
+    /// State changes the webhook delivered, and gave up (its queue full, or its receiver failing).
+    pub webhook_sent: Counter,
+    pub webhook_dropped: Counter,
 }
 
 /// A room as the unauthenticated `/metrics` may show it: a private conversation (`user/<id>`) by a salted hash

@@ -33,4 +33,5 @@ mod reload_refused;
 mod reload_rooms;
 mod slowloris;
 mod status;
+mod webhook;
 mod yunhu;

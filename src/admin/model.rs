@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub dead_letters: Vec<DeadLetterView>,
     /// Why the dead letters could not be read, when they could not.
     pub dead_letters_error: Option<String>,
+    /// The last warnings and errors of the log, newest first.
+    pub warnings: Vec<crate::telemetry::ring::Entry>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -49,6 +51,8 @@ pub struct AccountView {
 pub struct BridgeView {
     pub name: String,
     pub rooms: Vec<RoomView>,
+    /// Messages relayed into its rooms per minute over the last hour, oldest first.
+    pub per_minute: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -139,12 +143,24 @@ pub fn snapshot(
         })
         .collect();
     let queued: BTreeMap<String, usize> = stats.queued().into_iter().collect();
+    let minutes: BTreeMap<String, [u32; 60]> = stats.relayed_per_minute().into_iter().collect();
     let lags: BTreeMap<String, u64> =
         stats.lags().into_iter().map(|(room, lag)| (room, lag.as_millis() as u64)).collect();
     let bridges = layout
         .iter()
         .map(|(name, rooms)| BridgeView {
             name: name.clone(),
+            per_minute: (0..60)
+                .map(|m| {
+                    rooms
+                        .iter()
+                        .filter_map(|(room, _)| {
+                            let (account, public) = split_room(room);
+                            minutes.get(&format!("{account}:{public}")).map(|counts| counts[m])
+                        })
+                        .sum()
+                })
+                .collect(),
             rooms: rooms
                 .iter()
                 .map(|(room, direction)| {
@@ -180,6 +196,7 @@ pub fn snapshot(
         bridges,
         dead_letters,
         dead_letters_error,
+        warnings: crate::telemetry::ring::recent(),
     }
 }
 

@@ -134,10 +134,10 @@ pub fn render(s: &Snapshot, csrf: Option<&str>, logged_in: bool) -> String {
     }
     out.push_str("</table></section><section id=\"bridges\"><h2>Bridges</h2>");
     for bridge in &s.bridges {
-        let _ = write!(
-            out,
-            "<h3>{}</h3><table><tr><th>room</th><th>direction</th><th class=\"num\">queued</th><th class=\"num\">lag</th><th class=\"num\">in</th><th class=\"num\">out</th><th class=\"num\">dead letters</th></tr>",
-            esc(&bridge.name)
+        let _ = write!(out, "<h3>{}</h3>", esc(&bridge.name));
+        chart(&mut out, &bridge.per_minute);
+        out.push_str(
+            "<table><tr><th>room</th><th>direction</th><th class=\"num\">queued</th><th class=\"num\">lag</th><th class=\"num\">in</th><th class=\"num\">out</th><th class=\"num\">dead letters</th></tr>"
         );
         for room in &bridge.rooms {
             let _ = write!(
@@ -185,6 +185,47 @@ pub fn render(s: &Snapshot, csrf: Option<&str>, logged_in: bool) -> String {
         }
         out.push_str("</table>");
     }
+    out.push_str("</section><section id=\"warnings\"><h2>Recent warnings and errors</h2>");
+    if s.warnings.is_empty() {
+        out.push_str("<p class=\"muted\">None since the daemon started.</p>");
+    } else {
+        out.push_str("<table><tr><th>when</th><th>level</th><th>where</th><th>what</th></tr>");
+        for entry in &s.warnings {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+                time(entry.at_ms),
+                if entry.level == "error" { "error" } else { "" },
+                entry.level,
+                esc(&entry.target),
+                esc(&entry.text)
+            );
+        }
+        out.push_str("</table>");
+    }
     out.push_str("</section></main></body></html>");
     out
+}
+
+/// Messages relayed per minute over the last hour, as bars (inline SVG, drawn here: no script).
+fn chart(out: &mut String, per_minute: &[u32]) {
+    let max = per_minute.iter().copied().max().unwrap_or(0).max(1);
+    let total: u32 = per_minute.iter().sum();
+    let _ = write!(
+        out,
+        "<svg class=\"chart\" viewBox=\"0 0 600 60\" width=\"600\" height=\"60\" role=\"img\" aria-label=\"{total} messages relayed in the last hour, at most {max} a minute\"><rect width=\"600\" height=\"60\" fill=\"#f5f6f8\"/>"
+    );
+    for (m, count) in per_minute.iter().enumerate() {
+        if *count == 0 {
+            continue;
+        }
+        let height = (f64::from(*count) / f64::from(max) * 56.0).max(1.0);
+        let _ = write!(
+            out,
+            "<rect x=\"{}\" y=\"{:.1}\" width=\"9\" height=\"{height:.1}\" fill=\"#3b7dd8\"/>",
+            m * 10,
+            60.0 - height
+        );
+    }
+    let _ = write!(out, "</svg><p class=\"muted\">{total} relayed in the last hour; at most {max} a minute.</p>");
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::model::{AccountId, RoomAddr};
 
 pub mod media;
+pub mod minutes;
 mod watched;
 
 pub use watched::{LastReload, Reading, Reads, StoreHealth};
@@ -138,11 +139,16 @@ pub struct Series {
     queued: AtomicU64,
     /// The age of the oldest message waiting, in milliseconds.
     lag_ms: AtomicU64,
+    /// Messages relayed to the room, per minute over the last hour.
+    pub relayed_minutes: minutes::Minutes,
 }
 
 impl Series {
     pub fn add(&self, metric: Metric) {
         self.counts[metric as usize].fetch_add(1, Ordering::Relaxed);
+        if metric == Metric::Relayed {
+            self.relayed_minutes.add();
+        }
     }
 
     pub fn set_queued(&self, depth: usize) {
@@ -317,6 +323,11 @@ impl Stats {
         }
         out.sort();
         out
+    }
+
+    /// Messages relayed to each room per minute over the last hour, by `account:room` as `queued` names them.
+    pub fn relayed_per_minute(&self) -> Vec<(String, [u32; 60])> {
+        self.per_room(|series| series.relayed_minutes.last_hour())
     }
 
     /// Queue depths by destination room, sorted.

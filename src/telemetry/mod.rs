@@ -1,5 +1,7 @@
 //! Logging: `tracing` to standard error, pretty or JSON, filtered by `RUST_LOG`.
 
+pub mod ring;
+
 use std::io::IsTerminal;
 
 use tracing::level_filters::LevelFilter;
@@ -95,7 +97,7 @@ pub fn init(format: LogFormat, default_filter: &str) {
         let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         layer.with_ansi(colour).with_filter(filter).boxed()
     };
-    if tracing_subscriber::registry().with(layer).try_init().is_ok() && !from_env {
+    if tracing_subscriber::registry().with(layer).with(ring::Ring).try_init().is_ok() && !from_env {
         let _ = LEVEL.set(handle);
     }
     if let Some((spec, error)) = invalid {

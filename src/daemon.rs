@@ -194,11 +194,12 @@ impl Daemon {
         for bridge in &config.bridges {
             info!(bridge = %bridge.name, rooms = bridge.rooms.len(), "Bridge started.");
         }
-        let operator = std::sync::Arc::new(admin::StoreOperator::new(&config));
-        let layout = admin::layout(&config);
         let admin_token = config.general.admin_token.as_ref().map(|t| t.expose().to_owned());
         let media = media::start(&config, &stats)
             .map_err(|source| StartError::Media { dir: config.general.state_dir.join("media"), source })?;
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let operator = std::sync::Arc::new(admin::StoreOperator::new(&config, control.clone()));
+        let layout = std::sync::Arc::clone(&operator.layout);
         let rules = router::rules::Rules::new(config.bridges);
         let outbox = Box::new(router::queue::MemoryOutbox::new());
         let (ids, durable): (Box<dyn router::idmap::IdStore>, _) = match durable {
@@ -214,7 +215,6 @@ impl Daemon {
             router.with_media(Box::new(service), known);
             routes
         });
-        let (control, control_rx) = mpsc::unbounded_channel();
         router.controlled_by(control_rx);
         let states = router.states();
         tokio::spawn(notify::follow(states.clone(), Arc::clone(&stats)));
@@ -224,7 +224,7 @@ impl Daemon {
             tokio::spawn(webhook);
         }
         if let Some(listener) = status_listener {
-            let window = crate::admin::Admin::new(states.clone(), Arc::clone(&stats), operator, layout, admin_token);
+            let window = crate::admin::Admin::new(states.clone(), Arc::clone(&stats), operator, admin_token);
             let routes = match media_routes {
                 Some(media) => media.merge(window.routes()),
                 None => window.routes(),
@@ -240,7 +240,12 @@ impl Daemon {
                     undelivered = &mut routing => break undelivered.unwrap_or(0),
                     // One reload at a time: the next waits until the accounts the last one replaced are back.
                     Some((config, reply)) = reloads.recv(), if supervisor.is_settled() => {
-                        let _ = reply.send(supervisor.apply(config, &control).await);
+                        let bridges = admin::layout(&config);
+                        let reloaded = supervisor.apply(config, &control).await;
+                        if matches!(reloaded, Reloaded::Applied(_)) {
+                            *layout.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = bridges;
+                        }
+                        let _ = reply.send(reloaded);
                     }
                     Some(done) = supervisor.next_handover() => supervisor.finish(done, &control).await,
                     Some(event) = next_lease(&mut lease_events) => supervisor.lease(event, &control).await,

@@ -29,6 +29,8 @@ pub fn routes(admin: Admin) -> axum::Router {
         .route(&format!("{PREFIX}/dead-letters/requeue"), post(requeue))
         .route(&format!("{PREFIX}/dead-letters/drop"), post(drop_letters))
         .route(&format!("{PREFIX}/reload"), post(reload))
+        .route(&format!("{PREFIX}/pause"), post(pause))
+        .route(&format!("{PREFIX}/resume"), post(resume))
         .layer(axum::middleware::map_response(|mut response: Response| async move {
             harden(response.headers_mut());
             response
@@ -117,27 +119,35 @@ async fn status(State(admin): State<Admin>, headers: HeaderMap, uri: axum::http:
     axum::Json(body).into_response()
 }
 
-/// An action's caller and keys, or the answer refusing it; `html`: it came from the page's form.
-fn action(admin: &Admin, headers: &HeaderMap, body: &[u8]) -> Result<(Vec<u64>, bool), Box<Response>> {
+/// An action's caller and body, or the answer refusing it. A form's fields become the JSON a script sends: `key`
+/// fields gather into `keys`, others are strings. `is_form`: it came from the page.
+fn action(admin: &Admin, headers: &HeaderMap, body: &[u8]) -> Result<(serde_json::Value, bool), Box<Response>> {
     let Some(caller) = admin.auth.caller(headers) else { return Err(Box::new(unauthorised())) };
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    let (keys, csrf) = if is_form {
-        let fields = form(body);
-        let keys = fields.iter().filter(|(k, _)| k == "key").filter_map(|(_, v)| v.parse().ok()).collect();
-        (keys, fields.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v))
+    let (value, csrf) = if is_form {
+        let mut fields = serde_json::Map::new();
+        let mut keys = Vec::new();
+        let mut csrf = None;
+        for (name, value) in form(body) {
+            match name.as_str() {
+                "key" => keys.extend(value.parse::<u64>().ok()),
+                "csrf" => csrf = Some(value),
+                _ => {
+                    fields.insert(name, value.into());
+                }
+            }
+        }
+        fields.insert("keys".into(), keys.into());
+        (serde_json::Value::Object(fields), csrf)
     } else if body.is_empty() {
-        (Vec::new(), None)
+        (json!({}), None)
     } else {
         let value: serde_json::Value = serde_json::from_slice(body)
             .map_err(|_| Box::new(error(StatusCode::BAD_REQUEST, "bad_request", "the body is not JSON")))?;
-        let keys = value
-            .get("keys")
-            .and_then(|k| k.as_array())
-            .map_or_else(Vec::new, |keys| keys.iter().filter_map(serde_json::Value::as_u64).collect());
-        (keys, None)
+        (value, None)
     };
     if !action_allowed(&caller, &Method::POST, headers, csrf.as_deref()) {
         admin.stats.admin_refused.inc();
@@ -147,7 +157,7 @@ fn action(admin: &Admin, headers: &HeaderMap, body: &[u8]) -> Result<(Vec<u64>, 
             "an action needs the page's CSRF token and its own origin",
         )));
     }
-    Ok((keys, is_form))
+    Ok((value, is_form))
 }
 
 fn done(is_form: bool, body: serde_json::Value) -> Response {
@@ -158,10 +168,14 @@ fn done(is_form: bool, body: serde_json::Value) -> Response {
 }
 
 async fn letters(admin: Admin, headers: HeaderMap, body: Bytes, requeue: bool) -> Response {
-    let (keys, is_form) = match action(&admin, &headers, &body) {
+    let (value, is_form) = match action(&admin, &headers, &body) {
         Ok(found) => found,
         Err(refused) => return *refused,
     };
+    let keys: Vec<u64> = value
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .map_or_else(Vec::new, |keys| keys.iter().filter_map(serde_json::Value::as_u64).collect());
     if keys.is_empty() {
         return error(StatusCode::BAD_REQUEST, "no_keys", "name the dead letters: {\"keys\": [1, 2]}");
     }
@@ -179,7 +193,7 @@ async fn letters(admin: Admin, headers: HeaderMap, body: Bytes, requeue: bool) -
         Ok(n) if n < wanted => {
             error(StatusCode::NOT_FOUND, "not_found", &format!("{} of the keys are not dead letters", wanted - n))
         }
-        Ok(n) if requeue => done(is_form, json!({"requeued": n, "delivered": "when the daemon next starts"})),
+        Ok(n) if requeue => done(is_form, json!({"requeued": n})),
         Ok(n) => done(is_form, json!({"dropped": n})),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", &e),
     }
@@ -217,4 +231,48 @@ async fn reload(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> 
         }
     }
     done(is_form, json!({"applied": null, "message": "asked; a reload that restarts the daemon ends this connection"}))
+}
+
+async fn pause(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> Response {
+    paused(admin, headers, body, true).await
+}
+
+async fn resume(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> Response {
+    paused(admin, headers, body, false).await
+}
+
+/// Pauses or resumes `{"bridge": name}`, or `{"bridge": name, "room": address}` (one room of it).
+async fn paused(admin: Admin, headers: HeaderMap, body: Bytes, paused: bool) -> Response {
+    let (value, is_form) = match action(&admin, &headers, &body) {
+        Ok(found) => found,
+        Err(refused) => return *refused,
+    };
+    let text = |field: &str| value.get(field).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_owned);
+    let Some(bridge) = text("bridge") else {
+        return error(StatusCode::BAD_REQUEST, "no_bridge", "name the bridge: {\"bridge\": \"name\"}");
+    };
+    let room = text("room");
+    let operator = std::sync::Arc::clone(&admin.operator);
+    let request = super::PauseRequest { bridge, room, paused };
+    let answer = tokio::task::spawn_blocking(move || {
+        let layout = operator.layout();
+        let Some((_, rooms)) = layout.iter().find(|(name, _)| *name == request.bridge) else {
+            return Err((StatusCode::NOT_FOUND, "no such bridge"));
+        };
+        if let Some(room) = &request.room
+            && !rooms.iter().any(|(r, _)| r == room)
+        {
+            return Err((StatusCode::NOT_FOUND, "the bridge has no such room"));
+        }
+        operator.pause(request.clone()).map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"))?;
+        Ok(request)
+    })
+    .await
+    .unwrap_or(Err((StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping")));
+    match answer {
+        Ok(request) => done(is_form, json!({"bridge": request.bridge, "room": request.room, "paused": paused})),
+        Err((status, message)) => {
+            error(status, if status == StatusCode::NOT_FOUND { "not_found" } else { "stopping" }, message)
+        }
+    }
 }

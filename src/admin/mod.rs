@@ -26,11 +26,31 @@ use model::{DeadLetterView, Layout};
 pub trait Operator: Send + Sync + 'static {
     /// Every dead letter (blocking: called off the runtime's threads).
     fn dead_letters(&self) -> Result<Vec<DeadLetterView>, String>;
-    /// Marks dead letters to go back to their rooms' queues at the next start; how many were.
+    /// Puts dead letters back at the end of their rooms' queues, to be delivered now; how many went.
     fn requeue(&self, keys: &[u64]) -> Result<usize, String>;
     /// Removes dead letters for good; how many went.
     fn drop_letters(&self, keys: &[u64]) -> Result<usize, String>;
+    /// Pauses or resumes a bridge, or one room of it (already checked against [`Operator::layout`]).
+    fn pause(&self, pause: PauseRequest) -> Result<(), String>;
+    /// Each bridge's rooms, as the running configuration has them.
+    fn layout(&self) -> Layout;
+    /// With a store instances share: which instance holds each account (blocking, as `dead_letters`).
+    fn holders(&self) -> Option<BTreeMap<String, String>> {
+        None
+    }
 }
+
+/// A pause or a resume, as the API takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PauseRequest {
+    pub bridge: String,
+    /// One room of the bridge (`platform.account:room`); none: the whole bridge.
+    pub room: Option<String>,
+    pub paused: bool,
+}
+
+/// The configuration file the daemon runs from, for the page (set once by `chatbridge run`).
+pub static CONFIG_FILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Everything the routes share.
 #[derive(Clone)]
@@ -38,7 +58,6 @@ pub struct Admin {
     pub(crate) states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) operator: Arc<dyn Operator>,
-    pub(crate) layout: Arc<Layout>,
     pub(crate) auth: Arc<auth::Auth>,
     pub(crate) started: std::time::Instant,
     /// When each account came to its state.
@@ -50,7 +69,6 @@ impl Admin {
         states: watch::Receiver<BTreeMap<AccountId, AccountState>>,
         stats: Arc<Stats>,
         operator: Arc<dyn Operator>,
-        layout: Layout,
         token: Option<String>,
     ) -> Self {
         let since = Arc::new(Mutex::new(BTreeMap::new()));
@@ -59,7 +77,6 @@ impl Admin {
             states,
             stats,
             operator,
-            layout: Arc::new(layout),
             auth: Arc::new(auth::Auth::new(token)),
             started: std::time::Instant::now(),
             since,
@@ -70,8 +87,17 @@ impl Admin {
     pub fn snapshot(&self) -> model::Snapshot {
         let states = self.states.borrow().clone();
         let since = self.since.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let letters = self.operator.dead_letters();
-        model::snapshot(&self.stats, &states, &since, &self.layout, self.started, letters)
+        let layout = self.operator.layout();
+        let inputs = model::Inputs {
+            states: &states,
+            since: &since,
+            layout: &layout,
+            started: self.started,
+            letters: self.operator.dead_letters(),
+            holders: self.operator.holders(),
+            config_file: CONFIG_FILE.get().cloned(),
+        };
+        model::snapshot(&self.stats, inputs)
     }
 
     /// The page's and the API's routes.

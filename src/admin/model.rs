@@ -1,7 +1,7 @@
 //! What the status page and the admin API show: one snapshot, built from the accounts' states, the counters and
 //! the dead letters, serialised as the API's JSON and rendered as the page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub dead_letters_error: Option<String>,
     /// The last warnings and errors of the log, newest first.
     pub warnings: Vec<crate::telemetry::ring::Entry>,
+    /// The configuration file the daemon runs (and reloads) from.
+    pub config_file: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -45,6 +47,9 @@ pub struct AccountView {
     /// What an operator can do about the error.
     pub advice: Option<&'static str>,
     pub reconnects: u64,
+    pub reconnects_last_hour: u32,
+    /// With the PostgreSQL store: the instance holding the account's lease (none: no instance holds it now).
+    pub instance: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +58,8 @@ pub struct BridgeView {
     pub rooms: Vec<RoomView>,
     /// Messages relayed into its rooms per minute over the last hour, oldest first.
     pub per_minute: Vec<u32>,
+    /// Paused by the operator: nothing is handed to its rooms for it; what comes queues.
+    pub paused: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -66,6 +73,13 @@ pub struct RoomView {
     pub received: u64,
     pub relayed: u64,
     pub dead_lettered: u64,
+    /// When a message from it last came in, and one to it was last relayed (ms since the epoch).
+    pub last_in_ms: Option<i64>,
+    pub last_out_ms: Option<i64>,
+    /// Its next send waits for its account's send limit.
+    pub waiting_on_limit: bool,
+    /// Paused by the operator (itself, or its bridge).
+    pub paused: bool,
 }
 
 /// A dead letter, as the page and the API list it.
@@ -77,7 +91,7 @@ pub struct DeadLetterView {
     pub failed_at_ms: i64,
     pub reason: String,
     pub summary: String,
-    /// Marked to go back to the queue at the daemon's next start.
+    /// Marked to go back to the queue (at the next start, where it was marked while the daemon was stopped).
     pub requeued: bool,
 }
 
@@ -110,73 +124,84 @@ pub fn advice(state: &AccountState, error: &str) -> Option<&'static str> {
     }
 }
 
-/// The snapshot of now: `since` says when each account came to its state.
-pub fn snapshot(
-    stats: &Stats,
-    states: &BTreeMap<AccountId, AccountState>,
-    since: &BTreeMap<AccountId, Time>,
-    layout: &Layout,
-    started: std::time::Instant,
-    letters: Result<Vec<DeadLetterView>, String>,
-) -> Snapshot {
+/// What a snapshot is made of, beside the counters.
+pub struct Inputs<'a> {
+    pub states: &'a BTreeMap<AccountId, AccountState>,
+    /// When each account came to its state.
+    pub since: &'a BTreeMap<AccountId, Time>,
+    pub layout: &'a Layout,
+    pub started: std::time::Instant,
+    pub letters: Result<Vec<DeadLetterView>, String>,
+    /// With the PostgreSQL store: which instance holds each account.
+    pub holders: Option<BTreeMap<String, String>>,
+    pub config_file: Option<String>,
+}
+
+/// The snapshot of now. Every figure is looked up in maps built once: a page of 1,000 rooms stays cheap.
+pub fn snapshot(stats: &Stats, inputs: Inputs<'_>) -> Snapshot {
+    let Inputs { states, since, layout, started, letters, holders, config_file } = inputs;
     let labeled = stats.labeled();
-    let count = |metric: Metric, account: &str, room: Option<&str>| -> u64 {
-        labeled
-            .iter()
-            .filter(|((m, a, r), _)| *m == metric && a == account && room.is_none_or(|room| r == room))
-            .map(|(_, n)| *n)
-            .sum()
-    };
+    let mut per_room: HashMap<(Metric, &str, &str), u64> = HashMap::with_capacity(labeled.len());
+    let mut per_account: HashMap<(Metric, &str), u64> = HashMap::new();
+    for ((metric, account, room), n) in &labeled {
+        *per_room.entry((*metric, account, room)).or_default() += n;
+        *per_account.entry((*metric, account)).or_default() += n;
+    }
+    let hourly: HashMap<AccountId, u32> = stats.reconnects_last_hour().into_iter().collect();
     let accounts = states
         .iter()
         .map(|(id, state)| {
             let (name, error) = state_name(state);
+            let label = id.to_string();
             AccountView {
-                id: id.to_string(),
                 platform: id.platform().as_str(),
                 state: name,
                 since_ms: since.get(id).map_or(0, |t| t.0),
                 advice: error.as_deref().and_then(|e| advice(state, e)),
                 error,
-                reconnects: count(Metric::Reconnect, &id.to_string(), None),
+                reconnects: per_account.get(&(Metric::Reconnect, label.as_str())).copied().unwrap_or(0),
+                reconnects_last_hour: hourly.get(id).copied().unwrap_or(0),
+                instance: holders.as_ref().and_then(|h| h.get(&label).cloned()),
+                id: label,
             }
         })
         .collect();
-    let queued: BTreeMap<String, usize> = stats.queued().into_iter().collect();
-    let minutes: BTreeMap<String, [u32; 60]> = stats.relayed_per_minute().into_iter().collect();
-    let lags: BTreeMap<String, u64> =
+    let queued: HashMap<String, usize> = stats.queued().into_iter().collect();
+    let figures: HashMap<String, crate::stats::RoomFigures> = stats.room_figures().into_iter().collect();
+    let lags: HashMap<String, u64> =
         stats.lags().into_iter().map(|(room, lag)| (room, lag.as_millis() as u64)).collect();
+    let paused = stats.paused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let bridges = layout
         .iter()
-        .map(|(name, rooms)| BridgeView {
-            name: name.clone(),
-            per_minute: (0..60)
-                .map(|m| {
-                    rooms
-                        .iter()
-                        .filter_map(|(room, _)| {
-                            let (account, public) = split_room(room);
-                            minutes.get(&format!("{account}:{public}")).map(|counts| counts[m])
-                        })
-                        .sum()
-                })
-                .collect(),
-            rooms: rooms
+        .map(|(name, rooms)| {
+            let bridge_paused = paused.bridges.contains(name);
+            let mut per_minute = vec![0u32; 60];
+            let rooms = rooms
                 .iter()
                 .map(|(room, direction)| {
                     let (account, public) = split_room(room);
                     let key = format!("{account}:{public}");
+                    let count = |metric| per_room.get(&(metric, account, public.as_str())).copied().unwrap_or(0);
+                    let figures = figures.get(&key).cloned().unwrap_or_default();
+                    for (sum, n) in per_minute.iter_mut().zip(&figures.per_minute) {
+                        *sum += n;
+                    }
                     RoomView {
                         room: room.clone(),
                         direction,
                         queued: queued.get(&key).copied().unwrap_or(0),
                         lag_ms: lags.get(&key).copied().unwrap_or(0),
-                        received: count(Metric::Received, account, Some(&public)),
-                        relayed: count(Metric::Relayed, account, Some(&public)),
-                        dead_lettered: count(Metric::DeadLettered, account, Some(&public)),
+                        received: count(Metric::Received),
+                        relayed: count(Metric::Relayed),
+                        dead_lettered: count(Metric::DeadLettered),
+                        last_in_ms: figures.last_in_ms,
+                        last_out_ms: figures.last_out_ms,
+                        waiting_on_limit: figures.limited,
+                        paused: bridge_paused || paused.rooms.contains(room),
                     }
                 })
-                .collect(),
+                .collect();
+            BridgeView { name: name.clone(), rooms, per_minute, paused: bridge_paused }
         })
         .collect();
     let (dead_letters, dead_letters_error) = match letters {
@@ -197,6 +222,7 @@ pub fn snapshot(
         dead_letters,
         dead_letters_error,
         warnings: crate::telemetry::ring::recent(),
+        config_file,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::api::PREFIX;
-use super::model::{AccountView, Snapshot};
+use super::model::{AccountView, BridgeView, Snapshot};
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d232a;background:#f5f6f8}\
 header{background:#1d232a;color:#fff;padding:12px 24px;display:flex;gap:24px;align-items:baseline;flex-wrap:wrap}\
@@ -16,7 +16,8 @@ th{font-weight:600;color:#56606b;font-size:12px;text-transform:uppercase}.num{te
 .connected{background:#d8f3dc;color:#1b5e20}.connecting{background:#e3e8ef;color:#37474f}\
 .backing_off{background:#fff3cd;color:#7a5a00}.stopped{background:#f8d7da;color:#842029}\
 .advice{color:#56606b;font-size:12px}.error{color:#842029}form{display:inline}button{font:inherit;padding:2px 10px;cursor:pointer}\
-.muted{color:#8a939c}.refused{background:#f8d7da;padding:8px;border-radius:4px}";
+.muted{color:#8a939c}.refused{background:#f8d7da;padding:8px;border-radius:4px}\
+.rooms td:nth-child(n+3):nth-child(-n+7){text-align:right;font-variant-numeric:tabular-nums}";
 
 fn esc(text: &str) -> String {
     htmlize::escape_attribute(text).into_owned()
@@ -62,18 +63,23 @@ pub fn login(message: Option<&str>) -> String {
     out
 }
 
-fn account_row(out: &mut String, a: &AccountView) {
+fn account_row(out: &mut String, a: &AccountView, instances: bool) {
     let _ = write!(
         out,
         "<tr data-account=\"{id}\"><td>{id}</td><td>{platform}</td><td><span class=\"state {state}\">{state_text}</span></td>\
-         <td>{since}</td><td class=\"num\">{reconnects}</td><td>",
+         <td>{since}</td><td class=\"num\">{hour} in the last hour; {reconnects} in all</td>",
         id = esc(&a.id),
         platform = a.platform,
         state = a.state,
         state_text = a.state.replace('_', " "),
         since = time(a.since_ms),
+        hour = a.reconnects_last_hour,
         reconnects = a.reconnects,
     );
+    if instances {
+        let _ = write!(out, "<td>{}</td>", a.instance.as_deref().map_or_else(|| "none".to_owned(), esc));
+    }
+    out.push_str("<td>");
     if let Some(error) = &a.error {
         let _ = write!(out, "<span class=\"error\">{}</span>", esc(error));
     }
@@ -81,6 +87,71 @@ fn account_row(out: &mut String, a: &AccountView) {
         let _ = write!(out, "<div class=\"advice\">{}</div>", esc(advice));
     }
     out.push_str("</td></tr>");
+}
+
+/// How long ago `ms` was, to the second (a dash for never).
+fn ago(ms: Option<i64>, now: i64) -> String {
+    match ms {
+        Some(ms) => format!(
+            "{} ago",
+            humantime::format_duration(std::time::Duration::from_secs(((now - ms).max(0) / 1000) as u64))
+        ),
+        None => "—".to_owned(),
+    }
+}
+
+/// A bridge: its picture, its pause button, and a row per room. Rows are kept lean (a page of 1,000 rooms stays
+/// under 200 KB): cells without end tags, numbers right-aligned by the table's style, and each room's pause button
+/// posting through the bridge's one form.
+fn bridge_rooms(out: &mut String, b: usize, bridge: &BridgeView, csrf: Option<&str>) {
+    let name = esc(&bridge.name);
+    let csrf_field =
+        csrf.map(|c| format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(c))).unwrap_or_default();
+    for (id, action) in [("p", "pause"), ("r", "resume")] {
+        let _ = write!(
+            out,
+            "<form id=\"{id}{b}\" method=\"post\" action=\"{PREFIX}/{action}\"><input type=\"hidden\" name=\"bridge\" value=\"{name}\">{csrf_field}</form>"
+        );
+    }
+    let (form, label) = if bridge.paused { ("r", "Resume the bridge") } else { ("p", "Pause the bridge") };
+    let _ = write!(
+        out,
+        "<h3>{name}{} <button form=\"{form}{b}\" data-bridge=\"{name}\">{label}</button></h3>",
+        if bridge.paused { " <span class=\"state backing_off\">paused</span>" } else { "" }
+    );
+    chart(out, &bridge.per_minute);
+    out.push_str(
+        "<table class=\"rooms\"><tr><th>room<th>direction<th>queued<th>lag<th>in<th>out<th>dead letters<th>last in<th>last out<th>now<th></tr>",
+    );
+    let now = crate::model::Time::now().0;
+    for room in &bridge.rooms {
+        let state = if room.paused {
+            "paused"
+        } else if room.waiting_on_limit {
+            "waiting on the send limit"
+        } else {
+            ""
+        };
+        let r = esc(&room.room);
+        let _ = write!(
+            out,
+            "<tr><td>{r}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{}<td>{state}<td>",
+            room.direction,
+            room.queued,
+            duration(room.lag_ms),
+            room.received,
+            room.relayed,
+            room.dead_lettered,
+            ago(room.last_in_ms, now),
+            ago(room.last_out_ms, now),
+        );
+        if !bridge.paused {
+            let (form, label) = if room.paused { ("r", "Resume") } else { ("p", "Pause") };
+            let _ = write!(out, "<button form=\"{form}{b}\" name=\"room\" value=\"{r}\">{label}</button>");
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
 }
 
 /// A form posting `key` to an action of the API.
@@ -107,6 +178,9 @@ pub fn render(s: &Snapshot, csrf: Option<&str>, logged_in: bool) -> String {
         duration(s.uptime_s * 1000),
         s.instance.as_deref().map(|i| format!("<span>instance {}</span>", esc(i))).unwrap_or_default()
     );
+    if let Some(file) = &s.config_file {
+        let _ = write!(out, "<span>{}</span>", esc(file));
+    }
     if logged_in {
         out.push_str("<form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form>");
     }
@@ -128,31 +202,18 @@ pub fn render(s: &Snapshot, csrf: Option<&str>, logged_in: bool) -> String {
         }
         out.push_str("</section>");
     }
-    out.push_str("<section id=\"accounts\"><h2>Accounts</h2><table><tr><th>account</th><th>platform</th><th>state</th><th>since</th><th class=\"num\">reconnects</th><th>last error</th></tr>");
+    let instances = s.accounts.iter().any(|a| a.instance.is_some()) || s.instance.is_some();
+    let _ = write!(
+        out,
+        "<section id=\"accounts\"><h2>Accounts</h2><table><tr><th>account</th><th>platform</th><th>state</th><th>since</th><th class=\"num\">reconnects</th>{}<th>last error</th></tr>",
+        if instances { "<th>instance</th>" } else { "" }
+    );
     for account in &s.accounts {
-        account_row(&mut out, account);
+        account_row(&mut out, account, instances);
     }
     out.push_str("</table></section><section id=\"bridges\"><h2>Bridges</h2>");
-    for bridge in &s.bridges {
-        let _ = write!(out, "<h3>{}</h3>", esc(&bridge.name));
-        chart(&mut out, &bridge.per_minute);
-        out.push_str(
-            "<table><tr><th>room</th><th>direction</th><th class=\"num\">queued</th><th class=\"num\">lag</th><th class=\"num\">in</th><th class=\"num\">out</th><th class=\"num\">dead letters</th></tr>"
-        );
-        for room in &bridge.rooms {
-            let _ = write!(
-                out,
-                "<tr data-room=\"{r}\"><td>{r}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                room.direction,
-                room.queued,
-                duration(room.lag_ms),
-                room.received,
-                room.relayed,
-                room.dead_lettered,
-                r = esc(&room.room),
-            );
-        }
-        out.push_str("</table>");
+    for (b, bridge) in s.bridges.iter().enumerate() {
+        bridge_rooms(&mut out, b, bridge, csrf);
     }
     out.push_str("</section><section id=\"dead-letters\"><h2>Dead letters</h2>");
     if let Some(error) = &s.dead_letters_error {
@@ -176,7 +237,7 @@ pub fn render(s: &Snapshot, csrf: Option<&str>, logged_in: bool) -> String {
                 esc(&letter.reason)
             );
             if letter.requeued {
-                out.push_str("<span class=\"muted\">re-queued: delivered at the next start</span> ");
+                out.push_str("<span class=\"muted\">marked to be requeued at the next start</span> ");
             } else {
                 button(&mut out, "requeue", letter.key, "Requeue", csrf);
             }

@@ -7,6 +7,8 @@ use crate::{Daemon, Reloaded, shutdown, telemetry};
 
 pub fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let config = super::load(Config::load(path), "; nothing was started")?;
+    let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let _ = crate::admin::CONFIG_FILE.set(shown.display().to_string());
     telemetry::init(log_format.unwrap_or(config.general.log_format), &config.general.log_level);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),

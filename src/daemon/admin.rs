@@ -1,27 +1,37 @@
 //! The admin side's [`Operator`](crate::admin::Operator): the dead letters in the daemon's store (SQLite in
-//! `state_dir`, or PostgreSQL), and the layout of the bridges for the status page.
+//! `state_dir`, or PostgreSQL), pauses and requeues through the router's control channel, and the layout of the
+//! bridges for the status page (replaced by each reload that is applied).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use crate::admin::Operator;
+use tokio::sync::{mpsc, oneshot};
+
 use crate::admin::model::{DeadLetterView, Layout};
+use crate::admin::{Operator, PauseRequest};
 use crate::config::Config;
+use crate::router::Pause;
+use crate::router::reconfigure::Control;
 use crate::store;
 
 pub(super) struct StoreOperator {
     dir: PathBuf,
     pg: Option<store::pg::PgTarget>,
+    control: mpsc::UnboundedSender<Control>,
+    pub(super) layout: Arc<Mutex<Layout>>,
 }
 
 impl StoreOperator {
-    pub(super) fn new(config: &Config) -> Self {
+    pub(super) fn new(config: &Config, control: mpsc::UnboundedSender<Control>) -> Self {
         let pg = config
             .general
             .store
             .as_ref()
             .and_then(|store| store.resolve().ok())
             .and_then(|url| store::pg::PgTarget::parse(&url).ok());
-        Self { dir: config.general.state_dir.clone(), pg }
+        let layout = Arc::new(Mutex::new(layout(config)));
+        Self { dir: config.general.state_dir.clone(), pg, control, layout }
     }
 }
 
@@ -50,11 +60,38 @@ impl Operator for StoreOperator {
     }
 
     fn requeue(&self, keys: &[u64]) -> Result<usize, String> {
-        match &self.pg {
-            Some(target) => store::pg::requeue(target, Some(keys)),
-            None => store::admin::requeue(&self.dir, Some(keys)),
+        if let Some(target) = &self.pg {
+            // Every instance reads the shared outbox: the rows go back there, and the holder of each room's
+            // account is told, as for rows another instance queued.
+            return store::pg::requeue_now(target, keys).map_err(|e| e.to_string());
         }
-        .map_err(|e| e.to_string())
+        let (reply, answer) = oneshot::channel();
+        self.control.send(Control::Requeue(keys.to_vec(), reply)).map_err(|_| "the daemon is stopping".to_owned())?;
+        answer.blocking_recv().map_err(|_| "the daemon is stopping".to_owned())?
+    }
+
+    fn pause(&self, request: PauseRequest) -> Result<(), String> {
+        let room = match request.room {
+            Some(room) => Some(room.parse::<crate::model::RoomAddr>()?),
+            None => None,
+        };
+        let pause = Pause { bridge: request.bridge, room, paused: request.paused };
+        self.control.send(Control::Pause(pause)).map_err(|_| "the daemon is stopping".to_owned())
+    }
+
+    fn layout(&self) -> Layout {
+        self.layout.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn holders(&self) -> Option<BTreeMap<String, String>> {
+        let target = self.pg.as_ref()?;
+        let (instances, _) = store::pg::instances(target).ok()?;
+        Some(
+            instances
+                .into_iter()
+                .flat_map(|i| i.accounts.into_iter().map(move |account| (account, i.name.clone())))
+                .collect(),
+        )
     }
 
     fn drop_letters(&self, keys: &[u64]) -> Result<usize, String> {

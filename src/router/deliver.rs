@@ -31,7 +31,11 @@ impl Router {
             self.rooms.entry(room.clone()).or_default().retry_at = Some(key);
             return;
         }
-        while let Some(item) = self.outbox.front_mut(room) {
+        while let Some(to) = self.outbox.peek(room, 0).map(|item| item.to) {
+            if self.is_paused(room, to) {
+                return;
+            }
+            let Some(item) = self.outbox.front_mut(room) else { return };
             if broken {
                 self.give_up(room, "the destination room is unusable".to_owned(), true);
                 continue;
@@ -86,6 +90,7 @@ impl Router {
                 let state = self.rooms.entry(room.clone()).or_default();
                 state.retry_at = Some(key);
                 state.waited = true;
+                series(&mut self.rooms, &self.stats, room).set_limited(true);
                 return;
             }
             // The token came: what waited for it may go with the front message, or be summarised.
@@ -93,6 +98,9 @@ impl Router {
                 .rooms
                 .get_mut(room)
                 .map_or((false, false), |state| (std::mem::take(&mut state.waited), state.outgoing.is_some()));
+            if waited {
+                series(&mut self.rooms, &self.stats, room).set_limited(false);
+            }
             let mut action = action;
             if !resending && let Some(outgoing) = self.compose(room, caps, waited) {
                 action = outgoing.action.clone();
@@ -348,22 +356,6 @@ impl Router {
         }
         count(&mut self.rooms, &self.stats, metric, room);
         self.retire(room, reason);
-    }
-
-    /// Takes a room's first message off its queue into the dead letters (or nowhere, without a store).
-    pub(super) fn retire(&mut self, room: &RoomAddr, reason: String) {
-        let Some(item) = self.outbox.pop_front(room) else { return };
-        self.store.dead_letter(item.key, room, reason);
-        self.refill(room);
-    }
-
-    /// Updates a room's queue-depth gauge (memory and store).
-    pub(super) fn gauge(&mut self, room: &RoomAddr) {
-        let spilled = self.rooms.get(room).map_or(0, |r| r.spilled);
-        let lag = self.outbox.peek(room, 0).map_or(std::time::Duration::ZERO, |item| item.since.elapsed());
-        let series = series(&mut self.rooms, &self.stats, room);
-        series.set_queued(self.outbox.len(room) + spilled);
-        series.set_lag(lag);
     }
 }
 

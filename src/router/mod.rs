@@ -17,6 +17,7 @@ pub mod split;
 mod coalesce;
 mod deliver;
 mod notices;
+mod operate;
 mod routing;
 mod spill;
 
@@ -46,6 +47,7 @@ use render::{Rendered, Target, render};
 use rules::{Destination, Rules, Skip};
 
 pub use crate::model::Map;
+pub use operate::Pause;
 
 /// With a shared store, how long a stopping router still takes in what its adapters had read (a poll in flight
 /// finishes within a second).
@@ -149,6 +151,8 @@ pub struct Router {
     media_waits: std::collections::HashMap<String, Vec<RoomAddr>>,
     /// What the bridges with `notices` were told of their accounts' outages.
     notices: notices::Notices,
+    /// The operator's pauses and requeues.
+    operated: operate::Operated,
 }
 
 impl Router {
@@ -192,6 +196,7 @@ impl Router {
             media: None,
             media_waits: Default::default(),
             notices: Default::default(),
+            operated: Default::default(),
         }
     }
 
@@ -282,6 +287,7 @@ impl Router {
                         read_until = Some(Instant::now() + HANDOVER_READS);
                     } else {
                         info!(waiting = self.waiting(), "Shutting down: delivering what is queued.");
+                        self.stopping_paused();
                     }
                     deadline = Some(Instant::now() + self.settings.shutdown_timeout);
                 }
@@ -313,6 +319,12 @@ impl Router {
     fn is_idle(&self) -> bool {
         if self.store.shared() {
             return self.rooms.values().all(|r| !r.in_flight);
+        }
+        if self.operated.any_paused() {
+            // What a paused room holds waits for its resume: in the store, or delivered before a stop without one.
+            return self.rooms.iter().all(|(room, r)| {
+                !r.in_flight && (self.paused_queue(room) || (self.outbox.len(room) == 0 && !r.has_spilled()))
+            });
         }
         self.waiting() == 0 && self.rooms.values().all(|r| !r.in_flight && !r.has_spilled())
     }

@@ -40,6 +40,11 @@ pub trait Persist: Send {
     fn copy(&self, group: u64, room: &RoomAddr, ids: &[RemoteId]);
     /// Reads up to `limit` rows of `room` after key `after`; answered with [`StoreEvent::Loaded`].
     fn load(&self, room: &RoomAddr, after: u64, limit: usize);
+    /// Moves dead letters back to the outbox, in key order with the keys `first..` (the router's), answered with
+    /// [`StoreEvent::Requeued`]. `false`: this store takes requeues another way (or has no dead letters).
+    fn requeue(&self, _keys: &[u64], _first: u64) -> bool {
+        false
+    }
     /// One input's work is complete.
     fn end(&self);
     /// Writes what it was given and stops; says what it keeps.
@@ -170,6 +175,8 @@ pub enum StoreEvent {
     /// Rows for `room` that this instance does not hold came into the store (another instance queued them, or
     /// the room's account came here from another instance): they are read like spilled ones.
     Arrived { room: RoomAddr },
+    /// Dead letters moved back to the outbox (`requeue`): the rows, in key order.
+    Requeued { rows: Vec<Stored> },
     /// Writes refused because this instance no longer holds the lease of the account they were for
     /// (fencing): an instance that lost an account neither sends nor acknowledges for it.
     Fenced { refused: u64 },

@@ -27,6 +27,10 @@ pub enum Control {
     /// With a store instances share: the account runs elsewhere now. Its link goes, and what is queued for it
     /// leaves memory — it stays in the store, where the account's new instance reads it.
     Disown(AccountId),
+    /// The operator pauses or resumes a bridge or a room.
+    Pause(super::Pause),
+    /// The operator puts dead letters back in their rooms' queues; answered with how many went.
+    Requeue(Vec<u64>, oneshot::Sender<Result<usize, String>>),
 }
 
 /// A reload's changes.
@@ -67,6 +71,8 @@ impl Router {
                 let left = self.forget(&account);
                 info!(account = %account, queued = left, "Account handed to another instance; what is queued for it stays in the store.");
             }
+            Control::Pause(pause) => self.pause(pause),
+            Control::Requeue(keys, reply) => self.requeue(keys, reply),
         }
     }
 

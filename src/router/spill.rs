@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
+use super::deliver::series;
 use super::port::{self, Persist, StoreEvent, Stored};
 use super::*;
 
@@ -128,6 +129,7 @@ impl Router {
             }
             StoreEvent::Arrived { room } => self.arrived(&room),
             StoreEvent::Fenced { refused } => self.stats.fencing_refusals.add(refused),
+            StoreEvent::Requeued { rows } => self.requeued(rows),
         }
     }
 
@@ -192,5 +194,21 @@ impl Router {
         self.pump(&room);
         self.refill(&room);
         self.gauge(&room);
+    }
+
+    /// Takes a room's first message off its queue into the dead letters (or nowhere, without a store).
+    pub(super) fn retire(&mut self, room: &RoomAddr, reason: String) {
+        let Some(item) = self.outbox.pop_front(room) else { return };
+        self.store.dead_letter(item.key, room, reason);
+        self.refill(room);
+    }
+
+    /// Updates a room's queue-depth gauge (memory and store).
+    pub(super) fn gauge(&mut self, room: &RoomAddr) {
+        let spilled = self.rooms.get(room).map_or(0, |r| r.spilled);
+        let lag = self.outbox.peek(room, 0).map_or(std::time::Duration::ZERO, |item| item.since.elapsed());
+        let series = series(&mut self.rooms, &self.stats, room);
+        series.set_queued(self.outbox.len(room) + spilled);
+        series.set_lag(lag);
     }
 }

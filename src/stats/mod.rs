@@ -9,8 +9,10 @@ use crate::model::{AccountId, RoomAddr};
 
 pub mod media;
 pub mod minutes;
+mod series;
 mod watched;
 
+pub use series::{Paused, RoomFigures, Series};
 pub use watched::{LastReload, Reading, Reads, StoreHealth};
 
 /// One monotonically increasing counter.
@@ -132,34 +134,6 @@ impl Histogram {
     }
 }
 
-/// The counts of one room (or of an account as a whole), as atomics: counting takes no lock.
-#[derive(Debug, Default)]
-pub struct Series {
-    counts: [AtomicU64; Metric::ALL.len()],
-    queued: AtomicU64,
-    /// The age of the oldest message waiting, in milliseconds.
-    lag_ms: AtomicU64,
-    /// Messages relayed to the room, per minute over the last hour.
-    pub relayed_minutes: minutes::Minutes,
-}
-
-impl Series {
-    pub fn add(&self, metric: Metric) {
-        self.counts[metric as usize].fetch_add(1, Ordering::Relaxed);
-        if metric == Metric::Relayed {
-            self.relayed_minutes.add();
-        }
-    }
-
-    pub fn set_queued(&self, depth: usize) {
-        self.queued.store(depth as u64, Ordering::Relaxed);
-    }
-
-    pub fn set_lag(&self, lag: Duration) {
-        self.lag_ms.store(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-}
-
 /// What the daemon has done since it started.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -211,6 +185,8 @@ pub struct Stats {
     /// Whether the store can write (`None`) or why not: while it cannot, no message is taken in.
     pub store: StoreHealth,
     /// Websocket clients of the API accounts connected now.
+    /// What the operator paused (the router keeps it up to date).
+    pub paused: std::sync::Mutex<Paused>,
     pub websocket_clients: AtomicU64,
     /// Rows in the store's outbox and dead letters (counted every few seconds).
     pub stored_outbox: AtomicU64,
@@ -325,9 +301,20 @@ impl Stats {
         out
     }
 
-    /// Messages relayed to each room per minute over the last hour, by `account:room` as `queued` names them.
-    pub fn relayed_per_minute(&self) -> Vec<(String, [u32; 60])> {
-        self.per_room(|series| series.relayed_minutes.last_hour())
+    /// Each room's figures for the status page, by `account:room` as `queued` names them.
+    pub fn room_figures(&self) -> Vec<(String, RoomFigures)> {
+        self.per_room(Series::figures)
+    }
+
+    /// Each account's reconnects over the last hour.
+    pub fn reconnects_last_hour(&self) -> Vec<(AccountId, u32)> {
+        let all = self.series.read().expect("a stats lock is never poisoned");
+        all.iter()
+            .filter_map(|(label, series)| match label {
+                Label::Account(account) => Some((account.clone(), series.hour.last_hour().iter().sum())),
+                Label::Room(_) => None,
+            })
+            .collect()
     }
 
     /// Queue depths by destination room, sorted.

@@ -160,6 +160,7 @@ enum Op {
     Copy { group: u64, room: RoomAddr, ids: Vec<RemoteId> },
     Cursor { room: String, cursor: String },
     Load { room: RoomAddr, after: u64, limit: usize },
+    Requeue { keys: Vec<u64>, first: u64 },
 }
 
 /// The store's writing side.
@@ -343,6 +344,11 @@ impl crate::router::port::Persist for Store {
 
     fn load(&self, room: &RoomAddr, after: u64, limit: usize) {
         Store::load(self, room.clone(), after, limit);
+    }
+
+    fn requeue(&self, keys: &[u64], first: u64) -> bool {
+        self.send(Op::Requeue { keys: keys.to_vec(), first });
+        true
     }
 
     fn end(&self) {

@@ -13,6 +13,7 @@ struct Batch<'a> {
     written: u64,
     skipped: u64,
     loaded: Vec<(RoomAddr, Vec<Stored>, u64, bool)>,
+    requeued: Vec<Vec<Stored>>,
 }
 
 /// The first wait before a failed transaction is tried again; it doubles up to [`RETRY_MAX`].
@@ -125,6 +126,10 @@ pub(super) fn write(
                 }
                 if batch.written + batch.skipped > 0 {
                     notify(StoreEvent::Committed { written: batch.written, skipped: batch.skipped });
+                }
+                // Requeued rows are told first: a read of the same transaction may hold them too.
+                for rows in batch.requeued {
+                    notify(StoreEvent::Requeued { rows });
                 }
                 for (room, rows, through, exhausted) in batch.loaded {
                     notify(StoreEvent::Loaded { room, rows, through, exhausted });
@@ -347,6 +352,32 @@ fn apply<'a>(tx: &rusqlite::Transaction<'_>, op: &'a Op, batch: &mut Batch<'a>) 
                 }
             }
             batch.loaded.push((room.clone(), out, through, scanned < *limit));
+        }
+        Op::Requeue { keys, first } => {
+            // Each dead letter goes to the end of its room's queue with the next of the router's keys.
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let mut out = Vec::new();
+            let mut key = *first;
+            for old in sorted {
+                let moved = tx
+                    .prepare_cached(
+                        "INSERT INTO outbox (key, room, bridge, record, queued_at)
+                         SELECT ?1, room, bridge, record, ?2 FROM deadletters WHERE key = ?3",
+                    )?
+                    .execute(params![key as i64, now(), old as i64])?;
+                if moved == 0 {
+                    continue;
+                }
+                tx.prepare_cached("DELETE FROM deadletters WHERE key = ?1")?.execute(params![old as i64])?;
+                let row = tx
+                    .prepare_cached("SELECT key, room, bridge, record FROM outbox WHERE key = ?1")?
+                    .query_row(params![key as i64], row_to_stored)?;
+                out.extend(decode(row));
+                key += 1;
+            }
+            batch.requeued.push(out);
         }
     }
     Ok(())

@@ -71,7 +71,7 @@ async fn the_page_and_the_api_show_the_accounts_bridges_and_dead_letters() {
         assert!(html.contains(needle), "the page shows {needle}: {html}");
     }
 
-    // Requeue: marked for the next start; drop: gone. A request from another site is refused.
+    // Requeue: back in the room's queue and delivered now; drop: gone. A request from another site is refused.
     let evil = http
         .post(format!("{base}/admin/api/v1/dead-letters/drop"))
         .header(header::ORIGIN, "http://evil.example")
@@ -80,6 +80,7 @@ async fn the_page_and_the_api_show_the_accounts_bridges_and_dead_letters() {
         .await
         .unwrap();
     assert_eq!(evil.status(), 403);
+    let mut at_lug = pair.lug.subscribe();
     let requeued: Value = http
         .post(format!("{base}/admin/api/v1/dead-letters/requeue"))
         .json(&serde_json::json!({"keys": [key]}))
@@ -90,9 +91,33 @@ async fn the_page_and_the_api_show_the_accounts_bridges_and_dead_letters() {
         .await
         .unwrap();
     assert_eq!(requeued["requeued"], 1, "{requeued}");
+    assert_eq!(next_post(&mut at_lug).await.content, "given up", "the requeued message is delivered at once");
     let letters: Value =
         http.get(format!("{base}/admin/api/v1/dead-letters")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(letters["dead_letters"][0]["requeued"], true, "{letters}");
+    assert_eq!(letters["dead_letters"].as_array().unwrap().len(), 0, "{letters}");
+    let again = http
+        .post(format!("{base}/admin/api/v1/dead-letters/requeue"))
+        .json(&serde_json::json!({"keys": [key]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404, "a letter requeued is no longer a dead letter");
+    // A second dead letter, dropped.
+    pair.lug.fail_posts(true);
+    pair.tuna.say("general", "irc", "alice", "given up again");
+    eventually("the second is given up", || stats.dead_lettered.get() == 2).await;
+    pair.lug.fail_posts(false);
+    let mut key = 0;
+    for _ in 0..200 {
+        let letters: Value =
+            http.get(format!("{base}/admin/api/v1/dead-letters")).send().await.unwrap().json().await.unwrap();
+        if let Some(found) = letters["dead_letters"][0]["key"].as_u64() {
+            key = found;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(key > 0, "the second dead letter is listed");
     let missing = http
         .post(format!("{base}/admin/api/v1/dead-letters/drop"))
         .json(&serde_json::json!({"keys": [key + 1000]}))
@@ -100,6 +125,14 @@ async fn the_page_and_the_api_show_the_accounts_bridges_and_dead_letters() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+    let no_keys = http.post(format!("{base}/admin/api/v1/dead-letters/drop")).json(&serde_json::json!({})).send();
+    assert_eq!(no_keys.await.unwrap().status(), 400);
+    let not_json = http
+        .post(format!("{base}/admin/api/v1/dead-letters/drop"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body("{keys")
+        .send();
+    assert_eq!(not_json.await.unwrap().status(), 400);
     let dropped: Value = http
         .post(format!("{base}/admin/api/v1/dead-letters/drop"))
         .json(&serde_json::json!({"keys": [key]}))
@@ -189,5 +222,82 @@ async fn with_an_admin_token_nothing_is_shown_or_done_without_it() {
         assert_eq!(login("wrong").await.unwrap().status(), 401);
     }
     assert_eq!(login(TOKEN).await.unwrap().status(), 429);
+    running.shutdown().await;
+}
+
+/// Pauses and resumes through the API: what comes for a paused bridge or room queues and is shown as waiting,
+/// and a resume delivers it, in order; every error of the routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_bridge_or_room_queues_and_a_resume_delivers_in_order() {
+    let pair = Pair::start().await;
+    let (running, base) = running(&pair, "").await;
+    let http = client();
+    let post = |route: &str, body: Value| http.post(format!("{base}/admin/api/v1/{route}")).json(&body).send();
+    let room = |status: &Value, name: &str| -> Value {
+        let rooms = status["bridges"][0]["rooms"].as_array().unwrap();
+        rooms.iter().find(|r| r["room"] == name).cloned().unwrap()
+    };
+    let mut at_lug = pair.lug.subscribe();
+    pair.tuna.say("general", "irc", "alice", "before the pause");
+    assert_eq!(next_post(&mut at_lug).await.content, "before the pause");
+
+    // The bridge paused: two messages wait, shown on the page and in the API.
+    let paused: Value = post("pause", serde_json::json!({"bridge": "b"})).await.unwrap().json().await.unwrap();
+    assert_eq!(paused["paused"], true, "{paused}");
+    pair.tuna.say("general", "irc", "alice", "first while paused");
+    pair.tuna.say("general", "irc", "alice", "second while paused");
+    let stats = running.daemon().stats();
+    eventually("both are taken in", || stats.received.get() >= 3).await;
+    settle().await;
+    assert!(pair.lug.posted().iter().all(|p| !p.content.contains("while paused")), "nothing goes out while paused");
+    let status: Value = http.get(format!("{base}/admin/api/v1/bridges")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["bridges"][0]["paused"], true, "{status}");
+    let lug = room(&status, "fishroom.lug:chat");
+    assert_eq!((lug["paused"].as_bool(), lug["queued"].as_u64()), (Some(true), Some(2)), "{status}");
+    assert!(lug["last_out_ms"].as_i64().is_some(), "the message before the pause went out: {status}");
+    assert!(room(&status, "fishroom.tuna:general")["last_in_ms"].as_i64().is_some(), "{status}");
+    let html = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Resume the bridge") && html.contains("paused"), "{html}");
+
+    // Resumed: delivered in their order.
+    let resumed: Value = post("resume", serde_json::json!({"bridge": "b"})).await.unwrap().json().await.unwrap();
+    assert_eq!(resumed["paused"], false, "{resumed}");
+    assert_eq!(next_post(&mut at_lug).await.content, "first while paused");
+    assert_eq!(next_post(&mut at_lug).await.content, "second while paused");
+
+    // One room paused: the other direction goes on meanwhile.
+    let mut at_tuna = pair.tuna.subscribe();
+    let one = post("pause", serde_json::json!({"bridge": "b", "room": "fishroom.lug:chat"})).await.unwrap();
+    assert_eq!(one.status(), 200);
+    pair.tuna.say("general", "irc", "alice", "for the paused room");
+    pair.lug.say("chat", "irc", "bob", "from the paused room's side");
+    assert_eq!(next_post(&mut at_tuna).await.content, "from the paused room's side");
+    let status: Value = http.get(format!("{base}/admin/api/v1/bridges")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["bridges"][0]["paused"], false, "{status}");
+    assert_eq!(room(&status, "fishroom.lug:chat")["paused"], true, "{status}");
+    assert_eq!(room(&status, "fishroom.tuna:general")["paused"], false, "{status}");
+    post("resume", serde_json::json!({"bridge": "b", "room": "fishroom.lug:chat"})).await.unwrap();
+    assert_eq!(next_post(&mut at_lug).await.content, "for the paused room");
+
+    // The errors.
+    let status_of = |route: &'static str, body: Value| {
+        let http = http.clone();
+        let base = base.clone();
+        async move { http.post(format!("{base}/admin/api/v1/{route}")).json(&body).send().await.unwrap().status() }
+    };
+    assert_eq!(status_of("pause", serde_json::json!({})).await, 400, "no bridge named");
+    assert_eq!(status_of("pause", serde_json::json!({"bridge": "nope"})).await, 404, "no such bridge");
+    let elsewhere = serde_json::json!({"bridge": "b", "room": "fishroom.lug:elsewhere"});
+    assert_eq!(status_of("resume", elsewhere).await, 404, "no such room in the bridge");
+    let evil = http
+        .post(format!("{base}/admin/api/v1/pause"))
+        .header(header::ORIGIN, "http://evil.example")
+        .json(&serde_json::json!({"bridge": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), 403);
+    let status: Value = http.get(format!("{base}/admin/api/v1/bridges")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["bridges"][0]["paused"], false, "refused requests change nothing: {status}");
     running.shutdown().await;
 }

@@ -63,8 +63,34 @@ async fn browser(driver: &str, profile: &std::path::Path) -> fantoccini::Client 
     ClientBuilder::new(connector).capabilities(caps).connect(driver).await.expect("a browser session")
 }
 
+/// The page's text. A click that posts a form navigates: the body found just before the new page replaced it is
+/// stale, and is looked up again.
 async fn body_text(client: &fantoccini::Client) -> String {
-    client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
+    let mut last = None;
+    for _ in 0..50 {
+        match client.find(Locator::Css("body")).await {
+            Ok(body) => match body.text().await {
+                Ok(text) => return text,
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page's text: {last:?}")
+}
+
+/// The page's text once `ok` holds for it (a form's answer loads after the click returns), or as it last was.
+async fn text_when(client: &fantoccini::Client, ok: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = body_text(client).await;
+        if ok(&text) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,11 +104,13 @@ async fn a_person_logs_in_watches_an_account_fall_and_drops_a_dead_letter() {
     // A dead letter to act on.
     pair.lug.fail_posts(true);
     pair.tuna.say("general", "irc", "alice", "this one was given up");
+    pair.tuna.say("general", "irc", "alice", "and this one will be requeued");
     let stats = running.daemon().stats();
-    eventually("the message is given up", || stats.dead_lettered.get() == 1).await;
+    eventually("the messages are given up", || stats.dead_lettered.get() == 2).await;
     pair.lug.fail_posts(false);
     pair.tuna.say("general", "irc", "bob", "and this one went through");
     eventually("the next one is relayed", || pair.lug.posted().len() == 1).await;
+    let mut at_lug = pair.lug.subscribe();
 
     let profile = fresh_dir("chromium");
     let client = browser(&driver_url, &profile).await;
@@ -93,13 +121,14 @@ async fn a_person_logs_in_watches_an_account_fall_and_drops_a_dead_letter() {
     // A wrong token is said to be wrong; the right one opens the page.
     client.find(Locator::Css("input[name=token]")).await.unwrap().send_keys("not-the-admin-token").await.unwrap();
     client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-    assert!(body_text(&client).await.contains("That is not the admin token."));
+    let wrong = |t: &str| t.contains("That is not the admin token.");
+    assert!(wrong(&text_when(&client, wrong).await), "a wrong token is said to be wrong");
     client.find(Locator::Css("input[name=token]")).await.unwrap().send_keys(TOKEN).await.unwrap();
     client.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
     let mut text = String::new();
     for _ in 0..100 {
         text = body_text(&client).await;
-        if text.contains("this one was given up") {
+        if text.contains("this one was given up") && text.contains("will be requeued") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -120,7 +149,7 @@ async fn a_person_logs_in_watches_an_account_fall_and_drops_a_dead_letter() {
 
     // Another site's page, a script without the token, and a form without the CSRF token are refused.
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let key = running_letter_key(&http, &base).await;
+    let key = running_letter_key(&http, &base, "this one was given up").await;
     let no_token = http.post(format!("{base}/admin/api/v1/dead-letters/drop")).json(&json!({"keys": [key]})).send();
     assert_eq!(no_token.await.unwrap().status(), 401);
     let foreign = http
@@ -139,7 +168,19 @@ async fn a_person_logs_in_watches_an_account_fall_and_drops_a_dead_letter() {
         .send();
     assert_eq!(unsigned.await.unwrap().status(), 403);
 
-    // Clicking "Drop" removes the dead letter.
+    // Clicking "Requeue" delivers one to the simulator now; clicking "Drop" removes the other.
+    let requeued = running_letter_key(&http, &base, "will be requeued").await;
+    client
+        .find(Locator::Css(&format!("button[data-action=requeue][data-key=\"{requeued}\"]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(next_post(&mut at_lug).await.content, "and this one will be requeued");
+    let gone = |t: &str| !t.contains("will be requeued") && t.contains("this one was given up");
+    let text = text_when(&client, gone).await;
+    assert!(gone(&text), "{text}");
     client
         .find(Locator::Css(&format!("button[data-action=drop][data-key=\"{key}\"]")))
         .await
@@ -147,8 +188,16 @@ async fn a_person_logs_in_watches_an_account_fall_and_drops_a_dead_letter() {
         .click()
         .await
         .unwrap();
-    let text = body_text(&client).await;
-    assert!(!text.contains("this one was given up") && text.contains("None: nothing was given up."), "{text}");
+    let none = |t: &str| !t.contains("this one was given up") && t.contains("None: nothing was given up.");
+    let text = text_when(&client, none).await;
+    assert!(none(&text), "{text}");
+    // Clicking "Pause the bridge" pauses it; the page offers the resume.
+    client.find(Locator::Css("button[data-bridge=b]")).await.unwrap().click().await.unwrap();
+    let paused = |t: &str| t.contains("Resume the bridge");
+    assert!(paused(&text_when(&client, paused).await), "the bridge is shown paused");
+    client.find(Locator::Css("button[data-bridge=b]")).await.unwrap().click().await.unwrap();
+    let resumed = |t: &str| t.contains("Pause the bridge");
+    assert!(resumed(&text_when(&client, resumed).await), "the bridge is shown resumed");
 
     // The account whose server goes away: its state and error change on the page. The server stays away until the
     // page has shown it, however slowly a loaded machine draws it.
@@ -175,8 +224,8 @@ async fn a_person_logs_in_watches_an_account_fall_and_drops_a_dead_letter() {
     let _ = std::fs::remove_dir_all(profile);
 }
 
-/// The key of the one dead letter, through the API.
-async fn running_letter_key(http: &reqwest::Client, base: &str) -> u64 {
+/// The key of the dead letter whose summary has `needle`, through the API.
+async fn running_letter_key(http: &reqwest::Client, base: &str, needle: &str) -> u64 {
     let letters: serde_json::Value = http
         .get(format!("{base}/admin/api/v1/dead-letters"))
         .bearer_auth(TOKEN)
@@ -186,5 +235,7 @@ async fn running_letter_key(http: &reqwest::Client, base: &str) -> u64 {
         .json()
         .await
         .unwrap();
-    letters["dead_letters"][0]["key"].as_u64().expect("a dead letter")
+    let letters = letters["dead_letters"].as_array().expect("the dead letters").clone();
+    let letter = letters.iter().find(|l| l["summary"].as_str().is_some_and(|s| s.contains(needle)));
+    letter.and_then(|l| l["key"].as_u64()).expect("a dead letter")
 }

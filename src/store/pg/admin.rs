@@ -55,6 +55,42 @@ pub fn requeue(target: &PgTarget, keys: Option<&[u64]>) -> Result<usize, StoreEr
     })
 }
 
+/// Moves dead letters back to the outbox now, at the end of their rooms' queues: keys of a run of their own (after
+/// every key given so far), the instances told as for rows another instance queued. Returns how many went.
+pub fn requeue_now(target: &PgTarget, keys: &[u64]) -> Result<usize, StoreError> {
+    let t = target.clone();
+    let keys: Vec<i64> = keys.iter().map(|k| *k as i64).collect();
+    blocking(target, move |client| {
+        async move {
+            let moved: Result<u64, tokio_postgres::Error> = async {
+                let tx = client.transaction().await?;
+                let run: i64 = tx.query_one("SELECT nextval('chatbridge_runs')", &[]).await?.get(0);
+                let first = run << schema::RUN_SHIFT;
+                let moved = tx
+                    .execute(
+                        "WITH gone AS (
+                             DELETE FROM deadletters WHERE key = ANY($1) RETURNING key, room, bridge, record)
+                         INSERT INTO outbox (key, account, room, bridge, record, queued_at)
+                         SELECT $2 + row_number() OVER (ORDER BY key), split_part(room, ':', 1), room, bridge, record, $3
+                         FROM gone ORDER BY key",
+                        &[&keys, &first, &crate::store::now()],
+                    )
+                    .await?;
+                tx.execute(
+                    "SELECT pg_notify('chatbridge_outbox', room) FROM (SELECT DISTINCT room FROM outbox WHERE key > $1 AND key <= $2) r",
+                    &[&first, &(first + moved as i64)],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(moved)
+            }
+            .await;
+            moved.map(|n| n as usize).map_err(|e| t.error(&e))
+        }
+        .boxed()
+    })
+}
+
 /// Removes dead letters for good. Returns how many went.
 pub fn drop_letters(target: &PgTarget, keys: &[u64]) -> Result<usize, StoreError> {
     let t = target.clone();

@@ -109,6 +109,8 @@ fn gather_ops<'a>(carry: &'a [Vec<Stamped>], allowed: impl Fn(&Option<Fence>) ->
             Op::Cursor { room, cursor } => {
                 g.cursors.insert(room, cursor);
             }
+            // The shared store requeues by itself (`admin::requeue_now`): the router never asks it to.
+            Op::Requeue { .. } => {}
             Op::Load { room, after, limit } => {
                 let epoch = fence.as_ref().and_then(|f| f.epoch).unwrap_or_default();
                 g.loads.push((room, *after, *limit, epoch));

@@ -21,7 +21,9 @@ pub mod schema;
 pub mod testing;
 mod writer;
 
-pub use admin::{Instance, SchemaState, dead_letters, drop_letters, instances, migrate, queues, requeue, status};
+pub use admin::{
+    Instance, SchemaState, dead_letters, drop_letters, instances, migrate, queues, requeue, requeue_now, status,
+};
 use connect::reason;
 pub use connect::{PgTarget, blocking};
 pub use reader::PgReader;

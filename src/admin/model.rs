@@ -39,7 +39,8 @@ pub struct ReloadView {
 pub struct AccountView {
     pub id: String,
     pub platform: &'static str,
-    /// `connecting`, `connected`, `backing_off`, `stopped`.
+    /// `connecting`, `connected`, `backing_off`, `stopped`; with a shared store, `elsewhere` (another instance runs
+    /// it) or `unheld` (no instance holds its lease now).
     pub state: &'static str,
     /// When it came to this state (ms since the epoch), as far as this daemon has seen.
     pub since_ms: i64,
@@ -165,7 +166,8 @@ pub fn snapshot(stats: &Stats, inputs: Inputs<'_>) -> Snapshot {
                 id: label,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let accounts = with_elsewhere(accounts, layout, holders.as_ref());
     let queued: HashMap<String, usize> = stats.queued().into_iter().collect();
     let figures: HashMap<String, crate::stats::RoomFigures> = stats.room_figures().into_iter().collect();
     let lags: HashMap<String, u64> =
@@ -224,6 +226,38 @@ pub fn snapshot(stats: &Stats, inputs: Inputs<'_>) -> Snapshot {
         warnings: crate::telemetry::ring::recent(),
         config_file,
     }
+}
+
+/// With a shared store, the accounts of the configuration this instance does not run: held by another instance
+/// (`elsewhere`), or by none now (`unheld`, until an instance claims its lease).
+fn with_elsewhere(
+    mut accounts: Vec<AccountView>,
+    layout: &Layout,
+    holders: Option<&BTreeMap<String, String>>,
+) -> Vec<AccountView> {
+    let Some(holders) = holders else { return accounts };
+    let configured: std::collections::BTreeSet<&str> =
+        layout.iter().flat_map(|(_, rooms)| rooms.iter().map(|(room, _)| split_room(room).0)).collect();
+    for id in configured {
+        if accounts.iter().any(|a| a.id == id) {
+            continue;
+        }
+        let Ok(parsed) = id.parse::<AccountId>() else { continue };
+        let instance = holders.get(id).cloned();
+        accounts.push(AccountView {
+            id: id.to_owned(),
+            platform: parsed.platform().as_str(),
+            state: if instance.is_some() { "elsewhere" } else { "unheld" },
+            since_ms: 0,
+            error: None,
+            advice: None,
+            reconnects: 0,
+            reconnects_last_hour: 0,
+            instance,
+        });
+    }
+    accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    accounts
 }
 
 /// `fishroom.tuna:general` as the counters label it: the account, and the room (a private one hashed).

@@ -13,7 +13,7 @@ section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:12px 
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eef0f3;vertical-align:top}\
 th{font-weight:600;color:#56606b;font-size:12px;text-transform:uppercase}.num{text-align:right;font-variant-numeric:tabular-nums}\
 .state{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}\
-.connected{background:#d8f3dc;color:#1b5e20}.connecting{background:#e3e8ef;color:#37474f}\
+.connected{background:#d8f3dc;color:#1b5e20}.connecting,.elsewhere,.unheld{background:#e3e8ef;color:#37474f}\
 .backing_off{background:#fff3cd;color:#7a5a00}.stopped{background:#f8d7da;color:#842029}\
 .advice{color:#56606b;font-size:12px}.error{color:#842029}form{display:inline}button{font:inherit;padding:2px 10px;cursor:pointer}\
 .muted{color:#8a939c}.refused{background:#f8d7da;padding:8px;border-radius:4px}\

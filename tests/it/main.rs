@@ -1,6 +1,7 @@
 //! Integration tests: the daemon against the in-process simulators on 127.0.0.1:0.
 
 mod admin;
+mod admin_pg;
 mod admin_reload;
 mod api;
 mod api_compat;

@@ -61,7 +61,20 @@ async fn page(State(admin): State<Admin>, headers: HeaderMap) -> Response {
         _ => None,
     };
     let snapshot = snapshot(&admin).await;
-    axum::response::Html(super::page::render(&snapshot, csrf.as_deref(), admin.auth.required())).into_response()
+    let html = super::page::render(&snapshot, csrf.as_deref(), admin.auth.required());
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
+    if gzip {
+        let headers = [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_ENCODING, "gzip"),
+            (header::VARY, "accept-encoding"),
+        ];
+        return (headers, super::page::gzip(&html)).into_response();
+    }
+    ([(header::VARY, "accept-encoding")], axum::response::Html(html)).into_response()
 }
 
 /// The form's fields (`a=1&b=2`), as the URL parser reads a query.
@@ -241,38 +254,44 @@ async fn resume(State(admin): State<Admin>, headers: HeaderMap, body: Bytes) -> 
     paused(admin, headers, body, false).await
 }
 
-/// Pauses or resumes `{"bridge": name}`, or `{"bridge": name, "room": address}` (one room of it).
+/// Pauses or resumes `{"bridge": name}` (its rooms, for it), or `{"room": address}` (the room, for every bridge; with
+/// `bridge`, it must be one of that bridge's rooms).
 async fn paused(admin: Admin, headers: HeaderMap, body: Bytes, paused: bool) -> Response {
     let (value, is_form) = match action(&admin, &headers, &body) {
         Ok(found) => found,
         Err(refused) => return *refused,
     };
     let text = |field: &str| value.get(field).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_owned);
-    let Some(bridge) = text("bridge") else {
-        return error(StatusCode::BAD_REQUEST, "no_bridge", "name the bridge: {\"bridge\": \"name\"}");
-    };
-    let room = text("room");
+    let (bridge, room) = (text("bridge"), text("room"));
+    if bridge.is_none() && room.is_none() {
+        let message = "name a bridge or a room: {\"bridge\": \"name\"} or {\"room\": \"platform.account:room\"}";
+        return error(StatusCode::BAD_REQUEST, "no_target", message);
+    }
     let operator = std::sync::Arc::clone(&admin.operator);
-    let request = super::PauseRequest { bridge, room, paused };
     let answer = tokio::task::spawn_blocking(move || {
         let layout = operator.layout();
-        let Some((_, rooms)) = layout.iter().find(|(name, _)| *name == request.bridge) else {
-            return Err((StatusCode::NOT_FOUND, "no such bridge"));
-        };
-        if let Some(room) = &request.room
-            && !rooms.iter().any(|(r, _)| r == room)
-        {
-            return Err((StatusCode::NOT_FOUND, "the bridge has no such room"));
+        let bridges: Vec<_> = layout.iter().filter(|(name, _)| bridge.as_ref().is_none_or(|b| b == name)).collect();
+        if bridges.is_empty() {
+            return Err((StatusCode::NOT_FOUND, "not_found", "no such bridge"));
         }
-        operator.pause(request.clone()).map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"))?;
+        if let Some(room) = &room
+            && !bridges.iter().any(|(_, rooms)| rooms.iter().any(|(r, _)| r == room))
+        {
+            return Err((StatusCode::NOT_FOUND, "not_found", "no bridge has such a room"));
+        }
+        let request = super::PauseRequest { bridge: bridge.unwrap_or_default(), room, paused };
+        operator
+            .pause(request.clone())
+            .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "stopping", "the daemon is stopping"))?;
         Ok(request)
     })
     .await
-    .unwrap_or(Err((StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping")));
+    .unwrap_or(Err((StatusCode::SERVICE_UNAVAILABLE, "stopping", "the daemon is stopping")));
     match answer {
-        Ok(request) => done(is_form, json!({"bridge": request.bridge, "room": request.room, "paused": paused})),
-        Err((status, message)) => {
-            error(status, if status == StatusCode::NOT_FOUND { "not_found" } else { "stopping" }, message)
+        Ok(request) => {
+            let bridge = Some(request.bridge).filter(|b| !b.is_empty());
+            done(is_form, json!({"bridge": bridge, "room": request.room, "paused": paused}))
         }
+        Err((status, code, message)) => error(status, code, message),
     }
 }

@@ -43,8 +43,9 @@ pub trait Operator: Send + Sync + 'static {
 /// A pause or a resume, as the API takes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PauseRequest {
+    /// The bridge paused (its rooms, for it); empty where a room is named alone.
     pub bridge: String,
-    /// One room of the bridge (`platform.account:room`); none: the whole bridge.
+    /// One room (`platform.account:room`), for every bridge; none: the whole bridge.
     pub room: Option<String>,
     pub paused: bool,
 }

@@ -31,11 +31,10 @@ impl Router {
             self.rooms.entry(room.clone()).or_default().retry_at = Some(key);
             return;
         }
-        while let Some(to) = self.outbox.peek(room, 0).map(|item| item.to) {
-            if self.is_paused(room, to) {
+        while let Some(item) = self.outbox.front_mut(room) {
+            if self.operated.any_paused() && operate::paused(&self.operated, &self.rules, room, item.to) {
                 return;
             }
-            let Some(item) = self.outbox.front_mut(room) else { return };
             if broken {
                 self.give_up(room, "the destination room is unusable".to_owned(), true);
                 continue;

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::info;
 
 use super::port::Stored;
-use super::rules::Destination;
+use super::rules::{Destination, Rules};
 use super::{RoomAddr, Router};
 
 /// The operator's pauses, and the requeues the store is working on.
@@ -26,6 +26,12 @@ impl Operated {
     }
 }
 
+/// Whether a message for the bridge room `to` in `room` waits for a resume (fields, not the router: the pump asks
+/// while it holds the queue's front).
+pub(super) fn paused(operated: &Operated, rules: &Rules, room: &RoomAddr, to: Destination) -> bool {
+    operated.rooms.contains(room) || operated.bridges.contains(rules.bridge_name(to))
+}
+
 /// A pause or a resume: a bridge's rooms, or one room (by its address).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pause {
@@ -37,8 +43,7 @@ pub struct Pause {
 impl Router {
     /// Whether the message at the front of `room`'s queue, for the bridge room `to`, waits for a resume.
     pub(super) fn is_paused(&self, room: &RoomAddr, to: Destination) -> bool {
-        self.operated.any_paused()
-            && (self.operated.rooms.contains(room) || self.operated.bridges.contains(self.rules.bridge_name(to)))
+        self.operated.any_paused() && paused(&self.operated, &self.rules, room, to)
     }
 
     pub(super) fn pause(&mut self, pause: Pause) {

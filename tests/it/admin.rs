@@ -65,6 +65,14 @@ async fn the_page_and_the_api_show_the_accounts_bridges_and_dead_letters() {
     assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
     assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
     let html = page.text().await.unwrap();
+    // A browser that takes gzip gets the same page gzipped.
+    let zipped =
+        http.get(format!("{base}/")).header(header::ACCEPT_ENCODING, "gzip, deflate, br").send().await.unwrap();
+    assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+    let zipped = zipped.bytes().await.unwrap();
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut unzipped).unwrap();
+    assert!(unzipped.contains("fishroom.lug:chat") && zipped.len() < html.len(), "{unzipped}");
     for needle in
         ["fishroom.tuna", "fishroom.lug:chat", "state connected", &format!("data-letter=\"{key}\""), "given up"]
     {
@@ -276,7 +284,8 @@ async fn a_paused_bridge_or_room_queues_and_a_resume_delivers_in_order() {
     assert_eq!(status["bridges"][0]["paused"], false, "{status}");
     assert_eq!(room(&status, "fishroom.lug:chat")["paused"], true, "{status}");
     assert_eq!(room(&status, "fishroom.tuna:general")["paused"], false, "{status}");
-    post("resume", serde_json::json!({"bridge": "b", "room": "fishroom.lug:chat"})).await.unwrap();
+    let resumed = post("resume", serde_json::json!({"room": "fishroom.lug:chat"})).await.unwrap();
+    assert_eq!(resumed.status(), 200, "a room is named alone too");
     assert_eq!(next_post(&mut at_lug).await.content, "for the paused room");
 
     // The errors.
@@ -285,7 +294,8 @@ async fn a_paused_bridge_or_room_queues_and_a_resume_delivers_in_order() {
         let base = base.clone();
         async move { http.post(format!("{base}/admin/api/v1/{route}")).json(&body).send().await.unwrap().status() }
     };
-    assert_eq!(status_of("pause", serde_json::json!({})).await, 400, "no bridge named");
+    assert_eq!(status_of("pause", serde_json::json!({})).await, 400, "neither a bridge nor a room named");
+    assert_eq!(status_of("pause", serde_json::json!({"room": "fishroom.lug:nowhere"})).await, 404, "no such room");
     assert_eq!(status_of("pause", serde_json::json!({"bridge": "nope"})).await, 404, "no such bridge");
     let elsewhere = serde_json::json!({"bridge": "b", "room": "fishroom.lug:elsewhere"});
     assert_eq!(status_of("resume", elsewhere).await, 404, "no such room in the bridge");

@@ -180,6 +180,19 @@ async fn the_page_and_the_api_show_the_accounts_bridges_and_dead_letters() {
     assert_eq!(seen["state"], "backing_off", "the state changes while the server is away");
     assert!(seen["error"].as_str().is_some_and(|e| !e.is_empty()) && seen["advice"].is_string(), "{seen}");
     let _tuna = restart.await.unwrap();
+    // Back: the reconnect counts in the last hour.
+    let mut hour = 0;
+    for _ in 0..200 {
+        let accounts: Value =
+            http.get(format!("{base}/admin/api/v1/accounts")).send().await.unwrap().json().await.unwrap();
+        let tuna = accounts["accounts"].as_array().unwrap().iter().find(|a| a["id"] == "fishroom.tuna").cloned();
+        hour = tuna.and_then(|t| t["reconnects_last_hour"].as_u64()).unwrap_or(0);
+        if hour > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(hour > 0, "the reconnect is counted in the last hour");
     running.shutdown().await;
 }
 
@@ -266,6 +279,9 @@ async fn a_paused_bridge_or_room_queues_and_a_resume_delivers_in_order() {
     assert!(room(&status, "fishroom.tuna:general")["last_in_ms"].as_i64().is_some(), "{status}");
     let html = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Resume the bridge") && html.contains("paused"), "{html}");
+    let per_minute: u64 = status["bridges"][0]["per_minute"].as_array().unwrap().iter().filter_map(Value::as_u64).sum();
+    assert_eq!(per_minute, 1, "the one message relayed is in the last hour's picture: {status}");
+    assert!(html.contains("1 relayed in the last hour"), "{html}");
 
     // Resumed: delivered in their order.
     let resumed: Value = post("resume", serde_json::json!({"bridge": "b"})).await.unwrap().json().await.unwrap();
@@ -309,5 +325,52 @@ async fn a_paused_bridge_or_room_queues_and_a_resume_delivers_in_order() {
     assert_eq!(evil.status(), 403);
     let status: Value = http.get(format!("{base}/admin/api/v1/bridges")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["bridges"][0]["paused"], false, "refused requests change nothing: {status}");
+    running.shutdown().await;
+}
+
+/// A room whose account's send limit holds its next message back is shown waiting on it, until it has caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_behind_its_send_limit_is_shown_waiting() {
+    let pair = Pair::start().await;
+    let general = FAST.replace("[general]\n", "[general]\nhttp_listen = \"127.0.0.1:0\"\n");
+    let config = pair
+        .config(&general)
+        .replace("[accounts.fishroom.lug]\n", "[accounts.fishroom.lug]\nsend_rate = 1\nsend_burst = 1\n");
+    assert!(config.contains("send_rate = 1"), "{config}");
+    let running = start(&config, &["fishroom.tuna", "fishroom.lug"]).await;
+    let base = format!("http://{}", running.daemon().status_addr().unwrap());
+    let http = client();
+    let waiting = |status: &Value| {
+        let rooms = status["bridges"][0]["rooms"].as_array().unwrap();
+        rooms.iter().find(|r| r["room"] == "fishroom.lug:chat").unwrap()["waiting_on_limit"].as_bool().unwrap()
+    };
+    for n in 0..4 {
+        pair.tuna.say("general", "irc", "alice", &format!("message {n}"));
+    }
+    let mut seen = false;
+    for _ in 0..100 {
+        let status: Value =
+            http.get(format!("{base}/admin/api/v1/bridges")).send().await.unwrap().json().await.unwrap();
+        if waiting(&status) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen, "the room is shown waiting on its send limit");
+    let html = http.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("waiting on the send limit"), "{html}");
+    eventually("everything is delivered", || pair.lug.posted().iter().any(|p| p.content.contains("message 3"))).await;
+    let mut caught_up = false;
+    for _ in 0..100 {
+        let status: Value =
+            http.get(format!("{base}/admin/api/v1/bridges")).send().await.unwrap().json().await.unwrap();
+        if !waiting(&status) {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(caught_up, "no longer waiting once caught up");
     running.shutdown().await;
 }

@@ -237,6 +237,23 @@ async fn with_an_admin_token_nothing_is_shown_or_done_without_it() {
         .unwrap();
     assert_eq!(unsigned.status(), 403);
     assert_eq!(running.daemon().stats().admin_refused.get(), 1);
+    // A login posted from another site's page is refused; logging out ends the session.
+    let foreign_login = http
+        .post(format!("{base}/login"))
+        .header(header::ORIGIN, "http://evil.example")
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_login.status(), 403);
+    let other = login(TOKEN).await.unwrap();
+    let other = other.headers()[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let with_other = || http.get(format!("{base}/admin/api/v1/status")).header(header::COOKIE, &other).send();
+    assert_eq!(with_other().await.unwrap().status(), 200);
+    let out = http.post(format!("{base}/logout")).header(header::COOKIE, &other).send().await.unwrap();
+    assert_eq!(out.status(), 303);
+    assert!(out.headers()[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(with_other().await.unwrap().status(), 401, "the session ended with the logout");
     // Five wrong tokens in a row from one address (the good login above cleared the count): the next login waits,
     // even with the right token.
     for _ in 0..5 {

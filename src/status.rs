@@ -171,6 +171,7 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
     stats.media.render(&mut out);
+    stats.unknown_kinds.render(&mut out);
     let clients = stats.websocket_clients.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
         out,

@@ -29,7 +29,7 @@ fn all_parsers(bytes: &[u8]) {
     let _ = missevan::wire::html_to_text(&text);
     if let Ok(items) = heihei::wire::decode_frame(&text) {
         for item in items.into_iter().flatten() {
-            let _ = heihei::wire::map(&item);
+            let _ = heihei::wire::map(&item, &Default::default());
         }
     }
     if let Ok(items) = fishroom::wire::parse_poll(bytes) {

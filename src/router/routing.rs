@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tracing::{debug, error, trace, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use super::port::Put;
 
@@ -63,7 +63,12 @@ impl Router {
                 self.stats.filtered.inc();
                 match (skip, &event.kind) {
                     (Skip::Unsupported, EventKind::Unsupported { kind, .. }) => {
-                        debug!(room = %origin, kind = %kind, "Unsupported event: not relayed.");
+                        let platform = origin.account.platform().as_str();
+                        if let Some(kind) = self.stats.unknown_kinds.count(platform, kind) {
+                            info!(platform, kind = %kind, room = %origin, "A kind of event this bridge does not carry: not relayed, counted in /metrics (chatbridge_events_unknown_kind_total); said once per kind.");
+                        } else {
+                            debug!(room = %origin, kind = %kind, "Unsupported event: not relayed.");
+                        }
                     }
                     _ => debug!(room = %origin, reason = ?skip, "Event not relayed."),
                 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::model::{AccountId, RoomAddr};
 
+pub mod kinds;
 pub mod media;
 pub mod minutes;
 mod series;
@@ -199,6 +200,8 @@ pub struct Stats {
     pub reads: Reads,
     /// The media store's counters.
     pub media: media::MediaCounts,
+    /// Events of kinds the bridge does not carry, by platform and kind.
+    pub unknown_kinds: kinds::UnknownKinds,
     /// Failed logins to the status page, and actions refused for a missing CSRF token or another origin.
     pub admin_login_failures: Counter,
     pub admin_refused: Counter,

@@ -23,6 +23,7 @@ mod harness;
 mod heihei;
 mod hostile;
 mod iirose;
+mod kinds;
 mod load;
 mod media;
 mod media_pairs;

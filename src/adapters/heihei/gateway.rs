@@ -108,7 +108,7 @@ async fn listen(shared: &Shared, ctx: &AdapterContext, socket: Socket) -> Ended 
 
 /// Routes one item to its configured room; false when the router is gone.
 async fn dispatch(shared: &Shared, ctx: &AdapterContext, item: &wire::Inbound) -> bool {
-    match wire::map(item) {
+    match wire::map(item, &shared.gifts) {
         Mapped::Room { room_id, live_id, msg_id, mut sender, kind } => {
             let Some((room, live)) = shared.room_of(room_id, live_id) else {
                 debug!(account = %ctx.account, ?room_id, ?live_id, "Item of a room we do not follow skipped.");
@@ -257,5 +257,36 @@ async fn quit(shared: &Shared, live_id: u64) {
     let form = [("token", shared.config.token.expose()), ("liveId", id.as_str())];
     if let Err(e) = call(shared, &shared.endpoints.quit_live, &form).await {
         debug!(live = live_id, error = %e, "quit-live failed; the broadcast is over anyway.");
+    }
+}
+
+/// Reads the gift list once, so that IM gifts (which carry only an id) arrive named. Where there is none, or it
+/// fails, names come from the live gifts seen.
+pub(super) async fn learn_gifts(shared: Arc<Shared>, account: crate::model::AccountId) {
+    let Some(url) = shared.endpoints.gift_info.clone() else { return };
+    let form = [("token", shared.config.token.expose())];
+    let read = async {
+        let response = shared.http.post(&url).form(&form).send().await.map_err(describe)?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        crate::adapters::retry::read_json::<super::gifts::GiftList>(response, super::MAX_ANSWER).await
+    };
+    let answer = tokio::select! {
+        answer = tokio::time::timeout(shared.config.request_timeout, read) => answer,
+        _ = shared.stop.stopped() => return,
+    };
+    match answer {
+        Ok(Ok(list)) if list.errorcode == 0 => {
+            let learned = shared.gifts.learn_list(&list);
+            debug!(account = %account, gifts = learned, "Gift names read.");
+        }
+        Ok(Ok(list)) => {
+            info!(account = %account, error = %list.errormsg, code = list.errorcode, "The gift list was refused; gifts are named as live rooms name them.")
+        }
+        Ok(Err(e)) => {
+            info!(account = %account, error = %redact(&shared, e), "The gift list could not be read; gifts are named as live rooms name them.")
+        }
+        Err(_) => info!(account = %account, "The gift list timed out; gifts are named as live rooms name them."),
     }
 }

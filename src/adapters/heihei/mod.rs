@@ -5,6 +5,7 @@
 mod client;
 pub mod config;
 mod gateway;
+pub mod gifts;
 pub mod wire;
 
 #[cfg(test)]
@@ -56,6 +57,8 @@ struct Endpoints {
     join_live: String,
     get_live: String,
     quit_live: String,
+    /// The gift list (`gift-info`), where init names it (or `api_url` is set).
+    gift_info: Option<String>,
 }
 
 struct Shared {
@@ -68,6 +71,8 @@ struct Shared {
     /// Texts we sent, per live room id, for their echoes.
     sent: Mutex<VecDeque<(u64, String)>>,
     own_id: Mutex<Option<u64>>,
+    /// Gift names, learned from live gifts and the gift list.
+    gifts: gifts::GiftNames,
 }
 
 impl Shared {
@@ -145,8 +150,10 @@ impl Adapter for HeiheiAdapter {
                 lives: std::sync::RwLock::default(),
                 sent: Mutex::default(),
                 own_id: Mutex::default(),
+                gifts: gifts::GiftNames::default(),
             });
             *shared.own_id.lock().expect("never poisoned") = shared.config.user_id;
+            tokio::spawn(gateway::learn_gifts(Arc::clone(&shared), ctx.account.clone()));
             // Every room but IM follows its host's broadcasts (sending needs the broadcast joined too), as the
             // rooms a reload gives the account come and go; one channel socket receives them all.
             let account_stop = ctx.stop_receiving.clone();
@@ -238,6 +245,7 @@ fn endpoints(config: &HeiheiAccount, answer: &wire::InitAnswer) -> Result<Endpoi
         join_live: from(&answer.live, "joinLive", "live/join-live")?,
         get_live: from(&answer.live, "getLive", "live/get-live")?,
         quit_live: from(&answer.live, "quitLive", "live/quit-live")?,
+        gift_info: from(&answer.live, "giftInfo", "live/gift-info").ok(),
     };
     info!("Heihei endpoints discovered.");
     Ok(endpoints)

@@ -34,11 +34,14 @@ fn describe(mapped: Mapped) -> String {
 #[test]
 fn every_seed_message_maps_through_the_double_encoded_form() {
     let frame = json!(messages().iter().map(|m| json!({"msg": m.to_string()})).collect::<Vec<_>>()).to_string();
-    let mapped: Vec<String> =
-        decode_frame(&frame).unwrap().into_iter().map(|item| describe(map(&item.expect("each item parses")))).collect();
+    let mapped: Vec<String> = decode_frame(&frame)
+        .unwrap()
+        .into_iter()
+        .map(|item| describe(map(&item.expect("each item parses"), &Default::default())))
+        .collect();
     let expected = [
         "room None notice 弹窗提示内容 \n 我是黑黑",
-        "room Some(123) 谁送的#1233 gift gift #12 1 Some(128)",
+        "room Some(123) 谁送的#1233 gift gift #12 128 None",
         "room Some(123) 张三#122 message hello",
         "room Some(123) 张三#122 message hello",
         "room Some(123) 张三#122 notice hello",
@@ -68,7 +71,7 @@ fn im_content_takes_its_inner_type() {
     let ims: Vec<Mapped> = messages()
         .into_iter()
         .filter(|m| m["msgType"] == "IM")
-        .map(|m| map(&Inbound { live_id: None, msg: serde_json::from_value(m).unwrap() }))
+        .map(|m| map(&Inbound { live_id: None, msg: serde_json::from_value(m).unwrap() }, &Default::default()))
         .collect();
     let content = |i: usize| match &ims[i] {
         Mapped::Im { content, .. } => content.0.clone(),
@@ -90,7 +93,7 @@ fn the_envelope_form_carries_the_live_id() {
     let items = decode_frame(&frame).unwrap();
     let item = items[0].as_ref().unwrap();
     assert_eq!(item.live_id, Some(123));
-    assert!(matches!(map(item), Mapped::Room { live_id: Some(123), .. }));
+    assert!(matches!(map(item, &Default::default()), Mapped::Room { live_id: Some(123), .. }));
 }
 
 #[test]
@@ -110,7 +113,7 @@ proptest::proptest! {
     fn arbitrary_frames_never_panic(text in "\\PC{0,200}") {
         if let Ok(items) = decode_frame(&text) {
             for item in items.into_iter().flatten() {
-                let _ = map(&item);
+                let _ = map(&item, &Default::default());
             }
         }
     }
@@ -120,7 +123,7 @@ proptest::proptest! {
         let frame = json!([{ "msg": inner }]).to_string();
         if let Ok(items) = decode_frame(&frame) {
             for item in items.into_iter().flatten() {
-                let _ = map(&item);
+                let _ = map(&item, &Default::default());
             }
         }
     }
@@ -141,7 +144,7 @@ fn golden_frames_and_answers_parse_as_their_provenance_says() {
     for frame in [split(FRAME_ARRAY).1, split(FRAME_ENVELOPE).1] {
         let items = decode_frame(frame.trim()).unwrap();
         let [Ok(item)] = &items[..] else { panic!("{items:?}") };
-        assert_eq!(describe(map(item)), "room Some(123) 张三#122 message hello");
+        assert_eq!(describe(map(item, &Default::default())), "room Some(123) 张三#122 message hello");
     }
     assert_eq!(decode_frame(split(FRAME_ENVELOPE).1.trim()).unwrap()[0].as_ref().unwrap().live_id, Some(123));
     let init: InitAnswer = serde_json::from_value(json(INIT)).unwrap();
@@ -166,4 +169,34 @@ fn golden_frames_and_answers_parse_as_their_provenance_says() {
     let [form] = frames(SEND_REQUEST)[..] else { panic!() };
     let keys: Vec<&str> = form.split('&').map(|kv| kv.split_once('=').unwrap().0).collect();
     assert_eq!(keys, ["token", "text", "roomId", "liveId"]);
+}
+
+const GIFTS: &str = include_str!("../../../tests/fixtures/wire/heihei/gifts.jsonl");
+
+/// Issue #33 §2: a live gift is named and counted as its frame says, and teaches the name to IM gifts, which carry
+/// only the id; an id never named stays an id.
+#[test]
+fn gifts_are_named_from_live_gifts_and_the_gift_list() {
+    let names = super::gifts::GiftNames::default();
+    let frames: Vec<Value> =
+        crate::corpus::frames(GIFTS).into_iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let inbound = |v: &Value| Inbound { live_id: None, msg: serde_json::from_value(v.clone()).unwrap() };
+    let im_text = |mapped: Mapped| match mapped {
+        Mapped::Im { content, .. } => content.to_plain_text(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(describe(map(&inbound(&frames[0]), &names)), "room Some(123) 谁送的#1233 gift asjkdfa 128 None");
+    assert_eq!(names.name(12).as_deref(), Some("asjkdfa"), "learned from the live gift");
+    assert_eq!(im_text(map(&inbound(&frames[1]), &names)), "我送你kiss雨 [gift: gift #113]", "never named: the id");
+    let mut live = frames[0].clone();
+    live["giftId"] = json!(113);
+    live["gift"]["name"] = json!("kiss雨");
+    live["amount"] = json!(3);
+    assert_eq!(describe(map(&inbound(&live), &names)), "room Some(123) 谁送的#1233 gift kiss雨 3 None");
+    assert_eq!(im_text(map(&inbound(&frames[1]), &names)), "我送你kiss雨 [gift: kiss雨]");
+    // A live gift without its name (the older form) takes the learned one.
+    let mut bare = frames[0].clone();
+    bare.as_object_mut().unwrap().remove("gift");
+    bare["giftId"] = json!(113);
+    assert_eq!(describe(map(&inbound(&bare), &names)), "room Some(123) 谁送的#1233 gift kiss雨 128 None");
 }

@@ -40,6 +40,8 @@ pub struct Inner {
     pub amount: Option<u64>,
     #[serde(deserialize_with = "lenient_u64")]
     pub gift_id: Option<u64>,
+    /// A live gift: the gift, named.
+    pub gift: Option<super::gifts::GiftRef>,
     pub action: Option<String>,
     pub comment: Option<String>,
     pub title: Option<String>,
@@ -91,7 +93,7 @@ pub struct ImUser {
     pub cover_url: Option<String>,
 }
 
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(super) fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(match Value::deserialize(d)? {
         Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
         Value::String(s) => s.trim().parse().ok(),
@@ -155,7 +157,7 @@ pub enum Mapped {
     Im { from: u64, msg_id: Option<String>, sender: User, content: Content, time: Option<Time> },
 }
 
-pub fn map(item: &Inbound) -> Mapped {
+pub fn map(item: &Inbound, names: &super::gifts::GiftNames) -> Mapped {
     let m = &item.msg;
     let sender = m.from_user_id.map(|id| {
         let mut user = User::new(id.to_string(), m.from_user_name.clone().unwrap_or_default());
@@ -177,12 +179,22 @@ pub fn map(item: &Inbound) -> Mapped {
             room(EventKind::Notice { text: if text.is_empty() { format!("{who} liked the broadcast") } else { text } })
         }
         "gift" => {
-            let name = m.gift_id.map_or_else(|| "gift".to_owned(), |id| format!("gift #{id}"));
-            room(EventKind::Gift { name, count: 1, value: m.amount })
+            // `giftId` is the gift; `gift.name` names it (its `id` in the seed's example is the amount's copy).
+            let named = m.gift.as_ref().and_then(|g| g.name.clone()).filter(|n| !n.trim().is_empty());
+            if let (Some(id), Some(name)) = (m.gift_id, &named) {
+                names.learn(id, name);
+            }
+            let name = match (m.gift_id, named) {
+                (Some(id), None) => names.name_or_id(id),
+                (_, Some(name)) => names.name(m.gift_id.unwrap_or_default()).unwrap_or(name),
+                (None, None) => "a gift".to_owned(),
+            };
+            let count = m.amount.map_or(1, |n| u32::try_from(n.max(1)).unwrap_or(u32::MAX));
+            room(EventKind::Gift { name, count, value: None })
         }
         "system" | "toast" => room(EventKind::Notice { text }),
         "action" => action(item, room),
-        "IM" => im(m),
+        "IM" => im(m, names),
         other => room(EventKind::Unsupported { kind: other.to_owned(), raw: format!("{m:?}") }),
     }
 }
@@ -211,7 +223,7 @@ fn action(item: &Inbound, room: impl Fn(EventKind) -> Mapped) -> Mapped {
     }
 }
 
-fn im(envelope: &Inner) -> Mapped {
+fn im(envelope: &Inner, names: &super::gifts::GiftNames) -> Mapped {
     let m = envelope.msg.clone().unwrap_or_default();
     let from = m.from_user_id.unwrap_or_default();
     let profile = envelope
@@ -226,7 +238,18 @@ fn im(envelope: &Inner) -> Mapped {
     let str_of = |key: &str| c.get(key).and_then(Value::as_str).map(str::to_owned);
     let mut segments = Vec::new();
     match m.msg_type.as_str() {
-        "text" | "systopic" | "gift" => segments.extend(str_of("text").map(Segment::Text)),
+        "text" | "systopic" => segments.extend(str_of("text").map(Segment::Text)),
+        "gift" => {
+            // Only the id comes: its name as learned, else the id.
+            let gift = c.get("giftId").and_then(Value::as_u64).map(|id| names.name_or_id(id));
+            let text = str_of("text").filter(|t| !t.trim().is_empty());
+            segments.push(Segment::Text(match (text, gift) {
+                (Some(text), Some(gift)) => format!("{text} [gift: {gift}]"),
+                (None, Some(gift)) => format!("[gift: {gift}]"),
+                (Some(text), None) => text,
+                (None, None) => "[a gift]".to_owned(),
+            }));
+        }
         "sysnotify" => {
             segments.extend(str_of("text").map(Segment::Text));
             segments.extend(str_of("img").map(|url| Segment::Image { url }));

@@ -107,6 +107,7 @@ impl HeiheiSim {
             .route("/api/live/get-live", post(get_live))
             .route("/api/live/quit-live", post(quit_live))
             .route("/api/msg/send-msg", post(send_msg))
+            .route("/api/live/gift-info", post(gift_info))
             .route("/ws/channel", get(channel))
             .with_state(Arc::clone(&shared));
         let server = SimServer::from_listener(listener, app)?;
@@ -252,10 +253,20 @@ async fn init(State(shared): State<Arc<Shared>>, Query(args): Query<Args>) -> Re
             "message": {"sendMsg": format!("{api}/msg/send-msg"), "channel": format!("ws://{}/ws/channel", shared.base),
                 "messageList": format!("{api}/msg/message-list")},
             "live": {"getLive": format!("{api}/live/get-live"), "joinLive": format!("{api}/live/join-live"),
-                "quitLive": format!("{api}/live/quit-live"), "listLiveByUser": format!("{api}/live/list-live-by-user")},
+                "quitLive": format!("{api}/live/quit-live"), "listLiveByUser": format!("{api}/live/list-live-by-user"),
+                "giftInfo": format!("{api}/live/gift-info")},
             "imgPath": "http://cdn.wmlives.com"
         }),
     )
+}
+
+/// The gift list (seed 001 "礼物列表": its example gift, and gift 113, which the seed's IM gift example sends).
+async fn gift_info(State(shared): State<Arc<Shared>>, Form(args): Form<Args>) -> Response {
+    if !shared.token_ok(args.get("token")) {
+        return answer(720, "token无效", json!({}));
+    }
+    let gift = |id: u64, name: &str| json!({"id": id, "name": name, "gold": 1, "exp": 10, "cl": [255, 255, 255], "image": "a.jpg", "icon": "b.jpg", "type": 1});
+    answer(0, "success", json!({"expireTime": 60, "gifts": [gift(123, "小黄瓜"), gift(113, "kiss雨")]}))
 }
 
 async fn list_live_by_user(State(shared): State<Arc<Shared>>, Form(args): Form<Args>) -> Response {

@@ -1,4 +1,5 @@
-//! `format` / `nick_format` templates: `{platform} {account} {room} {bridge} {nick} {text}`, and `media_format`:
+//! `format` / `nick_format` templates: `{platform} {account} {room} {bridge} {nick} {text}` and the sender's marks
+//! `{badge} {level} {medal}` (empty where the platform has none), and `media_format`:
 //! `{kind} {size} {url} {name}`; `{{` and `}}` for literal braces. Parsed once at start, rendered without allocation
 //! beyond the output.
 
@@ -13,19 +14,25 @@ pub enum Var {
     Bridge,
     Nick,
     Text,
+    Badge,
+    Level,
+    Medal,
     Kind,
     Size,
     Url,
     Name,
 }
 
-const VARS: [(&str, Var); 6] = [
+const VARS: [(&str, Var); 9] = [
     ("platform", Var::Platform),
     ("account", Var::Account),
     ("room", Var::Room),
     ("bridge", Var::Bridge),
     ("nick", Var::Nick),
     ("text", Var::Text),
+    ("badge", Var::Badge),
+    ("level", Var::Level),
+    ("medal", Var::Medal),
 ];
 
 /// A `media_format`'s placeholders.
@@ -65,6 +72,10 @@ pub struct Vars<'a> {
     pub bridge: &'a str,
     pub nick: &'a str,
     pub text: &'a str,
+    /// The sender's marks (`""` where none).
+    pub badge: &'a str,
+    pub level: &'a str,
+    pub medal: &'a str,
 }
 
 impl Template {
@@ -180,6 +191,9 @@ impl Vars<'_> {
             Var::Bridge => self.bridge,
             Var::Nick => self.nick,
             Var::Text => self.text,
+            Var::Badge => self.badge,
+            Var::Level => self.level,
+            Var::Medal => self.medal,
             Var::Kind | Var::Size | Var::Url | Var::Name => "",
         }
     }
@@ -203,7 +217,19 @@ mod tests {
             bridge: "fans",
             nick: "alice",
             text: "hi",
+            badge: "",
+            level: "",
+            medal: "",
         }
+    }
+
+    #[test]
+    fn the_senders_marks_are_placeholders_empty_where_none() {
+        let t = Template::parse("[{badge}|Lv{level}|{medal}] {nick}").unwrap();
+        assert_eq!(t.render(&vars()), "[|Lv|] alice");
+        let marked = Vars { badge: "大咖", level: "54", medal: "猫耳 7", ..vars() };
+        assert_eq!(t.render(&marked), "[大咖|Lv54|猫耳 7] alice");
+        assert!(Template::parse("{rank}").unwrap_err().contains("{badge} {level} {medal}"));
     }
 
     #[test]

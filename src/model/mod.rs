@@ -111,11 +111,33 @@ pub struct User {
     pub avatar: Option<String>,
     /// The bridge's own account (its echoes are never relayed).
     pub is_self: bool,
+    /// What marks the sender where the platform shows it (live rooms' levels, medals, ranks; group tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub badges: Option<Box<Badges>>,
 }
 
 impl User {
     pub fn new(id: impl Into<std::sync::Arc<str>>, name: impl Into<String>) -> Self {
-        Self { id: UserId::new(id), name: name.into(), avatar: None, is_self: false }
+        Self { id: UserId::new(id), name: name.into(), avatar: None, is_self: false, badges: None }
+    }
+}
+
+/// A sender's marks, as the templates' `{badge}`, `{level}` and `{medal}` show them (issue #33 §2); empty where
+/// the platform has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Badges {
+    /// The most telling mark: a Missevan noble rank (else the fan medal), a Yunhu tag.
+    pub badge: String,
+    /// The user's level (Missevan).
+    pub level: Option<u32>,
+    /// The fan medal with its level (Missevan: `name 7`).
+    pub medal: String,
+}
+
+impl Badges {
+    /// `None` where nothing marks the sender.
+    pub fn or_none(self) -> Option<Box<Self>> {
+        (!self.badge.is_empty() || self.level.is_some() || !self.medal.is_empty()).then(|| Box::new(self))
     }
 }
 

@@ -40,6 +40,8 @@ pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directo
     };
     let sender = if target.room.anti_ping { no_ping(&sender) } else { sender };
     let sender = sender.as_ref();
+    let badges = event.sender.as_ref().and_then(|s| s.badges.as_deref());
+    let level = badges.and_then(|b| b.level).map(|l| l.to_string()).unwrap_or_default();
     let vars = Vars {
         platform: origin.platform().as_str(),
         account: origin.account.name(),
@@ -47,6 +49,9 @@ pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directo
         bridge: target.bridge,
         nick: sender,
         text: "",
+        badge: badges.map_or("", |b| b.badge.as_str()),
+        level: &level,
+        medal: badges.map_or("", |b| b.medal.as_str()),
     };
     let copy_of = |ids: &mut dyn IdStore, target_id| {
         let group = ids.group_of(origin, target_id)?;

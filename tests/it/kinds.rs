@@ -59,3 +59,33 @@ async fn heihei_gifts_arrive_named_and_unknown_kinds_are_counted() {
     assert_eq!(fish.posted().len(), 3, "nothing of the unknown kind relayed: {:?}", fish.posted());
     running.shutdown().await;
 }
+
+/// Issue #33 §2: a Missevan sender's titles fill `{badge}`, `{level}` and `{medal}` of the destination's template;
+/// a sender without them leaves them empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missevan_titles_fill_the_badge_level_and_medal_placeholders() {
+    const ROOM: u64 = 868858631;
+    let fm = missevan(&[ROOM], None).await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"fishroom.tuna:general\"]\n\
+         nick_format = \"{{badge}}|Lv{{level}}|{{medal}}|{{nick}}\"\n",
+        missevan_account("fm", &fm, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
+    let mut at_fish = fish.subscribe();
+    let item = |id: &str, name: &str, titles: serde_json::Value| {
+        json!({"type": "message", "event": "new", "room_id": ROOM, "msg_id": id, "message": "晚上好",
+            "user": {"user_id": 3414816, "username": name, "iconurl": "", "titles": titles}})
+    };
+    let titles = json!([{"type": "level", "level": 54}, {"type": "medal", "name": "猫耳", "level": 7},
+        {"type": "noble", "name": "大咖", "level": 4}]);
+    fm.push(ROOM, vec![item("7a1b5a7e-1111-4222-8333-944445555601", "大咖本咖", titles)]);
+    let post = next_post(&mut at_fish).await;
+    assert_eq!(post.sender.replace('\u{200B}', ""), "大咖|Lv54|猫耳 7|大咖本咖", "{post:?}");
+    fm.push(ROOM, vec![item("7a1b5a7e-1111-4222-8333-944445555602", "路人", json!([]))]);
+    let post = next_post(&mut at_fish).await;
+    assert_eq!(post.sender.replace('\u{200B}', ""), "|Lv||路人", "{post:?}");
+    running.shutdown().await;
+}

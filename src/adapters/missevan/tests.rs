@@ -206,3 +206,22 @@ fn outbound_frames_and_send_answers_match_the_golden_corpus() {
     let refused: Answer = serde_json::from_value(json(SEND_REFUSED)).unwrap();
     assert_eq!((refused.code, info_text(Some(&refused.info)).as_str()), (500150022, "聊天内容含有违规信息"));
 }
+
+const TITLES: &str = include_str!("../../../tests/fixtures/wire/missevan/titles.jsonl");
+
+/// Issue #33 §2: the sender's titles become its marks — the noble rank as the badge (else the medal), the medal with
+/// its level, the user's level; none where the frame has none.
+#[test]
+fn sender_titles_become_badge_level_and_medal() {
+    let marks: Vec<Option<(String, Option<u32>, String)>> = crate::corpus::frames(TITLES)
+        .into_iter()
+        .map(|line| {
+            let (item, raw) = parse(line);
+            let event = to_events(&item, &room("868858631"), raw.get()).remove(0);
+            event.sender.unwrap().badges.map(|b| (b.badge, b.level, b.medal))
+        })
+        .collect();
+    assert_eq!(marks[0], Some(("大咖".to_owned(), Some(54), "猫耳 7".to_owned())));
+    assert_eq!(marks[1], Some(("猫耳 12".to_owned(), Some(9), "猫耳 12".to_owned())));
+    assert_eq!(marks[2], None);
+}

@@ -13,7 +13,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::adapters::bounded::Bounded;
-use crate::model::{Content, Event, EventKind, Message, RemoteId, RoomAddr, Segment, Time, User};
+use crate::model::{Badges, Content, Event, EventKind, Message, RemoteId, RoomAddr, Segment, Time, User};
 
 /// The keep-alive text, both ways.
 pub const HEARTBEAT: &str = "❤️";
@@ -147,6 +147,18 @@ pub struct WireUser {
     pub user_id: Option<u64>,
     pub username: String,
     pub iconurl: Option<String>,
+    /// The user's marks in the room: `{type: level|medal|noble, name, level}` (protocols.md, the public clients).
+    pub titles: Vec<Title>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(default)]
+pub struct Title {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub level: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,7 +237,25 @@ fn user(wire: &WireUser) -> User {
     let id = wire.user_id.map_or_else(String::new, |id| id.to_string());
     let mut user = User::new(id, wire.username.as_str());
     user.avatar = wire.iconurl.clone().filter(|u| !u.is_empty());
+    user.badges = badges(&wire.titles);
     user
+}
+
+/// The sender's level, fan medal (`name level`) and noble rank; the badge is the rank, else the medal.
+fn badges(titles: &[Title]) -> Option<Box<Badges>> {
+    let find = |kind: &str| titles.iter().find(|t| t.kind == kind);
+    let clean = |name: &str| name.chars().filter(|c| !c.is_control()).take(24).collect::<String>().trim().to_owned();
+    let medal = find("medal").map_or_else(String::new, |t| match t.level {
+        Some(level) if !t.name.trim().is_empty() => format!("{} {level}", clean(&t.name)),
+        _ => clean(&t.name),
+    });
+    let noble = find("noble").map_or_else(String::new, |t| clean(&t.name));
+    Badges {
+        badge: if noble.is_empty() { medal.clone() } else { noble },
+        level: find("level").and_then(|t| t.level).and_then(|l| u32::try_from(l).ok()),
+        medal,
+    }
+    .or_none()
 }
 
 /// Chat text: U+200B (inserted by some bots to dodge the word filter) removed, leading `@name`

@@ -166,6 +166,15 @@ fn golden_server_frames_decode_as_documented() {
     assert_eq!(push.msg_id, "a2b3c4d5e6f70123456789abcdef0123");
     let sender = push.sender.clone().unwrap();
     assert_eq!((sender.chat_id.as_str(), sender.name.as_str(), sender.chat_type), ("7654321", "小明", 1));
+    // The group's tag is the sender's badge (issue #33 §2: `{badge}`).
+    let marked = super::wire::sender(&push).unwrap();
+    assert_eq!(marked.badges.map(|b| b.badge).as_deref(), Some("群主"));
+    assert_eq!(
+        super::wire::sender(&super::proto::PushMessage { sender: Some(Sender::default()), ..push.clone() })
+            .unwrap()
+            .badges,
+        None
+    );
     assert_eq!((push.chat_id.as_str(), push.chat_type, push.content_type), ("big-group", 2, 1));
     let content = push.content.clone().unwrap();
     assert_eq!((content.text.as_str(), content.mentioned_id.as_slice()), ("@云朵 你好", &["1234567".to_owned()][..]));

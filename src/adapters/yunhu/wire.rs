@@ -93,6 +93,17 @@ pub fn sender(push: &PushMessage) -> Option<User> {
     let s = push.sender.as_ref()?;
     let mut user = User::new(s.chat_id.as_str(), s.name.as_str());
     user.avatar = (!s.avatar_url.is_empty()).then(|| s.avatar_url.clone());
+    // The group's tag for the sender is its badge (the newer `tag`, else the older list of names).
+    let tag = s
+        .tag
+        .iter()
+        .map(|t| t.text.as_str())
+        .chain(s.tag_old.iter().map(String::as_str))
+        .find(|t| !t.trim().is_empty());
+    if let Some(tag) = tag {
+        let badge = tag.chars().filter(|c| !c.is_control()).take(24).collect::<String>().trim().to_owned();
+        user.badges = crate::model::Badges { badge, ..Default::default() }.or_none();
+    }
     Some(user)
 }
 

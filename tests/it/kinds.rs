@@ -89,3 +89,33 @@ async fn missevan_titles_fill_the_badge_level_and_medal_placeholders() {
     assert_eq!(post.sender.replace('\u{200B}', ""), "|Lv||路人", "{post:?}");
     running.shutdown().await;
 }
+
+/// Issue #33 §2: Yunhu posts, forms, buttons, calls and tips (the golden frames, pushed by the simulator) arrive
+/// elsewhere as text a fan can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yunhu_posts_forms_buttons_and_calls_arrive_readable() {
+    let yh = yunhu().await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"g\"\nrooms = [\"yunhu.yh:group/big-group\", \"fishroom.tuna:general\"]\n\
+         format = \"{{text}}\"\n",
+        yunhu_account("yh", &yh, YUNHU_TOKEN, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["yunhu.yh", "fishroom.tuna"]).await;
+    let mut at_fish = fish.subscribe();
+    let golden = include_str!("../fixtures/wire/yunhu/content_kinds.jsonl");
+    let frames: Vec<serde_json::Value> =
+        golden.lines().filter(|l| !l.starts_with('#')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut seen = Vec::new();
+    for frame in &frames {
+        yh.push_content("big-group", ("7654321", "小明"), frame["content_type"].as_u64().unwrap(), &frame["content"]);
+        seen.push(next_post(&mut at_fish).await.content);
+    }
+    assert!(seen[0].contains("周末活动") && seen[0].contains("报名截止周五"), "{seen:?}");
+    assert!(seen[1].contains("[form]") && seen[1].contains("昵称: 小明"), "{seen:?}");
+    assert!(seen[2].contains("[buttons: 赞成 | 反对 | 详情]"), "{seen:?}");
+    assert!(seen[3].contains("[call] 语音通话 — 通话时长 01:23"), "{seen:?}");
+    assert!(seen[4].contains("撤回了一条消息"), "{seen:?}");
+    running.shutdown().await;
+}

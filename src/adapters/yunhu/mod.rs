@@ -5,6 +5,7 @@ mod client;
 pub mod config;
 mod gateway;
 mod history;
+mod kinds;
 mod upload;
 pub mod wire;
 

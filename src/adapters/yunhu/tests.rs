@@ -292,3 +292,62 @@ fn media_messages_have_the_golden_shape() {
     assert_eq!(token_of(&json(UPLOAD_TOKEN)).unwrap(), "sim-ak:5b2e0c:eyJzY29wZSI6ImNoYXQ2OCJ9");
     assert!(token_of(&serde_json::json!({"code": -1, "msg": "token invalid"})).is_err());
 }
+
+const KINDS: &str = include_str!("../../../tests/fixtures/wire/yunhu/content_kinds.jsonl");
+
+/// Issue #33 §2: a post (its title bold, its Markdown kept), a form (its fields as lines), the buttons under a message
+/// (their labels), a call (its text and status) and a tip, each read into what a fan elsewhere can read.
+#[test]
+fn posts_forms_buttons_calls_and_tips_become_readable_text() {
+    let rendered: Vec<String> = crate::corpus::frames(KINDS)
+        .into_iter()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let c = &v["content"];
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            let content = MsgContent {
+                text: s("text"),
+                buttons: s("buttons"),
+                form: s("form"),
+                post_id: s("post_id"),
+                post_title: s("post_title"),
+                post_content: s("post_content"),
+                post_content_type: s("post_content_type"),
+                call_text: s("call_text"),
+                call_status_text: s("call_status_text"),
+                tip: s("tip"),
+                ..MsgContent::default()
+            };
+            let p = push(v["content_type"].as_u64().unwrap(), content);
+            crate::model::Content(segments(&p)).to_plain_text()
+        })
+        .collect();
+    assert_eq!(rendered[0], "周末活动\n报名截止周五\n- 地点：广场", "{rendered:?}");
+    assert_eq!(rendered[1], "活动报名\n[form]\n昵称: 小明\n人数: 3\n备注");
+    assert_eq!(rendered[2], "投票吗？\n[buttons: 赞成 | 反对 | 详情]");
+    assert_eq!(rendered[3], "[call] 语音通话 — 通话时长 01:23");
+    assert_eq!(rendered[4], "小明 撤回了一条消息");
+    // The post's title is bold, its Markdown read for formatting.
+    let post = crate::corpus::frames(KINDS)[0];
+    let v: serde_json::Value = serde_json::from_str(post).unwrap();
+    let c = MsgContent {
+        post_title: v["content"]["post_title"].as_str().unwrap().into(),
+        post_content: v["content"]["post_content"].as_str().unwrap().into(),
+        post_content_type: "2".into(),
+        ..MsgContent::default()
+    };
+    let bold = crate::model::Style::BOLD;
+    let segs = segments(&push(6, c));
+    assert!(matches!(&segs[0], Segment::Styled { text, style } if text == "周末活动" && *style == bold), "{segs:?}");
+    assert!(segs.iter().any(|s| matches!(s, Segment::Styled { text, style } if text == "报名" && *style == bold)));
+}
+
+proptest::proptest! {
+    /// Whatever a server puts in a form or the buttons, reading them never panics and stays bounded.
+    #[test]
+    fn arbitrary_forms_and_buttons_stay_bounded(form in "\\PC{0,300}", buttons in "\\PC{0,300}") {
+        let c = MsgContent { form: form.clone(), buttons: buttons.clone(), ..MsgContent::default() };
+        let text = crate::model::Content(segments(&push(5, c))).to_plain_text();
+        proptest::prop_assert!(text.chars().count() <= 25 * 210 + 40);
+    }
+}

@@ -57,9 +57,22 @@ pub fn content(kind: u64, c: &MsgContent) -> Content {
     let mut segments = match kind {
         3 => rich::markdown::parse(&c.text).0,
         8 => rich::html::parse(&c.text).0,
+        5 => super::kinds::form(c),
+        6 => super::kinds::post(c),
+        13 => super::kinds::call(c),
         _ if c.text.is_empty() => Vec::new(),
         _ => vec![Segment::Text(c.text.clone())],
     };
+    // A form or a call may come with a text of its own too.
+    if matches!(kind, 5 | 13) && !c.text.trim().is_empty() {
+        segments.insert(0, Segment::Text(format!("{}\n", c.text.trim())));
+    }
+    if let Some(labels) = super::kinds::buttons(c) {
+        if !segments.is_empty() {
+            segments.push(Segment::Text("\n".to_owned()));
+        }
+        segments.push(Segment::Text(labels));
+    }
     // A mention is written into the text as `@name`; the ids come separately.
     let url = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     if let Some(url) = url(&c.image_url) {

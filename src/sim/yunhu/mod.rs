@@ -181,6 +181,35 @@ impl YunhuSim {
         msg_id
     }
 
+    /// `user` posts any content (a post, a form, buttons, a call…) of `content_type` in `group`, its fields given by
+    /// their names as in `tests/fixtures/wire/yunhu/content_kinds.jsonl`; returns its id.
+    pub fn push_content(
+        &self,
+        group: &str,
+        user: (&str, &str),
+        content_type: u64,
+        fields: &serde_json::Value,
+    ) -> String {
+        let s = |k: &str| fields[k].as_str().unwrap_or_default().to_owned();
+        let content = MsgContent {
+            text: s("text"),
+            buttons: s("buttons"),
+            form: s("form"),
+            post_id: s("post_id"),
+            post_title: s("post_title"),
+            post_content: s("post_content"),
+            post_content_type: s("post_content_type"),
+            call_text: s("call_text"),
+            call_status_text: s("call_status_text"),
+            tip: s("tip"),
+            ..MsgContent::default()
+        };
+        let msg_id = uuid::Uuid::new_v4().simple().to_string();
+        let push = self.shared.message(&msg_id, group, 2, user, 1, content_type, content, "");
+        self.shared.publish("push_message", &push);
+        msg_id
+    }
+
     /// A text message with mentions (ids for the `@name`s of the text) quoting (msg_id, text).
     pub fn post(
         &self,

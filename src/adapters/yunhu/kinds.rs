@@ -92,10 +92,11 @@ fn fields(value: &Value, out: &mut Vec<String>) {
             for (key, inner) in map {
                 if matches!(inner, Value::Object(_) | Value::Array(_)) {
                     fields(inner, out);
-                } else if label.is_none() && !["id", "type"].contains(&key.as_str()) {
-                    if let Some(text) = scalar(inner) {
-                        out.push(cut(&format!("{key}: {text}")));
-                    }
+                } else if label.is_none()
+                    && !["id", "type"].contains(&key.as_str())
+                    && let Some(text) = scalar(inner)
+                {
+                    out.push(cut(&format!("{key}: {text}")));
                 }
             }
         }

@@ -119,3 +119,29 @@ async fn yunhu_posts_forms_buttons_and_calls_arrive_readable() {
     assert!(seen[4].contains("撤回了一条消息"), "{seen:?}");
     running.shutdown().await;
 }
+
+/// Issue #33 §2: an IIROSE song card arrives elsewhere as a line with its title and artist, and its cover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iirose_music_card_arrives_as_a_line_with_its_cover() {
+    let sim = iirose().await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"b\"\nrooms = [\"iirose.rose:{ROSE_ROOM}\", \"fishroom.tuna:general\"]\n\
+         format = \"{{text}}\"\n",
+        iirose_account("rose", &sim, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["iirose.rose", "fishroom.tuna"]).await;
+    let mut at_fish = fish.subscribe();
+    // The card's text as the golden record has it (the simulator escapes it as the server does).
+    sim.say(
+        ROSE_ROOM,
+        "679a51f1d4893",
+        "上学",
+        "m__4@netease>晴天>周杰伦>https://p1.music.126.net/cover.jpg>ffffff>320",
+    );
+    let post = next_post(&mut at_fish).await;
+    assert!(post.content.starts_with("[music] 晴天 — 周杰伦"), "{post:?}");
+    assert!(post.content.contains("https://p1.music.126.net/cover.jpg"), "the cover as media: {post:?}");
+    running.shutdown().await;
+}

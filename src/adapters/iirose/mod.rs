@@ -2,6 +2,7 @@
 //! plus private chats with users. Messages carry a 12-digit `i` we choose; the server's echo of it is the
 //! delivery confirmation.
 
+mod cards;
 mod client;
 pub mod config;
 mod gateway;

@@ -23,6 +23,9 @@ pub fn parse_text(text: &str) -> (Content, Option<Reply>) {
     if text.is_empty() {
         return (Content::default(), None);
     }
+    if let Some(card) = super::cards::card(text) {
+        return (card, None);
+    }
     let (markdown, text) = match text.strip_prefix(MARKDOWN) {
         Some(rest) => (true, rest),
         None => (false, text),

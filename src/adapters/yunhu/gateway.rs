@@ -149,7 +149,13 @@ async fn handle(shared: &Shared, ctx: &AdapterContext, frame: Frame) -> bool {
             true
         }
         Frame::Other { cmd } => {
-            debug!(account = %ctx.account, cmd = %cmd, "Unsupported command: not relayed.");
+            // Not chat content (drafts, boards, calls…), but nothing goes uncounted.
+            match ctx.stats.unknown_kinds.count("yunhu", &cmd) {
+                Some(kind) => {
+                    info!(account = %ctx.account, kind = %kind, "A kind of frame this bridge does not carry: not relayed, counted in /metrics (chatbridge_events_unknown_kind_total); said once per kind.")
+                }
+                None => debug!(account = %ctx.account, cmd = %cmd, "Unsupported command: not relayed."),
+            }
             true
         }
     }

@@ -122,6 +122,9 @@ pub struct BridgeRoom {
     pub on_lag: OnLag,
     /// How a media item in the store arrives where the platform cannot show it (`[{kind} {size}] {url}`).
     pub media_format: Template,
+    /// `presence = "summary"`: joins and leaves arriving in the room folded into one line this often
+    /// (`presence_every`); `None`: each as it comes (as `events` lets them).
+    pub presence_every: Option<std::time::Duration>,
 }
 
 /// `on_lag`: what a room does with messages that waited longer than its `max_lag`.

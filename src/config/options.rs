@@ -27,6 +27,9 @@ pub(super) struct RoomOptions {
     max_lag: std::time::Duration,
     on_lag: OnLag,
     media_format: Template,
+    /// `presence = "summary"`: folded every this long.
+    presence_summary: bool,
+    presence_every: std::time::Duration,
 }
 
 /// `media_format`'s default: the item's kind and size, then its link.
@@ -52,6 +55,8 @@ impl Default for RoomOptions {
             max_lag: MAX_LAG,
             on_lag: OnLag::Deliver,
             media_format: Template::parse_media(DEFAULT_MEDIA_FORMAT).expect("the default media format is valid"),
+            presence_summary: false,
+            presence_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -81,6 +86,7 @@ pub(super) fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptio
         max_lag: options.max_lag,
         on_lag: options.on_lag,
         media_format: options.media_format,
+        presence_every: options.presence_summary.then_some(options.presence_every),
     }
 }
 
@@ -140,6 +146,15 @@ pub(super) fn parse_options(
     }
     if let Some(lag) = fields.duration("max_lag", report) {
         options.max_lag = lag;
+    }
+    match fields.str("presence", report) {
+        None => {}
+        Some(("each", _)) => options.presence_summary = false,
+        Some(("summary", _)) => options.presence_summary = true,
+        Some((other, span)) => report.error(&span, format!("`presence` is `{other}`; expected each or summary")),
+    }
+    if let Some(every) = fields.duration("presence_every", report) {
+        options.presence_every = every.max(std::time::Duration::from_secs(1));
     }
     match fields.str("on_lag", report) {
         None => {}

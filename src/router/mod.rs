@@ -18,6 +18,7 @@ mod coalesce;
 mod deliver;
 mod notices;
 mod operate;
+mod presence;
 mod routing;
 mod spill;
 
@@ -153,6 +154,8 @@ pub struct Router {
     notices: notices::Notices,
     /// The operator's pauses and requeues.
     operated: operate::Operated,
+    /// Joins and leaves folded into a line a minute (`presence = "summary"`).
+    presence: presence::Presence,
 }
 
 impl Router {
@@ -197,6 +200,7 @@ impl Router {
             media_waits: Default::default(),
             notices: Default::default(),
             operated: Default::default(),
+            presence: Default::default(),
         }
     }
 
@@ -277,6 +281,9 @@ impl Router {
                 Some(url) = media::next_known(&mut self.media) => self.media_known(&url),
                 Some(due) = std::future::poll_fn(|cx| self.notices.checks.poll_expired(cx)), if !self.notices.checks.is_empty() => {
                     self.notice_due(due.into_inner());
+                }
+                Some(due) = std::future::poll_fn(|cx| self.presence.due.poll_expired(cx)), if !self.presence.due.is_empty() => {
+                    self.presence_due(due.into_inner());
                 }
                 _ = stop.cancelled(), if deadline.is_none() => {
                     if self.store.shared() {

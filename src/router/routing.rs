@@ -58,7 +58,12 @@ impl Router {
         }
         let mut destinations = std::mem::take(&mut self.scratch);
         match self.rules.destinations(&event, &mut destinations) {
-            Ok(()) => self.enqueue(event, &destinations),
+            Ok(()) => {
+                self.fold_presence(&event, &mut destinations);
+                if !destinations.is_empty() {
+                    self.enqueue(event, &destinations);
+                }
+            }
             Err(skip) => {
                 self.stats.filtered.inc();
                 match (skip, &event.kind) {

@@ -145,3 +145,33 @@ async fn an_iirose_music_card_arrives_as_a_line_with_its_cover() {
     assert!(post.content.contains("https://p1.music.126.net/cover.jpg"), "the cover as media: {post:?}");
     running.shutdown().await;
 }
+
+/// Issue #33 §2: with `presence = "summary"`, a burst of joins and leaves reaches the other side as one line, the few
+/// named and the many counted; a room without it gets each as it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_fold_into_one_line_where_the_room_asks() {
+    let sim = iirose().await;
+    let fish = fishroom(&["general", "each"], &[("11", "key", "bridge"), ("12", "key2", "each")]).await;
+    let source = format!(
+        "{FAST}{}{}{}\n[[bridge]]\nname = \"b\"\n[[bridge.room]]\nroom = \"iirose.rose:{ROSE_ROOM}\"\n\
+         [[bridge.room]]\nroom = \"fishroom.tuna:general\"\nevents = [\"message\", \"join\", \"leave\"]\n\
+         presence = \"summary\"\npresence_every = \"1s\"\n\
+         [[bridge.room]]\nroom = \"fishroom.each:each\"\nevents = [\"message\", \"join\", \"leave\"]\n",
+        iirose_account("rose", &sim, ""),
+        account("tuna", &fish, "11", "key"),
+        account("each", &fish, "12", "key2"),
+    );
+    let running = start(&source, &["iirose.rose", "fishroom.tuna", "fishroom.each"]).await;
+    for n in 0..5 {
+        sim.presence(ROSE_ROOM, &format!("5b0fe8a3b1f{n:02}"), &format!("fan{n}"), true);
+    }
+    sim.presence(ROSE_ROOM, "5b0fe8a3b1f99", "eve", false);
+    eventually("the summary line arrives", || fish.posted().iter().any(|p| p.room == "general")).await;
+    settle().await;
+    let general: Vec<String> = fish.posted().into_iter().filter(|p| p.room == "general").map(|p| p.content).collect();
+    assert_eq!(general.len(), 1, "one line for six events: {general:?}");
+    assert!(general[0].contains("5 joined") && general[0].contains("eve left"), "{general:?}");
+    let each = fish.posted().into_iter().filter(|p| p.room == "each").count();
+    assert_eq!(each, 6, "the room without a summary gets each");
+    running.shutdown().await;
+}

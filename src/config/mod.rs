@@ -125,6 +125,8 @@ pub struct BridgeRoom {
     /// `presence = "summary"`: joins and leaves arriving in the room folded into one line this often
     /// (`presence_every`); `None`: each as it comes (as `events` lets them).
     pub presence_every: Option<std::time::Duration>,
+    /// Gifts of one sender repeated within this long go as one line with the total (zero: each as it comes).
+    pub gift_combo: std::time::Duration,
 }
 
 /// `on_lag`: what a room does with messages that waited longer than its `max_lag`.

@@ -30,6 +30,7 @@ pub(super) struct RoomOptions {
     /// `presence = "summary"`: folded every this long.
     presence_summary: bool,
     presence_every: std::time::Duration,
+    gift_combo: std::time::Duration,
 }
 
 /// `media_format`'s default: the item's kind and size, then its link.
@@ -57,6 +58,7 @@ impl Default for RoomOptions {
             media_format: Template::parse_media(DEFAULT_MEDIA_FORMAT).expect("the default media format is valid"),
             presence_summary: false,
             presence_every: std::time::Duration::from_secs(60),
+            gift_combo: std::time::Duration::from_secs(3),
         }
     }
 }
@@ -87,6 +89,7 @@ pub(super) fn room_with(addr: RoomAddr, direction: Direction, options: RoomOptio
         on_lag: options.on_lag,
         media_format: options.media_format,
         presence_every: options.presence_summary.then_some(options.presence_every),
+        gift_combo: options.gift_combo,
     }
 }
 
@@ -152,6 +155,9 @@ pub(super) fn parse_options(
         Some(("each", _)) => options.presence_summary = false,
         Some(("summary", _)) => options.presence_summary = true,
         Some((other, span)) => report.error(&span, format!("`presence` is `{other}`; expected each or summary")),
+    }
+    if let Some(window) = fields.duration("gift_combo", report) {
+        options.gift_combo = window.min(std::time::Duration::from_secs(10));
     }
     if let Some(every) = fields.duration("presence_every", report) {
         options.presence_every = every.max(std::time::Duration::from_secs(1));

@@ -15,6 +15,7 @@ pub mod sanitise;
 pub mod split;
 
 mod coalesce;
+mod combos;
 mod deliver;
 mod notices;
 mod operate;
@@ -156,6 +157,8 @@ pub struct Router {
     operated: operate::Operated,
     /// Joins and leaves folded into a line a minute (`presence = "summary"`).
     presence: presence::Presence,
+    /// Gift combos held until they end (`gift_combo`).
+    combos: combos::Combos,
 }
 
 impl Router {
@@ -201,6 +204,7 @@ impl Router {
             notices: Default::default(),
             operated: Default::default(),
             presence: Default::default(),
+            combos: Default::default(),
         }
     }
 
@@ -277,13 +281,16 @@ impl Router {
                 // Answers left from the last turn (a long queue answered at once): taken below, after any other
                 // input that is ready.
                 _ = std::future::ready(()), if !self.answered.is_empty() => {}
-                Some(control) = next_control(&mut self.control) => self.control(control),
+                Some(control) = reconfigure::next_control(&mut self.control) => self.control(control),
                 Some(url) = media::next_known(&mut self.media) => self.media_known(&url),
                 Some(due) = std::future::poll_fn(|cx| self.notices.checks.poll_expired(cx)), if !self.notices.checks.is_empty() => {
                     self.notice_due(due.into_inner());
                 }
                 Some(due) = std::future::poll_fn(|cx| self.presence.due.poll_expired(cx)), if !self.presence.due.is_empty() => {
                     self.presence_due(due.into_inner());
+                }
+                Some(due) = std::future::poll_fn(|cx| self.combos.due.poll_expired(cx)), if !self.combos.due.is_empty() => {
+                    self.combo_due(due.into_inner());
                 }
                 _ = stop.cancelled(), if deadline.is_none() => {
                     if self.store.shared() {
@@ -371,15 +378,6 @@ impl Router {
         }
         self.take_answers();
         self.end();
-    }
-}
-
-async fn next_control(
-    control: &mut Option<mpsc::UnboundedReceiver<reconfigure::Control>>,
-) -> Option<reconfigure::Control> {
-    match control {
-        Some(control) => control.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -223,3 +223,11 @@ impl Router {
         left
     }
 }
+
+/// The daemon's next control message; pending where the router takes none.
+pub(super) async fn next_control(control: &mut Option<mpsc::UnboundedReceiver<Control>>) -> Option<Control> {
+    match control {
+        Some(control) => control.recv().await,
+        None => std::future::pending().await,
+    }
+}

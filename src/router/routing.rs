@@ -60,6 +60,7 @@ impl Router {
         match self.rules.destinations(&event, &mut destinations) {
             Ok(()) => {
                 self.fold_presence(&event, &mut destinations);
+                self.hold_combo(&event, &mut destinations);
                 if !destinations.is_empty() {
                     self.enqueue(event, &destinations);
                 }

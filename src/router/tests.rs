@@ -413,7 +413,7 @@ async fn replies_are_native_where_possible_and_quoted_elsewhere() {
 #[tokio::test]
 async fn media_mentions_and_events_render_per_capabilities() {
     let bridges = format!(
-        "{ABC}[[bridge]]\nname = \"events\"\nevents = [\"gift\", \"join\"]\nrooms = [\"fishroom.a:r\", \"fishroom.b:r\"]\n"
+        "{ABC}[[bridge]]\nname = \"events\"\nevents = [\"gift\", \"join\"]\ngift_combo = \"0s\"\nrooms = [\"fishroom.a:r\", \"fishroom.b:r\"]\n"
     );
     let mut h = harness(&bridges, [text_only(), rich(), Capabilities { separate_sender: true, ..text_only() }], "");
     // b has seen bob: a mention of bob becomes native there.

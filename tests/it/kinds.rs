@@ -14,7 +14,7 @@ async fn heihei_gifts_arrive_named_and_unknown_kinds_are_counted() {
     let general = FAST.replace("[general]\n", "[general]\nhttp_listen = \"127.0.0.1:0\"\n");
     let source = format!(
         "{general}{}{}\n[[bridge]]\nname = \"live\"\n[[bridge.room]]\nroom = \"heihei.hh:host/{HEIHEI_HOST}\"\n\
-         [[bridge.room]]\nroom = \"fishroom.tuna:general\"\nevents = [\"message\", \"gift\"]\n",
+         [[bridge.room]]\nroom = \"fishroom.tuna:general\"\nevents = [\"message\", \"gift\"]\ngift_combo = \"0s\"\n",
         heihei_account("hh", &hh, ""),
         account("tuna", &fish, "11", "key"),
     );
@@ -173,5 +173,36 @@ async fn joins_and_leaves_fold_into_one_line_where_the_room_asks() {
     assert!(general[0].contains("5 joined") && general[0].contains("eve left"), "{general:?}");
     let each = fish.posted().into_iter().filter(|p| p.room == "each").count();
     assert_eq!(each, 6, "the room without a summary gets each");
+    running.shutdown().await;
+}
+
+/// Issue #33 §2: the same gift from the same fan, sent one by one within seconds, arrives as one line with the total;
+/// another fan's stays their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gift_combo_arrives_as_one_line_with_the_total() {
+    const ROOM: u64 = 868858631;
+    let fm = missevan(&[ROOM], None).await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"fishroom.tuna:general\"]\n\
+         events = [\"message\", \"gift\"]\ngift_combo = \"1s\"\n",
+        missevan_account("fm", &fm, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
+    let gift = |user: u64, name: &str| {
+        json!({"type": "gift", "event": "send", "room_id": ROOM, "user": {"user_id": user, "username": name},
+            "gift": {"name": "小鱼干", "price": 10, "num": 1}})
+    };
+    for _ in 0..3 {
+        fm.push(ROOM, vec![gift(7, "giver")]);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    fm.push(ROOM, vec![gift(8, "other")]);
+    eventually("both lines arrive", || fish.posted().len() >= 2).await;
+    settle().await;
+    let mut lines: Vec<String> = fish.posted().into_iter().map(|p| p.content.replace('\u{200B}', "")).collect();
+    lines.sort();
+    assert_eq!(lines, ["giver sent 3 × 小鱼干", "other sent 1 × 小鱼干"]);
     running.shutdown().await;
 }

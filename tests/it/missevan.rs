@@ -58,7 +58,8 @@ async fn relays_both_ways_with_formats_and_no_echo_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_foreign_horns_and_malformed_frames() {
-    let (fm, fish, running) = bridged(None, "", "events = [\"message\", \"notice\", \"gift\", \"join\"]\n").await;
+    let (fm, fish, running) =
+        bridged(None, "", "events = [\"message\", \"notice\", \"gift\", \"join\"]\ngift_combo = \"0s\"\n").await;
     let mut at_fish = fish.subscribe();
     fm.horn(115351164, "<font color=\"#842D11\">elsewhere</font>");
     fm.push_raw(ROOM, RawFrame::Binary(vec![1, 200, 0, 0, 0xde, 0xad]));

@@ -78,3 +78,15 @@ impl Router {
         self.enqueue(event, &[at]);
     }
 }
+
+impl Router {
+    /// A stop: what is held (combos, presence lines) goes now rather than being lost with the process.
+    pub(super) fn release_held(&mut self) {
+        self.combos.due.clear();
+        let combos: Vec<Key> = self.combos.held.keys().cloned().collect();
+        for key in combos {
+            self.combo_due(key);
+        }
+        self.presence_release();
+    }
+}

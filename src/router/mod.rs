@@ -293,6 +293,7 @@ impl Router {
                     self.combo_due(due.into_inner());
                 }
                 _ = stop.cancelled(), if deadline.is_none() => {
+                    self.release_held();
                     if self.store.shared() {
                         // Other instances take the accounts over at once: nothing new is handed out, and
                         // the router stops when no send is out; what is queued stays in the store.

@@ -76,6 +76,15 @@ impl Router {
         });
     }
 
+    /// Every summary now (a stop).
+    pub(super) fn presence_release(&mut self) {
+        self.presence.due.clear();
+        let keys: Vec<Key> = self.presence.tallies.keys().cloned().collect();
+        for key in keys {
+            self.presence_due(key);
+        }
+    }
+
     /// A summary is due: one notice line from the source room, queued for its destination like any message.
     pub(super) fn presence_due(&mut self, key: Key) {
         let Some(tally) = self.presence.tallies.remove(&key) else { return };

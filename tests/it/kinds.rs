@@ -206,3 +206,29 @@ async fn a_gift_combo_arrives_as_one_line_with_the_total() {
     assert_eq!(lines, ["giver sent 3 × 小鱼干", "other sent 1 × 小鱼干"]);
     running.shutdown().await;
 }
+
+/// A stop does not lose what a combo holds: it goes before the daemon ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_combo_held_at_a_stop_is_delivered_before_the_end() {
+    const ROOM: u64 = 868858631;
+    let fm = missevan(&[ROOM], None).await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let source = format!(
+        "{FAST}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"fishroom.tuna:general\"]\n\
+         events = [\"message\", \"gift\"]\ngift_combo = \"10s\"\n",
+        missevan_account("fm", &fm, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
+    fm.push(
+        ROOM,
+        vec![json!({"type": "gift", "event": "send", "room_id": ROOM, "user": {"user_id": 7, "username": "giver"},
+            "gift": {"name": "小鱼干", "price": 10, "num": 2}})],
+    );
+    let stats = running.daemon().stats();
+    eventually("the gift is taken in", || stats.received.get() >= 1).await;
+    assert!(fish.posted().is_empty(), "held");
+    running.shutdown().await;
+    let lines: Vec<String> = fish.posted().into_iter().map(|p| p.content.replace('\u{200B}', "")).collect();
+    assert_eq!(lines, ["giver sent 2 × 小鱼干"]);
+}

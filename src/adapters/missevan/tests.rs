@@ -112,7 +112,8 @@ fn every_event_kind_maps() {
         "notice The live broadcast started.",
         "notice 直播已结束 & 谢谢",
         "unsupported room/statistics",
-        "unsupported pk/start",
+        "notice PK 开始",
+        "notice 新粉 followed the host.",
     ];
     assert_eq!(mapped, expected);
 }

@@ -125,6 +125,8 @@ pub struct Item {
     pub room_id: Option<u64>,
     pub msg_id: Option<String>,
     pub message: Option<String>,
+    /// PK frames: what the client shows of them, as HTML.
+    pub message_tip: Option<String>,
     pub user: Option<WireUser>,
     pub queue: Option<Vec<WireUser>>,
     pub gift: Option<Gift>,
@@ -331,6 +333,14 @@ pub fn to_events(item: &Item, room: &RoomAddr, raw: &str) -> Vec<Event> {
             .collect(),
         ("admin", "message_clear") => notice("A moderator cleared the chat.".to_owned()),
         ("notify", "horn") => notice(html_to_text(item.message.as_deref().unwrap_or_default())),
+        // PK rounds, as the client shows them: notices (a room's `events` takes them with "notice").
+        ("pk" | "global_pk" | "team_pk", _) if item.message_tip.as_deref().is_some_and(|t| !t.trim().is_empty()) => {
+            notice(html_to_text(item.message_tip.as_deref().unwrap_or_default()))
+        }
+        ("member", "followed") => {
+            let who = sender.as_ref().map(|s| s.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("someone");
+            notice(format!("{who} followed the host."))
+        }
         ("room", "open") => notice(or_default(item, "The live broadcast started.")),
         ("room", "close") => notice(or_default(item, "The live broadcast ended.")),
         _ => vec![Event::new(

@@ -81,6 +81,8 @@ pub struct RoomView {
     pub waiting_on_limit: bool,
     /// Paused by the operator (itself, or its bridge).
     pub paused: bool,
+    /// A live room's audience, as its platform last said (Missevan).
+    pub online: Option<u64>,
 }
 
 /// A dead letter, as the page and the API list it.
@@ -200,6 +202,7 @@ pub fn snapshot(stats: &Stats, inputs: Inputs<'_>) -> Snapshot {
                         last_out_ms: figures.last_out_ms,
                         waiting_on_limit: figures.limited,
                         paused: bridge_paused || paused.rooms.contains(room),
+                        online: figures.online,
                     }
                 })
                 .collect();

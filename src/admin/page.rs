@@ -129,11 +129,13 @@ fn bridges(out: &mut String, bridges: &[BridgeView], csrf: Option<&str>) {
         out.push_str("</tr>");
         for room in &bridge.rooms {
             let state = if room.paused {
-                "paused"
+                "paused".to_owned()
             } else if room.waiting_on_limit {
-                "waiting on the send limit"
+                "waiting on the send limit".to_owned()
+            } else if let Some(online) = room.online {
+                format!("{online} watching")
             } else {
-                ""
+                String::new()
             };
             let r = esc(&room.room);
             let _ = write!(

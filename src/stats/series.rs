@@ -21,6 +21,8 @@ pub struct Series {
     last_out_ms: AtomicI64,
     /// The room's next send waits for its account's send limit.
     limited: AtomicBool,
+    /// A live room's audience as the platform last said, plus one (0: never said).
+    online: AtomicU64,
 }
 
 /// A room's figures at one moment.
@@ -30,6 +32,7 @@ pub struct RoomFigures {
     pub last_in_ms: Option<i64>,
     pub last_out_ms: Option<i64>,
     pub limited: bool,
+    pub online: Option<u64>,
 }
 
 impl Series {
@@ -54,6 +57,11 @@ impl Series {
         self.lag_ms.store(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// A live room's audience, as its platform says it.
+    pub fn set_online(&self, online: u64) {
+        self.online.store(online.saturating_add(1), Ordering::Relaxed);
+    }
+
     /// Whether the room's next send waits for its account's send limit.
     pub fn set_limited(&self, limited: bool) {
         self.limited.store(limited, Ordering::Relaxed);
@@ -66,6 +74,7 @@ impl Series {
             last_in_ms: when(&self.last_in_ms),
             last_out_ms: when(&self.last_out_ms),
             limited: self.limited.load(Ordering::Relaxed),
+            online: self.online.load(Ordering::Relaxed).checked_sub(1),
         }
     }
 }

@@ -232,3 +232,43 @@ async fn a_combo_held_at_a_stop_is_delivered_before_the_end() {
     let lines: Vec<String> = fish.posted().into_iter().map(|p| p.content.replace('\u{200B}', "")).collect();
     assert_eq!(lines, ["giver sent 2 × 小鱼干"]);
 }
+
+/// Issue #33 §2: a Missevan room's audience (`room/statistics`, every couple of minutes) is on the status page and in
+/// the admin API, and is neither relayed nor counted as an unknown kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_rooms_audience_is_on_the_status_page() {
+    const ROOM: u64 = 868858631;
+    let fm = missevan(&[ROOM], None).await;
+    let fish = fishroom(&["general"], &[("11", "key", "bridge")]).await;
+    let general = FAST.replace("[general]\n", "[general]\nhttp_listen = \"127.0.0.1:0\"\n");
+    let source = format!(
+        "{general}{}{}\n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"fishroom.tuna:general\"]\n",
+        missevan_account("fm", &fm, ""),
+        account("tuna", &fish, "11", "key"),
+    );
+    let running = start(&source, &["missevan.fm", "fishroom.tuna"]).await;
+    let base = format!("http://{}", running.daemon().status_addr().unwrap());
+    fm.push(
+        ROOM,
+        vec![json!({"type": "room", "event": "statistics", "room_id": ROOM,
+            "statistics": {"online": 120, "score": 9999, "accumulation": 5, "vip": 1, "revenue": 100, "attention_count": 3}})],
+    );
+    let mut online = None;
+    for _ in 0..100 {
+        let bridges: serde_json::Value =
+            reqwest::get(format!("{base}/admin/api/v1/bridges")).await.unwrap().json().await.unwrap();
+        let rooms = bridges["bridges"][0]["rooms"].as_array().unwrap().clone();
+        online = rooms.iter().find(|r| r["room"] == format!("missevan.fm:{ROOM}")).and_then(|r| r["online"].as_u64());
+        if online.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(online, Some(120));
+    let page = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("120 watching"), "{page}");
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("room/statistics"), "not an unknown kind: {metrics}");
+    assert!(fish.posted().is_empty());
+    running.shutdown().await;
+}

@@ -226,6 +226,11 @@ async fn relay(shared: &Shared, ctx: &AdapterContext, addr: &RoomAddr, item: &It
             cursor
         })
     });
+    // The audience, every couple of minutes: for the status page, not relayed.
+    if let Some(online) = wire::online(item) {
+        ctx.stats.room(addr).set_online(online);
+        return true;
+    }
     for mut event in wire::to_events(item, addr, raw) {
         if let Some(sender) = &mut event.sender {
             let by_us = own_user.is_some_and(|id| sender.id.as_str() == id.to_string());

@@ -125,6 +125,8 @@ pub struct Item {
     pub room_id: Option<u64>,
     pub msg_id: Option<String>,
     pub message: Option<String>,
+    /// `room/statistics`: the audience (`online`) and the room's other figures.
+    pub statistics: Option<Value>,
     /// PK frames: what the client shows of them, as HTML.
     pub message_tip: Option<String>,
     pub user: Option<WireUser>,
@@ -356,6 +358,14 @@ pub fn to_events(item: &Item, room: &RoomAddr, raw: &str) -> Vec<Event> {
         }
     }
     events
+}
+
+/// `room/statistics`' audience (`statistics.online`), for the status page.
+pub fn online(item: &Item) -> Option<u64> {
+    if item.kind != "room" || item.event != "statistics" {
+        return None;
+    }
+    item.statistics.as_ref()?.get("online")?.as_u64()
 }
 
 fn or_default(item: &Item, default: &str) -> String {

@@ -94,6 +94,9 @@ pub struct Origin {
     pub user_id: String,
     pub avatar: Option<String>,
     pub action: bool,
+    /// What kind of event a line stands for, for the API's `event` (`join_leave`, `gift`, `notice`); `None`: a
+    /// message.
+    pub event: Option<&'static str>,
     pub extra: Option<serde_json::Value>,
 }
 

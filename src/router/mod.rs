@@ -17,6 +17,7 @@ pub mod split;
 mod coalesce;
 mod combos;
 mod deliver;
+mod lines;
 mod notices;
 mod operate;
 mod presence;

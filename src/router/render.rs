@@ -99,10 +99,21 @@ pub fn render(event: &Event, target: &Target<'_>, ids: &mut dyn IdStore, directo
                 None => return Rendered::Skip("the recalled message has no known copy here"),
             }
         }
-        EventKind::Joined => event_line(format!("{sender} joined"), &vars, target),
-        EventKind::Left => event_line(format!("{sender} left"), &vars, target),
-        EventKind::Gift { name, count, .. } => event_line(format!("{sender} sent {count} × {name}"), &vars, target),
-        EventKind::Notice { text } => event_line(text.clone(), &vars, target),
+        EventKind::Joined => {
+            super::lines::event_line(vec![Segment::Text(format!("{sender} joined"))], &vars, target, event)
+        }
+        EventKind::Left => {
+            super::lines::event_line(vec![Segment::Text(format!("{sender} left"))], &vars, target, event)
+        }
+        EventKind::Gift { name, count, .. } => {
+            // The gift's name in bold where the destination shows formatting (Yunhu's Markdown).
+            let line = vec![
+                Segment::Text(format!("{sender} sent {count} × ")),
+                Segment::Styled { text: name.clone(), style: crate::model::Style::BOLD },
+            ];
+            super::lines::event_line(line, &vars, target, event)
+        }
+        EventKind::Notice { text } => super::lines::event_line(vec![Segment::Text(text.clone())], &vars, target, event),
         EventKind::Unsupported { .. } => return Rendered::Skip("unsupported events are not relayed"),
     };
     Rendered::Send(action)
@@ -136,18 +147,6 @@ fn merged_change(
     let sender = lines.sender.clone();
     let message = OutMessage { sender, parts: vec![Content::text(text)], ..OutMessage::default() };
     Some(SendAction::Edit { target: copy[0].clone(), message })
-}
-
-/// Joins, leaves, gifts and notices: one line, with the sender field filled where the platform has one,
-/// else prefixed with the platform's name.
-fn event_line(line: String, vars: &Vars<'_>, target: &Target<'_>) -> SendAction {
-    let (sender, text) = if target.caps.separate_sender {
-        (Some(target.room.nick_format.render(vars)), line)
-    } else {
-        (None, format!("[{}] {line}", vars.platform))
-    };
-    let parts = split(Content::text(text), target.caps.max_text_len);
-    SendAction::Message(OutMessage { sender, parts, ..OutMessage::default() })
 }
 
 fn render_message(
@@ -278,6 +277,7 @@ fn render_message(
             user_id: event.sender.as_ref().map(|s| s.id.to_string()).unwrap_or_default(),
             avatar: event.sender.as_ref().and_then(|s| s.avatar.clone()),
             action: message.action,
+            event: None,
             extra: with_files(message.extra.clone(), super::media::extra_files(&message.content.0, target.media)),
         })
     });
@@ -356,7 +356,7 @@ fn native_or_text(segment: &Segment, caps: Capabilities, directory: &Directory, 
 
 /// Joins neighbouring text segments and drops empty ones; no line break at the end (a code block or quote written
 /// as text ends its line).
-fn merge_text(segments: Vec<Segment>) -> Content {
+pub(super) fn merge_text(segments: Vec<Segment>) -> Content {
     let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
     for segment in segments {
         match (out.last_mut(), segment) {

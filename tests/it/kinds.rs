@@ -272,3 +272,52 @@ async fn a_live_rooms_audience_is_on_the_status_page() {
     assert!(fish.posted().is_empty());
     running.shutdown().await;
 }
+
+/// Issue #33 §3: a relayed gift goes out where each platform takes it — in Yunhu as Markdown with the gift's name in
+/// bold, through the API with `event: "gift"` and the gift in `Extra`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gift_goes_to_yunhu_in_bold_and_to_the_api_with_its_kind() {
+    const ROOM: u64 = 868858631;
+    let fm = missevan(&[ROOM], None).await;
+    let yh = yunhu().await;
+    let port = free_port();
+    let source = format!(
+        "{FAST}{}{}\n[accounts.api.bots]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"api-secret-token\"\nhistory = 100\n\
+         \n[[bridge]]\nname = \"live\"\nrooms = [\"missevan.fm:{ROOM}\", \"yunhu.yh:group/big-group\", \"api.bots:live\"]\n\
+         events = [\"message\", \"gift\", \"join\"]\ngift_combo = \"0s\"\n",
+        missevan_account("fm", &fm, ""),
+        yunhu_account("yh", &yh, YUNHU_TOKEN, ""),
+    );
+    let running = start(&source, &["missevan.fm", "yunhu.yh", "api.bots"]).await;
+    let mut requests = yh.subscribe();
+    fm.push(
+        ROOM,
+        vec![json!({"type": "gift", "event": "send", "room_id": ROOM, "user": {"user_id": 7, "username": "giver"},
+            "gift": {"name": "小鱼干", "price": 10, "num": 3}})],
+    );
+    let chatbridge::sim::yunhu::Request::Send(sent) = next_request(&mut requests).await else { panic!("a send") };
+    assert_eq!(sent.content_type, 3, "Markdown: {sent:?}");
+    assert!(sent.text.contains("sent 3 × **小鱼干**"), "{sent:?}");
+    let http = reqwest::Client::new();
+    let mut gift = serde_json::Value::Null;
+    for _ in 0..100 {
+        let messages: serde_json::Value = http
+            .get(format!("http://127.0.0.1:{port}/api/messages"))
+            .bearer_auth("api-secret-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(found) = messages.as_array().and_then(|m| m.iter().find(|m| m["event"] == "gift")) {
+            gift = found.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(gift["Extra"]["gift"]["name"], "小鱼干", "{gift}");
+    assert_eq!(gift["Extra"]["gift"]["count"], 3, "{gift}");
+    assert_eq!(gift["protocol"], "missevan", "{gift}");
+    running.shutdown().await;
+}

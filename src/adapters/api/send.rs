@@ -77,7 +77,11 @@ fn messages(hub: &Hub, request: &SendRequest) -> (Vec<ApiMessage>, Vec<RemoteId>
                 userid: origin.user_id.clone(),
                 avatar: origin.avatar.clone().unwrap_or_default(),
                 account: origin.account.clone(),
-                event: if origin.action { ACTION.into() } else { String::new() },
+                event: match (origin.event, origin.action) {
+                    (Some(kind), _) => kind.into(),
+                    (None, true) => ACTION.into(),
+                    (None, false) => String::new(),
+                },
                 protocol: origin.platform.into(),
                 gateway: gateway.clone(),
                 parent_id,

@@ -321,3 +321,31 @@ async fn a_gift_goes_to_yunhu_in_bold_and_to_the_api_with_its_kind() {
     assert_eq!(gift["protocol"], "missevan", "{gift}");
     running.shutdown().await;
 }
+
+/// Issue #33 §2: an IIROSE like or follow of the bridge's account (seed 002's mailbox packets) reaches a room that
+/// takes notices, and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iirose_like_and_follow_are_notices_for_rooms_that_take_them() {
+    let sim = iirose().await;
+    let fish = fishroom(&["general", "plain"], &[("11", "key", "bridge"), ("12", "key2", "plain")]).await;
+    let source = format!(
+        "{FAST}{}{}{}\n[[bridge]]\nname = \"b\"\n[[bridge.room]]\nroom = \"iirose.rose:{ROSE_ROOM}\"\n\
+         [[bridge.room]]\nroom = \"fishroom.tuna:general\"\nevents = [\"message\", \"notice\"]\n\
+         [[bridge.room]]\nroom = \"fishroom.plain:plain\"\n",
+        iirose_account("rose", &sim, ""),
+        account("tuna", &fish, "11", "key"),
+        account("plain", &fish, "12", "key2"),
+    );
+    let running = start(&source, &["iirose.rose", "fishroom.tuna", "fishroom.plain"]).await;
+    let mut at_fish = fish.subscribe();
+    sim.raw(ROSE_ROOM, "@*anata baka？>cartoon/600264>2>'*>>1762613079>d28ad2");
+    sim.raw(ROSE_ROOM, "@*anata baka？>cartoon/600264>2>'^>>1762613260>d28ad2");
+    let first = next_post(&mut at_fish).await;
+    let second = next_post(&mut at_fish).await;
+    assert_eq!((first.room.as_str(), second.room.as_str()), ("general", "general"));
+    assert!(first.content.ends_with("liked the bridge's account."), "{first:?}");
+    assert!(second.content.ends_with("followed the bridge's account."), "{second:?}");
+    settle().await;
+    assert!(fish.posted().iter().all(|p| p.room == "general"), "the room without notices gets none");
+    running.shutdown().await;
+}

@@ -317,9 +317,13 @@ fn events(shared: &Shared, room: &RoomAddr, packet: Packet) -> Vec<Event> {
                 EventKind::Notice { text: format!("{name}: {text}") },
             ));
         }
-        Packet::Other { kind, raw } => {
-            out.push(Event::new(room.clone(), None, None, EventKind::Unsupported { kind, raw }));
-        }
+        Packet::Other { kind, raw } => match super::mailbox::action(&raw) {
+            Some((name, what)) => {
+                let text = format!("{name} {what} the bridge's account.");
+                out.push(Event::new(room.clone(), None, Some(user("", &name, "")), EventKind::Notice { text }));
+            }
+            None => out.push(Event::new(room.clone(), None, None, EventKind::Unsupported { kind, raw })),
+        },
         Packet::LoggedIn { .. }
         | Packet::LoginRefused(_)
         | Packet::LoginUnrecognised(_)

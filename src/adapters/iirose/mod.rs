@@ -6,6 +6,7 @@ mod cards;
 mod client;
 pub mod config;
 mod gateway;
+mod mailbox;
 mod text;
 pub mod wire;
 

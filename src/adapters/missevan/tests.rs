@@ -226,3 +226,28 @@ fn sender_titles_become_badge_level_and_medal() {
     assert_eq!(marks[1], Some(("猫耳 12".to_owned(), Some(9), "猫耳 12".to_owned())));
     assert_eq!(marks[2], None);
 }
+
+/// Ranks, noble and super-fan titles: a notice where the frame carries what the client shows (`message_tip`, else
+/// `message`); no public client shows their other fields, so one without a text stays an unknown kind. (These
+/// frames are the rule's inputs, not captured shapes.)
+#[test]
+fn ranks_and_titles_are_notices_only_when_the_frame_says_them() {
+    let here = room("868858631");
+    let kinds = |line: &str| -> Vec<String> {
+        let (item, raw) = parse(line);
+        to_events(&item, &here, raw.get())
+            .into_iter()
+            .map(|e| match e.kind {
+                EventKind::Notice { text } => format!("notice {text}"),
+                EventKind::Unsupported { kind, .. } => format!("unsupported {kind}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
+    let rank = r#"{"type":"room","event":"new_rank","room_id":868858631,"message_tip":"<b>本房间</b> 升至小时榜第 3"}"#;
+    assert_eq!(kinds(rank), ["notice 本房间 升至小时榜第 3"]);
+    let noble = r#"{"type":"noble","event":"registration","room_id":868858631,"message":"欢迎 大咖 开通贵族"}"#;
+    assert_eq!(kinds(noble), ["notice 欢迎 大咖 开通贵族"]);
+    let silent = r#"{"type":"super_fan","event":"registration","room_id":868858631,"super_fan":{"num":1}}"#;
+    assert_eq!(kinds(silent), ["unsupported super_fan/registration"]);
+}

@@ -335,9 +335,12 @@ pub fn to_events(item: &Item, room: &RoomAddr, raw: &str) -> Vec<Event> {
             .collect(),
         ("admin", "message_clear") => notice("A moderator cleared the chat.".to_owned()),
         ("notify", "horn") => notice(html_to_text(item.message.as_deref().unwrap_or_default())),
-        // PK rounds, as the client shows them: notices (a room's `events` takes them with "notice").
-        ("pk" | "global_pk" | "team_pk", _) if item.message_tip.as_deref().is_some_and(|t| !t.trim().is_empty()) => {
-            notice(html_to_text(item.message_tip.as_deref().unwrap_or_default()))
+        // PK rounds, ranks, noble and super-fan titles, as the client shows them (`message_tip`, else `message`):
+        // notices, which a room's `events` takes with "notice". Without a text to show they stay unknown kinds.
+        ("pk" | "global_pk" | "team_pk" | "noble" | "super_fan", _) | ("room", "new_rank" | "last_hour_rank")
+            if shown(item).is_some() =>
+        {
+            notice(shown(item).unwrap_or_default())
         }
         ("member", "followed") => {
             let who = sender.as_ref().map(|s| s.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("someone");
@@ -358,6 +361,15 @@ pub fn to_events(item: &Item, room: &RoomAddr, raw: &str) -> Vec<Event> {
         }
     }
     events
+}
+
+/// What the client shows of an event: its `message_tip`, else its `message`, as text.
+fn shown(item: &Item) -> Option<String> {
+    [item.message_tip.as_deref(), item.message.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(html_to_text)
+        .find(|t| !t.trim().is_empty())
 }
 
 /// `room/statistics`' audience (`statistics.online`), for the status page.

@@ -24,18 +24,28 @@ pub(super) fn event_line(mut line: Vec<Segment>, vars: &Vars<'_>, target: &Targe
             }
             _ => ("notice", None),
         };
-        let from = &event.origin.room;
-        Box::new(Origin {
-            account: from.account.to_string(),
-            room: from.room.to_string(),
-            platform: from.platform().as_str(),
-            user_id: event.sender.as_ref().map(|s| s.id.to_string()).unwrap_or_default(),
-            avatar: event.sender.as_ref().and_then(|s| s.avatar.clone()),
-            action: false,
-            event: Some(kind),
-            extra,
-        })
+        origin_of(event, false, Some(kind), extra)
     });
     let parts = split(merge_text(line), target.caps.max_text_len);
     SendAction::Message(OutMessage { sender, parts, origin, ..OutMessage::default() })
+}
+
+/// Where an event comes from and who sent it, for platforms that show these apart from the text (the API).
+pub(super) fn origin_of(
+    event: &Event,
+    action: bool,
+    kind: Option<&'static str>,
+    extra: Option<serde_json::Value>,
+) -> Box<Origin> {
+    let from = &event.origin.room;
+    Box::new(Origin {
+        account: from.account.to_string(),
+        room: from.room.to_string(),
+        platform: from.platform().as_str(),
+        user_id: event.sender.as_ref().map(|s| s.id.to_string()).unwrap_or_default(),
+        avatar: event.sender.as_ref().and_then(|s| s.avatar.clone()),
+        action,
+        event: kind,
+        extra,
+    })
 }

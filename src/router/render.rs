@@ -2,7 +2,7 @@
 //! recalls resolved through the id map, and whatever the destination cannot show natively written as text.
 
 use crate::config::{BridgeRoom, Replacement};
-use crate::link::{Origin, OutMessage, Quote, SendAction};
+use crate::link::{OutMessage, Quote, SendAction};
 use crate::model::{Capabilities, Content, Event, EventKind, Message, Segment, Style, push_plain};
 use crate::router::directory::Directory;
 use crate::router::idmap::IdStore;
@@ -269,17 +269,8 @@ fn render_message(
         }
     };
     let origin = caps.sender_details.then(|| {
-        let from = &event.origin.room;
-        Box::new(Origin {
-            account: from.account.to_string(),
-            room: from.room.to_string(),
-            platform: from.platform().as_str(),
-            user_id: event.sender.as_ref().map(|s| s.id.to_string()).unwrap_or_default(),
-            avatar: event.sender.as_ref().and_then(|s| s.avatar.clone()),
-            action: message.action,
-            event: None,
-            extra: with_files(message.extra.clone(), super::media::extra_files(&message.content.0, target.media)),
-        })
+        let extra = with_files(message.extra.clone(), super::media::extra_files(&message.content.0, target.media));
+        super::lines::origin_of(event, message.action, None, extra)
     });
     let parts = split(merge_text(content), caps.max_text_len);
     OutMessage { sender, parts, reply_to, quote, parent_missing, origin, files }

@@ -311,3 +311,15 @@ pub(crate) fn notifications(
     });
     (messages, reader)
 }
+
+/// Starts an instance of a shared store without waiting for its accounts (they come with their leases).
+pub fn start_instance(config: &str) -> Running {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let daemon = chatbridge::Daemon::start(parse(config), stop.clone()).expect("the daemon starts");
+    Running { daemon: Some(daemon), stop, state_dir: None }
+}
+
+/// The leases an instance holds.
+pub fn leases_held(running: &Running) -> u64 {
+    running.daemon().stats().leases_held.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -8,18 +8,8 @@ use std::time::{Duration, Instant};
 use chatbridge::store::pg::testing::TestPostgres;
 use serde_json::json;
 
-use crate::harness::{Pair, eventually};
+use crate::harness::{Pair, eventually, leases_held, start_instance};
 use crate::media::MediaHost;
-
-fn start(config: &str) -> crate::harness::Running {
-    let stop = tokio_util::sync::CancellationToken::new();
-    let daemon = chatbridge::Daemon::start(crate::harness::parse(config), stop.clone()).expect("the daemon starts");
-    crate::harness::Running { daemon: Some(daemon), stop, state_dir: None }
-}
-
-fn held(running: &crate::harness::Running) -> u64 {
-    running.daemon().stats().leases_held.load(std::sync::atomic::Ordering::Relaxed)
-}
 
 /// `[general]` and `[media]` of instance `name`: its own listener and its own `public_url`.
 fn instance(url: &str, name: &str) -> String {
@@ -36,12 +26,12 @@ async fn with_a_shared_store_each_instance_serves_the_items_it_fetched() {
     let host = MediaHost::start("127.0.0.1:9".parse().unwrap()).await;
     let pair = Pair::start().await;
     let url = server.database().expose().to_owned();
-    let a = start(&pair.config(&instance(&url, "a")));
-    eventually("the first instance takes both accounts", || held(&a) == 2).await;
-    let b = start(&pair.config(&instance(&url, "b")));
+    let a = start_instance(&pair.config(&instance(&url, "a")));
+    eventually("the first instance takes both accounts", || leases_held(&a) == 2).await;
+    let b = start_instance(&pair.config(&instance(&url, "b")));
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !(held(&a) == 1 && held(&b) == 1) {
-        assert!(Instant::now() < deadline, "no even split: a holds {}, b holds {}", held(&a), held(&b));
+    while !(leases_held(&a) == 1 && leases_held(&b) == 1) {
+        assert!(Instant::now() < deadline, "no even split: a holds {}, b holds {}", leases_held(&a), leases_held(&b));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -303,21 +303,7 @@ fn posts_forms_buttons_calls_and_tips_become_readable_text() {
         .into_iter()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let c = &v["content"];
-            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-            let content = MsgContent {
-                text: s("text"),
-                buttons: s("buttons"),
-                form: s("form"),
-                post_id: s("post_id"),
-                post_title: s("post_title"),
-                post_content: s("post_content"),
-                post_content_type: s("post_content_type"),
-                call_text: s("call_text"),
-                call_status_text: s("call_status_text"),
-                tip: s("tip"),
-                ..MsgContent::default()
-            };
+            let content = crate::sim::yunhu::content_from_fields(&v["content"]);
             let p = push(v["content_type"].as_u64().unwrap(), content);
             crate::model::Content(segments(&p)).to_plain_text()
         })

@@ -190,20 +190,7 @@ impl YunhuSim {
         content_type: u64,
         fields: &serde_json::Value,
     ) -> String {
-        let s = |k: &str| fields[k].as_str().unwrap_or_default().to_owned();
-        let content = MsgContent {
-            text: s("text"),
-            buttons: s("buttons"),
-            form: s("form"),
-            post_id: s("post_id"),
-            post_title: s("post_title"),
-            post_content: s("post_content"),
-            post_content_type: s("post_content_type"),
-            call_text: s("call_text"),
-            call_status_text: s("call_status_text"),
-            tip: s("tip"),
-            ..MsgContent::default()
-        };
+        let content = content_from_fields(fields);
         let msg_id = uuid::Uuid::new_v4().simple().to_string();
         let push = self.shared.message(&msg_id, group, 2, user, 1, content_type, content, "");
         self.shared.publish("push_message", &push);
@@ -379,5 +366,23 @@ impl Shared {
     fn record(&self, request: Request) {
         self.lock().requests.push(request.clone());
         let _ = self.requests_tx.send(request);
+    }
+}
+
+/// A message's content from its fields by name (as `tests/fixtures/wire/yunhu/content_kinds.jsonl` writes them).
+pub(crate) fn content_from_fields(fields: &serde_json::Value) -> MsgContent {
+    let s = |k: &str| fields[k].as_str().unwrap_or_default().to_owned();
+    MsgContent {
+        text: s("text"),
+        buttons: s("buttons"),
+        form: s("form"),
+        post_id: s("post_id"),
+        post_title: s("post_title"),
+        post_content: s("post_content"),
+        post_content_type: s("post_content_type"),
+        call_text: s("call_text"),
+        call_status_text: s("call_status_text"),
+        tip: s("tip"),
+        ..MsgContent::default()
     }
 }

@@ -147,11 +147,11 @@ impl Fetcher {
             return Err(Failure::TooLarge(Some(declared)));
         }
         let path = self.dir.join(format!(".fetching-{}", uuid::Uuid::new_v4()));
-        let result = self.stream(&mut response, &path, kind).await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&path).await;
-        }
-        result.map(|(size, sha256, mime)| Fetched { path, size, sha256, mime })
+        // Removed unless the fetch succeeds — also when the total deadline drops this future mid-stream.
+        let partial = Partial(Some(path.clone()));
+        let (size, sha256, mime) = self.stream(&mut response, &path, kind).await?;
+        partial.keep();
+        Ok(Fetched { path, size, sha256, mime })
     }
 
     async fn stream(
@@ -188,6 +188,23 @@ impl Fetcher {
         }
         file.flush().await.map_err(|_| Failure::Disk)?;
         Ok((size, hash.finalize().into(), mime))
+    }
+}
+
+/// A file being fetched: removed when dropped, unless kept.
+struct Partial(Option<PathBuf>);
+
+impl Partial {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

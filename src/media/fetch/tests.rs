@@ -129,3 +129,18 @@ fn types_are_told_from_the_first_bytes() {
     assert_eq!(sniff(b"<?xml version"), "text/html");
     assert_eq!(sniff(b"hello"), "application/octet-stream");
 }
+
+/// A fetch dropped mid-stream (its total deadline, or a stop) leaves no partial file behind.
+#[tokio::test]
+async fn a_fetch_dropped_mid_stream_leaves_nothing_behind() {
+    let addr = hostile().await;
+    let dir = dir("dropped");
+    let limits = Limits { max_size: 1 << 20, total: Duration::from_secs(30), ..Limits::default() };
+    let fetcher = Fetcher::new(Trusted::new(["127.0.0.1".to_owned()]), limits, &dir).unwrap();
+    let url = Url::parse(&format!("http://{addr}/drip")).unwrap();
+    let dropped = tokio::time::timeout(Duration::from_millis(600), fetcher.fetch(&url, Kind::File)).await;
+    assert!(dropped.is_err(), "still dripping when dropped");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "the partial file is removed: {left:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}

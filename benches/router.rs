@@ -29,8 +29,9 @@ const BATCH: usize = 10_000;
 
 fn config() -> Config {
     let mut source = String::new();
-    for name in ["a", "b", "c", "d"] {
-        source.push_str(&format!("[accounts.fishroom.{name}]\ntoken_id = \"1\"\ntoken_key = \"k\"\n"));
+    // A token each: check refuses two accounts on one Fishroom token (they would take each other's messages).
+    for (n, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        source.push_str(&format!("[accounts.fishroom.{name}]\ntoken_id = \"{n}\"\ntoken_key = \"k\"\n"));
     }
     source.push_str(
         "[[bridge]]\nname = \"fans\"\nrooms = [\"fishroom.a:r\", \"fishroom.b:r\", \"fishroom.c:r\"]\n\

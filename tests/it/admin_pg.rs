@@ -2,12 +2,12 @@
 //! instance holds every account, and a dead letter requeued through one instance's API is delivered by the instance
 //! that holds its room's account, at once. Skipped, with one line saying so, where PostgreSQL is not installed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chatbridge::store::pg::testing::TestPostgres;
 use serde_json::{Value, json};
 
-use crate::harness::{Pair, eventually, leases_held, next_post, start_instance};
+use crate::harness::{Pair, next_post, two_instances};
 
 fn instance(url: &str, name: &str) -> String {
     format!(
@@ -27,15 +27,7 @@ async fn each_page_names_the_holders_and_a_requeue_through_either_instance_is_de
     let Some(server) = TestPostgres::shared() else { return };
     let pair = Pair::start().await;
     let url = server.database().expose().to_owned();
-    let a = start_instance(&pair.config(&instance(&url, "a")));
-    eventually("the first instance takes both accounts", || leases_held(&a) == 2).await;
-    let b = start_instance(&pair.config(&instance(&url, "b")));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !(leases_held(&a) == 1 && leases_held(&b) == 1) {
-        assert!(Instant::now() < deadline, "no even split: a holds {}, b holds {}", leases_held(&a), leases_held(&b));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (a, b) = two_instances(&pair.config(&instance(&url, "a")), &pair.config(&instance(&url, "b"))).await;
     // Both pages name the holder of each account, the same on both.
     let holders = |status: &Value| -> Vec<(String, String)> {
         let accounts = status["accounts"].as_array().cloned().unwrap_or_default();

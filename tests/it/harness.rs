@@ -323,3 +323,23 @@ pub fn start_instance(config: &str) -> Running {
 pub fn leases_held(running: &Running) -> u64 {
     running.daemon().stats().leases_held.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Two instances of a shared store on the pair's accounts: the first takes both, the second joins, and the test goes
+/// on once they hold one account each (and have settled).
+pub async fn two_instances(first: &str, second: &str) -> (Running, Running) {
+    let a = start_instance(first);
+    eventually("the first instance takes both accounts", || leases_held(&a) == 2).await;
+    let b = start_instance(second);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !(leases_held(&a) == 1 && leases_held(&b) == 1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no even split: a holds {}, b holds {}",
+            leases_held(&a),
+            leases_held(&b)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (a, b)
+}

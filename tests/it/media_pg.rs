@@ -3,12 +3,10 @@
 //! refuses those links (docs/operations.md#media). Skipped, with one line saying so, where PostgreSQL is not
 //! installed.
 
-use std::time::{Duration, Instant};
-
 use chatbridge::store::pg::testing::TestPostgres;
 use serde_json::json;
 
-use crate::harness::{Pair, eventually, leases_held, start_instance};
+use crate::harness::{Pair, eventually, two_instances};
 use crate::media::MediaHost;
 
 /// `[general]` and `[media]` of instance `name`: its own listener and its own `public_url`.
@@ -26,15 +24,7 @@ async fn with_a_shared_store_each_instance_serves_the_items_it_fetched() {
     let host = MediaHost::start("127.0.0.1:9".parse().unwrap()).await;
     let pair = Pair::start().await;
     let url = server.database().expose().to_owned();
-    let a = start_instance(&pair.config(&instance(&url, "a")));
-    eventually("the first instance takes both accounts", || leases_held(&a) == 2).await;
-    let b = start_instance(&pair.config(&instance(&url, "b")));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !(leases_held(&a) == 1 && leases_held(&b) == 1) {
-        assert!(Instant::now() < deadline, "no even split: a holds {}, b holds {}", leases_held(&a), leases_held(&b));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (a, b) = two_instances(&pair.config(&instance(&url, "a")), &pair.config(&instance(&url, "b"))).await;
     pair.tuna.publish(json!({
         "channel": "telegram", "sender": "alice", "receiver": "", "room": "general", "mtype": "photo",
         "content": "look", "media_url": host.url("/cat.png"), "rich_text": null, "date": "2026-01-01",

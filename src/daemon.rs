@@ -51,6 +51,8 @@ pub enum StartError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("cannot read the provisioned bridges: {0}")]
+    Provisioned(store::StoreError),
     #[error("cannot open the media store in {dir}: {source}")]
     Media { dir: std::path::PathBuf, source: std::io::Error },
 }
@@ -102,6 +104,8 @@ impl Daemon {
     /// `general.http_listen` is set. Cancelling `stop` begins the shutdown.
     pub fn start(config: Config, stop: CancellationToken) -> Result<Self, StartError> {
         adapters::install_crypto_provider();
+        // What runs: the file's bridges and, after them, those provisioned in the store.
+        let (provisioner, config) = crate::provision::Provisioner::start(config).map_err(StartError::Provisioned)?;
         let status_listener = match config.general.http_listen {
             Some(addr) => Some(bind(addr).map_err(|source| StartError::Listen { addr, source })?),
             None => None,
@@ -186,10 +190,18 @@ impl Daemon {
         }
         let limits = config.limits.clone();
         let mut lease_events = None;
-        if let Some(store::pg::lease::Leases { events, commands, reader, .. }) = leases {
+        if let Some(store::pg::lease::Leases { events, commands, reader, bridges_changed, .. }) = leases {
             supervisor.lease_with(commands, reader, router_tx.clone(), &config);
             lease_events = Some(events);
+            let changed = Arc::clone(&provisioner.changed);
+            tokio::spawn(async move {
+                loop {
+                    bridges_changed.notified().await;
+                    changed.notify_one();
+                }
+            });
         }
+        provisioner.watch_sqlite();
         drop(router_tx);
         for bridge in &config.bridges {
             info!(bridge = %bridge.name, rooms = bridge.rooms.len(), "Bridge started.");
@@ -198,7 +210,8 @@ impl Daemon {
         let media = media::start(&config, &stats)
             .map_err(|source| StartError::Media { dir: config.general.state_dir.join("media"), source })?;
         let (control, control_rx) = mpsc::unbounded_channel();
-        let operator = std::sync::Arc::new(admin::StoreOperator::new(&config, control.clone()));
+        let operator =
+            std::sync::Arc::new(admin::StoreOperator::new(&config, control.clone(), Arc::clone(&provisioner)));
         let layout = std::sync::Arc::clone(&operator.layout);
         let rules = router::rules::Rules::new(config.bridges);
         let outbox = Box::new(router::queue::MemoryOutbox::new());
@@ -240,12 +253,17 @@ impl Daemon {
                     undelivered = &mut routing => break undelivered.unwrap_or(0),
                     // One reload at a time: the next waits until the accounts the last one replaced are back.
                     Some((config, reply)) = reloads.recv(), if supervisor.is_settled() => {
-                        let bridges = admin::layout(&config);
-                        let reloaded = supervisor.apply(config, &control).await;
-                        if matches!(reloaded, Reloaded::Applied(_)) {
-                            *layout.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = bridges;
-                        }
+                        provisioner.set_base(config.clone());
+                        let reloaded = match provisioned(&provisioner, true).await {
+                            Some(next) => apply(&mut supervisor, next, &control, &provisioner, &layout).await,
+                            None => apply(&mut supervisor, (0, config, Vec::new()), &control, &provisioner, &layout).await,
+                        };
                         let _ = reply.send(reloaded);
+                    }
+                    _ = provisioner.changed.notified(), if supervisor.is_settled() => {
+                        if let Some(next) = provisioned(&provisioner, false).await {
+                            apply(&mut supervisor, next, &control, &provisioner, &layout).await;
+                        }
                     }
                     Some(done) = supervisor.next_handover() => supervisor.finish(done, &control).await,
                     Some(event) = next_lease(&mut lease_events) => supervisor.lease(event, &control).await,
@@ -291,6 +309,36 @@ impl Daemon {
     pub async fn wait(self) -> Summary {
         self.task.await.unwrap_or(Summary { undelivered: 0, requested: false })
     }
+}
+
+/// What runs once the store's provisioned bridges are read again (`force`: even when their version is the one
+/// applied, because the file changed); none without a store, or when nothing changed.
+async fn provisioned(
+    provisioner: &Arc<crate::provision::Provisioner>,
+    force: bool,
+) -> Option<(i64, Config, Vec<crate::config::LeftOut>)> {
+    let provisioner = Arc::clone(provisioner);
+    tokio::task::spawn_blocking(move || provisioner.next(force)).await.ok().flatten()
+}
+
+/// Applies a configuration as a reload does; once applied, the status page's layout and the provisioner learn it
+/// (a `version` of 0: the store has no say).
+async fn apply(
+    supervisor: &mut Supervisor,
+    (version, config, left): (i64, Config, Vec<crate::config::LeftOut>),
+    control: &mpsc::UnboundedSender<router::reconfigure::Control>,
+    provisioner: &crate::provision::Provisioner,
+    layout: &std::sync::Mutex<crate::admin::model::Layout>,
+) -> Reloaded {
+    let bridges = admin::layout(&config);
+    let reloaded = supervisor.apply(config, control).await;
+    if matches!(reloaded, Reloaded::Applied(_)) {
+        *layout.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = bridges;
+        if version > 0 {
+            provisioner.applied(version, left);
+        }
+    }
+    reloaded
 }
 
 /// The lease task's next word, with a shared store; pending without one.

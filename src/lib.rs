@@ -36,6 +36,7 @@ pub mod load;
 pub mod media;
 pub mod model;
 pub mod notify;
+pub mod provision;
 pub mod router;
 pub mod settings;
 pub mod shutdown;

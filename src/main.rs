@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Migrate => report(check::migrate(&config)),
         Command::Status => report(check::status(&config)),
         Command::Deadletters { action } => report(deadletters::dead_letters(&config, action)),
+        Command::Bridges { action } => report(chatbridge::cli::bridges::bridges(&config, action)),
         Command::Run => report(run::run(&config, cli.log_format)),
         Command::Bench {
             post,

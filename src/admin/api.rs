@@ -31,6 +31,11 @@ pub fn routes(admin: Admin) -> axum::Router {
         .route(&format!("{PREFIX}/reload"), post(reload))
         .route(&format!("{PREFIX}/pause"), post(pause))
         .route(&format!("{PREFIX}/resume"), post(resume))
+        .route(&format!("{PREFIX}/provisioned"), get(super::provision::list))
+        .route(
+            &format!("{PREFIX}/bridges/{{name}}"),
+            axum::routing::put(super::provision::put).delete(super::provision::remove),
+        )
         .layer(axum::middleware::map_response(|mut response: Response| async move {
             harden(response.headers_mut());
             response
@@ -38,11 +43,11 @@ pub fn routes(admin: Admin) -> axum::Router {
         .with_state(admin)
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!({"error": code, "message": message}))).into_response()
 }
 
-fn unauthorised() -> Response {
+pub(super) fn unauthorised() -> Response {
     error(StatusCode::UNAUTHORIZED, "unauthorised", "log in, or send Authorization: Bearer <admin_token>")
 }
 
@@ -134,7 +139,11 @@ async fn status(State(admin): State<Admin>, headers: HeaderMap, uri: axum::http:
 
 /// An action's caller and body, or the answer refusing it. A form's fields become the JSON a script sends: `key`
 /// fields gather into `keys`, others are strings. `is_form`: it came from the page.
-fn action(admin: &Admin, headers: &HeaderMap, body: &[u8]) -> Result<(serde_json::Value, bool), Box<Response>> {
+pub(super) fn action(
+    admin: &Admin,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(serde_json::Value, bool), Box<Response>> {
     let Some(caller) = admin.auth.caller(headers) else { return Err(Box::new(unauthorised())) };
     let is_form = headers
         .get(header::CONTENT_TYPE)

@@ -136,7 +136,7 @@ impl Auth {
 /// Whether an action (a POST) may go on: a session's must carry its CSRF token (`csrf`, from the form or the
 /// `X-CSRF-Token` header) and come from the page's own origin.
 pub fn action_allowed(caller: &Caller, method: &Method, headers: &HeaderMap, csrf: Option<&str>) -> bool {
-    if method != Method::POST {
+    if !matches!(*method, Method::POST | Method::PUT | Method::DELETE) {
         return false;
     }
     match caller {
@@ -203,7 +203,7 @@ mod tests {
         assert!(!action_allowed(&caller, &Method::POST, &theirs, Some(csrf)), "another origin");
         let cross = headers(&[("sec-fetch-site", "cross-site")]);
         assert!(!action_allowed(&Caller::Bearer, &Method::POST, &cross, None));
-        assert!(!action_allowed(&caller, &Method::GET, &ours, Some(csrf)), "actions are POSTs");
+        assert!(!action_allowed(&caller, &Method::GET, &ours, Some(csrf)), "actions are POSTs, PUTs and DELETEs");
         auth.logout(&headers(&[("cookie", &id)]));
         assert_eq!(auth.caller(&headers(&[("cookie", &id)])), None);
     }

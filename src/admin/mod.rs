@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod model;
 pub mod page;
+pub mod provision;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -17,9 +18,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use crate::config::{LeftOut, Provisioned};
 use crate::link::AccountState;
 use crate::model::{AccountId, Time};
+use crate::provision::{Outcome, ProvisionError};
 use crate::stats::Stats;
+use crate::store::provisioned::Listed;
 use model::{DeadLetterView, Layout};
 
 /// What the admin side asks of the daemon.
@@ -38,6 +42,12 @@ pub trait Operator: Send + Sync + 'static {
     fn holders(&self) -> Option<BTreeMap<String, String>> {
         None
     }
+    /// The bridges provisioned in the store, and those of them left out with their problems (blocking).
+    fn provisioned(&self) -> Result<(Listed, Vec<LeftOut>), ProvisionError>;
+    /// Adds or replaces a provisioned bridge, applied by this daemon before it returns where it can (blocking).
+    fn provision(&self, bridge: Provisioned) -> Result<Outcome, ProvisionError>;
+    /// Removes a provisioned bridge (blocking).
+    fn unprovision(&self, name: &str) -> Result<Outcome, ProvisionError>;
 }
 
 /// A pause or a resume, as the API takes it.

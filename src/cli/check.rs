@@ -53,6 +53,14 @@ pub fn check(path: &std::path::Path, connect: bool, without_secrets: bool) -> Ex
                     }
                 }
             }
+            let config = if config.general.durable {
+                match provisioned(config, without_secrets) {
+                    Ok(config) => config,
+                    Err(code) => return code,
+                }
+            } else {
+                config
+            };
             if config.general.durable {
                 match crate::store::admin::queues(&config.general.state_dir) {
                     Ok(queues) => orphans(&config, &queues.unwrap_or_default()),
@@ -88,6 +96,48 @@ pub fn check(path: &std::path::Path, connect: bool, without_secrets: bool) -> Ex
             ExitCode::FAILURE
         }
     }
+}
+
+/// The file with the bridges provisioned in the store (`chatbridge bridges`), each said; one that does not go with the
+/// file is a problem, as it is at a start (where the daemon leaves it out).
+fn provisioned(config: Config, without_secrets: bool) -> Result<Config, ExitCode> {
+    let listed = match crate::store::provisioned::Bridges::of(&config.general).map(|b| b.map(|b| b.list())) {
+        Ok(Some(Ok(listed))) => listed,
+        Ok(None) => return Ok(config),
+        Ok(Some(Err(e))) | Err(e) => {
+            eprintln!("provisioned: the bridges in the store cannot be read: {e}");
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    if listed.bridges.is_empty() {
+        return Ok(config);
+    }
+    let merged = if without_secrets {
+        crate::settings::without_secrets(|| config.with_provisioned(&listed.bridges))
+    } else {
+        config.with_provisioned(&listed.bridges)
+    };
+    let (merged, left) = match merged {
+        Ok(found) => found,
+        Err(problems) => {
+            eprintln!("{}", super::invalid(&problems, " with the provisioned bridges"));
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    println!("provisioned: {} bridge(s) in the store (`chatbridge bridges ls`)", listed.bridges.len());
+    if left.is_empty() {
+        return Ok(merged);
+    }
+    let problems: Vec<_> = left.into_iter().flat_map(|l| l.problems.0).collect();
+    let problems = crate::config::Problems(problems);
+    eprintln!(
+        "{}",
+        super::invalid(
+            &problems,
+            " in provisioned bridges: the daemon leaves them out (`chatbridge bridges rm`, or fix the file)"
+        )
+    );
+    Err(ExitCode::FAILURE)
 }
 
 /// Says which stored queues belong to rooms the configuration no longer has.
@@ -142,8 +192,12 @@ fn check_postgres(config: &Config, store: &crate::config::StoreUrl, connect: boo
                 return ExitCode::FAILURE;
             }
         }
+        let config = match provisioned(config.clone(), false) {
+            Ok(config) => config,
+            Err(code) => return code,
+        };
         if let Ok(queues) = pg::queues(&target) {
-            orphans(config, &queues);
+            orphans(&config, &queues);
         }
     }
     for warning in config.warnings() {

@@ -2,6 +2,7 @@
 //! a module of its own, `main` only parses and dispatches.
 
 pub mod bench;
+pub mod bridges;
 pub mod burst;
 pub mod check;
 pub mod deadletters;
@@ -72,6 +73,12 @@ pub enum Command {
     Deadletters {
         #[command(subcommand)]
         action: Option<DeadLetterAction>,
+    },
+    /// The bridges provisioned in the store rather than the file: `bridges add NAME ROOM…`, `bridges add --file F`,
+    /// `bridges rm NAME`, `bridges ls`, `bridges export` (as TOML). Running daemons apply changes within seconds.
+    Bridges {
+        #[command(subcommand)]
+        action: Option<bridges::BridgeAction>,
     },
     /// Measure a bridge through matterbridge's API paths: post messages to one endpoint, read them from
     /// another endpoint's websocket; without --post, chatbridge runs in-process with two API accounts.

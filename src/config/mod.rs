@@ -6,6 +6,7 @@ mod bridges;
 mod general;
 mod media;
 mod options;
+mod provisioned;
 mod window;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ pub use accounts::{
 };
 pub use general::{General, StoreUrl, UNIT_STATE_DIR, default_state_dir, effective_uid};
 pub use media::MediaSettings;
+pub use provisioned::{LeftOut, Provisioned};
 
 use crate::model::{AccountId, EventSet, RoomAddr};
 use crate::settings::{Fields, Report};
@@ -40,6 +42,10 @@ pub struct Config {
     pub notes: Vec<Problem>,
     /// Where secrets are written in the file itself: a warning once the file turns out readable by others.
     literals: Vec<Problem>,
+    /// The file's text, which bridges provisioned in the store are checked with (`provisioned.rs`).
+    source: provisioned::Source,
+    /// The bridges of `bridges` that came from the store, not the file (`chatbridge bridges`, the admin API).
+    pub provisioned: std::collections::BTreeSet<String>,
 }
 
 /// `log_format`.
@@ -202,7 +208,16 @@ impl Config {
 
     /// Checks a configuration given as text; `file` names it in problems.
     pub fn parse(source: &str, file: &str) -> Result<Self, Problems> {
+        Self::parse_parts(source, file, &[])
+    }
+
+    /// [`Config::parse`] of a text whose parts from each `(offset, label)` on are other documents (provisioned
+    /// bridges appended to the file).
+    fn parse_parts(source: &str, file: &str, parts: &[(usize, String)]) -> Result<Self, Problems> {
         let mut report = Report::new(source, file);
+        for (start, label) in parts {
+            report.segment(*start, label.clone());
+        }
         let root = match DeTable::parse(source) {
             Ok(root) => root,
             Err(e) => {
@@ -240,10 +255,17 @@ impl Config {
         accounts::unused(&spans, &bridges, &mut report);
         top.deny_unknown("the top level", &mut report);
         if bridge_span.is_none() {
-            report.error(
-                &(0..0),
-                "there is no [[bridge]]: nothing would be relayed (an account is started only for the bridges it is in)",
-            );
+            if general.as_ref().is_some_and(|g| g.durable) && !accounts.is_empty() {
+                report.warn(
+                    &(0..0),
+                    "there is no [[bridge]] in the file: only bridges provisioned in the store run (`chatbridge bridges add`, or the admin API)",
+                );
+            } else {
+                report.error(
+                    &(0..0),
+                    "there is no [[bridge]]: nothing would be relayed (an account is started only for the bridges it is in)",
+                );
+            }
         }
         if let (Some(general), Some(media)) = (&general, &media)
             && media.enabled()
@@ -273,6 +295,7 @@ impl Config {
             }
         }
         let literals = report.literal_secrets();
+        report.locate(root.get_ref());
         let notes = report.finish_with_warnings()?;
         Ok(Config {
             general: general.unwrap_or_default(),
@@ -282,6 +305,8 @@ impl Config {
             bridges,
             notes,
             literals,
+            source: provisioned::Source::new(source, file),
+            provisioned: Default::default(),
         })
     }
 

@@ -10,20 +10,23 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::model::{DeadLetterView, Layout};
 use crate::admin::{Operator, PauseRequest};
-use crate::config::Config;
+use crate::config::{Config, LeftOut, Provisioned};
+use crate::provision::{Outcome, ProvisionError, Provisioner};
 use crate::router::Pause;
 use crate::router::reconfigure::Control;
 use crate::store;
+use crate::store::provisioned::Listed;
 
 pub(super) struct StoreOperator {
     dir: PathBuf,
     pg: Option<store::pg::PgTarget>,
     control: mpsc::UnboundedSender<Control>,
     pub(super) layout: Arc<Mutex<Layout>>,
+    provisioner: Arc<Provisioner>,
 }
 
 impl StoreOperator {
-    pub(super) fn new(config: &Config, control: mpsc::UnboundedSender<Control>) -> Self {
+    pub(super) fn new(config: &Config, control: mpsc::UnboundedSender<Control>, provisioner: Arc<Provisioner>) -> Self {
         let pg = config
             .general
             .store
@@ -31,7 +34,7 @@ impl StoreOperator {
             .and_then(|store| store.resolve().ok())
             .and_then(|url| store::pg::PgTarget::parse(&url).ok());
         let layout = Arc::new(Mutex::new(layout(config)));
-        Self { dir: config.general.state_dir.clone(), pg, control, layout }
+        Self { dir: config.general.state_dir.clone(), pg, control, layout, provisioner }
     }
 }
 
@@ -92,6 +95,18 @@ impl Operator for StoreOperator {
                 .flat_map(|i| i.accounts.into_iter().map(move |account| (account, i.name.clone())))
                 .collect(),
         )
+    }
+
+    fn provisioned(&self) -> Result<(Listed, Vec<LeftOut>), ProvisionError> {
+        self.provisioner.list()
+    }
+
+    fn provision(&self, bridge: Provisioned) -> Result<Outcome, ProvisionError> {
+        self.provisioner.put(bridge)
+    }
+
+    fn unprovision(&self, name: &str) -> Result<Outcome, ProvisionError> {
+        self.provisioner.remove(name)
     }
 
     fn drop_letters(&self, keys: &[u64]) -> Result<usize, String> {

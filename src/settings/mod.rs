@@ -3,10 +3,12 @@
 //! platform's account table (`adapters/<platform>/config.rs`) read their keys with these.
 
 mod forms;
+mod path;
 mod report;
 mod secret;
 
 pub use forms::{check_filter, libpq_options};
+pub(crate) use path::field_at;
 pub(crate) use report::Report;
 pub use report::{Problem, Problems};
 pub use secret::{Secret, without_secrets};

@@ -11,6 +11,9 @@ pub struct Problem {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    /// The key it is about, as a path from the top of the file (`bridge[2].room[0].direction`), or from the top
+    /// of a provisioned bridge (`room[0].direction`); none where a problem is about the whole file.
+    pub field: Option<String>,
 }
 
 impl fmt::Display for Problem {
@@ -45,19 +48,54 @@ pub(crate) struct Report<'s> {
     pub secrets: Vec<(Span, String, Secret)>,
     /// Secrets written into the file itself (no `env:`, `file:`, `cred:`), and their keys.
     literals: Vec<(Span, &'static str)>,
+    /// Parts of the source that are not the file: where each starts, and what problems in it are said to be in
+    /// (the bridges provisioned in the store, appended after the file's text).
+    segments: Vec<(usize, String)>,
 }
 
 impl<'s> Report<'s> {
     pub fn new(source: &'s str, file: &'s str) -> Self {
-        Self { source, file, problems: Vec::new(), warnings: Vec::new(), secrets: Vec::new(), literals: Vec::new() }
+        let (problems, warnings, secrets, literals) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        Self { source, file, problems, warnings, secrets, literals, segments: Vec::new() }
+    }
+
+    /// From `start` on, the source is another document: problems there name `label` and count lines from it.
+    pub fn segment(&mut self, start: usize, label: String) {
+        self.segments.push((start, label));
+    }
+
+    /// The document an offset is in: where it starts, its name, and whether it is a segment.
+    fn document(&self, offset: usize) -> (usize, &str, bool) {
+        match self.segments.iter().rev().find(|(start, _)| *start <= offset) {
+            Some((start, label)) => (*start, label, true),
+            None => (0, self.file, false),
+        }
     }
 
     fn at(&self, span: &Span, message: String) -> (usize, Problem) {
         let offset = span.start.min(self.source.len());
-        let before = &self.source[..offset];
+        let (start, file, _) = self.document(offset);
+        let before = self.source.get(start..offset).unwrap_or_default();
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (offset, Problem { file: self.file.to_owned(), line, column, message })
+        (offset, Problem { file: file.to_owned(), line, column, message, field: None })
+    }
+
+    /// Names the key of every problem and warning so far, from the parsed tree (`field`). In a segment the path
+    /// starts inside its one bridge.
+    pub fn locate(&mut self, root: &toml::de::DeTable<'_>) {
+        let mut found: Vec<(usize, Option<String>)> = Vec::new();
+        for (offset, _) in self.problems.iter().chain(&self.warnings) {
+            let mut path = super::field_at(root, *offset);
+            if self.document(*offset).2 {
+                path = path.and_then(|p| p.split_once('.').map(|(_, inner)| inner.to_owned()));
+            }
+            found.push((*offset, path));
+        }
+        let mut found = found.into_iter();
+        for (_, problem) in self.problems.iter_mut().chain(self.warnings.iter_mut()) {
+            problem.field = found.next().and_then(|(_, path)| path);
+        }
     }
 
     pub fn error(&mut self, span: &Span, message: impl Into<String>) {

@@ -26,6 +26,7 @@ mod files;
 pub mod idmap;
 mod intake;
 pub mod pg;
+pub mod provisioned;
 mod schema;
 mod writer;
 

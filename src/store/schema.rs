@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::*;
 
 /// The schema version this build writes; older databases are migrated forward on open.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each step in its own transaction.
 pub(super) fn migrate(db: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -18,7 +18,7 @@ pub(super) fn migrate(db: &mut Connection, path: &Path) -> Result<(), StoreError
     if version > SCHEMA_VERSION {
         return Err(StoreError::Newer { path: path.to_owned(), found: version });
     }
-    let steps: [&str; 2] = [
+    let steps: [&str; 3] = [
         // 1: the outbox.
         "CREATE TABLE IF NOT EXISTS outbox (
             key INTEGER PRIMARY KEY,
@@ -60,6 +60,18 @@ pub(super) fn migrate(db: &mut Connection, path: &Path) -> Result<(), StoreError
             requeued INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX outbox_by_room ON outbox (room, key);",
+        // 3: bridges provisioned at runtime (`chatbridge bridges`, the admin API), and a version the daemon
+        // watches for their changes.
+        "CREATE TABLE bridges (
+            name TEXT PRIMARY KEY,
+            spec TEXT NOT NULL,
+            updated INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE provision (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO provision (id, version) VALUES (1, 0);",
     ];
     for (index, step) in steps.iter().enumerate() {
         let target = index as i64 + 1;

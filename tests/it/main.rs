@@ -31,6 +31,7 @@ mod media_pg;
 mod missevan;
 mod notices;
 mod postgres;
+mod provision;
 mod reload;
 mod reload_refused;
 mod reload_rooms;

@@ -112,6 +112,9 @@ pub struct Leases {
     pub held: Held,
     /// Reads the cursors of an account that comes to this instance.
     pub reader: super::PgReader,
+    /// Told when the provisioned bridges changed (a `chatbridge_bridges` notification, or the listener connected
+    /// again and may have missed one).
+    pub bridges_changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A duration as the queries take it (`$n * interval '1 millisecond'`).

@@ -29,8 +29,15 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 pub(super) type Notify = Arc<dyn Fn(StoreEvent) + Send + Sync>;
 
-pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify, released: Arc<tokio::sync::Notify>) {
+/// Who else hears what the listener hears: the lease task (leases released) and the daemon (bridges provisioned).
+pub(super) struct Told {
+    pub released: Arc<tokio::sync::Notify>,
+    pub bridges: Arc<tokio::sync::Notify>,
+}
+
+pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify, told: Told) {
     let mut retry = Duration::from_millis(200);
+    let mut connected_before = false;
     loop {
         let (tx, mut notifications) = mpsc::unbounded_channel();
         let client = match target.connect_with(Some(tx)).await {
@@ -42,17 +49,24 @@ pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify, release
                 continue;
             }
         };
-        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {LEASES}")).await {
+        let bridges = super::provisioned::CHANNEL;
+        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {LEASES}; LISTEN {bridges}")).await {
             warn!(error = %reason(&e), "The outbox listener cannot listen; trying again.");
             continue;
         }
         retry = Duration::from_millis(200);
+        // A change of the bridges while the connection was down was not heard: the daemon looks.
+        if std::mem::replace(&mut connected_before, true) {
+            told.bridges.notify_one();
+        }
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             tokio::select! {
                 Some(n) = notifications.recv() => {
                     if n.channel() == LEASES {
-                        released.notify_one();
+                        told.released.notify_one();
+                    } else if n.channel() == bridges {
+                        told.bridges.notify_one();
                     } else {
                         arrived(n.payload(), &held, &notify);
                     }

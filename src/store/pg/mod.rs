@@ -15,6 +15,7 @@ mod batch;
 mod connect;
 pub mod lease;
 mod listen;
+pub(super) mod provisioned;
 mod reader;
 pub mod schema;
 #[doc(hidden)]
@@ -94,6 +95,8 @@ impl PgStore {
         let settings = settings.clone();
         let target = target.clone();
         let notify: listen::Notify = Arc::new(notify);
+        let bridges_changed = Arc::new(tokio::sync::Notify::new());
+        let thread_bridges = Arc::clone(&bridges_changed);
         let thread_held = held.clone();
         let thread = std::thread::Builder::new()
             .name("chatbridge-pg".into())
@@ -157,7 +160,8 @@ impl PgStore {
                     let _ = started.send(Ok((run, opened)));
                     tokio::spawn(reader::serve(target.clone(), reader, requests));
                     let released = Arc::new(tokio::sync::Notify::new());
-                    tokio::spawn(listen::listen(target.clone(), held.clone(), Arc::clone(&notify), Arc::clone(&released)));
+                    let told = listen::Told { released: Arc::clone(&released), bridges: thread_bridges };
+                    tokio::spawn(listen::listen(target.clone(), held.clone(), Arc::clone(&notify), told));
                     let (stop_leases, stopped) = tokio::sync::oneshot::channel();
                     let leasing = tokio::spawn(leases.run(lease_commands, stopped, released));
                     let writer = writer::Writer::new(target, client, run, settings, held);
@@ -186,7 +190,7 @@ impl PgStore {
         let store =
             Self { gathered: Default::default(), ops: Some(ops), thread: Some(thread), run, held: held.clone() };
         let reader = PgReader::new(reads);
-        let leases = lease::Leases { events, commands, held, reader: reader.clone() };
+        let leases = lease::Leases { events, commands, held, reader: reader.clone(), bridges_changed };
         Ok(PgOpened { store, opened, reader, leases })
     }
 

@@ -10,13 +10,13 @@ use super::super::{Opened, StoreSettings, Stored, StoredGroup};
 use crate::model::RoomAddr;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock the migrations are applied under (any constant of our own).
 const MIGRATION_LOCK: i64 = 0x6368_6174_6272_6467;
 
 /// The steps, version 1 first.
-pub(super) const STEPS: [&str; 2] = [
+pub(super) const STEPS: [&str; 3] = [
     // 1: the same data as the SQLite store, plus what several instances share: the run that wrote or holds
     // each outbox row, its order of arrival (`seq`), the instances and the account leases.
     "CREATE SEQUENCE chatbridge_runs;
@@ -83,6 +83,18 @@ pub(super) const STEPS: [&str; 2] = [
     "CREATE INDEX outbox_by_room_seq ON outbox (room, seq);
      ALTER TABLE outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
          autovacuum_vacuum_cost_delay = 0);",
+    // 3: bridges provisioned at runtime (`chatbridge bridges`, the admin API); `provision`'s one row is locked by
+    // each change, so changes are checked and written one at a time, and its version is what instances apply.
+    "CREATE TABLE bridges (
+         name text PRIMARY KEY,
+         spec text NOT NULL,
+         updated bigint NOT NULL
+     );
+     CREATE TABLE provision (
+         id integer PRIMARY KEY CHECK (id = 1),
+         version bigint NOT NULL
+     );
+     INSERT INTO provision (id, version) VALUES (1, 0);",
 ];
 
 /// The schema version of the database (0: none yet).

@@ -134,7 +134,7 @@ impl Daemon {
             let leasing = store::pg::lease::LeaseSettings {
                 instance: config.general.instance.clone(),
                 ttl: config.general.lease_ttl,
-                accounts: accounts::account_rooms(&config).into_keys().collect(),
+                accounts: accounts::lease_units(&accounts::account_rooms(&config)),
             };
             let opening = store::open(
                 backend,

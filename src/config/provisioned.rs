@@ -148,6 +148,9 @@ impl Config {
     /// provisioned bridge that does not go with the file or an earlier one is left out and returned with its
     /// problems; an error is only a problem of the file itself in that company (it uses `bridge = [...]`, say).
     pub fn with_provisioned(&self, list: &[Provisioned]) -> Result<(Config, Vec<LeftOut>), Problems> {
+        if list.is_empty() && self.provisioned.is_empty() {
+            return Ok((self.clone(), Vec::new()));
+        }
         let mut kept: Vec<&Provisioned> = list.iter().collect();
         let mut left: Vec<LeftOut> = Vec::new();
         loop {
@@ -162,10 +165,13 @@ impl Config {
                 text.push('\n');
             }
             let problems = match Config::parse_parts(&text, &self.source.file, &parts) {
-                Ok(mut config) => {
+                // Only the bridges (and what is said of them) come from the reading: `[general]`, the accounts and
+                // the rest stay this configuration's, as the caller has them.
+                Ok(parsed) => {
+                    let mut config = self.clone();
+                    config.bridges = parsed.bridges;
+                    config.notes = parsed.notes;
                     config.provisioned = kept.iter().map(|p| p.name.clone()).collect();
-                    config.source = self.source.clone();
-                    config.literals = self.literals.clone();
                     return Ok((config, left));
                 }
                 Err(problems) => problems,

@@ -22,7 +22,7 @@ use crate::router::reconfigure::{Control, Reconfigure, Settle};
 use crate::router::rules::Rules;
 use crate::stats::Stats;
 use crate::store::pg::PgReader;
-use crate::store::pg::lease::LeaseCommand;
+use crate::store::pg::lease::{LeaseCommand, Unit};
 
 mod leases;
 
@@ -50,6 +50,8 @@ enum Next {
     Restart(AccountConfig, Vec<AdapterRoom>),
     /// Another instance takes it over (a shared store): its lease is released.
     HandOver,
+    /// Another instance takes one of its rooms over (rooms leased one by one): the room's lease is released.
+    RoomHandOver(crate::model::RoomAddr),
 }
 
 /// With a shared store: the lease task's side, and what starting an account that comes here needs.
@@ -181,7 +183,8 @@ impl Supervisor {
         let mut settle = Vec::new();
         let ids: Vec<AccountId> = self.sessions.keys().cloned().collect();
         for id in ids {
-            let next = match (config.accounts.get(&id), wanted.get(&id)) {
+            let held = self.held_rooms(&id, wanted.get(&id));
+            let next = match (config.accounts.get(&id), held.as_ref().or(wanted.get(&id))) {
                 (Some(account), Some(rooms)) => {
                     let session = self.sessions.get_mut(&id).expect("listed above");
                     if *account == session.config && *rooms == session.rooms {
@@ -243,7 +246,7 @@ impl Supervisor {
         if let Some(leased) = &mut self.leased {
             // Accounts start where their leases go: the lease task learns the new list.
             leased.accounts = configured(&config);
-            let _ = leased.commands.send(LeaseCommand::Accounts(wanted.keys().cloned().collect()));
+            let _ = leased.commands.send(LeaseCommand::Accounts(lease_units(&wanted)));
         }
         for (id, rooms) in wanted {
             if self.leased.is_some() {
@@ -280,15 +283,16 @@ impl Supervisor {
                 // Removed by a reload, drained and closed: its lease goes back (after the acknowledgements of
                 // what it delivered are committed).
                 if let Some(leased) = &self.leased {
-                    let _ = leased.commands.send(LeaseCommand::Released(id));
+                    let _ = leased.commands.send(LeaseCommand::Released(Unit::Account(id)));
                 }
             }
             Next::HandOver => {
                 let _ = control.send(Control::Disown(id.clone()));
                 if let Some(leased) = &self.leased {
-                    let _ = leased.commands.send(LeaseCommand::Released(id));
+                    let _ = leased.commands.send(LeaseCommand::Released(Unit::Account(id)));
                 }
             }
+            Next::RoomHandOver(room) => self.room_handed_over(room, control),
             Next::Restart(config, rooms) => {
                 if self.stop.is_cancelled() {
                     return;
@@ -320,6 +324,14 @@ impl Supervisor {
             info!(bridge = %bridge, "Bridge stopped.");
         }
     }
+}
+
+/// The leases the accounts' rooms need ([`crate::store::pg::lease::units`]).
+pub(super) fn lease_units(rooms: &BTreeMap<AccountId, Vec<AdapterRoom>>) -> Vec<String> {
+    let addrs = |id: &AccountId, rooms: &[AdapterRoom]| {
+        rooms.iter().map(|r| crate::model::RoomAddr::new(id.clone(), r.room.clone())).collect::<Vec<_>>()
+    };
+    crate::store::pg::lease::units(rooms.iter().map(|(id, r)| (id, addrs(id, r))))
 }
 
 /// Each account in a bridge, with its configuration and rooms.

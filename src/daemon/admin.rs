@@ -89,10 +89,19 @@ impl Operator for StoreOperator {
     fn holders(&self) -> Option<BTreeMap<String, String>> {
         let target = self.pg.as_ref()?;
         let (instances, _) = store::pg::instances(target).ok()?;
+        // A lease is an account's, or a room's where rooms are leased one by one: an account is held by every
+        // instance that holds one of its rooms.
+        let mut holders: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for instance in instances {
+            for unit in instance.accounts {
+                let account = unit.split_once(':').map_or(unit.as_str(), |(account, _)| account).to_owned();
+                holders.entry(account).or_default().insert(instance.name.clone());
+            }
+        }
         Some(
-            instances
+            holders
                 .into_iter()
-                .flat_map(|i| i.accounts.into_iter().map(move |account| (account, i.name.clone())))
+                .map(|(account, names)| (account, names.into_iter().collect::<Vec<_>>().join(", ")))
                 .collect(),
         )
     }

@@ -138,6 +138,20 @@ impl RoomAddr {
     pub fn platform(&self) -> Platform {
         self.account.platform()
     }
+
+    /// The lease that decides which instance runs the room, when several share a store: the room's own where its
+    /// platform gives each room a connection of its own ([`Platform::leases_per_room`]), else its account's.
+    pub fn lease(&self) -> String {
+        if self.platform().leases_per_room() { self.to_string() } else { self.account.to_string() }
+    }
+}
+
+/// [`RoomAddr::lease`] of a room address as text (`<platform>.<account>:<room>`), as the store keeps it.
+pub fn lease_of(room: &str) -> &str {
+    let (account, _) = room.split_once(':').unwrap_or((room, ""));
+    let per_room =
+        account.split_once('.').and_then(|(p, _)| p.parse::<Platform>().ok()).is_some_and(|p| p.leases_per_room());
+    if per_room { room } else { account }
 }
 
 impl std::str::FromStr for RoomAddr {

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 pub use capabilities::{Capabilities, ClientIdForm, MediaKinds};
 pub use content::{Content, Segment, Style, push_plain};
-pub use ids::{AccountId, EventId, RemoteId, RoomAddr, RoomId, Time, UserId};
+pub use ids::{AccountId, EventId, RemoteId, RoomAddr, RoomId, Time, UserId, lease_of};
 
 /// The hash map of the hot paths (the router's state, the metrics' series): foldhash, randomly seeded (keys
 /// include remote ids).
@@ -59,6 +59,14 @@ pub enum Platform {
 impl Platform {
     pub const ALL: [Platform; 6] =
         [Platform::Missevan, Platform::Heihei, Platform::Iirose, Platform::Fishroom, Platform::Yunhu, Platform::Api];
+
+    /// Whether each room of an account is leased on its own, so that one account's rooms spread over the
+    /// instances sharing a store: where the platform gives each room a connection of its own (Missevan: one socket
+    /// per room). Elsewhere one connection carries every room of the account (Heihei's channel socket, IIROSE's
+    /// and Yunhu's sockets, Fishroom's receiving token, the API's listener), so the account is leased whole.
+    pub fn leases_per_room(self) -> bool {
+        matches!(self, Platform::Missevan)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -20,11 +20,12 @@ impl Router {
             || state.retry_at.is_some()
             || self.backing_off.contains(&room.account)
             || self.held.contains(&room.account)
+            || self.room_leases.holds_back(room)
         {
             return;
         }
         let broken = state.broken;
-        if self.outbox.len(room) > 0 && !self.store.may_send(&room.account) {
+        if self.outbox.len(room) > 0 && !self.store.may_send(room) {
             // The account's lease is not current here: nothing goes out until it is renewed (or the account is
             // handed over, and its queue with it).
             let key = self.retries.insert(room.clone(), std::time::Duration::from_secs(1));

@@ -17,6 +17,7 @@ pub mod split;
 mod coalesce;
 mod combos;
 mod deliver;
+mod leases;
 mod lines;
 mod notices;
 mod operate;
@@ -146,6 +147,8 @@ pub struct Router {
     held: std::collections::HashSet<AccountId>,
     /// Accounts a reload removes or restarts, until they have settled.
     settling: Map<AccountId, (reconfigure::Settle, tokio::sync::oneshot::Sender<()>)>,
+    /// Rooms leased one by one, being handed over (`leases.rs`).
+    room_leases: leases::RoomLeases,
     /// The daemon's reload requests.
     control: Option<mpsc::UnboundedReceiver<reconfigure::Control>>,
     /// The media store, and the items it has come to know since asked (`media.rs`).
@@ -199,6 +202,7 @@ impl Router {
             limits,
             held: Default::default(),
             settling: Map::default(),
+            room_leases: Default::default(),
             control: None,
             media: None,
             media_waits: Default::default(),
@@ -247,7 +251,7 @@ impl Router {
                     if !more {
                         break;
                     }
-                    if !self.settling.is_empty() {
+                    if !self.settling.is_empty() || self.room_leases.settling() {
                         self.settle();
                     }
                     self.take_answers();
@@ -311,7 +315,7 @@ impl Router {
                 _ = reads.changed(), if deadline.is_some() => {}
                 _ = sleep_until(read_until), if read_until.is_some_and(|t| Instant::now() < t) => {}
             }
-            if !self.settling.is_empty() {
+            if !self.settling.is_empty() || self.room_leases.settling() {
                 self.settle();
             }
             self.take_answers();

@@ -21,9 +21,14 @@ pub trait Persist: Send {
     fn shared(&self) -> bool {
         false
     }
-    /// Whether sends for `account` may go out now (with a shared store: this instance holds its lease, renewed
-    /// recently enough).
-    fn may_send(&self, _account: &crate::model::AccountId) -> bool {
+    /// Whether sends to `room` may go out now (with a shared store: this instance holds its lease — the room's
+    /// own, or its account's — renewed recently enough).
+    fn may_send(&self, _room: &RoomAddr) -> bool {
+        true
+    }
+    /// Whether this instance runs `room` (with a shared store: holds its lease); a room it does not run gets its
+    /// messages through the store only, even when its account runs here with other rooms.
+    fn holds(&self, _room: &RoomAddr) -> bool {
         true
     }
     /// A source room's read cursor moved (stored with the outbox rows its event produced).

@@ -27,6 +27,12 @@ pub enum Control {
     /// With a store instances share: the account runs elsewhere now. Its link goes, and what is queued for it
     /// leaves memory — it stays in the store, where the account's new instance reads it.
     Disown(AccountId),
+    /// With rooms leased one by one: the room's lease came here; what the store holds for it is read.
+    ClaimRoom(RoomAddr),
+    /// With rooms leased one by one: the room settles as an account does for [`Control::Hold`].
+    HoldRoom(RoomAddr, oneshot::Sender<()>),
+    /// With rooms leased one by one: the room runs elsewhere now, as an account does for [`Control::Disown`].
+    DisownRoom(RoomAddr),
     /// The operator pauses or resumes a bridge or a room.
     Pause(super::Pause),
     /// The operator puts dead letters back in their rooms' queues; answered with how many went.
@@ -71,6 +77,9 @@ impl Router {
                 let left = self.forget(&account);
                 info!(account = %account, queued = left, "Account handed to another instance; what is queued for it stays in the store.");
             }
+            Control::ClaimRoom(room) => self.claim_room(room),
+            Control::HoldRoom(room, done) => self.hold_room(room, done),
+            Control::DisownRoom(room) => self.disown_room(&room),
             Control::Pause(pause) => self.pause(pause),
             Control::Requeue(keys, reply) => self.requeue(keys, reply),
         }
@@ -118,8 +127,11 @@ impl Router {
         self.settle();
     }
 
-    /// Tells the daemon about each settling account that has settled.
+    /// Tells the daemon about each settling account (and room being handed over) that has settled.
     pub(super) fn settle(&mut self) {
+        if self.room_leases.settling() {
+            self.settle_rooms();
+        }
         let settled: Vec<AccountId> = self
             .settling
             .iter()
@@ -164,7 +176,7 @@ impl Router {
                 .rules
                 .rooms()
                 .map(|(_, r)| r.addr.clone())
-                .filter(|r| r.account == account)
+                .filter(|r| r.account == account && self.store.holds(r))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
@@ -202,22 +214,25 @@ impl Router {
             states.remove(account);
         });
         let rooms: Vec<RoomAddr> = self.rooms.keys().filter(|r| r.account == *account).cloned().collect();
+        rooms.iter().map(|room| self.forget_room(room)).sum()
+    }
+
+    /// What is queued for a room leaves memory (with the store it stays there); how many messages that was.
+    pub(super) fn forget_room(&mut self, room: &RoomAddr) -> usize {
         let mut left = 0;
-        for room in rooms {
-            while self.outbox.pop_front(&room).is_some() {
-                left += 1;
-                if !self.store.durable() {
-                    count(&mut self.rooms, &self.stats, Metric::Dropped, &room);
-                }
+        while self.outbox.pop_front(room).is_some() {
+            left += 1;
+            if !self.store.durable() {
+                count(&mut self.rooms, &self.stats, Metric::Dropped, room);
             }
-            if let Some(state) = self.rooms.remove(&room) {
-                left += state.spilled;
-                if let Some(key) = state.retry_at {
-                    self.retries.remove(&key);
-                }
-                if let Some(series) = state.series {
-                    series.set_queued(0);
-                }
+        }
+        if let Some(state) = self.rooms.remove(room) {
+            left += state.spilled;
+            if let Some(key) = state.retry_at {
+                self.retries.remove(&key);
+            }
+            if let Some(series) = state.series {
+                series.set_queued(0);
             }
         }
         left

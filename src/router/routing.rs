@@ -114,9 +114,11 @@ impl Router {
             let caps = self.accounts.get(&room.account).map(|l| l.caps.client_ids);
             let client_ids: Vec<RemoteId> = caps.and_then(|form| form.generate()).into_iter().collect();
             if self.store.durable() {
-                // With a store several instances share, a room whose account another instance runs gets its
-                // messages through the store only: that instance reads them from there.
-                let elsewhere = self.store.shared() && !self.accounts.contains_key(&room.account);
+                // With a store several instances share, a room another instance runs (its account, or the room
+                // itself where rooms are leased one by one) gets its messages through the store only: that
+                // instance reads them from there.
+                let elsewhere =
+                    self.store.shared() && (!self.accounts.contains_key(&room.account) || !self.store.holds(&room));
                 let full = self.outbox.len(&room) >= self.settings.queue_capacity;
                 let spilled = self.rooms.get(&room).is_some_and(RoomState::has_spilled);
                 let in_memory = !(elsewhere || full || spilled);

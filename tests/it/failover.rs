@@ -27,10 +27,10 @@ const FM_ROOM: u64 = 868858631;
 /// The sources, by the first letter of what is said there.
 const SOURCES: [char; 5] = ['m', 'r', 'h', 'y', 'f'];
 
-/// Whose account each source is.
+/// The lease of each source: its account's, or (Missevan, leased room by room) its room's.
 fn account_of(source: char) -> &'static str {
     match source {
-        'm' => "missevan.fm",
+        'm' => "missevan.fm:868858631",
         'r' => "iirose.rose",
         'h' => "heihei.hh",
         'y' => "yunhu.me",

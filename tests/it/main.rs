@@ -35,6 +35,7 @@ mod provision;
 mod reload;
 mod reload_refused;
 mod reload_rooms;
+mod room_leases;
 mod slowloris;
 mod status;
 mod webhook;

@@ -68,11 +68,14 @@ pub fn requeue_now(target: &PgTarget, keys: &[u64]) -> Result<usize, StoreError>
                 let first = run << schema::RUN_SHIFT;
                 let moved = tx
                     .execute(
-                        "WITH gone AS (
-                             DELETE FROM deadletters WHERE key = ANY($1) RETURNING key, room, bridge, record)
-                         INSERT INTO outbox (key, account, room, bridge, record, queued_at)
-                         SELECT $2 + row_number() OVER (ORDER BY key), split_part(room, ':', 1), room, bridge, record, $3
-                         FROM gone ORDER BY key",
+                        &format!(
+                            "WITH gone AS (
+                                 DELETE FROM deadletters WHERE key = ANY($1) RETURNING key, room, bridge, record)
+                             INSERT INTO outbox (key, account, room, bridge, record, queued_at)
+                             SELECT $2 + row_number() OVER (ORDER BY key), {}, room, bridge, record, $3
+                             FROM gone ORDER BY key",
+                            schema::lease_of_room()
+                        ),
                         &[&keys, &first, &crate::store::now()],
                     )
                     .await?;

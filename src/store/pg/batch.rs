@@ -120,11 +120,6 @@ fn gather_ops<'a>(carry: &'a [Vec<Stamped>], allowed: impl Fn(&Option<Fence>) ->
     g
 }
 
-/// The account part of a room's address (`<platform>.<account>`).
-fn account_of(room: &str) -> &str {
-    room.split_once(':').map_or(room, |(account, _)| account)
-}
-
 pub(super) type Loaded = Vec<(RoomAddr, Vec<Stored>, u64, bool)>;
 
 /// What a transaction did.
@@ -169,11 +164,12 @@ pub(super) async fn transaction(
     let mut last = None;
     let (mut keys, mut owners, mut rooms, mut bridges, mut records, mut holders) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    // Rooms whose account runs elsewhere: their instance is told at the commit.
+    // Rooms whose lease is held elsewhere: their instance is told at the commit. (`outbox.account` is the row's
+    // lease: its account's, or the room's own where rooms are leased one by one.)
     let mut notify: Vec<String> = Vec::new();
     for (key, (bridge, row, holder)) in &g.puts {
         let (room, record) = encode(row, &mut last);
-        let account = account_of(&room).to_owned();
+        let account = crate::model::lease_of(&room).to_owned();
         if held.epoch(&account).is_none() && !notify.iter().any(|r| *r == room) {
             notify.push(room.clone().into_owned());
         }

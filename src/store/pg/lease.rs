@@ -1,4 +1,6 @@
-//! Account leases: which instance runs which account, when several share one PostgreSQL store.
+//! Leases: which instance runs which account — or, where a platform gives each room a connection of its own
+//! (`Platform::leases_per_room`), which room — when several share one PostgreSQL store. A lease is named by its
+//! unit: an account (`missevan.main` has none), or a room (`missevan.main:123`); below, "account" is either.
 //!
 //! Every instance has a row in `instances`, renewed with its leases (its heartbeat); every account a row in
 //! `leases` with its owner (instance name and run), an expiry on the database's clock, and a fencing epoch that
@@ -17,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tracing::{error, info, warn};
 
+pub use super::unit::{Unit, units};
 use super::{PgTarget, reason};
-use crate::model::AccountId;
 use crate::stats::Stats;
 
 /// The accounts this instance holds, with the epoch of each lease: read by the store's side of the router
@@ -79,30 +81,31 @@ pub struct LeaseSettings {
     pub instance: String,
     /// `general.lease_ttl`.
     pub ttl: Duration,
-    /// The accounts of the configuration that are in a bridge.
-    pub accounts: Vec<AccountId>,
+    /// The leases of the configuration's bridged accounts: each account's, or each room's where rooms are
+    /// leased one by one ([`units`]).
+    pub accounts: Vec<String>,
 }
 
 /// What the lease task tells the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseEvent {
-    /// The account is this instance's now: connect it.
-    Acquired(AccountId),
-    /// The account is no longer this instance's (taken over, or the lease could not be renewed): stop it at
-    /// once; its queue stays in the store for the next owner.
-    Lost(AccountId),
-    /// This instance holds more than its share: settle the account and close it, then release it
+    /// The account (or room) is this instance's now: connect it.
+    Acquired(Unit),
+    /// The account (or room) is no longer this instance's (taken over, or the lease could not be renewed): stop
+    /// it at once; its queue stays in the store for the next owner.
+    Lost(Unit),
+    /// This instance holds more than its share: settle it and close it, then release it
     /// ([`LeaseCommand::Released`]).
-    Release(AccountId),
+    Release(Unit),
 }
 
 /// What the daemon tells the lease task.
 #[derive(Debug)]
 pub enum LeaseCommand {
-    /// The account is settled and closed: its lease goes back at once.
-    Released(AccountId),
-    /// A reload changed which accounts exist.
-    Accounts(Vec<AccountId>),
+    /// The account (or room) is settled and closed: its lease goes back at once.
+    Released(Unit),
+    /// A reload changed which leases exist ([`units`]).
+    Accounts(Vec<String>),
 }
 
 /// The lease task's handles, for the daemon.
@@ -253,8 +256,8 @@ impl LeaseTask {
     fn lose(&self, account: &str) {
         self.held.set(account, None);
         self.stats.leases_held.store(self.held.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(id) = account.parse() {
-            let _ = self.events.send(LeaseEvent::Lost(id));
+        if let Some(unit) = Unit::parse(account) {
+            let _ = self.events.send(LeaseEvent::Lost(unit));
         }
     }
 
@@ -263,7 +266,7 @@ impl LeaseTask {
         let ttl = millis(self.settings.ttl);
         let until = Instant::now() + self.settings.ttl * 2 / 3;
         let (name, run) = (&self.settings.instance.clone(), self.run);
-        let accounts: Vec<String> = self.settings.accounts.iter().map(ToString::to_string).collect();
+        let accounts: Vec<String> = self.settings.accounts.clone();
         self.client
             .execute(
                 "INSERT INTO instances (name, run, started, heartbeat) VALUES ($1, $2, clock_timestamp(), clock_timestamp())
@@ -331,8 +334,8 @@ impl LeaseTask {
                 self.held.set(&account, Some((epoch, until)));
                 self.stats.lease_takeovers.inc();
                 info!(account = %account, epoch, "Lease taken: the account runs on this instance.");
-                if let Ok(id) = account.parse() {
-                    let _ = self.events.send(LeaseEvent::Acquired(id));
+                if let Some(unit) = Unit::parse(&account) {
+                    let _ = self.events.send(LeaseEvent::Acquired(unit));
                 }
             }
         } else if holding > share + self.releasing.len() {
@@ -343,8 +346,8 @@ impl LeaseTask {
             for account in mine.into_iter().rev().take(surplus) {
                 info!(account = %account, share, "Handing the account over to even the load.");
                 self.releasing.insert(account.clone());
-                if let Ok(id) = account.parse() {
-                    let _ = self.events.send(LeaseEvent::Release(id));
+                if let Some(unit) = Unit::parse(&account) {
+                    let _ = self.events.send(LeaseEvent::Release(unit));
                 }
             }
         }

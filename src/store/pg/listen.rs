@@ -104,7 +104,7 @@ pub(super) async fn listen(target: PgTarget, held: Held, notify: Notify, told: T
 
 fn arrived(room: &str, held: &Held, notify: &Notify) {
     let Ok(room) = room.parse::<RoomAddr>() else { return };
-    if held.epoch(&room.account.to_string()).is_some() {
+    if held.epoch(&room.lease()).is_some() {
         notify(StoreEvent::Arrived { room });
     }
 }

@@ -20,6 +20,7 @@ mod reader;
 pub mod schema;
 #[doc(hidden)]
 pub mod testing;
+mod unit;
 mod writer;
 
 pub use admin::{
@@ -199,9 +200,10 @@ impl PgStore {
         self.run
     }
 
-    fn send(&self, op: Op, account: Option<&crate::model::AccountId>, holder: Option<i64>) {
-        let fence = account.map(|account| {
-            let account = account.to_string();
+    /// Gathers `op`, fenced by the lease of `room` (none for a write that is no room's: a group).
+    fn send(&self, op: Op, room: Option<&RoomAddr>, holder: Option<i64>) {
+        let fence = room.map(|room| {
+            let account = room.lease();
             let epoch = self.held.epoch(&account);
             Fence { account, epoch }
         });
@@ -224,13 +226,17 @@ impl crate::router::port::Persist for PgStore {
         true
     }
 
-    fn may_send(&self, account: &crate::model::AccountId) -> bool {
-        self.held.current(&account.to_string())
+    fn may_send(&self, room: &RoomAddr) -> bool {
+        self.held.current(&room.lease())
+    }
+
+    fn holds(&self, room: &RoomAddr) -> bool {
+        self.held.epoch(&room.lease()).is_some()
     }
 
     fn cursor(&self, room: &RoomAddr, cursor: &crate::model::Cursor) {
         let op = Op::Cursor { room: room.to_string(), cursor: cursor.as_str().to_owned() };
-        self.send(op, Some(&room.account), None);
+        self.send(op, Some(room), None);
     }
 
     fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &crate::router::idmap::Snippet) {
@@ -249,25 +255,25 @@ impl crate::router::port::Persist for PgStore {
         };
         // A message received is always written, for whoever sends it: refusing it would lose it where the
         // source keeps no history; at worst the source's new instance reads it again (at least once).
-        let holder = if row.in_memory { self.held.epoch(&row.room.account.to_string()) } else { None };
+        let holder = if row.in_memory { self.held.epoch(&row.room.lease()) } else { None };
         let op = Op::Put { key: row.key, bridge: row.bridge.to_owned(), row: pending };
         self.send(op, None, holder);
     }
 
     fn delete(&self, key: u64, room: &RoomAddr) {
-        self.send(Op::Delete { key }, Some(&room.account), None);
+        self.send(Op::Delete { key }, Some(room), None);
     }
 
     fn dead_letter(&self, key: u64, room: &RoomAddr, reason: String) {
-        self.send(Op::DeadLetter { key, reason }, Some(&room.account), None);
+        self.send(Op::DeadLetter { key, reason }, Some(room), None);
     }
 
     fn copy(&self, group: u64, room: &RoomAddr, ids: &[RemoteId]) {
-        self.send(Op::Copy { group, room: room.clone(), ids: ids.to_vec() }, Some(&room.account), None);
+        self.send(Op::Copy { group, room: room.clone(), ids: ids.to_vec() }, Some(room), None);
     }
 
     fn load(&self, room: &RoomAddr, after: u64, limit: usize) {
-        self.send(Op::Load { room: room.clone(), after, limit }, Some(&room.account), None);
+        self.send(Op::Load { room: room.clone(), after, limit }, Some(room), None);
     }
 
     fn end(&self) {

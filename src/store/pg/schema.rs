@@ -10,13 +10,13 @@ use super::super::{Opened, StoreSettings, Stored, StoredGroup};
 use crate::model::RoomAddr;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The advisory lock the migrations are applied under (any constant of our own).
 const MIGRATION_LOCK: i64 = 0x6368_6174_6272_6467;
 
 /// The steps, version 1 first.
-pub(super) const STEPS: [&str; 3] = [
+pub(super) const STEPS: [&str; 4] = [
     // 1: the same data as the SQLite store, plus what several instances share: the run that wrote or holds
     // each outbox row, its order of arrival (`seq`), the instances and the account leases.
     "CREATE SEQUENCE chatbridge_runs;
@@ -95,7 +95,26 @@ pub(super) const STEPS: [&str; 3] = [
          version bigint NOT NULL
      );
      INSERT INTO provision (id, version) VALUES (1, 0);",
+    // 4: Missevan rooms are leased one by one (a socket each), so their rows belong to the room's lease, not the
+    // account's; the account's old lease goes once no instance holds it.
+    "UPDATE outbox SET account = room WHERE room LIKE 'missevan.%';
+     DELETE FROM leases WHERE account LIKE 'missevan.%' AND position(':' in account) = 0
+         AND (run IS NULL OR expires < clock_timestamp());",
 ];
+
+/// The lease of an outbox row (`outbox.account`) from its `room`, in SQL: [`crate::model::lease_of`]'s rule, made
+/// from [`crate::model::Platform::leases_per_room`] so the two cannot disagree.
+pub(super) fn lease_of_room() -> String {
+    let per_room: Vec<String> = crate::model::Platform::ALL
+        .iter()
+        .filter(|p| p.leases_per_room())
+        .map(|p| format!("room LIKE '{}.%'", p.as_str()))
+        .collect();
+    if per_room.is_empty() {
+        return "split_part(room, ':', 1)".to_owned();
+    }
+    format!("CASE WHEN {} THEN room ELSE split_part(room, ':', 1) END", per_room.join(" OR "))
+}
 
 /// The schema version of the database (0: none yet).
 pub async fn version(client: &impl GenericClient) -> Result<i32, tokio_postgres::Error> {
@@ -181,8 +200,11 @@ pub(super) async fn startup(
     for old in &requeued {
         next += 1;
         tx.execute(
-            "INSERT INTO outbox (key, account, room, bridge, record, queued_at)
-             SELECT $1, split_part(room, ':', 1), room, bridge, record, $2 FROM deadletters WHERE key = $3",
+            &format!(
+                "INSERT INTO outbox (key, account, room, bridge, record, queued_at)
+                 SELECT $1, {}, room, bridge, record, $2 FROM deadletters WHERE key = $3",
+                lease_of_room()
+            ),
             &[&next, &now(), old],
         )
         .await?;
@@ -201,8 +223,7 @@ pub(super) async fn startup(
             (row.get(0), row.get(1), row.get(2), row.get(3));
         let count = count as usize;
         if configured(&room, &bridge) {
-            let account = room.split_once(':').map_or(room.as_str(), |(a, _)| a);
-            if let Some(epoch) = held.epoch(account) {
+            if let Some(epoch) = held.epoch(crate::model::lease_of(&room)) {
                 match mine.iter_mut().find(|(r, _, _)| *r == room) {
                     Some((_, n, _)) => *n += count,
                     None => mine.push((room, count, epoch)),

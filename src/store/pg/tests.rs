@@ -62,7 +62,9 @@ fn a_database_of_schema_1_is_migrated_when_the_store_opens() {
             client
                 .batch_execute(&format!(
                     "CREATE TABLE chatbridge_migrations (version integer PRIMARY KEY, applied timestamptz NOT NULL \
-                     DEFAULT now()); {} INSERT INTO chatbridge_migrations (version) VALUES (1);",
+                     DEFAULT now()); {} INSERT INTO chatbridge_migrations (version) VALUES (1); \
+                     INSERT INTO outbox (key, account, room, bridge, record, queued_at) \
+                     VALUES (99, 'missevan.fm', 'missevan.fm:5', 'b', '\\x00', 9999999999999);",
                     schema::STEPS[0]
                 ))
                 .await
@@ -77,7 +79,10 @@ fn a_database_of_schema_1_is_migrated_when_the_store_opens() {
     store.end();
     wait_for(&events, "the commit", |e| matches!(e, StoreEvent::Committed { .. }));
     store.close();
-    assert_eq!(status(&target).unwrap().found, 2, "opening migrated it");
+    assert_eq!(status(&target).unwrap().found, schema::SCHEMA_VERSION, "opening migrated it");
+    // Schema 4: a Missevan room's rows belong to the room's own lease.
+    assert_eq!(server.query(&url, "SELECT account FROM outbox WHERE key = 99").trim(), "missevan.fm:5");
+    server.query(&url, "DELETE FROM outbox WHERE key = 99");
     assert_eq!(
         server.query(&url, "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'outbox_by_room_seq'").trim(),
         "1"

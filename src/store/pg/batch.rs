@@ -10,6 +10,7 @@ use tokio_postgres::types::ToSql;
 
 use super::lease::Held;
 use super::schema::{decode, now, prune};
+use super::taken::Taken;
 use super::{Fence, Stamped};
 use crate::model::RoomAddr;
 use crate::store::{Op, Pending, Stored, encode};
@@ -25,7 +26,12 @@ const NOTIFY: &str = "SELECT pg_notify('chatbridge_outbox', r) FROM unnest($1::t
 /// commits.
 const FENCES: &str = "SELECT account, epoch FROM leases
      WHERE run = $1 AND account = ANY($2) AND expires > clock_timestamp() FOR SHARE";
-/// Takes a room's rows this run does not hold yet, in the order they were queued.
+/// A room's rows this epoch does not hold or has not read yet ([`Taken`]), in the order they were queued: only read,
+/// as the room's lease says this instance alone sends them. Column 4: held in another instance's memory before.
+const READ: &str = "SELECT key, room, bridge, record, holder IS NOT NULL, seq FROM outbox
+     WHERE room = $1 AND holder IS DISTINCT FROM $2 AND key <> ALL($4::bigint[]) ORDER BY seq LIMIT $3";
+/// Takes a room's rows this run does not hold yet, in the order they were queued, marking them held: at start,
+/// before the writer (and its [`Taken`]) runs.
 pub(super) const CLAIM: &str = "WITH picked AS (
          SELECT key, holder AS was FROM outbox WHERE room = $1 AND holder IS DISTINCT FROM $2
          ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
@@ -129,6 +135,10 @@ pub(super) struct Outcome {
     pub(super) loaded: Loaded,
     /// Operations refused by fencing.
     pub(super) refused: u64,
+    /// Per claim: its room, epoch, the keys it read, and whether it read the rest ([`Taken::took`]).
+    pub(super) took: Vec<(String, i64, Vec<i64>, bool)>,
+    /// Rows deleted or moved to the dead letters ([`Taken::gone`]).
+    pub(super) gone: Vec<i64>,
 }
 
 /// Writes `carry` as one transaction: first the leases of the accounts it writes for are read and locked
@@ -140,6 +150,7 @@ pub(super) async fn transaction(
     carry: &[Vec<Stamped>],
     run: i64,
     held: &Held,
+    taken: &mut Taken,
     prune_older_than: Option<Duration>,
 ) -> Result<Outcome, tokio_postgres::Error> {
     let at = now();
@@ -252,23 +263,27 @@ pub(super) async fn transaction(
         prune(&tx, max_age).await?;
     }
     let mut loaded = Vec::new();
+    let mut took = Vec::new();
     for (room, after, limit, epoch) in g.loads {
-        let mut rows = tx.query(CLAIM, &[&room.to_string(), &epoch, &(limit as i64)]).await?;
-        rows.sort_by_key(|r| r.get::<_, i64>(5));
+        let name = room.to_string();
+        let (out, takeover) = taken.before_claim(&name, epoch);
+        let rows = tx.query(READ, &[&name, &epoch, &(limit as i64), &out]).await?;
         let exhausted = rows.len() < limit;
+        let keys: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
         let stored: Vec<Stored> = rows
             .iter()
-            .filter_map(|row| decode(row).map(|stored| Stored { held_before: row.get(4), ..stored }))
+            .filter_map(|row| decode(row).map(|stored| Stored { held_before: takeover || row.get(4), ..stored }))
             .collect();
-        // Rows are taken by what holds them, not by key: the next read goes on from what is left.
-        tracing::trace!(room = %room, epoch, rows = stored.len(), "Rows taken.");
+        tracing::trace!(room = %room, epoch, rows = stored.len(), "Rows read.");
+        took.push((name, epoch, keys, exhausted));
         loaded.push((room.clone(), stored, after, exhausted));
     }
     for (room, after) in g.refused_loads {
         loaded.push((room.clone(), Vec::new(), after, true));
     }
     tx.commit().await?;
-    Ok(Outcome { written, skipped: g.skipped, loaded, refused: g.refused })
+    let gone = g.deletes.iter().copied().chain(dead_keys.iter().copied()).collect();
+    Ok(Outcome { written, skipped: g.skipped, loaded, refused: g.refused, took, gone })
 }
 
 /// The rows `carry` would write (puts not cancelled by a delete or moved to the dead letters).

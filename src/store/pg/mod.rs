@@ -18,6 +18,7 @@ mod listen;
 pub(super) mod provisioned;
 mod reader;
 pub mod schema;
+mod taken;
 #[doc(hidden)]
 pub mod testing;
 mod unit;

@@ -261,3 +261,59 @@ fn writes_under_a_lease_another_instance_took_are_refused_and_counted() {
     .unwrap();
     assert_eq!(left, (1, 0), "the row is still there and no cursor was written");
 }
+
+/// A claim only reads (issue #34 §2): the rows keep no mark of it, a second claim before the acknowledgements does
+/// not read them again, and once acknowledged they are gone for every claim.
+#[test]
+fn a_claim_only_reads_and_leaves_out_what_was_read_until_it_is_acknowledged() {
+    let Some(server) = TestPostgres::shared() else { return };
+    let url = server.database();
+    let target = target(&url);
+    let (store, _, events) = open(&target);
+    let store: Box<dyn crate::router::port::Persist> = Box::new(store);
+    put(&*store, 1, "one");
+    put(&*store, 2, "two");
+    store.end();
+    wait_for(&events, "the rows", |e| matches!(e, StoreEvent::Committed { .. }));
+    let loaded = |events: &Events| -> Vec<Vec<u64>> {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                StoreEvent::Loaded { rows, .. } => Some(rows.iter().map(|r| r.key).collect()),
+                _ => None,
+            })
+            .collect()
+    };
+    store.load(&room("r"), 0, 10);
+    store.end();
+    wait_for(&events, "the first claim", |e| matches!(e, StoreEvent::Loaded { .. }));
+    assert_eq!(loaded(&events), [vec![1, 2]]);
+    assert_eq!(
+        server.query(&url, "SELECT COUNT(*) FROM outbox WHERE holder IS NOT NULL").trim(),
+        "0",
+        "nothing marked"
+    );
+    // Read again before any acknowledgement: nothing (both are in the router's memory).
+    store.load(&room("r"), 0, 10);
+    store.end();
+    let claims = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while loaded(&events).len() < n {
+            assert!(std::time::Instant::now() < deadline, "claim {n} answered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    claims(2);
+    assert_eq!(loaded(&events)[1], Vec::<u64>::new());
+    // One acknowledged, a third row queued: the next claim reads only the new one.
+    store.delete(1, &room("r"));
+    put(&*store, 3, "three");
+    store.end();
+    store.load(&room("r"), 0, 10);
+    store.end();
+    claims(3);
+    assert_eq!(loaded(&events)[2], vec![3]);
+    assert_eq!(server.query(&url, "SELECT string_agg(key::text, ',' ORDER BY key) FROM outbox").trim(), "2,3");
+}

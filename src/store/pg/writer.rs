@@ -29,11 +29,13 @@ pub(super) struct Writer {
     run: i64,
     settings: StoreSettings,
     held: Held,
+    /// What the router read and has not acknowledged (`taken.rs`).
+    taken: super::taken::Taken,
 }
 
 impl Writer {
     pub(super) fn new(target: PgTarget, client: Client, run: i64, settings: StoreSettings, held: Held) -> Self {
-        Self { target, client: Some(client), cache: HashMap::new(), run, settings, held }
+        Self { target, client: Some(client), cache: HashMap::new(), run, settings, held, taken: Default::default() }
     }
 
     /// The connection, opened again when it was lost.
@@ -138,13 +140,17 @@ pub(super) async fn write(
             Ok(_) => {
                 let client = writer.client.as_mut().expect("connected");
                 let prune = prune_due.then_some(max_age);
-                let held = &writer.held;
-                transaction(client, &mut writer.cache, &carry, run, held, prune).await.map_err(|e| reason(&e))
+                let (held, taken) = (&writer.held, &mut writer.taken);
+                transaction(client, &mut writer.cache, &carry, run, held, taken, prune).await.map_err(|e| reason(&e))
             }
             Err(e) => Err(e),
         };
         match result {
-            Ok(Outcome { written, skipped, loaded, refused }) => {
+            Ok(Outcome { written, skipped, loaded, refused, took, gone }) => {
+                writer.taken.gone(&gone);
+                for (room, epoch, keys, exhausted) in took {
+                    writer.taken.took(&room, epoch, &keys, exhausted);
+                }
                 if refused > 0 {
                     warn!(refused, "Writes for accounts this instance no longer holds were refused (fencing).");
                     notify(StoreEvent::Fenced { refused });

@@ -51,6 +51,9 @@ fn main() -> ExitCode {
             full_sync,
             store,
             instances,
+            rooms,
+            provision,
+            seconds,
             burst,
             media,
             to,
@@ -77,6 +80,20 @@ fn main() -> ExitCode {
             if suite {
                 let options = chatbridge::cli::suite::SuiteOptions { rounds, messages };
                 return report(runtime().and_then(|rt| rt.block_on(chatbridge::cli::suite::run(options))));
+            }
+            if let (Some(store), Some(count)) = (&store, rooms.or(provision)) {
+                let options = chatbridge::cli::rooms_bench::RoomsOptions {
+                    rooms: count,
+                    instances: instances.into(),
+                    store: store.clone(),
+                    rate: rate.unwrap_or(1000.0),
+                    seconds,
+                    provision: provision.is_some(),
+                };
+                return report(runtime().and_then(|rt| rt.block_on(chatbridge::cli::rooms_bench::run(options))));
+            }
+            if instances > 2 {
+                return report(Err(anyhow::anyhow!("--instances above 2 goes with --rooms or --provision")));
             }
             if let Some(items) = media {
                 return report(runtime().and_then(|rt| {

@@ -9,6 +9,7 @@ pub mod deadletters;
 pub mod manpage;
 pub mod media_bench;
 pub mod null_relay;
+pub mod rooms_bench;
 pub mod run;
 pub mod suite;
 
@@ -49,6 +50,8 @@ pub enum DeadLetterAction {
     },
 }
 
+// Parsed once per process: the size of `bench`'s many options costs nothing worth boxing them for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the bridges of a configuration file until SIGTERM or SIGINT.
@@ -122,9 +125,20 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["post", "in_memory", "full_sync"])]
         store: Option<String>,
         /// With --store: run two instances in-process, one API account each, so that every message crosses
-        /// from one instance to the other through PostgreSQL.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2), requires = "store")]
+        /// from one instance to the other through PostgreSQL (with --rooms or --provision: up to 8 processes).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8), requires = "store")]
         instances: u8,
+        /// With --store: N Missevan rooms bridged one by one to Yunhu groups, run by --instances processes: time until
+        /// joined, memory per idle room, idle CPU, --rate msg/s for --seconds, and a SIGKILL under traffic.
+        #[arg(long, requires = "store", conflicts_with_all = ["post", "in_memory", "full_sync", "burst", "media", "suite"])]
+        rooms: Option<usize>,
+        /// With --store: --instances processes with no bridge, then N bridges provisioned through the first one's
+        /// admin API; the time until every room relays.
+        #[arg(long, requires = "store", conflicts_with_all = ["post", "in_memory", "full_sync", "burst", "media", "suite", "rooms"])]
+        provision: Option<usize>,
+        /// With --rooms: how long the steady traffic lasts, in seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
         /// Instead of the API load: a Missevan live room says this many messages at once, relayed through the
         /// simulators with the default send limits; reports the time until the last is visible.
         #[arg(long, conflicts_with_all = ["post", "in_memory", "full_sync", "store"])]

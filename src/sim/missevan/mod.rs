@@ -39,6 +39,8 @@ pub struct MissevanSimConfig {
     pub idle_timeout: Duration,
     /// Messages containing it are refused by the content filter (code 500150022).
     pub forbidden_word: Option<String>,
+    /// Pushes each room holds for a connection that lags (see `start_on`): smaller for thousands of rooms.
+    pub room_buffer: usize,
 }
 
 impl Default for MissevanSimConfig {
@@ -49,6 +51,7 @@ impl Default for MissevanSimConfig {
             session_ttl: Duration::from_secs(3 * 24 * 3600),
             idle_timeout: Duration::from_secs(120),
             forbidden_word: None,
+            room_buffer: 1 << 16,
         }
     }
 }
@@ -131,7 +134,7 @@ impl MissevanSim {
         // Room pushes wait here for slow connections: a burst beyond this is skipped for a connection that lags (a
         // real server would hold it in the socket's buffers instead), so it is sized for the busiest test (the
         // 5,000-message burst of `chatbridge bench --burst`).
-        let rooms = config.rooms.iter().map(|r| (*r, broadcast::channel(1 << 16).0)).collect();
+        let rooms = config.rooms.iter().map(|r| (*r, broadcast::channel(config.room_buffer.max(16)).0)).collect();
         let shared = Arc::new(Shared {
             config,
             inner: Mutex::default(),

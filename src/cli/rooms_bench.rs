@@ -300,7 +300,16 @@ pub async fn run(o: RoomsOptions) -> anyhow::Result<()> {
         children.push(bench.spawn(&bench.config(&o.store, name, *port, o.rooms), name)?);
     }
     let joined = wait("every room joined", Duration::from_secs(600), async || bench.joined() >= o.rooms).await?;
-    let _ = started;
+    // The first instance up claims everything (it sees no other yet), then hands the others their shares.
+    let share = (o.rooms + 1).div_ceil(o.instances) as f64;
+    let (http2, ports2) = (http.clone(), ports.clone());
+    wait("the leases spread evenly", Duration::from_secs(600), async || {
+        let held =
+            futures_util::future::join_all(ports2.iter().map(|p| metric(&http2, *p, "chatbridge_leases_held"))).await;
+        held.iter().all(|h| *h <= share + 1.0) && held.iter().sum::<f64>() >= (o.rooms + 1) as f64
+    })
+    .await?;
+    let spread = started.elapsed();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let cpu_before: Vec<f64> = children.iter().map(|c| cpu(c.id())).collect();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -309,10 +318,11 @@ pub async fn run(o: RoomsOptions) -> anyhow::Result<()> {
     let held: Vec<f64> =
         futures_util::future::join_all(ports.iter().map(|p| metric(&http, *p, "chatbridge_leases_held"))).await;
     println!(
-        "joined {} rooms in {:.2} s; leases per instance {held:?}; RSS per instance {:?} KB (baseline {} KB in all); \
-         {:.1} KB per idle room; idle CPU {:.1} % of a core in all",
+        "joined {} rooms in {:.2} s, spread evenly in {:.2} s; leases per instance {held:?}; RSS per instance {:?} KB \
+         (baseline {} KB in all); {:.1} KB per idle room; idle CPU {:.1} % of a core in all",
         o.rooms,
         joined.as_secs_f64(),
+        spread.as_secs_f64(),
         rss,
         baseline,
         (rss.iter().sum::<u64>().saturating_sub(baseline)) as f64 / o.rooms as f64,

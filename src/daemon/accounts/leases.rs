@@ -215,7 +215,11 @@ async fn cursors(
     id: &AccountId,
     only: Option<&RoomAddr>,
 ) -> Vec<(crate::model::RoomId, crate::model::Cursor)> {
-    match reader.cursors(id).await {
+    let read = match only {
+        Some(room) => reader.room_cursor(room).await,
+        None => reader.cursors(id).await,
+    };
+    match read {
         Ok(cursors) => cursors
             .into_iter()
             .filter(|(room, _)| only.is_none_or(|only| only == room))

@@ -11,68 +11,18 @@
 //! `2 ttl / 3` stops all its accounts, before any lease it held can expire and be claimed by another. The
 //! writer checks every write against the epoch it was made under (fencing, in `writer`).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tracing::{error, info, warn};
 
+pub use super::held::Held;
 pub use super::unit::{Unit, units};
 use super::{PgTarget, reason};
 use crate::stats::Stats;
-
-/// The accounts this instance holds, with the epoch of each lease: read by the store's side of the router
-/// (each write stamped with its account's epoch) and the writer (which refuses stale ones).
-///
-/// Each lease also has a local deadline, two thirds of the lease after the round that claimed or renewed it
-/// began: past it, nothing is handed to the account's adapter (an instance frozen past its lease sends nothing
-/// when it wakes, even before its lease task has seen the account go).
-///
-/// Nothing is handed out either while the writer cannot write: an acknowledgement that cannot be written
-/// would be refused once the lease is claimed again, and the message sent twice.
-#[derive(Clone, Default)]
-pub struct Held(Arc<Mutex<HashMap<String, (i64, Instant)>>>, Arc<std::sync::atomic::AtomicBool>);
-
-impl Held {
-    /// The writer's word: it writes (false), or its writes fail (true).
-    pub(super) fn set_failing(&self, failing: bool) {
-        self.1.store(failing, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn epoch(&self, account: &str) -> Option<i64> {
-        self.0.lock().expect("not poisoned").get(account).map(|(epoch, _)| *epoch)
-    }
-
-    /// Whether the account may be sent for now: held, and renewed recently enough.
-    pub fn current(&self, account: &str) -> bool {
-        !self.1.load(std::sync::atomic::Ordering::Relaxed)
-            && self.0.lock().expect("not poisoned").get(account).is_some_and(|(_, until)| Instant::now() < *until)
-    }
-
-    pub fn accounts(&self) -> Vec<String> {
-        self.0.lock().expect("not poisoned").keys().cloned().collect()
-    }
-
-    fn set(&self, account: &str, epoch: Option<(i64, Instant)>) {
-        let mut held = self.0.lock().expect("not poisoned");
-        match epoch {
-            Some(lease) => held.insert(account.to_owned(), lease),
-            None => held.remove(account),
-        };
-    }
-
-    fn extend(&self, account: &str, until: Instant) {
-        if let Some((_, at)) = self.0.lock().expect("not poisoned").get_mut(account) {
-            *at = until;
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.0.lock().expect("not poisoned").len()
-    }
-}
 
 /// How this instance takes part.
 #[derive(Clone, Debug)]
@@ -178,18 +128,36 @@ impl LeaseTask {
                 // Another instance released leases (a hand-over, a stop): claim now.
                 _ = released.notified() => {}
                 Some(command) = commands.recv() => {
-                    let reload = matches!(command, LeaseCommand::Accounts(_));
+                    let mut reload = matches!(command, LeaseCommand::Accounts(_));
                     match command {
-                        LeaseCommand::Released(account) => {
-                            let account = account.to_string();
-                            self.releasing.remove(&account);
-                            // The account's acknowledgements are committed first: its next instance must not
-                            // take (and send again) what was delivered here.
+                        LeaseCommand::Released(unit) => {
+                            // Every release already asked for goes in one batch (a rebalance hands thousands of
+                            // rooms over at once); the next commands wait their turn.
+                            let mut units = vec![unit.to_string()];
+                            let mut next = None;
+                            while let Ok(command) = commands.try_recv() {
+                                match command {
+                                    LeaseCommand::Released(unit) => units.push(unit.to_string()),
+                                    other => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                }
+                            }
+                            for unit in &units {
+                                self.releasing.remove(unit);
+                            }
+                            // Their acknowledgements are committed first: the next instance must not take (and
+                            // send again) what was delivered here.
                             let (done, committed) = tokio::sync::oneshot::channel();
                             if self.barrier.send(done).is_ok() {
                                 let _ = tokio::time::timeout(Duration::from_secs(5), committed).await;
                             }
-                            self.release(&[account]).await;
+                            self.release(&units).await;
+                            if let Some(LeaseCommand::Accounts(accounts)) = next {
+                                self.settings.accounts = accounts;
+                                reload = true;
+                            }
                         }
                         // A reload: claim what it added at once. What it removed stays held until the
                         // account has drained and closed (then `Released`).

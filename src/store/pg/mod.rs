@@ -13,6 +13,7 @@
 mod admin;
 mod batch;
 mod connect;
+mod held;
 pub mod lease;
 mod listen;
 pub(super) mod provisioned;

@@ -41,10 +41,17 @@ impl PgReader {
 
     /// The cursors the store has for `account`'s rooms.
     pub async fn cursors(&self, account: &crate::model::AccountId) -> Result<Vec<RoomCursor>, String> {
+        self.cursors_of(account.to_string()).await
+    }
+
+    /// The cursor the store has for one room (a room that comes to this instance alone).
+    pub async fn room_cursor(&self, room: &RoomAddr) -> Result<Vec<RoomCursor>, String> {
+        self.cursors_of(room.to_string()).await
+    }
+
+    async fn cursors_of(&self, key: String) -> Result<Vec<RoomCursor>, String> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.requests
-            .send(Request::Cursors(account.to_string(), reply))
-            .map_err(|_| "the PostgreSQL store has stopped".to_owned())?;
+        self.requests.send(Request::Cursors(key, reply)).map_err(|_| "the PostgreSQL store has stopped".to_owned())?;
         answer.await.map_err(|_| "the PostgreSQL store has stopped".to_owned())?
     }
 }
@@ -109,9 +116,14 @@ pub(super) async fn serve(target: PgTarget, client: Client, mut requests: mpsc::
     }
 }
 
+/// The cursors of an account's rooms (`account` is `<platform>.<name>`), or of one room (a room's address).
 async fn cursors(client: &Client, account: &str) -> Result<Vec<RoomCursor>, tokio_postgres::Error> {
-    let prefix = format!("{account}:");
-    let rows = client.query("SELECT room, cursor FROM cursors WHERE starts_with(room, $1)", &[&prefix]).await?;
+    let rows = if account.contains(':') {
+        client.query("SELECT room, cursor FROM cursors WHERE room = $1", &[&account]).await?
+    } else {
+        let prefix = format!("{account}:");
+        client.query("SELECT room, cursor FROM cursors WHERE starts_with(room, $1)", &[&prefix]).await?
+    };
     Ok(rows
         .iter()
         .filter_map(|row| {

@@ -221,6 +221,18 @@ async fn wait(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) 
     Ok(started.elapsed())
 }
 
+/// The instances, killed if the run ends early (an error): none is left running.
+struct Instances(Vec<Child>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn stop(children: &mut [Child]) {
     for child in children.iter() {
         let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
@@ -247,9 +259,9 @@ pub async fn run(o: RoomsOptions) -> anyhow::Result<()> {
     );
 
     if o.provision {
-        let mut children: Vec<Child> = Vec::new();
+        let mut children = Instances(Vec::new());
         for (name, port) in names.iter().zip(&ports) {
-            children.push(bench.spawn(&bench.config(&o.store, name, *port, 0), name)?);
+            children.0.push(bench.spawn(&bench.config(&o.store, name, *port, 0), name)?);
         }
         let admin = format!("http://127.0.0.1:{}/admin/api/v1", ports[0]);
         wait("the first instance's API", Duration::from_secs(30), async || {
@@ -281,24 +293,25 @@ pub async fn run(o: RoomsOptions) -> anyhow::Result<()> {
             put.as_secs_f64(),
             (put + relay).as_secs_f64()
         );
-        stop(&mut children);
+        stop(&mut children.0);
         return Ok(());
     }
 
     // Baseline: the instances with no room.
-    let mut children: Vec<Child> = Vec::new();
+    let mut children = Instances(Vec::new());
     for (name, port) in names.iter().zip(&ports) {
-        children.push(bench.spawn(&bench.config(&o.store, name, *port, 0), name)?);
+        children.0.push(bench.spawn(&bench.config(&o.store, name, *port, 0), name)?);
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let baseline: u64 = children.iter().map(|c| kb(c.id(), "VmRSS:")).sum();
-    stop(&mut children);
+    let baseline: u64 = children.0.iter().map(|c| kb(c.id(), "VmRSS:")).sum();
+    stop(&mut children.0);
 
     let started = Instant::now();
-    let mut children: Vec<Child> = Vec::new();
+    let mut instances = Instances(Vec::new());
     for (name, port) in names.iter().zip(&ports) {
-        children.push(bench.spawn(&bench.config(&o.store, name, *port, o.rooms), name)?);
+        instances.0.push(bench.spawn(&bench.config(&o.store, name, *port, o.rooms), name)?);
     }
+    let children = &mut instances.0;
     let joined = wait("every room joined", Duration::from_secs(600), async || bench.joined() >= o.rooms).await?;
     // The first instance up claims everything (it sees no other yet), then hands the others their shares.
     let share = (o.rooms + 1).div_ceil(o.instances) as f64;
@@ -350,6 +363,10 @@ pub async fn run(o: RoomsOptions) -> anyhow::Result<()> {
         (connections - 1) as f64 / o.instances as f64
     );
     ensure!(lost == 0 && doubled == 0, "messages lost or doubled under steady traffic");
+    if o.instances < 2 {
+        stop(children);
+        return Ok(());
+    }
 
     // The instance with the most leases is SIGKILLed under traffic.
     let victim = held.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
@@ -376,7 +393,7 @@ pub async fn run(o: RoomsOptions) -> anyhow::Result<()> {
         moved.unwrap_or_default().as_secs_f64()
     );
     let _ = children.remove(victim).wait();
-    stop(&mut children);
+    stop(children);
     ensure!(lost == 0 && doubled == 0, "messages lost or doubled across the SIGKILL");
     let _ = std::fs::remove_dir_all(&bench.dir);
     Ok(())

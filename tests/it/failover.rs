@@ -205,12 +205,7 @@ async fn a_third_instance_joins_a_killed_one_is_taken_over_on_every_platform_and
     let url = server.database();
     let dir = temp_dir("pg-failover-five");
     let config = |name: &str| {
-        let general = format!(
-            "[general]\nstore = \"{}\"\ninstance = \"{name}\"\nlease_ttl = \"3s\"\nshutdown_timeout = \"2s\"\n\
-             retry_delay = \"20ms\"\nbackoff_min = \"50ms\"\nbackoff_max = \"300ms\"\nmax_attempts = 1000\n\
-             max_age = \"10m\"\n",
-            url.expose()
-        );
+        let general = crate::postgres::patient_instance(&url, name);
         write_config(&dir.join(name), &five.config(&general))
     };
     let mut daemons = BTreeMap::new();

@@ -262,6 +262,17 @@ pub(crate) fn owners(
         .collect()
 }
 
+/// `[general]` of an instance `name` of the shared store at `url` that keeps what it cannot send (never gives up
+/// within a test), with a 3 s lease: what the failover and room-lease tests run.
+pub(crate) fn patient_instance(url: &chatbridge::settings::Secret, name: &str) -> String {
+    format!(
+        "[general]\nstore = \"{}\"\ninstance = \"{name}\"\nlease_ttl = \"3s\"\nshutdown_timeout = \"2s\"\n\
+         retry_delay = \"20ms\"\nbackoff_min = \"50ms\"\nbackoff_max = \"300ms\"\nmax_attempts = 1000\n\
+         max_age = \"10m\"\n",
+        url.expose()
+    )
+}
+
 pub(crate) fn daemon(config: &std::path::Path) -> Reaped {
     let log = std::fs::File::create(config.with_extension("log")).expect("a log file");
     bin()

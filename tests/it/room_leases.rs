@@ -57,12 +57,7 @@ async fn one_accounts_rooms_spread_over_instances_and_move_on_a_join_and_a_sigki
         ));
     }
     let config = |name: &str| {
-        let general = format!(
-            "[general]\nstore = \"{}\"\ninstance = \"{name}\"\nlease_ttl = \"3s\"\nshutdown_timeout = \"2s\"\n\
-             retry_delay = \"20ms\"\nbackoff_min = \"50ms\"\nbackoff_max = \"300ms\"\nmax_attempts = 1000\n\
-             max_age = \"10m\"\n",
-            url.expose()
-        );
+        let general = crate::postgres::patient_instance(&url, name);
         let accounts = format!(
             "{}{}send_rate = 0\n",
             missevan_account("fm", &fm, "send_rate = 0\n"),

@@ -272,7 +272,7 @@ impl Router {
                     continue;
                 }
                 input = inbox.recv() => match input {
-                    Some(input) => self.handle(input),
+                    Some(input) => self.handle_after_control(input),
                     None => break,
                 },
                 Some(expired) = std::future::poll_fn(|cx| self.retries.poll_expired(cx)), if !self.retries.is_empty() => {

@@ -85,6 +85,15 @@ impl Router {
         }
     }
 
+    /// An input, after every control message already sent: a pause the operator was told is in effect holds
+    /// what arrives after it, even when the router wakes to both at once (its `select!` picks either).
+    pub(super) fn handle_after_control(&mut self, input: crate::link::RouterInput) {
+        while let Some(control) = self.control.as_mut().and_then(|c| c.try_recv().ok()) {
+            self.control(control);
+        }
+        self.handle(input);
+    }
+
     /// Send limits of every account of the configuration (accounts attached later start with theirs).
     pub fn with_limits(&mut self, limits: BTreeMap<AccountId, SendLimit>) {
         self.limits = limits.into_iter().collect();

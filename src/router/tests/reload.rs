@@ -107,3 +107,16 @@ async fn a_removed_account_settles_once_drained_and_is_forgotten_when_detached()
     h.input(message("a", None, "alice", "three"));
     assert!(h.next("c").is_none());
 }
+
+/// A pause the operator was answered for holds what arrives after it, even when the router takes the two in the
+/// same turn: the control goes first.
+#[tokio::test]
+async fn a_pause_already_sent_holds_the_input_that_arrives_with_it() {
+    let mut h = harness(AB, [text_only(), text_only(), text_only()], "");
+    let (control, taken) = tokio::sync::mpsc::unbounded_channel();
+    h.router.controlled_by(taken);
+    let pause = crate::router::Pause { bridge: "x".into(), room: None, paused: true };
+    control.send(Control::Pause(pause)).unwrap();
+    h.router.handle_after_control(crate::link::RouterInput::Event(message("a", None, "alice", "after the pause")));
+    assert!(h.next("b").is_none(), "nothing goes out while paused");
+}

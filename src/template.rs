@@ -56,9 +56,13 @@ enum Piece {
     Var(Var),
 }
 
-/// A compiled template.
+/// A compiled template. Every room of every bridge holds its own templates, nearly all the same defaults: a clone
+/// shares the compiled pieces rather than copying them.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Template {
+pub struct Template(std::sync::Arc<Compiled>);
+
+#[derive(PartialEq, Eq)]
+struct Compiled {
     pieces: Vec<Piece>,
     source: String,
 }
@@ -90,12 +94,12 @@ impl Template {
 
     /// Whether the template shows the item's address (`{url}`).
     pub fn has_url(&self) -> bool {
-        self.pieces.contains(&Piece::Var(Var::Url))
+        self.0.pieces.contains(&Piece::Var(Var::Url))
     }
 
     pub fn render_media(&self, vars: &MediaVars<'_>) -> String {
-        let mut out = String::with_capacity(self.source.len() + vars.url.len() + 16);
-        for piece in &self.pieces {
+        let mut out = String::with_capacity(self.0.source.len() + vars.url.len() + 16);
+        for piece in &self.0.pieces {
             out.push_str(match piece {
                 Piece::Literal(text) => text,
                 Piece::Var(Var::Kind) => vars.kind,
@@ -141,16 +145,16 @@ impl Template {
         if !literal.is_empty() {
             pieces.push(Piece::Literal(literal));
         }
-        Ok(Self { pieces, source: source.to_owned() })
+        Ok(Self(std::sync::Arc::new(Compiled { pieces, source: source.to_owned() })))
     }
 
     /// Whether the template shows the message's text (`{text}`).
     pub fn has_text(&self) -> bool {
-        self.pieces.contains(&Piece::Var(Var::Text))
+        self.0.pieces.contains(&Piece::Var(Var::Text))
     }
 
     pub fn render_into(&self, vars: &Vars<'_>, out: &mut String) {
-        for piece in &self.pieces {
+        for piece in &self.0.pieces {
             out.push_str(match piece {
                 Piece::Literal(text) => text,
                 Piece::Var(var) => vars.get(*var),
@@ -159,7 +163,7 @@ impl Template {
     }
 
     pub fn render(&self, vars: &Vars<'_>) -> String {
-        let mut out = String::with_capacity(self.source.len() + vars.text.len() + vars.nick.len() + 16);
+        let mut out = String::with_capacity(self.0.source.len() + vars.text.len() + vars.nick.len() + 16);
         self.render_into(vars, &mut out);
         out
     }
@@ -167,10 +171,10 @@ impl Template {
     /// The template split around its first `{text}`: what comes before and after it, rendered.
     /// Used where the text is a list of segments rather than a string.
     pub fn render_around_text(&self, vars: &Vars<'_>) -> Option<(String, String)> {
-        let at = self.pieces.iter().position(|p| *p == Piece::Var(Var::Text))?;
+        let at = self.0.pieces.iter().position(|p| *p == Piece::Var(Var::Text))?;
         let mut before = String::new();
         let mut after = String::new();
-        for (i, piece) in self.pieces.iter().enumerate() {
+        for (i, piece) in self.0.pieces.iter().enumerate() {
             let out = if i < at { &mut before } else { &mut after };
             match piece {
                 Piece::Literal(text) => out.push_str(text),
@@ -199,9 +203,24 @@ impl Vars<'_> {
     }
 }
 
+/// One copy of each template a configuration uses: thousands of bridges may each write the same `format`, and
+/// each would otherwise hold its own compiled copy in every instance.
+#[derive(Default)]
+pub struct Sharing(std::collections::HashMap<String, Template>);
+
+impl Sharing {
+    /// Makes `template` the copy of an equal one seen before, or keeps it as the one to share.
+    pub fn share(&mut self, template: &mut Template) {
+        let kept = self.0.entry(template.0.source.clone()).or_insert_with(|| template.clone());
+        if *kept == *template {
+            *template = kept.clone();
+        }
+    }
+}
+
 impl fmt::Debug for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Template({:?})", self.source)
+        write!(f, "Template({:?})", self.0.source)
     }
 }
 
@@ -230,6 +249,23 @@ mod tests {
         let marked = Vars { badge: "大咖", level: "54", medal: "猫耳 7", ..vars() };
         assert_eq!(t.render(&marked), "[大咖|Lv54|猫耳 7] alice");
         assert!(Template::parse("{rank}").unwrap_err().contains("{badge} {level} {medal}"));
+    }
+
+    #[test]
+    fn equal_templates_share_one_copy_and_different_ones_stay_apart() {
+        let mut sharing = Sharing::default();
+        let (mut a, mut b, mut c) = (
+            Template::parse("{text}").unwrap(),
+            Template::parse("{text}").unwrap(),
+            Template::parse("{nick}: {text}").unwrap(),
+        );
+        assert!(!std::sync::Arc::ptr_eq(&a.0, &b.0));
+        for t in [&mut a, &mut b, &mut c] {
+            sharing.share(t);
+        }
+        assert!(std::sync::Arc::ptr_eq(&a.0, &b.0));
+        assert!(!std::sync::Arc::ptr_eq(&a.0, &c.0));
+        assert_eq!(c.render(&vars()), "alice: hi");
     }
 
     #[test]

@@ -24,12 +24,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::future::{BoxFuture, Either, Ready, ready};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use drive::drive;
-pub use net::{WS_READ_BUFFER, connect_ws, http_client, install_crypto_provider};
+pub use net::{WS_READ_BUFFER, WS_ROOM_READ_BUFFER, connect_ws, http_client, install_crypto_provider};
 pub use rooms::{RoomList, per_room};
 // The contract with the router, for the adapters' code to name as its own.
 pub use crate::link::{
@@ -99,15 +100,35 @@ impl AdapterContext {
     /// receiving meanwhile (a stop, a reload, a lease lost), the event already read is handed over all the same:
     /// the store's writer keeps what it is given until it can write it, and a source without history could
     /// not give it again.
-    pub async fn emit(&self, event: Event) -> bool {
-        if self.stats.store.failing().is_some() {
+    ///
+    /// Like [`Self::set_state`] and [`Self::ack`], it takes the event at once when the router's inbox has room,
+    /// and only a wait is a future of its own: every task that receives keeps room for this call in its state,
+    /// and an account may run thousands of such tasks (a Missevan room each).
+    pub fn emit(&self, event: Event) -> impl Future<Output = bool> + Send + '_ {
+        if self.stats.store.failing().is_none() {
+            return self.hand(RouterInput::Event(event));
+        }
+        let input = RouterInput::Event(event);
+        Either::Right(Box::pin(async move {
             tokio::select! {
                 _ = self.stats.store.writable() => {}
                 _ = self.closed.cancelled() => return false,
                 _ = self.stop_receiving.cancelled() => {}
             }
+            self.router.send(input).await.is_ok()
+        }))
+    }
+
+    /// Hands `input` to the router: at once when its inbox has room, else through a boxed wait for room.
+    /// False when the router is gone.
+    fn hand(&self, input: RouterInput) -> Handing<'_> {
+        match self.router.try_send(input) {
+            Ok(()) => Either::Left(ready(true)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Either::Left(ready(false)),
+            Err(mpsc::error::TrySendError::Full(input)) => {
+                Either::Right(Box::pin(async move { self.router.send(input).await.is_ok() }))
+            }
         }
-        self.router.send(RouterInput::Event(event)).await.is_ok()
     }
 
     /// Hands an event to the router unless the store cannot write at this moment: for a source that answers its
@@ -120,14 +141,24 @@ impl AdapterContext {
         self.router.send(RouterInput::Event(event)).await.map_err(|_| None)
     }
 
-    pub async fn set_state(&self, state: AccountState) {
+    pub fn set_state(&self, state: AccountState) -> impl Future<Output = ()> + Send + '_ {
         let account = self.account.clone();
-        let _ = self.router.send(RouterInput::State { account, state }).await;
+        let handing = self.hand(RouterInput::State { account, state });
+        async move {
+            handing.await;
+        }
     }
 
-    pub async fn ack(&self, room: &RoomId, result: Result<Vec<RemoteId>, SendFailure>) {
+    pub fn ack(
+        &self,
+        room: &RoomId,
+        result: Result<Vec<RemoteId>, SendFailure>,
+    ) -> impl Future<Output = ()> + Send + '_ {
         let room = RoomAddr::new(self.account.clone(), room.clone());
-        let _ = self.router.send(RouterInput::Ack { room, result }).await;
+        let handing = self.hand(RouterInput::Ack { room, result });
+        async move {
+            handing.await;
+        }
     }
 
     /// Start-up that failed (an endpoint map, the account's own id): the one policy every platform follows
@@ -268,6 +299,9 @@ pub trait Adapter: Send + 'static {
 pub fn build(account: &AccountConfig) -> Box<dyn Adapter> {
     account.adapter()
 }
+
+/// [`AdapterContext::hand`]'s answer: done at once, or a wait for room in the router's inbox.
+type Handing<'a> = Either<Ready<bool>, BoxFuture<'a, bool>>;
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,14 @@ use std::time::Duration;
 use super::WsStream;
 
 /// A websocket's read buffer: tungstenite allocates and zeroes it up front (128 KiB by default), per
-/// connection. Chat frames are small; a larger frame is read in several steps.
+/// connection, and keeps it while the socket is idle. Chat frames are small; a larger frame is read in several
+/// steps. This is an account's socket, which carries all its rooms.
 pub const WS_READ_BUFFER: usize = 8 * 1024;
+
+/// The read buffer of a socket that carries one room (Missevan's): an account may hold thousands of them, nearly
+/// all idle, and a room's frames are a few hundred bytes (`tests/fixtures/wire/missevan`). At 8 KiB the buffer
+/// was most of an idle room's memory (docs/performance.md, "Memory per room").
+pub const WS_ROOM_READ_BUFFER: usize = 2 * 1024;
 
 /// The largest websocket message a platform may send (the library's default is 64 MiB). The platforms' frames
 /// are a few KiB — a chat line and its notices, compressed where the platform compresses — so 4 MiB is room
@@ -16,9 +22,11 @@ pub const WS_MAX_MESSAGE: usize = 4 << 20;
 
 /// Opens a platform's websocket with Nagle's algorithm off (a chat client writes small frames — a message,
 /// a heartbeat — that should leave at once, not wait for the acknowledgement of the previous one), a
-/// small read buffer ([`WS_READ_BUFFER`]) and messages of at most [`WS_MAX_MESSAGE`].
+/// small read buffer (`read_buffer`: [`WS_READ_BUFFER`] or [`WS_ROOM_READ_BUFFER`]) and messages of at most
+/// [`WS_MAX_MESSAGE`].
 pub async fn connect_ws<R>(
     request: R,
+    read_buffer: usize,
 ) -> Result<
     (WsStream, tokio_tungstenite::tungstenite::handshake::client::Response),
     tokio_tungstenite::tungstenite::Error,
@@ -27,7 +35,7 @@ where
     R: tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
 {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(WS_READ_BUFFER)
+        .read_buffer_size(read_buffer)
         .max_message_size(Some(WS_MAX_MESSAGE))
         .max_frame_size(Some(WS_MAX_MESSAGE));
     tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
@@ -151,7 +159,7 @@ mod tests {
         use tokio_tungstenite::tungstenite::Message;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let big = "字".repeat(40_000); // 120 KB in one frame, fifteen times the read buffer
+        let big = "字".repeat(40_000); // 120 KB in one frame, sixty times the read buffer
         let sent = big.clone();
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
@@ -159,7 +167,7 @@ mod tests {
             socket.send(Message::text(sent)).await.unwrap();
             socket.next().await
         });
-        let (mut socket, _) = connect_ws(format!("ws://{addr}/")).await.unwrap();
+        let (mut socket, _) = connect_ws(format!("ws://{addr}/"), WS_ROOM_READ_BUFFER).await.unwrap();
         let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = socket.get_ref() else { panic!("plain TCP") };
         assert!(tcp.nodelay().unwrap(), "Nagle's algorithm is off");
         let frame = socket.next().await.unwrap().unwrap();

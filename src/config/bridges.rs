@@ -94,6 +94,12 @@ pub(super) fn parse(
             report.error(span, message);
         }
     }
+    let mut templates = crate::template::Sharing::default();
+    for room in bridges.iter_mut().flat_map(|b| b.rooms.iter_mut()) {
+        for template in [&mut room.format, &mut room.nick_format, &mut room.media_format] {
+            templates.share(template);
+        }
+    }
     bridges
 }
 

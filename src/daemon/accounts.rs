@@ -346,15 +346,15 @@ fn list(ids: &[AccountId]) -> String {
 /// Each account's rooms, with whether it listens to them and sends to them.
 pub(super) fn account_rooms(config: &Config) -> BTreeMap<AccountId, Vec<AdapterRoom>> {
     let mut out: BTreeMap<AccountId, Vec<AdapterRoom>> = BTreeMap::new();
+    // Where each room is in its account's list: an account may have thousands of rooms.
+    let mut at: std::collections::HashMap<&crate::model::RoomAddr, usize> = std::collections::HashMap::new();
     for room in config.bridges.iter().flat_map(|b| &b.rooms) {
         let rooms = out.entry(room.addr.account.clone()).or_default();
-        let entry = match rooms.iter_mut().find(|r| r.room == room.addr.room) {
-            Some(entry) => entry,
-            None => {
-                rooms.push(AdapterRoom { room: room.addr.room.clone(), receive: false, send: false });
-                rooms.last_mut().expect("just pushed")
-            }
-        };
+        let index = *at.entry(&room.addr).or_insert_with(|| {
+            rooms.push(AdapterRoom { room: room.addr.room.clone(), receive: false, send: false });
+            rooms.len() - 1
+        });
+        let entry = &mut rooms[index];
         entry.receive |= room.direction.feeds();
         entry.send |= room.direction.receives();
     }

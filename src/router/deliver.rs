@@ -111,7 +111,7 @@ impl Router {
                     }
                 }
                 if let Some(state) = self.rooms.get_mut(room) {
-                    state.outgoing = Some(outgoing);
+                    state.outgoing = Some(Box::new(outgoing));
                 }
             }
             let Some(item) = self.outbox.front_mut(room) else { return };
@@ -198,7 +198,7 @@ impl Router {
                 item.attempts < self.settings.max_attempts || item.since.elapsed() < self.settings.max_age
             });
         if !retried && let Some(outgoing) = self.rooms.get_mut(room).and_then(|s| s.outgoing.take()) {
-            let coalesce::Outgoing { covers, kind, group, members, .. } = outgoing;
+            let coalesce::Outgoing { covers, kind, group, members, .. } = *outgoing;
             self.answered_cover(room, covers, kind, group, members, result);
             self.pump(room);
             self.gauge(room);

@@ -104,8 +104,9 @@ struct RoomState {
     loading: Option<(usize, u64)>,
     /// The last send waited for a token: the next may carry what queued meanwhile (`coalesce`).
     waited: bool,
-    /// The send out (or to be tried again) stands for more than the front message: merged, or a summary.
-    outgoing: Option<coalesce::Outgoing>,
+    /// The send out (or to be tried again) stands for more than the front message: merged, or a summary. Boxed:
+    /// every room the router knows has a state, and a send is most of one's size.
+    outgoing: Option<Box<coalesce::Outgoing>>,
     /// The front message's media are being fetched: the room waits for them.
     media_wait: bool,
 }

@@ -30,22 +30,20 @@ pub struct Rules {
     bridges: Vec<Bridge>,
     /// How many of `bridges` are configured ones.
     configured: usize,
-    /// Rooms that feed bridges → where they sit.
-    sources: Map<RoomAddr, Vec<Destination>>,
+    /// Every room → where it sits (kept ones too): looked up for each event routed and each row read from the
+    /// store, among what may be thousands of bridges.
+    at: Map<RoomAddr, Vec<Destination>>,
 }
 
 impl Rules {
     pub fn new(bridges: Vec<Bridge>) -> Self {
-        let mut sources: Map<RoomAddr, Vec<Destination>> = Map::default();
+        let mut at: Map<RoomAddr, Vec<Destination>> = Map::default();
         for (b, bridge) in bridges.iter().enumerate() {
             for (r, room) in bridge.rooms.iter().enumerate() {
-                if room.direction.feeds() {
-                    let at = Destination { bridge: b as u32, room: r as u32 };
-                    sources.entry(room.addr.clone()).or_default().push(at);
-                }
+                at.entry(room.addr.clone()).or_default().push(Destination { bridge: b as u32, room: r as u32 });
             }
         }
-        Self { configured: bridges.len(), bridges, sources }
+        Self { configured: bridges.len(), bridges, at }
     }
 
     /// The configured bridges.
@@ -65,15 +63,12 @@ impl Rules {
     /// The room `room` of the bridge named `bridge`, if the configuration still has it (or keeps it for what was
     /// queued before a reload).
     pub fn find_addr(&self, bridge: &str, room: &RoomAddr) -> Option<Destination> {
-        self.bridges.iter().enumerate().filter(|(_, b)| b.name == bridge).find_map(|(b, rules)| {
-            let r = rules.rooms.iter().position(|r| r.addr == *room)?;
-            Some(Destination { bridge: b as u32, room: r as u32 })
-        })
+        self.at.get(room)?.iter().copied().find(|d| self.bridges[d.bridge as usize].name == bridge)
     }
 
     /// Whether any bridge has `room`.
     pub fn has_room(&self, room: &RoomAddr) -> bool {
-        self.bridges.iter().any(|b| b.rooms.iter().any(|r| r.addr == *room))
+        self.at.contains_key(room)
     }
 
     /// Keeps a room that a reload removed from bridge `bridge`, for the messages already queued for it:
@@ -90,8 +85,10 @@ impl Rules {
                 self.bridges.len() - 1
             }
         };
+        let at = Destination { bridge: b as u32, room: self.bridges[b].rooms.len() as u32 };
+        self.at.entry(room.addr.clone()).or_default().push(at);
         self.bridges[b].rooms.push(room);
-        Destination { bridge: b as u32, room: (self.bridges[b].rooms.len() - 1) as u32 }
+        at
     }
 
     /// The room `origin` as a room of the bridge `at` belongs to (its options say how its messages are rewritten
@@ -116,11 +113,15 @@ impl Rules {
         {
             return Err(Skip::Private);
         }
-        let Some(sources) = self.sources.get(origin) else { return Err(Skip::NoBridge) };
+        // The bridges the room feeds: configured ones (a kept room only delivers what was queued for it).
+        let feeds = |d: &&Destination| (d.bridge as usize) < self.configured && self.room(**d).direction.feeds();
+        let Some(sources) = self.at.get(origin).filter(|at| at.iter().any(|d| feeds(&d))) else {
+            return Err(Skip::NoBridge);
+        };
         let sender = event.sender.as_ref().map_or("", |s| s.name.as_str());
         // The text `ignore_text` looks at, made once for the event and only where a room has such a filter.
         let mut plain: Option<String> = None;
-        for source in sources {
+        for source in sources.iter().filter(feeds) {
             let source_room = self.room(*source);
             if source_room.ignore_senders.iter().any(|re| re.is_match(sender)) {
                 continue;

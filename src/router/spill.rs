@@ -134,9 +134,10 @@ impl Router {
     }
 
     /// Rows for `room` came into the store from elsewhere: the room reads them as spilled ones, and queues
-    /// what comes next behind them. Ignored for a room whose account does not run here.
+    /// what comes next behind them. Ignored for a room whose account does not run here, or whose own lease is
+    /// held elsewhere (claiming it reads what is waiting): no state is kept for the rooms other instances run.
     pub(super) fn arrived(&mut self, room: &RoomAddr) {
-        if !self.accounts.contains_key(&room.account) || !self.rules.has_room(room) {
+        if !self.accounts.contains_key(&room.account) || !self.rules.has_room(room) || !self.store.holds(room) {
             return;
         }
         let key = self.next_key;
@@ -207,8 +208,19 @@ impl Router {
     pub(super) fn gauge(&mut self, room: &RoomAddr) {
         let spilled = self.rooms.get(room).map_or(0, |r| r.spilled);
         let lag = self.outbox.peek(room, 0).map_or(std::time::Duration::ZERO, |item| item.since.elapsed());
-        let series = series(&mut self.rooms, &self.stats, room);
-        series.set_queued(self.outbox.len(room) + spilled);
+        let queued = self.outbox.len(room) + spilled;
+        let series = if queued == 0 {
+            // Nothing waits: a room without counters yet gets none for it (thousands of quiet rooms keep none).
+            let Some(series) =
+                self.rooms.get(room).and_then(|r| r.series.clone()).or_else(|| self.stats.room_if_any(room))
+            else {
+                return;
+            };
+            series
+        } else {
+            series(&mut self.rooms, &self.stats, room)
+        };
+        series.set_queued(queued);
         series.set_lag(lag);
     }
 }

@@ -238,6 +238,11 @@ impl Stats {
         self.series_of(Label::Room(room.clone()))
     }
 
+    /// The series of a room, if anything made one.
+    pub fn room_if_any(&self, room: &RoomAddr) -> Option<Arc<Series>> {
+        self.series.read().expect("a stats lock is never poisoned").get(&Label::Room(room.clone())).cloned()
+    }
+
     fn series_of(&self, label: Label) -> Arc<Series> {
         if let Some(series) = self.series.read().expect("a stats lock is never poisoned").get(&label) {
             return Arc::clone(series);

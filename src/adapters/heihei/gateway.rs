@@ -30,7 +30,12 @@ pub(super) async fn channel(shared: Arc<Shared>, ctx: AdapterContext) {
     url.query_pairs_mut().append_pair("token", shared.config.token.expose());
     let (shared, ctx, url) = (&shared, &ctx, &url);
     supervise(ctx, &shared.stop, None, Until::StopReceiving, |attempt| async move {
-        match tokio::time::timeout(shared.config.request_timeout, crate::adapters::connect_ws(url.as_str())).await {
+        match tokio::time::timeout(
+            shared.config.request_timeout,
+            crate::adapters::connect_ws(url.as_str(), crate::adapters::WS_READ_BUFFER),
+        )
+        .await
+        {
             Ok(Ok((socket, _))) => {
                 attempt.connected();
                 info!(account = %ctx.account, "Channel connected.");

@@ -24,7 +24,7 @@ pub(super) async fn session(shared: Arc<Shared>, ctx: AdapterContext, queue: mps
     // The session carries sends too: it keeps reconnecting until the daemon closes.
     supervise(ctx, &shared.stop, None, Until::Closed, |attempt| async move {
         let url = &urls[attempt.number as usize % urls.len()];
-        let connecting = crate::adapters::connect_ws(url.as_str());
+        let connecting = crate::adapters::connect_ws(url.as_str(), crate::adapters::WS_READ_BUFFER);
         match tokio::time::timeout(shared.config.request_timeout, connecting).await {
             Ok(Ok((socket, _))) => run(shared, ctx, socket, &mut *queue.lock().await, &attempt).await,
             Ok(Err(e)) => Ended::Lost(format!("{url}: {e}")),

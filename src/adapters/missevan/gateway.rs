@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use tokio::time::{Instant, interval_at, sleep};
@@ -20,19 +21,35 @@ use crate::stats::Metric;
 
 use crate::adapters::WsStream as Socket;
 
-pub(super) async fn follow_room(shared: Arc<Shared>, ctx: AdapterContext, room: RoomId) {
-    let Some(super::config::MissevanRoom(room_id)) = super::config::MissevanRoom::parse(room.as_str()) else {
-        error!(account = %ctx.account, room = %room, "Not a Missevan room id.");
-        return;
-    };
-    let (shared, ctx, room) = (&shared, &ctx, &room);
-    supervise(ctx, &shared.stop, Some(room), Until::StopReceiving, |attempt| async move {
-        match connect(shared, room_id).await {
-            Ok(socket) => listen(shared, ctx, room, room_id, socket, &attempt).await,
-            Err(ended) => ended,
-        }
-    })
-    .await;
+/// A room's receiver, for as long as the room is the account's. A plain function around an `async move` block:
+/// an `async fn` keeps a second copy of its arguments (the context is 224 bytes) in its state.
+#[allow(clippy::manual_async_fn, reason = "an async fn would keep its arguments twice in every room's task")]
+pub(super) fn follow_room(
+    shared: Arc<Shared>,
+    ctx: AdapterContext,
+    room: RoomId,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let Some(super::config::MissevanRoom(room_id)) = super::config::MissevanRoom::parse(room.as_str()) else {
+            error!(account = %ctx.account, room = %room, "Not a Missevan room id.");
+            return;
+        };
+        let (shared, ctx, room) = (&shared, &ctx, &room);
+        // A room's task is allocated at the size of its largest state, for as long as the room runs; an account
+        // may hold thousands. The handshake (TLS, HTTP: 12 KB of state) and the gap fill (an HTTP request) run
+        // once per connection, and relaying once per message, so each is boxed only while it runs: an idle room's
+        // task is the size of the socket loop (docs/performance.md, "Memory per room").
+        supervise(ctx, &shared.stop, Some(room), Until::StopReceiving, |attempt| async move {
+            // Bound before the call: a `match` on the handshake would keep its result (1.4 KB) for the whole call.
+            let socket = match Box::pin(connect(shared, room_id)).await {
+                Ok(socket) => socket,
+                Err(ended) => return ended,
+            };
+            // Split here, not in `listen`: an argument stays in the task's state for as long as the call runs.
+            listen(shared, ctx, room, room_id, socket.split(), &attempt).await
+        })
+        .await;
+    }
 }
 
 /// Opens the socket with the session cookie; a refused session is refreshed once.
@@ -47,7 +64,11 @@ async fn connect(shared: &Shared, room_id: u64) -> Result<Socket, Ended> {
         headers.insert(ORIGIN, SITE.parse().expect("a valid header value"));
         headers
             .insert(USER_AGENT, concat!("Mozilla/5.0 chatbridge/", env!("CARGO_PKG_VERSION")).parse().expect("valid"));
-        let handshake = tokio::time::timeout(shared.config.request_timeout, crate::adapters::connect_ws(request)).await;
+        let handshake = tokio::time::timeout(
+            shared.config.request_timeout,
+            crate::adapters::connect_ws(request, crate::adapters::WS_ROOM_READ_BUFFER),
+        )
+        .await;
         match handshake {
             Err(_) => return Err(Ended::Lost("the handshake timed out".into())),
             Ok(Ok((socket, _))) => return Ok(socket),
@@ -81,10 +102,9 @@ async fn listen(
     ctx: &AdapterContext,
     room: &RoomId,
     room_id: u64,
-    socket: Socket,
+    (mut sink, mut stream): (SplitSink<Socket, WsMessage>, SplitStream<Socket>),
     attempt: &Attempt,
 ) -> Ended {
-    let (mut sink, mut stream) = socket.split();
     let uuid = uuid::Uuid::new_v4().to_string();
     let join =
         Join { action: "join", uuid: &uuid, kind: "room", room_id, reconnect: attempt.is_reconnect().then_some(1) };
@@ -139,7 +159,8 @@ async fn listen(
             }
         };
         for raw in items {
-            let item: Item = match serde_json::from_str(raw.get()) {
+            // Boxed: an item is 528 bytes, held across the awaits below in every idle room's task otherwise.
+            let item: Box<Item> = match serde_json::from_str(raw.get()) {
                 Ok(item) => item,
                 Err(e) => {
                     ctx.stats.count_account(Metric::Malformed, &ctx.account);
@@ -160,7 +181,7 @@ async fn listen(
                 info!(account = %ctx.account, room = %room, "Joined.");
                 ctx.set_state(AccountState::Connected).await;
                 // What was said while away goes first; live frames wait in the socket meanwhile.
-                if !gap_fill(shared, ctx, room, room_id, &addr).await {
+                if !Box::pin(gap_fill(shared, ctx, room, room_id, &addr)).await {
                     return Ended::Stopped;
                 }
                 continue;
@@ -170,7 +191,7 @@ async fn listen(
                 debug!(account = %ctx.account, room = %room, kind = %item.name(), foreign, "Item of another room skipped.");
                 continue;
             }
-            if joined && !relay(shared, ctx, &addr, &item, raw.get(), false).await {
+            if joined && !Box::pin(relay(shared, ctx, &addr, &item, raw.get(), false)).await {
                 return Ended::Stopped;
             }
         }

@@ -18,7 +18,7 @@ use crate::stats::Metric;
 pub(super) async fn socket(shared: Arc<Shared>, ctx: AdapterContext) {
     let (shared, ctx) = (&shared, &ctx);
     supervise(ctx, &shared.stop, None, Until::StopReceiving, |attempt| async move {
-        let connecting = crate::adapters::connect_ws(shared.config.ws_url.as_str());
+        let connecting = crate::adapters::connect_ws(shared.config.ws_url.as_str(), crate::adapters::WS_READ_BUFFER);
         match tokio::time::timeout(shared.config.request_timeout, connecting).await {
             Ok(Ok((socket, _))) => listen(shared, ctx, socket, &attempt).await,
             Ok(Err(e)) => Ended::Lost(e.to_string()),

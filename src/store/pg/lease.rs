@@ -8,10 +8,12 @@
 //! heartbeat within `ttl`), and claims free or expired leases up to its fair share,
 //! `ceil(accounts / live instances)`; one holding more than its share hands the rest over (gracefully: the
 //! account is settled and closed first, then its lease released). An instance that cannot renew for
-//! `2 ttl / 3` stops all its accounts, before any lease it held can expire and be claimed by another. The
-//! writer checks every write against the epoch it was made under (fencing, in `writer`).
+//! `2 ttl / 3` stops all its accounts, before any lease it held can expire and be claimed by another. At start an
+//! instance says it is alive and waits a moment ([`settle`]) before its first claim, so that instances started
+//! together share from the start. The writer checks every write against the epoch it was made under (fencing,
+//! in `writer`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +73,12 @@ pub struct Leases {
 }
 
 /// A duration as the queries take it (`$n * interval '1 millisecond'`).
+/// How long an instance waits at start between saying it is alive and claiming: a tenth of the lease, at most a
+/// second.
+pub(super) fn settle(ttl: Duration) -> Duration {
+    (ttl / 10).min(Duration::from_secs(1))
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_millis() as f64
 }
@@ -229,20 +237,34 @@ impl LeaseTask {
         }
     }
 
+    /// The first round, at start: the instance says it is alive, waits [`settle`] so that instances started
+    /// with it can say so too, then claims its share of what they are all about to share. Without the wait the
+    /// first one up claims every lease and hands two thirds over moments later: each of those rooms joined
+    /// twice, and that instance keeps the memory of all of them (docs/performance.md, "Memory per room").
+    pub(super) async fn first_round(&mut self) -> Result<(), tokio_postgres::Error> {
+        self.heartbeat().await?;
+        tokio::time::sleep(settle(self.settings.ttl)).await;
+        self.round().await
+    }
+
+    async fn heartbeat(&self) -> Result<u64, tokio_postgres::Error> {
+        self.client
+            .execute(
+                "INSERT INTO instances (name, run, started, heartbeat) VALUES ($1, $2, clock_timestamp(), clock_timestamp())
+                 ON CONFLICT (name) DO UPDATE SET run = EXCLUDED.run, heartbeat = EXCLUDED.heartbeat, stopping = false,
+                     started = CASE WHEN instances.run = EXCLUDED.run THEN instances.started ELSE EXCLUDED.started END",
+                &[&self.settings.instance, &self.run],
+            )
+            .await
+    }
+
     /// One round: heartbeat, renewals, claims up to the fair share, hand-overs past it.
     pub(super) async fn round(&mut self) -> Result<(), tokio_postgres::Error> {
         let ttl = millis(self.settings.ttl);
         let until = Instant::now() + self.settings.ttl * 2 / 3;
         let (name, run) = (&self.settings.instance.clone(), self.run);
         let accounts: Vec<String> = self.settings.accounts.clone();
-        self.client
-            .execute(
-                "INSERT INTO instances (name, run, started, heartbeat) VALUES ($1, $2, clock_timestamp(), clock_timestamp())
-                 ON CONFLICT (name) DO UPDATE SET run = EXCLUDED.run, heartbeat = EXCLUDED.heartbeat, stopping = false,
-                     started = CASE WHEN instances.run = EXCLUDED.run THEN instances.started ELSE EXCLUDED.started END",
-                &[name, &run],
-            )
-            .await?;
+        self.heartbeat().await?;
         self.client
             .execute("INSERT INTO leases (account) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", &[&accounts])
             .await?;
@@ -263,6 +285,8 @@ impl LeaseTask {
         for account in &renewed {
             self.held.extend(account, until);
         }
+        // Sets, not lists: an instance may hold thousands of room leases, and a round looks each one up.
+        let renewed: HashSet<&String> = renewed.iter().collect();
         for account in held.iter().filter(|a| !renewed.contains(a)) {
             warn!(account = %account, "Another instance holds this account's lease now: it stops here.");
             self.releasing.remove(account);
@@ -281,7 +305,8 @@ impl LeaseTask {
             .get(0);
         let share = accounts.len().div_ceil(live.max(1) as usize);
         // An account a reload removed is held while it drains, outside the share.
-        let configured: Vec<String> = self.held.accounts().into_iter().filter(|a| accounts.contains(a)).collect();
+        let wanted: HashSet<&String> = accounts.iter().collect();
+        let configured: Vec<String> = self.held.accounts().into_iter().filter(|a| wanted.contains(a)).collect();
         let holding = configured.len();
         if holding < share {
             let claimed = self

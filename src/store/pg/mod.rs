@@ -134,7 +134,7 @@ impl PgStore {
                         let run: i64 =
                             client.query_one("SELECT nextval('chatbridge_runs')", &[]).await.map_err(error)?.get(0);
                         // This instance's share of the accounts is claimed before anything is read, so that
-                        // what their rooms hold is queued at once.
+                        // what their rooms hold is queued at once; the share counts the instances started with it.
                         let mut leases = lease::LeaseTask {
                             target: target.clone(),
                             client: target.connect().await.map_err(error)?,
@@ -147,7 +147,7 @@ impl PgStore {
                             soonest: None,
                             barrier,
                         };
-                        leases.round().await.map_err(error)?;
+                        leases.first_round().await.map_err(error)?;
                         let opened =
                             schema::startup(&mut client, run, &held, &settings, &configured).await.map_err(error)?;
                         let reader = target.connect().await.map_err(error)?;

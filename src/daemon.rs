@@ -246,6 +246,10 @@ impl Daemon {
             tokio::spawn(status::serve(listener, states, stats, general.http, Some(routes), closed));
         }
         let (reloads_tx, mut reloads) = mpsc::unbounded_channel::<(Config, oneshot::Sender<Reloaded>)>();
+        // What starting, reloading and leases moving rooms freed goes back to the system once the rooms are still.
+        let trimmer = crate::trim::Trimmer::default();
+        tokio::spawn(trimmer.clone().run(closed.clone()));
+        trimmer.changed();
         let task = tokio::spawn(async move {
             let mut routing = tokio::spawn(router.run(router_rx, stop.clone()));
             let undelivered = loop {
@@ -268,6 +272,7 @@ impl Daemon {
                     Some(done) = supervisor.next_handover() => supervisor.finish(done, &control).await,
                     Some(event) = next_lease(&mut lease_events) => supervisor.lease(event, &control).await,
                 }
+                trimmer.changed();
             };
             closed.cancel();
             supervisor.close(CLOSE_GRACE).await;

@@ -47,6 +47,7 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod trim;
 
 #[cfg(test)]
 mod corpus;

@@ -313,7 +313,7 @@ pub async fn run(o: RoomsOptions) -> anyhow::Result<()> {
     }
     let children = &mut instances.0;
     let joined = wait("every room joined", Duration::from_secs(600), async || bench.joined() >= o.rooms).await?;
-    // The first instance up claims everything (it sees no other yet), then hands the others their shares.
+    // Each instance waits a beat after its first heartbeat to see the others, then claims its share.
     let share = (o.rooms + 1).div_ceil(o.instances) as f64;
     let (http2, ports2) = (http.clone(), ports.clone());
     wait("the leases spread evenly", Duration::from_secs(600), async || {

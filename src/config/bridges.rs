@@ -2,6 +2,7 @@
 //! that need the whole file (undefined accounts, room forms, Fishroom's one receiving room per token).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use toml::de::DeValue;
 
@@ -53,7 +54,7 @@ pub(super) fn parse(
     }
     // Heihei IM is receive-only: the platform documents no client-side IM send.
     for bridge in &bridges {
-        for room in &bridge.rooms {
+        for room in bridge.rooms.iter() {
             if room.addr.platform() == Platform::Heihei
                 && room.addr.room.as_str().starts_with("im/")
                 && room.direction.receives()
@@ -95,7 +96,8 @@ pub(super) fn parse(
         }
     }
     let mut templates = crate::template::Sharing::default();
-    for room in bridges.iter_mut().flat_map(|b| b.rooms.iter_mut()) {
+    // Each bridge's rooms are its own until the configuration is shared.
+    for room in bridges.iter_mut().flat_map(|b| Arc::get_mut(&mut b.rooms).into_iter().flatten()) {
         for template in [&mut room.format, &mut room.nick_format, &mut room.media_format] {
             templates.share(template);
         }
@@ -204,8 +206,8 @@ fn parse_bridge(mut fields: Fields<'_, '_>, known: &Known<'_>, report: &mut Repo
         report.error(&bridge_span, format!("bridge `{name}` relays nothing: it needs a room that feeds it (in/inout) and one that receives (out/inout)"));
         return None;
     }
-    let (rooms, spans) = rooms.into_iter().unzip();
-    Some((Bridge { name, rooms, notices: notices.then_some(notice_after) }, spans))
+    let (rooms, spans): (Vec<BridgeRoom>, _) = rooms.into_iter().unzip();
+    Some((Bridge { name, rooms: rooms.into(), notices: notices.then_some(notice_after) }, spans))
 }
 
 fn parse_room(

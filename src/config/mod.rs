@@ -13,6 +13,7 @@ mod window;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use regex::Regex;
 use toml::de::DeTable;
@@ -90,7 +91,9 @@ impl Direction {
 #[derive(Clone, Debug)]
 pub struct Bridge {
     pub name: String,
-    pub rooms: Vec<BridgeRoom>,
+    /// Shared: the file's bridges are held by the provisioner (to merge the store's with) and by the router, on
+    /// every instance — at thousands of bridges, one copy is kilobytes a room.
+    pub rooms: Arc<[BridgeRoom]>,
     /// When an account of the bridge has been down for `notice_after`, one line says so in its other rooms, and
     /// one when it is back (`notices`).
     pub notices: Option<std::time::Duration>,

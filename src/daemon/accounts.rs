@@ -348,7 +348,7 @@ pub(super) fn account_rooms(config: &Config) -> BTreeMap<AccountId, Vec<AdapterR
     let mut out: BTreeMap<AccountId, Vec<AdapterRoom>> = BTreeMap::new();
     // Where each room is in its account's list: an account may have thousands of rooms.
     let mut at: std::collections::HashMap<&crate::model::RoomAddr, usize> = std::collections::HashMap::new();
-    for room in config.bridges.iter().flat_map(|b| &b.rooms) {
+    for room in config.bridges.iter().flat_map(|b| b.rooms.iter()) {
         let rooms = out.entry(room.addr.account.clone()).or_default();
         let index = *at.entry(&room.addr).or_insert_with(|| {
             rooms.push(AdapterRoom { room: room.addr.room.clone(), receive: false, send: false });

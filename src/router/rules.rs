@@ -81,13 +81,16 @@ impl Rules {
         let b = match kept {
             Some(b) => self.configured + b,
             None => {
-                self.bridges.push(Bridge { name: bridge.to_owned(), rooms: Vec::new(), notices: None });
+                self.bridges.push(Bridge { name: bridge.to_owned(), rooms: std::sync::Arc::from([]), notices: None });
                 self.bridges.len() - 1
             }
         };
         let at = Destination { bridge: b as u32, room: self.bridges[b].rooms.len() as u32 };
         self.at.entry(room.addr.clone()).or_default().push(at);
-        self.bridges[b].rooms.push(room);
+        // A kept bridge is made anew room by room: rooms are kept rarely (a reload that removed them).
+        let mut rooms = self.bridges[b].rooms.to_vec();
+        rooms.push(room);
+        self.bridges[b].rooms = rooms.into();
         at
     }
 

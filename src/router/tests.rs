@@ -55,7 +55,11 @@ fn text_only() -> Capabilities {
 fn parse(general: &str, bridges: &str) -> Config {
     let mut config = Config::parse(&format!("{general}{ACCOUNTS}{bridges}"), "t.toml").unwrap();
     if !bridges.contains("anti_ping") {
-        config.bridges.iter_mut().flat_map(|b| b.rooms.iter_mut()).for_each(|r| r.anti_ping = false);
+        for bridge in &mut config.bridges {
+            let mut rooms = bridge.rooms.to_vec();
+            rooms.iter_mut().for_each(|r| r.anti_ping = false);
+            bridge.rooms = rooms.into();
+        }
     }
     config
 }

@@ -160,6 +160,9 @@ impl PgStore {
                             return Closing::default();
                         }
                     };
+                    // Which rooms are configured mattered at the start only: at thousands of bridges it is a copy
+                    // of every one, not to be kept for as long as the writer runs.
+                    drop(configured);
                     let _ = started.send(Ok((run, opened)));
                     tokio::spawn(reader::serve(target.clone(), reader, requests));
                     let released = Arc::new(tokio::sync::Notify::new());

@@ -4,15 +4,16 @@
 //! A test binary of its own, so no other test's allocations are counted. The resident memory per room at 5,000
 //! rooms on three instances is `benches/rooms.sh`'s (docs/performance.md).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "common/counting.rs"]
+mod counting;
+use counting::Counting;
+
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chatbridge::sim::missevan::{MissevanSim, MissevanSimConfig};
 use chatbridge::sim::yunhu::{YunhuSim, YunhuSimConfig};
-
-struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
@@ -27,40 +28,8 @@ fn note(delta: isize) {
     }
 }
 
-// SAFETY: every call is passed to the system allocator unchanged; only sizes are noted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            note(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            note(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        note(-(layout.size() as isize));
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            note(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: Counting = Counting(note);
 
 const FIRST_ROOM: u64 = 100_000;
 const BEFORE: usize = 100;

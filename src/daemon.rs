@@ -248,7 +248,11 @@ impl Daemon {
         let (reloads_tx, mut reloads) = mpsc::unbounded_channel::<(Config, oneshot::Sender<Reloaded>)>();
         // What starting, reloading and leases moving rooms freed goes back to the system once the rooms are still.
         let trimmer = crate::trim::Trimmer::default();
-        tokio::spawn(trimmer.clone().run(closed.clone()));
+        let given = {
+            let stats = Arc::clone(&stats);
+            move || stats.memory_given_back.inc()
+        };
+        tokio::spawn(trimmer.clone().run(closed.clone(), given));
         trimmer.changed();
         let task = tokio::spawn(async move {
             let mut routing = tokio::spawn(router.run(router_rx, stop.clone()));

@@ -126,6 +126,11 @@ pub fn render(stats: &Stats, states: &BTreeMap<AccountId, AccountState>) -> Stri
         ),
         ("chatbridge_store_commits_total", "Transactions the state database committed.", stats.store_commits.get()),
         (
+            "chatbridge_memory_given_back_total",
+            "Times the allocator's free memory went back to the system, a few seconds after the rooms last changed.",
+            stats.memory_given_back.get(),
+        ),
+        (
             "chatbridge_store_outbox_written_total",
             "Outbox rows written to the state database.",
             stats.store_rows_written.get(),

@@ -7,7 +7,6 @@
 //! "Thousands of rooms"). [`Trimmer`] asks the allocator to return them a few seconds after the last such change.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -33,7 +32,6 @@ pub fn give_back() -> bool {
 #[derive(Clone, Default)]
 pub struct Trimmer {
     changed: Arc<Notify>,
-    given: Arc<AtomicUsize>,
 }
 
 impl Trimmer {
@@ -42,13 +40,9 @@ impl Trimmer {
         self.changed.notify_one();
     }
 
-    /// How many times memory was given back.
-    pub fn given(&self) -> usize {
-        self.given.load(Ordering::Relaxed)
-    }
-
-    /// Runs until `closed`: after each burst of changes, [`QUIET`] of stillness, then [`give_back`].
-    pub async fn run(self, closed: CancellationToken) {
+    /// Runs until `closed`: after each burst of changes, [`QUIET`] of stillness, then [`give_back`] and `given`
+    /// (the daemon counts it in `/metrics`).
+    pub async fn run(self, closed: CancellationToken, given: impl Fn() + Send) {
         loop {
             tokio::select! {
                 _ = self.changed.notified() => {}
@@ -62,33 +56,42 @@ impl Trimmer {
                 }
             }
             let _ = tokio::task::spawn_blocking(give_back).await;
-            self.given.fetch_add(1, Ordering::Relaxed);
+            given();
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
     async fn memory_goes_back_once_after_a_burst_of_changes_is_over() {
         let trimmer = Trimmer::default();
         let closed = CancellationToken::new();
-        let task = tokio::spawn(trimmer.clone().run(closed.clone()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let given = {
+            let count = Arc::clone(&count);
+            move || {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        let task = tokio::spawn(trimmer.clone().run(closed.clone(), given));
         // A burst: a change every second for five seconds, each within QUIET of the one before.
         for _ in 0..5 {
             trimmer.changed();
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        assert_eq!(trimmer.given(), 0, "nothing while the rooms still change");
+        assert_eq!(count.load(Ordering::Relaxed), 0, "nothing while the rooms still change");
         tokio::time::sleep(QUIET * 2).await;
-        assert_eq!(trimmer.given(), 1, "once, after the burst");
+        assert_eq!(count.load(Ordering::Relaxed), 1, "once, after the burst");
         tokio::time::sleep(QUIET * 10).await;
-        assert_eq!(trimmer.given(), 1, "and not again while nothing changes");
+        assert_eq!(count.load(Ordering::Relaxed), 1, "and not again while nothing changes");
         trimmer.changed();
         tokio::time::sleep(QUIET * 2).await;
-        assert_eq!(trimmer.given(), 2);
+        assert_eq!(count.load(Ordering::Relaxed), 2);
         closed.cancel();
         task.await.unwrap();
     }

@@ -168,6 +168,8 @@ pub struct Stats {
     pub rate_limited: Counter,
     /// Transactions of the store's writer.
     pub store_commits: Counter,
+    /// Times the allocator's free memory was given back to the system (`trim`).
+    pub memory_given_back: Counter,
     /// Outbox rows the store wrote.
     pub store_rows_written: Counter,
     /// Outbox rows never written: their copy was acknowledged before the transaction holding them committed.

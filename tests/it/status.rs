@@ -105,3 +105,15 @@ async fn the_stores_commits_are_counted() {
     assert!(text.contains(&format!("\nchatbridge_store_commits_total {}\n", stats.store_commits.get())), "{text}");
     running.shutdown().await;
 }
+
+/// What starting freed goes back to the system once the rooms are still (`src/trim.rs`), and `/metrics` counts it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_goes_back_to_the_system_once_the_rooms_are_still() {
+    let (_pair, running) = three_relayed("quiet").await;
+    let stats = running.daemon().stats();
+    crate::harness::eventually("memory given back after the start", || stats.memory_given_back.get() >= 1).await;
+    let text = chatbridge::status::render(&stats, &running.daemon().states().borrow());
+    assert!(text.contains("\nchatbridge_memory_given_back_total "), "{text}");
+    running.shutdown().await;
+}

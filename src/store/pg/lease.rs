@@ -72,13 +72,13 @@ pub struct Leases {
     pub bridges_changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
-/// A duration as the queries take it (`$n * interval '1 millisecond'`).
 /// How long an instance waits at start between saying it is alive and claiming: a tenth of the lease, at most a
 /// second.
 pub(super) fn settle(ttl: Duration) -> Duration {
     (ttl / 10).min(Duration::from_secs(1))
 }
 
+/// A duration as the queries take it (`$n * interval '1 millisecond'`).
 fn millis(d: Duration) -> f64 {
     d.as_millis() as f64
 }

@@ -273,7 +273,7 @@ impl Router {
                     continue;
                 }
                 input = inbox.recv() => match input {
-                    Some(input) => self.handle_after_control(input),
+                    Some(input) => self.handle_ready(input, &mut inbox),
                     None => break,
                 },
                 Some(expired) = std::future::poll_fn(|cx| self.retries.poll_expired(cx)), if !self.retries.is_empty() => {

@@ -15,6 +15,9 @@ use crate::link::AccountState;
 use crate::model::{AccountId, Capabilities, RoomAddr};
 use crate::stats::Metric;
 
+/// Inputs handled in one turn of the router's loop once one has come (see [`Router::handle_ready`]).
+const READY_INPUTS: usize = 32;
+
 /// What the daemon asks of the running router.
 pub enum Control {
     Reconfigure(Box<Reconfigure>),
@@ -87,6 +90,20 @@ impl Router {
 
     /// An input, after every control message already sent: a pause the operator was told is in effect holds
     /// what arrives after it, even when the router wakes to both at once (its `select!` picks either).
+    /// Handles `input` and what else the inbox holds ready, up to [`READY_INPUTS`] in all: what is ready already is
+    /// taken without a new turn of the loop (a wake-up and a look at every other source) for each.
+    pub(super) fn handle_ready(
+        &mut self,
+        input: crate::link::RouterInput,
+        inbox: &mut mpsc::Receiver<crate::link::RouterInput>,
+    ) {
+        self.handle_after_control(input);
+        for _ in 1..READY_INPUTS {
+            let Ok(input) = inbox.try_recv() else { break };
+            self.handle_after_control(input);
+        }
+    }
+
     pub(super) fn handle_after_control(&mut self, input: crate::link::RouterInput) {
         while let Some(control) = self.control.as_mut().and_then(|c| c.try_recv().ok()) {
             self.control(control);

@@ -228,6 +228,35 @@ fn gather(inputs: &mpsc::Receiver<Vec<Op>>, carry: &mut Vec<Vec<Op>>) -> bool {
     }
 }
 
+/// What a transaction prepares once for all its operations: the statements every message runs (a `prepare_cached`
+/// looks the statement up by its whole text and copies the text, each time) and each room's address as text.
+#[derive(Default)]
+struct Prepared<'t, 'a> {
+    group: Option<rusqlite::CachedStatement<'t>>,
+    origin: Option<rusqlite::CachedStatement<'t>>,
+    copy: Option<rusqlite::CachedStatement<'t>>,
+    delete: Option<rusqlite::CachedStatement<'t>>,
+    rooms: std::collections::HashMap<&'a RoomAddr, String>,
+}
+
+impl<'t, 'a> Prepared<'t, 'a> {
+    fn statement<'s>(
+        slot: &'s mut Option<rusqlite::CachedStatement<'t>>,
+        tx: &'t rusqlite::Transaction<'_>,
+        sql: &str,
+    ) -> rusqlite::Result<&'s mut rusqlite::CachedStatement<'t>> {
+        if slot.is_none() {
+            *slot = Some(tx.prepare_cached(sql)?);
+        }
+        Ok(slot.as_mut().expect("just prepared"))
+    }
+
+    /// `room` as text, from `rooms` (a field of its own, borrowed beside a statement).
+    fn room<'r>(rooms: &'r mut std::collections::HashMap<&'a RoomAddr, String>, room: &'a RoomAddr) -> &'r str {
+        rooms.entry(room).or_insert_with(|| room.to_string())
+    }
+}
+
 /// Writes `carry` as one transaction.
 fn transaction<'a>(
     db: &mut Connection,
@@ -236,20 +265,23 @@ fn transaction<'a>(
     prune_older_than: Option<Duration>,
 ) -> rusqlite::Result<()> {
     let tx = db.transaction()?;
-    // Only a room's last cursor of the transaction needs writing.
-    let mut cursors: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    for op in carry.iter().flatten() {
-        match op {
-            Op::Cursor { room, cursor } => {
-                cursors.insert(room, cursor);
+    {
+        let mut prepared = Prepared::default();
+        // Only a room's last cursor of the transaction needs writing.
+        let mut cursors: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for op in carry.iter().flatten() {
+            match op {
+                Op::Cursor { room, cursor } => {
+                    cursors.insert(room, cursor);
+                }
+                op => apply(&tx, op, batch, &mut prepared)?,
             }
-            op => apply(&tx, op, batch)?,
         }
-    }
-    flush(&tx, batch)?;
-    for (room, cursor) in cursors {
-        tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
-            .execute(params![room, cursor, now()])?;
+        flush(&tx, batch)?;
+        for (room, cursor) in cursors {
+            tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
+                .execute(params![room, cursor, now()])?;
+        }
     }
     if let Some(max_age) = prune_older_than {
         prune(&tx, max_age)?;
@@ -293,14 +325,20 @@ fn flush(tx: &rusqlite::Transaction<'_>, batch: &mut Batch<'_>) -> rusqlite::Res
     Ok(())
 }
 
-fn apply<'a>(tx: &rusqlite::Transaction<'_>, op: &'a Op, batch: &mut Batch<'a>) -> rusqlite::Result<()> {
+fn apply<'t, 'a>(
+    tx: &'t rusqlite::Transaction<'_>,
+    op: &'a Op,
+    batch: &mut Batch<'a>,
+    prepared: &mut Prepared<'t, 'a>,
+) -> rusqlite::Result<()> {
     match op {
         Op::Put { key, bridge, row } => {
             batch.pending.insert(*key, (bridge, row));
         }
         Op::Delete { key } if batch.pending.remove(key).is_some() => batch.skipped += 1,
         Op::Delete { key } => {
-            tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![*key as i64])?;
+            Prepared::statement(&mut prepared.delete, tx, "DELETE FROM outbox WHERE key = ?1")?
+                .execute(params![*key as i64])?;
         }
         Op::DeadLetter { key, reason } => {
             flush(tx, batch)?;
@@ -312,22 +350,29 @@ fn apply<'a>(tx: &rusqlite::Transaction<'_>, op: &'a Op, batch: &mut Batch<'a>) 
             tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![*key as i64])?;
         }
         Op::Group { id, origin, sender, text, time } => {
-            tx.prepare_cached(
+            Prepared::statement(
+                &mut prepared.group,
+                tx,
                 "INSERT OR REPLACE INTO groups (id, sender, text, time, created) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![*id as i64, sender, text, time, now()])?;
             if let Some((room, remote)) = origin {
-                tx.prepare_cached(
+                let room = Prepared::room(&mut prepared.rooms, room);
+                Prepared::statement(
+                    &mut prepared.origin,
+                    tx,
                     "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, 0, 0)",
                 )?
-                .execute(params![room.to_string(), remote.as_str(), *id as i64])?;
+                .execute(params![room, remote.as_str(), *id as i64])?;
             }
         }
         Op::Copy { group, room, ids } => {
-            let mut insert = tx.prepare_cached(
+            let room = Prepared::room(&mut prepared.rooms, room);
+            let insert = Prepared::statement(
+                &mut prepared.copy,
+                tx,
                 "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, ?4, 1)",
             )?;
-            let room = room.to_string();
             for (part, remote) in ids.iter().enumerate() {
                 insert.execute(params![room, remote.as_str(), *group as i64, part as i64])?;
             }

@@ -77,13 +77,30 @@ pub fn init(format: LogFormat, default_filter: &str) {
         }
         _ => EnvFilter::new(default_filter),
     };
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let filter = layer_filter(filter);
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    let (subscriber, handle) = subscriber(filter, json);
+    if subscriber.try_init().is_ok() && !from_env {
+        let _ = LEVEL.set(handle);
+    }
+    if let Some((spec, error)) = invalid {
+        tracing::warn!(rust_log = %spec, error = %error, default = default_filter, "RUST_LOG is not valid; using the default levels.");
+    }
+}
+
+/// The logging stack: standard error through the levels, and the warnings kept for the status page (a filter of
+/// their own, so that the stack's most verbose level is the levels' — `log` records, tungstenite's per-frame
+/// traces among them, are gated by it before they are made).
+fn subscriber(
+    filter: EnvFilter,
+    json: bool,
+) -> (impl tracing::Subscriber + Send + Sync, tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>)
+{
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let filter = layer_filter(filter);
     let layer = tracing_subscriber::fmt::layer().with_writer(|| Stderr);
     let layer = if json {
         // The spans' fields (an adapter's `account`) beside the event's own, not nested under `span`.
@@ -97,12 +114,8 @@ pub fn init(format: LogFormat, default_filter: &str) {
         let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         layer.with_ansi(colour).with_filter(filter).boxed()
     };
-    if tracing_subscriber::registry().with(layer).with(ring::Ring).try_init().is_ok() && !from_env {
-        let _ = LEVEL.set(handle);
-    }
-    if let Some((spec, error)) = invalid {
-        tracing::warn!(rust_log = %spec, error = %error, default = default_filter, "RUST_LOG is not valid; using the default levels.");
-    }
+    let subscriber = tracing_subscriber::registry().with(layer).with(ring::Ring.with_filter(LevelFilter::WARN));
+    (subscriber, handle)
 }
 
 fn parse_filter(spec: &str) -> Result<EnvFilter, String> {
@@ -174,6 +187,17 @@ mod tests {
             let filter =
                 super::layer_filter::<_, tracing_subscriber::Registry>(tracing_subscriber::EnvFilter::new(levels));
             assert_eq!(filter.max_level_hint(), Some(most), "{levels}");
+        }
+    }
+
+    /// The whole stack is as verbose as its levels, no more: the status page's warnings do not open it to every
+    /// `debug!` and `trace!` (nor the `log` gate, which is set from it, to tungstenite's trace of every frame).
+    #[test]
+    fn the_stack_is_as_verbose_as_its_levels() {
+        use tracing::Subscriber;
+        for (levels, most) in [("warn", LevelFilter::WARN), ("info", LevelFilter::INFO), ("error", LevelFilter::WARN)] {
+            let (subscriber, _) = super::subscriber(tracing_subscriber::EnvFilter::new(levels), false);
+            assert_eq!(subscriber.max_level_hint(), Some(most), "{levels}");
         }
     }
 

@@ -68,6 +68,11 @@ impl Kept {
     }
 
     fn from_session(message: &ApiMessage, from: u64) -> Self {
+        Self::written(&wire::ApiMessageOut::from(message), from)
+    }
+
+    /// A message as the bridge writes it (the same JSON as an [`ApiMessage`]'s), made without a `String` per field.
+    fn written(message: &wire::ApiMessageOut<'_>, from: u64) -> Self {
         // Room for the field names and the usual values at once: growing from empty took six reallocations a message.
         let guess = 320 + message.text.len() + message.username.len() + message.channel.len() + message.id.len();
         let mut line = Vec::with_capacity(guess);
@@ -75,7 +80,7 @@ impl Kept {
         line.push(b'\n');
         // Kept for as long as the history holds it: no more room than the line needs (the guess is ~100 bytes over).
         line.shrink_to_fit();
-        Self { id: Arc::from(message.id.as_str()), line: line.into(), from }
+        Self { id: Arc::from(message.id), line: line.into(), from }
     }
 
     /// The JSON without the newline.
@@ -139,6 +144,8 @@ impl KnownIds {
 struct Hub {
     config: ApiAccount,
     ctx: AdapterContext,
+    /// The account's id as text (each message's `account`).
+    account: String,
     gateways: Vec<String>,
     log: Mutex<Log>,
     live: broadcast::Sender<(u64, Kept)>,
@@ -160,8 +167,7 @@ struct Hub {
 
 impl Hub {
     /// Keeps a message for clients and hands it to the connected ones (but the websocket session `from`).
-    fn publish(&self, message: ApiMessage, from: u64) {
-        let message = Kept::from_session(&message, from);
+    fn publish(&self, message: Kept) {
         self.know(&message.id);
         let mut log = self.log.lock().expect("never poisoned");
         let seq = log.next;
@@ -190,11 +196,11 @@ impl Hub {
     /// Publishes once every streaming client has room for the message: a client `history` messages behind
     /// would otherwise lose the oldest one it still needs. One that stays that far behind for
     /// [`SLOW_READER_WAIT`] is disconnected instead of holding everyone back.
-    async fn deliver(&self, message: ApiMessage, from: u64) {
+    async fn deliver(&self, message: Kept) {
         if self.slowest_behind().is_some() {
             self.wait_for_readers().await;
         }
-        self.publish(message, from);
+        self.publish(message);
     }
 
     fn know(&self, id: &str) {
@@ -322,6 +328,7 @@ impl Adapter for ApiAdapter {
             let posts = crate::bucket::Bucket::new(self.config.post_limit, std::time::Instant::now());
             let hub = Arc::new(Hub {
                 config: self.config,
+                account: ctx.account.to_string(),
                 ctx: ctx.clone(),
                 gateways,
                 log: Mutex::default(),

@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, Weak};
 
-use super::Hub;
-use super::wire::{self, ACTION, ApiMessage, DELETE, PARENT_NOT_FOUND};
+use super::wire::{self, ACTION, ApiMessageOut, DELETE, PARENT_NOT_FOUND};
+use super::{Hub, Kept};
 use crate::adapters::{OutMessage, SendAction, SendFailure, SendNow, SendRequest};
 use crate::model::{ClientIdForm, RemoteId};
 
@@ -14,7 +14,7 @@ use crate::model::{ClientIdForm, RemoteId};
 pub(super) async fn send(hub: Arc<Hub>, request: SendRequest) {
     let (messages, ids) = messages(&hub, &request);
     for message in messages {
-        hub.deliver(message, 0).await;
+        hub.deliver(message).await;
     }
     hub.ctx.ack(&request.room, Ok(ids)).await;
 }
@@ -40,67 +40,68 @@ impl SendNow for SendsAtOnce {
         }
         let (messages, ids) = messages(&hub, request);
         for message in messages {
-            hub.publish(message, 0);
+            hub.publish(message);
         }
         Some(Ok(ids))
     }
 }
 
-/// What a send hands the clients of the request's gateway, and the ids it answers with.
-fn messages(hub: &Hub, request: &SendRequest) -> (Vec<ApiMessage>, Vec<RemoteId>) {
-    let gateway = request.room.to_string();
+/// What a send hands the clients of the request's gateway, written (see [`Kept::written`]), and the ids it answers
+/// with.
+fn messages(hub: &Hub, request: &SendRequest) -> (Vec<Kept>, Vec<RemoteId>) {
     let timestamp = wire::now();
-    let ours = || ApiMessage {
-        channel: "api".into(),
-        account: hub.ctx.account.to_string(),
-        protocol: "api".into(),
-        gateway: gateway.clone(),
-        timestamp: timestamp.clone(),
-        ..ApiMessage::default()
+    let ours = ApiMessageOut {
+        channel: "api",
+        account: &hub.account,
+        protocol: "api",
+        gateway: request.room.as_str(),
+        timestamp: &timestamp,
+        ..ApiMessageOut::default()
     };
-    let relayed = |out: &OutMessage, id: String| {
+    let relayed = |out: &OutMessage, id: &str| {
         let text = match out.parts.as_slice() {
             [one] => one.to_plain_text(),
             parts => parts.iter().map(|p| p.to_plain_text()).collect::<Vec<_>>().join("\n"),
         };
         let parent_id = match &out.reply_to {
-            Some(parent) => parent.to_string(),
-            None if out.parent_missing => PARENT_NOT_FOUND.into(),
-            None => String::new(),
+            Some(parent) => parent.as_str(),
+            None if out.parent_missing => PARENT_NOT_FOUND,
+            None => "",
         };
-        let username = out.sender.clone().unwrap_or_default();
-        match &out.origin {
-            Some(origin) => ApiMessage {
-                text,
-                channel: origin.room.clone(),
+        let username = out.sender.as_deref().unwrap_or_default();
+        let message = match &out.origin {
+            Some(origin) => ApiMessageOut {
+                text: &text,
+                channel: &origin.room,
                 username,
-                userid: origin.user_id.clone(),
-                avatar: origin.avatar.clone().unwrap_or_default(),
-                account: origin.account.clone(),
+                userid: &origin.user_id,
+                avatar: origin.avatar.as_deref().unwrap_or_default(),
+                account: &origin.account,
                 event: match (origin.event, origin.action) {
-                    (Some(kind), _) => kind.into(),
-                    (None, true) => ACTION.into(),
-                    (None, false) => String::new(),
+                    (Some(kind), _) => kind,
+                    (None, true) => ACTION,
+                    (None, false) => "",
                 },
-                protocol: origin.platform.into(),
-                gateway: gateway.clone(),
+                protocol: origin.platform,
                 parent_id,
-                timestamp: timestamp.clone(),
                 id,
-                extra: origin.extra.clone(),
+                extra: origin.extra.as_ref(),
+                ..ours
             },
-            None => ApiMessage { text, username, parent_id, id, ..ours() },
-        }
+            None => ApiMessageOut { text: &text, username, parent_id, id, ..ours },
+        };
+        Kept::written(&message, 0)
     };
     match &request.action {
         SendAction::Message(out) => {
             let id = request.client_ids.first().cloned().or_else(|| ClientIdForm::Uuid.generate()).expect("a uuid");
-            (vec![relayed(out, id.to_string())], vec![id])
+            (vec![relayed(out, id.as_str())], vec![id])
         }
-        SendAction::Edit { target, message } => (vec![relayed(message, target.to_string())], vec![target.clone()]),
+        SendAction::Edit { target, message } => (vec![relayed(message, target.as_str())], vec![target.clone()]),
         SendAction::Recall { targets } => {
-            let deletions =
-                targets.iter().map(|target| ApiMessage { event: DELETE.into(), id: target.to_string(), ..ours() });
+            let deletions = targets
+                .iter()
+                .map(|target| Kept::written(&ApiMessageOut { event: DELETE, id: target.as_str(), ..ours }, 0));
             (deletions.collect(), Vec::new())
         }
     }

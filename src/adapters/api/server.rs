@@ -164,7 +164,7 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
         // Time-ordered, like the ids the bridge gives its copies (see `ClientIdForm::generate`).
         message.id = uuid::Uuid::now_v7().to_string();
     }
-    message.account = hub.ctx.account.to_string();
+    message.account.clone_from(&hub.account);
     message.protocol = "api".into();
     message.channel = "api".into();
     message.timestamp = wire::now();

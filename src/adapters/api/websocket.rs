@@ -130,7 +130,7 @@ async fn session(hub: Arc<Hub>, socket: WebSocket, last_id: Option<String>) {
                         // As matterbridge does, what one websocket client posts goes to the account's other
                         // streaming clients too (not to the bridge's rooms a second time: they have it).
                         Ok(stored) => {
-                            hub.deliver(stored, session).await;
+                            hub.deliver(super::Kept::from_session(&stored, session)).await;
                             None
                         }
                         Err(refused) => Some(refused.text()),

@@ -22,6 +22,46 @@ pub struct ApiMessage {
     pub extra: Option<serde_json::Value>,
 }
 
+/// An [`ApiMessage`] as the bridge writes it, borrowing what it says: the same fields in the same order, so the
+/// same JSON, without a `String` made for each field of each message.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ApiMessageOut<'a> {
+    pub text: &'a str,
+    pub channel: &'a str,
+    pub username: &'a str,
+    pub userid: &'a str,
+    pub avatar: &'a str,
+    pub account: &'a str,
+    pub event: &'a str,
+    pub protocol: &'a str,
+    pub gateway: &'a str,
+    pub parent_id: &'a str,
+    pub timestamp: &'a str,
+    pub id: &'a str,
+    #[serde(rename = "Extra")]
+    pub extra: Option<&'a serde_json::Value>,
+}
+
+impl<'a> From<&'a ApiMessage> for ApiMessageOut<'a> {
+    fn from(m: &'a ApiMessage) -> Self {
+        Self {
+            text: &m.text,
+            channel: &m.channel,
+            username: &m.username,
+            userid: &m.userid,
+            avatar: &m.avatar,
+            account: &m.account,
+            event: &m.event,
+            protocol: &m.protocol,
+            gateway: &m.gateway,
+            parent_id: &m.parent_id,
+            timestamp: &m.timestamp,
+            id: &m.id,
+            extra: m.extra.as_ref(),
+        }
+    }
+}
+
 /// The event of a deletion, as matterbridge names it.
 pub const DELETE: &str = "msg_delete";
 /// The event of an action (`/me`), as matterbridge names it.
@@ -60,6 +100,29 @@ mod tests {
         assert_eq!(timestamp(at(1_764_097_200_123_000_000)), "2025-11-25T19:00:00.123Z");
         assert_eq!(timestamp(at(1_764_097_200_123_456_789)), "2025-11-25T19:00:00.123456789Z");
         assert_eq!(timestamp(at(951_782_400_000_100_000)), "2000-02-29T00:00:00.0001Z");
+    }
+
+    /// What the bridge writes from borrowed fields is what the message itself serialises to, byte for byte.
+    #[test]
+    fn written_messages_are_the_messages_json() {
+        let m = ApiMessage {
+            text: "a \"quoted\" <b>line</b>\n".into(),
+            channel: "api".into(),
+            username: "小明".into(),
+            userid: "u1".into(),
+            avatar: "https://example.invalid/a.png".into(),
+            account: "api.read".into(),
+            event: ACTION.into(),
+            protocol: "api".into(),
+            gateway: "g".into(),
+            parent_id: PARENT_NOT_FOUND.into(),
+            timestamp: "2026-12-07T22:00:00.5Z".into(),
+            id: "0190-id".into(),
+            extra: Some(serde_json::json!({"file": [1, 2]})),
+        };
+        for m in [m.clone(), ApiMessage { extra: None, ..m }, ApiMessage::default()] {
+            assert_eq!(serde_json::to_string(&ApiMessageOut::from(&m)).unwrap(), serde_json::to_string(&m).unwrap());
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use tokio::sync::broadcast;
 
+use super::super::Kept;
 use super::super::wire::CONNECTED;
 use super::*;
 use crate::adapters::{AdapterContext, Backoff, Cursors};
@@ -45,6 +46,7 @@ fn hub_waiting(history: usize, slow_reader_wait: std::time::Duration) -> Arc<Hub
     };
     Arc::new(Hub {
         config,
+        account: ctx.account.to_string(),
         ctx,
         gateways: vec!["g".into()],
         log: Default::default(),
@@ -115,7 +117,7 @@ fn kept_messages_stay_within_history_bytes() {
     hub.config.history_bytes = 100_000;
     let big = "x".repeat(10_000);
     for _ in 0..1000 {
-        hub.publish(message(&big), 0);
+        hub.publish(Kept::from_session(&message(&big), 0));
     }
     let log = hub.log.lock().unwrap();
     let bytes: usize = log.messages.iter().map(|(_, kept)| kept.line.len()).sum();
@@ -124,7 +126,7 @@ fn kept_messages_stay_within_history_bytes() {
     assert_eq!(log.messages.back().map(|(seq, _)| *seq), Some(999), "the newest is kept");
     // One message larger than the whole budget is still kept (alone), so a client can read it.
     drop(log);
-    hub.publish(message(&"y".repeat(200_000)), 0);
+    hub.publish(Kept::from_session(&message(&"y".repeat(200_000)), 0));
     assert_eq!(hub.log.lock().unwrap().messages.len(), 1);
 }
 
@@ -138,7 +140,7 @@ async fn ready_messages_are_taken_without_waiting() {
     assert!(feed.try_next().is_none(), "nothing ready");
     let count = super::super::LIVE_BUFFER * 2;
     for i in 0..count {
-        hub.publish(message(&i.to_string()), if i == 5 { 7 } else { 0 });
+        hub.publish(Kept::from_session(&message(&i.to_string()), if i == 5 { 7 } else { 0 }));
     }
     let mut got = Vec::new();
     while let Some(kept) = feed.try_next() {
@@ -156,12 +158,12 @@ async fn a_client_that_falls_behind_the_live_feed_catches_up_from_the_kept_messa
     // Far more than the live buffer holds, while the client reads nothing.
     let count = super::super::LIVE_BUFFER * 4;
     for i in 0..count {
-        hub.publish(message(&i.to_string()), 0);
+        hub.publish(Kept::from_session(&message(&i.to_string()), 0));
     }
     for i in 0..count {
         assert_eq!(next(&mut feed).await.text, i.to_string(), "every message, in order");
     }
-    hub.publish(message("live again"), 0);
+    hub.publish(Kept::from_session(&message("live again"), 0));
     assert_eq!(next(&mut feed).await.text, "live again");
 }
 
@@ -175,7 +177,7 @@ async fn a_slow_client_holds_sends_back_instead_of_losing_messages() {
     let sender = Arc::clone(&hub);
     let sending = tokio::spawn(async move {
         for i in 0..count {
-            sender.deliver(message(&i.to_string()), 0).await;
+            sender.deliver(Kept::from_session(&message(&i.to_string()), 0)).await;
         }
     });
     for i in 0..count {
@@ -197,7 +199,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_the_others_go_on() {
     let sender = Arc::clone(&hub);
     let sending = tokio::spawn(async move {
         for i in 0..20 {
-            sender.deliver(message(&i.to_string()), 0).await;
+            sender.deliver(Kept::from_session(&message(&i.to_string()), 0)).await;
         }
     });
     for i in 0..20 {
@@ -216,9 +218,9 @@ async fn large_messages_reach_streaming_clients_without_filling_the_live_buffer(
     let mut feed = Feed::new(&hub, None, 0);
     assert_eq!(next(&mut feed).await.event, CONNECTED);
     let big = "z".repeat(super::super::LIVE_INLINE * 2);
-    hub.publish(message("small before"), 0);
-    hub.publish(message(&big), 0);
-    hub.publish(message("small after"), 0);
+    hub.publish(Kept::from_session(&message("small before"), 0));
+    hub.publish(Kept::from_session(&message(&big), 0));
+    hub.publish(Kept::from_session(&message("small after"), 0));
     let buffered: Vec<usize> = (0..3).map(|_| live.try_recv().unwrap().1.line.len()).collect();
     assert_eq!(buffered[1], 0, "the large one is buffered as its number: {buffered:?}");
     let mut got = Vec::new();

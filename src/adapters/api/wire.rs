@@ -74,13 +74,34 @@ pub const CONNECTED: &str = "api_connected";
 /// A time as Go writes a `time.Time` in JSON, the form matterbridge's clients parse: RFC 3339 with as many
 /// fractional digits as needed (none to nine; `time.RFC3339Nano`), in UTC.
 pub fn timestamp(at: std::time::SystemTime) -> String {
-    let mut text = humantime::format_rfc3339_nanos(at).to_string();
-    // "….123450000Z" → "….12345Z"; "….000000000Z" → "…Z".
-    if let Some(dot) = text.rfind('.') {
-        let fraction = text[dot + 1..text.len() - 1].trim_end_matches('0').len();
-        let cut = if fraction == 0 { dot } else { dot + 1 + fraction };
-        text.replace_range(cut..text.len() - 1, "");
+    use std::fmt::Write;
+    thread_local! {
+        /// The last second written, and its text up to the seconds: every message of a second shares it.
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut text = SECOND.with_borrow_mut(|(second, text)| {
+        if *second != since.as_secs() {
+            // "….Z" without its "Z".
+            let mut whole = humantime::format_rfc3339_seconds(at).to_string();
+            whole.pop();
+            (*second, *text) = (since.as_secs(), whole);
+        }
+        let mut out = String::with_capacity(text.len() + 11);
+        out.push_str(text);
+        out
+    });
+    // "….123450000" → "….12345"; no fraction at all for a whole second.
+    let mut nanos = since.subsec_nanos();
+    if nanos > 0 {
+        let mut digits = 9;
+        while nanos % 10 == 0 {
+            nanos /= 10;
+            digits -= 1;
+        }
+        let _ = write!(text, ".{nanos:0digits$}");
+    }
+    text.push('Z');
     text
 }
 
@@ -100,6 +121,10 @@ mod tests {
         assert_eq!(timestamp(at(1_764_097_200_123_000_000)), "2025-11-25T19:00:00.123Z");
         assert_eq!(timestamp(at(1_764_097_200_123_456_789)), "2025-11-25T19:00:00.123456789Z");
         assert_eq!(timestamp(at(951_782_400_000_100_000)), "2000-02-29T00:00:00.0001Z");
+        // The second's text is kept between calls: a new second, and an earlier one again, are written anew.
+        assert_eq!(timestamp(at(1_764_097_200_500_000_000)), "2025-11-25T19:00:00.5Z");
+        assert_eq!(timestamp(at(1_764_097_201_000_000_001)), "2025-11-25T19:00:01.000000001Z");
+        assert_eq!(timestamp(at(1_764_097_200_999_999_999)), "2025-11-25T19:00:00.999999999Z");
     }
 
     /// What the bridge writes from borrowed fields is what the message itself serialises to, byte for byte.

@@ -95,7 +95,7 @@ pub fn timestamp(at: std::time::SystemTime) -> String {
     let mut nanos = since.subsec_nanos();
     if nanos > 0 {
         let mut digits = 9;
-        while nanos % 10 == 0 {
+        while nanos.is_multiple_of(10) {
             nanos /= 10;
             digits -= 1;
         }

@@ -57,10 +57,10 @@ EOF
   done
   local load=(bench --post "http://127.0.0.1:$post" --read "http://127.0.0.1:$read" --concurrency 8)
   "$cb" "${load[@]}" --messages 300 >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   local report
   report="$("$cb" "${load[@]}" --messages "$messages" | grep '^sent')"
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   local total

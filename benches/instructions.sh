@@ -15,7 +15,8 @@ if [ -z "$cb" ]; then
   cargo build --release --quiet
   cb="$PWD/target/release/chatbridge"
 fi
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/common.sh
+source benches/common.sh
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "# $(date -u +%FT%TZ) on $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg); $(valgrind --version)"
@@ -27,26 +28,7 @@ count() {
   if [ "$subject" = floor ]; then
     set -- bench --null-relay "127.0.0.1:$post" "127.0.0.1:$read"
   else
-    cat >"$dir/bench.toml" <<EOF
-[general]
-state_dir = "$dir/state"
-queue_capacity = 100000
-[accounts.api.post]
-listen = "127.0.0.1:$post"
-post_rate = 0
-[accounts.api.read]
-listen = "127.0.0.1:$read"
-[[bridge]]
-name = "load"
-format = "{text}"
-nick_format = "{nick}"
-[[bridge.room]]
-room = "api.post:load"
-direction = "in"
-[[bridge.room]]
-room = "api.read:load"
-direction = "out"
-EOF
+    api_config "$dir/state" "$post" "$read" >"$dir/bench.toml"
     set -- run -c "$dir/bench.toml"
   fi
   RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$dir/out" "$cb" "$@" >/dev/null 2>"$dir/valgrind.log" &

@@ -23,7 +23,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cb="$work/chatbridge"
 cp target/release/chatbridge "$cb"
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/common.sh
+source benches/common.sh
 # Run in a subshell or in the background: it becomes valgrind (so that a signal reaches it).
 grind() { local name="$1"; shift; exec valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/$name.cg" "$cb" "$@"; }
 ready() { for _ in $(seq 1 120); do curl -sf "$1/api/health" >/dev/null && return; sleep 0.5; done; echo "$1 never answered" >&2; exit 1; }
@@ -32,33 +33,8 @@ load() {
   "$cb" bench --post "$1" --read "$2" --messages 200 --concurrency 1 | grep '^sent'
 }
 
-# The configuration `chatbridge bench` builds: two API accounts, one bridged into the other, the store on.
-config() {
-  cat <<TOML
-[general]
-shutdown_timeout = "2s"
-queue_capacity = 100000
-state_dir = "$work/state-$1"
-[accounts.api.post]
-listen = "127.0.0.1:$1"
-post_rate = 0
-[accounts.api.read]
-listen = "127.0.0.1:$2"
-[[bridge]]
-name = "load"
-format = "{text}"
-nick_format = "{nick}"
-[[bridge.room]]
-room = "api.post:load"
-direction = "in"
-[[bridge.room]]
-room = "api.read:load"
-direction = "out"
-TOML
-}
-
 post="$(port)"; read="$(port)"
-config "$post" "$read" > "$work/bench.toml"
+api_config "$work/state-$post" "$post" "$read" > "$work/bench.toml"
 grind daemon --config "$work/bench.toml" run 2>"$work/daemon.log" &
 daemon=$!
 ready "http://127.0.0.1:$post"; ready "http://127.0.0.1:$read"
@@ -88,7 +64,7 @@ kill -TERM "$relay"; wait "$relay" || true
 touch "$work/native.perf"
 if command -v perf >/dev/null; then
   post="$(port)"; read="$(port)"
-  config "$post" "$read" > "$work/native.toml"
+  api_config "$work/state-$post" "$post" "$read" > "$work/native.toml"
   # From its start: every page of code faulted in, and samples of the burst.
   (exec perf record -q -d -e cpu-clock/freq=20000/ -e page-faults/period=1/ -o "$work/perf.data" -- \
     "$cb" --config "$work/native.toml" run 2>"$work/native.log") &

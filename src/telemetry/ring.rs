@@ -102,5 +102,12 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(Ring);
         tracing::subscriber::with_default(subscriber, || tracing::warn!(token = ?secret, "a secret in a field"));
         assert!(!recent()[0].text.contains("s3cret-value"), "{:?}", recent()[0]);
+        // In the daemon's stack the page keeps warnings when the printed level is above them, and nothing below.
+        let (subscriber, _) = super::super::subscriber(tracing_subscriber::EnvFilter::new("error"), false);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!("kept whatever the level");
+            tracing::info!("never kept");
+        });
+        assert_eq!(recent()[0].text, "kept whatever the level");
     }
 }

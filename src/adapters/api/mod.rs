@@ -20,7 +20,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::{error, info};
 
 use super::{AccountStop, Adapter, AdapterContext, SendRequest};
-use crate::model::{Capabilities, ClientIdForm};
+use crate::model::{Capabilities, ClientIdForm, RoomAddr};
 use config::ApiAccount;
 use wire::ApiMessage;
 
@@ -146,7 +146,8 @@ struct Hub {
     ctx: AdapterContext,
     /// The account's id as text (each message's `account`).
     account: String,
-    gateways: Vec<String>,
+    /// The rooms it serves, by gateway name.
+    gateways: Vec<RoomAddr>,
     log: Mutex<Log>,
     live: broadcast::Sender<(u64, Kept)>,
     /// The connected streaming clients.
@@ -324,7 +325,7 @@ impl Adapter for ApiAdapter {
     fn run(self: Box<Self>, ctx: AdapterContext, sends: mpsc::UnboundedReceiver<SendRequest>) -> super::Running {
         Box::pin(async move {
             let stop = AccountStop::default();
-            let gateways = ctx.rooms.now().iter().map(|r| r.room.to_string()).collect();
+            let gateways = ctx.rooms.now().iter().map(|r| ctx.room_addr(&r.room)).collect();
             let posts = crate::bucket::Bucket::new(self.config.post_limit, std::time::Instant::now());
             let hub = Arc::new(Hub {
                 config: self.config,

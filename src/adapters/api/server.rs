@@ -17,7 +17,7 @@ use serde_json::json;
 use super::Hub;
 pub(super) use super::feed::Feed;
 use super::wire::{self, ACTION, ApiMessage, DELETE};
-use crate::model::{Content, Event, EventKind, Message, RemoteId, Reply, RoomId, User};
+use crate::model::{Content, Event, EventKind, Message, RemoteId, Reply, User};
 use crate::settings::Secret;
 
 pub(super) async fn serve(hub: Arc<Hub>, listener: tokio::net::TcpListener) {
@@ -142,11 +142,10 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     if let Some(reason) = hub.ctx.stats.store.failing() {
         return Err(unavailable(reason));
     }
-    if !hub.gateways.contains(&message.gateway) {
-        return Err(
-            format!("unknown gateway `{}`; this API serves: {}", message.gateway, hub.gateways.join(", ")).into()
-        );
-    }
+    let Some(room) = hub.gateways.iter().find(|r| r.room.as_str() == message.gateway).cloned() else {
+        let served: Vec<&str> = hub.gateways.iter().map(|r| r.room.as_str()).collect();
+        return Err(format!("unknown gateway `{}`; this API serves: {}", message.gateway, served.join(", ")).into());
+    };
     let deleting = message.event == DELETE;
     if deleting && message.id.is_empty() {
         return Err("`msg_delete` needs the `id` of the message to delete".into());
@@ -168,12 +167,12 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     message.protocol = "api".into();
     message.channel = "api".into();
     message.timestamp = wire::now();
-    let room = hub.ctx.room_addr(&RoomId::new(message.gateway.as_str()));
-    let target = RemoteId::new(message.id.as_str());
+    // One id for the event, whichever it names: the message itself, or the one edited or recalled.
+    let id = RemoteId::new(message.id.as_str());
     let kind = if deleting {
-        EventKind::Recalled { target }
+        EventKind::Recalled { target: id.clone() }
     } else if editing {
-        EventKind::Edited { target, content: Content::text(message.text.as_str()) }
+        EventKind::Edited { target: id.clone(), content: Content::text(message.text.as_str()) }
     } else {
         let reply = (!message.parent_id.is_empty())
             .then(|| Reply { target: Some(RemoteId::new(message.parent_id.as_str())), ..Reply::default() });
@@ -188,7 +187,7 @@ pub(super) async fn accept(hub: &Hub, mut message: ApiMessage) -> Result<ApiMess
     let user_id = if message.userid.is_empty() { message.username.as_str() } else { message.userid.as_str() };
     let mut sender = User::new(user_id, message.username.as_str());
     sender.avatar = (!message.avatar.is_empty()).then(|| message.avatar.clone());
-    let remote_id = matches!(kind, EventKind::Message(_)).then(|| RemoteId::new(message.id.as_str()));
+    let remote_id = matches!(kind, EventKind::Message(_)).then_some(id);
     // The store may have started failing since the check above: refused at once, never a request left waiting.
     match hub.ctx.offer(Event::new(room, remote_id, Some(sender), kind)).await {
         Ok(()) => {

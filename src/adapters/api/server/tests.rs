@@ -6,7 +6,7 @@ use super::super::Kept;
 use super::super::wire::CONNECTED;
 use super::*;
 use crate::adapters::{AdapterContext, Backoff, Cursors};
-use crate::model::{AccountId, Platform};
+use crate::model::{AccountId, Platform, RoomId};
 
 #[test]
 fn readers_of_api_messages_are_bounded() {
@@ -47,8 +47,8 @@ fn hub_waiting(history: usize, slow_reader_wait: std::time::Duration) -> Arc<Hub
     Arc::new(Hub {
         config,
         account: ctx.account.to_string(),
+        gateways: vec![ctx.room_addr(&RoomId::new("g"))],
         ctx,
-        gateways: vec!["g".into()],
         log: Default::default(),
         live: broadcast::channel(super::super::LIVE_BUFFER).0,
         readers: Default::default(),

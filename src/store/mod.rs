@@ -28,6 +28,7 @@ mod intake;
 pub mod pg;
 pub mod provisioned;
 mod schema;
+mod transaction;
 mod writer;
 
 use files::{Held, LOCK_FILE, lock, private_dir, private_file};

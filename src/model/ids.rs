@@ -126,7 +126,9 @@ impl fmt::Debug for AccountId {
 /// A room address, `<account id>:<room>`: one conversation on one account.
 ///
 /// Its hash is computed once, when it is made: the router looks a message's rooms up a few dozen times on its way
-/// (queues, states, counters), and hashing three fields of text each time was a few percent of its CPU.
+/// (queues, states, counters), and hashing three fields of text each time was a few percent of its CPU. So an address
+/// is made with [`RoomAddr::new`] (or parsed, or read) and its fields are read, never assigned: one assigned would
+/// leave the hash of the old address, and maps would no longer find it.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 #[serde(from = "RoomAddrParts")]
 pub struct RoomAddr {

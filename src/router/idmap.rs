@@ -69,38 +69,94 @@ pub trait IdStore: Send {
     fn set_merged_lines(&mut self, merged: GroupId, lines: MergedLines);
 }
 
+/// A member's ids: most copies are one message, kept without an allocation of their own.
+#[derive(Debug, Default)]
+enum Ids {
+    #[default]
+    None,
+    One(RemoteId),
+    Many(Vec<RemoteId>),
+}
+
+impl Ids {
+    fn as_slice(&self) -> &[RemoteId] {
+        match self {
+            Ids::None => &[],
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(ids) => ids,
+        }
+    }
+
+    fn contains(&self, id: &RemoteId) -> bool {
+        self.as_slice().contains(id)
+    }
+
+    /// Adds `id` after the others, unless it is one of them.
+    fn push(&mut self, id: &RemoteId) {
+        *self = match std::mem::take(self) {
+            Ids::None => Ids::One(id.clone()),
+            Ids::One(first) if &first == id => Ids::One(first),
+            Ids::One(first) => Ids::Many(vec![first, id.clone()]),
+            Ids::Many(mut ids) => {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+                Ids::Many(ids)
+            }
+        };
+    }
+
+    fn from_vec(mut ids: Vec<RemoteId>) -> Self {
+        match ids.len() {
+            0 => Ids::None,
+            1 => Ids::One(ids.pop().expect("one")),
+            _ => Ids::Many(ids),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Member {
-    room: RoomAddr,
-    /// Confirmed ids (the parts, in order).
-    ids: Vec<RemoteId>,
-    /// Client-chosen ids registered before the send.
-    pending: Vec<RemoteId>,
+    /// The room, as its place in [`MemoryIdMap::rooms`].
+    room: u32,
     ours: bool,
+    /// Confirmed ids (the parts, in order).
+    ids: Ids,
+    /// Client-chosen ids registered before the send.
+    pending: Ids,
 }
 
 #[derive(Debug)]
 struct Group {
     members: Vec<Member>,
     snippet: Snippet,
+    /// What only coalescing gives a group (most have none).
+    merges: Option<Box<Merges>>,
+}
+
+#[derive(Debug, Default)]
+struct Merges {
     /// Rooms where the message went merged into another group's copy.
     merged: Vec<(RoomAddr, GroupId)>,
     /// For a merged copy: what it says, line by line.
-    lines: Option<Box<MergedLines>>,
+    lines: Option<MergedLines>,
 }
 
-/// The in-memory id map: an LRU of groups plus an index from room and id to group (nested, so a
-/// lookup borrows its key instead of cloning it).
+/// The in-memory id map: an LRU of groups plus an index from room and id to group (nested, so a lookup borrows its
+/// key instead of cloning it). Rooms are few and a group names each of its members' rooms: they are kept once,
+/// and a member holds its room's place among them.
 pub struct MemoryIdMap {
     groups: LruCache<GroupId, Group>,
-    index: Map<RoomAddr, Map<RemoteId, GroupId>>,
+    rooms: Vec<RoomAddr>,
+    /// Each room's place in `rooms`, and its ids' groups.
+    index: Map<RoomAddr, (u32, Map<RemoteId, GroupId>)>,
     next: u64,
 }
 
 impl MemoryIdMap {
     pub fn new(capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("capacity is at least 1");
-        Self { groups: LruCache::new(capacity), index: Map::default(), next: 0 }
+        Self { groups: LruCache::new(capacity), rooms: Vec::new(), index: Map::default(), next: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -111,24 +167,42 @@ impl MemoryIdMap {
         self.groups.is_empty()
     }
 
+    /// `room`'s place in `rooms` (given one when new) and its ids' groups.
+    fn room_entry(&mut self, room: &RoomAddr) -> &mut (u32, Map<RemoteId, GroupId>) {
+        if !self.index.contains_key(room) {
+            let place = u32::try_from(self.rooms.len()).expect("fewer than 2^32 rooms");
+            self.rooms.push(room.clone());
+            self.index.insert(room.clone(), (place, Map::default()));
+        }
+        self.index.get_mut(room).expect("just inserted")
+    }
+
+    /// `room`'s place in `rooms`, when it has one.
+    fn place(&self, room: &RoomAddr) -> Option<u32> {
+        self.index.get(room).map(|(place, _)| *place)
+    }
+
     fn record(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId], pending: bool) {
-        let Some(entry) = self.groups.get_mut(&group) else { return };
-        let member = match entry.members.iter().position(|m| &m.room == room && m.ours) {
+        if !self.groups.contains(&group) {
+            return;
+        }
+        let (place, index) = self.room_entry(room);
+        let place = *place;
+        for id in ids {
+            index.insert(id.clone(), group);
+        }
+        let entry = self.groups.get_mut(&group).expect("checked above");
+        let member = match entry.members.iter().position(|m| m.room == place && m.ours) {
             Some(i) => &mut entry.members[i],
             None => {
-                let member = Member { room: room.clone(), ids: Vec::new(), pending: Vec::new(), ours: true };
+                let member = Member { room: place, ours: true, ids: Ids::None, pending: Ids::None };
                 entry.members.push(member);
                 entry.members.last_mut().expect("just pushed")
             }
         };
         let list = if pending { &mut member.pending } else { &mut member.ids };
-        // Most copies are one message: room for exactly what comes (a first push would make room for four).
-        list.reserve_exact(ids.len());
         for id in ids {
-            if !list.contains(id) {
-                list.push(id.clone());
-            }
-            self.index.entry(room.clone()).or_default().insert(id.clone(), group);
+            list.push(id);
         }
     }
 
@@ -138,10 +212,10 @@ impl MemoryIdMap {
             && old != id
         {
             for member in evicted.members {
-                for remote in member.ids.into_iter().chain(member.pending) {
-                    let Some(ids) = self.index.get_mut(&member.room) else { continue };
-                    if ids.get(&remote) == Some(&old) {
-                        ids.remove(&remote);
+                let Some((_, ids)) = self.index.get_mut(&self.rooms[member.room as usize]) else { continue };
+                for remote in member.ids.as_slice().iter().chain(member.pending.as_slice()) {
+                    if ids.get(remote) == Some(&old) {
+                        ids.remove(remote);
                     }
                 }
             }
@@ -149,7 +223,8 @@ impl MemoryIdMap {
     }
 
     fn member(&mut self, group: GroupId, room: &RoomAddr) -> Option<&Member> {
-        self.groups.get(&group)?.members.iter().find(|m| &m.room == room)
+        let place = self.place(room)?;
+        self.groups.get(&group)?.members.iter().find(|m| m.room == place)
     }
 }
 
@@ -160,10 +235,11 @@ impl IdStore for MemoryIdMap {
         // The origin and, most often, one destination (a first push would make room for four).
         let mut members = Vec::with_capacity(2);
         if let Some((room, remote)) = origin {
-            members.push(Member { room: room.clone(), ids: vec![remote.clone()], pending: Vec::new(), ours: false });
-            self.index.entry(room.clone()).or_default().insert(remote.clone(), id);
+            let (place, index) = self.room_entry(room);
+            index.insert(remote.clone(), id);
+            members.push(Member { room: *place, ours: false, ids: Ids::One(remote.clone()), pending: Ids::None });
         }
-        self.insert(id, Group { members, snippet, merged: Vec::new(), lines: None });
+        self.insert(id, Group { members, snippet, merges: None });
         id
     }
 
@@ -176,7 +252,7 @@ impl IdStore for MemoryIdMap {
     }
 
     fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId> {
-        let group = *self.index.get(room)?.get(id)?;
+        let group = *self.index.get(room)?.1.get(id)?;
         self.groups.get(&group).map(|_| group)
     }
 
@@ -190,7 +266,7 @@ impl IdStore for MemoryIdMap {
     }
 
     fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>> {
-        self.member(group, room).map(|m| m.ids.clone())
+        self.member(group, room).map(|m| m.ids.as_slice().to_vec())
     }
 
     fn snippet(&mut self, group: GroupId) -> Option<Snippet> {
@@ -200,14 +276,15 @@ impl IdStore for MemoryIdMap {
     fn restore(&mut self, group: GroupId, snippet: Snippet, members: Vec<(RoomAddr, Vec<RemoteId>, bool)>) {
         let mut restored = Vec::with_capacity(members.len());
         for (room, ids, ours) in members {
+            let (place, index) = self.room_entry(&room);
             for id in &ids {
-                self.index.entry(room.clone()).or_default().insert(id.clone(), group);
+                index.insert(id.clone(), group);
             }
-            restored.push(Member { room, ids, pending: Vec::new(), ours });
+            restored.push(Member { room: *place, ours, ids: Ids::from_vec(ids), pending: Ids::None });
         }
         // What only memory knows (merges) survives a group read again from the store.
-        let (merged, lines) = self.groups.pop(&group).map(|g| (g.merged, g.lines)).unwrap_or_default();
-        self.insert(group, Group { members: restored, snippet, merged, lines });
+        let merges = self.groups.pop(&group).and_then(|g| g.merges);
+        self.insert(group, Group { members: restored, snippet, merges });
     }
 
     fn continue_after(&mut self, last: GroupId) {
@@ -216,21 +293,22 @@ impl IdStore for MemoryIdMap {
 
     fn merged_into(&mut self, group: GroupId, room: &RoomAddr, merged: GroupId) {
         if let Some(entry) = self.groups.peek_mut(&group) {
-            entry.merged.push((room.clone(), merged));
+            entry.merges.get_or_insert_default().merged.push((room.clone(), merged));
         }
     }
 
     fn merged_copy(&mut self, group: GroupId, room: &RoomAddr) -> Option<GroupId> {
-        self.groups.get(&group)?.merged.iter().find(|(r, _)| r == room).map(|(_, m)| *m)
+        let merges = self.groups.get(&group)?.merges.as_deref()?;
+        merges.merged.iter().find(|(r, _)| r == room).map(|(_, m)| *m)
     }
 
     fn merged_lines(&mut self, merged: GroupId) -> Option<&mut MergedLines> {
-        self.groups.get_mut(&merged)?.lines.as_deref_mut()
+        self.groups.get_mut(&merged)?.merges.as_deref_mut()?.lines.as_mut()
     }
 
     fn set_merged_lines(&mut self, merged: GroupId, lines: MergedLines) {
         if let Some(entry) = self.groups.peek_mut(&merged) {
-            entry.lines = Some(Box::new(lines));
+            entry.merges.get_or_insert_default().lines = Some(lines);
         }
     }
 }
@@ -299,6 +377,6 @@ mod tests {
         assert_eq!(map.group_of(&room("a"), &id("1")), None);
         assert!(map.snippet(first).is_none());
         assert!(map.group_of(&room("a"), &id("3")).is_some());
-        assert_eq!(map.index.values().map(Map::len).sum::<usize>(), 2, "evicted ids leave the index");
+        assert_eq!(map.index.values().map(|(_, ids)| ids.len()).sum::<usize>(), 2, "evicted ids leave the index");
     }
 }

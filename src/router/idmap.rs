@@ -6,6 +6,9 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
+mod group;
+use group::Group;
+
 use crate::model::{RemoteId, RoomAddr, Time};
 use crate::router::Map;
 
@@ -69,87 +72,24 @@ pub trait IdStore: Send {
     fn set_merged_lines(&mut self, merged: GroupId, lines: MergedLines);
 }
 
-/// A member's ids: most copies are one message, kept without an allocation of their own.
-#[derive(Debug, Default)]
-enum Ids {
-    #[default]
-    None,
-    One(RemoteId),
-    Many(Vec<RemoteId>),
+/// The seed of the index's hashes of ids: one per process, so that no one can choose ids that collide.
+static ID_HASH: std::sync::LazyLock<foldhash::fast::RandomState> = std::sync::LazyLock::new(Default::default);
+
+fn hash_of(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    ID_HASH.hash_one(id)
 }
 
-impl Ids {
-    fn as_slice(&self) -> &[RemoteId] {
-        match self {
-            Ids::None => &[],
-            Ids::One(id) => std::slice::from_ref(id),
-            Ids::Many(ids) => ids,
-        }
-    }
-
-    fn contains(&self, id: &RemoteId) -> bool {
-        self.as_slice().contains(id)
-    }
-
-    /// Adds `id` after the others, unless it is one of them.
-    fn push(&mut self, id: &RemoteId) {
-        *self = match std::mem::take(self) {
-            Ids::None => Ids::One(id.clone()),
-            Ids::One(first) if &first == id => Ids::One(first),
-            Ids::One(first) => Ids::Many(vec![first, id.clone()]),
-            Ids::Many(mut ids) => {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-                Ids::Many(ids)
-            }
-        };
-    }
-
-    fn from_vec(mut ids: Vec<RemoteId>) -> Self {
-        match ids.len() {
-            0 => Ids::None,
-            1 => Ids::One(ids.pop().expect("one")),
-            _ => Ids::Many(ids),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Member {
-    /// The room, as its place in [`MemoryIdMap::rooms`].
-    room: u32,
-    ours: bool,
-    /// Confirmed ids (the parts, in order).
-    ids: Ids,
-    /// Client-chosen ids registered before the send.
-    pending: Ids,
-}
-
-#[derive(Debug)]
-struct Group {
-    members: Vec<Member>,
-    snippet: Snippet,
-    /// What only coalescing gives a group (most have none).
-    merges: Option<Box<Merges>>,
-}
-
-#[derive(Debug, Default)]
-struct Merges {
-    /// Rooms where the message went merged into another group's copy.
-    merged: Vec<(RoomAddr, GroupId)>,
-    /// For a merged copy: what it says, line by line.
-    lines: Option<MergedLines>,
-}
-
-/// The in-memory id map: an LRU of groups plus an index from room and id to group (nested, so a lookup borrows its
-/// key instead of cloning it). Rooms are few and a group names each of its members' rooms: they are kept once,
-/// and a member holds its room's place among them.
+/// The in-memory id map: an LRU of groups (each packed, [`group::Group`]) plus an index from room and id to group.
+/// Rooms are few and every group names its members' rooms: they are kept once, and a group holds each room's place
+/// among them. The index holds each id's hash, not the id (which the group has): a look-up checks the group it finds
+/// has the id, so two ids of one room whose 64-bit hashes collide (randomly seeded) cost the older one its entry in
+/// memory (the store still has it), never a wrong answer.
 pub struct MemoryIdMap {
     groups: LruCache<GroupId, Group>,
     rooms: Vec<RoomAddr>,
     /// Each room's place in `rooms`, and its ids' groups.
-    index: Map<RoomAddr, (u32, Map<RemoteId, GroupId>)>,
+    index: Map<RoomAddr, (u32, Map<u64, GroupId>)>,
     next: u64,
 }
 
@@ -168,7 +108,7 @@ impl MemoryIdMap {
     }
 
     /// `room`'s place in `rooms` (given one when new) and its ids' groups.
-    fn room_entry(&mut self, room: &RoomAddr) -> &mut (u32, Map<RemoteId, GroupId>) {
+    fn room_entry(&mut self, room: &RoomAddr) -> &mut (u32, Map<u64, GroupId>) {
         if !self.index.contains_key(room) {
             let place = u32::try_from(self.rooms.len()).expect("fewer than 2^32 rooms");
             self.rooms.push(room.clone());
@@ -177,33 +117,17 @@ impl MemoryIdMap {
         self.index.get_mut(room).expect("just inserted")
     }
 
-    /// `room`'s place in `rooms`, when it has one.
-    fn place(&self, room: &RoomAddr) -> Option<u32> {
-        self.index.get(room).map(|(place, _)| *place)
-    }
-
-    fn record(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId], pending: bool) {
+    /// Adds `ids` to the member in `room` (ours or the original) of a group in memory, and to the index.
+    fn record(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId], ours: bool, pending: bool) {
         if !self.groups.contains(&group) {
             return;
         }
         let (place, index) = self.room_entry(room);
         let place = *place;
         for id in ids {
-            index.insert(id.clone(), group);
+            index.insert(hash_of(id.as_str()), group);
         }
-        let entry = self.groups.get_mut(&group).expect("checked above");
-        let member = match entry.members.iter().position(|m| m.room == place && m.ours) {
-            Some(i) => &mut entry.members[i],
-            None => {
-                let member = Member { room: place, ours: true, ids: Ids::None, pending: Ids::None };
-                entry.members.push(member);
-                entry.members.last_mut().expect("just pushed")
-            }
-        };
-        let list = if pending { &mut member.pending } else { &mut member.ids };
-        for id in ids {
-            list.push(id);
-        }
+        self.groups.get_mut(&group).expect("checked above").add(place, ours, pending, ids);
     }
 
     /// Adds a group, evicting the least recently used one (and its index entries) when full.
@@ -211,20 +135,21 @@ impl MemoryIdMap {
         if let Some((old, evicted)) = self.groups.push(id, group)
             && old != id
         {
-            for member in evicted.members {
-                let Some((_, ids)) = self.index.get_mut(&self.rooms[member.room as usize]) else { continue };
-                for remote in member.ids.as_slice().iter().chain(member.pending.as_slice()) {
-                    if ids.get(remote) == Some(&old) {
-                        ids.remove(remote);
-                    }
+            for (room, remote) in evicted.ids() {
+                let Some((_, ids)) = self.index.get_mut(&self.rooms[room as usize]) else { continue };
+                let hash = hash_of(remote);
+                if ids.get(&hash) == Some(&old) {
+                    ids.remove(&hash);
                 }
             }
         }
     }
 
-    fn member(&mut self, group: GroupId, room: &RoomAddr) -> Option<&Member> {
-        let place = self.place(room)?;
-        self.groups.get(&group)?.members.iter().find(|m| m.room == place)
+    /// The group of `id` in `room` and the room's place, when memory has it.
+    fn find(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<(GroupId, u32)> {
+        let (place, ids) = self.index.get(room)?;
+        let (place, group) = (*place, *ids.get(&hash_of(id.as_str()))?);
+        self.groups.get(&group)?.has(place, id.as_str()).then_some((group, place))
     }
 }
 
@@ -232,59 +157,58 @@ impl IdStore for MemoryIdMap {
     fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
         let id = GroupId(self.next);
         self.next += 1;
-        // The origin and, most often, one destination (a first push would make room for four).
-        let mut members = Vec::with_capacity(2);
+        let mut group = Group::new(&snippet);
         if let Some((room, remote)) = origin {
             let (place, index) = self.room_entry(room);
-            index.insert(remote.clone(), id);
-            members.push(Member { room: *place, ours: false, ids: Ids::One(remote.clone()), pending: Ids::None });
+            index.insert(hash_of(remote.as_str()), id);
+            group.add(*place, false, false, std::slice::from_ref(remote));
         }
-        self.insert(id, Group { members, snippet, merges: None });
+        self.insert(id, group);
         id
     }
 
     fn add_pending(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]) {
-        self.record(group, room, ids, true);
+        self.record(group, room, ids, true, true);
     }
 
     fn add_copy(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]) {
-        self.record(group, room, ids, false);
+        self.record(group, room, ids, true, false);
     }
 
     fn group_of(&mut self, room: &RoomAddr, id: &RemoteId) -> Option<GroupId> {
-        let group = *self.index.get(room)?.1.get(id)?;
-        self.groups.get(&group).map(|_| group)
+        self.find(room, id).map(|(group, _)| group)
     }
 
     fn knows(&mut self, room: &RoomAddr, id: &RemoteId) -> bool {
-        self.group_of(room, id).is_some()
+        self.find(room, id).is_some()
     }
 
     fn is_ours(&mut self, room: &RoomAddr, id: &RemoteId) -> bool {
-        let Some(group) = self.group_of(room, id) else { return false };
-        self.member(group, room).is_some_and(|m| m.ours && (m.ids.contains(id) || m.pending.contains(id)))
+        let Some((group, place)) = self.find(room, id) else { return false };
+        self.groups.get(&group).is_some_and(|g| g.is_ours(place, id.as_str()))
     }
 
     fn ids_in(&mut self, group: GroupId, room: &RoomAddr) -> Option<Vec<RemoteId>> {
-        self.member(group, room).map(|m| m.ids.as_slice().to_vec())
+        let place = self.index.get(room)?.0;
+        self.groups.get(&group)?.ids_in(place)
     }
 
     fn snippet(&mut self, group: GroupId) -> Option<Snippet> {
-        self.groups.get(&group).map(|g| g.snippet.clone())
+        self.groups.get(&group).map(Group::snippet)
     }
 
     fn restore(&mut self, group: GroupId, snippet: Snippet, members: Vec<(RoomAddr, Vec<RemoteId>, bool)>) {
-        let mut restored = Vec::with_capacity(members.len());
+        let mut restored = Group::new(&snippet);
         for (room, ids, ours) in members {
             let (place, index) = self.room_entry(&room);
             for id in &ids {
-                index.insert(id.clone(), group);
+                index.insert(hash_of(id.as_str()), group);
             }
-            restored.push(Member { room: *place, ours, ids: Ids::from_vec(ids), pending: Ids::None });
+            restored.add(*place, ours, false, &ids);
         }
         // What only memory knows (merges) survives a group read again from the store.
-        let merges = self.groups.pop(&group).and_then(|g| g.merges);
-        self.insert(group, Group { members: restored, snippet, merges });
+        restored.merges = self.groups.pop(&group).and_then(|g| g.merges);
+        self.insert(group, restored);
     }
 
     fn continue_after(&mut self, last: GroupId) {
@@ -365,6 +289,37 @@ mod tests {
         assert!(map.is_ours(&room("b"), &id("p1")) && !map.is_ours(&room("a"), &id("m1")));
         assert_eq!(map.snippet(GroupId(41)).unwrap().text, "hi");
         assert_eq!(map.new_group(None, Snippet::default()), GroupId(42));
+    }
+
+    #[test]
+    fn confirmed_ids_keep_the_order_they_came_in_whichever_were_chosen_before() {
+        let mut map = MemoryIdMap::new(10);
+        let g = map.new_group(Some((&room("a"), &id("m1"))), Snippet::default());
+        map.add_pending(g, &room("b"), &[id("c1"), id("c2")]);
+        map.add_copy(g, &room("b"), &[id("c2"), id("c1"), id("s3")]);
+        assert_eq!(map.ids_in(g, &room("b")), Some(vec![id("c2"), id("c1"), id("s3")]));
+        map.add_copy(g, &room("b"), &[id("c2")]);
+        assert_eq!(
+            map.ids_in(g, &room("b")),
+            Some(vec![id("c2"), id("c1"), id("s3")]),
+            "known ids are not added again"
+        );
+        assert!(["c1", "c2", "s3"].iter().all(|i| map.is_ours(&room("b"), &id(i))));
+        assert_eq!(map.snippet(g), Some(Snippet::default()));
+    }
+
+    #[test]
+    fn an_index_entry_naming_a_group_without_the_id_is_no_answer() {
+        let mut map = MemoryIdMap::new(10);
+        let snippet = Snippet { sender: Some("ann".into()), text: "hi".into(), time: Time(7) };
+        map.new_group(Some((&room("a"), &id("m1"))), snippet.clone());
+        let other = map.new_group(Some((&room("a"), &id("m2"))), Snippet::default());
+        // What a collision of two ids' hashes would leave: m1's entry naming m2's group.
+        map.index.get_mut(&room("a")).unwrap().1.insert(hash_of("m1"), other);
+        assert_eq!(map.group_of(&room("a"), &id("m1")), None);
+        assert!(!map.knows(&room("a"), &id("m1")) && !map.is_ours(&room("a"), &id("m1")));
+        assert_eq!(map.group_of(&room("a"), &id("m2")), Some(other));
+        assert_eq!(map.snippet(GroupId(0)), Some(snippet), "the sender and text come back apart");
     }
 
     #[test]

@@ -305,6 +305,10 @@ mod tests {
             "known ids are not added again"
         );
         assert!(["c1", "c2", "s3"].iter().all(|i| map.is_ours(&room("b"), &id(i))));
+        let h = map.new_group(None, Snippet::default());
+        map.add_pending(h, &room("b"), &[id("d1")]);
+        map.add_copy(h, &room("b"), &[id("t0"), id("d1")]);
+        assert_eq!(map.ids_in(h, &room("b")), Some(vec![id("t0"), id("d1")]));
         assert_eq!(map.snippet(g), Some(Snippet::default()));
     }
 

@@ -91,32 +91,37 @@ impl Group {
     /// it has. A confirmed id that was chosen before the send (most are) is the pending entry confirmed, unless a
     /// confirmed id already follows it: the confirmed ids stay in the order they came.
     pub(super) fn add(&mut self, room: u32, ours: bool, pending: bool, ids: &[RemoteId]) {
-        let mut strings =
-            String::with_capacity(self.strings.len() + ids.iter().map(|id| id.as_str().len()).sum::<usize>());
-        strings.push_str(&self.strings);
-        let mut entries = Vec::with_capacity(self.entries.len() + ids.len().max(1));
-        entries.extend_from_slice(&self.entries);
         let member = |e: &Entry| e.room == room && e.ours == ours;
-        let mut changed = !self.entries.iter().any(member);
+        let is_new = !self.entries.iter().any(member);
+        // First what needs no new room: ids the member has, and pending ids confirmed where they stand.
+        let mut fresh: Vec<&str> = Vec::new();
         for id in ids.iter().map(RemoteId::as_str) {
-            let same = |e: &Entry| member(e) && e.len > 0 && slice(&strings, e) == id;
-            if entries.iter().any(|e| same(e) && (pending || !e.pending)) {
+            let same = |e: &Entry| member(e) && e.len > 0 && slice(&self.strings, e) == id;
+            if self.entries.iter().any(|e| same(e) && (pending || !e.pending)) || fresh.contains(&id) {
                 continue;
             }
-            changed = true;
-            let chosen = (!pending).then(|| entries.iter().position(|e| same(e) && e.pending)).flatten();
+            let chosen = (!pending).then(|| self.entries.iter().position(|e| same(e) && e.pending)).flatten();
             match chosen {
-                Some(at) if !entries[at + 1..].iter().any(|e| member(e) && !e.pending && e.len > 0) => {
-                    entries[at].pending = false;
+                // Only while nothing waits to be appended: an id confirmed after an appended one comes after it.
+                Some(at)
+                    if fresh.is_empty()
+                        && !self.entries[at + 1..].iter().any(|e| member(e) && !e.pending && e.len > 0) =>
+                {
+                    self.entries[at].pending = false;
                 }
-                _ => {
-                    entries.push(Entry { room, start: offset(strings.len()), len: offset(id.len()), ours, pending });
-                    strings.push_str(id);
-                }
+                _ => fresh.push(id),
             }
         }
-        if !changed {
+        if fresh.is_empty() && !is_new {
             return;
+        }
+        let mut strings = String::with_capacity(self.strings.len() + fresh.iter().map(|id| id.len()).sum::<usize>());
+        strings.push_str(&self.strings);
+        let mut entries = Vec::with_capacity(self.entries.len() + fresh.len().max(1));
+        entries.extend_from_slice(&self.entries);
+        for id in fresh {
+            entries.push(Entry { room, start: offset(strings.len()), len: offset(id.len()), ours, pending });
+            strings.push_str(id);
         }
         if !entries.iter().any(member) {
             // A member with no id yet (its copy's ids are still to come): an empty entry marks it.

@@ -157,13 +157,12 @@ impl IdStore for MemoryIdMap {
     fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
         let id = GroupId(self.next);
         self.next += 1;
-        let mut group = Group::new(&snippet);
-        if let Some((room, remote)) = origin {
+        let origin = origin.map(|(room, remote)| {
             let (place, index) = self.room_entry(room);
             index.insert(hash_of(remote.as_str()), id);
-            group.add(*place, false, false, std::slice::from_ref(remote));
-        }
-        self.insert(id, group);
+            (*place, remote)
+        });
+        self.insert(id, Group::new(&snippet, origin));
         id
     }
 
@@ -198,7 +197,7 @@ impl IdStore for MemoryIdMap {
     }
 
     fn restore(&mut self, group: GroupId, snippet: Snippet, members: Vec<(RoomAddr, Vec<RemoteId>, bool)>) {
-        let mut restored = Group::new(&snippet);
+        let mut restored = Group::new(&snippet, None);
         for (room, ids, ours) in members {
             let (place, index) = self.room_entry(&room);
             for id in &ids {

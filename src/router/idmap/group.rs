@@ -53,18 +53,24 @@ fn offset(n: usize) -> u32 {
 }
 
 impl Group {
-    pub(super) fn new(snippet: &Snippet) -> Self {
+    /// A group with its snippet and, when the platform gave the message an id, its original in `origin`'s room.
+    pub(super) fn new(snippet: &Snippet, origin: Option<(u32, &RemoteId)>) -> Self {
         let sender = snippet.sender.as_deref().unwrap_or("");
-        let mut strings = String::with_capacity(sender.len() + snippet.text.len());
+        let id = origin.map_or("", |(_, id)| id.as_str());
+        let mut strings = String::with_capacity(sender.len() + snippet.text.len() + id.len());
         strings.push_str(sender);
         strings.push_str(&snippet.text);
+        let text_end = offset(strings.len());
+        strings.push_str(id);
+        let entries =
+            origin.map(|(room, _)| Entry { room, start: text_end, len: offset(id.len()), ours: false, pending: false });
         Self {
             time: snippet.time,
             strings: strings.into_boxed_str(),
             sender_end: offset(sender.len()),
-            text_end: offset(sender.len() + snippet.text.len()),
+            text_end,
             has_sender: snippet.sender.is_some(),
-            entries: Box::default(),
+            entries: entries.into_iter().collect(),
             merges: None,
         }
     }

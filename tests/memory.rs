@@ -168,7 +168,7 @@ fn the_id_map_holds_a_relayed_message_in_a_few_hundred_bytes() {
         let origin = uuid();
         let snippet =
             Snippet { sender: Some("load-3".into()), text: format!("message {n} of the load"), time: Time(0) };
-        let group = map.new_group(Some((&post, &origin)), snippet);
+        let group = map.new_group(Some((&post, &origin)), &snippet);
         let chosen = uuid();
         map.add_pending(group, &read, std::slice::from_ref(&chosen));
         map.add_copy(group, &read, &[chosen]);

@@ -170,9 +170,9 @@ impl Router {
             (front.key, self.rules.bridge_name(front.to).to_owned(), front.event.time)
         };
         let snippet = Snippet { sender: None, text: text.chars().take(SNIPPET_CHARS).collect(), time };
-        let group = self.ids.new_group(None, snippet.clone());
+        let group = self.ids.new_group(None, &snippet);
         if self.store.durable() {
-            self.store.group(group.0, None, &snippet);
+            self.store.group(group.0, None, snippet);
         }
         let client_ids: Vec<RemoteId> = caps.client_ids.generate().into_iter().collect();
         self.ids.add_pending(group, room, &client_ids);

@@ -43,7 +43,7 @@ impl MergedLines {
 /// The operations the router and the destination queues need from the id map.
 pub trait IdStore: Send {
     /// A new group for a message seen in `origin` (with its id, when the platform gives one).
-    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId;
+    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &Snippet) -> GroupId;
     /// Registers the client-chosen ids of a copy about to be sent: from now on they are ours (the loop
     /// guard), though edits, recalls and replies wait for the confirmed ids.
     fn add_pending(&mut self, group: GroupId, room: &RoomAddr, ids: &[RemoteId]);
@@ -154,7 +154,7 @@ impl MemoryIdMap {
 }
 
 impl IdStore for MemoryIdMap {
-    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
+    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &Snippet) -> GroupId {
         let id = GroupId(self.next);
         self.next += 1;
         let origin = origin.map(|(room, remote)| {
@@ -162,7 +162,7 @@ impl IdStore for MemoryIdMap {
             index.insert(hash_of(remote.as_str()), id);
             (*place, remote)
         });
-        self.insert(id, Group::new(&snippet, origin));
+        self.insert(id, Group::new(snippet, origin));
         id
     }
 
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn any_member_finds_the_whole_group_parts_included() {
         let mut map = MemoryIdMap::new(10);
-        let g = map.new_group(Some((&room("a"), &id("m1"))), Snippet::default());
+        let g = map.new_group(Some((&room("a"), &id("m1"))), &Snippet::default());
         map.add_copy(g, &room("b"), &[id("p1"), id("p2"), id("p3")]);
         map.add_copy(g, &room("c"), &[id("c1")]);
         for (r, i) in [("a", "m1"), ("b", "p2"), ("c", "c1")] {
@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn pending_ids_are_ours_but_only_confirmed_ids_are_copies() {
         let mut map = MemoryIdMap::new(10);
-        let g = map.new_group(Some((&room("a"), &id("m1"))), Snippet::default());
+        let g = map.new_group(Some((&room("a"), &id("m1"))), &Snippet::default());
         map.add_pending(g, &room("b"), &[id("c1")]);
         assert!(map.is_ours(&room("b"), &id("c1")));
         assert_eq!(map.ids_in(g, &room("b")), Some(vec![]));
@@ -287,13 +287,13 @@ mod tests {
         assert_eq!(map.ids_in(GroupId(41), &room("b")), Some(vec![id("p1"), id("p2")]));
         assert!(map.is_ours(&room("b"), &id("p1")) && !map.is_ours(&room("a"), &id("m1")));
         assert_eq!(map.snippet(GroupId(41)).unwrap().text, "hi");
-        assert_eq!(map.new_group(None, Snippet::default()), GroupId(42));
+        assert_eq!(map.new_group(None, &Snippet::default()), GroupId(42));
     }
 
     #[test]
     fn confirmed_ids_keep_the_order_they_came_in_whichever_were_chosen_before() {
         let mut map = MemoryIdMap::new(10);
-        let g = map.new_group(Some((&room("a"), &id("m1"))), Snippet::default());
+        let g = map.new_group(Some((&room("a"), &id("m1"))), &Snippet::default());
         map.add_pending(g, &room("b"), &[id("c1"), id("c2")]);
         map.add_copy(g, &room("b"), &[id("c2"), id("c1"), id("s3")]);
         assert_eq!(map.ids_in(g, &room("b")), Some(vec![id("c2"), id("c1"), id("s3")]));
@@ -304,7 +304,7 @@ mod tests {
             "known ids are not added again"
         );
         assert!(["c1", "c2", "s3"].iter().all(|i| map.is_ours(&room("b"), &id(i))));
-        let h = map.new_group(None, Snippet::default());
+        let h = map.new_group(None, &Snippet::default());
         map.add_pending(h, &room("b"), &[id("d1")]);
         map.add_copy(h, &room("b"), &[id("t0"), id("d1")]);
         assert_eq!(map.ids_in(h, &room("b")), Some(vec![id("t0"), id("d1")]));
@@ -315,8 +315,8 @@ mod tests {
     fn an_index_entry_naming_a_group_without_the_id_is_no_answer() {
         let mut map = MemoryIdMap::new(10);
         let snippet = Snippet { sender: Some("ann".into()), text: "hi".into(), time: Time(7) };
-        map.new_group(Some((&room("a"), &id("m1"))), snippet.clone());
-        let other = map.new_group(Some((&room("a"), &id("m2"))), Snippet::default());
+        map.new_group(Some((&room("a"), &id("m1"))), &snippet);
+        let other = map.new_group(Some((&room("a"), &id("m2"))), &Snippet::default());
         // What a collision of two ids' hashes would leave: m1's entry naming m2's group.
         map.index.get_mut(&room("a")).unwrap().1.insert(hash_of("m1"), other);
         assert_eq!(map.group_of(&room("a"), &id("m1")), None);
@@ -328,9 +328,9 @@ mod tests {
     #[test]
     fn oldest_groups_are_evicted_with_their_index() {
         let mut map = MemoryIdMap::new(2);
-        let first = map.new_group(Some((&room("a"), &id("1"))), Snippet::default());
-        map.new_group(Some((&room("a"), &id("2"))), Snippet::default());
-        map.new_group(Some((&room("a"), &id("3"))), Snippet::default());
+        let first = map.new_group(Some((&room("a"), &id("1"))), &Snippet::default());
+        map.new_group(Some((&room("a"), &id("2"))), &Snippet::default());
+        map.new_group(Some((&room("a"), &id("3"))), &Snippet::default());
         assert_eq!(map.len(), 2);
         assert_eq!(map.group_of(&room("a"), &id("1")), None);
         assert!(map.snippet(first).is_none());

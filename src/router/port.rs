@@ -34,7 +34,7 @@ pub trait Persist: Send {
     /// A source room's read cursor moved (stored with the outbox rows its event produced).
     fn cursor(&self, room: &RoomAddr, cursor: &Cursor);
     /// A new id-map group, with the original's id when it has one.
-    fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &Snippet);
+    fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet);
     /// A message queued for a room.
     fn put(&self, row: Put<'_>);
     /// Delivered (or needs no sending): the row of `room` goes.
@@ -89,7 +89,7 @@ impl Persist for InMemory {
         false
     }
     fn cursor(&self, _: &RoomAddr, _: &Cursor) {}
-    fn group(&self, _: u64, _: Option<(&RoomAddr, &RemoteId)>, _: &Snippet) {}
+    fn group(&self, _: u64, _: Option<(&RoomAddr, &RemoteId)>, _: Snippet) {}
     fn put(&self, _: Put<'_>) {}
     fn delete(&self, _: u64, _: &RoomAddr) {}
     fn dead_letter(&self, _: u64, _: &RoomAddr, _: String) {}

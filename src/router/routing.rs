@@ -91,17 +91,14 @@ impl Router {
                 if let Some((end, _)) = text.char_indices().nth(SNIPPET_CHARS) {
                     text.truncate(end);
                 }
-                // Kept for as long as the group is (`id_map_capacity` of them): no more room than it needs.
-                text.shrink_to_fit();
+                // The id map copies what it keeps into its group; the store's operation takes the snippet itself.
                 let sender = event.sender.as_ref().map(|s| s.name.clone());
                 let snippet = Snippet { sender, text, time: event.time };
+                let group = self.ids.new_group(origin, &snippet);
                 if self.store.durable() {
-                    let group = self.ids.new_group(origin, snippet.clone());
-                    self.store.group(group.0, origin, &snippet);
-                    Some(group)
-                } else {
-                    Some(self.ids.new_group(origin, snippet))
+                    self.store.group(group.0, origin, snippet);
                 }
+                Some(group)
             }
             _ => None,
         };

@@ -76,7 +76,7 @@ impl Router {
             // Rows written before the id map was stored: the copies made before the restart are unknown.
             None => matches!(event.kind, EventKind::Message(_)).then(|| {
                 let sender = event.sender.as_ref().map(|s| s.name.clone());
-                self.ids.new_group(None, Snippet { sender, text: String::new(), time: event.time })
+                self.ids.new_group(None, &Snippet { sender, text: String::new(), time: event.time })
             }),
         };
         let item = Queued {

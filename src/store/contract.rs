@@ -55,9 +55,9 @@ fn the_id_map_survives_a_reopen_and_old_groups_are_pruned(f: &Fixture) {
         text: text.to_owned(),
         time: crate::model::Time(time),
     };
-    store.group(1, Some((&addr("missevan.a:1"), &RemoteId::new("m1"))), &snippet(Some("ann"), "hello", 5));
+    store.group(1, Some((&addr("missevan.a:1"), &RemoteId::new("m1"))), snippet(Some("ann"), "hello", 5));
     store.copy(1, &addr("yunhu.b:g"), &[RemoteId::new("y1"), RemoteId::new("y2")]);
-    store.group(2, None, &snippet(None, "second", 6));
+    store.group(2, None, snippet(None, "second", 6));
     store.copy(2, &addr("yunhu.b:h"), &[RemoteId::new("h1")]);
     store.end();
     drop(store);

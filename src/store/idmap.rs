@@ -129,7 +129,7 @@ impl DurableIdMap {
 }
 
 impl IdStore for DurableIdMap {
-    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: Snippet) -> GroupId {
+    fn new_group(&mut self, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &Snippet) -> GroupId {
         self.cache.new_group(origin, snippet)
     }
 

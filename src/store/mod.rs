@@ -322,9 +322,9 @@ impl crate::router::port::Persist for Store {
         Store::cursor(self, room.to_string(), cursor.as_str().to_owned());
     }
 
-    fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &crate::router::idmap::Snippet) {
+    fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: crate::router::idmap::Snippet) {
         let origin = origin.map(|(room, id)| (room.clone(), id.clone()));
-        Store::group(self, id, origin, snippet.sender.clone(), snippet.text.clone(), snippet.time.0);
+        Store::group(self, id, origin, snippet.sender, snippet.text, snippet.time.0);
     }
 
     fn put(&self, row: crate::router::port::Put<'_>) {

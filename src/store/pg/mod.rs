@@ -244,10 +244,10 @@ impl crate::router::port::Persist for PgStore {
         self.send(op, Some(room), None);
     }
 
-    fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: &crate::router::idmap::Snippet) {
+    fn group(&self, id: u64, origin: Option<(&RoomAddr, &RemoteId)>, snippet: crate::router::idmap::Snippet) {
         // Like a put: what was received is kept.
         let origin = origin.map(|(room, id)| (room.clone(), id.clone()));
-        let (sender, text, time) = (snippet.sender.clone(), snippet.text.clone(), snippet.time.0);
+        let (sender, text, time) = (snippet.sender, snippet.text, snippet.time.0);
         self.send(Op::Group { id, origin, sender, text, time }, None, None);
     }
 

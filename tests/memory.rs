@@ -152,7 +152,7 @@ fn media_a_large_item_and_an_endless_body_are_streamed_not_held() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// What the id map holds for a relayed message (issue #35: the id map was most of the memory left after a burst):
+/// What the id map holds for a relayed message (issue #35: the id map was the largest part of the memory left after a burst):
 /// 2,000 groups — the store's default `id_map_capacity` — each with its origin, one copy and the copy's pending id,
 /// ids as the API makes them (36-character uuids) and a short snippet. Counted in bytes live on this thread, as the
 /// router would hold them between messages.

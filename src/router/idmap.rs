@@ -84,7 +84,7 @@ fn hash_of(id: &str) -> u64 {
 /// Rooms are few and every group names its members' rooms: they are kept once, and a group holds each room's place
 /// among them. The index holds each id's hash, not the id (which the group has): a look-up checks the group it finds
 /// has the id, so two ids of one room whose 64-bit hashes collide (randomly seeded) cost the older one its entry in
-/// memory (the store still has it), never a wrong answer.
+/// memory (with the store, a look-up that misses memory reads it from there), never a wrong answer.
 pub struct MemoryIdMap {
     groups: LruCache<GroupId, Group>,
     rooms: Vec<RoomAddr>,

@@ -61,11 +61,10 @@ impl SqliteReader {
 
     /// The group of `id` in `room` as the database has it, with its members.
     fn read(&self, room: &RoomAddr, id: &RemoteId) -> rusqlite::Result<Option<(GroupId, Snippet, Members)>> {
-        let room = room.to_string();
         let group: Option<i64> = self
             .db
-            .prepare_cached("SELECT grp FROM copies WHERE room = ?1 AND remote = ?2")?
-            .query_row(params![room, id.as_str()], |row| row.get(0))
+            .prepare_cached("SELECT grp FROM ids WHERE remote = ?1 AND room = ?2")?
+            .query_row(params![id.as_str(), room.to_string()], |row| row.get(0))
             .optional()?;
         let Some(group) = group else { return Ok(None) };
         self.group(group)
@@ -73,28 +72,21 @@ impl SqliteReader {
 
     /// A group and its members, by id.
     fn group(&self, group: i64) -> rusqlite::Result<Option<(GroupId, Snippet, Members)>> {
-        let snippet = self
+        let row = self
             .db
-            .prepare_cached("SELECT sender, text, time FROM groups WHERE id = ?1")?
+            .prepare_cached("SELECT sender, text, time, members FROM groups WHERE id = ?1")?
             .query_row(params![group], |row| {
-                Ok(Snippet { sender: row.get(0)?, text: row.get(1)?, time: Time(row.get(2)?) })
+                Ok((
+                    Snippet { sender: row.get(0)?, text: row.get(1)?, time: Time(row.get(2)?) },
+                    row.get::<_, String>(3)?,
+                ))
             })
             .optional()?;
-        let Some(snippet) = snippet else { return Ok(None) };
-        let mut members: Members = Vec::new();
-        let mut query =
-            self.db.prepare_cached("SELECT room, remote, ours FROM copies WHERE grp = ?1 ORDER BY room, part")?;
-        let rows = query.query_map(params![group], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, bool>(2)?))
-        })?;
-        for row in rows {
-            let (room, remote, ours) = row?;
-            let Ok(room) = room.parse::<RoomAddr>() else { continue };
-            match members.iter_mut().find(|(r, _, o)| *r == room && *o == ours) {
-                Some((_, ids, _)) => ids.push(RemoteId::new(remote)),
-                None => members.push((room, vec![RemoteId::new(remote)], ours)),
-            }
-        }
+        let Some((snippet, members)) = row else { return Ok(None) };
+        let members = super::members::read(&self.db, group, &members)?
+            .into_iter()
+            .map(|m| (m.room, m.ids.into_iter().map(RemoteId::new).collect(), m.ours))
+            .collect();
         Ok(Some((GroupId(group as u64), snippet, members)))
     }
 }

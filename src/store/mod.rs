@@ -25,6 +25,7 @@ mod backend;
 mod files;
 pub mod idmap;
 mod intake;
+mod members;
 pub mod pg;
 pub mod provisioned;
 mod schema;

@@ -9,7 +9,81 @@ use tracing::{info, warn};
 use super::*;
 
 /// The schema version this build writes; older databases are migrated forward on open.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
+
+/// Each version's step from the one before.
+pub(super) const STEPS: [&str; SCHEMA_VERSION as usize] = [
+    // 1: the outbox.
+    "CREATE TABLE IF NOT EXISTS outbox (
+        key INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        bridge TEXT NOT NULL,
+        record BLOB NOT NULL,
+        queued_at INTEGER NOT NULL
+    );",
+    // 2: the id map, cursors, dead letters, and the outbox read per room.
+    "CREATE TABLE groups (
+        id INTEGER PRIMARY KEY,
+        sender TEXT,
+        text TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE copies (
+        room TEXT NOT NULL,
+        remote TEXT NOT NULL,
+        grp INTEGER NOT NULL,
+        part INTEGER NOT NULL,
+        ours INTEGER NOT NULL,
+        PRIMARY KEY (room, remote)
+    ) WITHOUT ROWID;
+    CREATE INDEX copies_by_group ON copies (grp);
+    CREATE TABLE cursors (
+        room TEXT PRIMARY KEY,
+        cursor TEXT NOT NULL,
+        updated INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE deadletters (
+        key INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        bridge TEXT NOT NULL,
+        record BLOB NOT NULL,
+        queued_at INTEGER NOT NULL,
+        failed_at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        requeued INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX outbox_by_room ON outbox (room, key);",
+    // 3: bridges provisioned at runtime (`chatbridge bridges`, the admin API), and a version the daemon
+    // watches for their changes.
+    "CREATE TABLE bridges (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        updated INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE provision (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO provision (id, version) VALUES (1, 0);",
+    // 4: the id map's members in their group's row and its ids keyed by id (`super::members`), not a table of
+    // copies indexed twice.
+    "ALTER TABLE groups ADD COLUMN members TEXT NOT NULL DEFAULT '';
+    CREATE TABLE ids (
+        remote TEXT NOT NULL,
+        room TEXT NOT NULL,
+        grp INTEGER NOT NULL,
+        PRIMARY KEY (remote, room)
+    ) WITHOUT ROWID;
+    INSERT INTO ids (remote, room, grp) SELECT remote, room, grp FROM copies WHERE grp IN (SELECT id FROM groups);
+    UPDATE groups SET members = (
+        SELECT group_concat(line, '' ORDER BY room, ours) FROM (
+            SELECT room, ours, json_array(room, json(CASE WHEN ours THEN 'true' ELSE 'false' END),
+                json_group_array(remote ORDER BY part)) || char(10) AS line
+            FROM copies WHERE grp = groups.id GROUP BY room, ours))
+    WHERE id IN (SELECT grp FROM copies);
+    DROP TABLE copies;",
+];
 
 /// Brings the schema to [`SCHEMA_VERSION`], one version at a time, each step in its own transaction.
 pub(super) fn migrate(db: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -18,62 +92,7 @@ pub(super) fn migrate(db: &mut Connection, path: &Path) -> Result<(), StoreError
     if version > SCHEMA_VERSION {
         return Err(StoreError::Newer { path: path.to_owned(), found: version });
     }
-    let steps: [&str; 3] = [
-        // 1: the outbox.
-        "CREATE TABLE IF NOT EXISTS outbox (
-            key INTEGER PRIMARY KEY,
-            room TEXT NOT NULL,
-            bridge TEXT NOT NULL,
-            record BLOB NOT NULL,
-            queued_at INTEGER NOT NULL
-        );",
-        // 2: the id map, cursors, dead letters, and the outbox read per room.
-        "CREATE TABLE groups (
-            id INTEGER PRIMARY KEY,
-            sender TEXT,
-            text TEXT NOT NULL,
-            time INTEGER NOT NULL,
-            created INTEGER NOT NULL
-        );
-        CREATE TABLE copies (
-            room TEXT NOT NULL,
-            remote TEXT NOT NULL,
-            grp INTEGER NOT NULL,
-            part INTEGER NOT NULL,
-            ours INTEGER NOT NULL,
-            PRIMARY KEY (room, remote)
-        ) WITHOUT ROWID;
-        CREATE INDEX copies_by_group ON copies (grp);
-        CREATE TABLE cursors (
-            room TEXT PRIMARY KEY,
-            cursor TEXT NOT NULL,
-            updated INTEGER NOT NULL
-        ) WITHOUT ROWID;
-        CREATE TABLE deadletters (
-            key INTEGER PRIMARY KEY,
-            room TEXT NOT NULL,
-            bridge TEXT NOT NULL,
-            record BLOB NOT NULL,
-            queued_at INTEGER NOT NULL,
-            failed_at INTEGER NOT NULL,
-            reason TEXT NOT NULL,
-            requeued INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX outbox_by_room ON outbox (room, key);",
-        // 3: bridges provisioned at runtime (`chatbridge bridges`, the admin API), and a version the daemon
-        // watches for their changes.
-        "CREATE TABLE bridges (
-            name TEXT PRIMARY KEY,
-            spec TEXT NOT NULL,
-            updated INTEGER NOT NULL
-        ) WITHOUT ROWID;
-        CREATE TABLE provision (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            version INTEGER NOT NULL
-        );
-        INSERT INTO provision (id, version) VALUES (1, 0);",
-    ];
-    for (index, step) in steps.iter().enumerate() {
+    for (index, step) in STEPS.iter().enumerate() {
         let target = index as i64 + 1;
         if version >= target {
             continue;
@@ -198,37 +217,23 @@ pub(super) fn startup(
 
 /// The `limit` most recent groups, with their members, oldest first.
 pub(super) fn load_groups(tx: &rusqlite::Transaction<'_>, limit: usize) -> rusqlite::Result<Vec<StoredGroup>> {
-    let mut groups: Vec<StoredGroup> = {
-        let mut query = tx.prepare("SELECT id, sender, text, time FROM groups ORDER BY id DESC LIMIT ?1")?;
+    let rows: Vec<(i64, Option<String>, String, i64, String)> = {
+        let mut query = tx.prepare("SELECT id, sender, text, time, members FROM groups ORDER BY id DESC LIMIT ?1")?;
         query
             .query_map(params![limit as i64], |row| {
-                Ok(StoredGroup {
-                    id: row.get::<_, i64>(0)? as u64,
-                    sender: row.get(1)?,
-                    text: row.get(2)?,
-                    time: row.get(3)?,
-                    members: Vec::new(),
-                })
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
             })?
             .collect::<rusqlite::Result<_>>()?
     };
-    groups.reverse();
-    let Some(first) = groups.first().map(|g| g.id) else { return Ok(groups) };
-    let mut query =
-        tx.prepare("SELECT grp, room, remote, ours FROM copies WHERE grp >= ?1 ORDER BY grp, room, part")?;
-    let rows = query.query_map(params![first as i64], |row| {
-        Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, bool>(3)?))
-    })?;
-    let position: std::collections::HashMap<u64, usize> = groups.iter().enumerate().map(|(i, g)| (g.id, i)).collect();
-    for row in rows {
-        let (grp, room, remote, ours) = row?;
-        let Some(&i) = position.get(&grp) else { continue };
-        add_member(&mut groups[i], &room, remote, ours);
+    let mut groups = Vec::with_capacity(rows.len());
+    for (id, sender, text, time, members) in rows.into_iter().rev() {
+        let members = super::members::read(tx, id, &members)?;
+        groups.push(StoredGroup { id: id as u64, sender, text, time, members });
     }
     Ok(groups)
 }
 
-/// Adds a stored copy (`room`, `remote`) to its group's members, in part order (both stores read them so).
+/// Adds a stored copy (`room`, `remote`) to its group's members, in part order (PostgreSQL reads its copies so).
 pub(super) fn add_member(group: &mut StoredGroup, room: &str, remote: String, ours: bool) {
     let Ok(room) = room.parse::<RoomAddr>() else { return };
     match group.members.iter_mut().find(|m| m.room == room && m.ours == ours) {
@@ -248,8 +253,7 @@ pub(super) fn prune(tx: &rusqlite::Transaction<'_>, max_age: Duration) -> rusqli
         return Ok(0);
     };
     // Groups are created in id order: everything up to the newest expired one goes.
-    let groups = tx.execute("DELETE FROM groups WHERE id <= ?1", params![last])?;
-    tx.execute("DELETE FROM copies WHERE grp <= ?1", params![last])?;
+    let groups = super::members::prune(tx, last)?;
     if groups > 0 {
         info!(groups, "Id map: entries older than its maximum age pruned.");
     }

@@ -9,12 +9,12 @@ fn record(text: &str) -> Record {
     Record { event: Event::new(room, None, None, kind), client_ids: vec![RemoteId::new("c1")], group: Some(7) }
 }
 
-fn temp() -> PathBuf {
+pub(super) fn temp() -> PathBuf {
     std::env::temp_dir().join(format!("chatbridge-store-{}", uuid::Uuid::new_v4()))
 }
 
 /// Opens a store whose events (but the periodic counts) are recorded.
-fn open(dir: &Path, settings: &StoreSettings) -> (Store, Opened, Events) {
+pub(super) fn open(dir: &Path, settings: &StoreSettings) -> (Store, Opened, Events) {
     open_recording(dir, settings, false)
 }
 

@@ -20,11 +20,15 @@ pub(super) struct Batch<'a> {
 /// looks the statement up by its whole text and copies the text, each time) and each room's address as text.
 #[derive(Default)]
 struct Prepared<'t, 'a> {
-    group: Option<rusqlite::CachedStatement<'t>>,
-    origin: Option<rusqlite::CachedStatement<'t>>,
-    copy: Option<rusqlite::CachedStatement<'t>>,
+    id: Option<rusqlite::CachedStatement<'t>>,
+    append: Option<rusqlite::CachedStatement<'t>>,
     delete: Option<rusqlite::CachedStatement<'t>>,
     rooms: std::collections::HashMap<&'a RoomAddr, String>,
+    /// The groups this transaction made, written at its end with the members confirmed meanwhile: a copy confirmed
+    /// within the transaction that made its group (most are) costs no second write of the group's row.
+    groups: Vec<(&'a Op, String)>,
+    /// Each of `groups` by its id.
+    made: std::collections::HashMap<u64, usize>,
 }
 
 impl<'t, 'a> Prepared<'t, 'a> {
@@ -66,6 +70,7 @@ pub(super) fn transaction<'a>(
             }
         }
         flush(&tx, batch)?;
+        write_groups(&tx, std::mem::take(&mut prepared.groups))?;
         for (room, cursor) in cursors {
             tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
                 .execute(params![room, cursor, now()])?;
@@ -92,6 +97,25 @@ pub(super) fn unwritten_rows(carry: &[Vec<Op>]) -> u64 {
         }
     }
     keys.len() as u64
+}
+
+const INSERT_ID: &str = "INSERT OR REPLACE INTO ids (remote, room, grp) VALUES (?1, ?2, ?3)";
+
+/// Writes the groups a transaction made, each with the members it gathered.
+fn write_groups(tx: &rusqlite::Transaction<'_>, groups: Vec<(&Op, String)>) -> rusqlite::Result<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO groups (id, sender, text, time, created, members) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let created = now();
+    for (op, members) in groups {
+        if let Op::Group { id, sender, text, time, .. } = op {
+            insert.execute(params![*id as i64, sender, text, time, created, members])?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the batch's pending outbox rows, in key order; an event with several destinations is serialised
@@ -137,32 +161,39 @@ fn apply<'t, 'a>(
             .execute(params![*key as i64, now(), reason])?;
             tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![*key as i64])?;
         }
-        Op::Group { id, origin, sender, text, time } => {
-            Prepared::statement(
-                &mut prepared.group,
-                tx,
-                "INSERT OR REPLACE INTO groups (id, sender, text, time, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![*id as i64, sender, text, time, now()])?;
+        Op::Group { id, origin, .. } => {
+            let mut members = String::new();
             if let Some((room, remote)) = origin {
                 let room = Prepared::room(&mut prepared.rooms, room);
-                Prepared::statement(
-                    &mut prepared.origin,
-                    tx,
-                    "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, 0, 0)",
-                )?
-                .execute(params![room, remote.as_str(), *id as i64])?;
+                members = super::members::line(room, false, std::slice::from_ref(remote));
+                Prepared::statement(&mut prepared.id, tx, INSERT_ID)?.execute(params![
+                    remote.as_str(),
+                    room,
+                    *id as i64
+                ])?;
             }
+            prepared.made.insert(*id, prepared.groups.len());
+            prepared.groups.push((op, members));
         }
         Op::Copy { group, room, ids } => {
             let room = Prepared::room(&mut prepared.rooms, room);
-            let insert = Prepared::statement(
-                &mut prepared.copy,
-                tx,
-                "INSERT OR REPLACE INTO copies (room, remote, grp, part, ours) VALUES (?1, ?2, ?3, ?4, 1)",
-            )?;
-            for (part, remote) in ids.iter().enumerate() {
-                insert.execute(params![room, remote.as_str(), *group as i64, part as i64])?;
+            let line = super::members::line(room, true, ids);
+            if let Some(&made) = prepared.made.get(group) {
+                prepared.groups[made].1.push_str(&line);
+            } else {
+                let append = Prepared::statement(
+                    &mut prepared.append,
+                    tx,
+                    "UPDATE groups SET members = members || ?2 WHERE id = ?1",
+                )?;
+                if append.execute(params![*group as i64, line])? == 0 {
+                    // Its group is gone (pruned): nothing could find these ids' group, so they are not kept.
+                    return Ok(());
+                }
+            }
+            let insert = Prepared::statement(&mut prepared.id, tx, INSERT_ID)?;
+            for remote in ids {
+                insert.execute(params![remote.as_str(), room, *group as i64])?;
             }
         }
         // Gathered by the writer and written once per transaction.

@@ -17,21 +17,14 @@ pub(super) struct Batch<'a> {
 }
 
 /// What a transaction prepares once for all its operations: the statements every message runs (a `prepare_cached`
-/// looks the statement up by its whole text and copies the text, each time) and each room's address as text.
+/// looks the statement up by its whole text and copies the text, each time), and the id map's rows it gathers.
 #[derive(Default)]
 struct Prepared<'t, 'a> {
-    id: Option<rusqlite::CachedStatement<'t>>,
-    append: Option<rusqlite::CachedStatement<'t>>,
     delete: Option<rusqlite::CachedStatement<'t>>,
-    rooms: std::collections::HashMap<&'a RoomAddr, String>,
-    /// The groups this transaction made, written at its end with the members confirmed meanwhile: a copy confirmed
-    /// within the transaction that made its group (most are) costs no second write of the group's row.
-    groups: Vec<(&'a Op, String)>,
-    /// Each of `groups` by its id.
-    made: std::collections::HashMap<u64, usize>,
+    idmap: super::members::Gathered<'a>,
 }
 
-impl<'t, 'a> Prepared<'t, 'a> {
+impl<'t> Prepared<'t, '_> {
     fn statement<'s>(
         slot: &'s mut Option<rusqlite::CachedStatement<'t>>,
         tx: &'t rusqlite::Transaction<'_>,
@@ -41,11 +34,6 @@ impl<'t, 'a> Prepared<'t, 'a> {
             *slot = Some(tx.prepare_cached(sql)?);
         }
         Ok(slot.as_mut().expect("just prepared"))
-    }
-
-    /// `room` as text, from `rooms` (a field of its own, borrowed beside a statement).
-    fn room<'r>(rooms: &'r mut std::collections::HashMap<&'a RoomAddr, String>, room: &'a RoomAddr) -> &'r str {
-        rooms.entry(room).or_insert_with(|| room.to_string())
     }
 }
 
@@ -70,7 +58,7 @@ pub(super) fn transaction<'a>(
             }
         }
         flush(&tx, batch)?;
-        write_groups(&tx, std::mem::take(&mut prepared.groups))?;
+        prepared.idmap.write(&tx)?;
         for (room, cursor) in cursors {
             tx.prepare_cached("INSERT OR REPLACE INTO cursors (room, cursor, updated) VALUES (?1, ?2, ?3)")?
                 .execute(params![room, cursor, now()])?;
@@ -97,25 +85,6 @@ pub(super) fn unwritten_rows(carry: &[Vec<Op>]) -> u64 {
         }
     }
     keys.len() as u64
-}
-
-const INSERT_ID: &str = "INSERT OR REPLACE INTO ids (remote, room, grp) VALUES (?1, ?2, ?3)";
-
-/// Writes the groups a transaction made, each with the members it gathered.
-fn write_groups(tx: &rusqlite::Transaction<'_>, groups: Vec<(&Op, String)>) -> rusqlite::Result<()> {
-    if groups.is_empty() {
-        return Ok(());
-    }
-    let mut insert = tx.prepare_cached(
-        "INSERT OR REPLACE INTO groups (id, sender, text, time, created, members) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let created = now();
-    for (op, members) in groups {
-        if let Op::Group { id, sender, text, time, .. } = op {
-            insert.execute(params![*id as i64, sender, text, time, created, members])?;
-        }
-    }
-    Ok(())
 }
 
 /// Writes the batch's pending outbox rows, in key order; an event with several destinations is serialised
@@ -161,41 +130,8 @@ fn apply<'t, 'a>(
             .execute(params![*key as i64, now(), reason])?;
             tx.prepare_cached("DELETE FROM outbox WHERE key = ?1")?.execute(params![*key as i64])?;
         }
-        Op::Group { id, origin, .. } => {
-            let mut members = String::new();
-            if let Some((room, remote)) = origin {
-                let room = Prepared::room(&mut prepared.rooms, room);
-                members = super::members::line(room, false, std::slice::from_ref(remote));
-                Prepared::statement(&mut prepared.id, tx, INSERT_ID)?.execute(params![
-                    remote.as_str(),
-                    room,
-                    *id as i64
-                ])?;
-            }
-            prepared.made.insert(*id, prepared.groups.len());
-            prepared.groups.push((op, members));
-        }
-        Op::Copy { group, room, ids } => {
-            let room = Prepared::room(&mut prepared.rooms, room);
-            let line = super::members::line(room, true, ids);
-            if let Some(&made) = prepared.made.get(group) {
-                prepared.groups[made].1.push_str(&line);
-            } else {
-                let append = Prepared::statement(
-                    &mut prepared.append,
-                    tx,
-                    "UPDATE groups SET members = members || ?2 WHERE id = ?1",
-                )?;
-                if append.execute(params![*group as i64, line])? == 0 {
-                    // Its group is gone (pruned): nothing could find these ids' group, so they are not kept.
-                    return Ok(());
-                }
-            }
-            let insert = Prepared::statement(&mut prepared.id, tx, INSERT_ID)?;
-            for remote in ids {
-                insert.execute(params![remote.as_str(), room, *group as i64])?;
-            }
-        }
+        Op::Group { .. } => prepared.idmap.group(op),
+        Op::Copy { group, room, ids } => prepared.idmap.copy(tx, *group, room, ids)?,
         // Gathered by the writer and written once per transaction.
         Op::Cursor { .. } => {}
         Op::Load { room, after, limit } => {

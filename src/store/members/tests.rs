@@ -108,12 +108,17 @@ fn an_id_a_later_group_took_belongs_to_that_group_only() {
     Persist::group(&store, 1, Some((&room, &RemoteId::new("x"))), snippet("first"));
     Persist::copy(&store, 1, &addr("yunhu.b:g"), &[RemoteId::new("y1")]);
     Persist::group(&store, 2, Some((&room, &RemoteId::new("x"))), snippet("second"));
+    // Four id rows, written by one statement: the later row for "x" wins within it too.
+    Persist::copy(&store, 2, &addr("yunhu.b:g"), &[RemoteId::new("y2")]);
     store.end();
     drop(store);
     let (store, opened, _) = open(&dir, &settings());
     drop(store);
     assert_eq!(opened.groups[0].members, [member("yunhu.b:g", &["y1"], true)]);
-    assert_eq!(opened.groups[1].members, [member("missevan.a:1", &["x"], false)]);
+    assert_eq!(
+        opened.groups[1].members,
+        [member("missevan.a:1", &["x"], false), member("yunhu.b:g", &["y2"], true)]
+    );
     let mut ids = DurableIdMap::open(&dir, 10).unwrap();
     assert_eq!(ids.group_of(&room, &RemoteId::new("x")), Some(GroupId(2)));
     assert_eq!(ids.ids_in(GroupId(1), &room), None);

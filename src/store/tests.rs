@@ -78,6 +78,57 @@ fn a_version_one_database_is_migrated() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Every table and index of the database in `dir`, with its columns as SQLite describes them.
+fn schema_of(dir: &Path) -> Vec<String> {
+    let db = Connection::open(dir.join(FILE_NAME)).unwrap();
+    let names: Vec<(String, String)> = db
+        .prepare("SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut shape = Vec::new();
+    for (kind, name) in names {
+        let pragma = if kind == "table" { "table_xinfo" } else { "index_xinfo" };
+        let mut query = db.prepare(&format!("SELECT * FROM pragma_{pragma}(?1)")).unwrap();
+        let width = query.column_count();
+        let columns = query
+            .query_map([&name], |row| {
+                (0..width).map(|i| row.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}"))).collect()
+            })
+            .unwrap()
+            .collect::<Result<Vec<Vec<String>>, _>>()
+            .unwrap();
+        let listed: String = db
+            .query_row("SELECT format('%s %s', wr, strict) FROM pragma_table_list WHERE name = ?1", [&name], |row| {
+                row.get(0)
+            })
+            .unwrap_or_default();
+        shape.push(format!("{kind} {name} {listed} {columns:?}"));
+    }
+    shape
+}
+
+#[test]
+fn a_new_database_gets_the_schema_the_migrations_give_an_old_one() {
+    let (fresh, old) = (temp(), temp());
+    std::fs::create_dir_all(&old).unwrap();
+    let db = Connection::open(old.join(FILE_NAME)).unwrap();
+    db.execute_batch(&format!("{} PRAGMA user_version = 1;", schema::STEPS[0])).unwrap();
+    drop(db);
+    drop(open(&fresh, &settings()));
+    drop(open(&old, &settings()));
+    let (fresh_schema, old_schema) = (schema_of(&fresh), schema_of(&old));
+    assert!(fresh_schema.iter().any(|t| t.starts_with("table ids 1")), "{fresh_schema:#?}");
+    assert_eq!(fresh_schema, old_schema);
+    let version = |dir: &Path| -> i64 {
+        Connection::open(dir.join(FILE_NAME)).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    };
+    assert_eq!((version(&fresh), version(&old)), (SCHEMA_VERSION, SCHEMA_VERSION));
+    let _ = (std::fs::remove_dir_all(fresh), std::fs::remove_dir_all(old));
+}
+
 #[test]
 fn one_store_per_state_directory() {
     let dir = temp();

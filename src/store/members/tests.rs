@@ -115,10 +115,7 @@ fn an_id_a_later_group_took_belongs_to_that_group_only() {
     let (store, opened, _) = open(&dir, &settings());
     drop(store);
     assert_eq!(opened.groups[0].members, [member("yunhu.b:g", &["y1"], true)]);
-    assert_eq!(
-        opened.groups[1].members,
-        [member("missevan.a:1", &["x"], false), member("yunhu.b:g", &["y2"], true)]
-    );
+    assert_eq!(opened.groups[1].members, [member("missevan.a:1", &["x"], false), member("yunhu.b:g", &["y2"], true)]);
     let mut ids = DurableIdMap::open(&dir, 10).unwrap();
     assert_eq!(ids.group_of(&room, &RemoteId::new("x")), Some(GroupId(2)));
     assert_eq!(ids.ids_in(GroupId(1), &room), None);

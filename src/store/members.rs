@@ -160,11 +160,24 @@ pub(super) fn prune(db: &Connection, last: i64) -> rusqlite::Result<usize> {
         let Some(&(through, _)) = chunk.last() else { return Ok(pruned) };
         let mut delete = db.prepare_cached("DELETE FROM ids WHERE remote = ?1 AND room = ?2 AND grp = ?3")?;
         for (grp, text) in &chunk {
+            let mut unread = false;
             for line in text.lines().filter(|l| !l.is_empty()) {
-                let Ok((room, _, ids)) = serde_json::from_str::<(String, bool, Vec<String>)>(line) else { continue };
+                let Ok((room, _, ids)) = serde_json::from_str::<(String, bool, Vec<String>)>(line) else {
+                    unread = true;
+                    continue;
+                };
                 for id in ids {
                     delete.execute(params![id, room, grp])?;
                 }
+            }
+            if unread {
+                // Its ids cannot be named: found by a scan of the table instead, so that none is left behind.
+                let removed = db.execute("DELETE FROM ids WHERE grp = ?1", params![grp])?;
+                warn!(
+                    group = grp,
+                    ids = removed,
+                    "A pruned id-map group had a member that cannot be read; its ids were found by a scan."
+                );
             }
         }
         pruned += db.execute("DELETE FROM groups WHERE id <= ?1", params![through])?;

@@ -137,10 +137,11 @@ fn pruning_takes_a_groups_ids_with_it_but_not_those_a_newer_group_took() {
     store.end();
     drop(store);
     assert_eq!(count(&dir, "SELECT COUNT(*) FROM ids"), 3000);
-    Connection::open(dir.join(FILE_NAME))
-        .unwrap()
-        .execute("UPDATE groups SET created = 0 WHERE id <= ?1", params![1500])
-        .unwrap();
+    let db = Connection::open(dir.join(FILE_NAME)).unwrap();
+    db.execute("UPDATE groups SET created = 0 WHERE id <= ?1", params![1500]).unwrap();
+    // A member line that cannot be read (a damaged row) leaves none of its group's ids behind either.
+    db.execute("UPDATE groups SET members = 'not json' || char(10) WHERE id = 3", []).unwrap();
+    drop(db);
     let (store, opened, _) = open(&dir, &settings());
     drop(store);
     assert_eq!(opened.groups.iter().map(|g| g.id).collect::<Vec<_>>(), [1501]);

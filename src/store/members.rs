@@ -5,7 +5,8 @@
 //! strings), so a copy confirmed after its group was written is one append to the row's text. *Why not a table of
 //! members indexed by group* (schema 2 and 3): every message then wrote two b-trees for each of its ids, and the
 //! index by group cost more than the group's own row; measured with SQLite alone, the id map's rows of a relayed
-//! message took 35.6k instructions that way and 19.7k this way (docs/performance.md).
+//! message took 35.6k instructions that way and 19.7k this way, 12.0k written many rows a statement
+//! ([`Gathered`]; docs/performance.md).
 //!
 //! An id that a later group took (the same id recorded twice in one room) belongs to the later group: `ids` is the
 //! authority, and an id whose row names another group is left out of the older group's members when it is read.
@@ -25,12 +26,21 @@ use crate::model::{RemoteId, RoomAddr};
 #[derive(Default)]
 pub(super) struct Gathered<'a> {
     /// The groups made, each with its members' lines.
-    groups: Vec<(&'a Op, String)>,
+    groups: Vec<Made<'a>>,
     /// Each of `groups` by its id.
     made: HashMap<u64, usize>,
     /// (id, room, group) rows for `ids`.
     ids: Vec<(&'a str, &'a RoomAddr, u64)>,
     rooms: HashMap<&'a RoomAddr, String>,
+}
+
+/// A group a transaction made: its row's fields, borrowed from its `Op::Group`, and its members' lines.
+struct Made<'a> {
+    id: &'a u64,
+    sender: &'a Option<String>,
+    text: &'a String,
+    time: &'a i64,
+    members: String,
 }
 
 impl<'a> Gathered<'a> {
@@ -40,14 +50,14 @@ impl<'a> Gathered<'a> {
 
     /// A group made (`Op::Group`; any other operation is ignored).
     pub(super) fn group(&mut self, op: &'a Op) {
-        let Op::Group { id, origin, .. } = op else { return };
+        let Op::Group { id, origin, sender, text, time } = op else { return };
         let mut members = String::new();
         if let Some((room, remote)) = origin {
             members = line(self.room(room), false, std::slice::from_ref(remote));
             self.ids.push((remote.as_str(), room, *id));
         }
         self.made.insert(*id, self.groups.len());
-        self.groups.push((op, members));
+        self.groups.push(Made { id, sender, text, time, members });
     }
 
     /// `ids`, `group`'s copy in `room`: added to the group's row, or appended to it when an earlier transaction wrote
@@ -61,7 +71,7 @@ impl<'a> Gathered<'a> {
     ) -> rusqlite::Result<()> {
         let line = line(self.room(room), true, ids);
         if let Some(&made) = self.made.get(&group) {
-            self.groups[made].1.push_str(&line);
+            self.groups[made].members.push_str(&line);
         } else if tx
             .prepare_cached("UPDATE groups SET members = members || ?2 WHERE id = ?1")?
             .execute(params![group as i64, line])?
@@ -76,16 +86,8 @@ impl<'a> Gathered<'a> {
     /// Writes what was gathered.
     pub(super) fn write(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
         let created = now();
-        let groups: Vec<[&dyn ToSql; 6]> = self
-            .groups
-            .iter()
-            .filter_map(|(op, members)| match op {
-                Op::Group { id, sender, text, time, .. } => {
-                    Some([id as &dyn ToSql, sender, text, time, &created, members])
-                }
-                _ => None,
-            })
-            .collect();
+        let groups: Vec<[&dyn ToSql; 6]> =
+            self.groups.iter().map(|g| [g.id as &dyn ToSql, g.sender, g.text, g.time, &created, &g.members]).collect();
         insert_rows(tx, "INSERT OR REPLACE INTO groups (id, sender, text, time, created, members) VALUES ", &groups)?;
         let ids: Vec<[&dyn ToSql; 3]> =
             self.ids.iter().map(|(remote, room, group)| [remote as &dyn ToSql, &self.rooms[room], group]).collect();
@@ -115,13 +117,21 @@ pub(super) fn line(room: &str, ours: bool, ids: &[RemoteId]) -> String {
     line
 }
 
+/// A member's line read: (room, ours, ids); `None` for a line that cannot be read.
+type Line = Option<(String, bool, Vec<String>)>;
+
+/// The lines of a group's `members`.
+fn lines(text: &str) -> impl Iterator<Item = Line> + '_ {
+    text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).ok())
+}
+
 /// The members group `grp`'s `text` names, in the order they were written, a room's lines (of the same `ours`) as
 /// one member. An id `ids` gives to another group is left out; a line that cannot be read is logged and skipped.
 pub(super) fn read(db: &Connection, grp: i64, text: &str) -> rusqlite::Result<Vec<StoredMember>> {
     let mut owner = db.prepare_cached("SELECT grp FROM ids WHERE remote = ?1 AND room = ?2")?;
     let mut members: Vec<StoredMember> = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let Ok((room_text, ours, ids)) = serde_json::from_str::<(String, bool, Vec<String>)>(line) else {
+    for line in lines(text) {
+        let Some((room_text, ours, ids)) = line else {
             warn!(group = grp, "A member of a stored id-map group cannot be read; it is left out.");
             continue;
         };
@@ -161,8 +171,8 @@ pub(super) fn prune(db: &Connection, last: i64) -> rusqlite::Result<usize> {
         let mut delete = db.prepare_cached("DELETE FROM ids WHERE remote = ?1 AND room = ?2 AND grp = ?3")?;
         for (grp, text) in &chunk {
             let mut unread = false;
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                let Ok((room, _, ids)) = serde_json::from_str::<(String, bool, Vec<String>)>(line) else {
+            for line in lines(text) {
+                let Some((room, _, ids)) = line else {
                     unread = true;
                     continue;
                 };
